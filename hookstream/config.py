@@ -1,0 +1,174 @@
+"""One typed settings object: defaults, then a YAML file, then HOOKSTREAM_* variables.
+
+Every field maps one-to-one to an environment variable (`HOOKSTREAM_` + upper-cased
+name) and to a Helm value. `load_settings` validates and fails fast with ConfigError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from hookstream.errors import ConfigError
+
+ENV_PREFIX = "HOOKSTREAM_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Kafka
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    schema_registry_url: str = ""
+    partitions: int = 6
+    table_partitions: int = 1  # the compacted webhooks and entities topics
+    replication_factor: int = 1
+    # the local development broker
+    state_dir: str = "~/.local/state/hookstream"
+    cache_dir: str = "~/.cache/hookstream"
+    broker_port: int = 9092
+    broker_heap_mb: int = 768
+    # webhook secrets are encrypted with this Fernet key; empty = a key file in state_dir
+    secret_key: str = field(default="", repr=False)
+    # processor
+    processor_batch_size: int = 1000
+    processor_batch_ms: int = 50
+    render_timeout_s: float = 0.5
+    max_body_bytes: int = 1_048_576
+    # delivery
+    retry_tiers: tuple[str, ...] = ("10s", "1m", "10m", "1h", "6h")
+    max_in_flight: int = 512
+    max_in_flight_per_origin: int = 64
+    allowed_networks: tuple[str, ...] = ()
+    circuit_failure_threshold: int = 5
+    circuit_cooldown_s: float = 30.0
+    cra_cache_s: float = 300.0
+    response_body_cap_bytes: int = 65_536
+    # operations
+    metrics_port: int = 0
+    log_level: str = "INFO"
+
+    def topic(self, name: str) -> str:
+        """A topic name with the configured prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).expanduser()
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir).expanduser()
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_TYPES = get_type_hints(Settings)
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kind = _TYPES[name]
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(f"not a boolean: {raw!r}")
+            return text in ("1", "true", "yes", "on")
+        if kind is int:
+            if isinstance(raw, bool):
+                raise ValueError(f"not an integer: {raw!r}")
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is str:
+            return str(raw)
+        if isinstance(kind, types.GenericAlias) and kind.__origin__ is tuple:
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(str(i).strip() for i in items if str(i).strip())
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"setting {name}: {e}") from e
+    raise ConfigError(f"setting {name}: unsupported type {kind}")  # pragma: no cover
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    check_dns: bool = True,
+    **overrides: Any,
+) -> Settings:
+    """Defaults, then the YAML file at `path` (or $HOOKSTREAM_CONFIG), then the environment,
+    then explicit overrides; validated."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = path or env.get(f"{ENV_PREFIX}CONFIG")
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"cannot read settings file {path}: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"settings file {path} must hold a mapping")
+        unknown = sorted(set(loaded) - set(_FIELDS))
+        if unknown:
+            raise ConfigError(f"settings file {path}: unknown setting(s) {', '.join(unknown)}")
+        values.update({k: _coerce(k, v) for k, v in loaded.items()})
+    for name in _FIELDS:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = _coerce(name, raw)
+    values.update({k: _coerce(k, v) for k, v in overrides.items() if v is not None})
+    settings = Settings(**values)
+    validate(settings, check_dns=check_dns)
+    return settings
+
+
+def validate(settings: Settings, check_dns: bool = True) -> None:
+    """Raise ConfigError listing every problem."""
+    errors: list[str] = []
+    servers = [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()]
+    if not servers:
+        errors.append("bootstrap_servers is empty")
+    for server in servers:
+        host, sep, port = server.rpartition(":")
+        if not sep or not port.isdigit():
+            errors.append(f"bootstrap server {server!r} must be host:port")
+            continue
+        if check_dns:
+            try:
+                socket.getaddrinfo(host.strip("[]"), int(port))
+            except (socket.gaierror, UnicodeError):
+                errors.append(f"bootstrap host {host!r} does not resolve")
+    for name in ("partitions", "table_partitions", "replication_factor", "processor_batch_size", "max_in_flight",
+                 "max_in_flight_per_origin", "circuit_failure_threshold"):
+        if getattr(settings, name) < 1:
+            errors.append(f"{name} must be at least 1")
+    if not 0 < settings.broker_port < 65535:
+        errors.append("broker_port must be between 1 and 65534")
+    if not settings.retry_tiers:
+        errors.append("retry_tiers must list at least one delay")
+    from hookstream.retry import parse_delay  # the retry module owns the delay spelling
+
+    for tier in settings.retry_tiers:
+        try:
+            parse_delay(tier)
+        except ValueError:
+            errors.append(f"retry tier {tier!r} is not a delay such as 10s, 1m, 1h")
+    from hookstream.ssrf import parse_networks
+
+    try:
+        parse_networks(settings.allowed_networks)
+    except ValueError as e:
+        errors.append(f"allowed_networks: {e}")
+    if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        errors.append(f"log_level {settings.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+    if errors:
+        raise ConfigError("invalid settings:\n" + "\n".join(f"  - {e}" for e in errors))

@@ -1,0 +1,95 @@
+"""One error hierarchy, split by how the caller must react.
+
+    HookstreamError
+    ├── ConfigError                 settings are invalid: fail fast at start
+    ├── BrokerError                 the local Kafka broker could not be fetched or started
+    ├── TransientError              try again later
+    │   ├── DeliveryTimeout
+    │   ├── ConnectionFailed
+    │   └── ChallengeFailed         CRA challenge failed: retried, no attempt spent
+    └── PermanentError              retrying cannot help
+        ├── DecodeError             malformed record bytes (names topic, partition, offset)
+        ├── InvalidDefinition       a webhook definition failed validation (lists every error)
+        ├── InvalidCriteria         a filter that cannot be evaluated
+        ├── InvalidTemplate         a template that does not compile
+        ├── RenderError             a template that failed while rendering
+        └── BlockedDestination      SSRF guard refused the target address
+
+Foreign exceptions are translated once, at the adapter, with `raise X(...) from e`.
+"""
+
+from __future__ import annotations
+
+
+class HookstreamError(Exception):
+    """Base of every error hookstream raises on purpose."""
+
+
+class ConfigError(HookstreamError):
+    """Settings are missing or invalid."""
+
+
+class BrokerError(HookstreamError):
+    """The local Kafka broker could not be fetched, formatted or started."""
+
+
+class TransientError(HookstreamError):
+    """A failure that may pass: the caller retries later."""
+
+
+class DeliveryTimeout(TransientError):
+    """The target did not answer within the webhook's timeout."""
+
+
+class ConnectionFailed(TransientError):
+    """The target could not be reached."""
+
+
+class ChallengeFailed(TransientError):
+    """The CRA challenge failed; the delivery waits without spending an attempt."""
+
+
+class PermanentError(HookstreamError):
+    """A failure that retrying cannot fix."""
+
+
+class DecodeError(PermanentError):
+    """Bytes on a topic could not be decoded into the expected record."""
+
+    def __init__(self, reason: str, topic: str = "", partition: int = -1, offset: int = -1):
+        self.reason = reason
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        where = f" at {topic}[{partition}]@{offset}" if topic else ""
+        super().__init__(f"undecodable record{where}: {reason}")
+
+    def at(self, topic: str, partition: int, offset: int) -> DecodeError:
+        """The same error, located on a topic."""
+        return DecodeError(self.reason, topic, partition, offset)
+
+
+class InvalidDefinition(PermanentError):
+    """A webhook definition failed validation; `errors` lists every problem."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.source = source
+        self.errors = list(errors)
+        lines = "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(f"{source}: {len(self.errors)} error(s)\n{lines}")
+
+
+class InvalidCriteria(PermanentError):
+    """A filter names an unknown field or searchtype, or has a malformed shape."""
+
+
+class InvalidTemplate(PermanentError):
+    """A template does not compile, or uses something outside the allow-list."""
+
+
+class RenderError(PermanentError):
+    """A template raised, ran too long or produced too much while rendering."""
+
+
+class BlockedDestination(PermanentError):
+    """The SSRF guard refused the address the request would connect to."""
