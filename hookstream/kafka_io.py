@@ -51,7 +51,8 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[tuple[str
             missing.append(NewTopic(spec.name, num_partitions=spec.partitions,
                                     replication_factor=settings.replication_factor,
                                     config=spec.config))
-    for name, future in admin.create_topics(missing, request_timeout=timeout_s).items():
+    futures = admin.create_topics(missing, request_timeout=timeout_s) if missing else {}
+    for name, future in futures.items():
         try:
             future.result()
             report.append((name, "created"))
