@@ -81,13 +81,21 @@ class LocalBroker:
         pid = self._live_pid()
         if pid is None:
             if self.pid_file.exists():
-                return BrokerStatus(False, None, self.bootstrap,
-                                    "not running (stale pid file: the broker died or was killed)")
+                return BrokerStatus(
+                    False,
+                    None,
+                    self.bootstrap,
+                    "not running (stale pid file: the broker died or was killed)",
+                )
             return BrokerStatus(False, None, self.bootstrap, "not running")
         if _answers(self.bootstrap, timeout_s=3.0):
             return BrokerStatus(True, pid, self.bootstrap, f"running (pid {pid})")
-        return BrokerStatus(False, pid, self.bootstrap,
-                            f"process {pid} alive but the broker does not answer (starting or hung)")
+        return BrokerStatus(
+            False,
+            pid,
+            self.bootstrap,
+            f"process {pid} alive but the broker does not answer (starting or hung)",
+        )
 
     # -- start ------------------------------------------------------------------------
 
@@ -101,8 +109,16 @@ class LocalBroker:
             raise BrokerError("Maven (mvn) is needed to fetch the Kafka broker; install it")
         staging = self.libs.with_name(f"libs.tmp{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
-        cmd = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-               f"-DoutputDirectory={staging}", "-DincludeScope=runtime"]
+        cmd = [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+            "-DincludeScope=runtime",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise BrokerError(f"fetching Kafka {self.version} failed:\n{proc.stdout[-2000:]}")
@@ -119,35 +135,49 @@ class LocalBroker:
 
     def _write_config(self) -> None:
         self.config_file.write_text(
-            "\n".join([
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.bootstrap.servers=127.0.0.1:{self.port + 1}",
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.port + 1}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-                "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                f"log.dirs={self.data_dir}",
-                "num.partitions=1",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=10",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "transaction.state.log.num.partitions=10",
-                "group.initial.rebalance.delay.ms=0",
-                "auto.create.topics.enable=false",
-                "log.retention.check.interval.ms=60000",
-                "",
-            ])
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers=127.0.0.1:{self.port + 1}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"CONTROLLER://127.0.0.1:{self.port + 1}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={self.data_dir}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=10",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "transaction.state.log.num.partitions=10",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    "log.retention.check.interval.ms=60000",
+                    "",
+                ]
+            )
         )
 
     def _format(self, libs: Path) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        cmd = [self._java(), "-cp", f"{libs}/*", f"-Dhookstream.log.file={self.log_file}",
-               f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "kafka.tools.StorageTool", "format",
-               "--standalone", "-t", cluster_id, "-c", str(self.config_file)]
+        cmd = [
+            self._java(),
+            "-cp",
+            f"{libs}/*",
+            f"-Dhookstream.log.file={self.log_file}",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            cluster_id,
+            "-c",
+            str(self.config_file),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
@@ -161,22 +191,38 @@ class LocalBroker:
             if current.pid is not None:
                 if not current.running:
                     _wait_until_answers(self.bootstrap, current.pid, timeout_s, self.log_file)
-                return BrokerStatus(True, current.pid, self.bootstrap,
-                                    f"already running (pid {current.pid})")
+                return BrokerStatus(
+                    True, current.pid, self.bootstrap, f"already running (pid {current.pid})"
+                )
             if _port_in_use(self.port):
-                raise BrokerError(f"port {self.port} is in use by another process; "
-                                  "set HOOKSTREAM_BROKER_PORT to another port")
+                raise BrokerError(
+                    f"port {self.port} is in use by another process; "
+                    "set HOOKSTREAM_BROKER_PORT to another port"
+                )
             libs = self.fetch()
             self._write_config()
             self._format(libs)
-            cmd = [self._java(), f"-Xmx{self.heap_mb}m", f"-Xms{min(256, self.heap_mb)}m",
-                   "-XX:+UseG1GC", "-Djava.awt.headless=true",
-                   f"-Dhookstream.log.file={self.log_file}",
-                   f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
-                   "-cp", f"{libs}/*", MAIN_CLASS, str(self.config_file)]
+            cmd = [
+                self._java(),
+                f"-Xmx{self.heap_mb}m",
+                f"-Xms{min(256, self.heap_mb)}m",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dhookstream.log.file={self.log_file}",
+                f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+                "-cp",
+                f"{libs}/*",
+                MAIN_CLASS,
+                str(self.config_file),
+            ]
             with open(self.state_dir / "kafka.stdout", "ab") as out:
-                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             self.pid_file.write_text(str(proc.pid))
             _wait_until_answers(self.bootstrap, proc.pid, timeout_s, self.log_file)
             return BrokerStatus(True, proc.pid, self.bootstrap, f"started (pid {proc.pid})")

@@ -18,8 +18,9 @@ Command = Callable[[argparse.Namespace, Settings], int]
 def _local_broker(settings: Settings) -> Any:
     from hookstream.broker import LocalBroker
 
-    return LocalBroker(settings.state_path, settings.cache_path, settings.broker_port,
-                       settings.broker_heap_mb)
+    return LocalBroker(
+        settings.state_path, settings.cache_path, settings.broker_port, settings.broker_heap_mb
+    )
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
@@ -27,8 +28,10 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "start":
         started = time.monotonic()
         status = broker.start()
-        print(f"kafka {broker.version} at {status.bootstrap}: {status.detail} "
-              f"[{time.monotonic() - started:.1f}s]")
+        print(
+            f"kafka {broker.version} at {status.bootstrap}: {status.detail} "
+            f"[{time.monotonic() - started:.1f}s]"
+        )
         return 0
     status = broker.stop() if args.action == "stop" else broker.status()
     print(f"kafka {broker.version} at {status.bootstrap}: {status.detail}")
@@ -59,8 +62,13 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{args.file}:{parsed.line_no}: {parsed.reason}", file=sys.stderr)
                 continue
             value, headers = codec.encode(parsed, topic)
-            prod.produce(topic, value, parsed.key().encode(), headers=headers,
-                         on_delivery=delivery_callback(failures))
+            prod.produce(
+                topic,
+                value,
+                parsed.key().encode(),
+                headers=headers,
+                on_delivery=delivery_callback(failures),
+            )
             prod.poll(0)
             sent += 1
     flush(prod)
@@ -92,15 +100,134 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 record = codec.decode_any(msg.value(), msg.headers(), args.topic)
             except DecodeError as e:
-                print(json.dumps({"at": where, "error": str(e.at(args.topic, msg.partition() or 0,
-                                                                   msg.offset() or 0))}))
+                print(
+                    json.dumps(
+                        {
+                            "at": where,
+                            "error": str(e.at(args.topic, msg.partition() or 0, msg.offset() or 0)),
+                        }
+                    )
+                )
                 continue
             key = msg.key()
-            print(json.dumps({"at": where, "key": key.decode(errors="replace") if key else None,
-                              "record": record_to_json(record)}, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "at": where,
+                        "key": key.decode(errors="replace") if key else None,
+                        "record": record_to_json(record),
+                    },
+                    ensure_ascii=False,
+                )
+            )
     finally:
         cons.close()
     return 0 if seen else 1
+
+
+def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from hookstream import admin
+
+    if args.action == "apply":
+        if not args.file:
+            raise SystemExit("hookstream webhooks apply needs -f FILE_OR_DIR")
+        for definition, state in admin.apply_webhooks(settings, Path(args.file)):
+            print(f"{definition.id} v{definition.version}: {state}")
+        return 0
+    if args.action == "delete":
+        if not args.id:
+            raise SystemExit("hookstream webhooks delete needs a webhook ID")
+        found = admin.delete_webhook(settings, args.id)
+        print(f"{args.id}: {'deleted' if found else 'not found'}")
+        return 0 if found else 1
+    for row in admin.list_webhooks(settings):
+        print(
+            json.dumps(row, ensure_ascii=False)
+            if args.json
+            else f"{row['id']:<30} v{row['version']:<4} {row['instance']:<16} {row['itemtype']:<14}"
+            f" {row['event']:<7} {'active' if row['is_active'] else 'inactive':<8} {row['url']}"
+        )
+    return 0
+
+
+def cmd_entities(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from hookstream.admin import apply_entities
+
+    print(f"published {apply_entities(settings, Path(args.file))} entities")
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from hookstream import admin
+    from hookstream.entities import EntityTable
+    from hookstream.errors import TransientError
+    from hookstream.secrets import secret_box
+    from hookstream.webhooks import load_definitions
+
+    now_ms = int(time.time() * 1000)
+    source = Path(args.webhook)
+    if source.exists():
+        found = load_definitions(
+            source,
+            secret_box(settings),
+            {},
+            [_delay(t) for t in settings.retry_tiers],
+            settings.allowed_networks,
+        )
+        webhook = found[0] if not args.id else next(d for d in found if d.id == args.id)
+    else:
+        current = admin.current_webhooks(settings)
+        if args.webhook not in current:
+            print(
+                f"no webhook {args.webhook!r} (neither a file nor a published id)", file=sys.stderr
+            )
+            return 1
+        webhook = current[args.webhook]
+    try:
+        entities = admin.load_entities(settings)
+    except TransientError:
+        entities = EntityTable()  # offline preview: entity scope without the synced tree
+    event = admin.event_from_file(Path(args.event), webhook.instance, now_ms)
+    result = admin.preview(webhook, event, entities, now_ms)
+    if not result["matches"]:
+        print(f"no match: {result['reason']}")
+        return 1
+    if "render_error" in result:
+        print(f"render_error: {result['render_error']}")
+        return 1
+    print(f"{result['method']} {result['url']}")
+    for name, value in result["headers"].items():
+        print(f"{name}: {value}")
+    print()
+    print(result["body"])
+    return 0
+
+
+def _delay(label: str) -> int:
+    from hookstream.retry import parse_delay
+
+    return parse_delay(label)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if args.component == "processor":
+        from processors.processor import run_processor
+
+        return run_processor(settings)
+    from connectors.delivery import run_delivery
+
+    return run_delivery(settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,14 +256,38 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument("--max", type=int, default=10)
     consume.add_argument("--timeout", type=float, default=10.0, help="stop after S idle seconds")
     consume.set_defaults(func=cmd_consume)
+
+    webhooks = sub.add_parser("webhooks", help="webhook definitions on the compacted topic")
+    webhooks.add_argument("action", choices=["apply", "delete", "list"])
+    webhooks.add_argument("id", nargs="?", help="the webhook to delete")
+    webhooks.add_argument("-f", "--file", help="YAML file or directory (apply)")
+    webhooks.add_argument("--json", action="store_true", help="list as JSON lines")
+    webhooks.set_defaults(func=cmd_webhooks)
+
+    entities = sub.add_parser("entities", help="GLPI entity trees on the compacted topic")
+    entities.add_argument("action", choices=["apply"])
+    entities.add_argument("-f", "--file", required=True)
+    entities.set_defaults(func=cmd_entities)
+
+    preview = sub.add_parser("preview", help="show the request a webhook would send for an event")
+    preview.add_argument("--webhook", required=True, help="a YAML file or a published id")
+    preview.add_argument("--id", help="which webhook of a file with several")
+    preview.add_argument("--event", required=True, help="an event JSON file")
+    preview.set_defaults(func=cmd_preview)
+
+    run = sub.add_parser("run", help="run a pipeline component until SIGTERM")
+    run.add_argument("component", choices=["processor", "delivery"])
+    run.set_defaults(func=cmd_run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = {"bootstrap_servers": args.bootstrap_servers,
-                 "topic_prefix": getattr(args, "prefix", None),
-                 "broker_port": getattr(args, "port", None)}
+    overrides = {
+        "bootstrap_servers": args.bootstrap_servers,
+        "topic_prefix": getattr(args, "prefix", None),
+        "broker_port": getattr(args, "port", None),
+    }
     if overrides["broker_port"] and not args.bootstrap_servers:
         overrides["bootstrap_servers"] = f"127.0.0.1:{overrides['broker_port']}"
     try:

@@ -20,9 +20,9 @@ from typing import Any, Protocol, TypeVar
 
 import fastavro
 
+from hookstream.definitions import WebhookDefinition
 from hookstream.errors import DecodeError
 from hookstream.events import AttemptRecord, DeliveryRequest, EntityRecord, ItemChangeEvent, Record
-from hookstream.definitions import WebhookDefinition
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 SCHEMA_HEADER = "hookstream-schema"
@@ -38,6 +38,11 @@ Headers = list[tuple[str, str | bytes | None]]
 MessageHeaders = Sequence[tuple[str, str | bytes | None]] | dict[str, str | bytes | None] | None
 
 
+def header_items(headers: MessageHeaders) -> Headers:
+    """A message's headers as a list of pairs, whatever shape the client gave them in."""
+    return list(headers.items() if isinstance(headers, dict) else (headers or []))
+
+
 def header(headers: MessageHeaders, name: str) -> bytes | None:
     """The value of header `name`, as bytes."""
     items = headers.items() if isinstance(headers, dict) else (headers or [])
@@ -45,6 +50,8 @@ def header(headers: MessageHeaders, name: str) -> bytes | None:
         if key == name:
             return value.encode() if isinstance(value, str) else value
     return None
+
+
 R = TypeVar("R", bound=Record)
 
 
@@ -84,12 +91,13 @@ class Codec:
         if self._registry is not None:
             buf.write(struct.pack(">bI", _MAGIC, self._schema_id(name, topic)))
         fastavro.schemaless_writer(buf, self._parsed[name], record.to_dict())
-        headers: Headers = [(SCHEMA_HEADER, name.encode()),
-                            (VERSION_HEADER, str(self._versions[name]).encode())]
+        headers: Headers = [
+            (SCHEMA_HEADER, name.encode()),
+            (VERSION_HEADER, str(self._versions[name]).encode()),
+        ]
         return buf.getvalue(), headers
 
-    def decode(self, value: bytes | None, headers: MessageHeaders,
-               expected: type[R]) -> R:
+    def decode(self, value: bytes | None, headers: MessageHeaders, expected: type[R]) -> R:
         """The record in `value`, or DecodeError saying why it is not one."""
         if value is None:
             raise DecodeError("empty value (tombstone) where a record was expected")
@@ -102,7 +110,9 @@ class Codec:
                 if found is None:
                     raise DecodeError(f"no {SCHEMA_HEADER} header")
                 if found.decode(errors="replace") != name:
-                    raise DecodeError(f"schema {found.decode(errors='replace')!r}, expected {name!r}")
+                    raise DecodeError(
+                        f"schema {found.decode(errors='replace')!r}, expected {name!r}"
+                    )
                 data = fastavro.schemaless_reader(io.BytesIO(value), self._parsed[name], None)
             if not isinstance(data, dict):
                 raise DecodeError("not a record")
@@ -112,11 +122,10 @@ class Codec:
         except Exception as e:  # fastavro raises many types on garbage: EOFError, ValueError...
             raise DecodeError(f"{name}: {type(e).__name__}: {e}"[:300]) from e
 
-    def decode_any(self, value: bytes | None, headers: MessageHeaders,
-                   topic: str) -> Record:
+    def decode_any(self, value: bytes | None, headers: MessageHeaders, topic: str) -> Record:
         """Decode a record whose type is named by its header, or else implied by its topic."""
         name = (header(headers, SCHEMA_HEADER) or b"").decode(errors="replace")
-        expected = RECORD_TYPES.get(name) or RECORD_TYPES.get(topic_schema(topic), None)
+        expected = RECORD_TYPES.get(name) or RECORD_TYPES.get(topic_schema(topic))
         if expected is None:
             raise DecodeError(f"cannot tell the schema of a record on {topic}")
         return self.decode(value, headers, expected)
@@ -148,8 +157,12 @@ class Codec:
 
 def topic_schema(topic: str) -> str:
     """The schema a topic holds, from its name (without prefix)."""
-    for suffix, name in (("glpi.item-changes", "ItemChangeEvent"), (".webhooks", "WebhookDefinition"),
-                         (".entities", "Entity"), (".attempts", "AttemptRecord")):
+    for suffix, name in (
+        ("glpi.item-changes", "ItemChangeEvent"),
+        (".webhooks", "WebhookDefinition"),
+        (".entities", "Entity"),
+        (".attempts", "AttemptRecord"),
+    ):
         if topic.endswith(suffix):
             return name
     return "DeliveryRequest"  # deliveries, retry tiers and the DLQ

@@ -147,8 +147,15 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
                 socket.getaddrinfo(host.strip("[]"), int(port))
             except (socket.gaierror, UnicodeError):
                 errors.append(f"bootstrap host {host!r} does not resolve")
-    for name in ("partitions", "table_partitions", "replication_factor", "processor_batch_size", "max_in_flight",
-                 "max_in_flight_per_origin", "circuit_failure_threshold"):
+    for name in (
+        "partitions",
+        "table_partitions",
+        "replication_factor",
+        "processor_batch_size",
+        "max_in_flight",
+        "max_in_flight_per_origin",
+        "circuit_failure_threshold",
+    ):
         if getattr(settings, name) < 1:
             errors.append(f"{name} must be at least 1")
     if not 0 < settings.broker_port < 65535:

@@ -23,14 +23,27 @@ def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
 
 def producer(settings: Settings, **extra: Any) -> Producer:
     """An idempotent producer: broker retries never duplicate a record."""
-    return Producer(client_config(settings, **{
-        "enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4", **extra}))
+    return Producer(
+        client_config(
+            settings,
+            **{"enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4", **extra},
+        )
+    )
 
 
 def consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
-    return Consumer(client_config(settings, **{
-        "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False,
-        "isolation.level": "read_committed", **extra}))
+    return Consumer(
+        client_config(
+            settings,
+            **{
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                **extra,
+            },
+        )
+    )
 
 
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[tuple[str, str]]:
@@ -45,12 +58,21 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[tuple[str
     for spec in topic_specs(settings):
         if spec.name in existing:
             have = len(existing[spec.name].partitions)
-            note = "" if have == spec.partitions else f" ({have} partitions, config says {spec.partitions})"
+            note = (
+                ""
+                if have == spec.partitions
+                else f" ({have} partitions, config says {spec.partitions})"
+            )
             report.append((spec.name, "exists" + note))
         else:
-            missing.append(NewTopic(spec.name, num_partitions=spec.partitions,
-                                    replication_factor=settings.replication_factor,
-                                    config=spec.config))
+            missing.append(
+                NewTopic(
+                    spec.name,
+                    num_partitions=spec.partitions,
+                    replication_factor=settings.replication_factor,
+                    config=spec.config,
+                )
+            )
     futures = admin.create_topics(missing, request_timeout=timeout_s) if missing else {}
     for name, future in futures.items():
         try:

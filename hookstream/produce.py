@@ -44,11 +44,21 @@ def parse_event_line(line: str, instance: str, now_ms: int, source: str) -> Item
     if parent is not None and not isinstance(parent, dict):
         raise ValueError("parent_item must be a JSON object or null")
     entities_id = data.get("entities_id")
-    if entities_id is not None and (not isinstance(entities_id, int) or isinstance(entities_id, bool)):
+    if entities_id is not None and (
+        not isinstance(entities_id, int) or isinstance(entities_id, bool)
+    ):
         raise ValueError("entities_id must be an integer or null")
-    return make_event(instance, data["itemtype"], data["items_id"], data["event"], data["item"],
-                      occurred_at=now_ms, entities_id=entities_id, parent_item=parent,
-                      source=source)
+    return make_event(
+        instance,
+        data["itemtype"],
+        data["items_id"],
+        data["event"],
+        data["item"],
+        occurred_at=now_ms,
+        entities_id=entities_id,
+        parent_item=parent,
+        source=source,
+    )
 
 
 def parse_event_lines(

@@ -29,8 +29,7 @@ def _delete(days: float) -> dict[str, str]:
     return {"cleanup.policy": "delete", "retention.ms": str(int(days * DAY_MS))}
 
 
-_COMPACT = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0",
-            "segment.ms": str(DAY_MS)}
+_COMPACT = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": str(DAY_MS)}
 
 
 def retry_topics(settings: Settings) -> tuple[str, ...]:
@@ -50,8 +49,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t(ATTEMPTS), n, _delete(30)),
         TopicSpec(t(ITEM_CHANGES_DLQ), n, _delete(30)),
     ]
-    for name, delay in zip(retry_topics(settings),
-                           (parse_delay(d) for d in settings.retry_tiers), strict=True):
+    for name, delay in zip(
+        retry_topics(settings), (parse_delay(d) for d in settings.retry_tiers), strict=True
+    ):
         # A record waits `delay` on its tier: keep it well beyond that.
         specs.append(TopicSpec(name, n, _delete(max(7.0, 4 * delay / 86_400))))
     return specs

@@ -71,8 +71,12 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from hookstream.broker import LocalBroker
 
     defaults = Settings()
-    broker = LocalBroker(tmp_path_factory.mktemp("kafka-state"), defaults.cache_path,
-                         port=_free_port_pair(), heap_mb=768)
+    broker = LocalBroker(
+        tmp_path_factory.mktemp("kafka-state"),
+        defaults.cache_path,
+        port=_free_port_pair(),
+        heap_mb=768,
+    )
     broker.start()
     try:
         yield broker.bootstrap
@@ -84,6 +88,10 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     """Settings on the test broker, with topics of this test's own prefix."""
     return load_settings(
-        env={}, bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
-        partitions=2, state_dir=str(tmp_path / "state"), retry_tiers="1s,2s,3s",
+        env={},
+        bootstrap_servers=kafka_bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        partitions=2,
+        state_dir=str(tmp_path / "state"),
+        retry_tiers="1s,2s,3s",
     )

@@ -76,28 +76,49 @@ def test_malformed_record_is_reported_with_its_location(settings: Settings) -> N
 
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOOKSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-           "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix, "HOOKSTREAM_PARTITIONS": "2",
-           "HOOKSTREAM_STATE_DIR": settings.state_dir}
-    return subprocess.run([sys.executable, "-m", "hookstream.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    env = {
+        **os.environ,
+        "HOOKSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "HOOKSTREAM_PARTITIONS": "2",
+        "HOOKSTREAM_STATE_DIR": settings.state_dir,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "hookstream.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
-def test_produce_reports_bad_lines_and_publishes_the_rest(settings: Settings,
-                                                          tmp_path: Path) -> None:
+def test_produce_reports_bad_lines_and_publishes_the_rest(
+    settings: Settings, tmp_path: Path
+) -> None:
     assert run_cli(settings, "topics", "create").returncode == 0
     lines = (ROOT / "examples" / "events.jsonl").read_text().splitlines()
     bad = tmp_path / "events.jsonl"
-    bad.write_text("\n".join([lines[0], "{not json", lines[1],
-                              '{"itemtype": "Ticket", "items_id": 1, "event": "purge", "item": {}}',
-                              lines[2]]) + "\n")
+    bad.write_text(
+        "\n".join(
+            [
+                lines[0],
+                "{not json",
+                lines[1],
+                '{"itemtype": "Ticket", "items_id": 1, "event": "purge", "item": {}}',
+                lines[2],
+            ]
+        )
+        + "\n"
+    )
     produced = run_cli(settings, "produce", "--instance", "glpi-test", "--file", str(bad))
     assert produced.returncode == 1
     assert f"{bad}:2: not JSON" in produced.stderr
     assert f"{bad}:4: event must be new, update or delete" in produced.stderr
     assert "published 3 event(s)" in produced.stdout
-    consumed = run_cli(settings, "consume", settings.topic(ITEM_CHANGES), "--max", "10",
-                       "--timeout", "3")
+    consumed = run_cli(
+        settings, "consume", settings.topic(ITEM_CHANGES), "--max", "10", "--timeout", "3"
+    )
     printed = consumed.stdout.strip().splitlines()
     assert len(printed) == 3
     assert all('"instance": "glpi-test"' in line for line in printed)
@@ -106,8 +127,9 @@ def test_produce_reports_bad_lines_and_publishes_the_rest(settings: Settings,
 def test_broker_start_stop_status_and_crash(tmp_path: Path) -> None:
     from tests.conftest import _free_port_pair
 
-    broker = LocalBroker(tmp_path / "state", Settings().cache_path, port=_free_port_pair(),
-                         heap_mb=384)
+    broker = LocalBroker(
+        tmp_path / "state", Settings().cache_path, port=_free_port_pair(), heap_mb=384
+    )
     assert broker.status().detail == "not running"
     started = broker.start()
     assert started.running and started.pid

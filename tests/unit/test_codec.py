@@ -20,8 +20,15 @@ from hookstream.events import (
 )
 from tests.conftest import fixture_item
 
-FIXTURES = ["Ticket.json", "Change.json", "Problem.json", "Computer.json", "ITILFollowup.json",
-            "TicketTask.json", "User.json"]
+FIXTURES = [
+    "Ticket.json",
+    "Change.json",
+    "Problem.json",
+    "Computer.json",
+    "ITILFollowup.json",
+    "TicketTask.json",
+    "User.json",
+]
 
 
 class DictRegistry:
@@ -43,27 +50,70 @@ class DictRegistry:
 
 def sample_records(name: str) -> list[object]:
     item = fixture_item(name)
-    event = make_event("glpi-lyon", name.removesuffix(".json"), item["id"], "update", item,
-                       occurred_at=1_762_244_132_000)
+    event = make_event(
+        "glpi-lyon",
+        name.removesuffix(".json"),
+        item["id"],
+        "update",
+        item,
+        occurred_at=1_762_244_132_000,
+    )
     delivery = DeliveryRequest(
-        delivery_id=delivery_id_for(event.event_id, "wh-1"), webhook_id="wh-1",
-        instance=event.instance, event_id=event.event_id, itemtype=event.itemtype,
-        items_id=event.items_id, event=event.event, method="POST", url="https://x.example/h",
-        body=json.dumps(item).encode(), created_at=1, headers={"X-Ticket": str(item["id"])},
-        entities_id=event.entities_id, attempt=2, not_before=5, retry_tier=1)
+        delivery_id=delivery_id_for(event.event_id, "wh-1"),
+        webhook_id="wh-1",
+        instance=event.instance,
+        event_id=event.event_id,
+        itemtype=event.itemtype,
+        items_id=event.items_id,
+        event=event.event,
+        method="POST",
+        url="https://x.example/h",
+        body=json.dumps(item).encode(),
+        created_at=1,
+        headers={"X-Ticket": str(item["id"])},
+        entities_id=event.entities_id,
+        attempt=2,
+        not_before=5,
+        retry_tier=1,
+    )
     attempt = AttemptRecord(
-        delivery_id=delivery.delivery_id, webhook_id="wh-1", instance="glpi-lyon",
-        itemtype=event.itemtype, items_id=event.items_id, event="update", attempt=1,
-        started_at=10, finished_at=20, outcome="retry_scheduled", status_code=503,
-        error="Service Unavailable", response_headers={"retry-after": "5"},
-        response_body=b"busy")
+        delivery_id=delivery.delivery_id,
+        webhook_id="wh-1",
+        instance="glpi-lyon",
+        itemtype=event.itemtype,
+        items_id=event.items_id,
+        event="update",
+        attempt=1,
+        started_at=10,
+        finished_at=20,
+        outcome="retry_scheduled",
+        status_code=503,
+        error="Service Unavailable",
+        response_headers={"retry-after": "5"},
+        response_body=b"busy",
+    )
     webhook = WebhookDefinition(
-        id="wh-1", version=3, instance="glpi-lyon", name=f"{name} hook", itemtype=event.itemtype,
-        event="update", url="https://x.example/{{ item.id }}", secret_encrypted="gAAAA-enc",
-        custom_headers={"X-Name": "{{ item.name }}"}, filter='[{"field": 12}]',
-        retry_schedule_s=[10, 60], allowed_networks=["10.0.0.0/8"])
-    entity = EntityRecord(instance="glpi-lyon", id=3, parent_id=1, name="France",
-                          completename="Root entity > Europe > France", ancestors=[0, 1])
+        id="wh-1",
+        version=3,
+        instance="glpi-lyon",
+        name=f"{name} hook",
+        itemtype=event.itemtype,
+        event="update",
+        url="https://x.example/{{ item.id }}",
+        secret_encrypted="gAAAA-enc",
+        custom_headers={"X-Name": "{{ item.name }}"},
+        filter='[{"field": 12}]',
+        retry_schedule_s=[10, 60],
+        allowed_networks=["10.0.0.0/8"],
+    )
+    entity = EntityRecord(
+        instance="glpi-lyon",
+        id=3,
+        parent_id=1,
+        name="France",
+        completename="Root entity > Europe > France",
+        ancestors=[0, 1],
+    )
     return [event, delivery, attempt, webhook, entity]
 
 
@@ -94,15 +144,19 @@ def test_headers_name_schema_and_version() -> None:
     assert header(headers, "hookstream-schema-version") == b"1"
 
 
-@pytest.mark.parametrize("value, headers, reason", [
-    (b"\x00\x01garbage", [("hookstream-schema", b"ItemChangeEvent")], "ItemChangeEvent"),
-    (b"", [("hookstream-schema", b"ItemChangeEvent")], "EOFError"),
-    (b"abc", [], "no hookstream-schema header"),
-    (b"abc", [("hookstream-schema", b"DeliveryRequest")], "expected 'ItemChangeEvent'"),
-    (None, [], "tombstone"),
-])
-def test_malformed_bytes_raise_decode_error(value: bytes | None, headers: list[tuple[str, bytes]],
-                                            reason: str) -> None:
+@pytest.mark.parametrize(
+    "value, headers, reason",
+    [
+        (b"\x00\x01garbage", [("hookstream-schema", b"ItemChangeEvent")], "ItemChangeEvent"),
+        (b"", [("hookstream-schema", b"ItemChangeEvent")], "EOFError"),
+        (b"abc", [], "no hookstream-schema header"),
+        (b"abc", [("hookstream-schema", b"DeliveryRequest")], "expected 'ItemChangeEvent'"),
+        (None, [], "tombstone"),
+    ],
+)
+def test_malformed_bytes_raise_decode_error(
+    value: bytes | None, headers: list[tuple[str, bytes]], reason: str
+) -> None:
     with pytest.raises(DecodeError) as info:
         Codec().decode(value, headers, ItemChangeEvent)
     assert reason in str(info.value)

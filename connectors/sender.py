@@ -1,0 +1,229 @@
+"""One delivery attempt over HTTP: CRA challenge, OAuth token, signing at send time.
+
+`Sender.send` never raises for the target's behaviour: it returns an `HttpResult`
+saying what happened (a status, no response, blocked, or challenge failed). Errors never
+carry a secret: messages are built from exception types and the target's origin only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from connectors.guard import allowed_networks, check_url, is_blocked
+from hookstream.definitions import WebhookDefinition
+from hookstream.events import DeliveryRequest
+from hookstream.retry import RetryPolicy
+from hookstream.secrets import SecretBox
+from hookstream.signing import cra_expected_answer, cra_token, cra_url, signature_headers
+from hookstream.ssrf import Network, parse_networks
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What sending needs of a webhook, secrets decrypted (in memory only, never logged)."""
+
+    webhook_id: str
+    version: int
+    secret: str = field(repr=False)
+    signature_scheme: str
+    timeout_s: float
+    retry_policy: RetryPolicy
+    sent_try: int
+    retry_schedule_s: tuple[int, ...]
+    use_cra_challenge: bool
+    use_oauth: bool
+    oauth_url: str
+    clientid: str
+    clientsecret: str = field(repr=False)
+    save_response_body: bool
+    allow: tuple[Network, ...]
+
+    @classmethod
+    def of(cls, d: WebhookDefinition, box: SecretBox) -> Target:
+        return cls(
+            d.id,
+            d.version,
+            box.decrypt(d.secret_encrypted),
+            d.signature_scheme,
+            d.timeout_s,
+            RetryPolicy(d.retry_policy),
+            d.sent_try,
+            tuple(d.retry_schedule_s),
+            d.use_cra_challenge,
+            d.use_oauth,
+            d.oauth_url,
+            d.clientid,
+            box.decrypt(d.clientsecret_encrypted),
+            d.save_response_body,
+            parse_networks(d.allowed_networks),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResult:
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    error: str | None = None
+    blocked: str | None = None  # the SSRF guard refused the address
+    challenge_failed: str | None = None  # CRA failed: no attempt spent
+
+
+class OAuthTokens:
+    """Client-credentials tokens, cached until shortly before they expire; one request
+    at a time per client, however many deliveries wait for it."""
+
+    def __init__(self, clock: Callable[[], float]):
+        self._clock = clock
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.requests = 0
+
+    def invalidate(self, target: Target, token: str) -> None:
+        key = (target.oauth_url, target.clientid)
+        if self._tokens.get(key, ("", 0.0))[0] == token:
+            del self._tokens[key]
+
+    async def token(self, session: aiohttp.ClientSession, target: Target) -> str:
+        key = (target.oauth_url, target.clientid)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            cached = self._tokens.get(key)
+            if cached and cached[1] > self._clock():
+                return cached[0]
+            self.requests += 1
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": target.clientid,
+                "client_secret": target.clientsecret,
+                "scope": "",
+            }
+            timeout = aiohttp.ClientTimeout(total=target.timeout_s)
+            async with session.post(
+                target.oauth_url, data=form, timeout=timeout, allow_redirects=False
+            ) as response:
+                if response.status != 200:
+                    raise OAuthFailed(f"token endpoint answered HTTP {response.status}")
+                answer = await response.json(content_type=None)
+            token = answer.get("access_token") if isinstance(answer, dict) else None
+            if not isinstance(token, str) or not token:
+                raise OAuthFailed("token endpoint answer has no access_token")
+            lifetime = float(answer.get("expires_in") or 3600)
+            # Renew a little early so a token never expires in flight.
+            self._tokens[key] = (token, self._clock() + lifetime - min(30.0, lifetime * 0.1))
+            return token
+
+
+class OAuthFailed(Exception):
+    pass
+
+
+class Sender:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        clock: Callable[[], float] = time.time,
+        cra_cache_s: float = 300.0,
+        body_cap_bytes: int = 65_536,
+    ):
+        self.session = session
+        self.clock = clock
+        self.cra_cache_s = cra_cache_s
+        self.body_cap_bytes = body_cap_bytes
+        self.oauth = OAuthTokens(clock)
+        self._cra_passed: dict[tuple[str, str], float] = {}
+
+    async def send(
+        self, request: DeliveryRequest, target: Target, global_allow: tuple[Network, ...] = ()
+    ) -> HttpResult:
+        """One attempt; signs at send time so retries stay within the receiver's tolerance."""
+        reason = check_url(request.url, (*global_allow, *target.allow))
+        if reason:
+            return HttpResult(blocked=reason, error=f"blocked: {reason}")
+        with allowed_networks(target.allow):
+            try:
+                if target.use_cra_challenge and not await self._challenge(request.url, target):
+                    return HttpResult(
+                        challenge_failed="CRA challenge failed", error="CRA challenge failed"
+                    )
+                result = await self._request(request, target)
+                if result.status == 401 and target.use_oauth:
+                    result = await self._request(request, target, refresh=True)
+                return result
+            except OAuthFailed as e:
+                return HttpResult(error=f"oauth: {e}")
+            except Exception as e:
+                return _failure(e, target.timeout_s)
+
+    async def _request(
+        self, request: DeliveryRequest, target: Target, refresh: bool = False
+    ) -> HttpResult:
+        headers = dict(request.headers)
+        headers.update(
+            signature_headers(
+                target.signature_scheme,
+                target.secret,
+                request.delivery_id,
+                request.body,
+                int(self.clock()),
+            )
+        )
+        token = ""
+        if target.use_oauth:
+            token = await self.oauth.token(self.session, target)
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            headers["Authorization"] = f"Bearer {token}"
+        timeout = aiohttp.ClientTimeout(total=target.timeout_s, connect=min(5.0, target.timeout_s))
+        async with self.session.request(
+            request.method,
+            request.url,
+            data=request.body,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+        ) as response:
+            body = (
+                await response.content.read(self.body_cap_bytes)
+                if target.save_response_body
+                else None
+            )
+            if response.status == 401 and token and not refresh:
+                self.oauth.invalidate(target, token)
+            return HttpResult(
+                response.status, {k.lower(): v for k, v in response.headers.items()}, body
+            )
+
+    async def _challenge(self, url: str, target: Target) -> bool:
+        key = (target.webhook_id, url)
+        if self._cra_passed.get(key, 0.0) > self.clock():
+            return True
+        token = cra_token(target.secret)
+        timeout = aiohttp.ClientTimeout(total=target.timeout_s)
+        # GLPI sends the challenge with no other headers.
+        async with self.session.get(
+            cra_url(url, token), timeout=timeout, allow_redirects=False
+        ) as response:
+            answer = await response.content.read(1024)
+            passed = response.status == 200 and answer.decode(
+                errors="replace"
+            ).strip() == cra_expected_answer(target.secret, token)
+        if passed:
+            self._cra_passed[key] = self.clock() + self.cra_cache_s
+        return passed
+
+
+def _failure(error: Exception, timeout_s: float) -> HttpResult:
+    blocked = is_blocked(error)
+    if blocked:
+        return HttpResult(blocked=blocked, error=f"blocked: {blocked}")
+    if isinstance(error, asyncio.TimeoutError):
+        return HttpResult(error=f"timeout after {timeout_s:g}s")
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return HttpResult(error=f"connection failed: {error.os_error.strerror or 'error'}")
+    if isinstance(error, aiohttp.ClientError):
+        return HttpResult(error=f"{type(error).__name__}")
+    return HttpResult(error=f"{type(error).__name__}")

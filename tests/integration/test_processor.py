@@ -1,0 +1,254 @@
+"""The processor on a real broker: exactly the expected delivery requests, no more, no
+fewer, also across SIGKILL and restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hookstream import admin
+from hookstream.codec import Codec
+from hookstream.config import Settings
+from hookstream.events import AttemptRecord, DeliveryRequest, ItemChangeEvent, make_event
+from hookstream.kafka_io import create_topics, flush, producer, read_all
+from hookstream.topics import ATTEMPTS, DELIVERIES, DLQ, ITEM_CHANGES, ITEM_CHANGES_DLQ
+from processors.processor import Processor
+from tests.conftest import fixture_item
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+TICKET = fixture_item("Ticket.json")
+
+
+def ticket(items_id: int, status: int, entity: int, name: str = "Printer jam") -> dict[str, Any]:
+    return {
+        **TICKET,
+        "id": items_id,
+        "name": name,
+        "status": {"id": status, "name": "s"},
+        "entity": {"id": entity, "name": "e", "completename": "e"},
+    }
+
+
+def publish(settings: Settings, events: list[ItemChangeEvent | bytes]) -> None:
+    codec, prod, topic = Codec(), producer(settings), settings.topic(ITEM_CHANGES)
+    for event in events:
+        if isinstance(event, bytes):  # undecodable input
+            prod.produce(
+                topic,
+                event,
+                b"glpi-a:Ticket:0",
+                headers=[("hookstream-schema", b"ItemChangeEvent")],
+            )
+        else:
+            value, headers = codec.encode(event, topic)
+            prod.produce(topic, value, event.key().encode(), headers=headers)
+    flush(prod)
+
+
+def read(settings: Settings, topic: str, kind: type[Any]) -> list[Any]:
+    codec = Codec()
+    return [codec.decode(m.value(), m.headers(), kind) for m in read_all(settings, topic)]
+
+
+def setup_tables(settings: Settings) -> None:
+    create_topics(settings)
+    admin.apply_webhooks(settings, DATA / "webhooks.yaml")
+    admin.apply_entities(settings, DATA / "entities.yaml")
+
+
+def expected_webhooks(instance: str, event: str, status: int, entity: int, name: str) -> set[str]:
+    """The rules of tests/data/webhooks.yaml, written out by hand."""
+    hooks = set()
+    if instance == "glpi-b":
+        return {"b-ticket-new"} if event == "new" else set()
+    if event == "new":
+        if status in (1, 2, 3, 4):
+            hooks.add("a-ticket-new-open")
+        if entity == 3:
+            hooks.add("a-ticket-new-france")
+        if "broken" in name.lower():
+            hooks.add("a-ticket-new-broken")
+    if event == "update" and entity in (1, 3):
+        hooks.add("a-ticket-update-europe")
+    return hooks
+
+
+def mixed_events(count: int) -> list[ItemChangeEvent]:
+    events = []
+    for i in range(count):
+        instance = "glpi-b" if i % 11 == 0 else "glpi-a"
+        event = "update" if i % 3 == 0 else "new"
+        status, entity = 1 + i % 6, (0, 1, 2, 3)[i % 4]
+        name = "BROKEN printer" if i % 50 == 7 else f"Printer {i}"
+        events.append(
+            make_event(
+                instance,
+                "Ticket",
+                10_000 + i,
+                event,
+                ticket(10_000 + i, status, entity, name),
+                occurred_at=i,
+            )
+        )
+    return events
+
+
+def expected_pairs(events: list[ItemChangeEvent]) -> Counter[tuple[str, str]]:
+    pairs: Counter[tuple[str, str]] = Counter()
+    for e in events:
+        item = json.loads(e.item)
+        for hook in expected_webhooks(
+            e.instance, e.event, item["status"]["id"], item["entity"]["id"], item["name"]
+        ):
+            pairs[(e.event_id, hook)] += 1
+    return pairs
+
+
+def run_until(processor: Processor, condition: Any, timeout_s: float = 60.0) -> None:
+    thread = threading.Thread(target=processor.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        processor.stopping.set()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_mixed_stream_yields_exactly_the_expected_requests(settings: Settings) -> None:
+    setup_tables(settings)
+    events = mixed_events(300)
+    publish(settings, [*events[:150], b"\x00garbage", *events[150:]])
+    processor = Processor(settings, clock=lambda: 1_800_000_000.0)
+    run_until(processor, lambda: processor.stats["events"] >= 301)
+
+    requests = read(settings, settings.topic(DELIVERIES), DeliveryRequest)
+    got = Counter((r.event_id, r.webhook_id) for r in requests)
+    expected = expected_pairs(events)
+    broken = Counter({k: v for k, v in expected.items() if k[1] == "a-ticket-new-broken"})
+    assert got == expected - broken
+    assert len({r.delivery_id for r in requests}) == len(requests)
+
+    france = next(r for r in requests if r.webhook_id == "a-ticket-new-france")
+    body = json.loads(france.body)
+    assert body["id"] == france.items_id and body["event"] == "new"
+    assert france.headers["X-Ticket"] == str(france.items_id)
+    assert "X-Empty" not in france.headers
+    assert france.headers["Content-Type"] == "application/json"
+    assert france.method == "POST" and france.url == "https://hooks.example.com/france"
+    open_one = next(r for r in requests if r.webhook_id == "a-ticket-new-open")
+    assert open_one.url == f"https://hooks.example.com/glpi/{open_one.items_id}"
+    assert list(json.loads(open_one.body)) == ["item", "event"]
+    assert all(b"secret" not in r.body for r in requests)
+
+    dead = read(settings, settings.topic(DLQ), DeliveryRequest)
+    assert Counter((r.event_id, r.webhook_id) for r in dead) == broken
+    assert all(r.last_error and r.last_error.startswith("render_error") for r in dead)
+    attempts = read(settings, settings.topic(ATTEMPTS), AttemptRecord)
+    assert {a.outcome for a in attempts} == {"render_error"} and len(attempts) == len(dead)
+
+    undecodable = list(read_all(settings, settings.topic(ITEM_CHANGES_DLQ)))
+    assert len(undecodable) == 1 and undecodable[0].value() == b"\x00garbage"
+    reasons = dict(undecodable[0].headers() or [])
+    assert b"ItemChangeEvent" in reasons["hookstream-error"]
+    assert reasons["hookstream-source"].startswith(settings.topic(ITEM_CHANGES).encode())
+
+
+def test_definition_applied_while_running_takes_effect(settings: Settings, tmp_path: Path) -> None:
+    setup_tables(settings)
+    processor = Processor(settings)
+    thread = threading.Thread(target=processor.run, daemon=True)
+    thread.start()
+    try:
+        assert processor.ready.wait(60)
+        hook = tmp_path / "late.yaml"
+        hook.write_text(
+            "id: late\ninstance: glpi-z\nname: late\nitemtype: Computer\n"
+            "event: update\nis_active: true\nis_recursive: true\n"
+            "url: https://hooks.example.com/late\n"
+        )
+        admin.apply_webhooks(settings, hook)
+        deadline = time.monotonic() + 30
+        while processor.index.get("late") is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        computer = fixture_item("Computer.json")
+        publish(
+            settings,
+            [make_event("glpi-z", "Computer", computer["id"], "update", computer, occurred_at=1)],
+        )
+        deadline = time.monotonic() + 30
+        while processor.stats["deliveries"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        processor.stopping.set()
+        thread.join(30)
+    [request] = read(settings, settings.topic(DELIVERIES), DeliveryRequest)
+    assert request.webhook_id == "late" and request.url == "https://hooks.example.com/late"
+
+
+def spawn_processor(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "HOOKSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "HOOKSTREAM_STATE_DIR": settings.state_dir,
+        "HOOKSTREAM_PROCESSOR_BATCH_SIZE": "200",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "hookstream.cli", "run", "processor"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_processor_restarts_without_loss_or_duplicates(
+    settings: Settings, kill: signal.Signals
+) -> None:
+    setup_tables(settings)
+    events = mixed_events(6000)
+    expected = expected_pairs(events)
+    expected = Counter({k: v for k, v in expected.items() if k[1] != "a-ticket-new-broken"})
+    publish(settings, events)  # type: ignore[arg-type]
+    first = spawn_processor(settings)
+    topic = settings.topic(DELIVERIES)
+    deadline = time.monotonic() + 90
+    seen = 0
+    while time.monotonic() < deadline:  # kill it once part of the stream is committed
+        seen = sum(1 for _ in read_all(settings, topic, timeout_s=5))
+        if seen > 0:
+            break
+        time.sleep(0.3)
+    first.send_signal(kill)
+    first.wait(60)
+    assert 0 < seen < sum(expected.values()), "the kill did not land mid-stream"
+    second = spawn_processor(settings)
+    try:
+        deadline = time.monotonic() + 120
+        got: Counter[tuple[str, str]] = Counter()
+        while time.monotonic() < deadline:
+            requests = read(settings, topic, DeliveryRequest)
+            got = Counter((r.event_id, r.webhook_id) for r in requests)
+            if sum(got.values()) >= sum(expected.values()):
+                time.sleep(2)  # anything extra would show up now
+                requests = read(settings, topic, DeliveryRequest)
+                got = Counter((r.event_id, r.webhook_id) for r in requests)
+                break
+            time.sleep(0.5)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(60) == 0
+    assert got == expected  # no loss, no duplicate
