@@ -83,8 +83,46 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[tuple[str
                 report.append((name, "exists"))
             else:
                 raise TransientError(f"creating topic {name} failed: {e}") from e
+    _wait_for_leaders(admin, [name for name, state in report if state == "created"], timeout_s)
     order = {spec.name: i for i, spec in enumerate(topic_specs(settings))}
     return sorted(report, key=lambda r: order[r[0]])
+
+
+def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout_s: float) -> None:
+    """New topics answer NOT_LEADER until the controller has elected their leaders."""
+    deadline = time.monotonic() + timeout_s
+    while topics and time.monotonic() < deadline:
+        meta = admin.list_topics(timeout=timeout_s).topics
+        topics = [
+            t
+            for t in topics
+            if t not in meta
+            or meta[t].error is not None
+            or any(p.leader < 0 for p in meta[t].partitions.values())
+        ]
+        if topics:
+            time.sleep(0.1)
+
+
+_ELECTION = (
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+)
+
+
+def watermarks(cons: Consumer, tp: TopicPartition, timeout_s: float) -> tuple[int, int]:
+    """Low and high offsets, retried through a leader election."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = cons.get_watermark_offsets(tp, timeout=timeout_s)
+            return int(low), int(high)
+        except KafkaException as e:
+            error = e.args[0]
+            if time.monotonic() > deadline or not (error.retriable() or error.code() in _ELECTION):
+                raise TransientError(f"offsets of {tp.topic}[{tp.partition}]: {e}") from e
+            time.sleep(0.1)
 
 
 def flush(prod: Producer, timeout_s: float = 30.0) -> None:
@@ -104,7 +142,7 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 30.0) -> Iterato
         parts = [TopicPartition(topic, p, 0) for p in meta.partitions]
         ends = {}
         for tp in parts:
-            low, high = cons.get_watermark_offsets(tp, timeout=timeout_s)
+            low, high = watermarks(cons, tp, timeout_s)
             if high > low:
                 ends[tp.partition] = high
             tp.offset = low

@@ -18,6 +18,7 @@ from hookstream.definitions import WebhookDefinition
 from hookstream.entities import Entity, EntityTable
 from hookstream.errors import DecodeError, TransientError
 from hookstream.events import EntityRecord
+from hookstream.kafka_io import watermarks
 from hookstream.topics import ENTITIES, WEBHOOKS
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,7 @@ class TableFollower:
                     f"table topic {topic} is missing; run `hookstream topics create`"
                 )
             for p in meta.partitions:
-                low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=timeout_s
-                )
+                low, high = watermarks(self._consumer, TopicPartition(topic, p), timeout_s)
                 if high > low:
                     self._pending[(topic, p)] = high
                 parts.append(TopicPartition(topic, p, 0))

@@ -187,11 +187,11 @@ def _url(url: str, allowed: Any, global_allow: Sequence[str]) -> list[str]:
         return [f"allowed_networks: {e}"]
     host = match.group(2).rsplit("@", 1)[-1]
     host = host[1:].split("]")[0] if host.startswith("[") else host.split(":")[0]
-    address = literal_ipv4(host) or host
-    try:
-        reason = blocked_reason(address, networks)
-    except ValueError:
-        reason = None  # a host name: checked at connect time, on the address connected to
+    # Only IP literals can be judged now; host names are checked at connect time, on the
+    # address actually connected to.
+    address = literal_ipv4(host) or (host if ":" in host or host.replace(".", "").isdigit()
+                                     else None)
+    reason = blocked_reason(address, networks) if address else None
     if reason:
         errors.append(f"url targets {host} ({reason}); add it to allowed_networks to permit it")
     return errors
