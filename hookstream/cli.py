@@ -230,6 +230,58 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return run_delivery(settings)
 
 
+def _since_ms(value: str | None) -> int:
+    """--since: an ISO date-time, or a duration back from now such as 30m, 2h, 1d."""
+    if not value:
+        return 0
+    from datetime import datetime
+
+    from hookstream.retry import parse_delay
+
+    try:
+        return int((time.time() - parse_delay(value)) * 1000)
+    except ValueError:
+        pass
+    try:
+        return int(datetime.fromisoformat(value).timestamp() * 1000)
+    except ValueError as e:
+        raise SystemExit(f"--since {value!r}: not a date-time nor a duration like 2h") from e
+
+
+def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.redrive import dead_letters, redrive
+
+    since = _since_ms(args.since)
+    if args.action == "list":
+        for dead in dead_letters(settings, args.webhook, since):
+            r = dead.request
+            print(f"{dead.position:<10} {r.delivery_id} {r.webhook_id:<24} "
+                  f"{r.itemtype}#{r.items_id} {r.event:<6} attempts={r.attempt} "
+                  f"{'redriven ' if dead.redriven else ''}{r.last_error or ''}")
+        return 0
+    rate = float(args.rate.removesuffix("/s")) if args.rate else 0.0
+    count = redrive(settings, args.webhook, since, rate,
+                    on_progress=lambda n: print(f"  {n} redriven...", file=sys.stderr))
+    print(f"redrove {count} delivery(ies) to {settings.topic('hookstream.deliveries')}")
+    return 0
+
+
+def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.redrive import find_delivery, force_send, target_for
+
+    request = find_delivery(settings, args.delivery_id)
+    if request is None:
+        print(f"no delivery {args.delivery_id}", file=sys.stderr)
+        return 1
+    target = target_for(settings, request.webhook_id)
+    if target is None:
+        print(f"webhook {request.webhook_id} no longer exists", file=sys.stderr)
+        return 1
+    record = force_send(settings, request, target, time.time)
+    print(f"{record.outcome}: status {record.status_code} {record.error or ''}".rstrip())
+    return 0 if record.outcome == "delivered" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookstream", description=__doc__)
     parser.add_argument("--config", help="settings file (YAML); default $HOOKSTREAM_CONFIG")
@@ -274,6 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--id", help="which webhook of a file with several")
     preview.add_argument("--event", required=True, help="an event JSON file")
     preview.set_defaults(func=cmd_preview)
+
+    dlq = sub.add_parser("dlq", help="the dead-letter queue")
+    dlq.add_argument("action", choices=["list", "redrive"])
+    dlq.add_argument("--webhook", help="only this webhook's deliveries")
+    dlq.add_argument("--since", help="dead-lettered since: ISO date-time or a duration (2h)")
+    dlq.add_argument("--rate", help="redrive at most N/s")
+    dlq.set_defaults(func=cmd_dlq)
+
+    deliveries = sub.add_parser("deliveries", help="one delivery")
+    deliveries.add_argument("action", choices=["send"])
+    deliveries.add_argument("delivery_id")
+    deliveries.set_defaults(func=cmd_deliveries)
 
     run = sub.add_parser("run", help="run a pipeline component until SIGTERM")
     run.add_argument("component", choices=["processor", "delivery"])

@@ -27,6 +27,7 @@ class Outcome(StrEnum):
     BLOCKED = "blocked"
     CHALLENGE_FAILED = "challenge_failed"
     CIRCUIT_OPEN = "circuit_open"
+    FAILED = "failed"  # a forced send that failed; the delivery's route is unchanged
 
 
 R = TypeVar("R", bound="Record")

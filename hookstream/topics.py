@@ -16,6 +16,7 @@ ENTITIES = "hookstream.entities"
 DELIVERIES = "hookstream.deliveries"
 DLQ = "hookstream.dlq"
 ATTEMPTS = "hookstream.attempts"
+REDRIVEN = "hookstream.dlq-redriven"  # ledger: DLQ positions already redriven
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t(DELIVERIES), n, _delete(7)),
         TopicSpec(t(DLQ), n, _delete(30)),
         TopicSpec(t(ATTEMPTS), n, _delete(30)),
+        TopicSpec(t(REDRIVEN), tables, _COMPACT),
         TopicSpec(t(ITEM_CHANGES_DLQ), n, _delete(30)),
     ]
     for name, delay in zip(

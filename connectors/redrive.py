@@ -1,0 +1,172 @@
+"""The dead-letter queue: listing, redrive (each record exactly once), and force send.
+
+Redrive republishes DLQ records to hookstream.deliveries with attempts reset, inside
+Kafka transactions that also write each record's DLQ position to a compacted ledger
+topic. A redrive interrupted at any point and run again therefore redrives every
+record once: what was committed is in the ledger, what was not is invisible
+(read_committed) and is redriven by the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import aiohttp
+from confluent_kafka import Producer
+
+from connectors.guard import guarded_connector
+from connectors.sender import Sender, Target
+from hookstream.codec import Codec
+from hookstream.config import Settings
+from hookstream.errors import DecodeError, HookstreamError
+from hookstream.events import AttemptRecord, DeliveryRequest, Outcome
+from hookstream.kafka_io import read_all
+from hookstream.secrets import secret_box
+from hookstream.ssrf import parse_networks
+from hookstream.topics import ATTEMPTS, DELIVERIES, DLQ, REDRIVEN, retry_topics
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    position: str  # "partition:offset" on the DLQ topic
+    dead_at_ms: int
+    request: DeliveryRequest
+    redriven: bool
+
+
+def _ledger(settings: Settings) -> set[str]:
+    return {
+        (m.key() or b"").decode()
+        for m in read_all(settings, settings.topic(REDRIVEN))
+        if m.value() is not None
+    }
+
+
+def dead_letters(
+    settings: Settings, webhook_id: str | None = None, since_ms: int = 0
+) -> Iterator[DeadLetter]:
+    """DLQ records, oldest first per partition, filtered by webhook and time of arrival."""
+    codec, done = Codec(), _ledger(settings)
+    for msg in read_all(settings, settings.topic(DLQ)):
+        _, dead_at = msg.timestamp()
+        if dead_at < since_ms:
+            continue
+        try:
+            request = codec.decode(msg.value(), msg.headers(), DeliveryRequest)
+        except DecodeError:
+            continue  # an undecodable delivery cannot be redriven; `consume` shows it
+        if webhook_id and request.webhook_id != webhook_id:
+            continue
+        position = f"{msg.partition()}:{msg.offset()}"
+        yield DeadLetter(position, dead_at, request, position in done)
+
+
+def redrive(
+    settings: Settings,
+    webhook_id: str | None = None,
+    since_ms: int = 0,
+    rate_per_s: float = 0.0,
+    batch: int = 100,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> int:
+    """Republish matching DLQ records not yet redriven; returns how many."""
+    codec = Codec()
+    deliveries, ledger = settings.topic(DELIVERIES), settings.topic(REDRIVEN)
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            # One id for every redrive: a second redrive running at once fences the first.
+            "transactional.id": f"{settings.topic_prefix}hookstream-redrive",
+        }
+    )
+    producer.init_transactions(30)
+    count, in_txn, started = 0, 0, time.monotonic()
+    for dead in dead_letters(settings, webhook_id, since_ms):
+        if dead.redriven:
+            continue
+        if in_txn == 0:
+            producer.begin_transaction()
+        fresh = dead.request.evolve(
+            attempt=0, not_before=0, retry_tier=0, last_error=None, last_status=None
+        )
+        value, headers = codec.encode(fresh, deliveries)
+        producer.produce(deliveries, value, fresh.key().encode(), headers=headers)
+        producer.produce(ledger, fresh.delivery_id.encode(), dead.position.encode())
+        count, in_txn = count + 1, in_txn + 1
+        if in_txn >= batch:
+            producer.commit_transaction(60)
+            in_txn = 0
+            on_progress(count)
+        if rate_per_s > 0:  # pace: never ahead of count / rate
+            ahead_s = count / rate_per_s - (time.monotonic() - started)
+            if ahead_s > 0:
+                if in_txn:
+                    producer.commit_transaction(60)
+                    in_txn = 0
+                time.sleep(ahead_s)
+    if in_txn:
+        producer.commit_transaction(60)
+    return count
+
+
+def find_delivery(settings: Settings, delivery_id: str) -> DeliveryRequest | None:
+    """The latest record of a delivery on the deliveries, retry and DLQ topics."""
+    codec, found = Codec(), None
+    for topic in (settings.topic(DELIVERIES), *retry_topics(settings), settings.topic(DLQ)):
+        for msg in read_all(settings, topic):
+            try:
+                request = codec.decode(msg.value(), msg.headers(), DeliveryRequest)
+            except DecodeError:
+                continue
+            if request.delivery_id == delivery_id and (
+                found is None or request.attempt >= found.attempt
+            ):
+                found = request
+    return found
+
+
+def force_send(
+    settings: Settings, request: DeliveryRequest, target: Target, clock: Callable[[], float]
+) -> AttemptRecord:
+    """GLPI's "send now": one immediate attempt whatever the delivery's state. The attempt
+    is recorded; the delivery's own route (retry or DLQ) is left as it is."""
+
+    async def attempt() -> AttemptRecord:
+        allow = parse_networks(settings.allowed_networks)
+        async with aiohttp.ClientSession(connector=guarded_connector(allow)) as session:
+            started = int(clock() * 1000)
+            result = await Sender(session, clock).send(request, target, allow)
+            ok = result.status is not None and 200 <= result.status < 300
+            return AttemptRecord(
+                delivery_id=request.delivery_id,
+                webhook_id=request.webhook_id,
+                instance=request.instance,
+                itemtype=request.itemtype,
+                items_id=request.items_id,
+                event=request.event,
+                attempt=request.attempt + 1,
+                started_at=started,
+                finished_at=int(clock() * 1000),
+                outcome=Outcome.DELIVERED if ok else Outcome.FAILED,
+                status_code=result.status,
+                error=result.error,
+            )
+
+    record = asyncio.run(attempt())
+    codec, topic = Codec(), settings.topic(ATTEMPTS)
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    value, headers = codec.encode(record, topic)
+    producer.produce(topic, value, record.delivery_id.encode(), headers=headers)
+    if producer.flush(30):
+        raise HookstreamError("the attempt record was not acknowledged by Kafka")
+    return record
+
+
+def target_for(settings: Settings, webhook_id: str) -> Target | None:
+    from hookstream.admin import current_webhooks
+
+    definition = current_webhooks(settings).get(webhook_id)
+    return None if definition is None else Target.of(definition, secret_box(settings))
