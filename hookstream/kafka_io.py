@@ -18,7 +18,8 @@ from hookstream.topics import topic_specs
 
 
 def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.bootstrap_servers, **extra}
+    # librdkafka logs transient retries as warnings; errors are still logged.
+    return {"bootstrap.servers": settings.bootstrap_servers, "log_level": 3, **extra}
 
 
 def producer(settings: Settings, **extra: Any) -> Producer:

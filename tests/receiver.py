@@ -1,7 +1,8 @@
 """A real HTTP receiver on loopback that records what it gets (svix's TestReceiver idea).
 
 Behaviour per path: a list of statuses served in turn (the last one repeats), an
-optional hang, extra response headers, and a CRA responder for a given secret.
+optional hang, extra response headers, a CRA responder for a given secret, and a bearer
+check (a fixed token, or any predicate on the headers such as OAuthServer.authorized).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 import hmac
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,6 +36,8 @@ class Behaviour:
     cra_secret: str | None = None
     cra_wrong: bool = False
     bearer: str | None = None  # answer 401 unless "Authorization: Bearer <bearer>"
+    # answer 401 unless authorize(lowercased request headers), e.g. OAuthServer.authorized
+    authorize: Callable[[dict[str, str]], bool] | None = None
     served: int = 0
 
 
@@ -104,6 +108,8 @@ class Receiver:
             behaviour.bearer is not None
             and record.headers.get("authorization") != f"Bearer {behaviour.bearer}"
         ):
+            return 401, {}, b"unauthorized"
+        if behaviour.authorize is not None and not behaviour.authorize(record.headers):
             return 401, {}, b"unauthorized"
         return status, behaviour.headers, b'{"ok": true}'
 
