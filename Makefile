@@ -17,7 +17,7 @@ run: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hookstream processors connectors tests bench
+	$(VENV)/bin/ruff check hookstream processors connectors tests bench examples scripts
 	$(VENV)/bin/mypy
 
 test: lint

@@ -1,0 +1,568 @@
+"""Delivery benchmark: one `hookstream run delivery` process against nginx on loopback.
+
+Run by hand, never by the tests:
+
+    .venv/bin/python bench/delivery.py [--requests 100000] [--profile]
+
+It starts its own Kafka broker (LocalBroker in a temporary state directory on a free
+port) unless KAFKA_BOOTSTRAP_SERVERS is set, uses a fresh topic prefix per scenario,
+and stops everything it started. Receivers listen on 127.0.0.1 only:
+
+* nginx (Debian's nginx-light) on 8 ports, `return 200` to everything; the 8 ports are
+  8 origins, so the per-origin limit (64) times 8 equals the global limit (512).
+  A stub_status port counts requests; requests carrying X-Bench-Produced are logged
+  with nginx's $msec for the latency run.
+* a hanging server (this file, `--role hang`, its own process) that accepts, reads and
+  never answers, one port per hanging webhook: 20 hanging origins.
+
+Scenarios, in order:
+
+1. wrk against nginx (`wrk -t2 -c64 -d10s`, 1 KiB POST): the receiver's ceiling.
+2. bare aiohttp send loop (this file, `--role bare`, its own process): the same requests
+   (1 KiB body, GLPI signature), 512 in flight, 64 per origin, no Kafka: the client ceiling.
+3. 200 healthy webhooks, --requests pre-produced DeliveryRequests: deliveries/s over the
+   steady window (10 % to 90 % of the requests received by nginx), then VmHWM.
+4. same process, idle: 1,000 deliveries/s paced for --latency-s; latency from the bench's
+   produce() call to nginx receiving the request (the clocks are the same machine).
+5. 180 healthy + 20 hanging webhooks (timeout_s 2): deliveries/s to the healthy ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ORIGINS = 8  # nginx ports
+WEBHOOKS = 200
+HANGING = 20  # webhooks i with i % 10 == 9
+BODY_BYTES = 1024
+IN_FLIGHT, PER_ORIGIN = 512, 64  # hookstream's defaults, used by the bare loop too
+SECRET = "s3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr3tAbCd"  # 40 chars, as GLPI generates
+GLPI_RATE = 50 / 60  # GLPI's queuedwebhook cron: 50 requests a minute, one at a time
+TARGETS = {"per_process": 5000, "vs_bare": 0.70, "p99_ms": 50, "rss_mib": 300, "hang": 0.80}
+INSTALL = "apt-get update && apt-get install -y nginx-light wrk"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def body_for(n: int) -> bytes:
+    head = json.dumps({"event": "new", "itemtype": "Ticket", "items_id": n, "pad": ""})
+    return head.replace('"pad": ""', '"pad": "' + "x" * (BODY_BYTES - len(head)) + '"').encode()
+
+
+# -- the receivers ---------------------------------------------------------------------
+
+
+def need_tools() -> None:
+    missing = [tool for tool in ("nginx", "wrk") if not shutil.which(tool, path=_sbin_path())]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        sys.exit(f"bench needs {', '.join(missing)}; install with: sudo sh -c '{INSTALL}'")
+    log(f"installing {', '.join(missing)}: {INSTALL}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["sh", "-c", INSTALL], check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+def _sbin_path() -> str:
+    return os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+
+
+NGINX_CONF = """\
+worker_processes {workers};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 8192; multi_accept on; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+    client_body_buffer_size 64k;
+    keepalive_timeout 120s;
+    keepalive_requests 10000000;
+    log_format latency '$msec $http_x_bench_produced';
+    server {{
+{listens}
+        access_log {d}/latency.log latency if=$http_x_bench_produced;
+        location / {{ return 200 "ok"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{status};
+        location / {{ stub_status; }}
+    }}
+}}
+"""
+
+
+@contextmanager
+def nginx(work: Path, ports: list[int], status_port: int) -> Iterator[Path]:
+    d = work / "nginx"
+    d.mkdir()
+    listens = "\n".join(f"        listen 127.0.0.1:{p} backlog=4096;" for p in ports)
+    workers = max(2, min(4, os.cpu_count() or 2))
+    conf = NGINX_CONF.format(d=d, workers=workers, listens=listens, status=status_port)
+    (d / "nginx.conf").write_text(conf)
+    binary = shutil.which("nginx", path=_sbin_path()) or "nginx"
+    cmd = [binary, "-p", str(d), "-e", str(d / "error.log"), "-c", str(d / "nginx.conf")]
+    proc = subprocess.Popen([*cmd, "-g", "daemon off;"], stdin=subprocess.DEVNULL)
+    try:
+        wait_port(status_port, proc)
+        yield d / "latency.log"
+    finally:
+        stop(proc, signal.SIGQUIT)
+
+
+def nginx_requests(status_port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/", timeout=5) as r:
+        text = r.read().decode()
+    return int(text.splitlines()[2].split()[2])
+
+
+def wait_port(port: int, proc: subprocess.Popen[Any], timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {timeout_s}s")
+
+
+def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout_s: float = 30) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def hang_server(ports: list[int]) -> None:
+    """Accept, read, never answer; forget the connection when the client closes it."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            pass
+        writer.close()
+
+    async def main() -> None:
+        for port in ports:
+            await asyncio.start_server(hold, "127.0.0.1", port, backlog=4096)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def bare_loop(urls: list[str], seconds: float) -> None:
+    """The client-side ceiling: aiohttp, same requests and concurrency, no Kafka."""
+    import aiohttp
+
+    from hookstream.signing import signature_headers
+
+    async def main() -> None:
+        body = body_for(0)
+        count, measuring = [0], [False]
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        ) as session:
+
+            async def worker(i: int) -> None:
+                # worker i always targets origin i % ORIGINS: 64 in flight per origin
+                url = urls[i % len(urls)]
+                timeout = aiohttp.ClientTimeout(total=5, connect=5)
+                n = 0
+                while True:
+                    n += 1
+                    headers = {"Content-Type": "application/json"}
+                    headers.update(signature_headers("glpi", SECRET, f"{i}-{n}", body,
+                                                     int(time.time())))
+                    async with session.post(url, data=body, headers=headers, timeout=timeout,
+                                            allow_redirects=False) as response:
+                        if response.status == 200 and measuring[0]:
+                            count[0] += 1
+
+            tasks = [asyncio.create_task(worker(i)) for i in range(IN_FLIGHT)]
+            await asyncio.sleep(1.0)  # warm up: connections opened
+            measuring[0] = True
+            started = time.perf_counter()
+            await asyncio.sleep(seconds)
+            elapsed = time.perf_counter() - started
+            measuring[0] = False
+            done = count[0]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        print(json.dumps({"count": done, "seconds": elapsed, "rate": done / elapsed}))
+
+    asyncio.run(main())
+
+
+def run_wrk(port: int, work: Path, seconds: int) -> float:
+    script = work / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.body = string.rep("x", {BODY_BYTES})\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    out = subprocess.run(
+        ["wrk", "-t2", "-c64", f"-d{seconds}s", "-s", str(script), f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, check=True, timeout=seconds + 30,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not match:
+        raise RuntimeError(f"no rate in wrk's output:\n{out}")
+    return float(match.group(1))
+
+
+def run_bare(urls: list[str], seconds: int) -> float:
+    cmd = [sys.executable, __file__, "--role", "bare", "--seconds", str(seconds), *urls]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60)
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
+
+
+# -- Kafka side ------------------------------------------------------------------------
+
+
+@contextmanager
+def kafka(work: Path) -> Iterator[str]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    from hookstream.broker import LocalBroker
+    from hookstream.config import Settings
+
+    port = next(p for p in free_ports(20) if p < 65000 and free_ports_pair(p))
+    broker = LocalBroker(work / "kafka", Settings().cache_path, port=port, heap_mb=1024)
+    log(f"starting a local Kafka broker on 127.0.0.1:{port}")
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+def free_ports_pair(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port + 1)) != 0
+
+
+class Scenario:
+    """One topic prefix with its webhooks applied, and a producer of DeliveryRequests."""
+
+    def __init__(self, bootstrap: str, work: Path, urls: list[str], timeouts: list[float]):
+        from confluent_kafka import Producer
+
+        from hookstream import admin
+        from hookstream.codec import Codec
+        from hookstream.config import load_settings
+        from hookstream.kafka_io import create_topics
+        from hookstream.topics import DELIVERIES
+
+        self.prefix = f"bench{uuid.uuid4().hex[:8]}."
+        self.state_dir = work / "state"  # the secret key file, shared by bench and delivery
+        self.settings = load_settings(env={}, bootstrap_servers=bootstrap,
+                                      topic_prefix=self.prefix, state_dir=str(self.state_dir))
+        self.urls = urls
+        create_topics(self.settings)
+        hooks = [
+            {"id": f"bench-{i:03d}", "instance": "glpi-bench", "name": f"bench {i}",
+             "itemtype": "Ticket", "event": "new", "is_active": True, "url": url,
+             "secret": SECRET, "signature_scheme": "glpi", "timeout_s": timeout,
+             "allowed_networks": ["127.0.0.0/8"]}
+            for i, (url, timeout) in enumerate(zip(urls, timeouts, strict=True))
+        ]
+        path = work / f"{self.prefix}yaml"
+        path.write_text(yaml.safe_dump({"webhooks": hooks}))
+        admin.apply_webhooks(self.settings, path)
+        self.topic = self.settings.topic(DELIVERIES)
+        self.codec = Codec()
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1,
+                                  "compression.type": "lz4", "enable.idempotence": True,
+                                  "queue.buffering.max.messages": 1_000_000})
+        self.n = 0
+        self.n_stamped = 0
+
+    def produce(self, count: int, stamp: bool = False) -> None:
+        from hookstream.events import DeliveryRequest, delivery_id_for
+
+        for _ in range(count):
+            n, self.n = self.n, self.n + 1
+            webhook = n % WEBHOOKS
+            now = time.time() * 1000
+            headers = {"Content-Type": "application/json"}
+            if stamp:
+                headers["X-Bench-Produced"] = f"{now:.3f}"
+            event_id = f"bench-event-{n}"
+            request = DeliveryRequest(
+                delivery_id=delivery_id_for(event_id, f"bench-{webhook:03d}"),
+                webhook_id=f"bench-{webhook:03d}", instance="glpi-bench", event_id=event_id,
+                itemtype="Ticket", items_id=n, event="new", method="POST",
+                url=self.urls[webhook], body=body_for(n), created_at=int(now), headers=headers,
+            )
+            value, record_headers = self.codec.encode(request, self.topic)
+            while True:
+                try:
+                    self.producer.produce(self.topic, value, request.key().encode(),
+                                          headers=record_headers)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+            self.producer.poll(0)
+
+    def flush(self) -> None:
+        if self.producer.flush(60):
+            raise RuntimeError("pre-produced requests not acknowledged by Kafka")
+
+    def attempts_produced(self) -> int:
+        from confluent_kafka import Consumer, TopicPartition
+
+        from hookstream.kafka_io import watermarks
+        from hookstream.topics import ATTEMPTS
+
+        topic = self.settings.topic(ATTEMPTS)
+        cons = Consumer({"bootstrap.servers": self.settings.bootstrap_servers,
+                         "group.id": "bench-watermarks"})
+        try:
+            parts = cons.list_topics(topic, timeout=10).topics[topic].partitions
+            return sum(watermarks(cons, TopicPartition(topic, p), 10)[1] for p in parts)
+        finally:
+            cons.close()
+
+
+@contextmanager
+def delivery_process(scenario: Scenario, profile: Path | None) -> Iterator[subprocess.Popen[Any]]:
+    env = {
+        **os.environ,
+        "HOOKSTREAM_BOOTSTRAP_SERVERS": scenario.settings.bootstrap_servers,
+        "HOOKSTREAM_TOPIC_PREFIX": scenario.prefix,
+        "HOOKSTREAM_STATE_DIR": str(scenario.state_dir),
+        "HOOKSTREAM_LOG_LEVEL": "WARNING",
+        "HOOKSTREAM_METRICS_PORT": "0",
+    }
+    cmd = [str(Path(sys.executable).with_name("hookstream")), "run", "delivery"]
+    if profile is not None:
+        cmd = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(profile),
+               "-m", "hookstream.cli", "run", "delivery"]
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        stop(proc, signal.SIGTERM, timeout_s=60)
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            found[key] = int(value.split()[0])
+    return found
+
+
+def steady_rate(samples: list[tuple[float, int]], total: int) -> tuple[float, float]:
+    """Requests/s between 10 % and 90 % of `total` received, and the time to all of them."""
+    def when(fraction: float) -> float:
+        return next(t for t, c in samples if c >= fraction * total)
+
+    t10, t90 = when(0.1), when(0.9)
+    return 0.8 * total / max(t90 - t10, 1e-9), when(1.0) - samples[0][0]
+
+
+def watch(status_port: int, total: int, proc: subprocess.Popen[Any],
+          timeout_s: float) -> list[tuple[float, int]]:
+    """Sample nginx's request counter until `total` more requests arrived (status probes
+    are requests too: each sample subtracts its own)."""
+    base = nginx_requests(status_port)
+    samples, probes = [(time.monotonic(), 0)], 1
+    deadline = time.monotonic() + timeout_s
+    while samples[-1][1] < total:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the delivery process exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {samples[-1][1]} of {total} requests in {timeout_s:.0f}s")
+        time.sleep(0.1)
+        probes += 1
+        samples.append((time.monotonic(), nginx_requests(status_port) - base - probes))
+    return samples
+
+
+def paced_latency(scenario: Scenario, log_file: Path, rate: int, seconds: float) -> list[float]:
+    """Produce `rate` stamped requests a second; latencies (ms) from nginx's $msec."""
+    start = log_file.stat().st_size if log_file.exists() else 0
+    total, tick = int(rate * seconds), 0.01
+    began = time.monotonic()
+    while scenario.n_stamped < total:
+        due = min(total, int((time.monotonic() - began) * rate) + 1)
+        scenario.produce(due - scenario.n_stamped, stamp=True)
+        scenario.n_stamped = due
+        time.sleep(tick)
+    scenario.flush()
+    deadline = time.monotonic() + 30
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        with open(log_file, "rb") as f:
+            f.seek(start)
+            lines = f.read().decode().splitlines()
+        if len(lines) >= total:
+            break
+        time.sleep(0.2)
+    return sorted(float(at) * 1000 - float(sent) for at, sent in (x.split() for x in lines))
+
+
+def percentile(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+# -- the run ---------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=100_000, help="pre-produced per run")
+    parser.add_argument("--ceiling-s", type=int, default=10, help="wrk and bare loop duration")
+    parser.add_argument("--latency-s", type=float, default=10.0)
+    parser.add_argument("--latency-rate", type=int, default=1000)
+    parser.add_argument("--profile", action="store_true",
+                        help="run the delivery process under pyinstrument (slower)")
+    parser.add_argument("--skip-hanging", action="store_true")
+    parser.add_argument("--role", choices=["bench", "hang", "bare"], default="bench",
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=10, help=argparse.SUPPRESS)
+    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    a = parser.parse_args()
+    if a.role == "hang":
+        hang_server([int(p) for p in a.args])
+        return 0
+    if a.role == "bare":
+        bare_loop(a.args, a.seconds)
+        return 0
+
+    need_tools()
+    out_dir = Path(__file__).resolve().parent / "out"
+    results: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hs-bench-")))
+        *ports, status_port = free_ports(ORIGINS + 1)
+        hang_ports = free_ports(HANGING)
+        log_file = stack.enter_context(nginx(work, ports, status_port))
+        hang = subprocess.Popen([sys.executable, __file__, "--role", "hang",
+                                 *map(str, hang_ports)], stdin=subprocess.DEVNULL)
+        stack.callback(stop, hang)
+        wait_port(hang_ports[-1], hang)
+        healthy = [f"http://127.0.0.1:{ports[i % ORIGINS]}/hook/{i}" for i in range(WEBHOOKS)]
+        log(f"nginx on {ports}, hanging origins on {hang_ports[0]}..{hang_ports[-1]}")
+
+        log(f"receiver ceiling: wrk -t2 -c64 -d{a.ceiling_s}s, 1 KiB POST")
+        results["wrk"] = run_wrk(ports[0], work, a.ceiling_s)
+        log(f"client ceiling: bare aiohttp loop, {IN_FLIGHT} in flight, {a.ceiling_s}s")
+        results["bare"] = run_bare(healthy[:ORIGINS], a.ceiling_s)
+
+        bootstrap = stack.enter_context(kafka(work))
+        timeout = max(120.0, a.requests / 200)
+
+        log(f"all healthy: {a.requests} requests to {WEBHOOKS} webhooks, pre-producing")
+        scenario = Scenario(bootstrap, work, healthy, [5.0] * WEBHOOKS)
+        scenario.produce(a.requests)
+        scenario.flush()
+        profile = out_dir / "delivery-profile.txt" if a.profile else None
+        if profile:
+            out_dir.mkdir(exist_ok=True)
+        with delivery_process(scenario, profile) as proc:
+            samples = watch(status_port, a.requests, proc, timeout)
+            results["rate"], results["drain_s"] = steady_rate(samples, a.requests)
+            deadline = time.monotonic() + 30
+            while scenario.attempts_produced() < a.requests and time.monotonic() < deadline:
+                time.sleep(0.5)
+            results["attempts"] = scenario.attempts_produced()
+            log(f"paced {a.latency_rate}/s for {a.latency_s:g}s: produce -> nginx latency")
+            latencies = paced_latency(scenario, log_file, a.latency_rate, a.latency_s)
+            results["latency_n"] = len(latencies)
+            for p in (50, 99, 100):
+                results[f"p{p}_ms"] = percentile(latencies, p) if latencies else float("nan")
+            results.update(memory_kib(proc.pid))
+
+        if not a.skip_hanging:
+            log(f"{HANGING} of {WEBHOOKS} webhooks hang (timeout_s 2), pre-producing")
+            urls = [f"http://127.0.0.1:{hang_ports[i // 10]}/hang/{i}" if i % 10 == 9 else u
+                    for i, u in enumerate(healthy)]
+            timeouts = [2.0 if i % 10 == 9 else 5.0 for i in range(WEBHOOKS)]
+            scenario = Scenario(bootstrap, work, urls, timeouts)
+            scenario.produce(a.requests)
+            scenario.flush()
+            to_healthy = a.requests - a.requests // 10
+            with delivery_process(scenario, None) as proc:
+                samples = watch(status_port, to_healthy, proc, timeout)
+                results["hang_rate"], results["hang_drain_s"] = steady_rate(samples, to_healthy)
+    report(results, a)
+    return 0
+
+
+def report(r: dict[str, Any], a: argparse.Namespace) -> None:
+    def verdict(ok: bool) -> str:
+        return "ok" if ok else "MISSED"
+
+    rate = r["rate"]
+    print()
+    print(f"hookstream delivery benchmark ({r['cpus']} CPUs, load before {r['load_before']:.2f}"
+          f"{', under pyinstrument' if a.profile else ''})")
+    print(f"  receiver ceiling (wrk -c64)          {r['wrk']:10,.0f} req/s")
+    print(f"  client ceiling (bare aiohttp loop)   {r['bare']:10,.0f} req/s")
+    print(f"  delivery, 200 healthy webhooks       {rate:10,.0f} deliveries/s  "
+          f"(all {a.requests:,} received in {r['drain_s']:.1f}s, "
+          f"{r['attempts']:,} attempt records)  target >= {TARGETS['per_process']:,}: "
+          f"{verdict(rate >= TARGETS['per_process'])}")
+    print(f"    vs bare loop                       {rate / r['bare']:10.0%}  target >= "
+          f"{TARGETS['vs_bare']:.0%}: {verdict(rate / r['bare'] >= TARGETS['vs_bare'])}")
+    print(f"    vs receiver ceiling                {rate / r['wrk']:10.0%}")
+    print(f"    vs GLPI cron (0.83/s)              {rate / GLPI_RATE:10,.0f} x")
+    print(f"  latency produce -> received at {a.latency_rate}/s  p50 {r['p50_ms']:.1f} ms, "
+          f"p99 {r['p99_ms']:.1f} ms, max {r['p100_ms']:.1f} ms ({r['latency_n']:,} requests)"
+          f"  target p99 < {TARGETS['p99_ms']} ms: {verdict(r['p99_ms'] < TARGETS['p99_ms'])}")
+    hwm = r["VmHWM"] / 1024
+    print(f"  delivery process peak RSS (VmHWM)    {hwm:10.0f} MiB  target < "
+          f"{TARGETS['rss_mib']} MiB: {verdict(hwm < TARGETS['rss_mib'])}")
+    if "hang_rate" in r:
+        ratio = r["hang_rate"] / rate
+        print(f"  20 of 200 hanging (2 s timeout)      {r['hang_rate']:10,.0f} deliveries/s "
+              f"to healthy = {ratio:.0%} of all-healthy  target >= {TARGETS['hang']:.0%}: "
+              f"{verdict(ratio >= TARGETS['hang'])}")
+    print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

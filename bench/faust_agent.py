@@ -1,0 +1,78 @@
+"""The same match and render as a faust-streaming agent: what a user would write first.
+
+A faust App (default aiokafka transport) with one agent over the input topic that
+decodes each event, calls hookstream.matching.plan and sends the requests to the output
+topic. Run by bench/processor.py in its own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+
+from hookstream import admin
+from hookstream.codec import Codec
+from hookstream.config import Settings
+from hookstream.errors import DecodeError
+from hookstream.events import ItemChangeEvent
+from hookstream.matching import RenderFailure, WebhookIndex, plan
+from hookstream.topics import ITEM_CHANGES
+
+Marks = list[tuple[float, int]]
+
+
+def run(settings: Settings, out_topic: str, events: int, seconds: float, guarantee: str) -> Marks:
+    """Process up to `events` events or for `seconds`; (time, events done) every 500."""
+    logging.getLogger("faust").setLevel(logging.WARNING)
+    index, entities = WebhookIndex(), admin.load_entities(settings)
+    for definition in admin.current_webhooks(settings).values():
+        index.put(definition)
+    codec, marks, done = Codec(), [(time.perf_counter(), 0)], asyncio.Event()
+    app = faust.App(
+        f"bench-faust-{settings.topic_prefix}",
+        broker=f"kafka://{settings.bootstrap_servers}",
+        processing_guarantee=guarantee,
+        topic_partitions=settings.partitions,
+        web_enabled=False,
+        store="memory://",
+        datadir=str(settings.state_path / "faust"),
+    )
+    source = app.topic(
+        settings.topic(ITEM_CHANGES), key_serializer="raw", value_serializer="raw"
+    )
+    sink = app.topic(out_topic, key_serializer="raw", value_serializer="raw")
+    count = 0
+
+    @app.agent(source)
+    async def match(stream: Any) -> None:
+        nonlocal count
+        async for event in stream.events():
+            message = event.message
+            try:
+                decoded = codec.decode(message.value, message.headers, ItemChangeEvent)
+            except DecodeError:
+                continue
+            for result in plan(decoded, index, entities, int(time.time() * 1000)):
+                if not isinstance(result, RenderFailure):
+                    value, headers = codec.encode(result, out_topic)
+                    await sink.send(key=result.key().encode(), value=value, headers=headers)
+            count += 1
+            if count % 500 == 0 or count == events:
+                marks.append((time.perf_counter(), count))
+            if count >= events:
+                done.set()
+
+    async def main() -> None:
+        await app.start()
+        try:
+            await asyncio.wait_for(done.wait(), seconds)
+        except TimeoutError:
+            pass
+        await app.stop()
+
+    asyncio.run(main())
+    return marks

@@ -1,0 +1,302 @@
+"""Benchmark: events per second through one processor process, against a ceiling and Faust.
+
+    .venv/bin/python bench/processor.py [--events 100000] [--seconds 120]
+
+Starts a local broker in a temporary directory (unless KAFKA_BOOTSTRAP_SERVERS is set),
+publishes 1,000 webhooks over 50 instances and pre-produces the input events (see
+workload.py), then runs each variant in its own process over the same input:
+
+- bare-txn:   a confluent-kafka loop that copies each input record to an output topic, one
+              transaction per batch with its offsets, as the processor does: the ceiling;
+- bare-plain: the same loop without transactions (idempotent producer, async commits);
+- processor:  processors.processor.Processor, exactly as deployed;
+- faust:      the same match and render as a faust-streaming agent (faust_agent.py).
+
+Rates are measured over a steady window (past the first 5% of the events) and each
+process reports its peak RSS (VmHWM). Bounded: each variant stops after --seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from hookstream import admin
+from hookstream.codec import Codec
+from hookstream.config import Settings, load_settings
+from hookstream.kafka_io import create_topics, flush, producer
+from hookstream.topics import DELIVERIES, ITEM_CHANGES
+from processors.processor import Processor
+
+BENCH = Path(__file__).resolve().parent
+SECRET_KEY = "aG9va3N0cmVhbS1iZW5jaC1maXhlZC1rZXktMzJieXQ="  # a fixed test Fernet key
+VARIANTS = ("bare-txn", "bare-plain", "processor", "faust")
+WARMUP = 0.05  # the share of the events left out of the measured window
+Marks = list[tuple[float, int]]  # (perf_counter, events done so far)
+
+
+# -- the parent: broker, workload, one child process per variant, report ---------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--faust-events", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=120.0, help="time limit per variant")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--faust-guarantee", default="exactly_once")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+    with broker() as bootstrap:
+        prefix = f"bench{uuid.uuid4().hex[:8]}."
+        settings = bench_settings(bootstrap, prefix, args.partitions, tempfile.mkdtemp())
+        print(f"broker {bootstrap}, topic prefix {prefix}", flush=True)
+        prepare(settings, args.events)
+        results = {}
+        for variant in args.variants.split(","):
+            results[variant] = run_child(variant, args, bootstrap, prefix)
+            print(f"  {variant}: {describe(results[variant])}", flush=True)
+        report(results, args)
+    return 0
+
+
+@contextmanager
+def broker() -> Iterator[str]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    from hookstream.broker import LocalBroker
+
+    with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as state:
+        local = LocalBroker(Path(state), Settings().cache_path, port=free_port_pair(), heap_mb=1024)
+        local.start()
+        try:
+            yield local.bootstrap
+        finally:
+            local.stop()
+
+
+def free_port_pair() -> int:
+    """A free port whose successor (the controller's) is free too."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with socket.socket() as s2:
+            if port < 65000 and s2.connect_ex(("127.0.0.1", port + 1)) != 0:
+                return port
+    raise RuntimeError("no free port pair")
+
+
+def bench_settings(bootstrap: str, prefix: str, partitions: int, state_dir: str) -> Settings:
+    return load_settings(
+        env={},
+        bootstrap_servers=bootstrap,
+        topic_prefix=prefix,
+        partitions=partitions,
+        state_dir=state_dir,
+        secret_key=SECRET_KEY,
+    )
+
+
+def prepare(settings: Settings, count: int) -> None:
+    """Topics, webhooks, entities, and `count` input events, all published before timing."""
+    sys.path.insert(0, str(BENCH))
+    import workload
+
+    create_topics(settings)
+    outputs = [settings.topic(f"bench.{v}") for v in VARIANTS if v != "processor"]
+    client = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    futures = client.create_topics([NewTopic(t, settings.partitions, 1) for t in outputs])
+    for future in futures.values():
+        future.result()
+    folder = Path(settings.state_dir)
+    (folder / "webhooks.yaml").write_text(workload.webhooks_yaml())
+    (folder / "entities.yaml").write_text(workload.entities_yaml())
+    admin.apply_webhooks(settings, folder / "webhooks.yaml")
+    admin.apply_entities(settings, folder / "entities.yaml")
+    started = time.perf_counter()
+    codec, prod, topic = Codec(), producer(settings), settings.topic(ITEM_CHANGES)
+    for event in workload.events(count):
+        value, headers = codec.encode(event, topic)
+        prod.produce(topic, value, event.key().encode(), headers=headers)
+        prod.poll(0)
+    flush(prod)
+    print(f"{count:,} events produced in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def run_child(variant: str, args: argparse.Namespace, bootstrap: str, prefix: str) -> Any:
+    cmd = [sys.executable, __file__, "--child", variant, "--bootstrap", bootstrap,
+           "--prefix", prefix, "--events", str(args.events), "--seconds", str(args.seconds),
+           "--partitions", str(args.partitions), "--faust-guarantee", args.faust_guarantee,
+           "--faust-events", str(args.faust_events)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=args.seconds + 120)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"error": f"exit status {proc.returncode}"}
+    return json.loads(lines[-1])
+
+
+def describe(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return r["error"]
+    return (f"{r['events']:,} events in {r['window_s']:.2f} s = {r['rate']:,.0f} events/s, "
+            f"{r['outputs']:,} records out, peak RSS {r['rss_mib']:.0f} MiB")
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> None:
+    rate = {v: r.get("rate", 0.0) for v, r in results.items()}
+    print(f"\n{'variant':<12} {'events/s':>10} {'processor is':>14} {'peak RSS MiB':>13}")
+    for variant, r in results.items():
+        ratio = rate.get("processor", 0) / rate[variant] if rate[variant] else 0
+        rss = f"{r['rss_mib']:.0f}" if "rss_mib" in r else "-"
+        print(f"{variant:<12} {rate[variant]:>10,.0f} {ratio:>13.2f}x {rss:>13}")
+    if rate.get("processor"):
+        print(f"\ntarget >= 20,000 events/s per process: {rate['processor']:,.0f}")
+    if rate.get("processor") and rate.get("faust"):
+        print(f"target >= 5x the Faust agent ({args.faust_guarantee}): "
+              f"{rate['processor'] / rate['faust']:.1f}x")
+    if rate.get("processor") and rate.get("bare-txn"):
+        print(f"share of the transactional ceiling: {rate['processor'] / rate['bare-txn']:.0%}")
+    print(f"({os.cpu_count()} CPUs; the broker runs on the same machine)")
+
+
+# -- the children: one variant each, reporting one JSON line -----------------------------
+
+
+def child(args: argparse.Namespace) -> int:
+    settings = bench_settings(args.bootstrap, args.prefix, args.partitions, tempfile.mkdtemp())
+    deadline = time.monotonic() + args.seconds
+    out_topic = settings.topic(f"bench.{args.child}")
+    if args.child == "processor":
+        marks, out_topic = run_processor(settings, args.events, deadline), settings.topic(DELIVERIES)
+    elif args.child == "faust":
+        sys.path.insert(0, str(BENCH))
+        import faust_agent
+
+        marks = faust_agent.run(settings, out_topic, min(args.events, args.faust_events),
+                                args.seconds, args.faust_guarantee)
+    else:
+        marks = run_bare(settings, out_topic, args.events, deadline, args.child == "bare-txn")
+    (t0, n0), (t1, n1) = window(marks, WARMUP * marks[-1][1])
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"events": n1 - n0, "window_s": t1 - t0, "rate": (n1 - n0) / (t1 - t0),
+                      "outputs": count_records(settings, out_topic), "rss_mib": rss_kib / 1024}))
+    return 0
+
+
+def window(marks: Marks, skip: float) -> tuple[tuple[float, int], tuple[float, int]]:
+    """The first mark past the warm-up and the last mark."""
+    start = next((m for m in marks if m[1] >= skip and m[1] > 0), marks[0])
+    return start, marks[-1]
+
+
+class TimedProcessor(Processor):
+    """The processor, noting the time after each committed batch."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.marks: Marks = []
+
+    def _process(self, batch: list[Message]) -> None:
+        super()._process(batch)
+        self.marks.append((time.perf_counter(), self.stats["events"]))
+
+
+def run_processor(settings: Settings, events: int, deadline: float) -> Marks:
+    processor = TimedProcessor(settings)
+    thread = threading.Thread(target=processor.run)
+    thread.start()
+    while time.monotonic() < deadline and not (processor.marks and processor.marks[-1][1] >= events):
+        time.sleep(0.05)
+    processor.stopping.set()
+    thread.join()
+    return processor.marks
+
+
+def run_bare(settings: Settings, out_topic: str, events: int, deadline: float, txn: bool) -> Marks:
+    """Consume and produce with no work: the processor's clients, batching and transactions."""
+    consumer = Consumer({
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": f"bench-{out_topic}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "partition.assignment.strategy": "cooperative-sticky",
+    })
+    producer = Producer({
+        "bootstrap.servers": settings.bootstrap_servers,
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "batch.size": 1_000_000,
+        "queue.buffering.max.messages": 1_000_000,
+        **({"transactional.id": f"bench-{uuid.uuid4().hex}"} if txn
+           else {"enable.idempotence": True}),
+    })
+    if txn:
+        producer.init_transactions(30)
+    consumer.subscribe([settings.topic(ITEM_CHANGES)])
+    done, marks = 0, [(time.perf_counter(), 0)]
+    while done < events and time.monotonic() < deadline:
+        batch = [m for m in consumer.consume(settings.processor_batch_size,
+                                             settings.processor_batch_ms / 1000)
+                 if m.error() is None]
+        if not batch:
+            continue
+        if txn:
+            producer.begin_transaction()
+        for msg in batch:
+            producer.produce(out_topic, msg.value(), msg.key(), headers=msg.headers())
+            producer.poll(0)
+        offsets = next_offsets(batch)
+        if txn:
+            producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+            producer.commit_transaction(60)
+        else:
+            consumer.commit(offsets=offsets, asynchronous=True)
+        done += len(batch)
+        marks.append((time.perf_counter(), done))
+    producer.flush(60)
+    marks[-1] = (time.perf_counter(), done)  # without transactions, the end is the last ack
+    consumer.close()
+    return marks
+
+
+def next_offsets(batch: list[Message]) -> list[TopicPartition]:
+    last = {(m.topic(), m.partition()): m.offset() for m in batch}
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+def count_records(settings: Settings, topic: str) -> int:
+    """Records on a topic: the sum of its partitions' high watermarks (committed or not)."""
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "bench"})
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    total = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in meta.partitions)
+    consumer.close()
+    return total
+
+
+if __name__ == "__main__":
+    sys.exit(main())
