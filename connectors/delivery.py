@@ -31,7 +31,7 @@ from connectors.offsets import OffsetTracker
 from connectors.sender import HttpResult, Sender, Target
 from hookstream import metrics
 from hookstream.circuit import Admission, CircuitBreakers, CircuitState, origin_of
-from hookstream.codec import Codec
+from hookstream.codec import codec_for
 from hookstream.config import Settings
 from hookstream.definitions import WebhookDefinition
 from hookstream.errors import DecodeError
@@ -60,7 +60,7 @@ class DeliveryService:
         self.settings = settings
         self.clock = clock
         self.rand = rand
-        self.codec = Codec()
+        self.codec = codec_for(settings)
         self.box = secret_box(settings)
         self.webhooks: dict[str, WebhookDefinition] = {}
         self._targets: dict[str, Target] = {}

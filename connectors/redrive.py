@@ -19,7 +19,7 @@ from confluent_kafka import Producer
 
 from connectors.guard import guarded_connector
 from connectors.sender import Sender, Target
-from hookstream.codec import Codec
+from hookstream.codec import codec_for
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, HookstreamError
 from hookstream.events import AttemptRecord, DeliveryRequest, Outcome
@@ -49,7 +49,7 @@ def dead_letters(
     settings: Settings, webhook_id: str | None = None, since_ms: int = 0
 ) -> Iterator[DeadLetter]:
     """DLQ records, oldest first per partition, filtered by webhook and time of arrival."""
-    codec, done = Codec(), _ledger(settings)
+    codec, done = codec_for(settings), _ledger(settings)
     for msg in read_all(settings, settings.topic(DLQ)):
         _, dead_at = msg.timestamp()
         if dead_at < since_ms:
@@ -73,7 +73,7 @@ def redrive(
     on_progress: Callable[[int], None] = lambda n: None,
 ) -> int:
     """Republish matching DLQ records not yet redriven; returns how many."""
-    codec = Codec()
+    codec = codec_for(settings)
     deliveries, ledger = settings.topic(DELIVERIES), settings.topic(REDRIVEN)
     producer = Producer(
         {
@@ -114,7 +114,7 @@ def redrive(
 
 def find_delivery(settings: Settings, delivery_id: str) -> DeliveryRequest | None:
     """The latest record of a delivery on the deliveries, retry and DLQ topics."""
-    codec, found = Codec(), None
+    codec, found = codec_for(settings), None
     for topic in (settings.topic(DELIVERIES), *retry_topics(settings), settings.topic(DLQ)):
         for msg in read_all(settings, topic):
             try:
@@ -156,7 +156,7 @@ def force_send(
             )
 
     record = asyncio.run(attempt())
-    codec, topic = Codec(), settings.topic(ATTEMPTS)
+    codec, topic = codec_for(settings), settings.topic(ATTEMPTS)
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
     value, headers = codec.encode(record, topic)
     producer.produce(topic, value, record.delivery_id.encode(), headers=headers)

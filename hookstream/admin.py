@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from hookstream.codec import Codec
+from hookstream.codec import Codec, codec_for
 from hookstream.config import Settings
 from hookstream.definitions import WebhookDefinition
 from hookstream.entities import EntityTable, build_tree
@@ -30,7 +30,7 @@ def current_webhooks(
     settings: Settings, codec: Codec | None = None
 ) -> dict[str, WebhookDefinition]:
     """The webhooks topic read whole: the latest definition of every live webhook."""
-    codec = codec or Codec()
+    codec = codec or codec_for(settings)
     table: dict[str, WebhookDefinition] = {}
     for msg in read_all(settings, settings.topic(WEBHOOKS)):
         ident = (msg.key() or b"").decode()
@@ -42,7 +42,7 @@ def current_webhooks(
 
 
 def _publish(settings: Settings, topic: str, records: Sequence[tuple[str, Any]]) -> None:
-    codec, prod, errors = Codec(), producer(settings), []  # type: ignore[var-annotated]
+    codec, prod, errors = codec_for(settings), producer(settings), []  # type: ignore[var-annotated]
     for key, record in records:
         value = None if record is None else codec.encode(record, topic)
         prod.produce(
@@ -109,7 +109,7 @@ def apply_entities(settings: Settings, path: Path) -> int:
 def load_entities(settings: Settings) -> EntityTable:
     from hookstream.entities import Entity
 
-    codec, table = Codec(), EntityTable()
+    codec, table = codec_for(settings), EntityTable()
     for msg in read_all(settings, settings.topic(ENTITIES)):
         if msg.value() is not None:
             r = codec.decode(msg.value(), msg.headers(), EntityRecord)

@@ -47,12 +47,12 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
-    from hookstream.codec import Codec
+    from hookstream.codec import codec_for
     from hookstream.kafka_io import delivery_callback, flush, producer
     from hookstream.produce import BadLine, parse_event_lines
     from hookstream.topics import ITEM_CHANGES
 
-    codec, prod, topic = Codec(), producer(settings), settings.topic(ITEM_CHANGES)
+    codec, prod, topic = codec_for(settings), producer(settings), settings.topic(ITEM_CHANGES)
     failures: list[str] = []
     sent = bad = 0
     with open(args.file, encoding="utf-8") as lines:
@@ -81,11 +81,11 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     import uuid
 
-    from hookstream.codec import Codec, record_to_json
+    from hookstream.codec import codec_for, record_to_json
     from hookstream.errors import DecodeError
     from hookstream.kafka_io import consumer
 
-    codec = Codec()
+    codec = codec_for(settings)
     cons = consumer(settings, group=f"hookstream-consume-{uuid.uuid4().hex[:8]}")
     cons.subscribe([args.topic])
     seen, idle_deadline = 0, time.monotonic() + args.timeout

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 import fastavro
 
+from hookstream.config import Settings
 from hookstream.definitions import WebhookDefinition
 from hookstream.errors import DecodeError
 from hookstream.events import AttemptRecord, DeliveryRequest, EntityRecord, ItemChangeEvent, Record
@@ -153,6 +154,15 @@ class Codec:
                 raise DecodeError(f"unknown schema id {schema_id}: {e}") from e
             self._by_id[schema_id] = fastavro.parse_schema(json.loads(text))
         return self._by_id[schema_id]
+
+
+def codec_for(settings: Settings) -> Codec:
+    """The codec the settings ask for: Confluent wire format when a registry is set."""
+    if settings.schema_registry_url:
+        from hookstream.schema_registry import HttpSchemaRegistry
+
+        return Codec(HttpSchemaRegistry(settings.schema_registry_url))
+    return Codec()
 
 
 def topic_schema(topic: str) -> str:

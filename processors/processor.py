@@ -19,7 +19,7 @@ from types import FrameType
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
-from hookstream.codec import Codec, header_items
+from hookstream.codec import codec_for, header_items
 from hookstream.config import Settings
 from hookstream.entities import EntityTable
 from hookstream.errors import DecodeError
@@ -45,7 +45,7 @@ class Processor:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time):
         self.settings = settings
         self.clock = clock
-        self.codec = Codec()
+        self.codec = codec_for(settings)
         self.index = WebhookIndex()
         self.entities = EntityTable()
         self.limits = RenderLimits(
