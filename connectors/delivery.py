@@ -21,6 +21,7 @@ import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 import aiohttp
@@ -85,6 +86,8 @@ class DeliveryService:
         self._global_slots = asyncio.Semaphore(settings.max_in_flight)
         self._origin_slots: dict[str, asyncio.Semaphore] = {}
         self._origin_waiting: dict[str, int] = defaultdict(int)
+        self._webhook_sem: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._next_slot: dict[str, float] = {}
         self._tables = TableFollower(
             settings,
             [settings.topic(WEBHOOKS)],
@@ -296,7 +299,32 @@ class DeliveryService:
         )
         self._commit_decision(tp, offset, decision, tiers)
 
+    def _webhook_slots(self, target: Target) -> AbstractAsyncContextManager[object]:
+        if target.max_in_flight <= 0:
+            return nullcontext()
+        key = (target.webhook_id, target.max_in_flight)
+        if key not in self._webhook_sem:
+            self._webhook_sem[key] = asyncio.Semaphore(target.max_in_flight)
+        return self._webhook_sem[key]
+
+    async def _pace(self, target: Target) -> None:
+        """The webhook's rate limit: each send takes the next 1/rate time slot."""
+        if target.rate_limit_per_s <= 0:
+            return
+        now = time.monotonic()
+        slot = max(now, self._next_slot.get(target.webhook_id, now))
+        self._next_slot[target.webhook_id] = slot + 1 / target.rate_limit_per_s
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
     async def _send(self, origin: str, request: DeliveryRequest, target: Target) -> HttpResult:
+        async with self._webhook_slots(target):
+            await self._pace(target)
+            return await self._send_to_origin(origin, request, target)
+
+    async def _send_to_origin(
+        self, origin: str, request: DeliveryRequest, target: Target
+    ) -> HttpResult:
         slots = self._origin_slots.get(origin)
         if slots is None:
             slots = self._origin_slots[origin] = asyncio.Semaphore(

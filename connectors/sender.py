@@ -42,6 +42,8 @@ class Target:
     clientsecret: str = field(repr=False)
     save_response_body: bool
     allow: tuple[Network, ...]
+    max_in_flight: int = 0  # 0 = only the global and per-origin bounds
+    rate_limit_per_s: float = 0.0  # 0 = unlimited
 
     @classmethod
     def of(cls, d: WebhookDefinition, box: SecretBox) -> Target:
@@ -61,6 +63,8 @@ class Target:
             box.decrypt(d.clientsecret_encrypted),
             d.save_response_body,
             parse_networks(d.allowed_networks),
+            d.max_in_flight,
+            d.rate_limit_per_s,
         )
 
 

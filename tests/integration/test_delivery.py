@@ -247,3 +247,29 @@ def test_no_secret_in_records_or_errors(settings: Settings, tmp_path: Path) -> N
     [attempt] = attempts(settings, request.delivery_id)
     assert attempt.response_body == b'{"ok": true}'
     assert SECRET not in json.dumps(attempt.to_dict(), default=str)
+
+
+def test_webhook_rate_limit_spaces_requests(settings: Settings, tmp_path: Path) -> None:
+    with Receiver() as receiver:
+        apply_webhooks(settings, tmp_path, {"id": "paced", "url": receiver.url("/paced"),
+                                            "rate_limit_per_s": 5, "max_in_flight": 1,
+                                            "allowed_networks": LOOPBACK})
+        publish(settings, [request_for("paced", receiver.url("/paced"), n) for n in range(10)])
+        with RunningDelivery(settings):
+            got = receiver.wait_for(10, "/paced")
+    arrivals = sorted(r.at for r in got)
+    assert len(arrivals) == 10
+    assert arrivals[-1] - arrivals[0] >= 9 / 5 - 0.15  # one send per 1/5 s slot
+
+
+def test_redirects_are_not_followed(settings: Settings, tmp_path: Path) -> None:
+    with Receiver() as receiver:
+        receiver.on("/moved", statuses=[302], headers={"Location": receiver.url("/elsewhere")})
+        apply_webhooks(settings, tmp_path, {"id": "moved", "url": receiver.url("/moved"),
+                                            "allowed_networks": LOOPBACK})
+        request = request_for("moved", receiver.url("/moved"))
+        publish(settings, [request])
+        with RunningDelivery(settings):
+            [dead] = wait_until(lambda: read(settings, DLQ, DeliveryRequest))
+        assert receiver.requests("/elsewhere") == []
+    assert dead.last_status == 302 and "redirect" in (dead.last_error or "")
