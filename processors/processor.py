@@ -19,6 +19,7 @@ from types import FrameType
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
+from hookstream import metrics
 from hookstream.codec import codec_for, header_items
 from hookstream.config import Settings
 from hookstream.entities import EntityTable
@@ -106,6 +107,7 @@ class Processor:
         self._producer.init_transactions(30)
         self._tables.catch_up()
         self.ready.set()
+        metrics.READY.labels("processor").set(1)
         log.info("processor ready: %d webhooks, %d entities", len(self.index), len(self.entities))
         self._consumer.subscribe([self.topics[ITEM_CHANGES]])
         try:
@@ -131,15 +133,28 @@ class Processor:
             self._producer.send_offsets_to_transaction(
                 _next_offsets(batch), self._consumer.consumer_group_metadata(), 30
             )
-            self._producer.commit_transaction(60)
+            self._commit()
         except KafkaException as e:
+            if e.args[0].fatal():  # fenced by a newer instance, or a broken producer: exit
+                raise
             log.warning("transaction aborted, the batch will be read again: %s", e)
             self._abort_and_rewind(batch)
+
+    def _commit(self) -> None:
+        for _ in range(5):
+            try:
+                self._producer.commit_transaction(60)
+                return
+            except KafkaException as e:
+                if not e.args[0].retriable():
+                    raise
+        self._producer.commit_transaction(60)
 
     def _transform(self, msg: Message, now_ms: int) -> None:
         self.stats["events"] += 1
         try:
             event = self.codec.decode(msg.value(), msg.headers(), ItemChangeEvent)
+            metrics.EVENTS.labels(event.instance).inc()
         except DecodeError as e:
             self._dead_letter_input(msg, e)
             return
@@ -149,6 +164,7 @@ class Processor:
             else:
                 self._send(DELIVERIES, result.key(), result)
                 self.stats["deliveries"] += 1
+                metrics.REQUESTS_PLANNED.labels(result.instance).inc()
 
     def _send(self, topic: str, key: str, record: Record) -> None:
         value, headers = self.codec.encode(record, self.topics[topic])
@@ -157,6 +173,7 @@ class Processor:
 
     def _render_failed(self, failure: RenderFailure, now_ms: int) -> None:
         self.stats["render_errors"] += 1
+        metrics.RENDER_ERRORS.labels(failure.request.webhook_id).inc()
         r = failure.request
         self._send(
             ATTEMPTS,
@@ -179,6 +196,7 @@ class Processor:
 
     def _dead_letter_input(self, msg: Message, error: DecodeError) -> None:
         self.stats["undecodable"] += 1
+        metrics.UNDECODABLE.labels(msg.topic() or "").inc()
         located = error.at(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
         log.warning("%s", located)
         headers = [
@@ -222,6 +240,7 @@ def run_processor(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    metrics.serve(settings.metrics_port)
     processor.run()
     log.info("processor stopped: %s", processor.stats)
     return 0

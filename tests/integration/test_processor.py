@@ -252,3 +252,38 @@ def test_killed_processor_restarts_without_loss_or_duplicates(
         second.send_signal(signal.SIGTERM)
         assert second.wait(60) == 0
     assert got == expected  # no loss, no duplicate
+
+
+def test_two_processors_share_the_stream_through_rebalances(settings: Settings) -> None:
+    setup_tables(settings)
+    events = mixed_events(6000)
+    expected = expected_pairs(events)
+    expected = Counter({k: v for k, v in expected.items() if k[1] != "a-ticket-new-broken"})
+    publish(settings, events)  # type: ignore[arg-type]
+    topic = settings.topic(DELIVERIES)
+    first = spawn_processor(settings)
+    assert wait_for_output(settings, topic, 1) > 0
+    second = spawn_processor(settings)  # joins the group: partitions move mid-stream
+    time.sleep(3)
+    first.send_signal(signal.SIGTERM)  # leaves the group: partitions move back
+    assert first.wait(60) == 0
+    try:
+        got = wait_for_output(settings, topic, sum(expected.values()))
+        time.sleep(2)
+        requests = read(settings, topic, DeliveryRequest)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(60) == 0
+    assert got >= sum(expected.values())
+    assert Counter((r.event_id, r.webhook_id) for r in requests) == expected
+
+
+def wait_for_output(settings: Settings, topic: str, count: int, timeout_s: float = 120) -> int:
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+    while time.monotonic() < deadline:
+        seen = sum(1 for _ in read_all(settings, topic, timeout_s=5))
+        if seen >= count:
+            break
+        time.sleep(0.3)
+    return seen
