@@ -140,17 +140,11 @@ def force_send(
             started = int(clock() * 1000)
             result = await Sender(session, clock).send(request, target, allow)
             ok = result.status is not None and 200 <= result.status < 300
-            return AttemptRecord(
-                delivery_id=request.delivery_id,
-                webhook_id=request.webhook_id,
-                instance=request.instance,
-                itemtype=request.itemtype,
-                items_id=request.items_id,
-                event=request.event,
-                attempt=request.attempt + 1,
-                started_at=started,
-                finished_at=int(clock() * 1000),
-                outcome=Outcome.DELIVERED if ok else Outcome.FAILED,
+            return request.attempt_record(
+                request.attempt + 1,
+                started,
+                int(clock() * 1000),
+                Outcome.DELIVERED if ok else Outcome.FAILED,
                 status_code=result.status,
                 error=result.error,
             )

@@ -135,6 +135,25 @@ class DeliveryRequest(Record):
     def evolve(self, **changes: Any) -> DeliveryRequest:
         return replace(self, **changes)
 
+    def attempt_record(
+        self, attempt: int, started_at: int, finished_at: int, outcome: str, **details: Any
+    ) -> AttemptRecord:
+        """The record of an attempt at this delivery; `details` are AttemptRecord's optional
+        fields (status_code, error, response_headers, response_body)."""
+        return AttemptRecord(
+            delivery_id=self.delivery_id,
+            webhook_id=self.webhook_id,
+            instance=self.instance,
+            itemtype=self.itemtype,
+            items_id=self.items_id,
+            event=self.event,
+            attempt=attempt,
+            started_at=started_at,
+            finished_at=finished_at,
+            outcome=outcome,
+            **details,
+        )
+
 
 def delivery_id_for(event_id: str, webhook_id: str) -> str:
     """Stable across retries and redrives, and the same if a processor repeats a batch."""

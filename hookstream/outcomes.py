@@ -73,17 +73,11 @@ def decide(
     number = request.attempt + 1 if spent else request.attempt
 
     def record(outcome: Outcome) -> AttemptRecord:
-        return AttemptRecord(
-            delivery_id=request.delivery_id,
-            webhook_id=request.webhook_id,
-            instance=request.instance,
-            itemtype=request.itemtype,
-            items_id=request.items_id,
-            event=request.event,
-            attempt=number,
-            started_at=observed.started_ms,
-            finished_at=observed.finished_ms,
-            outcome=outcome,
+        return request.attempt_record(
+            number,
+            observed.started_ms,
+            observed.finished_ms,
+            outcome,
             status_code=observed.status,
             error=observed.error,
             response_headers=observed.response_headers or {},

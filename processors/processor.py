@@ -24,7 +24,7 @@ from hookstream.codec import codec_for, header_items
 from hookstream.config import Settings
 from hookstream.entities import EntityTable
 from hookstream.errors import DecodeError
-from hookstream.events import AttemptRecord, DeliveryRequest, ItemChangeEvent, Outcome, Record
+from hookstream.events import DeliveryRequest, ItemChangeEvent, Outcome, Record
 from hookstream.matching import RenderFailure, WebhookIndex, plan
 from hookstream.render import RenderLimits
 from hookstream.tables import TableFollower, webhook_and_entity_applier
@@ -175,23 +175,8 @@ class Processor:
         self.stats["render_errors"] += 1
         metrics.RENDER_ERRORS.labels(failure.request.webhook_id).inc()
         r = failure.request
-        self._send(
-            ATTEMPTS,
-            r.delivery_id,
-            AttemptRecord(
-                delivery_id=r.delivery_id,
-                webhook_id=r.webhook_id,
-                instance=r.instance,
-                itemtype=r.itemtype,
-                items_id=r.items_id,
-                event=r.event,
-                attempt=0,
-                started_at=now_ms,
-                finished_at=now_ms,
-                outcome=Outcome.RENDER_ERROR,
-                error=failure.reason,
-            ),
-        )
+        record = r.attempt_record(0, now_ms, now_ms, Outcome.RENDER_ERROR, error=failure.reason)
+        self._send(ATTEMPTS, r.delivery_id, record)
         self._send(DLQ, r.key(), r)
 
     def _dead_letter_input(self, msg: Message, error: DecodeError) -> None:
