@@ -214,71 +214,88 @@ def spawn_processor(settings: Settings) -> subprocess.Popen[bytes]:
     )
 
 
+class StreamPublisher(threading.Thread):
+    """Publishes events in small chunks while the processors run: a kill is then always
+    mid-stream, however fast the processor is."""
+
+    def __init__(self, settings: Settings, events: list[ItemChangeEvent], chunk: int = 100):
+        super().__init__(daemon=True)
+        self.settings, self.events, self.chunk = settings, events, chunk
+
+    def run(self) -> None:
+        for start in range(0, len(self.events), self.chunk):
+            publish(self.settings, self.events[start:start + self.chunk])  # type: ignore[arg-type]
+            time.sleep(0.05)
+
+
+def expected_without_render_errors(events: list[ItemChangeEvent]) -> Counter[tuple[str, str]]:
+    expected = expected_pairs(events)
+    return Counter({k: v for k, v in expected.items() if k[1] != "a-ticket-new-broken"})
+
+
+def settle(settings: Settings, topic: str, total: int) -> Counter[tuple[str, str]]:
+    """The delivery requests once `total` have arrived (and a little longer, so that
+    duplicates would show)."""
+    wait_for_output(settings, topic, total)
+    time.sleep(2)
+    return Counter((r.event_id, r.webhook_id) for r in read(settings, topic, DeliveryRequest))
+
+
 @pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_processor_restarts_without_loss_or_duplicates(
     settings: Settings, kill: signal.Signals
 ) -> None:
     setup_tables(settings)
     events = mixed_events(6000)
-    expected = expected_pairs(events)
-    expected = Counter({k: v for k, v in expected.items() if k[1] != "a-ticket-new-broken"})
-    publish(settings, events)  # type: ignore[arg-type]
-    first = spawn_processor(settings)
+    expected = expected_without_render_errors(events)
     topic = settings.topic(DELIVERIES)
-    deadline = time.monotonic() + 90
-    seen = 0
-    while time.monotonic() < deadline:  # kill it once part of the stream is committed
-        seen = sum(1 for _ in read_all(settings, topic, timeout_s=5))
-        if seen > 0:
-            break
-        time.sleep(0.3)
-    first.send_signal(kill)
+    publisher = StreamPublisher(settings, events)
+    first = spawn_processor(settings)
+    publisher.start()
+    assert wait_for_output(settings, topic, 1) > 0
+    first.send_signal(kill)  # once part of the stream is committed
     first.wait(60)
-    assert 0 < seen < sum(expected.values()), "the kill did not land mid-stream"
+    assert publisher.is_alive(), "the kill did not land mid-stream"
     second = spawn_processor(settings)
     try:
-        deadline = time.monotonic() + 120
-        got: Counter[tuple[str, str]] = Counter()
-        while time.monotonic() < deadline:
-            requests = read(settings, topic, DeliveryRequest)
-            got = Counter((r.event_id, r.webhook_id) for r in requests)
-            if sum(got.values()) >= sum(expected.values()):
-                time.sleep(2)  # anything extra would show up now
-                requests = read(settings, topic, DeliveryRequest)
-                got = Counter((r.event_id, r.webhook_id) for r in requests)
-                break
-            time.sleep(0.5)
+        publisher.join(180)
+        got = settle(settings, topic, sum(expected.values()))
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(60) == 0
-    assert got == expected  # no loss, no duplicate
+    assert_exactly(got, expected)
 
 
 def test_two_processors_share_the_stream_through_rebalances(settings: Settings) -> None:
     setup_tables(settings)
     events = mixed_events(6000)
-    expected = expected_pairs(events)
-    expected = Counter({k: v for k, v in expected.items() if k[1] != "a-ticket-new-broken"})
-    publish(settings, events)  # type: ignore[arg-type]
+    expected = expected_without_render_errors(events)
     topic = settings.topic(DELIVERIES)
+    publisher = StreamPublisher(settings, events)
     first = spawn_processor(settings)
+    publisher.start()
     assert wait_for_output(settings, topic, 1) > 0
     second = spawn_processor(settings)  # joins the group: partitions move mid-stream
     time.sleep(3)
     first.send_signal(signal.SIGTERM)  # leaves the group: partitions move back
     assert first.wait(60) == 0
     try:
-        got = wait_for_output(settings, topic, sum(expected.values()))
-        time.sleep(2)
-        requests = read(settings, topic, DeliveryRequest)
+        publisher.join(180)
+        got = settle(settings, topic, sum(expected.values()))
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(60) == 0
-    assert got >= sum(expected.values())
-    assert Counter((r.event_id, r.webhook_id) for r in requests) == expected
+    assert_exactly(got, expected)
 
 
-def wait_for_output(settings: Settings, topic: str, count: int, timeout_s: float = 120) -> int:
+def assert_exactly(got: Counter[tuple[str, str]], expected: Counter[tuple[str, str]]) -> None:
+    missing, extra = expected - got, got - expected
+    assert not missing and not extra, (
+        f"{sum(missing.values())} lost, {sum(extra.values())} duplicated or unexpected "
+        f"of {sum(expected.values())}")
+
+
+def wait_for_output(settings: Settings, topic: str, count: int, timeout_s: float = 180) -> int:
     deadline = time.monotonic() + timeout_s
     seen = 0
     while time.monotonic() < deadline:
