@@ -7,8 +7,9 @@ topic. Run by bench/processor.py in its own process.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import os
+import signal
 import time
 from typing import Any
 
@@ -31,7 +32,7 @@ def run(settings: Settings, out_topic: str, events: int, seconds: float, guarant
     index, entities = WebhookIndex(), admin.load_entities(settings)
     for definition in admin.current_webhooks(settings).values():
         index.put(definition)
-    codec, marks, done = Codec(), [(time.perf_counter(), 0)], asyncio.Event()
+    codec, marks = Codec(), [(time.perf_counter(), 0)]
     app = faust.App(
         f"bench-faust-{settings.topic_prefix}",
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -63,16 +64,18 @@ def run(settings: Settings, out_topic: str, events: int, seconds: float, guarant
             count += 1
             if count % 500 == 0 or count == events:
                 marks.append((time.perf_counter(), count))
-            if count >= events:
-                done.set()
 
-    async def main() -> None:
-        await app.start()
-        try:
-            await asyncio.wait_for(done.wait(), seconds)
-        except TimeoutError:
-            pass
-        await app.stop()
+    @app.timer(0.5)
+    async def stop_when_done() -> None:
+        if count >= events or time.monotonic() > deadline:
+            os.kill(os.getpid(), signal.SIGTERM)  # the worker's own graceful shutdown
 
-    asyncio.run(main())
+    # Only a faust Worker turns processing_guarantee on (app.in_worker): app.start() would
+    # quietly run at least once.
+    deadline = time.monotonic() + seconds
+    try:
+        worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+        worker.execute_from_commandline()
+    except SystemExit:
+        pass
     return marks

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from hookstream import admin
 from hookstream.codec import Codec
 from hookstream.config import Settings, load_settings
-from hookstream.kafka_io import create_topics, flush, producer
+from hookstream.kafka_io import create_topics, flush, producer, read_all
 from hookstream.topics import DELIVERIES, ITEM_CHANGES
 from processors.processor import Processor
 
@@ -49,6 +48,7 @@ SECRET_KEY = "aG9va3N0cmVhbS1iZW5jaC1maXhlZC1rZXktMzJieXQ="  # a fixed test Fern
 VARIANTS = ("bare-txn", "bare-plain", "processor", "faust")
 WARMUP = 0.05  # the share of the events left out of the measured window
 Marks = list[tuple[float, int]]  # (perf_counter, events done so far)
+RESULT = "bench-result "  # marks a child's report: faust writes terminal codes to stdout
 
 
 # -- the parent: broker, workload, one child process per variant, report ---------------
@@ -76,6 +76,9 @@ def main() -> int:
         results = {}
         for variant in args.variants.split(","):
             results[variant] = run_child(variant, args, bootstrap, prefix)
+            # committed records only, so a repeated batch would show as a surplus
+            results[variant]["outputs"] = sum(1 for _ in read_all(settings, output_topic(
+                settings, variant)))
             print(f"  {variant}: {describe(results[variant])}", flush=True)
         report(results, args)
     return 0
@@ -152,10 +155,10 @@ def run_child(variant: str, args: argparse.Namespace, bootstrap: str, prefix: st
            "--partitions", str(args.partitions), "--faust-guarantee", args.faust_guarantee,
            "--faust-events", str(args.faust_events)]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=args.seconds + 120)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
+    found = [line.partition(RESULT)[2] for line in proc.stdout.splitlines() if RESULT in line]
+    if proc.returncode != 0 or not found:
         return {"error": f"exit status {proc.returncode}"}
-    return json.loads(lines[-1])
+    return json.loads(found[-1])
 
 
 def describe(r: dict[str, Any]) -> str:
@@ -188,9 +191,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
 def child(args: argparse.Namespace) -> int:
     settings = bench_settings(args.bootstrap, args.prefix, args.partitions, tempfile.mkdtemp())
     deadline = time.monotonic() + args.seconds
-    out_topic = settings.topic(f"bench.{args.child}")
+    out_topic = output_topic(settings, args.child)
     if args.child == "processor":
-        marks, out_topic = run_processor(settings, args.events, deadline), settings.topic(DELIVERIES)
+        marks = run_processor(settings, args.events, deadline)
     elif args.child == "faust":
         sys.path.insert(0, str(BENCH))
         import faust_agent
@@ -200,10 +203,19 @@ def child(args: argparse.Namespace) -> int:
     else:
         marks = run_bare(settings, out_topic, args.events, deadline, args.child == "bare-txn")
     (t0, n0), (t1, n1) = window(marks, WARMUP * marks[-1][1])
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"events": n1 - n0, "window_s": t1 - t0, "rate": (n1 - n0) / (t1 - t0),
-                      "outputs": count_records(settings, out_topic), "rss_mib": rss_kib / 1024}))
+    if n1 <= n0:
+        print(RESULT + json.dumps({"error": f"no progress in {args.seconds} s"}))
+        return 0
+    result = {"events": n1 - n0, "window_s": t1 - t0, "rate": (n1 - n0) / (t1 - t0),
+              "rss_mib": peak_rss_kib() / 1024}
+    print(RESULT + json.dumps(result))
     return 0
+
+
+def peak_rss_kib() -> int:
+    """VmHWM. Not ru_maxrss: Linux carries that over from the parent across fork and exec."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
 
 
 def window(marks: Marks, skip: float) -> tuple[tuple[float, int], tuple[float, int]]:
@@ -228,7 +240,7 @@ def run_processor(settings: Settings, events: int, deadline: float) -> Marks:
     processor = TimedProcessor(settings)
     thread = threading.Thread(target=processor.run)
     thread.start()
-    while time.monotonic() < deadline and not (processor.marks and processor.marks[-1][1] >= events):
+    while time.monotonic() < deadline and (processor.marks or [(0, 0)])[-1][1] < events:
         time.sleep(0.05)
     processor.stopping.set()
     thread.join()
@@ -288,14 +300,8 @@ def next_offsets(batch: list[Message]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
 
 
-def count_records(settings: Settings, topic: str) -> int:
-    """Records on a topic: the sum of its partitions' high watermarks (committed or not)."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "bench"})
-    meta = consumer.list_topics(topic, timeout=10).topics[topic]
-    total = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in meta.partitions)
-    consumer.close()
-    return total
+def output_topic(settings: Settings, variant: str) -> str:
+    return settings.topic(DELIVERIES if variant == "processor" else f"bench.{variant}")
 
 
 if __name__ == "__main__":
