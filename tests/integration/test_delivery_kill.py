@@ -1,0 +1,224 @@
+"""SIGKILL of the delivery process under load: nothing lost, duplicates bounded.
+
+The delivery process runs as `python -m hookstream.cli run delivery`, configured only
+through HOOKSTREAM_* variables. It is killed once part of the load has reached the
+receiver; a second process takes over from the committed offsets (after the dead
+member's session times out, about 45 s). The scenario runs once per module; the tests
+below check what it recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from hookstream.codec import Codec
+from hookstream.config import Settings, load_settings
+from hookstream.events import DeliveryRequest
+from hookstream.kafka_io import read_all
+from hookstream.topics import DELIVERIES
+from tests.integration.harness import apply_webhooks, publish, request_for
+from tests.receiver import Received, Receiver
+
+LOOPBACK = ["127.0.0.0/8"]
+WEBHOOKS = 6
+TOTAL = 3000
+MAX_IN_FLIGHT = 64
+GROUP = "hookstream-delivery"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def start_delivery(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "HOOKSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "HOOKSTREAM_STATE_DIR": settings.state_dir,
+        "HOOKSTREAM_PARTITIONS": str(settings.partitions),
+        "HOOKSTREAM_RETRY_TIERS": ",".join(settings.retry_tiers),
+        "HOOKSTREAM_MAX_IN_FLIGHT": str(MAX_IN_FLIGHT),
+        "HOOKSTREAM_LOG_LEVEL": "WARNING",
+    }
+    env.pop("HOOKSTREAM_CONFIG", None)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hookstream.cli", "run", "delivery"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def committed(settings: Settings) -> dict[int, int]:
+    """The delivery group's committed offset of each deliveries partition (0 if none)."""
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": GROUP})
+    try:
+        topic = settings.topic(DELIVERIES)
+        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        return {tp.partition: max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10)}
+    finally:
+        consumer.close()
+
+
+def positions(settings: Settings) -> dict[str, tuple[int, int]]:
+    """Where each delivery id sits in the deliveries topic: (partition, offset)."""
+    codec = Codec()
+    return {
+        codec.decode(m.value(), m.headers(), DeliveryRequest).delivery_id: (
+            m.partition() or 0,
+            m.offset() or 0,
+        )
+        for m in read_all(settings, settings.topic(DELIVERIES), timeout_s=10)
+    }
+
+
+@dataclass
+class KilledRun:
+    expected: dict[bytes, str]  # body -> delivery id
+    where: dict[str, tuple[int, int]]  # delivery id -> (partition, offset)
+    before: Counter[str]  # requests per delivery id received before the kill
+    at_kill: dict[int, int]  # committed offset per partition at the kill
+    received: list[Received]  # every request, both processes
+    log: str
+    seconds: float
+
+    def counts(self) -> Counter[str]:
+        return Counter(r.headers.get("webhook-id", "") for r in self.received)
+
+    def uncommitted(self, delivery_id: str) -> bool:
+        partition, offset = self.where[delivery_id]
+        return offset >= self.at_kill[partition]
+
+
+@pytest.fixture(scope="module")
+def killed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilledRun]:
+    tmp_path = tmp_path_factory.mktemp("kill")
+    settings = load_settings(
+        env={},
+        bootstrap_servers=kafka_bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        partitions=2,
+        state_dir=str(tmp_path / "state"),
+        retry_tiers="1s,2s,3s",
+    )
+    started = time.monotonic()
+    log = tmp_path / "delivery.log"
+    with Receiver() as receiver:
+        receiver.on("/in", hang_s=0.01)  # a little work per request, as a real target has
+        apply_webhooks(
+            settings,
+            tmp_path,
+            *(
+                {
+                    "id": f"hook-{w}",
+                    "url": receiver.url("/in"),
+                    "signature_scheme": "both",
+                    "allowed_networks": LOOPBACK,
+                }
+                for w in range(WEBHOOKS)
+            ),
+        )
+        requests = [
+            request_for(f"hook-{n % WEBHOOKS}", receiver.url("/in"), n, body=b'{"n": %d}' % n)
+            for n in range(TOTAL)
+        ]
+        publish(settings, requests)
+        where = positions(settings)
+
+        first = start_delivery(settings, log)
+        second: subprocess.Popen[bytes] | None = None
+        try:
+            deadline = time.monotonic() + 40
+            while len(receiver.requests("/in")) < TOTAL // 5 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            time.sleep(0.3)  # requests the receiver had already read are recorded
+            before = Counter(r.headers.get("webhook-id", "") for r in receiver.requests("/in"))
+            at_kill = committed(settings)
+
+            second = start_delivery(settings, log)
+            deadline = started + 85
+            while time.monotonic() < deadline:
+                got = {r.headers.get("webhook-id") for r in receiver.requests("/in")}
+                if len(got) >= TOTAL or second.poll() is not None:
+                    break
+                time.sleep(0.2)
+            time.sleep(1.0)  # let repeats still in flight arrive, so they are counted
+        finally:
+            if first.poll() is None:
+                first.kill()
+            if second is not None:
+                stop(second)
+        run = KilledRun(
+            {r.body: r.delivery_id for r in requests},
+            where,
+            before,
+            at_kill,
+            receiver.requests("/in"),
+            log.read_text(errors="replace"),
+            time.monotonic() - started,
+        )
+    duplicates = {d: n for d, n in run.counts().items() if n > 1}
+    at_risk = [d for d in before if run.uncommitted(d)]
+    print(
+        f"\nSIGKILL after {len(before)} of {TOTAL} deliveries received "
+        f"({len(at_risk)} of them above the committed offsets {at_kill}); "
+        f"{len(duplicates)} deliveries received more than once "
+        f"({sum(duplicates.values()) - len(duplicates)} extra requests, "
+        f"{sum(1 for d in duplicates if d not in before)} of them never sent before the kill); "
+        f"{run.seconds:.1f}s in all"
+    )
+    yield run
+
+
+def test_sigkill_under_load_loses_nothing(killed: KilledRun) -> None:
+    assert TOTAL // 5 <= len(killed.before) < TOTAL, "the kill was not under load"
+    assert set(killed.where) == set(killed.expected.values())
+    counts = killed.counts()
+    lost = set(killed.expected.values()) - set(counts)
+    assert not lost, f"{len(lost)} deliveries lost; delivery log:\n{killed.log[-3000:]}"
+    assert set(counts) == set(killed.expected.values())
+    for r in killed.received:  # every request of a delivery carries that delivery's id
+        assert r.headers["webhook-id"] == killed.expected[r.body]
+    assert killed.seconds <= 90
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "BUG connectors/delivery.py: a forwarded copy (retry tier, circuit_open, 'target "
+        "saturated') is produced before its source offset is committed, so after a crash "
+        "both the re-read source and the copy live on and the delivery is sent twice, "
+        "even if it was never sent before the kill. Remove this marker once fixed."
+    ),
+)
+def test_sigkill_repeats_only_what_was_in_flight(killed: KilledRun) -> None:
+    duplicates = {d for d, n in killed.counts().items() if n > 1}
+    # Only a delivery that had been sent but not committed when the process died may be
+    # sent again, and once: the second process resumes from the committed offsets.
+    assert all(killed.uncommitted(d) for d in duplicates)
+    assert duplicates <= set(killed.before)
+    assert max(killed.counts().values()) <= 2
