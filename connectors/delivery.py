@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import signal
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
@@ -47,6 +48,7 @@ from hookstream.topics import ATTEMPTS, DELIVERIES, DLQ, WEBHOOKS, retry_topics
 log = logging.getLogger(__name__)
 GROUP = "hookstream-delivery"
 MAX_HELD = 20_000  # not-yet-due retries kept in memory before a partition is paused
+MAX_REMEMBERED = 200_000  # delivery ids whose latest hop is kept, to drop stale copies
 
 TP = tuple[str, int]
 
@@ -86,6 +88,8 @@ class DeliveryService:
         self._global_slots = asyncio.Semaphore(settings.max_in_flight)
         self._origin_slots: dict[str, asyncio.Semaphore] = {}
         self._origin_waiting: dict[str, int] = defaultdict(int)
+        self._handled: OrderedDict[str, float] = OrderedDict()
+        self._busy: dict[str, asyncio.Event] = {}
         self._webhook_sem: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._next_slot: dict[str, float] = {}
         self._tables = TableFollower(
@@ -102,7 +106,9 @@ class DeliveryService:
                 "auto.commit.interval.ms": 500,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
-                "partition.assignment.strategy": "cooperative-sticky",
+                # range: partition p of every topic to one consumer, so that the copies of a
+                # delivery (same key) on the deliveries and retry topics meet (_is_stale).
+                "partition.assignment.strategy": "range",
                 "fetch.wait.max.ms": 20,
             }
         )
@@ -255,7 +261,42 @@ class DeliveryService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _is_stale(self, request: DeliveryRequest) -> bool:
+        """A copy of a delivery already handled here (a record read again after a crash,
+        next to the copy it had forwarded): dropping it avoids sending the delivery twice.
+
+        `_handled` maps delivery id to the highest hop handled (infinity once delivered).
+        Copies sharing a key share a partition number, and the range assignor gives the
+        same partition of every topic to one consumer, so the copies meet here."""
+        handled = self._handled.get(request.delivery_id, -1.0)
+        if request.hop <= handled:
+            return True
+        self._remember(request.delivery_id, float(request.hop))
+        return False
+
+    def _remember(self, delivery_id: str, hop: float) -> None:
+        self._handled[delivery_id] = hop
+        self._handled.move_to_end(delivery_id)
+        if len(self._handled) > MAX_REMEMBERED:
+            self._handled.popitem(last=False)
+
     async def _deliver(self, tp: TP, offset: int, request: DeliveryRequest, topic: str) -> None:
+        # One record of a delivery at a time: a copy waits for the outcome of the record
+        # in flight, which may make it stale.
+        while (busy := self._busy.get(request.delivery_id)) is not None:
+            await busy.wait()
+        if self._is_stale(request):
+            self.stats["stale_dropped"] += 1
+            self._mark_done(tp, offset)
+            return
+        done = self._busy[request.delivery_id] = asyncio.Event()
+        try:
+            await self._attempt(tp, offset, request, topic)
+        finally:
+            del self._busy[request.delivery_id]
+            done.set()
+
+    async def _attempt(self, tp: TP, offset: int, request: DeliveryRequest, topic: str) -> None:
         target = self.target(request.webhook_id)
         if target is None:
             now = int(self.clock() * 1000)
@@ -269,16 +310,11 @@ class DeliveryService:
         except ValueError:
             origin = request.url[:64]
         admission = self.circuits.admit(origin, self.clock())
-        waiting_too_long = (
-            self._origin_waiting[origin] >= 4 * self.settings.max_in_flight_per_origin
-        )
-        if admission is Admission.REJECT or waiting_too_long:
-            observed = Observed(
-                started_ms,
-                started_ms,
-                circuit_open=True,
-                error="circuit open" if admission is Admission.REJECT else "target saturated",
-            )
+        saturated = self._origin_waiting[origin] >= 4 * self.settings.max_in_flight_per_origin
+        if admission is Admission.REJECT:
+            observed = Observed(started_ms, started_ms, circuit_open=True, error="circuit open")
+        elif saturated:  # a slow target must not fill memory nor hold up the others
+            observed = Observed(started_ms, started_ms, deferred=True, error="target saturated")
         else:
             result = await self._send(origin, request, target)
             observed = _observed(result, started_ms, int(self.clock() * 1000))
@@ -297,6 +333,8 @@ class DeliveryService:
             current_tier,
             self.rand(),
         )
+        if decision.forward is None:
+            self._remember(request.delivery_id, math.inf)
         self._commit_decision(tp, offset, decision, tiers)
 
     def _webhook_slots(self, target: Target) -> AbstractAsyncContextManager[object]:
@@ -374,7 +412,7 @@ class DeliveryService:
     def _forward_dead(
         self, tp: TP, offset: int, request: DeliveryRequest, reason: str, now_ms: int
     ) -> None:
-        dead = request.evolve(last_error=reason)
+        dead = request.evolve(hop=request.hop + 1, last_error=reason)
         self.stats["dead_lettered"] += 1
         self._produce_then_done(tp, offset, [(self.dlq_topic, dead.key(), dead)])
 

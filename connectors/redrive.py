@@ -90,6 +90,7 @@ def redrive(
         if in_txn == 0:
             producer.begin_transaction()
         fresh = dead.request.evolve(
+            hop=dead.request.hop + 1,
             attempt=0, not_before=0, retry_tier=0, last_error=None, last_status=None
         )
         value, headers = codec.encode(fresh, deliveries)

@@ -27,6 +27,7 @@ class Outcome(StrEnum):
     BLOCKED = "blocked"
     CHALLENGE_FAILED = "challenge_failed"
     CIRCUIT_OPEN = "circuit_open"
+    DEFERRED = "deferred"  # the target's queue is full: moved to a retry tier, no attempt spent
     FAILED = "failed"  # a forced send that failed; the delivery's route is unchanged
 
 
@@ -126,6 +127,7 @@ class DeliveryRequest(Record):
     attempt: int = 0
     not_before: int = 0
     retry_tier: int = 0
+    hop: int = 0
     last_error: str | None = None
     last_status: int | None = None
 

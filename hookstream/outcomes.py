@@ -41,6 +41,7 @@ class Observed:
     blocked: bool = False
     challenge_failed: bool = False
     circuit_open: bool = False
+    deferred: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,8 @@ def decide(
 ) -> Decision:
     """The attempt record and the forward record for one attempt (or skipped attempt)."""
     now_ms = observed.finished_ms
-    spent = not (observed.challenge_failed or observed.circuit_open)
+    spent = not (observed.challenge_failed or observed.circuit_open or observed.deferred)
+    hop = request.hop + 1  # every forwarded copy supersedes the record it came from
     number = request.attempt + 1 if spent else request.attempt
 
     def record(outcome: Outcome) -> AttemptRecord:
@@ -86,19 +88,27 @@ def decide(
 
     def dead(reason: str) -> Forward:
         return Forward(
-            DLQ_TIER, request.evolve(attempt=number, last_error=reason, last_status=observed.status)
+            DLQ_TIER,
+            request.evolve(attempt=number, hop=hop, last_error=reason, last_status=observed.status),
         )
 
     if observed.blocked:
         return Decision(record(Outcome.BLOCKED), dead(observed.error or "blocked"))
     if not spent:
         later = skip_tier(current_tier, tiers_s, rand, now_ms)
-        outcome = Outcome.CHALLENGE_FAILED if observed.challenge_failed else Outcome.CIRCUIT_OPEN
+        outcome = (
+            Outcome.CHALLENGE_FAILED
+            if observed.challenge_failed
+            else Outcome.CIRCUIT_OPEN
+            if observed.circuit_open
+            else Outcome.DEFERRED
+        )
         return Decision(
             record(outcome),
             Forward(
                 later.tier,
                 request.evolve(
+                    hop=hop,
                     not_before=later.not_before_ms,
                     retry_tier=later.tier,
                     last_error=observed.error,
@@ -122,6 +132,7 @@ def decide(
                     tier,
                     request.evolve(
                         attempt=number,
+                        hop=hop,
                         not_before=not_before,
                         retry_tier=tier,
                         last_error=reason,

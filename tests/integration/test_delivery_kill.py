@@ -206,15 +206,6 @@ def test_sigkill_under_load_loses_nothing(killed: KilledRun) -> None:
     assert killed.seconds <= 90
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG connectors/delivery.py: a forwarded copy (retry tier, circuit_open, 'target "
-        "saturated') is produced before its source offset is committed, so after a crash "
-        "both the re-read source and the copy live on and the delivery is sent twice, "
-        "even if it was never sent before the kill. Remove this marker once fixed."
-    ),
-)
 def test_sigkill_repeats_only_what_was_in_flight(killed: KilledRun) -> None:
     duplicates = {d for d, n in killed.counts().items() if n > 1}
     # Only a delivery that had been sent but not committed when the process died may be
