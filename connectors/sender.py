@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from connectors.guard import allowed_networks, check_url, is_blocked
+from connectors.guard import allowed_networks, is_blocked
 from hookstream.definitions import WebhookDefinition
 from hookstream.events import DeliveryRequest
 from hookstream.retry import RetryPolicy
@@ -145,9 +145,6 @@ class Sender:
         self, request: DeliveryRequest, target: Target, global_allow: tuple[Network, ...] = ()
     ) -> HttpResult:
         """One attempt; signs at send time so retries stay within the receiver's tolerance."""
-        reason = check_url(request.url, (*global_allow, *target.allow))
-        if reason:
-            return HttpResult(blocked=reason, error=f"blocked: {reason}")
         with allowed_networks(target.allow):
             try:
                 if target.use_cra_challenge and not await self._challenge(request.url, target):

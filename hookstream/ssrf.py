@@ -11,6 +11,7 @@ Nothing here resolves names or opens sockets.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -102,6 +103,17 @@ def parse_networks(specs: Iterable[str]) -> tuple[Network, ...]:
 
 
 def blocked_reason(address: str, allow: Sequence[Network]) -> str | None:
+    """Why connecting to `address` is refused, or None; see `_blocked_reason`. Cached: the
+    delivery hot path asks for the same few addresses and allow-lists again and again."""
+    return _blocked_reason_cached(address, tuple(allow))
+
+
+@functools.lru_cache(maxsize=8192)
+def _blocked_reason_cached(address: str, allow: tuple[Network, ...]) -> str | None:
+    return _blocked_reason(address, allow)
+
+
+def _blocked_reason(address: str, allow: Sequence[Network]) -> str | None:
     """Why `address` must not be connected to, or None when it may be.
 
     Refuses every address that is not globally routable (loopback, private,
@@ -128,6 +140,7 @@ def blocked_reason(address: str, allow: Sequence[Network]) -> str | None:
     return f"{reason}: {shown}"
 
 
+@functools.lru_cache(maxsize=8192)
 def literal_ipv4(host: str) -> str | None:
     """The dotted-quad address a legacy `inet_aton` spelling denotes, else None.
 
