@@ -235,7 +235,9 @@ def bare_loop(urls: list[str], seconds: float) -> None:
             )
         )
 
-    asyncio.run(main())
+    import uvloop
+
+    uvloop.run(main())  # the event loop `hookstream run delivery` uses
 
 
 def run_wrk(port: int, work: Path, seconds: int) -> float:
