@@ -173,8 +173,7 @@ class LocalBroker:
             "kafka.tools.StorageTool",
             "format",
             "--standalone",
-            "-t",
-            cluster_id,
+            f"--cluster-id={cluster_id}",  # an id may start with "-": keep it one argument
             "-c",
             str(self.config_file),
         ]

@@ -82,6 +82,10 @@ class Codec:
             name: fastavro.parse_schema(json.loads(text)) for name, text in self._texts.items()
         }
         self._versions = {name: schema_version(json.loads(t)) for name, t in self._texts.items()}
+        self._headers = {  # encoded once, not per record
+            name: ((SCHEMA_HEADER, name.encode()), (VERSION_HEADER, str(version).encode()))
+            for name, version in self._versions.items()
+        }
         self._ids: dict[tuple[str, str], int] = {}
         self._by_id: dict[int, Any] = {}
 
@@ -92,11 +96,7 @@ class Codec:
         if self._registry is not None:
             buf.write(struct.pack(">bI", _MAGIC, self._schema_id(name, topic)))
         fastavro.schemaless_writer(buf, self._parsed[name], record.to_dict())
-        headers: Headers = [
-            (SCHEMA_HEADER, name.encode()),
-            (VERSION_HEADER, str(self._versions[name]).encode()),
-        ]
-        return buf.getvalue(), headers
+        return buf.getvalue(), list(self._headers[name])  # a fresh list: callers may add
 
     def decode(self, value: bytes | None, headers: MessageHeaders, expected: type[R]) -> R:
         """The record in `value`, or DecodeError saying why it is not one."""

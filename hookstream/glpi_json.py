@@ -19,15 +19,24 @@ A hand-written recursive encoder is used rather than `json.dumps(indent=4)` plus
 on Python 3.11 an indented `json.dumps` runs the pure-Python encoder anyway, and doing the
 work in one pass avoids textual rewrites (`{}` inside a string is not an empty object).
 Strings go through the C-accelerated `encode_basestring_ascii`.
+
+`default_payload` (every default-payload webhook, once per event) first tries a fast path:
+orjson's 2-space pretty output turned into PHP's by doubling the indent, escaping `/` and
+non-ASCII. It is taken only when a walk shows nothing orjson spells differently from PHP
+(floats, empty dicts, dicts PHP sees as lists, types other than str/int/bool/None/dict/list);
+otherwise, or if orjson refuses the value, the exact encoder above runs.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii
 from typing import Any
+
+import orjson
 
 __all__ = ["default_payload", "php_json_encode"]
 
@@ -50,7 +59,70 @@ def default_payload(
     body: dict[str, Any] = {"item": item, "event": event}
     if parent_item is not None:
         body["parent_item"] = parent_item
-    return php_json_encode(body).encode("utf-8")
+    fast = _fast_pretty(body)
+    return fast if fast is not None else php_json_encode(body).encode("utf-8")
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_LEAVES = frozenset({str, int, bool, type(None)})
+
+
+def _fast_pretty(value: object) -> bytes | None:
+    """`php_json_encode(value).encode()` via orjson, or None where it could differ.
+
+    orjson escapes `"`, `\\`, control characters (`\\b \\f \\n \\r \\t`, else lowercase
+    `\\u00XX`) as encode_basestring_ascii does, leaves DEL as PHP does, and writes no raw
+    control character: every raw newline is pretty-printing, and \x00 is free as a marker.
+    `/` and non-ASCII occur only inside strings, so escaping them afterwards is safe.
+    """
+    try:
+        if not _fast_safe(value):
+            return None
+        # Lone surrogates, ints beyond 64 bits, nesting past 255 levels: orjson refuses.
+        out = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+        compact = orjson.dumps(value)
+    except (orjson.JSONEncodeError, RecursionError):
+        return None
+    if b"  " not in compact:
+        # orjson indents 2 spaces a level, PHP 4. With no string holding two spaces in a row
+        # (compact output has spaces only inside strings), every "  " is indent: double it.
+        out = out.replace(b"  ", b"    ")
+    else:
+        lines = out.split(b"\n")
+        out = b"\n".join([line[: len(line) - len(line.lstrip(b" "))] + line for line in lines])
+    out = out.replace(b"/", b"\\/")
+    if out.isascii():
+        return out
+    text = out.decode()
+    # backslashreplace writes U+0080..U+00FF as `\\xe9`: park the existing backslashes on
+    # \x00 so that every `\\x` afterwards is one of those, widen them to `\\u00e9`, restore.
+    escaped = text.replace("\\", "\x00").encode("ascii", "backslashreplace")
+    if b"\\U" in escaped:
+        # An astral character (`\\U0001f600`): PHP writes a surrogate pair, as does
+        # encode_basestring_ascii for a run of non-ASCII (it holds no quote or backslash).
+        return _NON_ASCII.sub(lambda m: encode_basestring_ascii(m.group())[1:-1], text).encode()
+    return escaped.replace(b"\\x", b"\\u00").replace(b"\x00", b"\\")
+
+
+def _fast_safe(value: object) -> bool:
+    """True when orjson's encoding of `value` is PHP's up to indent, `/` and non-ASCII.
+
+    Dicts and lists only, holding str, int, bool, None (exact types): floats need
+    php_float; subclasses and other types (tuples, enums, dataclasses, datetimes) orjson
+    spells differently or PHP's rules reject. PHP writes an empty array as `[]` and one keyed
+    "0".."n-1" as a list: any dict with a "0" key is left to the exact encoder. Non-str keys
+    make orjson refuse.
+    """
+    kind = type(value)
+    if kind is dict:
+        if not value or "0" in value:  # type: ignore[operator]
+            return False
+        values = value.values()  # type: ignore[attr-defined]
+    elif kind is list:
+        values = value
+    else:
+        return kind in _LEAVES
+    return all(type(item) in _LEAVES or _fast_safe(item) for item in values)
 
 
 def php_float(value: float, precision: int = -1, exponent: str = "e") -> str:
@@ -112,7 +184,18 @@ def _is_list_like(mapping: Mapping[Any, Any]) -> bool:
 
 def _encode(value: object, out: list[str], newline: str) -> None:
     # `newline` is "\n" plus the current indent when pretty, "" when compact.
-    if isinstance(value, str):
+    # Exact-type checks first: decoded JSON holds only these types, and `type(v) is`
+    # is cheaper than isinstance against ABCs; anything else takes the general path below.
+    kind = type(value)
+    if kind is str:
+        out.append(_string(value))  # type: ignore[arg-type]
+    elif kind is dict:
+        _encode_mapping(value, out, newline)  # type: ignore[arg-type]
+    elif kind is int:
+        out.append(int.__repr__(value))
+    elif kind is list:
+        _encode_list(value, out, newline)  # type: ignore[arg-type]
+    elif isinstance(value, str):
         out.append(_string(value))
     elif value is None:
         out.append("null")
@@ -125,33 +208,41 @@ def _encode(value: object, out: list[str], newline: str) -> None:
     elif isinstance(value, float):
         out.append(php_float(value))
     elif isinstance(value, Mapping):
-        if not value:
-            out.append("[]")
-        elif _is_list_like(value):
-            _encode(list(value.values()), out, newline)
-        else:
-            inner = newline + "    " if newline else ""
-            sep = ": " if newline else ":"
-            out.append("{")
-            first = True
-            for key, item in value.items():
-                out.append(inner if first else "," + inner)
-                first = False
-                out.append(_key(key))
-                out.append(sep)
-                _encode(item, out, inner)
-            out.append(newline + "}")
+        _encode_mapping(value, out, newline)
     elif isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
-        if not value:
-            out.append("[]")
-            return
-        inner = newline + "    " if newline else ""
-        out.append("[")
-        first = True
-        for item in value:
-            out.append(inner if first else "," + inner)
-            first = False
-            _encode(item, out, inner)
-        out.append(newline + "]")
+        _encode_list(value, out, newline)
     else:
         raise TypeError(f"cannot JSON encode {type(value).__name__}")
+
+
+def _encode_mapping(value: Mapping[Any, Any], out: list[str], newline: str) -> None:
+    if not value:
+        out.append("[]")
+    elif _is_list_like(value):
+        _encode_list(list(value.values()), out, newline)
+    else:
+        inner = newline + "    " if newline else ""
+        sep = ": " if newline else ":"
+        out.append("{")
+        first = True
+        for key, item in value.items():
+            out.append(inner if first else "," + inner)
+            first = False
+            out.append(_key(key))
+            out.append(sep)
+            _encode(item, out, inner)
+        out.append(newline + "}")
+
+
+def _encode_list(value: Sequence[Any], out: list[str], newline: str) -> None:
+    if not value:
+        out.append("[]")
+        return
+    inner = newline + "    " if newline else ""
+    out.append("[")
+    first = True
+    for item in value:
+        out.append(inner if first else "," + inner)
+        first = False
+        _encode(item, out, inner)
+    out.append(newline + "]")

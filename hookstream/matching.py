@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from hookstream.criteria import Criteria, compile_criteria, evaluate
 from hookstream.definitions import WebhookDefinition
 from hookstream.entities import EntityTable, in_scope
@@ -98,6 +100,26 @@ def why_not(
     webhook: CompiledWebhook, event: ItemChangeEvent, item: dict[str, Any], entities: EntityTable
 ) -> str | None:
     """None when the webhook fires for the event, else the first condition that failed."""
+    return _why_not(webhook, event, item, _EventContext(event, entities))
+
+
+class _EventContext:
+    """What every candidate of one event shares: computed once per event, not per webhook."""
+
+    __slots__ = ("ancestors", "resolver", "when")
+
+    def __init__(self, event: ItemChangeEvent, entities: EntityTable) -> None:
+        self.ancestors = (
+            () if event.entities_id is None
+            else entities.ancestors(event.instance, event.entities_id)
+        )
+        self.resolver = entities.resolver(event.instance)
+        self.when = datetime.fromtimestamp(event.occurred_at / 1000, UTC)
+
+
+def _why_not(
+    webhook: CompiledWebhook, event: ItemChangeEvent, item: dict[str, Any], shared: _EventContext
+) -> str | None:
     d = webhook.definition
     if (d.instance, d.itemtype, d.event) != (event.instance, event.itemtype, event.event):
         return (
@@ -106,16 +128,12 @@ def why_not(
         )
     if not d.is_active:
         return "webhook is not active"
-    ancestors = (
-        () if event.entities_id is None else entities.ancestors(event.instance, event.entities_id)
-    )
-    if not in_scope(event.entities_id, d.entities_id, d.is_recursive, ancestors):
+    if not in_scope(event.entities_id, d.entities_id, d.is_recursive, shared.ancestors):
         scope = "and its sub-entities" if d.is_recursive else "only"
         return (
             f"item entity {event.entities_id} is outside webhook entity {d.entities_id} ({scope})"
         )
-    when = datetime.fromtimestamp(event.occurred_at / 1000, UTC)
-    result = evaluate(webhook.criteria, item, entities.resolver(event.instance), now=when)
+    result = evaluate(webhook.criteria, item, shared.resolver, now=shared.when)
     return None if result.matched else f"filter: {result.failed}"
 
 
@@ -130,35 +148,72 @@ def plan(
     candidates = index.candidates(event.instance, event.itemtype, event.event)
     if not candidates:
         return []
-    item = json.loads(event.item)
-    parent = json.loads(event.parent_item) if event.parent_item else None
+    item = load_json(event.item)
+    parent = load_json(event.parent_item) if event.parent_item else None
+    shared = _EventContext(event, entities)
+    default_bodies: dict[str, bytes] = {}  # GLPI's default body, encoded once per event
+    limits = limits or DEFAULT_LIMITS
     out: list[DeliveryRequest | RenderFailure] = []
     for webhook in candidates:
-        if why_not(webhook, event, item, entities) is not None:
+        if _why_not(webhook, event, item, shared) is not None:
             continue
         d = webhook.definition
-        request = DeliveryRequest(
-            delivery_id=delivery_id_for(event.event_id, d.id),
-            webhook_id=d.id,
-            webhook_version=d.version,
-            instance=event.instance,
-            event_id=event.event_id,
-            itemtype=event.itemtype,
-            items_id=event.items_id,
-            event=event.event,
-            entities_id=event.entities_id,
-            method=d.http_method.upper(),
-            url="",
-            body=b"",
-            created_at=now_ms,
-        )
         try:
             rendered = render_request(
                 webhook.templates, event.event, item, parent, now_s=now_ms / 1000,
-                limits=limits or DEFAULT_LIMITS,
+                limits=limits, default_bodies=default_bodies,
             )
         except RenderError as e:
-            out.append(RenderFailure(request.evolve(last_error=f"render_error: {e}"), str(e)))
+            failed = _request(event, d, now_ms, "", {}, b"", f"render_error: {e}")
+            out.append(RenderFailure(failed, str(e)))
             continue
-        out.append(request.evolve(url=rendered.url, headers=rendered.headers, body=rendered.body))
+        out.append(_request(event, d, now_ms, rendered.url, rendered.headers, rendered.body, None))
     return out
+
+
+def load_json(text: str) -> Any:
+    """`json.loads`, by orjson where that gives the same value (it is ~3x faster).
+
+    orjson parses to the same types and key order, but reads integers beyond 64 bits as
+    floats: text with 19 digits in a row (maybe inside a string: harmless) goes to
+    json.loads, as does anything orjson rejects (NaN, lone surrogates, invalid JSON, which
+    then raises json's own error). The digit check is a C translate, not a regex scan.
+    """
+    if _NINETEEN_ZEROS not in text.encode().translate(_DIGITS_TO_ZERO):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_ZEROS = b"0" * 19
+
+
+def _request(
+    event: ItemChangeEvent,
+    d: WebhookDefinition,
+    now_ms: int,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    last_error: str | None,
+) -> DeliveryRequest:
+    return DeliveryRequest(
+        delivery_id=delivery_id_for(event.event_id, d.id),
+        webhook_id=d.id,
+        webhook_version=d.version,
+        instance=event.instance,
+        event_id=event.event_id,
+        itemtype=event.itemtype,
+        items_id=event.items_id,
+        event=event.event,
+        entities_id=event.entities_id,
+        method=d.http_method.upper(),
+        url=url,
+        headers=headers,
+        body=body,
+        created_at=now_ms,
+        last_error=last_error,
+    )

@@ -47,6 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 
 from hookstream.errors import InvalidTemplate, RenderError
@@ -79,7 +80,9 @@ _TEXT_ENV = Sandbox(finalize_text)
 _JSON_ENV = Sandbox(finalize_json)
 
 
-_Template = Any  # jinja2.Template; Any keeps mypy --strict quiet about its loose typing
+# jinja2.Template, or the text itself for a template that is only text (see _constant);
+# Any keeps mypy --strict quiet about Jinja's loose typing.
+_Template = Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,9 @@ def _compile(env: Sandbox, label: str, source: str) -> tuple[_Template | None, l
         if problems:
             return None, [f"{label}: line {line}: {message}" for line, message in problems]
         add_guards(tree)
+        constant = _constant(tree)
+        if constant is not None:
+            return constant, []
         code = env.compile(tree, name=label, filename=f"<{label}>")
         return env.template_class.from_code(env, code, env.make_globals(None), None), []
     except TemplateSyntaxError as e:
@@ -131,6 +137,24 @@ def compile_templates(
     return CompiledTemplates(url_template, tuple(header_templates), body_template, is_json)
 
 
+def _constant(tree: nodes.Template) -> str | None:
+    """The output of a template that is only text (no `{{ }}`, `{% %}`), else None.
+
+    Such a template is stored as its text and never run: a Jinja render costs ~10 µs even
+    for a constant. The text is the parser's, so Jinja's newline normalisation and trailing
+    newline removal are kept; template text is printed as is (no finalize, no escaping).
+    """
+    parts = []
+    for node in tree.body:
+        if not isinstance(node, nodes.Output):
+            return None
+        for child in node.nodes:
+            if not isinstance(child, nodes.TemplateData):
+                return None
+            parts.append(child.data)
+    return "".join(parts)
+
+
 def render_request(
     templates: CompiledTemplates,
     event: str,
@@ -139,11 +163,14 @@ def render_request(
     now_s: float,
     limits: RenderLimits = _DEFAULT_LIMITS,
     rng: random.Random | None = None,
+    default_bodies: dict[str, bytes] | None = None,
 ) -> RenderedRequest:
     """Render URL, headers and body for one event; `now_s` is the clock for `date`.
 
-    `rng` seeds `random()` (tests pass a seeded one). Raises `RenderError`, never returns a
-    partly rendered request.
+    `rng` seeds `random()` (tests pass a seeded one). `default_bodies`, a dict shared by
+    the renders of one event (same event, item and parent), keeps GLPI's default body so
+    that it is encoded once per event. Raises `RenderError`, never returns a partly
+    rendered request.
     """
     budget = Budget(limits, now_s)
     budget.rng = rng
@@ -162,7 +189,11 @@ def render_request(
                 headers[name] = value
         label = "payload"
         if templates.payload is None:
-            body, is_json = default_payload(item, event, parent_item), True
+            found = None if default_bodies is None else default_bodies.get("default")
+            body = found if found is not None else default_payload(item, event, parent_item)
+            if default_bodies is not None:
+                default_bodies["default"] = body
+            is_json = True
         else:
             body = _render(templates.payload, context, budget).encode("utf-8")
             if len(body) > limits.max_body_bytes:
@@ -189,9 +220,15 @@ def _is_json_template(source: str) -> bool:
 
 
 def _render(template: _Template, context: dict[str, Any], budget: Budget) -> str:
+    if type(template) is str:  # a constant: the checks a one-chunk render would make
+        if len(template) > budget.limits.max_body_bytes:
+            raise LimitExceeded("output larger than the body size limit")
+        if template and time.monotonic() > budget.deadline:
+            raise LimitExceeded("render time limit exceeded")
+        return template
     parts: list[str] = []
     size = 0
-    for chunk in template.generate(context):
+    for chunk in _generate(template, context):
         size += len(chunk)
         if size > budget.limits.max_body_bytes:
             raise LimitExceeded("output larger than the body size limit")
@@ -199,6 +236,27 @@ def _render(template: _Template, context: dict[str, Any], budget: Budget) -> str
             raise LimitExceeded("render time limit exceeded")
         parts.append(chunk)
     return "".join(parts)
+
+
+def _generate(template: _Template, context: dict[str, Any]) -> Any:
+    """`template.generate(context)` without its per-call `dict(globals, **context)`.
+
+    A template's globals are a ChainMap of the sandbox's (fixed once built) under an
+    empty layer of its own: flattened once per environment here, not walked per render.
+    As in Jinja, an exception is turned into one with the template's line numbers.
+    """
+    env = template.environment
+    flat = _FLAT_GLOBALS.get(env)
+    if flat is None:
+        flat = _FLAT_GLOBALS[env] = dict(template.globals)
+    ctx = env.context_class(env, {**flat, **context}, template.name, template.blocks)
+    try:
+        yield from template.root_render_func(ctx)
+    except Exception:
+        yield env.handle_exception()
+
+
+_FLAT_GLOBALS: dict[Sandbox, dict[str, Any]] = {}
 
 
 def _parses_as_json(body: bytes) -> bool:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import Counter
 
 from hookstream import metrics
 from hookstream.codec import codec_for, header_items
@@ -59,6 +60,10 @@ class Processor:
         self.stopping = threading.Event()
         self.ready = threading.Event()
         self.stats = {"events": 0, "deliveries": 0, "render_errors": 0, "undecodable": 0}
+        # Per-instance counter children: Counter.labels() takes a lock and builds a key on
+        # every call (~1.5 µs); the child for a label value never changes.
+        self._events_counters: dict[str, Counter] = {}
+        self._planned_counters: dict[str, Counter] = {}
         self._tables = TableFollower(
             settings,
             [settings.topic(WEBHOOKS), settings.topic(ENTITIES)],
@@ -154,7 +159,7 @@ class Processor:
         self.stats["events"] += 1
         try:
             event = self.codec.decode(msg.value(), msg.headers(), ItemChangeEvent)
-            metrics.EVENTS.labels(event.instance).inc()
+            _counter(self._events_counters, metrics.EVENTS, event.instance).inc()
         except DecodeError as e:
             self._dead_letter_input(msg, e)
             return
@@ -164,7 +169,7 @@ class Processor:
             else:
                 self._send(DELIVERIES, result.key(), result)
                 self.stats["deliveries"] += 1
-                metrics.REQUESTS_PLANNED.labels(result.instance).inc()
+                _counter(self._planned_counters, metrics.REQUESTS_PLANNED, result.instance).inc()
 
     def _send(self, topic: str, key: str, record: Record) -> None:
         value, headers = self.codec.encode(record, self.topics[topic])
@@ -206,6 +211,13 @@ class Processor:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException:
                 pass  # revoked meanwhile: its new owner starts from the committed offset
+
+
+def _counter(children: dict[str, Counter], counter: Counter, label: str) -> Counter:
+    child = children.get(label)
+    if child is None:
+        child = children[label] = counter.labels(label)
+    return child
 
 
 def _next_offsets(batch: list[Message]) -> list[TopicPartition]:
