@@ -113,8 +113,10 @@ def free_port_pair() -> int:
 
 
 def bench_settings(bootstrap: str, prefix: str, partitions: int, state_dir: str) -> Settings:
+    # HOOKSTREAM_PROCESSOR_* variables (batch size, batch wait) tune every variant alike.
+    tuning = {k: v for k, v in os.environ.items() if k.startswith("HOOKSTREAM_PROCESSOR_")}
     return load_settings(
-        env={},
+        env=tuning,
         bootstrap_servers=bootstrap,
         topic_prefix=prefix,
         partitions=partitions,

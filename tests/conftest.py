@@ -92,6 +92,11 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     """Settings on the test broker, with topics of this test's own prefix."""
+    return settings_for(kafka_bootstrap, tmp_path)
+
+
+def settings_for(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    """Settings on the test broker: a topic prefix of their own, short retry tiers."""
     return load_settings(
         env={},
         bootstrap_servers=kafka_bootstrap,

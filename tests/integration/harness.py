@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +20,17 @@ from hookstream.config import Settings
 from hookstream.events import DeliveryRequest, Record, delivery_id_for
 from hookstream.kafka_io import create_topics, flush, producer, read_all
 from hookstream.topics import DELIVERIES
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that gives a `hookstream` subprocess exactly these settings."""
+    env = dict(os.environ)
+    for field in dataclasses.fields(Settings):
+        value = getattr(settings, field.name)
+        text = ",".join(value) if isinstance(value, tuple) else str(value)
+        env[f"HOOKSTREAM_{field.name.upper()}"] = text
+    env.update({f"HOOKSTREAM_{k.upper()}": v for k, v in extra.items()})
+    return env
 
 
 class RunningDelivery:

@@ -9,12 +9,10 @@ below check what it recorded.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,11 +22,12 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from hookstream.codec import Codec
-from hookstream.config import Settings, load_settings
+from hookstream.config import Settings
 from hookstream.events import DeliveryRequest
 from hookstream.kafka_io import read_all
 from hookstream.topics import DELIVERIES
-from tests.integration.harness import apply_webhooks, publish, request_for
+from tests.conftest import settings_for
+from tests.integration.harness import apply_webhooks, cli_env, publish, request_for
 from tests.receiver import Received, Receiver
 
 LOOPBACK = ["127.0.0.0/8"]
@@ -40,16 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def start_delivery(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "HOOKSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "HOOKSTREAM_STATE_DIR": settings.state_dir,
-        "HOOKSTREAM_PARTITIONS": str(settings.partitions),
-        "HOOKSTREAM_RETRY_TIERS": ",".join(settings.retry_tiers),
-        "HOOKSTREAM_MAX_IN_FLIGHT": str(MAX_IN_FLIGHT),
-        "HOOKSTREAM_LOG_LEVEL": "WARNING",
-    }
+    env = cli_env(settings, max_in_flight=str(MAX_IN_FLIGHT), log_level="WARNING")
     env.pop("HOOKSTREAM_CONFIG", None)
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -115,14 +105,7 @@ class KilledRun:
 @pytest.fixture(scope="module")
 def killed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilledRun]:
     tmp_path = tmp_path_factory.mktemp("kill")
-    settings = load_settings(
-        env={},
-        bootstrap_servers=kafka_bootstrap,
-        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
-        partitions=2,
-        state_dir=str(tmp_path / "state"),
-        retry_tiers="1s,2s,3s",
-    )
+    settings = settings_for(kafka_bootstrap, tmp_path)
     started = time.monotonic()
     log = tmp_path / "delivery.log"
     with Receiver() as receiver:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from hookstream.topics import ATTEMPTS, DELIVERIES, DLQ
 from tests.integration.harness import (
     RunningDelivery,
     apply_webhooks,
+    cli_env,
     publish,
     read,
     request_for,
@@ -26,10 +26,7 @@ from tests.receiver import Receiver
 
 
 def cli(settings: Settings, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "HOOKSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-           "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-           "HOOKSTREAM_STATE_DIR": settings.state_dir,
-           "HOOKSTREAM_RETRY_TIERS": ",".join(settings.retry_tiers)}
+    env = cli_env(settings)
     return subprocess.Popen([sys.executable, "-m", "hookstream.cli", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

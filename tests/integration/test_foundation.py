@@ -24,6 +24,7 @@ from hookstream.errors import DecodeError
 from hookstream.events import ItemChangeEvent, Record
 from hookstream.kafka_io import create_topics, flush, producer, read_all
 from hookstream.topics import ITEM_CHANGES, topic_specs
+from tests.integration.harness import cli_env
 from tests.unit.test_codec import FIXTURES, sample_records
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,13 +82,7 @@ def test_malformed_record_is_reported_with_its_location(settings: Settings) -> N
 
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "HOOKSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "HOOKSTREAM_PARTITIONS": "2",
-        "HOOKSTREAM_STATE_DIR": settings.state_dir,
-    }
+    env = cli_env(settings)
     return subprocess.run(
         [sys.executable, "-m", "hookstream.cli", *args],
         env=env,

@@ -4,7 +4,6 @@ fewer, also across SIGKILL and restart."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from hookstream.kafka_io import create_topics, flush, producer, read_all
 from hookstream.topics import ATTEMPTS, DELIVERIES, DLQ, ITEM_CHANGES, ITEM_CHANGES_DLQ
 from processors.processor import Processor
 from tests.conftest import fixture_item
+from tests.integration.harness import cli_env
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TICKET = fixture_item("Ticket.json")
@@ -199,13 +199,7 @@ def test_definition_applied_while_running_takes_effect(settings: Settings, tmp_p
 
 
 def spawn_processor(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "HOOKSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "HOOKSTREAM_STATE_DIR": settings.state_dir,
-        "HOOKSTREAM_PROCESSOR_BATCH_SIZE": "200",
-    }
+    env = cli_env(settings, processor_batch_size="200")
     return subprocess.Popen(
         [sys.executable, "-m", "hookstream.cli", "run", "processor"],
         env=env,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +10,13 @@ from pathlib import Path
 from hookstream.config import Settings
 from hookstream.kafka_io import create_topics, read_all
 from hookstream.topics import WEBHOOKS
+from tests.integration.harness import cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOOKSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-           "HOOKSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-           "HOOKSTREAM_STATE_DIR": settings.state_dir}
+    env = cli_env(settings)
     return subprocess.run([sys.executable, "-m", "hookstream.cli", *args], env=env, text=True,
                           capture_output=True, timeout=120, check=False)
 
