@@ -8,6 +8,7 @@ carry a secret: messages are built from exception types and the target's origin 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,17 +85,17 @@ class OAuthTokens:
 
     def __init__(self, clock: Callable[[], float]):
         self._clock = clock
-        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self.requests = 0
 
     def invalidate(self, target: Target, token: str) -> None:
-        key = (target.oauth_url, target.clientid)
+        key = _client_key(target)
         if self._tokens.get(key, ("", 0.0))[0] == token:
             del self._tokens[key]
 
     async def token(self, session: aiohttp.ClientSession, target: Target) -> str:
-        key = (target.oauth_url, target.clientid)
+        key = _client_key(target)
         async with self._locks.setdefault(key, asyncio.Lock()):
             cached = self._tokens.get(key)
             if cached and cached[1] > self._clock():
@@ -120,6 +121,13 @@ class OAuthTokens:
             # Renew a little early so a token never expires in flight.
             self._tokens[key] = (token, self._clock() + lifetime - min(30.0, lifetime * 0.1))
             return token
+
+
+def _client_key(target: Target) -> tuple[str, str, str]:
+    """Tokens are shared by webhooks of one OAuth client, secret included: a webhook with a
+    wrong client secret must not borrow a token fetched with the right one."""
+    digest = hashlib.sha256(target.clientsecret.encode()).hexdigest()
+    return (target.oauth_url, target.clientid, digest)
 
 
 class OAuthFailed(Exception):
