@@ -20,7 +20,7 @@ from types import FrameType
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter
 
-from hookstream import metrics
+from hookstream import health, metrics
 from hookstream.codec import codec_for, header_items
 from hookstream.config import Settings
 from hookstream.entities import EntityTable
@@ -237,7 +237,7 @@ def run_processor(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    metrics.serve(settings.metrics_port)
+    health.serve(settings.metrics_port, processor.ready.is_set)
     processor.run()
     log.info("processor stopped: %s", processor.stats)
     return 0
