@@ -85,6 +85,11 @@ class DeliveryService:
         self._paused: set[TP] = set()
         self._held = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._task_done: asyncio.Future[None] | None = None  # set when a task finishes
+        # Offsets to store, per partition: one store_offsets call per loop iteration.
+        self._committable: dict[TP, int] = {}
+        self._origins: dict[str, str] = {}  # url -> origin (or its fallback)
+        self._attempt_counters: dict[tuple[str, str], Any] = {}
         self._fatal: str | None = None
         self._global_slots = asyncio.Semaphore(settings.max_in_flight)
         self._origin_slots: dict[str, asyncio.Semaphore] = {}
@@ -168,8 +173,13 @@ class DeliveryService:
                 while not self.stopping.is_set() and self._fatal is None:
                     self._tables.poll(0)
                     self._producer.poll(0)
+                    self._store_offsets()
                     if len(self._tasks) >= 4 * self.settings.max_in_flight:
-                        await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+                        # Until a task finishes (what asyncio.wait(FIRST_COMPLETED) does,
+                        # without a callback on every task).
+                        self._task_done = loop.create_future()
+                        await self._task_done
+                        self._task_done = None
                         continue
                     batch = await loop.run_in_executor(None, self._fetch)
                     for msg in batch:
@@ -195,6 +205,7 @@ class DeliveryService:
             await asyncio.wait(self._tasks, timeout=timeout_s)
         self._producer.flush(30)
         self._producer.poll(0)
+        self._store_offsets()
         try:
             self._consumer.commit(asynchronous=False)
         except KafkaException:
@@ -203,9 +214,22 @@ class DeliveryService:
         self._tables.close()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self._trackers.pop((tp.topic, tp.partition), None)
-            self._paused.discard((tp.topic, tp.partition))
+        # Offsets already durable but not stored yet: store them before giving up the
+        # partitions, so the new owner does not repeat those deliveries.
+        revoked = [(tp.topic, tp.partition) for tp in partitions]
+        ready = [
+            TopicPartition(t, p, self._committable.pop((t, p)))
+            for t, p in revoked
+            if (t, p) in self._committable
+        ]
+        if ready:
+            try:
+                consumer.store_offsets(offsets=ready)
+            except KafkaException as e:
+                log.debug("store_offsets on revoke failed: %s", e)
+        for key in revoked:
+            self._trackers.pop(key, None)
+            self._paused.discard(key)
 
     def _receive(self, msg: Message) -> None:
         if msg.error() is not None:
@@ -271,7 +295,25 @@ class DeliveryService:
     def _dispatch(self, tp: TP, offset: int, request: DeliveryRequest, topic: str) -> None:
         task = asyncio.get_running_loop().create_task(self._deliver(tp, offset, request, topic))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_finished)
+
+    def _task_finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        waiter = self._task_done
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _origin(self, url: str) -> str:
+        origin = self._origins.get(url)
+        if origin is None:
+            try:
+                origin = origin_of(url)
+            except ValueError:
+                origin = url[:64]
+            if len(self._origins) >= 100_000:
+                self._origins.clear()
+            self._origins[url] = origin
+        return origin
 
     def _is_stale(self, request: DeliveryRequest) -> bool:
         """A copy of a delivery already handled here (a record read again after a crash,
@@ -317,10 +359,7 @@ class DeliveryService:
         tiers = target.retry_schedule_s or self.tiers_s
         current_tier = _tier_index(self.topic_delay.get(topic), tiers)
         started_ms = int(self.clock() * 1000)
-        try:
-            origin = origin_of(request.url)
-        except ValueError:
-            origin = request.url[:64]
+        origin = self._origin(request.url)
         admission = self.circuits.admit(origin, self.clock())
         # Defer only under memory pressure: a slow target may queue while there is room.
         saturated = (
@@ -409,7 +448,13 @@ class DeliveryService:
     ) -> None:
         attempt = decision.attempt
         self.stats[attempt.outcome] += 1
-        metrics.ATTEMPTS.labels(attempt.webhook_id, attempt.outcome).inc()
+        key = (attempt.webhook_id, attempt.outcome)
+        counter = self._attempt_counters.get(key)
+        if counter is None:
+            if len(self._attempt_counters) >= 100_000:
+                self._attempt_counters.clear()
+            counter = self._attempt_counters[key] = metrics.ATTEMPTS.labels(*key)
+        counter.inc()
         if decision.gone:
             metrics.GONE.labels(attempt.webhook_id).inc()
         records: list[tuple[str, str, Record]] = [
@@ -464,7 +509,7 @@ class DeliveryService:
 
         for topic, key, value, headers in records:
             self._producer.produce(topic, value, key, headers=headers, on_delivery=acked)
-        self._producer.poll(0)
+        # Acknowledgements are served by the loop's producer.poll(0), once per iteration.
 
     def _mark_done(self, tp: TP, offset: int) -> None:
         tracker = self._trackers.get(tp)
@@ -472,10 +517,24 @@ class DeliveryService:
             return  # revoked: the new owner repeats it (same delivery id)
         committable = tracker.done(offset)
         if committable is not None:
-            try:
-                self._consumer.store_offsets(offsets=[TopicPartition(tp[0], tp[1], committable)])
-            except KafkaException as e:
-                log.debug("store_offsets on %s failed (revoked?): %s", tp, e)
+            self._committable[tp] = committable  # stored by _store_offsets
+
+    def _store_offsets(self) -> None:
+        """Store, in one call, the committable offset of every partition that advanced."""
+        if not self._committable:
+            return
+        ready, self._committable = self._committable, {}
+        offsets = [
+            TopicPartition(t, p, offset)
+            for (t, p), offset in ready.items()
+            if (t, p) in self._trackers  # not revoked meanwhile
+        ]
+        if not offsets:
+            return
+        try:
+            self._consumer.store_offsets(offsets=offsets)
+        except KafkaException as e:
+            log.debug("store_offsets failed (revoked?): %s", e)
 
 
 def _tier_index(delay_s: int | None, tiers: tuple[int, ...]) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextvars
 import socket
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -152,6 +153,11 @@ class GuardedConnector(aiohttp.TCPConnector):
         # A caller's own socket factory still runs, after the guard has agreed.
         self._guard_inner: SocketFactoryType | None = tcp_kwargs.pop("socket_factory", None)
         super().__init__(socket_factory=self._guarded_socket, **tcp_kwargs)
+        # The peer of a connection never changes: its verdict per allow-list is kept for
+        # as long as the connection (its protocol object) lives, pooled reuses included.
+        self._peer_verdicts: weakref.WeakKeyDictionary[
+            Any, dict[tuple[Network, ...], str | None]
+        ] = weakref.WeakKeyDictionary()
 
     def _effective_allow(self) -> tuple[Network, ...]:
         return self._guard_allow + _REQUEST_ALLOW.get()
@@ -195,13 +201,27 @@ class GuardedConnector(aiohttp.TCPConnector):
         finally:
             _ATTEMPT.reset(token)
 
-        reason = self._peer_reason(conn, allow)
+        reason = self._cached_peer_reason(conn, allow)
         if reason is not None:
             # A pooled connection opened for a webhook with a wider allow-list:
             # hand it back to the pool intact, but not to this request.
             conn.release()
             raise BlockedDestination(f"{req.url.host}: {reason}")
         return conn
+
+    def _cached_peer_reason(self, conn: Connection, allow: tuple[Network, ...]) -> str | None:
+        protocol = conn.protocol
+        if protocol is None or conn.transport is None:
+            return self._peer_reason(conn, allow)
+        verdicts = self._peer_verdicts.get(protocol)
+        if verdicts is None:
+            verdicts = self._peer_verdicts[protocol] = {}
+        elif allow in verdicts:
+            return verdicts[allow]
+        reason = self._peer_reason(conn, allow)
+        if len(verdicts) < 64:
+            verdicts[allow] = reason
+        return reason
 
     @staticmethod
     def _peer_reason(conn: Connection, allow: Sequence[Network]) -> str | None:
