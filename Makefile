@@ -19,6 +19,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hookstream processors connectors tests bench examples scripts
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(VENV)/bin/pytest -q -ra --durations=10 $(PYTEST_ARGS)

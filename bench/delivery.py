@@ -191,7 +191,7 @@ def bare_loop(urls: list[str], seconds: float) -> None:
     """The client-side ceiling: aiohttp, same requests and concurrency, no Kafka."""
     import aiohttp
 
-    from hookstream.signing import signature_headers
+    from hookstream.policy import signature_headers
 
     async def main() -> None:
         body = body_for(0)
@@ -275,8 +275,8 @@ def kafka(work: Path) -> Iterator[str]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         return
-    from hookstream.broker import LocalBroker
     from hookstream.config import Settings
+    from hookstream.devbroker import LocalBroker
 
     port = broker_port_pair()
     broker = LocalBroker(work / "kafka", Settings().cache_path, port=port, heap_mb=1024)
@@ -313,11 +313,10 @@ class Scenario:
     def __init__(self, bootstrap: str, work: Path, urls: list[str], timeouts: list[float]):
         from confluent_kafka import Producer
 
-        from hookstream import admin
-        from hookstream.codec import Codec
         from hookstream.config import load_settings
-        from hookstream.kafka_io import create_topics
-        from hookstream.topics import DELIVERIES
+        from hookstream.control import admin
+        from hookstream.io import create_topics
+        from hookstream.records import DELIVERIES, Codec
 
         self.prefix = f"bench{uuid.uuid4().hex[:8]}."
         self.state_dir = work / "state"  # the secret key file, shared by bench and delivery
@@ -363,7 +362,7 @@ class Scenario:
         self.n_stamped = 0
 
     def produce(self, count: int, stamp: bool = False) -> None:
-        from hookstream.events import DeliveryRequest, delivery_id_for
+        from hookstream.records import DeliveryRequest, delivery_id_for
 
         for _ in range(count):
             n, self.n = self.n, self.n + 1
@@ -409,8 +408,8 @@ class Scenario:
     def attempts_produced(self) -> int:
         from confluent_kafka import Consumer, TopicPartition
 
-        from hookstream.kafka_io import watermarks
-        from hookstream.topics import ATTEMPTS
+        from hookstream.io import watermarks
+        from hookstream.records import ATTEMPTS
 
         topic = self.settings.topic(ATTEMPTS)
         cons = Consumer(
@@ -426,9 +425,8 @@ class Scenario:
         """Attempt outcomes; those of webhooks that do not point at nginx are "hanging ..."."""
         from collections import Counter
 
-        from hookstream.events import AttemptRecord
-        from hookstream.kafka_io import read_all
-        from hookstream.topics import ATTEMPTS
+        from hookstream.io import read_all
+        from hookstream.records import ATTEMPTS, AttemptRecord
 
         hanging = {f"bench-{i:03d}" for i, url in enumerate(self.urls) if "/hang/" in url}
         counts: Counter[str] = Counter()

@@ -1,7 +1,7 @@
 """The same match and render as a faust-streaming agent: what a user would write first.
 
 A faust App (default aiokafka transport) with one agent over the input topic that
-decodes each event, calls hookstream.matching.plan and sends the requests to the output
+decodes each event, calls hookstream.matching.plan.plan and sends the requests to the output
 topic. Run by bench/processor.py in its own process.
 """
 
@@ -15,13 +15,11 @@ from typing import Any
 
 import faust
 
-from hookstream import admin
-from hookstream.codec import Codec
 from hookstream.config import Settings
+from hookstream.control import admin
 from hookstream.errors import DecodeError
-from hookstream.events import ItemChangeEvent
 from hookstream.matching import RenderFailure, WebhookIndex, plan
-from hookstream.topics import ITEM_CHANGES
+from hookstream.records import ITEM_CHANGES, Codec, ItemChangeEvent
 
 Marks = list[tuple[float, int]]
 

@@ -23,7 +23,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from delivery import SECRET, body_for, free_ports, need_tools, nginx
 
-from hookstream.signing import signature_headers
+from hookstream.policy import signature_headers
 
 IN_FLIGHT = 64
 Send = Callable[[str, bytes, dict[str, str]], Awaitable[int]]

@@ -36,11 +36,10 @@ from typing import Any
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from hookstream import admin
-from hookstream.codec import Codec
 from hookstream.config import Settings, load_settings
-from hookstream.kafka_io import create_topics, flush, producer, read_all
-from hookstream.topics import DELIVERIES, ITEM_CHANGES
+from hookstream.control import admin
+from hookstream.io import create_topics, flush, producer, read_all
+from hookstream.records import DELIVERIES, ITEM_CHANGES, Codec
 from processors.processor import Processor
 
 BENCH = Path(__file__).resolve().parent
@@ -89,7 +88,7 @@ def broker() -> Iterator[str]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         return
-    from hookstream.broker import LocalBroker
+    from hookstream.devbroker import LocalBroker
 
     with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as state:
         local = LocalBroker(Path(state), Settings().cache_path, port=free_port_pair(), heap_mb=1024)

@@ -9,16 +9,15 @@ candidates are checked (entity scope, filter) and rejected.
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from hookstream.events import ItemChangeEvent, make_event
+from hookstream.records import ItemChangeEvent, make_event
 
-FIXTURES = Path(os.environ.get("HOOKSTREAM_FIXTURES", "/work/shared/fixtures"))
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 INSTANCES = 50
 WEBHOOKS_PER_INSTANCE = 20
 ITEMTYPES = ("Ticket", "Change", "Problem", "Computer")

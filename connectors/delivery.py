@@ -32,19 +32,34 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from connectors.guard import guarded_connector
 from connectors.offsets import OffsetTracker
 from connectors.sender import HttpResult, Sender, Target
-from hookstream import metrics
-from hookstream.circuit import Admission, CircuitBreakers, CircuitState, origin_of
-from hookstream.codec import codec_for
 from hookstream.config import Settings
-from hookstream.definitions import WebhookDefinition
 from hookstream.errors import DecodeError
-from hookstream.events import DeliveryRequest, Record
-from hookstream.outcomes import DLQ_TIER, Decision, Observed, decide
-from hookstream.retry import JITTER, NO_TIER, parse_delay
-from hookstream.secrets import secret_box
-from hookstream.ssrf import parse_networks
-from hookstream.tables import TableFollower, webhook_and_entity_applier
-from hookstream.topics import ATTEMPTS, DELIVERIES, DLQ, WEBHOOKS, retry_topics
+from hookstream.io import TableFollower, codec_for, metrics, webhook_and_entity_applier
+from hookstream.policy import (
+    DLQ_TIER,
+    JITTER,
+    NO_TIER,
+    Admission,
+    CircuitBreakers,
+    CircuitState,
+    Decision,
+    Observed,
+    decide,
+    origin_of,
+    parse_delay,
+    parse_networks,
+    secret_box,
+)
+from hookstream.records import (
+    ATTEMPTS,
+    DELIVERIES,
+    DLQ,
+    WEBHOOKS,
+    DeliveryRequest,
+    Record,
+    WebhookDefinition,
+    retry_topics,
+)
 
 log = logging.getLogger(__name__)
 GROUP = "hookstream-delivery"

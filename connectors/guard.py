@@ -43,7 +43,7 @@ from aiohttp.tracing import Trace
 from yarl import URL
 
 from hookstream.errors import BlockedDestination
-from hookstream.ssrf import Network, blocked_reason, literal_ipv4
+from hookstream.policy import Network, blocked_reason, literal_ipv4
 
 # The allow-list of the delivery running in this context, on top of the global one.
 _REQUEST_ALLOW: contextvars.ContextVar[tuple[Network, ...]] = contextvars.ContextVar(

@@ -19,14 +19,20 @@ from confluent_kafka import Producer
 
 from connectors.guard import guarded_connector
 from connectors.sender import Sender, Target
-from hookstream.codec import codec_for
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, HookstreamError
-from hookstream.events import AttemptRecord, DeliveryRequest, Outcome
-from hookstream.kafka_io import read_all
-from hookstream.secrets import secret_box
-from hookstream.ssrf import parse_networks
-from hookstream.topics import ATTEMPTS, DELIVERIES, DLQ, REDRIVEN, retry_topics
+from hookstream.io import codec_for, read_all
+from hookstream.policy import parse_networks, secret_box
+from hookstream.records import (
+    ATTEMPTS,
+    DELIVERIES,
+    DLQ,
+    REDRIVEN,
+    AttemptRecord,
+    DeliveryRequest,
+    Outcome,
+    retry_topics,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +167,7 @@ def force_send(
 
 
 def target_for(settings: Settings, webhook_id: str) -> Target | None:
-    from hookstream.admin import current_webhooks
+    from hookstream.control import current_webhooks
 
     definition = current_webhooks(settings).get(webhook_id)
     return None if definition is None else Target.of(definition, secret_box(settings))

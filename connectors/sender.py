@@ -16,12 +16,17 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from connectors.guard import allowed_networks, is_blocked
-from hookstream.definitions import WebhookDefinition
-from hookstream.events import DeliveryRequest
-from hookstream.retry import RetryPolicy
-from hookstream.secrets import SecretBox
-from hookstream.signing import cra_expected_answer, cra_token, cra_url, signature_headers
-from hookstream.ssrf import Network, parse_networks
+from hookstream.policy import (
+    Network,
+    RetryPolicy,
+    SecretBox,
+    cra_expected_answer,
+    cra_token,
+    cra_url,
+    parse_networks,
+    signature_headers,
+)
+from hookstream.records import DeliveryRequest, WebhookDefinition
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,14 +162,14 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
         errors.append("broker_port must be between 1 and 65534")
     if not settings.retry_tiers:
         errors.append("retry_tiers must list at least one delay")
-    from hookstream.retry import parse_delay  # the retry module owns the delay spelling
+    from hookstream.policy.retry import parse_delay  # the retry module owns the delay spelling
 
     for tier in settings.retry_tiers:
         try:
             parse_delay(tier)
         except ValueError:
             errors.append(f"retry tier {tier!r} is not a delay such as 10s, 1m, 1h")
-    from hookstream.ssrf import parse_networks
+    from hookstream.policy.ssrf import parse_networks
 
     try:
         parse_networks(settings.allowed_networks)

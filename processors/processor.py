@@ -20,16 +20,11 @@ from types import FrameType
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter
 
-from hookstream import health, metrics
-from hookstream.codec import codec_for, header_items
 from hookstream.config import Settings
-from hookstream.entities import EntityTable
 from hookstream.errors import DecodeError
-from hookstream.events import DeliveryRequest, ItemChangeEvent, Outcome, Record
-from hookstream.matching import RenderFailure, WebhookIndex, plan
-from hookstream.render import RenderLimits
-from hookstream.tables import TableFollower, webhook_and_entity_applier
-from hookstream.topics import (
+from hookstream.io import TableFollower, codec_for, health, metrics, webhook_and_entity_applier
+from hookstream.matching import EntityTable, RenderFailure, WebhookIndex, plan
+from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
     DLQ,
@@ -37,7 +32,13 @@ from hookstream.topics import (
     ITEM_CHANGES,
     ITEM_CHANGES_DLQ,
     WEBHOOKS,
+    DeliveryRequest,
+    ItemChangeEvent,
+    Outcome,
+    Record,
+    header_items,
 )
+from hookstream.render import RenderLimits
 
 log = logging.getLogger(__name__)
 GROUP = "hookstream-processor"
@@ -93,7 +94,7 @@ class Processor:
         )
 
     def _on_webhook(self, webhook_id: str, definition: object) -> None:
-        from hookstream.definitions import WebhookDefinition
+        from hookstream.records import WebhookDefinition
 
         if isinstance(definition, WebhookDefinition):
             self.index.put(definition)

@@ -20,9 +20,7 @@ import pytest
 
 from hookstream.config import Settings, load_settings
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-if not FIXTURES.exists():  # a clone placed elsewhere: look beside the work tree's parent
-    FIXTURES = Path(os.environ.get("HOOKSTREAM_FIXTURES", "../shared/fixtures")).resolve()
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # GLPI items, as GLPI sends them
 
 
 def fixture_item(name: str) -> dict[str, Any]:
@@ -73,7 +71,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    from hookstream.broker import LocalBroker
+    from hookstream.devbroker import LocalBroker
 
     defaults = Settings()
     broker = LocalBroker(

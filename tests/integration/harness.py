@@ -14,12 +14,10 @@ from typing import Any
 import yaml
 
 from connectors.delivery import DeliveryService
-from hookstream import admin
-from hookstream.codec import Codec
 from hookstream.config import Settings
-from hookstream.events import DeliveryRequest, Record, delivery_id_for
-from hookstream.kafka_io import create_topics, flush, producer, read_all
-from hookstream.topics import DELIVERIES
+from hookstream.control import admin
+from hookstream.io import create_topics, flush, producer, read_all
+from hookstream.records import DELIVERIES, Codec, DeliveryRequest, Record, delivery_id_for
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -10,8 +10,7 @@ from pathlib import Path
 from standardwebhooks.webhooks import Webhook
 
 from hookstream.config import Settings
-from hookstream.events import AttemptRecord, DeliveryRequest
-from hookstream.topics import ATTEMPTS, DLQ
+from hookstream.records import ATTEMPTS, DLQ, AttemptRecord, DeliveryRequest
 from tests.integration.harness import (
     RunningDelivery,
     apply_webhooks,
@@ -240,7 +239,7 @@ def test_no_secret_in_records_or_errors(settings: Settings, tmp_path: Path) -> N
         with RunningDelivery(settings):
             wait_until(lambda: read(settings, DLQ, DeliveryRequest))
     for topic in (ATTEMPTS, DLQ, "hookstream.deliveries", "glpi.item-changes"):
-        for msg in __import__("hookstream.kafka_io", fromlist=["read_all"]).read_all(
+        for msg in __import__("hookstream.io.kafka", fromlist=["read_all"]).read_all(
             settings, settings.topic(topic), timeout_s=5
         ):
             assert SECRET.encode() not in (msg.value() or b"")

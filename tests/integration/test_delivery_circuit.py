@@ -11,8 +11,7 @@ import itertools
 from pathlib import Path
 
 from hookstream.config import Settings
-from hookstream.events import AttemptRecord, DeliveryRequest
-from hookstream.topics import ATTEMPTS
+from hookstream.records import ATTEMPTS, AttemptRecord, DeliveryRequest
 from tests.integration.harness import (
     RunningDelivery,
     apply_webhooks,

@@ -21,11 +21,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from hookstream.codec import Codec
 from hookstream.config import Settings
-from hookstream.events import DeliveryRequest
-from hookstream.kafka_io import read_all
-from hookstream.topics import DELIVERIES
+from hookstream.io import read_all
+from hookstream.records import DELIVERIES, Codec, DeliveryRequest
 from tests.conftest import settings_for
 from tests.integration.harness import apply_webhooks, cli_env, publish, request_for
 from tests.receiver import Received, Receiver

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from hookstream.config import Settings
-from hookstream.events import AttemptRecord, DeliveryRequest
-from hookstream.kafka_io import read_all
-from hookstream.topics import ATTEMPTS, DELIVERIES, DLQ
+from hookstream.io import read_all
+from hookstream.records import ATTEMPTS, DELIVERIES, DLQ, AttemptRecord, DeliveryRequest
 from tests.integration.harness import (
     RunningDelivery,
     apply_webhooks,

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from connectors.redrive import dead_letters, redrive
 from hookstream.config import Settings
-from hookstream.events import AttemptRecord, DeliveryRequest
-from hookstream.topics import ATTEMPTS, DELIVERIES, DLQ
+from hookstream.records import ATTEMPTS, DELIVERIES, DLQ, AttemptRecord, DeliveryRequest
 from tests.integration.harness import (
     RunningDelivery,
     apply_webhooks,
@@ -53,7 +52,8 @@ def test_redrive_interrupted_and_rerun_redrives_each_record_once(settings: Setti
         assert list(dead_letters(settings, since_ms=int(time.time() * 1000) + 60_000)) == []
 
         slow = cli(settings, "dlq", "redrive", "--rate", "4/s")
-        time.sleep(2.0)
+        # Kill once the first redrives are in (start-up time varies with the machine's load).
+        wait_until(lambda: len(read(settings, DELIVERIES, DeliveryRequest)) > 12)
         slow.send_signal(signal.SIGKILL)  # mid-run, possibly mid-transaction
         slow.wait(30)
         first = Counter(r.delivery_id for r in read(settings, DELIVERIES, DeliveryRequest))

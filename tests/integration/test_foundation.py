@@ -17,13 +17,11 @@ from typing import ClassVar
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from hookstream.broker import LocalBroker
-from hookstream.codec import Codec, codec_for
 from hookstream.config import Settings
+from hookstream.devbroker import LocalBroker
 from hookstream.errors import DecodeError
-from hookstream.events import ItemChangeEvent, Record
-from hookstream.kafka_io import create_topics, flush, producer, read_all
-from hookstream.topics import ITEM_CHANGES, topic_specs
+from hookstream.io import codec_for, create_topics, flush, producer, read_all
+from hookstream.records import ITEM_CHANGES, Codec, ItemChangeEvent, Record, topic_specs
 from tests.integration.harness import cli_env
 from tests.unit.test_codec import FIXTURES, sample_records
 

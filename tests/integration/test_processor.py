@@ -15,12 +15,21 @@ from typing import Any
 
 import pytest
 
-from hookstream import admin
-from hookstream.codec import Codec
 from hookstream.config import Settings
-from hookstream.events import AttemptRecord, DeliveryRequest, ItemChangeEvent, make_event
-from hookstream.kafka_io import create_topics, flush, producer, read_all
-from hookstream.topics import ATTEMPTS, DELIVERIES, DLQ, ITEM_CHANGES, ITEM_CHANGES_DLQ
+from hookstream.control import admin
+from hookstream.io import create_topics, flush, producer, read_all
+from hookstream.records import (
+    ATTEMPTS,
+    DELIVERIES,
+    DLQ,
+    ITEM_CHANGES,
+    ITEM_CHANGES_DLQ,
+    AttemptRecord,
+    Codec,
+    DeliveryRequest,
+    ItemChangeEvent,
+    make_event,
+)
 from processors.processor import Processor
 from tests.conftest import fixture_item
 from tests.integration.harness import cli_env

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from hookstream.config import Settings
-from hookstream.kafka_io import create_topics, read_all
-from hookstream.topics import WEBHOOKS
+from hookstream.io import create_topics, read_all
+from hookstream.records import WEBHOOKS
+from tests.conftest import FIXTURES
 from tests.integration.harness import cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,8 +71,7 @@ def test_preview_shows_the_request_or_the_failed_condition(settings: Settings,
     assert head.splitlines()[0] == "POST http://127.0.0.1:8787/glpi/tickets"
     assert "X-GLPI-signature: <redacted>" in head and "demoSecret" not in shown.stdout
     assert body.rstrip("\n") == (
-        Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "webhook_default_payloads"
-        / "Ticket_new.json").read_text()
+        FIXTURES / "webhook_default_payloads" / "Ticket_new.json").read_text()
     silent = cli(settings, "preview", "--webhook", hooks, "--id", "demo-problem-closed-only",
                  "--event", str(problem))
     assert silent.returncode == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hookstream.circuit import Admission, CircuitBreakers, CircuitState, origin_of
+from hookstream.policy import Admission, CircuitBreakers, CircuitState, origin_of
 
 A = "https://a.example:443"
 B = "https://b.example:443"

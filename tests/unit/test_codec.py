@@ -7,16 +7,18 @@ import struct
 
 import pytest
 
-from hookstream.codec import Codec, header, topic_schema
-from hookstream.definitions import WebhookDefinition
 from hookstream.errors import DecodeError
-from hookstream.events import (
+from hookstream.records import (
     AttemptRecord,
+    Codec,
     DeliveryRequest,
     EntityRecord,
     ItemChangeEvent,
+    WebhookDefinition,
     delivery_id_for,
+    header,
     make_event,
+    topic_schema,
 )
 from tests.conftest import fixture_item
 

@@ -8,15 +8,16 @@ from typing import Any
 
 import pytest
 
-from hookstream.criteria import (
+from hookstream.errors import InvalidCriteria
+from hookstream.matching import (
     MATCH_ALL,
     CriteriaResult,
+    EntityTable,
+    build_tree,
     compile_criteria,
     criteria_problems,
     evaluate,
 )
-from hookstream.entities import EntityTable, build_tree
-from hookstream.errors import InvalidCriteria
 from tests.conftest import fixture_item
 
 # Root entity(0) > Europe(1) > France(3) (the ITIL fixtures) and

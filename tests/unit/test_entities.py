@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hookstream.entities import (
+from hookstream.errors import DecodeError
+from hookstream.matching import (
     Entity,
     EntityTable,
     build_tree,
@@ -13,7 +14,6 @@ from hookstream.entities import (
     entity_to_dict,
     in_scope,
 )
-from hookstream.errors import DecodeError
 from tests.conftest import fixture_item
 
 # Root entity(0) > Europe(1) > France(3); Europe > Deutschland(2) > München(7);

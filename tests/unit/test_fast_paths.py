@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 
 from hookstream.errors import RenderError
-from hookstream.glpi_json import _fast_pretty, default_payload, php_json_encode
 from hookstream.matching import load_json
-from hookstream.render import compile_templates, render_request
-from hookstream.render_budget import RenderLimits
+from hookstream.render import RenderLimits, compile_templates, render_request
+from hookstream.render.glpi_json import _fast_pretty, default_payload, php_json_encode
 from tests.conftest import FIXTURES
 
 ITEM_FILES = sorted(FIXTURES.glob("*.json")) + sorted(FIXTURES.glob("latest/*.json"))
 BODIES = sorted(FIXTURES.glob("**/webhook_default_payloads/*.json"))
+# An empty list would make pytest skip the parametrised tests below without a word.
+assert ITEM_FILES and BODIES, f"GLPI fixtures missing from {FIXTURES}"
 NOW_S = 1_762_245_332.0
 # quotes, backslashes, slashes, control characters, DEL, Latin-1, BMP, astral, spaces
 ALPHABET = ['"', "\\", "/", "\b", "\f", "\n", "\r", "\t", "\x00", "\x1f", "\x7f", "a", "Z", "0",

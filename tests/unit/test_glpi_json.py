@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hookstream.glpi_json import default_payload, php_float, php_json_encode
+from hookstream.render import default_payload, php_float, php_json_encode
 from tests.conftest import FIXTURES, fixture_item
 
 BODIES = sorted(FIXTURES.glob("webhook_default_payloads/*.json")) + sorted(

@@ -24,7 +24,7 @@ from connectors.guard import (
     is_blocked,
 )
 from hookstream.errors import BlockedDestination
-from hookstream.ssrf import parse_networks
+from hookstream.policy import parse_networks
 
 LOOPBACK = parse_networks(["127.0.0.0/8"])
 TIMEOUT = aiohttp.ClientTimeout(total=5)

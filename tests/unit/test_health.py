@@ -6,7 +6,7 @@ import socket
 import urllib.error
 import urllib.request
 
-from hookstream import health, metrics
+from hookstream.io import health, metrics
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hookstream.events import DeliveryRequest
-from hookstream.outcomes import DLQ_TIER, Observed, decide
-from hookstream.retry import RetryPolicy
+from hookstream.policy import DLQ_TIER, Observed, RetryPolicy, decide
+from hookstream.records import DeliveryRequest
 
 TIERS = (10, 60, 600)
 REQUEST = DeliveryRequest(

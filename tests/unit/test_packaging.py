@@ -30,5 +30,11 @@ def test_console_script_is_the_cli() -> None:
     assert project["requires-python"] == ">=3.11"
 
 
-def test_dockerfile_entrypoint_is_the_console_script() -> None:
-    assert 'ENTRYPOINT ["hookstream"]' in (ROOT / "Dockerfile").read_text()
+def test_dockerfile_installs_the_wheel_as_a_non_root_user() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["hookstream"]' in dockerfile
+    stages = [line for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert len(stages) == 2, "a build stage and a final stage"
+    final = dockerfile.rsplit("\nFROM ", 1)[1]
+    assert "pip install -e" not in dockerfile and "--no-index --find-links /wheels" in final
+    assert "USER 10001" in final and "COPY hookstream" not in final  # only the wheels

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from hookstream.errors import InvalidTemplate, RenderError
-from hookstream.glpi_json import default_payload, php_json_encode
 from hookstream.render import (
     CompiledTemplates,
     RenderedRequest,
     RenderLimits,
     compile_templates,
+    default_payload,
+    php_json_encode,
     render_request,
 )
 from tests.conftest import fixture_item

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hookstream.retry import (
+from hookstream.policy import (
     DEFAULT_TIERS_S,
     NO_TIER,
     DeadLetter,

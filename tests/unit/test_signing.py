@@ -1,7 +1,7 @@
 """Signatures and the CRA challenge: fixed vectors, and the reference verifier.
 
 Expected values are computed here with hmac/hashlib, independently of
-hookstream.signing; the literal vectors were produced with `openssl dgst -hmac`.
+hookstream.policy.signing; the literal vectors were produced with `openssl dgst -hmac`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from hookstream.signing import (
+from hookstream.policy import (
     cra_expected_answer,
     cra_token,
     cra_url,

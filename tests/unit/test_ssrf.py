@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from hookstream.ssrf import blocked_reason, literal_ipv4, parse_networks
+from hookstream.policy import blocked_reason, literal_ipv4, parse_networks
 
 # (address, a word the reason must contain)
 REFUSED = [

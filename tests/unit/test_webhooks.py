@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from hookstream.control import load_definitions, redacted, validate
 from hookstream.errors import InvalidDefinition
-from hookstream.secrets import SecretBox
-from hookstream.webhooks import load_definitions, redacted, validate
+from hookstream.policy import SecretBox
 
 TIERS = [10, 60, 600, 3600, 21600]
 BOX = SecretBox(Fernet.generate_key().decode())

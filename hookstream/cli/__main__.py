@@ -1,0 +1,5 @@
+"""`python -m hookstream.cli`."""
+
+from hookstream.cli.main import main
+
+raise SystemExit(main())

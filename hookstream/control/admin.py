@@ -1,0 +1,167 @@
+"""Control-plane operations behind the CLI: webhook definitions, entity trees, preview."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hookstream.config import Settings
+from hookstream.control.webhooks import load_definitions, redacted
+from hookstream.errors import InvalidDefinition
+from hookstream.io import codec_for, delivery_callback, flush, producer, read_all
+from hookstream.matching import (
+    EntityTable,
+    RenderFailure,
+    WebhookIndex,
+    build_tree,
+    compile_webhook,
+    plan,
+    why_not,
+)
+from hookstream.policy import parse_delay, secret_box, signature_headers
+from hookstream.records import (
+    ENTITIES,
+    WEBHOOKS,
+    Codec,
+    EntityRecord,
+    ItemChangeEvent,
+    WebhookDefinition,
+)
+
+REDACTED = "<redacted>"
+
+
+def current_webhooks(
+    settings: Settings, codec: Codec | None = None
+) -> dict[str, WebhookDefinition]:
+    """The webhooks topic read whole: the latest definition of every live webhook."""
+    codec = codec or codec_for(settings)
+    table: dict[str, WebhookDefinition] = {}
+    for msg in read_all(settings, settings.topic(WEBHOOKS)):
+        ident = (msg.key() or b"").decode()
+        if msg.value() is None:
+            table.pop(ident, None)
+        else:
+            table[ident] = codec.decode(msg.value(), msg.headers(), WebhookDefinition)
+    return table
+
+
+def _publish(settings: Settings, topic: str, records: Sequence[tuple[str, Any]]) -> None:
+    codec, prod, errors = codec_for(settings), producer(settings), []  # type: ignore[var-annotated]
+    for key, record in records:
+        value = None if record is None else codec.encode(record, topic)
+        prod.produce(
+            topic,
+            None if value is None else value[0],
+            key.encode(),
+            headers=None if value is None else value[1],
+            on_delivery=delivery_callback(errors),
+        )
+    flush(prod)
+    if errors:
+        raise InvalidDefinition(topic, [f"not published: {e}" for e in errors])
+
+
+def apply_webhooks(settings: Settings, path: Path) -> list[tuple[WebhookDefinition, str]]:
+    """Validate every webhook under `path`, then publish those that changed."""
+    current = current_webhooks(settings)
+    tiers = [parse_delay(t) for t in settings.retry_tiers]
+    definitions = load_definitions(
+        path, secret_box(settings), current, tiers, settings.allowed_networks
+    )
+    changed = [d for d in definitions if current.get(d.id) is not d]
+    _publish(settings, settings.topic(WEBHOOKS), [(d.id, d) for d in changed])
+    return [
+        (d, ("created" if d.id not in current else "updated") if d in changed else "unchanged")
+        for d in definitions
+    ]
+
+
+def delete_webhook(settings: Settings, webhook_id: str) -> bool:
+    if webhook_id not in current_webhooks(settings):
+        return False
+    _publish(settings, settings.topic(WEBHOOKS), [(webhook_id, None)])
+    return True
+
+
+def list_webhooks(settings: Settings) -> list[dict[str, Any]]:
+    return [redacted(d) for d in sorted(current_webhooks(settings).values(), key=lambda d: d.id)]
+
+
+def apply_entities(settings: Settings, path: Path) -> int:
+    """Publish entity trees from YAML: {instance: NAME, entities: [{id, parent_id, name}]}."""
+    records = []
+    for doc in yaml.safe_load_all(path.read_text()):
+        rows = [(int(e["id"]), e.get("parent_id"), str(e["name"])) for e in doc["entities"]]
+        for entity in build_tree(str(doc["instance"]), rows):
+            records.append(
+                (
+                    f"{entity.instance}:{entity.id}",
+                    EntityRecord(
+                        entity.instance,
+                        entity.id,
+                        entity.parent_id,
+                        entity.name,
+                        entity.completename,
+                        list(entity.ancestors),
+                    ),
+                )
+            )
+    _publish(settings, settings.topic(ENTITIES), records)
+    return len(records)
+
+
+def load_entities(settings: Settings) -> EntityTable:
+    from hookstream.matching import Entity
+
+    codec, table = codec_for(settings), EntityTable()
+    for msg in read_all(settings, settings.topic(ENTITIES)):
+        if msg.value() is not None:
+            r = codec.decode(msg.value(), msg.headers(), EntityRecord)
+            table.put(
+                Entity(r.instance, r.id, r.parent_id, r.name, r.completename, tuple(r.ancestors))
+            )
+    return table
+
+
+def preview(
+    webhook: WebhookDefinition, event: ItemChangeEvent, entities: EntityTable, now_ms: int
+) -> dict[str, Any]:
+    """Exactly what would be sent (secrets redacted), or which condition failed."""
+    compiled = compile_webhook(webhook)
+    reason = why_not(compiled, event, json.loads(event.item), entities)
+    if reason is not None:
+        return {"matches": False, "reason": reason}
+    index = WebhookIndex()
+    index.put(webhook)
+    [result] = plan(event, index, entities, now_ms)
+    if isinstance(result, RenderFailure):
+        return {"matches": True, "render_error": result.reason}
+    signed = signature_headers(
+        webhook.signature_scheme, REDACTED, result.delivery_id, result.body, now_ms // 1000
+    )
+    headers = {
+        **result.headers,
+        **{k: REDACTED if "signature" in k.lower() else v for k, v in signed.items()},
+    }
+    if webhook.use_oauth:
+        headers["Authorization"] = f"Bearer {REDACTED}"
+    return {
+        "matches": True,
+        "method": result.method,
+        "url": result.url,
+        "headers": headers,
+        "body": result.body.decode("utf-8", errors="replace"),
+    }
+
+
+def event_from_file(path: Path, instance: str, now_ms: int) -> ItemChangeEvent:
+    """An event file: the JSON line format of `hookstream produce`, as one object."""
+    from hookstream.records import parse_event_line
+
+    data = json.loads(path.read_text())
+    return parse_event_line(json.dumps(data), data.get("instance", instance), now_ms, "preview")

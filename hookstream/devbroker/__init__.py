@@ -1,0 +1,9 @@
+"""A real Apache Kafka broker on loopback for development and tests, without Docker."""
+
+from __future__ import annotations
+
+from hookstream.devbroker.broker import LocalBroker
+
+__all__ = [
+    "LocalBroker",
+]

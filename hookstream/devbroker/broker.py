@@ -1,0 +1,286 @@
+"""A real Apache Kafka broker on loopback, without Docker.
+
+The broker's jars come from Maven Central through hookstream/kafka/pom.xml (version
+pinned there) and are cached under the cache directory. One combined broker and
+controller runs in KRaft mode; its data, logs and pid file live in the state directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from hookstream.errors import BrokerError
+
+POM = Path(__file__).resolve().parent / "pom.xml"
+LOG4J_CONFIG = POM.parent / "log4j2.properties"
+MAIN_CLASS = "kafka.Kafka"
+
+
+def kafka_version(pom: Path = POM) -> str:
+    match = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom.read_text())
+    if not match:
+        raise BrokerError(f"no <kafka.version> in {pom}")
+    return match.group(1)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    bootstrap: str
+    detail: str
+
+
+class LocalBroker:
+    """Start, stop and inspect the local development broker."""
+
+    def __init__(self, state_dir: Path, cache_dir: Path, port: int = 9092, heap_mb: int = 768):
+        self.state_dir = state_dir
+        self.cache_dir = cache_dir
+        self.port = port
+        self.heap_mb = heap_mb
+        self.version = kafka_version()
+        self.libs = cache_dir / f"kafka-{self.version}" / "libs"
+        self.data_dir = state_dir / "kafka-data"
+        self.pid_file = state_dir / "kafka.pid"
+        self.log_file = state_dir / "kafka.log"
+        self.config_file = state_dir / "server.properties"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    # -- status -----------------------------------------------------------------------
+
+    def _live_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        # A reused pid that is not our broker counts as dead.
+        if MAIN_CLASS.encode() not in cmdline or str(self.config_file).encode() not in cmdline:
+            return None
+        return pid
+
+    def status(self) -> BrokerStatus:
+        pid = self._live_pid()
+        if pid is None:
+            if self.pid_file.exists():
+                return BrokerStatus(
+                    False,
+                    None,
+                    self.bootstrap,
+                    "not running (stale pid file: the broker died or was killed)",
+                )
+            return BrokerStatus(False, None, self.bootstrap, "not running")
+        if _answers(self.bootstrap, timeout_s=3.0):
+            return BrokerStatus(True, pid, self.bootstrap, f"running (pid {pid})")
+        return BrokerStatus(
+            False,
+            pid,
+            self.bootstrap,
+            f"process {pid} alive but the broker does not answer (starting or hung)",
+        )
+
+    # -- start ------------------------------------------------------------------------
+
+    def fetch(self) -> Path:
+        """The broker's jars, fetched from Maven Central once and cached."""
+        marker = self.libs / ".complete"
+        if marker.exists():
+            return self.libs
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise BrokerError("Maven (mvn) is needed to fetch the Kafka broker; install it")
+        staging = self.libs.with_name(f"libs.tmp{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        cmd = [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+            "-DincludeScope=runtime",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise BrokerError(f"fetching Kafka {self.version} failed:\n{proc.stdout[-2000:]}")
+        shutil.rmtree(self.libs, ignore_errors=True)
+        staging.rename(self.libs)
+        marker.write_text(self.version)
+        return self.libs
+
+    def _java(self) -> str:
+        java = shutil.which("java")
+        if java is None:
+            raise BrokerError("Java 17+ is needed to run the Kafka broker; install it")
+        return java
+
+    def _write_config(self) -> None:
+        self.config_file.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers=127.0.0.1:{self.port + 1}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"CONTROLLER://127.0.0.1:{self.port + 1}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={self.data_dir}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=10",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "transaction.state.log.num.partitions=10",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    "log.retention.check.interval.ms=60000",
+                    "",
+                ]
+            )
+        )
+
+    def _format(self, libs: Path) -> None:
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cmd = [
+            self._java(),
+            "-cp",
+            f"{libs}/*",
+            f"-Dhookstream.log.file={self.log_file}",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            f"--cluster-id={cluster_id}",  # an id may start with "-": keep it one argument
+            "-c",
+            str(self.config_file),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise BrokerError(f"formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
+
+    def start(self, timeout_s: float = 90.0) -> BrokerStatus:
+        """Start the broker unless one is running; return once it answers."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / "broker.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # two `start`s at once must not start two brokers
+            current = self.status()
+            if current.pid is not None:
+                if not current.running:
+                    _wait_until_answers(self.bootstrap, current.pid, timeout_s, self.log_file)
+                return BrokerStatus(
+                    True, current.pid, self.bootstrap, f"already running (pid {current.pid})"
+                )
+            if _port_in_use(self.port):
+                raise BrokerError(
+                    f"port {self.port} is in use by another process; "
+                    "set HOOKSTREAM_BROKER_PORT to another port"
+                )
+            libs = self.fetch()
+            self._write_config()
+            self._format(libs)
+            cmd = [
+                self._java(),
+                f"-Xmx{self.heap_mb}m",
+                f"-Xms{min(256, self.heap_mb)}m",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dhookstream.log.file={self.log_file}",
+                f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+                "-cp",
+                f"{libs}/*",
+                MAIN_CLASS,
+                str(self.config_file),
+            ]
+            with open(self.state_dir / "kafka.stdout", "ab") as out:
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            self.pid_file.write_text(str(proc.pid))
+            _wait_until_answers(self.bootstrap, proc.pid, timeout_s, self.log_file)
+            return BrokerStatus(True, proc.pid, self.bootstrap, f"started (pid {proc.pid})")
+
+    def stop(self, timeout_s: float = 30.0) -> BrokerStatus:
+        """Stop the broker cleanly (SIGTERM), killing it only if it does not exit in time."""
+        pid = self._live_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return BrokerStatus(False, None, self.bootstrap, "not running")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        detail = f"stopped (pid {pid})"
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            detail = f"killed (pid {pid}) after {timeout_s:.0f}s without exiting"
+        self.pid_file.unlink(missing_ok=True)
+        return BrokerStatus(False, None, self.bootstrap, detail)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+    except ChildProcessError:
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _answers(bootstrap: str, timeout_s: float) -> bool:
+    """True when a Kafka broker answers a metadata request at `bootstrap`."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        admin.list_topics(timeout=timeout_s)
+        return True
+    except Exception:
+        return False
+
+
+def _wait_until_answers(bootstrap: str, pid: int, timeout_s: float, log_file: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            tail = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else ""
+            raise BrokerError(f"the Kafka broker exited during start; last log lines:\n{tail}")
+        if _port_in_use(int(bootstrap.rsplit(":", 1)[1])) and _answers(bootstrap, 2.0):
+            return
+        time.sleep(0.3)
+    raise BrokerError(f"the Kafka broker did not answer within {timeout_s:.0f}s; see {log_file}")

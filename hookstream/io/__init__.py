@@ -1,0 +1,29 @@
+"""The adapters: Kafka clients and tables, schema registry, metrics and the operations endpoint."""
+
+from __future__ import annotations
+
+from hookstream.io.kafka import (
+    consumer,
+    create_topics,
+    delivery_callback,
+    flush,
+    producer,
+    read_all,
+    watermarks,
+)
+from hookstream.io.schema_registry import HttpSchemaRegistry, codec_for
+from hookstream.io.tables import TableFollower, webhook_and_entity_applier
+
+__all__ = [
+    "HttpSchemaRegistry",
+    "TableFollower",
+    "codec_for",
+    "consumer",
+    "create_topics",
+    "delivery_callback",
+    "flush",
+    "producer",
+    "read_all",
+    "watermarks",
+    "webhook_and_entity_applier",
+]

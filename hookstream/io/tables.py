@@ -1,0 +1,125 @@
+"""Following compacted topics (webhooks, entities) into in-memory tables.
+
+A follower assigns every partition from the beginning (no consumer group: every
+process needs the whole table), applies each record through a callback, and knows when
+it has caught up with the end offsets seen at start: the readiness condition.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from hookstream.config import Settings
+from hookstream.errors import DecodeError, TransientError
+from hookstream.io.kafka import watermarks
+from hookstream.matching import Entity, EntityTable
+from hookstream.records import ENTITIES, WEBHOOKS, Codec, EntityRecord, WebhookDefinition
+
+log = logging.getLogger(__name__)
+
+Apply = Callable[[str, bytes, bytes | None, Message], None]
+
+
+class TableFollower:
+    def __init__(
+        self, settings: Settings, topics: Sequence[str], apply: Apply, timeout_s: float = 30.0
+    ):
+        self._apply = apply
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": "hookstream-tables",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        parts: list[TopicPartition] = []
+        self._pending: dict[tuple[str, int], int] = {}
+        for topic in topics:
+            meta = self._consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            if meta is None or meta.error is not None:
+                raise TransientError(
+                    f"table topic {topic} is missing; run `hookstream topics create`"
+                )
+            for p in meta.partitions:
+                low, high = watermarks(self._consumer, TopicPartition(topic, p), timeout_s)
+                if high > low:
+                    self._pending[(topic, p)] = high
+                parts.append(TopicPartition(topic, p, 0))
+        self._consumer.assign(parts)
+
+    @property
+    def caught_up(self) -> bool:
+        return not self._pending
+
+    def poll(self, timeout_s: float = 0.0, max_records: int = 500) -> int:
+        """Apply the records that are there; returns how many."""
+        messages = self._consumer.consume(max_records, timeout_s)
+        for msg in messages:
+            if msg.error() is not None:
+                if msg.error().code() != KafkaError._PARTITION_EOF:  # type: ignore[union-attr]
+                    log.warning("table read error: %s", msg.error())
+                continue
+            topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+            self._apply(topic, msg.key() or b"", msg.value(), msg)
+            end = self._pending.get((topic, partition))
+            if end is not None and offset + 1 >= end:
+                del self._pending[(topic, partition)]
+        return len(messages)
+
+    def catch_up(self, timeout_s: float = 60.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while not self.caught_up:
+            if time.monotonic() > deadline:
+                raise TransientError(f"tables not caught up within {timeout_s:.0f}s")
+            self.poll(0.2)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def webhook_and_entity_applier(
+    settings: Settings,
+    codec: Codec,
+    on_webhook: Callable[[str, WebhookDefinition | None], None],
+    entities: EntityTable | None,
+) -> Apply:
+    """The callback that decodes webhook and entity records into the given tables."""
+    webhooks_topic, entities_topic = settings.topic(WEBHOOKS), settings.topic(ENTITIES)
+
+    def apply(topic: str, key: bytes, value: bytes | None, msg: Message) -> None:
+        try:
+            if topic == webhooks_topic:
+                ident = key.decode()
+                on_webhook(
+                    ident,
+                    None
+                    if value is None
+                    else codec.decode(value, msg.headers(), WebhookDefinition),
+                )
+            elif topic == entities_topic and entities is not None:
+                instance, _, ident = key.decode().rpartition(":")
+                if value is None:
+                    entities.remove(instance, int(ident))
+                else:
+                    rec = codec.decode(value, msg.headers(), EntityRecord)
+                    entities.put(
+                        Entity(
+                            rec.instance,
+                            rec.id,
+                            rec.parent_id,
+                            rec.name,
+                            rec.completename,
+                            tuple(rec.ancestors),
+                        )
+                    )
+        except (DecodeError, ValueError) as e:
+            log.error("skipping an undecodable table record on %s@%s: %s", topic, msg.offset(), e)
+
+    return apply

@@ -1,0 +1,223 @@
+"""Matching and planning: which webhooks an event fires, and the requests they render.
+
+Pure: `plan` takes an event, the webhook index, the entity table and the clock, and
+returns the delivery requests and render failures, in index order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from hookstream.errors import InvalidCriteria, InvalidTemplate, RenderError
+from hookstream.matching.criteria import Criteria, compile_criteria, evaluate
+from hookstream.matching.entities import EntityTable, in_scope
+from hookstream.records import DeliveryRequest, ItemChangeEvent, WebhookDefinition, delivery_id_for
+from hookstream.render import (
+    CompiledTemplates,
+    RenderLimits,
+    compile_templates,
+    render_request,
+)
+
+IndexKey = tuple[str, str, str]
+DEFAULT_LIMITS = RenderLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledWebhook:
+    """A definition with its filter and templates compiled once per version."""
+
+    definition: WebhookDefinition
+    criteria: Criteria
+    templates: CompiledTemplates
+
+
+@dataclass(frozen=True, slots=True)
+class RenderFailure:
+    """A matching webhook whose template failed: recorded as render_error, never sent."""
+
+    request: DeliveryRequest  # with an empty body and the reason in last_error
+    reason: str
+
+
+def compile_webhook(definition: WebhookDefinition) -> CompiledWebhook:
+    """Raises InvalidCriteria or InvalidTemplate."""
+    return CompiledWebhook(
+        definition,
+        compile_criteria(definition.itemtype, definition.filter or None),
+        compile_templates(
+            definition.url,
+            definition.custom_headers,
+            definition.payload or None,
+            definition.use_default_payload,
+        ),
+    )
+
+
+class WebhookIndex:
+    """Active and inactive webhooks by (instance, itemtype, event), followed live."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, CompiledWebhook] = {}
+        self._by_key: dict[IndexKey, dict[str, CompiledWebhook]] = defaultdict(dict)
+        self.invalid: dict[str, str] = {}  # id -> why it could not be compiled
+
+    def put(self, definition: WebhookDefinition) -> None:
+        current = self._by_id.get(definition.id)
+        if current is not None and current.definition.version == definition.version:
+            return  # compiled once per version
+        self.remove(definition.id)
+        try:
+            compiled = compile_webhook(definition)
+        except (InvalidCriteria, InvalidTemplate) as e:
+            self.invalid[definition.id] = str(e)
+            return
+        self._by_id[definition.id] = compiled
+        key = (definition.instance, definition.itemtype, definition.event)
+        self._by_key[key][definition.id] = compiled
+
+    def remove(self, webhook_id: str) -> None:
+        self.invalid.pop(webhook_id, None)
+        old = self._by_id.pop(webhook_id, None)
+        if old is not None:
+            d = old.definition
+            self._by_key[(d.instance, d.itemtype, d.event)].pop(webhook_id, None)
+
+    def get(self, webhook_id: str) -> CompiledWebhook | None:
+        return self._by_id.get(webhook_id)
+
+    def candidates(self, instance: str, itemtype: str, event: str) -> list[CompiledWebhook]:
+        found = self._by_key.get((instance, itemtype, event))
+        return list(found.values()) if found else []
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+def why_not(
+    webhook: CompiledWebhook, event: ItemChangeEvent, item: dict[str, Any], entities: EntityTable
+) -> str | None:
+    """None when the webhook fires for the event, else the first condition that failed."""
+    return _why_not(webhook, event, item, _EventContext(event, entities))
+
+
+class _EventContext:
+    """What every candidate of one event shares: computed once per event, not per webhook."""
+
+    __slots__ = ("ancestors", "resolver", "when")
+
+    def __init__(self, event: ItemChangeEvent, entities: EntityTable) -> None:
+        self.ancestors = (
+            () if event.entities_id is None
+            else entities.ancestors(event.instance, event.entities_id)
+        )
+        self.resolver = entities.resolver(event.instance)
+        self.when = datetime.fromtimestamp(event.occurred_at / 1000, UTC)
+
+
+def _why_not(
+    webhook: CompiledWebhook, event: ItemChangeEvent, item: dict[str, Any], shared: _EventContext
+) -> str | None:
+    d = webhook.definition
+    if (d.instance, d.itemtype, d.event) != (event.instance, event.itemtype, event.event):
+        return (
+            f"webhook is for {d.instance}/{d.itemtype}/{d.event}, "
+            f"event is {event.instance}/{event.itemtype}/{event.event}"
+        )
+    if not d.is_active:
+        return "webhook is not active"
+    if not in_scope(event.entities_id, d.entities_id, d.is_recursive, shared.ancestors):
+        scope = "and its sub-entities" if d.is_recursive else "only"
+        return (
+            f"item entity {event.entities_id} is outside webhook entity {d.entities_id} ({scope})"
+        )
+    result = evaluate(webhook.criteria, item, shared.resolver, now=shared.when)
+    return None if result.matched else f"filter: {result.failed}"
+
+
+def plan(
+    event: ItemChangeEvent,
+    index: WebhookIndex,
+    entities: EntityTable,
+    now_ms: int,
+    limits: RenderLimits | None = None,
+) -> list[DeliveryRequest | RenderFailure]:
+    """The delivery requests (or render failures) one event yields."""
+    candidates = index.candidates(event.instance, event.itemtype, event.event)
+    if not candidates:
+        return []
+    item = load_json(event.item)
+    parent = load_json(event.parent_item) if event.parent_item else None
+    shared = _EventContext(event, entities)
+    default_bodies: dict[str, bytes] = {}  # GLPI's default body, encoded once per event
+    limits = limits or DEFAULT_LIMITS
+    out: list[DeliveryRequest | RenderFailure] = []
+    for webhook in candidates:
+        if _why_not(webhook, event, item, shared) is not None:
+            continue
+        d = webhook.definition
+        try:
+            rendered = render_request(
+                webhook.templates, event.event, item, parent, now_s=now_ms / 1000,
+                limits=limits, default_bodies=default_bodies,
+            )
+        except RenderError as e:
+            failed = _request(event, d, now_ms, "", {}, b"", f"render_error: {e}")
+            out.append(RenderFailure(failed, str(e)))
+            continue
+        out.append(_request(event, d, now_ms, rendered.url, rendered.headers, rendered.body, None))
+    return out
+
+
+def load_json(text: str) -> Any:
+    """`json.loads`, by orjson where that gives the same value (it is ~3x faster).
+
+    orjson parses to the same types and key order, but reads integers beyond 64 bits as
+    floats: text with 19 digits in a row (maybe inside a string: harmless) goes to
+    json.loads, as does anything orjson rejects (NaN, lone surrogates, invalid JSON, which
+    then raises json's own error). The digit check is a C translate, not a regex scan.
+    """
+    if _NINETEEN_ZEROS not in text.encode().translate(_DIGITS_TO_ZERO):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_ZEROS = b"0" * 19
+
+
+def _request(
+    event: ItemChangeEvent,
+    d: WebhookDefinition,
+    now_ms: int,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    last_error: str | None,
+) -> DeliveryRequest:
+    return DeliveryRequest(
+        delivery_id=delivery_id_for(event.event_id, d.id),
+        webhook_id=d.id,
+        webhook_version=d.version,
+        instance=event.instance,
+        event_id=event.event_id,
+        itemtype=event.itemtype,
+        items_id=event.items_id,
+        event=event.event,
+        entities_id=event.entities_id,
+        method=d.http_method.upper(),
+        url=url,
+        headers=headers,
+        body=body,
+        created_at=now_ms,
+        last_error=last_error,
+    )

@@ -1,0 +1,65 @@
+"""Typed messages of every topic, their Avro wire format and the topic names."""
+
+from __future__ import annotations
+
+from hookstream.records.codec import (
+    Codec,
+    header,
+    header_items,
+    record_to_json,
+    topic_schema,
+)
+from hookstream.records.definitions import WebhookDefinition
+from hookstream.records.event_lines import BadLine, parse_event_line, parse_event_lines
+from hookstream.records.events import (
+    AttemptRecord,
+    DeliveryRequest,
+    EntityRecord,
+    ItemChangeEvent,
+    Outcome,
+    Record,
+    delivery_id_for,
+    make_event,
+)
+from hookstream.records.topics import (
+    ATTEMPTS,
+    DELIVERIES,
+    DLQ,
+    ENTITIES,
+    ITEM_CHANGES,
+    ITEM_CHANGES_DLQ,
+    REDRIVEN,
+    WEBHOOKS,
+    retry_topics,
+    topic_specs,
+)
+
+__all__ = [
+    "ATTEMPTS",
+    "DELIVERIES",
+    "DLQ",
+    "ENTITIES",
+    "ITEM_CHANGES",
+    "ITEM_CHANGES_DLQ",
+    "REDRIVEN",
+    "WEBHOOKS",
+    "AttemptRecord",
+    "BadLine",
+    "Codec",
+    "DeliveryRequest",
+    "EntityRecord",
+    "ItemChangeEvent",
+    "Outcome",
+    "Record",
+    "WebhookDefinition",
+    "delivery_id_for",
+    "header",
+    "header_items",
+    "make_event",
+    "parse_event_line",
+    "parse_event_lines",
+    "record_to_json",
+    "retry_topics",
+    "topic_schema",
+    "topic_specs",
+]

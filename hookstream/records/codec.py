@@ -1,0 +1,188 @@
+"""Avro encoding of every topic record, with fastavro.
+
+Two framings:
+- without a schema registry, the value is plain Avro and two headers name the schema
+  and its version (`hookstream-schema`, `hookstream-schema-version`);
+- with a schema registry, the Confluent wire format: magic byte 0, the 4-byte schema
+  id, then Avro. Schema ids come from a `SchemaRegistry` (`hookstream.io.codec_for`
+  builds the codec the settings ask for).
+
+Malformed bytes raise `DecodeError`; the caller adds topic, partition and offset.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Sequence
+from importlib.resources import files
+from typing import Any, Protocol, TypeVar
+
+import fastavro
+
+from hookstream.errors import DecodeError
+from hookstream.records.definitions import WebhookDefinition
+from hookstream.records.events import (
+    AttemptRecord,
+    DeliveryRequest,
+    EntityRecord,
+    ItemChangeEvent,
+    Record,
+)
+
+SCHEMA_HEADER = "hookstream-schema"
+VERSION_HEADER = "hookstream-schema-version"
+_MAGIC = 0
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    cls.schema_name: cls
+    for cls in (ItemChangeEvent, WebhookDefinition, DeliveryRequest, AttemptRecord, EntityRecord)
+}
+
+Headers = list[tuple[str, str | bytes | None]]
+MessageHeaders = Sequence[tuple[str, str | bytes | None]] | dict[str, str | bytes | None] | None
+
+
+def header_items(headers: MessageHeaders) -> Headers:
+    """A message's headers as a list of pairs, whatever shape the client gave them in."""
+    return list(headers.items() if isinstance(headers, dict) else (headers or []))
+
+
+def header(headers: MessageHeaders, name: str) -> bytes | None:
+    """The value of header `name`, as bytes."""
+    items = headers.items() if isinstance(headers, dict) else (headers or [])
+    for key, value in items:
+        if key == name:
+            return value.encode() if isinstance(value, str) else value
+    return None
+
+
+R = TypeVar("R", bound=Record)
+
+
+class SchemaRegistry(Protocol):
+    def register(self, subject: str, schema_json: str) -> int: ...
+    def schema_by_id(self, schema_id: int) -> str: ...
+
+
+def load_schema_text(name: str) -> str:
+    """The Avro schema `name`, from the package data (so an installed wheel has it too)."""
+    return files("hookstream.records").joinpath("schemas", f"{name}.avsc").read_text()
+
+
+def schema_version(schema: dict[str, Any]) -> int:
+    """The version written at the end of a schema's doc ("... version N")."""
+    doc = str(schema.get("doc", ""))
+    _, _, number = doc.rpartition("version ")
+    return int(number) if number.isdigit() else 1
+
+
+class Codec:
+    """Encodes records for a topic and decodes them back into their dataclasses."""
+
+    def __init__(self, registry: SchemaRegistry | None = None):
+        self._registry = registry
+        self._texts = {name: load_schema_text(name) for name in RECORD_TYPES}
+        self._parsed = {
+            name: fastavro.parse_schema(json.loads(text)) for name, text in self._texts.items()
+        }
+        self._versions = {name: schema_version(json.loads(t)) for name, t in self._texts.items()}
+        self._headers = {  # encoded once, not per record
+            name: ((SCHEMA_HEADER, name.encode()), (VERSION_HEADER, str(version).encode()))
+            for name, version in self._versions.items()
+        }
+        self._ids: dict[tuple[str, str], int] = {}
+        self._by_id: dict[int, Any] = {}
+
+    def encode(self, record: Record, topic: str) -> tuple[bytes, Headers]:
+        """Value bytes and headers for `record` on `topic`."""
+        name = record.schema_name
+        buf = io.BytesIO()
+        if self._registry is not None:
+            buf.write(struct.pack(">bI", _MAGIC, self._schema_id(name, topic)))
+        fastavro.schemaless_writer(buf, self._parsed[name], record.to_dict())
+        return buf.getvalue(), list(self._headers[name])  # a fresh list: callers may add
+
+    def decode(self, value: bytes | None, headers: MessageHeaders, expected: type[R]) -> R:
+        """The record in `value`, or DecodeError saying why it is not one."""
+        if value is None:
+            raise DecodeError("empty value (tombstone) where a record was expected")
+        name = expected.schema_name
+        try:
+            if self._registry is not None:
+                data = self._decode_wire(value, name)
+            else:
+                found = header(headers, SCHEMA_HEADER)
+                if found is None:
+                    raise DecodeError(f"no {SCHEMA_HEADER} header")
+                if found.decode(errors="replace") != name:
+                    raise DecodeError(
+                        f"schema {found.decode(errors='replace')!r}, expected {name!r}"
+                    )
+                data = fastavro.schemaless_reader(io.BytesIO(value), self._parsed[name], None)
+            if not isinstance(data, dict):
+                raise DecodeError("not a record")
+            return expected.from_dict(data)
+        except DecodeError:
+            raise
+        except Exception as e:  # fastavro raises many types on garbage: EOFError, ValueError...
+            raise DecodeError(f"{name}: {type(e).__name__}: {e}"[:300]) from e
+
+    def decode_any(self, value: bytes | None, headers: MessageHeaders, topic: str) -> Record:
+        """Decode a record whose type is named by its header, or else implied by its topic."""
+        name = (header(headers, SCHEMA_HEADER) or b"").decode(errors="replace")
+        expected = RECORD_TYPES.get(name) or RECORD_TYPES.get(topic_schema(topic))
+        if expected is None:
+            raise DecodeError(f"cannot tell the schema of a record on {topic}")
+        return self.decode(value, headers, expected)
+
+    def _decode_wire(self, value: bytes, name: str) -> Any:
+        if len(value) < 5 or value[0] != _MAGIC:
+            raise DecodeError("not in Confluent wire format (bad magic byte)")
+        (schema_id,) = struct.unpack(">I", value[1:5])
+        writer = self._writer_schema(schema_id)
+        return fastavro.schemaless_reader(io.BytesIO(value[5:]), writer, self._parsed[name])
+
+    def _schema_id(self, name: str, topic: str) -> int:
+        key = (name, topic)
+        if key not in self._ids:
+            assert self._registry is not None
+            self._ids[key] = self._registry.register(f"{topic}-value", self._texts[name])
+        return self._ids[key]
+
+    def _writer_schema(self, schema_id: int) -> Any:
+        if schema_id not in self._by_id:
+            assert self._registry is not None
+            try:
+                text = self._registry.schema_by_id(schema_id)
+            except Exception as e:
+                raise DecodeError(f"unknown schema id {schema_id}: {e}") from e
+            self._by_id[schema_id] = fastavro.parse_schema(json.loads(text))
+        return self._by_id[schema_id]
+
+
+def topic_schema(topic: str) -> str:
+    """The schema a topic holds, from its name (without prefix)."""
+    for suffix, name in (
+        ("glpi.item-changes", "ItemChangeEvent"),
+        (".webhooks", "WebhookDefinition"),
+        (".entities", "Entity"),
+        (".attempts", "AttemptRecord"),
+    ):
+        if topic.endswith(suffix):
+            return name
+    return "DeliveryRequest"  # deliveries, retry tiers and the DLQ
+
+
+def record_to_json(record: Record) -> dict[str, Any]:
+    """A record as JSON-ready values: bytes as UTF-8 text (or hex), JSON strings parsed."""
+    out: dict[str, Any] = {}
+    for key, value in record.to_dict().items():
+        if isinstance(value, bytes):
+            try:
+                value = value.decode()
+            except UnicodeDecodeError:
+                value = value.hex()
+        out[key] = value
+    return out

@@ -1,0 +1,59 @@
+"""Every topic hookstream uses, with its partitions, retention and compaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hookstream.config import Settings
+from hookstream.policy.retry import parse_delay, tier_topics  # a leaf module: policy needs records
+
+DAY_MS = 86_400_000
+
+ITEM_CHANGES = "glpi.item-changes"
+ITEM_CHANGES_DLQ = "glpi.item-changes.dlq"
+WEBHOOKS = "hookstream.webhooks"
+ENTITIES = "hookstream.entities"
+DELIVERIES = "hookstream.deliveries"
+DLQ = "hookstream.dlq"
+ATTEMPTS = "hookstream.attempts"
+REDRIVEN = "hookstream.dlq-redriven"  # ledger: DLQ positions already redriven
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def _delete(days: float) -> dict[str, str]:
+    return {"cleanup.policy": "delete", "retention.ms": str(int(days * DAY_MS))}
+
+
+_COMPACT = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": str(DAY_MS)}
+
+
+def retry_topics(settings: Settings) -> tuple[str, ...]:
+    delays = [parse_delay(t) for t in settings.retry_tiers]
+    return tier_topics(settings.topic_prefix, delays)
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The topics of docs/architecture.md, named with the configured prefix."""
+    n, tables, t = settings.partitions, settings.table_partitions, settings.topic
+    specs = [
+        TopicSpec(t(ITEM_CHANGES), n, _delete(7)),
+        TopicSpec(t(WEBHOOKS), tables, _COMPACT),
+        TopicSpec(t(ENTITIES), tables, _COMPACT),
+        TopicSpec(t(DELIVERIES), n, _delete(7)),
+        TopicSpec(t(DLQ), n, _delete(30)),
+        TopicSpec(t(ATTEMPTS), n, _delete(30)),
+        TopicSpec(t(REDRIVEN), tables, _COMPACT),
+        TopicSpec(t(ITEM_CHANGES_DLQ), n, _delete(30)),
+    ]
+    for name, delay in zip(
+        retry_topics(settings), (parse_delay(d) for d in settings.retry_tiers), strict=True
+    ):
+        # A record waits `delay` on its tier: keep it well beyond that.
+        specs.append(TopicSpec(name, n, _delete(max(7.0, 4 * delay / 86_400))))
+    return specs

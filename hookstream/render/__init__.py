@@ -1,0 +1,23 @@
+"""GLPI's Twig templates (URL, headers, body) and PHP's json_encode and date, in a sandbox."""
+
+from __future__ import annotations
+
+from hookstream.render.budget import RenderLimits
+from hookstream.render.glpi_json import default_payload, php_float, php_json_encode
+from hookstream.render.templates import (
+    CompiledTemplates,
+    RenderedRequest,
+    compile_templates,
+    render_request,
+)
+
+__all__ = [
+    "CompiledTemplates",
+    "RenderLimits",
+    "RenderedRequest",
+    "compile_templates",
+    "default_payload",
+    "php_float",
+    "php_json_encode",
+    "render_request",
+]
