@@ -1,0 +1,88 @@
+"""Twig's date conversion (`date` filter and function) with PHP's DateTime parsing for the
+forms GLPI data and admins use, and PHP's time zone rule: the result is always in the time
+zone given to the filter, else in the instance's time zone (GLPI's setting)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from hookstream.render.php_date import format_date
+from hookstream.render.twig.php import PhpError, to_str
+
+__all__ = ["format_date", "to_datetime", "zone"]
+
+_ISO = re.compile(
+    r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
+    r"\s*(Z|[+-]\d{2}:?\d{2}|UTC|GMT)?\Z", re.I)
+_RELATIVE = re.compile(r"([+-]?\d+)\s*(sec|second|min|minute|hour|day|week|fortnight)s?"
+                       r"(\s+ago)?", re.I)
+_UNIT_S = {"sec": 1, "second": 1, "min": 60, "minute": 60, "hour": 3600, "day": 86400,
+           "week": 604800, "fortnight": 1209600}
+_DAYS = {"today": 0, "midnight": 0, "tomorrow": 1, "yesterday": -1}
+
+
+def zone(name: Any) -> tzinfo:
+    try:
+        return UTC if to_str(name).upper() == "UTC" else ZoneInfo(to_str(name))
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise PhpError("unknown or bad time zone") from e
+
+
+def _offset(text: str) -> tzinfo:
+    if text.upper() in ("Z", "UTC", "GMT"):
+        return UTC
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    from datetime import timezone
+    return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+
+
+def _parse(text: str, now: datetime, default: tzinfo) -> datetime:
+    value = text.strip()
+    lower = value.lower()
+    if lower in ("", "now"):
+        return now
+    if lower in _DAYS:
+        return now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
+            days=_DAYS[lower])
+    if value.startswith("@") and re.fullmatch(r"@-?\d+", value):
+        return datetime.fromtimestamp(int(value[1:]), UTC)
+    relative = _RELATIVE.fullmatch(value)
+    if relative:
+        seconds = int(relative[1]) * _UNIT_S[relative[2].lower()]
+        return now + timedelta(seconds=-seconds if relative[3] else seconds)
+    found = _ISO.match(value)
+    if found is None:
+        raise PhpError("failed to parse the date")
+    year, month, day, hour, minute, second, fraction, offset = found.groups()
+    try:
+        parsed = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
+                          int(second or 0), int((fraction or "0")[:6].ljust(6, "0")))
+    except ValueError as e:
+        raise PhpError("failed to parse the date") from e
+    return parsed.replace(tzinfo=_offset(offset) if offset else default)
+
+
+def to_datetime(value: Any, now_s: float, default_zone: str, timezone: Any = None) -> datetime:
+    """twig_date_converter: `value` (null or 'now', a timestamp, a date string or a date)
+    as a date in `timezone`, else in `default_zone`."""
+    default = zone(default_zone)
+    target = default if timezone is None or timezone is False else zone(timezone)
+    now = datetime.fromtimestamp(now_s, default)
+    if isinstance(value, datetime):
+        when = value
+    elif value is None:
+        when = now
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and float(
+            value).is_integer():
+        when = datetime.fromtimestamp(int(value), UTC)
+    else:
+        text = to_str(value)
+        if re.fullmatch(r"-?\d+", text):
+            when = datetime.fromtimestamp(int(text), UTC)
+        else:
+            when = _parse(text, now, default)
+    return when if timezone is False else when.astimezone(target)

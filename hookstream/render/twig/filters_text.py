@@ -1,0 +1,192 @@
+"""Twig's string filters with PHP's semantics: case mapping (mbstring), trim masks,
+striptags, nl2br, replace (strtr), url_encode (rawurlencode, http_build_query), escape,
+json_encode (with its flags), format (sprintf), round, abs and date."""
+
+from __future__ import annotations
+
+import math
+import re
+import urllib.parse
+from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from hookstream.render.glpi_json import php_json_encode
+from hookstream.render.twig.dates import format_date, to_datetime
+from hookstream.render.twig.escape import escape
+from hookstream.render.twig.php import (
+    PhpError,
+    array_items,
+    is_array,
+    to_float,
+    to_int,
+    to_number,
+    to_str,
+)
+from hookstream.render.twig.runtime import Ctx
+from hookstream.render.twig.sprintf import sprintf
+
+__all__ = ["TEXT_FILTERS"]
+
+
+def _abs(ctx: Ctx, value: Any) -> Any:
+    return abs(to_number(value))
+
+
+def _title(ctx: Ctx, value: Any) -> str:
+    # mb_convert_case(MB_CASE_TITLE): a letter after a letter, digit or apostrophe is lower.
+    out = []
+    previous_is_word = False
+    for char in to_str(value):
+        out.append(char.lower() if previous_is_word else char.upper())
+        previous_is_word = char.isalnum() or (previous_is_word and char in "'’")
+    return "".join(out)
+
+
+def _capitalize(ctx: Ctx, value: Any) -> str:
+    text = to_str(value)
+    return text[:1].upper() + text[1:].lower()
+
+
+def _trim_chars(mask: str) -> str:
+    # PHP's character mask: "a..z" is a range.
+    return re.sub(r"(.)\.\.(.)", lambda m: "".join(
+        chr(c) for c in range(ord(m[1]), ord(m[2]) + 1)), mask)
+
+
+def _trim(ctx: Ctx, value: Any, character_mask: Any = None, side: Any = "both") -> str:
+    chars = " \t\n\r\0\x0b" if character_mask is None else _trim_chars(to_str(character_mask))
+    text = to_str(value)
+    if side == "both":
+        return text.strip(chars)
+    if side == "left":
+        return text.lstrip(chars)
+    if side == "right":
+        return text.rstrip(chars)
+    raise PhpError('trimming side must be "left", "right" or "both"')
+
+
+_TAG = re.compile(r"<!--.*?(?:-->|\Z)|<\?.*?(?:\?>|\Z)|<(/?)([a-zA-Z][a-zA-Z0-9-]*)?"
+                  r"""(?:[^>"']|"[^"]*"|'[^']*')*(?:>|\Z)""", re.S)
+
+
+def _striptags(ctx: Ctx, value: Any, allowable_tags: Any = None) -> str:
+    if is_array(allowable_tags):
+        keep = {to_str(t).strip("<>/").lower() for _, t in array_items(allowable_tags)}
+    else:
+        keep = {t.lower() for t in re.findall(r"<([a-zA-Z0-9]+)>", to_str(allowable_tags))}
+
+    def strip(match: re.Match[str]) -> str:
+        name = match.group(2)
+        return match.group(0) if name and name.lower() in keep else ""
+
+    text = to_str(value)
+    # `<` followed by whitespace does not open a tag in PHP's strip_tags.
+    return re.sub(r"<(?!\s)" + _TAG.pattern[1:], strip, text, flags=re.S) if "<" in text else text
+
+
+def _nl2br(ctx: Ctx, value: Any) -> str:
+    return re.sub(r"(\r\n|\n\r|\n|\r)", r"<br />\1", to_str(value))
+
+
+def _replace(ctx: Ctx, value: Any, from_: Any = None) -> str:
+    if not is_array(from_):
+        raise PhpError('the "replace" filter expects an array of replacements')
+    pairs = {to_str(k): to_str(v) for k, v in array_items(from_) if to_str(k) != ""}
+    text = to_str(value)
+    if not pairs:
+        return text
+    pattern = "|".join(re.escape(k) for k in sorted(pairs, key=len, reverse=True))
+    return re.sub(pattern, lambda m: pairs[m[0]], text)
+
+
+def _query_pairs(value: Any, prefix: str) -> Iterator[str]:
+    for key, item in array_items(value):
+        name = f"{prefix}[{key}]" if prefix else str(key)
+        if is_array(item):
+            yield from _query_pairs(item, name)
+        elif item is not None:
+            text = str(int(item)) if isinstance(item, bool) else to_str(item)
+            yield f"{urllib.parse.quote(name, safe='-_.~')}={urllib.parse.quote(text, safe='-_.~')}"
+
+
+def _url_encode(ctx: Ctx, value: Any) -> str:
+    if is_array(value):
+        return "&".join(_query_pairs(value, ""))
+    return urllib.parse.quote(to_str(value), safe="-_.~")
+
+
+def _escape(ctx: Ctx, value: Any, strategy: Any = "html", charset: Any = None,
+            autoescape: bool = False) -> Any:
+    if not isinstance(value, str):
+        return value  # PHP: non-strings come back as they are, printed later
+    return escape(value, to_str(strategy) if strategy is not None else "html")
+
+
+def _raw(ctx: Ctx, value: Any) -> Any:
+    return value
+
+
+def json_encode(value: Any, flags: int = 0) -> str | bool:
+    """PHP's json_encode; False (printed '') where PHP fails."""
+    try:
+        text = php_json_encode(value, pretty=bool(flags & 128))
+    except (ValueError, TypeError):
+        return False
+    if flags & 64:  # JSON_UNESCAPED_SLASHES
+        text = text.replace("\\/", "/")
+    if flags & 256:  # JSON_UNESCAPED_UNICODE: \uXXXX back to characters (pairs included)
+        text = re.sub(r"(?<!\\)((?:\\\\)*)\\u([0-9a-f]{4})(?:\\u(d[c-f][0-9a-f]{2}))?",
+                      _unescape_unicode, text)
+    for bit, char, code in ((1, "<", "\\u003C"), (1, ">", "\\u003E"), (2, "&", "\\u0026"),
+                            (4, "'", "\\u0027"), (8, '\\"', "\\u0022")):
+        if flags & bit:
+            text = text.replace(char, code)
+    return text
+
+
+def _unescape_unicode(match: re.Match[str]) -> str:
+    high = int(match.group(2), 16)
+    if match.group(3) and 0xD800 <= high < 0xDC00:
+        low = int(match.group(3), 16)
+        return match.group(1) + chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+    if 0xD800 <= high < 0xE000 or high < 0x20:
+        return match.group(0)
+    return match.group(1) + chr(high) + (f"\\u{match.group(3)}" if match.group(3) else "")
+
+
+def _json_encode(ctx: Ctx, value: Any, flags: Any = 0) -> Any:
+    return json_encode(value, to_int(flags))
+
+
+def _round(ctx: Ctx, value: Any, precision: Any = 0, method: Any = "common") -> float:
+    number = to_float(value)
+    places = to_int(precision)
+    if method == "common":
+        if math.isnan(number) or math.isinf(number):
+            return number
+        quantum = Decimal(1).scaleb(-places)
+        return float(Decimal(repr(number)).quantize(quantum, rounding=ROUND_HALF_UP))
+    if method not in ("ceil", "floor"):
+        raise PhpError('the round filter only supports "common", "ceil" and "floor"')
+    scale = 10**places if places >= 0 else 10.0**places
+    rounder = math.ceil if method == "ceil" else math.floor
+    return float(rounder(number * scale)) / scale
+
+
+def _date(ctx: Ctx, value: Any, format: Any = None, timezone: Any = None) -> str:
+    when = to_datetime(value, ctx.budget.now_s, ctx.timezone, timezone)
+    return format_date(when, "F j, Y H:i" if format is None else to_str(format))
+
+
+def _format(ctx: Ctx, value: Any, *values: Any) -> str:
+    return sprintf(to_str(value), values)
+
+
+TEXT_FILTERS = {
+    "abs": _abs, "capitalize": _capitalize, "date": _date, "escape": _escape,
+    "format": _format, "json_encode": _json_encode, "lower": lambda c, v: to_str(v).lower(),
+    "nl2br": _nl2br, "raw": _raw, "replace": _replace, "round": _round,
+    "striptags": _striptags, "title": _title, "trim": _trim,
+    "upper": lambda c, v: to_str(v).upper(), "url_encode": _url_encode,
+}

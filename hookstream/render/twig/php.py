@@ -1,0 +1,299 @@
+"""PHP 8 value semantics, as Twig inherits them: string conversion, truthiness, numeric
+strings, arithmetic and loose comparison.
+
+Values are decoded JSON plus what templates build: None, bool, int, float, str (and its
+`Markup` subclass), list (a PHP array keyed 0..n-1) and dict (any other PHP array; int or
+str keys, in insertion order). PHP integers are 64-bit: results that leave that range become
+floats, as in PHP.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from hookstream.render.glpi_json import php_float
+
+__all__ = [
+    "INT_MAX", "Markup", "PhpError", "arith", "array_items", "compare", "is_array",
+    "is_numeric", "loose_eq", "normalize_key", "spaceship", "to_bool", "to_float", "to_int",
+    "to_number", "to_str", "type_name",
+]
+
+INT_MAX = 2**63 - 1
+INT_MIN = -(2**63)
+
+
+class Markup(str):
+    """Text Twig will not escape again: a `{% set %}` capture or a macro's output."""
+
+    __slots__ = ()
+
+
+class PhpError(Exception):
+    """A PHP runtime error (TypeError, DivisionByZeroError...): the message is ours, no value."""
+
+
+_NUMERIC = re.compile(r"[ \t\n\r\v\f]*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?[ \t\n\r\v\f]*\Z")
+_LEADING = re.compile(r"[ \t\n\r\v\f]*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[ \t\n\r\v\f]*[+-]?\d+[ \t\n\r\v\f]*\Z")
+
+
+def is_array(value: object) -> bool:
+    return isinstance(value, (list, dict))
+
+
+def type_name(value: object) -> str:
+    """PHP's name for a value's type, for error messages that must not quote the value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    return "array"
+
+
+def php_int(value: int) -> int | float:
+    """An integer result: a float when it leaves PHP's 64-bit range."""
+    return value if INT_MIN <= value <= INT_MAX else float(value)
+
+
+def is_numeric(text: str) -> bool:
+    return _NUMERIC.match(text) is not None
+
+
+def _string_number(text: str, strict: bool) -> int | float | None:
+    match = (_NUMERIC if strict else _LEADING).match(text)
+    if match is None:
+        return None
+    number = match.group(0).strip(" \t\n\r\v\f")
+    if _INTEGER.match(number):
+        return php_int(int(number))
+    return float(number)
+
+
+def to_number(value: Any, operator: str = "+") -> int | float:
+    """An operand of arithmetic: PHP 8 rules (a non-numeric string is a TypeError,
+    a leading-numeric one like '5 apples' gives its number, with a warning in PHP)."""
+    if value is None or value is False:
+        return 0
+    if value is True:
+        return 1
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        number = _string_number(value, strict=False)
+        if number is None:
+            raise PhpError(f"unsupported operand types: string {operator} number")
+        return number
+    raise PhpError(f"unsupported operand types: array {operator} number")
+
+
+def to_int(value: Any) -> int:
+    """PHP's (int) cast."""
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return 0
+        return int(value) if INT_MIN <= value <= INT_MAX else 0
+    if isinstance(value, str):
+        number = _string_number(value, strict=False)
+        return 0 if number is None else to_int(number)
+    if isinstance(value, (list, dict)):
+        return 1 if value else 0
+    return int(value or 0)
+
+
+def to_float(value: Any) -> float:
+    if isinstance(value, str):
+        number = _string_number(value, strict=False)
+        return 0.0 if number is None else float(number)
+    if isinstance(value, (list, dict)):
+        return 1.0 if value else 0.0
+    return float(value or 0)
+
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value != "" and value != "0"
+    if isinstance(value, float):
+        return value != 0.0
+    return bool(value)
+
+
+def to_str(value: Any) -> str:
+    """PHP's string conversion (echo, `~`): null and false '', true '1', floats with
+    precision 14, arrays 'Array' (PHP also warns)."""
+    if isinstance(value, str):
+        return value
+    if value is None or value is False:
+        return ""
+    if value is True:
+        return "1"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NAN"
+        if math.isinf(value):
+            return "INF" if value > 0 else "-INF"
+        return php_float(value, precision=14, exponent="E")
+    return "Array"
+
+
+def normalize_key(key: Any) -> int | str:
+    """A PHP array key: '5' is the integer 5, floats and bools are truncated, null is ''."""
+    if isinstance(key, bool):
+        return int(key)
+    if isinstance(key, int):
+        return key
+    if isinstance(key, float):
+        return to_int(key)
+    if key is None:
+        return ""
+    text = str(key)
+    if text.isdigit() and (text == "0" or text[0] != "0") and int(text) <= INT_MAX:
+        return int(text)
+    if text[:1] == "-" and text[1:].isdigit() and text[1:2] != "0" and -int(text[1:]) >= INT_MIN:
+        return int(text)
+    return text
+
+
+def array_items(value: Any) -> Iterator[tuple[int | str, Any]]:
+    """(key, value) pairs of a PHP array, keys normalised as PHP holds them."""
+    if isinstance(value, list):
+        return iter(enumerate(value))
+    if isinstance(value, Mapping):
+        return ((normalize_key(k), v) for k, v in value.items())
+    return iter(())
+
+
+def arith(operator: str, left: Any, right: Any) -> Any:
+    """PHP's + - * / % ** on Twig operands."""
+    if operator == "+" and is_array(left) and is_array(right):
+        union = dict(array_items(left))
+        for key, item in array_items(right):
+            union.setdefault(key, item)
+        return pack(union)
+    a = to_number(left, operator)
+    b = to_number(right, operator)
+    if operator == "%":
+        ia, ib = to_int(a), to_int(b)
+        if ib == 0:
+            raise PhpError("modulo by zero")
+        rest = abs(ia) % abs(ib)  # C's remainder: the sign of the dividend
+        return -rest if ia < 0 else rest
+    if operator == "/":
+        if b == 0:
+            raise PhpError("division by zero")
+        if isinstance(a, int) and isinstance(b, int) and a % b == 0:
+            return php_int(a // b)
+        return a / b
+    if operator == "**":
+        if isinstance(a, int) and isinstance(b, int) and b >= 0:
+            if abs(a) > 1 and b * abs(a).bit_length() > 4096:
+                return math.inf if a > 0 or b % 2 == 0 else -math.inf
+            return php_int(a**b)
+        try:
+            return float(a) ** float(b)
+        except (OverflowError, ZeroDivisionError):
+            return math.inf
+    if operator == "+":
+        result = a + b
+    elif operator == "-":
+        result = a - b
+    else:
+        result = a * b
+    return php_int(result) if isinstance(result, int) else result
+
+
+def pack(array: dict[int | str, Any]) -> list[Any] | dict[int | str, Any]:
+    """A PHP array as a list when its keys are 0..n-1 in order, else as a dict."""
+    if all(k == i and type(k) is int for i, k in enumerate(array)):
+        return list(array.values())
+    return array
+
+
+def _compare_scalars(a: Any, b: Any) -> int:
+    """PHP 8's `<=>` for two non-array values."""
+    if a is None and b is None:
+        return 0
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        if isinstance(a, str) and b is None:
+            return _cmp(a, "")
+        if a is None and isinstance(b, str):
+            return _cmp("", b)
+        return _cmp(to_bool(a), to_bool(b))
+    if isinstance(a, str) and isinstance(b, str):
+        na, nb = _string_number(a, True), _string_number(b, True)
+        if na is not None and nb is not None:
+            return _cmp(na, nb)
+        return _cmp(a.encode(), b.encode())
+    if isinstance(a, str):
+        nb_ = _string_number(a, True)
+        return _cmp(nb_, b) if nb_ is not None else _cmp(a.encode(), to_str(b).encode())
+    if isinstance(b, str):
+        na_ = _string_number(b, True)
+        return _cmp(a, na_) if na_ is not None else _cmp(to_str(a).encode(), b.encode())
+    return _cmp(a, b)
+
+
+def _cmp(a: Any, b: Any) -> int:
+    return (a > b) - (a < b)
+
+
+def spaceship(a: Any, b: Any) -> int:
+    """PHP 8's `<=>`: arrays compare by size then key by key; an array is above anything
+    but null and bool."""
+    if is_array(a) and is_array(b):
+        left, right = dict(array_items(a)), dict(array_items(b))
+        if len(left) != len(right):
+            return _cmp(len(left), len(right))
+        for key, item in left.items():
+            if key not in right:
+                return 1
+            result = spaceship(item, right[key])
+            if result:
+                return result
+        return 0
+    if is_array(a) or is_array(b):
+        other = b if is_array(a) else a
+        if other is None or isinstance(other, bool):
+            return _cmp(to_bool(a), to_bool(b))
+        return 1 if is_array(a) else -1
+    return _compare_scalars(a, b)
+
+
+def loose_eq(a: Any, b: Any) -> bool:
+    """PHP 8's `==`."""
+    if is_array(a) and is_array(b):
+        left, right = dict(array_items(a)), dict(array_items(b))
+        return left.keys() == right.keys() and all(loose_eq(v, right[k]) for k, v in left.items())
+    if is_array(a) or is_array(b):
+        other = b if is_array(a) else a
+        if other is None or isinstance(other, bool):
+            return to_bool(a) == to_bool(b)
+        return False
+    if (isinstance(a, float) and math.isnan(a)) or (isinstance(b, float) and math.isnan(b)):
+        return False
+    return _compare_scalars(a, b) == 0
+
+
+def compare(a: Any, b: Any) -> int:
+    """Twig's twig_compare (`in`, `sort`'s default order): PHP 8's `<=>` with Twig's trimming
+    of numeric strings against numbers."""
+    if isinstance(a, (int, float)) and not isinstance(a, bool) and isinstance(b, str):
+        if isinstance(a, float) and math.isnan(a):
+            return 1
+        trimmed = b.strip(" \t\n\r\v\f")
+        number = _string_number(trimmed, True)
+        return _cmp(a, number) if number is not None else _cmp(to_str(a).encode(), b.encode())
+    if isinstance(a, str) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return -compare(b, a)
+    return spaceship(a, b)
