@@ -46,7 +46,6 @@ from hookstream.policy import (
     Observed,
     decide,
     origin_of,
-    parse_delay,
     parse_networks,
     secret_box,
 )
@@ -84,7 +83,7 @@ class DeliveryService:
         self.webhooks: dict[str, WebhookDefinition] = {}
         self._targets: dict[str, Target] = {}
         self.global_allow = parse_networks(settings.allowed_networks)
-        self.tiers_s = tuple(parse_delay(t) for t in settings.retry_tiers)
+        self.tiers_s = settings.retry_tiers_s
         self.tier_topics = retry_topics(settings)
         self.topic_delay = dict(zip(self.tier_topics, self.tiers_s, strict=True))
         self.deliveries_topic = settings.topic(DELIVERIES)

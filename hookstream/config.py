@@ -61,6 +61,13 @@ class Settings:
         return f"{self.topic_prefix}{name}"
 
     @property
+    def retry_tiers_s(self) -> tuple[int, ...]:
+        """The retry tiers in seconds: the one place their spelling (10s, 1m) is parsed."""
+        from hookstream.policy.retry import parse_delay  # a leaf module: policy needs config
+
+        return tuple(parse_delay(t) for t in self.retry_tiers)
+
+    @property
     def state_path(self) -> Path:
         return Path(self.state_dir).expanduser()
 
@@ -109,6 +116,14 @@ def load_settings(
     then explicit overrides; validated."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    problems: list[str] = []  # every coercion error, not only the first
+
+    def take(name: str, raw: Any) -> None:
+        try:
+            values[name] = _coerce(name, raw)
+        except ConfigError as e:
+            problems.append(str(e))
+
     path = path or env.get(f"{ENV_PREFIX}CONFIG")
     if path:
         try:
@@ -119,13 +134,19 @@ def load_settings(
             raise ConfigError(f"settings file {path} must hold a mapping")
         unknown = sorted(set(loaded) - set(_FIELDS))
         if unknown:
-            raise ConfigError(f"settings file {path}: unknown setting(s) {', '.join(unknown)}")
-        values.update({k: _coerce(k, v) for k, v in loaded.items()})
+            problems.append(f"settings file {path}: unknown setting(s) {', '.join(unknown)}")
+        for name, raw in loaded.items():
+            if name in _FIELDS:
+                take(name, raw)
     for name in _FIELDS:
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is not None:
-            values[name] = _coerce(name, raw)
-    values.update({k: _coerce(k, v) for k, v in overrides.items() if v is not None})
+            take(name, raw)
+    for name, raw in overrides.items():
+        if raw is not None:
+            take(name, raw)
+    if problems:
+        raise ConfigError("invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
     settings = Settings(**values)
     validate(settings, check_dns=check_dns)
     return settings

@@ -174,7 +174,7 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
             source,
             secret_box(settings),
             {},
-            [_delay(t) for t in settings.retry_tiers],
+            settings.retry_tiers_s,
             settings.allowed_networks,
         )
         webhook = found[0] if not args.id else next(d for d in found if d.id == args.id)
@@ -204,12 +204,6 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     print()
     print(result["body"])
     return 0
-
-
-def _delay(label: str) -> int:
-    from hookstream.policy import parse_delay
-
-    return parse_delay(label)
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:

@@ -22,7 +22,7 @@ from hookstream.matching import (
     plan,
     why_not,
 )
-from hookstream.policy import parse_delay, secret_box, signature_headers
+from hookstream.policy import secret_box, signature_headers
 from hookstream.records import (
     ENTITIES,
     WEBHOOKS,
@@ -69,9 +69,8 @@ def _publish(settings: Settings, topic: str, records: Sequence[tuple[str, Any]])
 def apply_webhooks(settings: Settings, path: Path) -> list[tuple[WebhookDefinition, str]]:
     """Validate every webhook under `path`, then publish those that changed."""
     current = current_webhooks(settings)
-    tiers = [parse_delay(t) for t in settings.retry_tiers]
     definitions = load_definitions(
-        path, secret_box(settings), current, tiers, settings.allowed_networks
+        path, secret_box(settings), current, settings.retry_tiers_s, settings.allowed_networks
     )
     changed = [d for d in definitions if current.get(d.id) is not d]
     _publish(settings, settings.topic(WEBHOOKS), [(d.id, d) for d in changed])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hookstream.config import Settings
-from hookstream.policy.retry import parse_delay, tier_topics  # a leaf module: policy needs records
+from hookstream.policy.retry import tier_topics  # a leaf module: policy needs records
 
 DAY_MS = 86_400_000
 
@@ -34,8 +34,7 @@ _COMPACT = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.
 
 
 def retry_topics(settings: Settings) -> tuple[str, ...]:
-    delays = [parse_delay(t) for t in settings.retry_tiers]
-    return tier_topics(settings.topic_prefix, delays)
+    return tier_topics(settings.topic_prefix, settings.retry_tiers_s)
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -52,7 +51,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t(ITEM_CHANGES_DLQ), n, _delete(30)),
     ]
     for name, delay in zip(
-        retry_topics(settings), (parse_delay(d) for d in settings.retry_tiers), strict=True
+        retry_topics(settings), settings.retry_tiers_s, strict=True
     ):
         # A record waits `delay` on its tier: keep it well beyond that.
         specs.append(TopicSpec(name, n, _delete(max(7.0, 4 * delay / 86_400))))
