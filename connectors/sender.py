@@ -26,6 +26,7 @@ from hookstream.policy import (
     parse_networks,
     signature_headers,
 )
+from hookstream.errors import OAuthFailed
 from hookstream.records import DeliveryRequest, WebhookDefinition
 
 
@@ -133,10 +134,6 @@ def _client_key(target: Target) -> tuple[str, str, str]:
     wrong client secret must not borrow a token fetched with the right one."""
     digest = hashlib.sha256(target.clientsecret.encode()).hexdigest()
     return (target.oauth_url, target.clientid, digest)
-
-
-class OAuthFailed(Exception):
-    pass
 
 
 class Sender:

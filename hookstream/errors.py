@@ -4,9 +4,7 @@
     ├── ConfigError                 settings are invalid: fail fast at start
     ├── BrokerError                 the local Kafka broker could not be fetched or started
     ├── TransientError              try again later
-    │   ├── DeliveryTimeout
-    │   ├── ConnectionFailed
-    │   └── ChallengeFailed         CRA challenge failed: retried, no attempt spent
+    │   └── OAuthFailed             the OAuth token endpoint failed (charged to it, not the target)
     └── PermanentError              retrying cannot help
         ├── DecodeError             malformed record bytes (names topic, partition, offset)
         ├── InvalidDefinition       a webhook definition failed validation (lists every error)
@@ -37,16 +35,8 @@ class TransientError(HookstreamError):
     """A failure that may pass: the caller retries later."""
 
 
-class DeliveryTimeout(TransientError):
-    """The target did not answer within the webhook's timeout."""
-
-
-class ConnectionFailed(TransientError):
-    """The target could not be reached."""
-
-
-class ChallengeFailed(TransientError):
-    """The CRA challenge failed; the delivery waits without spending an attempt."""
+class OAuthFailed(TransientError):
+    """The OAuth token endpoint refused or failed: the delivery waits, the target is not blamed."""
 
 
 class PermanentError(HookstreamError):
@@ -93,3 +83,6 @@ class RenderError(PermanentError):
 
 class BlockedDestination(PermanentError):
     """The SSRF guard refused the address the request would connect to."""
+
+# An HTTP attempt's result (timeout, refused connection, CRA challenge failed) is not an
+# exception: it is an observed outcome, classified by hookstream.policy.retry.
