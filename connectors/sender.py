@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from connectors.guard import allowed_networks, is_blocked
+from hookstream.errors import OAuthFailed
 from hookstream.policy import (
     Network,
     RetryPolicy,
@@ -26,7 +27,6 @@ from hookstream.policy import (
     parse_networks,
     signature_headers,
 )
-from hookstream.errors import OAuthFailed
 from hookstream.records import DeliveryRequest, WebhookDefinition
 
 
