@@ -2,9 +2,14 @@
 
     HookstreamError
     ├── ConfigError                 settings are invalid: fail fast at start
+    ├── UsageError                  a command-line argument is invalid (exit code 2)
     ├── BrokerError                 the local Kafka broker could not be fetched or started
     ├── TransientError              try again later
-    │   └── OAuthFailed             the OAuth token endpoint failed (charged to it, not the target)
+    │   ├── OAuthFailed             the OAuth token endpoint failed (charged to it, not the target)
+    │   └── KafkaFailed             a Kafka call failed (librdkafka's error classes, below)
+    │       ├── KafkaRetriable      the same call may succeed if made again
+    │       ├── KafkaAbortable      abort the transaction, rewind to the committed offsets, go on
+    │       └── KafkaFatal          the client is unusable (fenced, or a call that hung): rebuild
     └── PermanentError              retrying cannot help
         ├── DecodeError             malformed record bytes (names topic, partition, offset)
         ├── InvalidDefinition       a webhook definition failed validation (lists every error)
@@ -27,6 +32,10 @@ class ConfigError(HookstreamError):
     """Settings are missing or invalid."""
 
 
+class UsageError(HookstreamError):
+    """A command-line argument is invalid; the message names it."""
+
+
 class BrokerError(HookstreamError):
     """The local Kafka broker could not be fetched, formatted or started."""
 
@@ -37,6 +46,26 @@ class TransientError(HookstreamError):
 
 class OAuthFailed(TransientError):
     """The OAuth token endpoint refused or failed: the delivery waits, the target is not blamed."""
+
+
+class KafkaFailed(TransientError):
+    """A Kafka call failed; `code` is librdkafka's error name (e.g. `_TRANSPORT`)."""
+
+    def __init__(self, message: str, code: str = ""):
+        self.code = code
+        super().__init__(message)
+
+
+class KafkaRetriable(KafkaFailed):
+    """librdkafka says the call is retriable: make the same call again."""
+
+
+class KafkaAbortable(KafkaFailed):
+    """The transaction must be aborted (txn_requires_abort); the clients stay usable."""
+
+
+class KafkaFatal(KafkaFailed):
+    """The client is unusable (fatal error, e.g. fenced): close it and build new clients."""
 
 
 class PermanentError(HookstreamError):

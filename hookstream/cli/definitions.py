@@ -1,0 +1,119 @@
+"""Commands on webhook definitions and entity trees, and the preview of one webhook."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from hookstream.config import Settings
+from hookstream.errors import UsageError
+
+
+def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from hookstream.control import admin
+
+    if args.action == "apply":
+        if not args.file:
+            raise SystemExit("hookstream webhooks apply needs -f FILE_OR_DIR")
+        for definition, state in admin.apply_webhooks(settings, Path(args.file)):
+            print(f"{definition.id} v{definition.version}: {state}")
+        return 0
+    if args.action == "delete":
+        if not args.id:
+            raise SystemExit("hookstream webhooks delete needs a webhook ID")
+        found = admin.delete_webhook(settings, args.id)
+        print(f"{args.id}: {'deleted' if found else 'not found'}")
+        return 0 if found else 1
+    for row in admin.list_webhooks(settings):
+        print(
+            json.dumps(row, ensure_ascii=False)
+            if args.json
+            else f"{row['id']:<30} v{row['version']:<4} {row['instance']:<16} {row['itemtype']:<14}"
+            f" {row['event']:<7} {'active' if row['is_active'] else 'inactive':<8} {row['url']}"
+        )
+    return 0
+
+
+def cmd_entities(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from hookstream.control import apply_entities
+
+    print(f"published {apply_entities(settings, Path(args.file))} entities")
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from hookstream.control import admin, load_definitions
+    from hookstream.errors import TransientError
+    from hookstream.matching import EntityTable
+    from hookstream.policy import secret_box
+
+    now_ms = int(time.time() * 1000)
+    source = Path(args.webhook)
+    if source.exists():
+        found = load_definitions(
+            source,
+            secret_box(settings),
+            {},
+            settings.retry_tiers_s,
+            settings.allowed_networks,
+        )
+        chosen = [d for d in found if not args.id or d.id == args.id]
+        if not chosen:
+            ids = ", ".join(d.id for d in found)
+            raise UsageError(f"--id {args.id!r}: no such webhook in {source} (it has: {ids})")
+        webhook = chosen[0]
+    else:
+        current = admin.current_webhooks(settings)
+        if args.webhook not in current:
+            print(
+                f"no webhook {args.webhook!r} (neither a file nor a published id)", file=sys.stderr
+            )
+            return 1
+        webhook = current[args.webhook]
+    try:
+        entities = admin.load_entities(settings)
+    except TransientError:
+        entities = EntityTable()  # offline preview: entity scope without the synced tree
+    event = admin.event_from_file(Path(args.event), webhook.instance, now_ms)
+    result = admin.preview(webhook, event, entities, now_ms)
+    if not result["matches"]:
+        print(f"no match: {result['reason']}")
+        return 1
+    if "render_error" in result:
+        print(f"render_error: {result['render_error']}")
+        return 1
+    print(f"{result['method']} {result['url']}")
+    for name, value in result["headers"].items():
+        print(f"{name}: {value}")
+    print()
+    print(result["body"])
+    return 0
+
+
+def register(sub: Any) -> None:
+    webhooks = sub.add_parser("webhooks", help="webhook definitions on the compacted topic")
+    webhooks.add_argument("action", choices=["apply", "delete", "list"])
+    webhooks.add_argument("id", nargs="?", help="the webhook to delete")
+    webhooks.add_argument("-f", "--file", help="YAML file or directory (apply)")
+    webhooks.add_argument("--json", action="store_true", help="list as JSON lines")
+    webhooks.set_defaults(func=cmd_webhooks)
+
+    entities = sub.add_parser("entities", help="GLPI entity trees on the compacted topic")
+    entities.add_argument("action", choices=["apply"])
+    entities.add_argument("-f", "--file", required=True)
+    entities.set_defaults(func=cmd_entities)
+
+    preview = sub.add_parser("preview", help="show the request a webhook would send for an event")
+    preview.add_argument("--webhook", required=True, help="a YAML file or a published id")
+    preview.add_argument("--id", help="which webhook of a file with several")
+    preview.add_argument("--event", required=True, help="an event JSON file")
+    preview.set_defaults(func=cmd_preview)

@@ -1,0 +1,50 @@
+"""Wrong arguments give one line naming the argument and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hookstream.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOOKSTREAM_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("HOOKSTREAM_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # nothing listens
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["dlq", "redrive", "--rate", "fast"], "--rate 'fast': not a rate such as 20/s"),
+    (["dlq", "redrive", "--rate", "0/s"], "--rate '0/s': not a rate such as 20/s"),
+    (["dlq", "redrive", "--rate", "-3"], "--rate '-3': not a rate such as 20/s"),
+    (["dlq", "list", "--since", "yesterday"],
+     "--since 'yesterday': not a date-time nor a duration like 2h"),
+])
+def test_bad_dlq_arguments(argv: list[str], message: str,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"hookstream: {message}\n"
+
+
+def test_preview_with_an_unknown_id(capsys: pytest.CaptureFixture[str]) -> None:
+    hooks = ROOT / "examples" / "webhooks.yaml"
+    event = ROOT / "examples" / "events.jsonl"
+    assert main(["preview", "--webhook", str(hooks), "--id", "nope", "--event", str(event)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hookstream: --id 'nope': no such webhook in ")
+    assert "demo-ticket-new" in err and err.count("\n") == 1
+
+
+def test_invalid_settings_exit_2_with_every_problem(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("HOOKSTREAM_PARTITIONS", "many")
+    monkeypatch.setenv("HOOKSTREAM_MAX_IN_FLIGHT", "1.5")
+    assert main(["topics", "create"]) == 2
+    err = capsys.readouterr().err
+    assert "setting partitions" in err and "setting max_in_flight" in err
+    assert "Traceback" not in err
