@@ -71,6 +71,7 @@ def test_installed_wheel_previews_a_fixture(installed: Path, settings: Settings,
     name: default payload
     itemtype: Ticket
     event: new
+    is_active: true
     url: http://receiver.example/glpi
     entities_id: {item["entity"]["id"]}
 """)
