@@ -165,6 +165,7 @@ class DeliveryRequest(Record):
             started_at=started_at,
             finished_at=finished_at,
             outcome=outcome,
+            hop=self.hop,
             **details,
         )
 
@@ -192,6 +193,8 @@ class AttemptRecord(Record):
     error: str | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     response_body: bytes | None = None
+    # the hop of the request copy attempted: orders attempts among the copies (log store)
+    hop: int = 0
 
 
 @dataclass(frozen=True, slots=True)
