@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hookstream.config import Settings, load_settings
+from hookstream.devbroker import LocalBroker, free_port_pair
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"  # GLPI items, as GLPI sends them
 
@@ -32,22 +32,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
-
-
-def _free_port_pair() -> int:
-    """Two free adjacent ports (broker, controller) below the ephemeral range, where an
-    outgoing connection cannot take one of them between this check and the bind."""
-    low, _ = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    for _ in range(200):
-        port = random.randrange(20_000, min(low, 32_000) - 2)
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port pair")
 
 
 def _docker_answers() -> bool:
@@ -71,20 +55,26 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    from hookstream.devbroker import LocalBroker
+    with started_broker(tmp_path_factory.mktemp("kafka-state")) as broker:
+        yield broker.bootstrap
 
-    defaults = Settings()
-    broker = LocalBroker(
-        tmp_path_factory.mktemp("kafka-state"),
-        defaults.cache_path,
-        port=_free_port_pair(),
-        heap_mb=768,
-    )
+
+@contextmanager
+def started_broker(state_dir: Path, heap_mb: int = 768) -> Iterator[LocalBroker]:
+    """A local broker of its own on free ports (for tests that stop, restart or pause it)."""
+    broker = LocalBroker(state_dir, Settings().cache_path, port=free_port_pair(), heap_mb=heap_mb)
     broker.start()
     try:
-        yield broker.bootstrap
+        yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    """A broker this test alone uses, so it may stop, restart or SIGSTOP it."""
+    with started_broker(tmp_path / "own-kafka") as broker:
+        yield broker
 
 
 @pytest.fixture

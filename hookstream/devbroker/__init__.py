@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from hookstream.devbroker.broker import LocalBroker
+from hookstream.devbroker.broker import LocalBroker, free_port_pair
 
 __all__ = [
     "LocalBroker",
+    "free_port_pair",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import os
+import random
 import re
 import shutil
 import signal
@@ -284,3 +285,19 @@ def _wait_until_answers(bootstrap: str, pid: int, timeout_s: float, log_file: Pa
             return
         time.sleep(0.3)
     raise BrokerError(f"the Kafka broker did not answer within {timeout_s:.0f}s; see {log_file}")
+
+
+def free_port_pair() -> int:
+    """Two free adjacent ports (broker, controller) below the ephemeral range, where an
+    outgoing connection cannot take one of them between this check and the bind."""
+    low, _ = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    for _ in range(200):
+        port = random.randrange(20_000, min(low, 32_000) - 2)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise BrokerError("no free port pair for a local broker")

@@ -7,7 +7,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,16 @@ from connectors.delivery import DeliveryService
 from hookstream.config import Settings
 from hookstream.control import admin
 from hookstream.io import create_topics, flush, producer, read_all
-from hookstream.records import DELIVERIES, Codec, DeliveryRequest, Record, delivery_id_for
+from hookstream.records import (
+    ATTEMPTS,
+    DELIVERIES,
+    AttemptRecord,
+    Codec,
+    DeliveryRequest,
+    Record,
+    delivery_id_for,
+    topic_schema,
+)
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -115,11 +124,16 @@ def request_for(
     )
 
 
-def publish(settings: Settings, records: list[DeliveryRequest], topic: str = DELIVERIES) -> None:
-    codec, prod = Codec(), producer(settings)
+def publish(settings: Settings, records: Sequence[Record | bytes], topic: str = DELIVERIES) -> None:
+    """Records (encoded) or raw bytes (undecodable input, framed as the topic's schema)."""
+    codec, prod, name = Codec(), producer(settings), settings.topic(topic)
     for record in records:
-        value, headers = codec.encode(record, settings.topic(topic))
-        prod.produce(settings.topic(topic), value, record.key().encode(), headers=headers)
+        if isinstance(record, bytes):
+            prod.produce(name, record, b"undecodable",
+                         headers=[("hookstream-schema", topic_schema(topic).encode())])
+            continue
+        value, headers = codec.encode(record, name)
+        prod.produce(name, value, record.key().encode(), headers=headers)
     flush(prod)
 
 
@@ -132,6 +146,12 @@ def read(
         for m in read_all(settings, settings.topic(topic), timeout_s=10)
     ]
     return [r for r in out if keep(r)]
+
+
+def attempts_of(settings: Settings, webhook_id: str) -> list[AttemptRecord]:
+    """A webhook's attempt records, in the order they were made."""
+    found = read(settings, ATTEMPTS, AttemptRecord, lambda a: a.webhook_id == webhook_id)
+    return sorted(found, key=lambda a: (a.started_at, a.finished_at))
 
 
 def wait_until(condition: Callable[[], Any], timeout_s: float = 30.0) -> Any:

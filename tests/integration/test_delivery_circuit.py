@@ -15,6 +15,7 @@ from hookstream.records import ATTEMPTS, AttemptRecord, DeliveryRequest
 from tests.integration.harness import (
     RunningDelivery,
     apply_webhooks,
+    attempts_of,
     publish,
     read,
     request_for,
@@ -24,11 +25,6 @@ from tests.receiver import Receiver
 
 LOOPBACK = ["127.0.0.0/8"]
 REAL = ("delivered", "retry_scheduled", "dead_lettered")  # outcomes of a request made
-
-
-def attempts_of(settings: Settings, webhook_id: str) -> list[AttemptRecord]:
-    found = read(settings, ATTEMPTS, AttemptRecord, lambda a: a.webhook_id == webhook_id)
-    return sorted(found, key=lambda a: (a.started_at, a.finished_at))
 
 
 def all_delivered(settings: Settings, requests: list[DeliveryRequest]) -> bool:

@@ -16,6 +16,7 @@ from hookstream.records import ATTEMPTS, DELIVERIES, DLQ, AttemptRecord, Deliver
 from tests.integration.harness import (
     RunningDelivery,
     apply_webhooks,
+    attempts_of,
     publish,
     read,
     request_for,
@@ -42,10 +43,6 @@ def oauth_webhook(webhook_id: str, url: str, oauth: OAuthServer, **extra: Any) -
         "allowed_networks": LOOPBACK,
         **extra,
     }
-
-
-def attempts_of(settings: Settings, webhook_id: str) -> list[AttemptRecord]:
-    return read(settings, ATTEMPTS, AttemptRecord, lambda a: a.webhook_id == webhook_id)
 
 
 def delivered(settings: Settings, requests: list[DeliveryRequest]) -> list[AttemptRecord] | None:

@@ -17,7 +17,7 @@ import pytest
 
 from hookstream.config import Settings
 from hookstream.control import admin
-from hookstream.io import create_topics, flush, producer, read_all
+from hookstream.io import create_topics, read_all
 from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
@@ -25,14 +25,13 @@ from hookstream.records import (
     ITEM_CHANGES,
     ITEM_CHANGES_DLQ,
     AttemptRecord,
-    Codec,
     DeliveryRequest,
     ItemChangeEvent,
     make_event,
 )
 from processors.processor import Processor
 from tests.conftest import fixture_item
-from tests.integration.harness import cli_env
+from tests.integration.harness import cli_env, publish, read
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TICKET = fixture_item("Ticket.json")
@@ -46,27 +45,6 @@ def ticket(items_id: int, status: int, entity: int, name: str = "Printer jam") -
         "status": {"id": status, "name": "s"},
         "entity": {"id": entity, "name": "e", "completename": "e"},
     }
-
-
-def publish(settings: Settings, events: list[ItemChangeEvent | bytes]) -> None:
-    codec, prod, topic = Codec(), producer(settings), settings.topic(ITEM_CHANGES)
-    for event in events:
-        if isinstance(event, bytes):  # undecodable input
-            prod.produce(
-                topic,
-                event,
-                b"glpi-a:Ticket:0",
-                headers=[("hookstream-schema", b"ItemChangeEvent")],
-            )
-        else:
-            value, headers = codec.encode(event, topic)
-            prod.produce(topic, value, event.key().encode(), headers=headers)
-    flush(prod)
-
-
-def read(settings: Settings, topic: str, kind: type[Any]) -> list[Any]:
-    codec = Codec()
-    return [codec.decode(m.value(), m.headers(), kind) for m in read_all(settings, topic)]
 
 
 def setup_tables(settings: Settings) -> None:
@@ -139,11 +117,11 @@ def run_until(processor: Processor, condition: Any, timeout_s: float = 60.0) -> 
 def test_mixed_stream_yields_exactly_the_expected_requests(settings: Settings) -> None:
     setup_tables(settings)
     events = mixed_events(300)
-    publish(settings, [*events[:150], b"\x00garbage", *events[150:]])
+    publish(settings, [*events[:150], b"\x00garbage", *events[150:]], ITEM_CHANGES)
     processor = Processor(settings, clock=lambda: 1_800_000_000.0)
     run_until(processor, lambda: processor.stats["events"] >= 301)
 
-    requests = read(settings, settings.topic(DELIVERIES), DeliveryRequest)
+    requests = read(settings, DELIVERIES, DeliveryRequest)
     got = Counter((r.event_id, r.webhook_id) for r in requests)
     expected = expected_pairs(events)
     broken = Counter({k: v for k, v in expected.items() if k[1] == "a-ticket-new-broken"})
@@ -162,10 +140,10 @@ def test_mixed_stream_yields_exactly_the_expected_requests(settings: Settings) -
     assert list(json.loads(open_one.body)) == ["item", "event"]
     assert all(b"secret" not in r.body for r in requests)
 
-    dead = read(settings, settings.topic(DLQ), DeliveryRequest)
+    dead = read(settings, DLQ, DeliveryRequest)
     assert Counter((r.event_id, r.webhook_id) for r in dead) == broken
     assert all(r.last_error and r.last_error.startswith("render_error") for r in dead)
-    attempts = read(settings, settings.topic(ATTEMPTS), AttemptRecord)
+    attempts = read(settings, ATTEMPTS, AttemptRecord)
     assert {a.outcome for a in attempts} == {"render_error"} and len(attempts) == len(dead)
 
     undecodable = list(read_all(settings, settings.topic(ITEM_CHANGES_DLQ)))
@@ -196,6 +174,7 @@ def test_definition_applied_while_running_takes_effect(settings: Settings, tmp_p
         publish(
             settings,
             [make_event("glpi-z", "Computer", computer["id"], "update", computer, occurred_at=1)],
+            ITEM_CHANGES,
         )
         deadline = time.monotonic() + 30
         while processor.stats["deliveries"] < 1 and time.monotonic() < deadline:
@@ -203,7 +182,7 @@ def test_definition_applied_while_running_takes_effect(settings: Settings, tmp_p
     finally:
         processor.stopping.set()
         thread.join(30)
-    [request] = read(settings, settings.topic(DELIVERIES), DeliveryRequest)
+    [request] = read(settings, DELIVERIES, DeliveryRequest)
     assert request.webhook_id == "late" and request.url == "https://hooks.example.com/late"
 
 
@@ -227,7 +206,7 @@ class StreamPublisher(threading.Thread):
 
     def run(self) -> None:
         for start in range(0, len(self.events), self.chunk):
-            publish(self.settings, self.events[start:start + self.chunk])  # type: ignore[arg-type]
+            publish(self.settings, self.events[start:start + self.chunk], ITEM_CHANGES)
             time.sleep(0.05)
 
 
@@ -241,7 +220,8 @@ def settle(settings: Settings, topic: str, total: int) -> Counter[tuple[str, str
     duplicates would show)."""
     wait_for_output(settings, topic, total)
     time.sleep(2)
-    return Counter((r.event_id, r.webhook_id) for r in read(settings, topic, DeliveryRequest))
+    return Counter(
+        (r.event_id, r.webhook_id) for r in read(settings, DELIVERIES, DeliveryRequest))
 
 
 @pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
