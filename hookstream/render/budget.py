@@ -1,31 +1,28 @@
 """The bounds of one render (`RenderLimits`) and the budget that enforces them.
 
-Filters, the loop guard, calls and operators read the budget of the render in progress
-from a ContextVar: generated template code has no other channel to them, and a ContextVar
-keeps concurrent renders (threads, tasks) apart.
+A `Budget` is created per render and handed to the compiled template through its render
+state, so concurrent renders (threads, tasks) never share one.
 """
 
 from __future__ import annotations
 
-import functools
 import random
 import time
-from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
 
-__all__ = ["BUDGET", "Budget", "LimitExceeded", "RenderLimits", "checked", "current_budget"]
+__all__ = ["Budget", "LimitExceeded", "RenderLimits"]
 
 
 @dataclass(frozen=True, slots=True)
 class RenderLimits:
-    """Per-render bounds; exceeding any of them is a `RenderError`."""
+    """Per-render bounds, and the time zone dates are shown in (GLPI's instance setting);
+    exceeding any bound is a `RenderError`."""
 
     max_body_bytes: int = 1_048_576
     max_render_s: float = 0.5
     max_loop_iterations: int = 100_000  # loop iterations, calls and arrow applications
     max_range: int = 10_000
+    timezone: str = "UTC"
 
 
 class LimitExceeded(Exception):
@@ -59,25 +56,3 @@ class Budget:
             return
         if too_big:
             raise LimitExceeded("value larger than the size limits")
-
-
-BUDGET: ContextVar[Budget] = ContextVar("hookstream_render_budget")
-
-
-def current_budget() -> Budget:
-    return BUDGET.get()  # LookupError outside a render: stops compile-time constant folding
-
-
-def checked(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a filter or function: it spends a step and its result must fit the limits."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        budget = current_budget()
-        budget.step()
-        result = fn(*args, **kwargs)
-        budget.check_size(result)
-        return result
-
-
-    return wrapper

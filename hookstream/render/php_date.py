@@ -1,25 +1,18 @@
-"""PHP's date formatting (Twig's `date` filter) and Twig's date parsing, for templates."""
+"""PHP's date formatting: the format letters of `date()` and `DateTime::format`, for Twig's
+`date` filter."""
 
 from __future__ import annotations
 
 import calendar
-import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
-from jinja2.runtime import Undefined
-
-__all__ = ["format_date", "to_datetime"]
+__all__ = ["format_date"]
 
 
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
            "September", "October", "November", "December"]
-_RELATIVE = re.compile(r"([+-]?\d+)\s*(second|sec|minute|min|hour|day|week)s?(\s+ago)?")
-_RELATIVE_S = {"second": 1, "sec": 1, "minute": 60, "min": 60, "hour": 3600, "day": 86400,
-               "week": 604800}
 
 
 def _offset(dt: datetime, colon: bool) -> str:
@@ -75,38 +68,3 @@ def format_date(dt: datetime, fmt: str) -> str:
             code = _DATE_CODES.get(char)
             out.append(code(dt) if code else char)
     return "".join(out)
-
-
-def to_datetime(value: Any, now_s: float, timezone: Any = None) -> datetime:
-    """Twig's date converter. Dates with an offset keep it (GLPI wrote them in its own
-    timezone); naive dates, timestamps and `now` are UTC unless a timezone is given.
-    `now_s` is the render's clock, for `now` and relative dates."""
-    now = datetime.fromtimestamp(now_s, UTC)
-    if isinstance(value, datetime):
-        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
-    elif value is None or isinstance(value, Undefined) or value in ("", "now"):
-        dt = now
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        dt = datetime.fromtimestamp(value, UTC)
-    elif isinstance(value, str):
-        text = value.strip()
-        relative = _RELATIVE.fullmatch(text)
-        if re.fullmatch(r"-?\d+", text):
-            dt = datetime.fromtimestamp(int(text), UTC)
-        elif relative:
-            amount = int(relative[1]) * _RELATIVE_S[relative[2]]
-            dt = now + timedelta(seconds=-amount if relative[3] else amount)
-        elif text in ("today", "midnight", "tomorrow", "yesterday"):
-            day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-            dt = day + timedelta(days={"tomorrow": 1, "yesterday": -1}.get(text, 0))
-        else:
-            try:
-                dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                raise ValueError("unparseable date") from None
-            dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-    else:
-        raise TypeError("not a date")
-    if isinstance(timezone, str):
-        dt = dt.astimezone(ZoneInfo(timezone))
-    return dt

@@ -1,11 +1,14 @@
 <?php
 // Real Twig with GLPI's webhook environment: the oracle of the differential tests.
 //
-// Reads one JSON document on stdin: {"cases": [{"template", "context", "mode", "now"}]},
-// writes {"results": [{"out": base64} | {"error": "Class: message"}]} on stdout.
+// Reads JSON documents on stdin, one a line: {"cases": [{"template", "context", "mode"}]};
+// answers each with one line {"results": [{"out": base64} | {"error": "Class: message"}]},
+// so that one PHP process serves a whole test session.
 // mode "glpi": as GLPI's Webhook::getWebhookBody (every string of the data has `"`
 // pre-escaped as `\"`, Twig's default HTML autoescape); mode "raw": autoescape off and
-// data as is, the Twig semantics hookstream's own escaping builds on.
+// data as is, the Twig semantics hookstream's own escaping builds on; mode "json": as
+// "raw" with the filters hs_json_string and hs_json_value, hookstream's JSON escaping of a
+// `{{ }}` inside a JSON string or in value position (the tests wrap prints with them).
 // The policy is GLPI's TemplateManager::getSecurityPolicy(), sandboxed globally.
 require '/usr/share/php/Twig/autoload.php';
 
@@ -15,7 +18,7 @@ use Twig\Loader\ArrayLoader;
 use Twig\Sandbox\SecurityPolicy;
 
 error_reporting(E_ALL & ~E_DEPRECATED & ~E_USER_DEPRECATED);
-ini_set('display_errors', 'stderr');
+ini_set('display_errors', '0');
 date_default_timezone_set('UTC');
 
 function policy(): SecurityPolicy
@@ -43,12 +46,63 @@ function pre_escape($value)
     return $value;
 }
 
+function json_text($value): string
+{
+    // Twig's string conversion, JSON-escaped without the quotes (hookstream's JSON strings).
+    if ($value instanceof \Twig\Markup) {
+        return (string) $value;
+    }
+    $text = is_array($value) ? 'Array' : (string) $value;
+    return substr(json_encode($text, JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES), 1, -1);
+}
+
+function json_value($value): string
+{
+    if ($value instanceof \Twig\Markup || is_string($value)) {
+        return json_text($value);
+    }
+    if (null === $value) {
+        return 'null';
+    }
+    if (is_bool($value)) {
+        return $value ? 'true' : 'false';
+    }
+    return json_encode($value);
+}
+
+// Twig caches a compiled template class per process by name, source and extension set,
+// not by the autoescape option: one marker extension per mode keeps the modes apart.
+class RawMode extends \Twig\Extension\AbstractExtension
+{
+}
+
+class JsonMode extends \Twig\Extension\AbstractExtension
+{
+}
+
 function render_case(array $case): array
 {
-    $glpi = ($case['mode'] ?? 'glpi') === 'glpi';
+    $mode = $case['mode'] ?? 'glpi';
+    $glpi = $mode === 'glpi';
     $twig = new Environment(new ArrayLoader(['template' => $case['template']]),
                             ['autoescape' => $glpi ? 'html' : false]);
-    $twig->addExtension(new SandboxExtension(policy(), true));
+    $policy = policy();
+    if ($mode === 'json') {
+        $twig->addFilter(new \Twig\TwigFilter('hs_json_string', 'json_text'));
+        $twig->addFilter(new \Twig\TwigFilter('hs_json_value', 'json_value'));
+        $policy->setAllowedFilters(array_merge(
+            ['hs_json_string', 'hs_json_value'],
+            ['abs', 'batch', 'capitalize', 'column', 'date', 'default', 'escape', 'filter',
+             'first', 'format', 'join', 'json_encode', 'keys', 'last', 'length', 'lower', 'map',
+             'merge', 'nl2br', 'raw', 'reduce', 'replace', 'reverse', 'round', 'slice', 'sort',
+             'split', 'striptags', 'title', 'trim', 'upper', 'url_encode']));
+    }
+    if ($mode === 'raw') {
+        $twig->addExtension(new RawMode());
+    } elseif ($mode === 'json') {
+        $twig->addExtension(new JsonMode());
+    }
+    $twig->addExtension(new SandboxExtension($policy, true));
     $context = $case['context'] ?? [];
     if ($glpi) {
         $context = pre_escape($context);
@@ -60,9 +114,15 @@ function render_case(array $case): array
     }
 }
 
-$input = json_decode(stream_get_contents(STDIN), true, 512, JSON_THROW_ON_ERROR);
-$results = [];
-foreach ($input['cases'] as $case) {
-    $results[] = render_case($case);
+while (($line = fgets(STDIN)) !== false) {
+    if (trim($line) === '') {
+        continue;
+    }
+    $input = json_decode($line, true, 512, JSON_THROW_ON_ERROR);
+    $results = [];
+    foreach ($input['cases'] as $case) {
+        $results[] = render_case($case);
+    }
+    echo json_encode(['results' => $results], JSON_THROW_ON_ERROR), "\n";
+    fflush(STDOUT);
 }
-echo json_encode(['results' => $results], JSON_THROW_ON_ERROR);

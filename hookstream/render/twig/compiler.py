@@ -120,13 +120,15 @@ class TemplateCompiler:
             first = expr.args[0] if expr.args else expr.kwargs.get("strategy")
             if first is None:
                 return strategy == "html"
-            return isinstance(first, n.Const) and first.value == strategy
+            # Twig: html_attr output is safe in HTML too
+            return isinstance(first, n.Const) and (first.value == strategy or (
+                first.value == "html_attr" and strategy == "html"))
         return expr.name == "nl2br" and strategy == "html"
 
     def _expr(self, expr: n.Expr) -> Fn:
-        """An expression, with nl2br's input HTML-escaped first where Twig pre-escapes it."""
-        if self.mode == "glpi" or self.strategy:
-            self._pre_escape(expr)
+        """An expression, with nl2br's input HTML-escaped first: Twig pre-escapes it
+        whatever the autoescape setting, unless the input is safe."""
+        self._pre_escape(expr)
         return self.exprs.compile(expr)
 
     def _pre_escape(self, expr: n.Expr) -> None:

@@ -26,7 +26,7 @@ _DAYS = {"today": 0, "midnight": 0, "tomorrow": 1, "yesterday": -1}
 
 def zone(name: Any) -> tzinfo:
     try:
-        return UTC if to_str(name).upper() == "UTC" else ZoneInfo(to_str(name))
+        return ZoneInfo("UTC" if to_str(name).upper() == "UTC" else to_str(name))
     except (ZoneInfoNotFoundError, ValueError) as e:
         raise PhpError("unknown or bad time zone") from e
 

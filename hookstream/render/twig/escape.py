@@ -30,7 +30,9 @@ def _html_attr(match: re.Match[str]) -> str:
         return "&#xFFFD;"
     if code in _ATTR_NAMED:
         return _ATTR_NAMED[code]
-    return f"&#x{code:02X};" if code < 0x100 else f"&#x{code:04X};"
+    if code < 0x80:
+        return f"&#x{code:02X};"
+    return f"&#x{match.group(0).encode('utf-16-be').hex().upper()};"
 
 
 def escape(text: str, strategy: str) -> str:

@@ -34,12 +34,13 @@ def _abs(ctx: Ctx, value: Any) -> Any:
 
 
 def _title(ctx: Ctx, value: Any) -> str:
-    # mb_convert_case(MB_CASE_TITLE): a letter after a letter, digit or apostrophe is lower.
+    # mb_convert_case(MB_CASE_TITLE): a letter after a letter (or an apostrophe inside a
+    # word) is lower case, any other letter upper case: "2e" becomes "2E", "o'neil" "O'neil".
     out = []
     previous_is_word = False
     for char in to_str(value):
         out.append(char.lower() if previous_is_word else char.upper())
-        previous_is_word = char.isalnum() or (previous_is_word and char in "'’")
+        previous_is_word = char.isalpha() or (previous_is_word and char in "'’")
     return "".join(out)
 
 
@@ -66,8 +67,10 @@ def _trim(ctx: Ctx, value: Any, character_mask: Any = None, side: Any = "both") 
     raise PhpError('trimming side must be "left", "right" or "both"')
 
 
-_TAG = re.compile(r"<!--.*?(?:-->|\Z)|<\?.*?(?:\?>|\Z)|<(/?)([a-zA-Z][a-zA-Z0-9-]*)?"
-                  r"""(?:[^>"']|"[^"]*"|'[^']*')*(?:>|\Z)""", re.S)
+# A tag as PHP's strip_tags sees one: `<` not followed by whitespace, to the closing `>`
+# outside quotes; comments and processing instructions too.
+_TAG = re.compile(r"<(?:!--.*?(?:-->|\Z)|\?.*?(?:\?>|\Z)|(/?)([a-zA-Z][a-zA-Z0-9-]*)?(?!\s)"
+                  r"""(?:[^>"']|"[^"]*"|'[^']*')*(?:>|\Z))""", re.S)
 
 
 def _striptags(ctx: Ctx, value: Any, allowable_tags: Any = None) -> str:
@@ -81,8 +84,7 @@ def _striptags(ctx: Ctx, value: Any, allowable_tags: Any = None) -> str:
         return match.group(0) if name and name.lower() in keep else ""
 
     text = to_str(value)
-    # `<` followed by whitespace does not open a tag in PHP's strip_tags.
-    return re.sub(r"<(?!\s)" + _TAG.pattern[1:], strip, text, flags=re.S) if "<" in text else text
+    return _TAG.sub(strip, text) if "<" in text else text
 
 
 def _nl2br(ctx: Ctx, value: Any) -> str:

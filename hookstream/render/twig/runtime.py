@@ -129,7 +129,7 @@ _REGEX_FLAGS = {"i": re.I, "m": re.M, "s": re.S, "x": re.X, "u": 0, "D": 0, "U":
 _PAIRS = {"(": ")", "{": "}", "[": "]", "<": ">"}
 
 
-def matches(subject: Any, pattern: Any) -> bool:
+def matches(subject: Any, pattern: Any) -> int:
     """Twig's `matches`: PHP's preg_match with a `/.../flags` pattern."""
     text = to_str(pattern)
     if len(text) < 2 or text[0].isalnum() or text[0] == "\\" or text[0].isspace():
@@ -144,7 +144,7 @@ def matches(subject: Any, pattern: Any) -> bool:
             raise PhpError("matches: unknown modifier")
         flags |= _REGEX_FLAGS[flag]
     try:
-        return re.search(text[1:end], to_str(subject), flags) is not None
+        return int(re.search(text[1:end], to_str(subject), flags) is not None)  # preg_match: 0 or 1
     except re.error as e:
         raise PhpError("matches: invalid regular expression") from e
 

@@ -12,7 +12,7 @@ from hookstream.render.twig.php import PhpError, to_float, to_int, to_str
 
 __all__ = ["sprintf"]
 
-_SPEC = re.compile(r"%(?:(\d+)\$)?([-+ 0]|'.)*(\d+)?(?:\.(\d+))?([bcdeEfFgGosuxX%])?", re.S)
+_SPEC = re.compile(r"%(?:(\d+)\$)?((?:[-+ 0]|'.)*)(\d+)?(?:\.(\d+))?([bcdeEfFgGosuxX%])?", re.S)
 _FLAGS = re.compile(r"[-+ 0]|'.", re.S)
 _MAX_WIDTH = 10_000
 
@@ -49,13 +49,13 @@ def sprintf(fmt: str, args: Sequence[Any]) -> str:
     for match in _SPEC.finditer(fmt):
         out.append(fmt[position:match.start()])
         position = match.end()
-        argnum, _, width_text, precision_text, spec = match.groups()
+        argnum, flag_text, width_text, precision_text, spec = match.groups()
         if match.group(0) == "%%" or spec == "%":
             out.append("%")
             continue
         if spec is None:
             raise PhpError("format: missing format specifier")
-        flags = _FLAGS.findall(match.group(0)[1 + (len(argnum) + 1 if argnum else 0):])
+        flags = _FLAGS.findall(flag_text)
         width = int(width_text or 0)
         precision = int(precision_text) if precision_text is not None else None
         if width > _MAX_WIDTH or (precision or 0) > _MAX_WIDTH:
