@@ -311,11 +311,9 @@ class Scenario:
     """One topic prefix with its webhooks applied, and a producer of DeliveryRequests."""
 
     def __init__(self, bootstrap: str, work: Path, urls: list[str], timeouts: list[float]):
-        from confluent_kafka import Producer
-
         from hookstream.config import load_settings
         from hookstream.control import admin
-        from hookstream.io import create_topics
+        from hookstream.io import create_topics, producer
         from hookstream.records import DELIVERIES, Codec
 
         self.prefix = f"bench{uuid.uuid4().hex[:8]}."
@@ -349,14 +347,8 @@ class Scenario:
         admin.apply_webhooks(self.settings, path)
         self.topic = self.settings.topic(DELIVERIES)
         self.codec = Codec()
-        self.producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "linger.ms": 1,
-                "compression.type": "lz4",
-                "enable.idempotence": True,
-                "queue.buffering.max.messages": 1_000_000,
-            }
+        self.producer = producer(
+            self.settings, {"linger.ms": 1, "queue.buffering.max.messages": 1_000_000}
         )
         self.n = 0
         self.n_stamped = 0
@@ -406,15 +398,13 @@ class Scenario:
             raise RuntimeError("pre-produced requests not acknowledged by Kafka")
 
     def attempts_produced(self) -> int:
-        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka import TopicPartition
 
-        from hookstream.io import watermarks
+        from hookstream.io import consumer, watermarks
         from hookstream.records import ATTEMPTS
 
         topic = self.settings.topic(ATTEMPTS)
-        cons = Consumer(
-            {"bootstrap.servers": self.settings.bootstrap_servers, "group.id": "bench-watermarks"}
-        )
+        cons = consumer(self.settings, "bench-watermarks")
         try:
             parts = cons.list_topics(topic, timeout=10).topics[topic].partitions
             return sum(watermarks(cons, TopicPartition(topic, p), 10)[1] for p in parts)

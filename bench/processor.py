@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,12 +32,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import Message, TopicPartition
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from hookstream.config import Settings, load_settings
 from hookstream.control import admin
-from hookstream.io import create_topics, flush, producer, read_all
+from hookstream.io import admin as kafka_admin
+from hookstream.io import consumer, create_topics, flush, producer, read_all
 from hookstream.records import DELIVERIES, ITEM_CHANGES, Codec
 from processors.processor import Processor
 
@@ -88,7 +88,7 @@ def broker() -> Iterator[str]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         return
-    from hookstream.devbroker import LocalBroker
+    from hookstream.devbroker import LocalBroker, free_port_pair
 
     with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as state:
         local = LocalBroker(Path(state), Settings().cache_path, port=free_port_pair(), heap_mb=1024)
@@ -97,18 +97,6 @@ def broker() -> Iterator[str]:
             yield local.bootstrap
         finally:
             local.stop()
-
-
-def free_port_pair() -> int:
-    """A free port whose successor (the controller's) is free too."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s2:
-            if port < 65000 and s2.connect_ex(("127.0.0.1", port + 1)) != 0:
-                return port
-    raise RuntimeError("no free port pair")
 
 
 def bench_settings(bootstrap: str, prefix: str, partitions: int, state_dir: str) -> Settings:
@@ -131,7 +119,7 @@ def prepare(settings: Settings, count: int) -> None:
 
     create_topics(settings)
     outputs = [settings.topic(f"bench.{v}") for v in VARIANTS if v != "processor"]
-    client = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    client = kafka_admin(settings)
     futures = client.create_topics([NewTopic(t, settings.partitions, 1) for t in outputs])
     for future in futures.values():
         future.result()
@@ -250,49 +238,40 @@ def run_processor(settings: Settings, events: int, deadline: float) -> Marks:
 
 def run_bare(settings: Settings, out_topic: str, events: int, deadline: float, txn: bool) -> Marks:
     """Consume and produce with no work: the processor's clients, batching and transactions."""
-    consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers,
-        "group.id": f"bench-{out_topic}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-        "partition.assignment.strategy": "cooperative-sticky",
-    })
-    producer = Producer({
-        "bootstrap.servers": settings.bootstrap_servers,
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        "batch.size": 1_000_000,
-        "queue.buffering.max.messages": 1_000_000,
-        **({"transactional.id": f"bench-{uuid.uuid4().hex}"} if txn
-           else {"enable.idempotence": True}),
-    })
+    cons = consumer(
+        settings, f"bench-{out_topic}", {"partition.assignment.strategy": "cooperative-sticky"}
+    )
+    prod = producer(
+        settings,
+        {"batch.size": 1_000_000, "queue.buffering.max.messages": 1_000_000},
+        transactional_id=f"bench-{uuid.uuid4().hex}" if txn else None,
+    )
     if txn:
-        producer.init_transactions(30)
-    consumer.subscribe([settings.topic(ITEM_CHANGES)])
+        prod.init_transactions(30)
+    cons.subscribe([settings.topic(ITEM_CHANGES)])
     done, marks = 0, [(time.perf_counter(), 0)]
     while done < events and time.monotonic() < deadline:
-        batch = [m for m in consumer.consume(settings.processor_batch_size,
-                                             settings.processor_batch_ms / 1000)
+        batch = [m for m in cons.consume(settings.processor_batch_size,
+                                         settings.processor_batch_ms / 1000)
                  if m.error() is None]
         if not batch:
             continue
         if txn:
-            producer.begin_transaction()
+            prod.begin_transaction()
         for msg in batch:
-            producer.produce(out_topic, msg.value(), msg.key(), headers=msg.headers())
-            producer.poll(0)
+            prod.produce(out_topic, msg.value(), msg.key(), headers=msg.headers())
+            prod.poll(0)
         offsets = next_offsets(batch)
         if txn:
-            producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
-            producer.commit_transaction(60)
+            prod.send_offsets_to_transaction(offsets, cons.consumer_group_metadata(), 30)
+            prod.commit_transaction(60)
         else:
-            consumer.commit(offsets=offsets, asynchronous=True)
+            cons.commit(offsets=offsets, asynchronous=True)
         done += len(batch)
         marks.append((time.perf_counter(), done))
-    producer.flush(60)
+    prod.flush(60)
     marks[-1] = (time.perf_counter(), done)  # without transactions, the end is the last ack
-    consumer.close()
+    cons.close()
     return marks
 
 

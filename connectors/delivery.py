@@ -27,14 +27,21 @@ from typing import Any
 
 import aiohttp
 import uvloop
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from connectors.guard import guarded_connector
 from connectors.offsets import OffsetTracker
 from connectors.sender import HttpResult, Sender, Target
 from hookstream.config import Settings
 from hookstream.errors import DecodeError
-from hookstream.io import TableFollower, codec_for, metrics, webhook_and_entity_applier
+from hookstream.io import (
+    TableFollower,
+    codec_for,
+    consumer,
+    metrics,
+    producer,
+    webhook_and_entity_applier,
+)
 from hookstream.policy import (
     DLQ_TIER,
     JITTER,
@@ -117,29 +124,21 @@ class DeliveryService:
             [settings.topic(WEBHOOKS)],
             webhook_and_entity_applier(settings, self.codec, self._on_webhook, None),
         )
-        self._consumer = Consumer(
+        self._consumer = consumer(
+            settings,
+            GROUP,
             {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "group.id": GROUP,
                 "enable.auto.commit": True,
                 "enable.auto.offset.store": False,
                 "auto.commit.interval.ms": 500,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
                 # range: partition p of every topic to one consumer, so that the copies of a
                 # delivery (same key) on the deliveries and retry topics meet (_is_stale).
                 "partition.assignment.strategy": "range",
                 "fetch.wait.max.ms": 20,
-            }
+            },
         )
-        self._producer = Producer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "enable.idempotence": True,
-                "linger.ms": 2,
-                "compression.type": "lz4",
-                "queue.buffering.max.messages": 1_000_000,
-            }
+        self._producer = producer(
+            settings, {"linger.ms": 2, "queue.buffering.max.messages": 1_000_000}
         )
 
     # -- tables ------------------------------------------------------------------------

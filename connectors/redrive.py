@@ -15,13 +15,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import aiohttp
-from confluent_kafka import Producer
 
 from connectors.guard import guarded_connector
 from connectors.sender import Sender, Target
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, HookstreamError
-from hookstream.io import codec_for, read_all
+from hookstream.io import codec_for, producer, read_all
 from hookstream.policy import parse_networks, secret_box
 from hookstream.records import (
     ATTEMPTS,
@@ -81,41 +80,36 @@ def redrive(
     """Republish matching DLQ records not yet redriven; returns how many."""
     codec = codec_for(settings)
     deliveries, ledger = settings.topic(DELIVERIES), settings.topic(REDRIVEN)
-    producer = Producer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            # One id for every redrive: a second redrive running at once fences the first.
-            "transactional.id": f"{settings.topic_prefix}hookstream-redrive",
-        }
-    )
-    producer.init_transactions(30)
+    # One id for every redrive: a second redrive running at once fences the first.
+    txn = producer(settings, transactional_id=f"{settings.topic_prefix}hookstream-redrive")
+    txn.init_transactions(30)
     count, in_txn, started = 0, 0, time.monotonic()
     for dead in dead_letters(settings, webhook_id, since_ms):
         if dead.redriven:
             continue
         if in_txn == 0:
-            producer.begin_transaction()
+            txn.begin_transaction()
         fresh = dead.request.evolve(
             hop=dead.request.hop + 1,
             attempt=0, not_before=0, retry_tier=0, last_error=None, last_status=None
         )
         value, headers = codec.encode(fresh, deliveries)
-        producer.produce(deliveries, value, fresh.key().encode(), headers=headers)
-        producer.produce(ledger, fresh.delivery_id.encode(), dead.position.encode())
+        txn.produce(deliveries, value, fresh.key().encode(), headers=headers)
+        txn.produce(ledger, fresh.delivery_id.encode(), dead.position.encode())
         count, in_txn = count + 1, in_txn + 1
         if in_txn >= batch:
-            producer.commit_transaction(60)
+            txn.commit_transaction(60)
             in_txn = 0
             on_progress(count)
         if rate_per_s > 0:  # pace: never ahead of count / rate
             ahead_s = count / rate_per_s - (time.monotonic() - started)
             if ahead_s > 0:
                 if in_txn:
-                    producer.commit_transaction(60)
+                    txn.commit_transaction(60)
                     in_txn = 0
                 time.sleep(ahead_s)
     if in_txn:
-        producer.commit_transaction(60)
+        txn.commit_transaction(60)
     return count
 
 
@@ -158,10 +152,10 @@ def force_send(
 
     record = asyncio.run(attempt())
     codec, topic = codec_for(settings), settings.topic(ATTEMPTS)
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    prod = producer(settings)
     value, headers = codec.encode(record, topic)
-    producer.produce(topic, value, record.delivery_id.encode(), headers=headers)
-    if producer.flush(30):
+    prod.produce(topic, value, record.delivery_id.encode(), headers=headers)
+    if prod.flush(30):
         raise HookstreamError("the attempt record was not acknowledged by Kafka")
     return record
 

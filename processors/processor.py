@@ -17,12 +17,20 @@ import uuid
 from collections.abc import Callable
 from types import FrameType
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaException, Message, TopicPartition
 from prometheus_client import Counter
 
 from hookstream.config import Settings
 from hookstream.errors import DecodeError
-from hookstream.io import TableFollower, codec_for, health, metrics, webhook_and_entity_applier
+from hookstream.io import (
+    TableFollower,
+    codec_for,
+    consumer,
+    health,
+    metrics,
+    producer,
+    webhook_and_entity_applier,
+)
 from hookstream.matching import EntityTable, RenderFailure, WebhookIndex, plan
 from hookstream.records import (
     ATTEMPTS,
@@ -70,27 +78,15 @@ class Processor:
             [settings.topic(WEBHOOKS), settings.topic(ENTITIES)],
             webhook_and_entity_applier(settings, self.codec, self._on_webhook, self.entities),
         )
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "group.id": GROUP,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "partition.assignment.strategy": "cooperative-sticky",
-            }
+        self._consumer = consumer(
+            settings, GROUP, {"partition.assignment.strategy": "cooperative-sticky"}
         )
-        self._producer = Producer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                # KIP-447: fencing comes from the consumer group metadata, so the id only has to be
-                # unique per process.
-                "transactional.id": f"{GROUP}-{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
-                "linger.ms": 5,
-                "compression.type": "lz4",
-                "batch.size": 1_000_000,
-                "queue.buffering.max.messages": 1_000_000,
-            }
+        self._producer = producer(
+            settings,
+            {"batch.size": 1_000_000, "queue.buffering.max.messages": 1_000_000},
+            # KIP-447: fencing comes from the consumer group metadata, so the id only has to be
+            # unique per process.
+            transactional_id=f"{GROUP}-{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
         )
 
     def _on_webhook(self, webhook_id: str, definition: object) -> None:

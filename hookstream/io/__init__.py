@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from hookstream.io.kafka import (
+    admin,
     consumer,
     create_topics,
     delivery_callback,
     flush,
+    kafka_errors,
     producer,
     read_all,
+    translate,
     watermarks,
 )
 from hookstream.io.schema_registry import HttpSchemaRegistry, codec_for
@@ -17,13 +20,16 @@ from hookstream.io.tables import TableFollower, webhook_and_entity_applier
 __all__ = [
     "HttpSchemaRegistry",
     "TableFollower",
+    "admin",
     "codec_for",
     "consumer",
     "create_topics",
     "delivery_callback",
     "flush",
+    "kafka_errors",
     "producer",
     "read_all",
+    "translate",
     "watermarks",
     "webhook_and_entity_applier",
 ]

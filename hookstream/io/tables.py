@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, TransientError
-from hookstream.io.kafka import watermarks
+from hookstream.io.kafka import consumer, kafka_errors, watermarks
 from hookstream.matching import Entity, EntityTable
 from hookstream.records import ENTITIES, WEBHOOKS, Codec, EntityRecord, WebhookDefinition
 
@@ -28,19 +28,13 @@ class TableFollower:
         self, settings: Settings, topics: Sequence[str], apply: Apply, timeout_s: float = 30.0
     ):
         self._apply = apply
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "group.id": "hookstream-tables",
-                "enable.auto.commit": False,
-                "enable.partition.eof": False,
-                "isolation.level": "read_committed",
-            }
-        )
+        # No group membership: the group id is only required by librdkafka.
+        self._consumer = consumer(settings, "hookstream-tables", {"enable.partition.eof": False})
         parts: list[TopicPartition] = []
         self._pending: dict[tuple[str, int], int] = {}
         for topic in topics:
-            meta = self._consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            with kafka_errors(f"table topic {topic}"):
+                meta = self._consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
             if meta is None or meta.error is not None:
                 raise TransientError(
                     f"table topic {topic} is missing; run `hookstream topics create`"

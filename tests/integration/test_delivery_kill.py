@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from hookstream.config import Settings
+from hookstream.io import consumer as kafka_consumer
 from hookstream.io import read_all
 from hookstream.records import DELIVERIES, Codec, DeliveryRequest
 from tests.conftest import settings_for
@@ -61,7 +62,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def committed(settings: Settings) -> dict[int, int]:
     """The delivery group's committed offset of each deliveries partition (0 if none)."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": GROUP})
+    consumer = kafka_consumer(settings, GROUP)
     try:
         topic = settings.topic(DELIVERIES)
         parts = [TopicPartition(topic, p) for p in range(settings.partitions)]

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import ConfigResource
 
 from hookstream.config import Settings
 from hookstream.devbroker import LocalBroker
 from hookstream.errors import DecodeError
+from hookstream.io import admin as kafka_admin
 from hookstream.io import codec_for, create_topics, flush, producer, read_all
 from hookstream.records import ITEM_CHANGES, Codec, ItemChangeEvent, Record, topic_specs
 from tests.integration.harness import cli_env
@@ -36,7 +37,7 @@ def test_topics_create_twice_changes_nothing(settings: Settings) -> None:
     second = dict(create_topics(settings))
     assert set(second.values()) == {"exists"}
 
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = kafka_admin(settings)
     meta = admin.list_topics(timeout=10).topics
     assert len(meta[settings.topic(ITEM_CHANGES)].partitions) == 2
     webhooks = ConfigResource(ConfigResource.Type.TOPIC, settings.topic("hookstream.webhooks"))
