@@ -52,8 +52,35 @@ class Settings:
     circuit_cooldown_s: float = 30.0
     cra_cache_s: float = 300.0
     response_body_cap_bytes: int = 65_536
+    # ingest: GLPI 11 native webhooks in (`hookstream run ingest`)
+    ingest_host: str = "0.0.0.0"
+    ingest_port: int = 8480
+    ingest_max_body_bytes: int = 1_048_576  # larger bodies get 413
+    # GLPI gives up on a webhook after 5 s in all: answer 503 well before, so it retries
+    ingest_produce_timeout_s: float = 3.0
+    # memory of accepted requests (GLPI retries, replays): entries, and how long each is
+    # kept; keep it at least the instances' timestamp tolerance plus 300 s of clock skew
+    ingest_dedup_entries: int = 200_000
+    ingest_dedup_ttl_s: float = 3900.0
+    # the ingest endpoint's base URL as GLPI reaches it (`hookstream glpi provision`)
+    ingest_url: str = ""
+    # log store (`hookstream run logstore`): empty = SQLite in state_dir (logstore.db);
+    # production: postgresql://USER:PASSWORD@HOST:PORT/DB
+    logstore_url: str = field(default="", repr=False)
+    logstore_retention_days: float = 30.0  # deliveries older than this are deleted (GLPI: 30)
+    logstore_body_max_bytes: int = 65_536  # longer bodies are stored truncated, with size+hash
+    logstore_batch_size: int = 2000
+    # admin API (`hookstream run admin`); tokens: NAME:SHA256:INSTANCES:ro|rw, INSTANCES
+    # `*` or names joined by `|` (`hookstream admin token` prints one)
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8470
+    admin_tokens: tuple[str, ...] = field(default=(), repr=False)
     # operations
     metrics_port: int = 0
+    # webhook ids (and target origins) with a label of their own in metrics; the rest
+    # share the label `_other`, so Prometheus series stay bounded (docs/metrics.md)
+    metrics_webhook_cap: int = 500
+    metrics_interval_s: float = 5.0  # how often lag, backlog and DLQ gauges refresh
     log_level: str = "INFO"
 
     def topic(self, name: str) -> str:
@@ -176,6 +203,8 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
         "max_in_flight",
         "max_in_flight_per_origin",
         "circuit_failure_threshold",
+        "ingest_dedup_entries",
+        "ingest_max_body_bytes",
     ):
         if getattr(settings, name) < 1:
             errors.append(f"{name} must be at least 1")

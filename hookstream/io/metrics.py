@@ -1,35 +1,193 @@
 """Every Prometheus metric hookstream exports, declared in one place.
 
-Incremented at the edges (processor and delivery loops), never inside the core.
-Labels carry ids, never secrets, URLs or bodies.
+Incremented at the edges (processor and delivery loops), never inside the core; the
+periodic gauges (lag, retry backlog, DLQ depth, circuits) are filled by io/gauges.py.
+docs/metrics.md lists every metric with its type, labels, unit and meaning.
+
+Label cardinality is bounded: labels carry GLPI instance names, webhook ids, topic
+names, partition numbers, retry tiers, outcomes and target origins (scheme://host:port)
+-- never URLs, bodies, item ids or secrets. Webhook ids are capped: the first
+`metrics_webhook_cap` ids a process sees keep their own label, later ones share the
+label value OTHER (`_other`), so a fleet with thousands of webhooks cannot blow up
+Prometheus. Origins are capped the same way.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Generic, TypeVar
 
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+OTHER = "_other"
+DEFAULT_WEBHOOK_CAP = 500  # Settings.metrics_webhook_cap; set by configure()
+
+
+class CappedLabel:
+    """The first `cap` distinct values keep their own label value; later ones map to OTHER.
+
+    An admitted value keeps its slot for the life of the process (a deleted webhook's
+    slot is freed only by a restart): the set of series stays stable between scrapes."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._admitted: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._admitted:
+            return value
+        with self._lock:
+            if len(self._admitted) < self.cap:
+                self._admitted.add(value)
+                return value
+        return OTHER
+
+
+WEBHOOK_IDS = CappedLabel(DEFAULT_WEBHOOK_CAP)
+ORIGINS = CappedLabel(DEFAULT_WEBHOOK_CAP)
+
+M = TypeVar("M", Counter, Histogram)
+
+
+class PerWebhook(Generic[M]):
+    """A metric whose first label is a webhook id, passed through WEBHOOK_IDS.
+
+    Call sites keep the prometheus_client spelling: `ATTEMPTS.labels(webhook_id, outcome)`.
+    """
+
+    def __init__(self, metric: M) -> None:
+        self.metric: M = metric
+
+    def labels(self, webhook_id: str, *rest: str) -> M:
+        child: M = self.metric.labels(WEBHOOK_IDS(webhook_id), *rest)
+        return child
+
+
+class Snapshot(Collector):
+    """A gauge whose series are replaced all at once by each owner (a consumer group):
+    the series of a revoked partition or a closed circuit disappear instead of lingering
+    with a stale value. Several owners in one process (tests) keep their own series."""
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...]) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, labelnames
+        self._by_owner: dict[str, dict[tuple[str, ...], float]] = {}
+        self._lock = threading.Lock()
+        REGISTRY.register(self)
+
+    def replace(self, owner: str, values: Mapping[tuple[str, ...], float]) -> None:
+        for labels in values:
+            if len(labels) != len(self.labelnames):
+                raise ValueError(f"{self.name}: labels {labels} do not match {self.labelnames}")
+        with self._lock:
+            self._by_owner[owner] = dict(values)
+
+    def value(self, *labels: str) -> float | None:
+        """The current value of one series (tests and the readiness of dashboards)."""
+        with self._lock:
+            for series in self._by_owner.values():
+                if labels in series:
+                    return series[labels]
+        return None
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        with self._lock:
+            merged = {k: v for series in self._by_owner.values() for k, v in series.items()}
+        for labels, value in sorted(merged.items()):
+            family.add_metric(list(labels), value)
+        yield family
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+
+# -- processor -------------------------------------------------------------------------
 EVENTS = Counter("hookstream_processor_events_total", "Item change events processed",
                  ["instance"])
 REQUESTS_PLANNED = Counter("hookstream_processor_deliveries_total",
                            "Delivery requests produced by the processor", ["instance"])
-RENDER_ERRORS = Counter("hookstream_render_errors_total", "Templates that failed to render",
-                        ["webhook_id"])
+RENDER_ERRORS = PerWebhook(Counter("hookstream_render_errors_total",
+                                   "Templates that failed to render", ["webhook_id"]))
 UNDECODABLE = Counter("hookstream_undecodable_total", "Records that could not be decoded",
                       ["topic"])
-ATTEMPTS = Counter("hookstream_delivery_attempts_total", "Delivery attempts by outcome",
-                   ["webhook_id", "outcome"])
-GONE = Counter("hookstream_endpoint_gone_total", "Targets that answered 410 Gone", ["webhook_id"])
-LATENCY = Histogram("hookstream_delivery_seconds", "HTTP attempt duration",
-                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+
+# -- delivery --------------------------------------------------------------------------
+ATTEMPTS = PerWebhook(Counter("hookstream_delivery_attempts_total",
+                              "Delivery attempts by outcome", ["webhook_id", "outcome"]))
+GONE = PerWebhook(Counter("hookstream_endpoint_gone_total", "Targets that answered 410 Gone",
+                          ["webhook_id"]))
+LATENCY = PerWebhook(Histogram(
+    "hookstream_delivery_seconds", "HTTP attempt duration", ["webhook_id"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)))
 END_TO_END = Histogram("hookstream_delivery_lag_seconds",
                        "From delivery request created to delivered",
                        buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 600, 3600, 21600, 86400))
 IN_FLIGHT = Gauge("hookstream_delivery_in_flight", "HTTP requests in flight")
 OPEN_CIRCUITS = Gauge("hookstream_open_circuits", "Target origins whose circuit is open")
+
+# -- ingest (GLPI native webhooks in; the instance label is a configured instance) ------
+INGEST_REQUESTS = Counter("hookstream_ingest_requests_total",
+                          "GLPI webhook requests by instance and outcome",
+                          ["instance", "outcome"])
+INGEST_PRODUCE = Histogram("hookstream_ingest_produce_seconds",
+                           "From produce to Kafka's acknowledgement, per ingested event",
+                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 3))
+GLPI_DELAY = Histogram("hookstream_ingest_glpi_delay_seconds",
+                       "Receive time minus X-GLPI-timestamp: how far behind GLPI's cron is",
+                       ["instance"], buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600))
+INGEST_INEXACT = Counter("hookstream_ingest_inexact_bodies_total",
+                         "Accepted bodies hookstream's default payload would not reproduce "
+                         "byte for byte", ["instance"])
+
+# -- every component -------------------------------------------------------------------
 READY = Gauge("hookstream_ready", "1 once the component's tables are caught up", ["component"])
+
+# -- periodic gauges (io/gauges.py) ----------------------------------------------------
+CONSUMER_LAG = Snapshot(
+    "hookstream_consumer_lag",
+    "Records not yet consumed: high watermark minus the consumer's position",
+    ("group", "topic", "partition"))
+RETRY_DUE = Snapshot(
+    "hookstream_retry_due",
+    "Retries due but not yet sent, per tier (lag of the tier's partitions not paused)",
+    ("tier",))
+RETRY_WAITING = Snapshot(
+    "hookstream_retry_waiting",
+    "Retries scheduled but not due yet, per tier (lag of paused partitions)", ("tier",))
+DLQ_DEPTH = Snapshot("hookstream_dlq_depth", "Records retained in a dead-letter topic",
+                     ("topic",))
+OLDEST_UNDELIVERED = Snapshot(
+    "hookstream_oldest_undelivered_seconds",
+    "Age of the oldest delivery request not yet delivered, per topic", ("topic",))
+CIRCUIT_OPEN = Snapshot(
+    "hookstream_circuit_open",
+    "1 per target origin whose circuit is open or half-open (closed ones are absent)",
+    ("origin",))
+WEBHOOK_INFO = Snapshot("hookstream_webhook_info",
+                        "1 per webhook with its own label: its GLPI instance",
+                        ("instance", "webhook_id"))
+
+
+def configure(webhook_cap: int) -> None:
+    """Apply Settings.metrics_webhook_cap (before the first labels are handed out)."""
+    WEBHOOK_IDS.cap = ORIGINS.cap = webhook_cap
 
 
 def serve(port: int) -> None:
-    """Expose /metrics on `port` (0 = off)."""
-    if port:
-        start_http_server(port)
+    """Expose /metrics, /healthz and /readyz on `port` (0 = off); ready once the process
+    has set hookstream_ready for its component."""
+    from hookstream.io import health  # health serves what this module declares
+
+    health.serve(port, _any_ready)
+
+
+def _any_ready() -> bool:
+    return any(
+        sample.value == 1
+        for family in READY.collect()
+        for sample in family.samples
+    )

@@ -1,0 +1,151 @@
+"""Metrics: the docs table matches the code, promtool is clean, labels stay bounded, and
+the periodic gauges compute lag, retry backlog, DLQ depth and age from fixed vectors."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY, generate_latest
+
+from hookstream.io import metrics
+from hookstream.io.gauges import BrokerView, _origin_label, readings
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+TYPES = {"counter": "counter", "histogram": "histogram", "gauge": "gauge"}
+
+
+def documented() -> dict[str, tuple[str, list[str]]]:
+    rows = {}
+    for line in DOCS.read_text().splitlines():
+        m = re.match(r"\| `(hookstream_\w+)` \| (\w+) \| ([^|]*) \|", line)
+        if m:
+            labels = re.findall(r"`(\w+)`", m.group(3))
+            rows[m.group(1)] = (m.group(2), labels)
+    return rows
+
+
+def declared() -> dict[str, tuple[str, list[str]]]:
+    out = {}
+    for collector in list(REGISTRY._collector_to_names):
+        for family in collector.describe() if hasattr(collector, "describe") else []:
+            if not family.name.startswith("hookstream_"):
+                continue
+            labels = getattr(collector, "_labelnames", None)
+            if labels is None:
+                labels = getattr(collector, "labelnames", ())
+            name = family.name + ("_total" if family.type == "counter" else "")
+            out[name] = (family.type, list(labels))
+    return out
+
+
+def test_docs_table_lists_every_metric_with_its_type_and_labels() -> None:
+    docs, code = documented(), declared()
+    assert sorted(docs) == sorted(code), "docs/metrics.md and hookstream/io/metrics.py differ"
+    for name, (kind, labels) in code.items():
+        assert docs[name] == (kind, labels), name
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_promtool_check_metrics_is_clean_on_populated_output() -> None:
+    metrics.ATTEMPTS.labels("hook-promtool", "delivered").inc()
+    metrics.LATENCY.labels("hook-promtool").observe(0.02)
+    metrics.RENDER_ERRORS.labels("hook-promtool").inc()
+    metrics.CONSUMER_LAG.replace("promtool", {("g", "t", "0"): 3})
+    metrics.RETRY_DUE.replace("promtool", {("10s",): 1})
+    text = generate_latest()
+    assert b'hookstream_consumer_lag{group="g",partition="0",topic="t"} 3.0' in text
+    done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
+    metrics.CONSUMER_LAG.replace("promtool", {})
+    metrics.RETRY_DUE.replace("promtool", {})
+    assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
+
+
+def test_webhook_ids_beyond_the_cap_share_one_label() -> None:
+    capped = metrics.CappedLabel(2)
+    assert [capped(x) for x in ("a", "b", "c", "a", "d")] == ["a", "b", "_other", "a", "_other"]
+
+
+def test_snapshot_withdraws_series_that_are_gone() -> None:
+    snap = metrics.CIRCUIT_OPEN
+    snap.replace("t1", {("https://a.example:443",): 1.0})
+    assert snap.value("https://a.example:443") == 1.0
+    snap.replace("t1", {})
+    assert snap.value("https://a.example:443") is None
+    with pytest.raises(ValueError):
+        snap.replace("t1", {("a", "b"): 1.0})
+
+
+def test_origin_labels_are_bare_origins_only() -> None:
+    assert _origin_label("https://h.example:443") == "https://h.example:443"
+    assert _origin_label("https://user:pw@h.example:443") == "_invalid"
+    assert _origin_label("https://h.example/path?token=x") == "_invalid"
+
+
+def test_readings_from_fixed_vectors() -> None:
+    tiers = {"p.hookstream.retry.10s": "10s", "p.hookstream.retry.1m": "1m"}
+    positions = {
+        ("p.hookstream.deliveries", 0): 40,
+        ("p.hookstream.deliveries", 1): -1001,  # nothing fetched yet: committed, then low
+        ("p.hookstream.retry.10s", 0): 5,  # running: due
+        ("p.hookstream.retry.10s", 1): 7,  # paused: waiting
+        ("p.hookstream.retry.1m", 0): 0,
+    }
+    broker = BrokerView(
+        watermarks={
+            ("p.hookstream.deliveries", 0): (0, 50),
+            ("p.hookstream.deliveries", 1): (10, 30),
+            ("p.hookstream.retry.10s", 0): (0, 9),
+            ("p.hookstream.retry.10s", 1): (0, 10),
+            ("p.hookstream.retry.1m", 0): (0, 0),
+            ("p.hookstream.dlq", 0): (2, 6),
+            ("p.hookstream.dlq", 1): (0, 1),
+        },
+        committed={("p.hookstream.deliveries", 1): 25},
+        head_created_ms={("p.hookstream.deliveries", 0): 1_000, ("p.hookstream.retry.10s", 1): 31_000},
+    )
+    got = readings(
+        "g", positions, broker, {("p.hookstream.retry.10s", 1)}, tiers,
+        ("p.hookstream.dlq",), ("p.hookstream.deliveries", *tiers), now_ms=61_000,
+    )
+    assert got.lag == {
+        ("g", "p.hookstream.deliveries", "0"): 10,
+        ("g", "p.hookstream.deliveries", "1"): 5,
+        ("g", "p.hookstream.retry.10s", "0"): 4,
+        ("g", "p.hookstream.retry.10s", "1"): 3,
+        ("g", "p.hookstream.retry.1m", "0"): 0,
+    }
+    assert got.retry_due == {("10s",): 4, ("1m",): 0}
+    assert got.retry_waiting == {("10s",): 3, ("1m",): 0}
+    assert got.dlq_depth == {("p.hookstream.dlq",): 5}
+    assert got.oldest_s == {
+        ("p.hookstream.deliveries",): 60.0,
+        ("p.hookstream.retry.10s",): 30.0,
+        ("p.hookstream.retry.1m",): 0.0,
+    }
+
+
+def test_metrics_serve_answers_health_and_readiness() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    metrics.READY.clear()
+    metrics.serve(port)
+
+    def get(path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert get("/healthz") == 200 and get("/readyz") == 503
+    metrics.READY.labels("delivery").set(1)
+    assert get("/readyz") == 200 and get("/metrics") == 200
+    metrics.READY.clear()
