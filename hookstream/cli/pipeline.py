@@ -123,6 +123,7 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
 COMPONENTS: dict[str, tuple[str, str]] = {
     "processor": ("processors.processor", "run_processor"),
     "delivery": ("connectors.delivery", "run_delivery"),
+    "ingest": ("connectors.ingest", "run_ingest"),
 }
 
 

@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 from hookstream.policy.circuit import Admission, CircuitBreakers, CircuitState, origin_of
-from hookstream.policy.outcomes import DLQ_TIER, Decision, Observed, decide
+from hookstream.policy.concurrency import AdaptiveLimit
+from hookstream.policy.ingest import (
+    Accept,
+    Challenge,
+    IncomingRequest,
+    IngestInstance,
+    Reject,
+    Verdict,
+    assess,
+    dedup_key,
+    parse_payload,
+    signature_valid,
+    source_allowed,
+)
+from hookstream.policy.outcomes import DLQ_TIER, Charge, Decision, Observed, circuit_charge, decide
+from hookstream.policy.replay import AcceptedRequests
 from hookstream.policy.retry import (
     DEFAULT_TIERS_S,
     JITTER,
@@ -22,7 +37,9 @@ from hookstream.policy.retry import (
     parse_delay,
     parse_retry_after,
     skip_tier,
+    tier_of,
     tier_topics,
+    topic_of,
 )
 from hookstream.policy.secrets import SecretBox, secret_box
 from hookstream.policy.signing import (
@@ -44,27 +61,39 @@ __all__ = [
     "DLQ_TIER",
     "JITTER",
     "NO_TIER",
+    "Accept",
+    "AcceptedRequests",
+    "AdaptiveLimit",
     "Admission",
+    "Challenge",
+    "Charge",
     "CircuitBreakers",
     "CircuitState",
     "DeadLetter",
     "Decision",
     "Delivered",
+    "IncomingRequest",
+    "IngestInstance",
     "Network",
     "Observed",
     "Permanent",
+    "Reject",
     "Response",
     "RetryLater",
     "RetryPolicy",
     "Retryable",
     "SecretBox",
     "Success",
+    "Verdict",
+    "assess",
     "blocked_reason",
+    "circuit_charge",
     "classify",
     "cra_expected_answer",
     "cra_token",
     "cra_url",
     "decide",
+    "dedup_key",
     "delay_label",
     "generate_secret",
     "glpi_headers",
@@ -74,12 +103,17 @@ __all__ = [
     "origin_of",
     "parse_delay",
     "parse_networks",
+    "parse_payload",
     "parse_retry_after",
     "secret_box",
     "signature_headers",
+    "signature_valid",
     "skip_tier",
+    "source_allowed",
     "standard_headers",
     "standard_key",
     "standard_signature",
+    "tier_of",
     "tier_topics",
+    "topic_of",
 ]

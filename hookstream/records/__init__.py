@@ -21,11 +21,13 @@ from hookstream.records.events import (
     delivery_id_for,
     make_event,
 )
+from hookstream.records.instances import DEFAULT_TOLERANCE_S, InstanceRecord
 from hookstream.records.topics import (
     ATTEMPTS,
     DELIVERIES,
     DLQ,
     ENTITIES,
+    INSTANCES,
     ITEM_CHANGES,
     ITEM_CHANGES_DLQ,
     REDRIVEN,
@@ -36,9 +38,11 @@ from hookstream.records.topics import (
 
 __all__ = [
     "ATTEMPTS",
+    "DEFAULT_TOLERANCE_S",
     "DELIVERIES",
     "DLQ",
     "ENTITIES",
+    "INSTANCES",
     "ITEM_CHANGES",
     "ITEM_CHANGES_DLQ",
     "REDRIVEN",
@@ -48,6 +52,7 @@ __all__ = [
     "Codec",
     "DeliveryRequest",
     "EntityRecord",
+    "InstanceRecord",
     "ItemChangeEvent",
     "Outcome",
     "Record",

@@ -30,6 +30,7 @@ from hookstream.records.events import (
     ItemChangeEvent,
     Record,
 )
+from hookstream.records.instances import InstanceRecord
 
 SCHEMA_HEADER = "hookstream-schema"
 VERSION_HEADER = "hookstream-schema-version"
@@ -37,7 +38,14 @@ _MAGIC = 0
 
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.schema_name: cls
-    for cls in (ItemChangeEvent, WebhookDefinition, DeliveryRequest, AttemptRecord, EntityRecord)
+    for cls in (
+        ItemChangeEvent,
+        WebhookDefinition,
+        DeliveryRequest,
+        AttemptRecord,
+        EntityRecord,
+        InstanceRecord,
+    )
 }
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -168,6 +176,7 @@ def topic_schema(topic: str) -> str:
         ("glpi.item-changes", "ItemChangeEvent"),
         (".webhooks", "WebhookDefinition"),
         (".entities", "Entity"),
+        (".instances", "Instance"),
         (".attempts", "AttemptRecord"),
     ):
         if topic.endswith(suffix):

@@ -13,6 +13,7 @@ ITEM_CHANGES = "glpi.item-changes"
 ITEM_CHANGES_DLQ = "glpi.item-changes.dlq"
 WEBHOOKS = "hookstream.webhooks"
 ENTITIES = "hookstream.entities"
+INSTANCES = "hookstream.instances"  # GLPI instances: API access and webhook secret
 DELIVERIES = "hookstream.deliveries"
 DLQ = "hookstream.dlq"
 ATTEMPTS = "hookstream.attempts"
@@ -44,6 +45,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t(ITEM_CHANGES), n, _delete(7)),
         TopicSpec(t(WEBHOOKS), tables, _COMPACT),
         TopicSpec(t(ENTITIES), tables, _COMPACT),
+        TopicSpec(t(INSTANCES), tables, _COMPACT),
         TopicSpec(t(DELIVERIES), n, _delete(7)),
         TopicSpec(t(DLQ), n, _delete(30)),
         TopicSpec(t(ATTEMPTS), n, _delete(30)),

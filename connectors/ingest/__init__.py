@@ -1,0 +1,8 @@
+"""The GLPI ingest endpoint: GLPI 11 native webhooks in, ItemChangeEvents on Kafka out."""
+
+from __future__ import annotations
+
+from connectors.ingest.server import Ingest, run_ingest, serve
+from connectors.ingest.sink import EventSink
+
+__all__ = ["EventSink", "Ingest", "run_ingest", "serve"]
