@@ -38,6 +38,7 @@ from hookstream.io import (
     TableFollower,
     codec_for,
     consumer,
+    gauges,
     metrics,
     producer,
     webhook_and_entity_applier,
@@ -187,6 +188,10 @@ class DeliveryService:
                     self._tables.poll(0)
                     self._producer.poll(0)
                     self._store_offsets()
+                    gauges.report(  # lag, retry backlog, DLQ depth, circuits: every few s
+                        self.settings, GROUP, self._consumer, self._paused, self.circuits,
+                        self.webhooks,
+                    )
                     if len(self._tasks) >= 4 * self.settings.max_in_flight:
                         # Until a task finishes (what asyncio.wait(FIRST_COMPLETED) does,
                         # without a callback on every task).
@@ -448,7 +453,8 @@ class DeliveryService:
                     try:
                         return await self.sender.send(request, target, self.global_allow)
                     finally:
-                        metrics.LATENCY.observe(time.perf_counter() - started)
+                        elapsed_s = time.perf_counter() - started
+                        metrics.LATENCY.labels(request.webhook_id).observe(elapsed_s)
                         metrics.IN_FLIGHT.dec()
         finally:
             if queued:  # cancelled while waiting for a slot

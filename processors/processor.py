@@ -26,6 +26,7 @@ from hookstream.io import (
     TableFollower,
     codec_for,
     consumer,
+    gauges,
     health,
     metrics,
     producer,
@@ -115,6 +116,7 @@ class Processor:
         try:
             while not self.stopping.is_set():
                 self._tables.poll(0)
+                gauges.report(self.settings, GROUP, self._consumer)  # lag, every few seconds
                 batch = self._consumer.consume(
                     self.settings.processor_batch_size, self.settings.processor_batch_ms / 1000
                 )
