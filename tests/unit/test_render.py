@@ -1,5 +1,8 @@
-"""render: Twig templates on Jinja's sandbox. Rendering vectors, JSON escaping, headers,
-compile errors, sandbox escapes and every bound, table-driven."""
+"""render: GLPI's Twig templates on hookstream's Twig engine. Rendering vectors, JSON
+escaping, headers, compile errors, sandbox escapes and every bound, table-driven.
+
+Expected values are Twig's (checked against real Twig by tests/differential); dates are
+shown in the instance time zone, UTC here."""
 
 from __future__ import annotations
 
@@ -65,26 +68,27 @@ TEXT = [
      "{% endfor %}", "1/3,2/3,3/3"),
     ("{% for x in [] %}x{% else %}empty{% endfor %}", "empty"),
     ("{% set n = item.id * 2 %}{{ n }}", "8422"),
-    ("{% macro hi(who) %}hi {{ who }}{% endmacro %}{{ hi(item.team[0].name) }}", "hi h.lefevre"),
+    ("{% macro hi(who) %}hi {{ who }}{% endmacro %}{{ _self.hi(item.team[0].name) }}",
+     "hi h.lefevre"),
     ("{% apply upper %}x{{ event }}{% endapply %}", "XNEW"),
-    ("{% filter lower %}AB{% endfilter %}", "ab"),
     ("{% block b %}in block {{ event }}{% endblock %}", "in block new"),
     ("{% autoescape false %}{{ '<b>' }}{% endautoescape %}", "<b>"),
     ("{{ '<b>' }}", "<b>"),  # no HTML escaping
     ("{{ 1.0 }} {{ 2.5 }} {{ 0.1 + 0.2 }} {{ 7 // 2 }} {{ 7 % 3 }}", "1 2.5 0.3 3 1"),
-    ("{{ item.status }}", '{"id":2,"name":"Processing (assigned)"}'),
+    ("{{ item.status }}", "Array"),  # as Twig prints an array
     # filters
-    ("{{ -3|abs }}", "3"),
-    ("{{ [1, 2, 3]|batch(2)|json_encode }}", "[[1,2],[3]]"),
-    ("{{ [1, 2, 3]|batch(2, 0)|json_encode }}", "[[1,2],[3,0]]"),
+    ("{{ -3|abs }}", "-3"),  # the filter binds tighter than unary minus
+    ("{{ (-3)|abs }}", "3"),
+    ("{{ [1, 2, 3]|batch(2)|json_encode }}", '[[1,2],{"2":3}]'),  # PHP keeps the keys
+    ("{{ [1, 2, 3]|batch(2, 0)|last|join }}", "30"),
     ("{{ 'hELLO wORLD'|capitalize }}", "Hello world"),
     ("{{ item.team|column('role')|join(',') }}", "requester,assigned,assigned"),
-    ("{{ item.date|date('Y-m-d H:i:s') }}", "2025-11-04 09:15:32"),
+    ("{{ item.date|date('Y-m-d H:i:s') }}", "2025-11-04 08:15:32"),
     ("{{ item.date|date('D N j n G g A a U c') }}",
-     "Tue 2 4 11 9 9 AM am 1762244132 2025-11-04T09:15:32+01:00"),
+     "Tue 2 4 11 8 8 AM am 1762244132 2025-11-04T08:15:32+00:00"),
     ("{{ item.date|date('l jS F Y, P O e T') }}",
-     "Tuesday 4th November 2025, +01:00 +0100 +01:00 +01:00"),
-    ("{{ item.date|date }}", "November 4, 2025 09:15"),
+     "Tuesday 4th November 2025, +00:00 +0000 UTC UTC"),
+    ("{{ item.date|date }}", "November 4, 2025 08:15"),
     ("{{ 'now'|date('Y-m-d H:i:s') }}", "2025-11-04 08:35:32"),
     ("{{ null|date('H:i') }}", "08:35"),
     ("{{ 0|date('Y-m-d\\\\TH:i') }}", "1970-01-01T00:00"),
@@ -112,7 +116,7 @@ TEXT = [
      '{"a":1,"b":2}[1,2]'),
     ("{{ 'a\\nb'|nl2br }}", "a<br />\nb"),
     ("{{ '<b>'|raw }}", "<b>"),
-    ("{{ 'I like %this%'|replace({'%this%': 'tea'}) }}{{ 'aXa'|replace('a', 'b') }}",
+    ("{{ 'I like %this%'|replace({'%this%': 'tea'}) }}{{ 'aXa'|replace({'a': 'b'}) }}",
      "I like teabXb"),
     ("{{ [1, 2]|reverse|join }}{{ 'abc'|reverse }}", "21cba"),
     ("{{ 2.5|round }} {{ 3.14159|round(2) }} {{ 2.1|round(0, 'ceil') }} "
@@ -128,7 +132,7 @@ TEXT = [
     ("{{ {'q': 'a b', 'n': 1, 'l': [1, 2]}|url_encode }}", "q=a%20b&n=1&l%5B0%5D=1&l%5B1%5D=2"),
     ("{{ item.status|json_encode }}", '{"id":2,"name":"Processing (assigned)"}'),
     ("{{ 'a/é'|json_encode }}{{ 'a/é'|json_encode(64) }}", '"a\\/\\u00e9""a/\\u00e9"'),
-    ("{{ {'a': [1]}|json_encode(true) }}", '{\n    "a": [\n        1\n    ]\n}'),
+    ("{{ {'a': [1]}|json_encode(128) }}", '{\n    "a": [\n        1\n    ]\n}'),
     # functions
     ("{{ range(1, 5)|join }}{{ range(5, 1, 2)|join }}{{ range('a', 'c')|join }}", "12345531abc"),
     ("{{ max(1, 5, 3) }}{{ max([4, 2]) }}{{ min(2, 0) }}{{ min({'a': 7, 'b': 6}) }}", "5406"),
@@ -247,26 +251,24 @@ def test_compiled_templates_are_immutable() -> None:
 # --- compile errors ---
 
 
-def test_every_failing_template_is_listed_with_line_numbers() -> None:
+def test_every_failing_template_is_listed_with_line_and_column() -> None:
     with pytest.raises(InvalidTemplate) as info:
         compile_templates("https://h/{{ item.id|nope }}",
                           {"X-Ok": "{{ event }}", "X-Bad": "{{ unclosed"},
                           "{\n\"a\": 1,\n\"b\": {{ foo() }}\n}", False)
     message = str(info.value)
-    assert "url: line 1: unknown filter 'nope'" in message
-    assert "header X-Bad: line 1:" in message
-    assert "payload: line 3: unknown function 'foo'" in message
+    assert 'url: line 1, column 22: filter "nope" is not allowed' in message
+    assert "header X-Bad: line 1" in message
+    assert 'payload: line 3, column 9: function "foo" is not allowed' in message
     assert "X-Ok" not in message
 
 
-def test_every_problem_in_one_template_is_listed() -> None:
+def test_syntax_errors_name_the_construct() -> None:
     with pytest.raises(InvalidTemplate) as info:
-        compile_templates("u", {}, "{{ a|nope }}\n{{ b.c() }}\n{% include 'x' %}", False)
-    assert [line for line in str(info.value).splitlines() if line.startswith("  - ")] == [
-        "  - payload: line 1: unknown filter 'nope'",
-        "  - payload: line 2: method calls are not allowed",
-        "  - payload: line 3: tag 'include' is not allowed",
-    ]
+        compile_templates("u", {}, "{{ a }}\n{{ b.c() }}", False)
+    assert "payload: line 2, column 6: method calls are not allowed" in str(info.value)
+    with pytest.raises(InvalidTemplate, match='line 1, column 4: tag "include" is not allowed'):
+        compile_templates("u", {}, "{% include 'x' %}", False)
 
 
 REJECTED = [
@@ -274,7 +276,8 @@ REJECTED = [
     "{% call foo() %}{% endcall %}", "{% with a = 1 %}{% endwith %}", "{% do x %}",
     "{% for x in y recursive %}{% endfor %}", "{{ x|attr('a') }}", "{{ x|safe }}",
     "{{ x|tojson }}", "{{ x is callable }}", "{{ cycler() }}", "{{ dict(a=1) }}",
-    "{{ lipsum() }}", "{{ x => x }}", "{{ m(x => x) }}",
+    "{{ lipsum() }}", "{{ x => x }}", "{{ m(x => x) }}", "{% filter lower %}AB{% endfilter %}",
+    "{% import 'other' as m %}", "{{ x is constant('PHP_VERSION') }}", "{{ x|e }}",
 ]
 
 
@@ -303,43 +306,47 @@ ESCAPES = [
 
 @pytest.mark.parametrize("payload", ESCAPES)
 def test_sandbox_escape_attempts_fail(payload: str) -> None:
-    with pytest.raises((InvalidTemplate, RenderError)) as info:
-        render(payload)
-    text = str(info.value)
+    # Twig reads a missing key of a string, number or array as null: those probes print ''.
+    try:
+        assert body(payload) == ""
+        return
+    except (InvalidTemplate, RenderError) as e:
+        text = str(e)
     for leak in ("<class", "<function", "<built-in", "__globals__ =", "Traceback", "object at 0x"):
         assert leak not in text
 
 
-def test_format_with_a_mapping_is_fine() -> None:
-    assert body("{{ '%s'|format(item.status) }}") == '{"id":2,"name":"Processing (assigned)"}'
+def test_format_with_a_mapping_prints_array() -> None:
+    assert body("{{ '%s'|format(item.status) }}") == "Array"  # PHP's sprintf of an array
 
 
 def test_render_error_has_short_reason_without_values() -> None:
     secret = {"id": 1, "name": "s3cr3t-value"}
     with pytest.raises(RenderError) as info:
-        render("\n{{ item.name|round }}", item=secret)
-    assert str(info.value) == "payload line 2: ValueError"
-    with pytest.raises(RenderError, match="payload line 1: division by zero"):
+        render("\n{{ item.name * 2 }}", item=secret)
+    assert str(info.value) == (
+        'payload: line 2, column 14: operator "*": unsupported operand types: string * number')
+    with pytest.raises(RenderError, match=r"payload: line 1, column 6: .*division by zero"):
         render("{{ 1 / 0 }}")
 
 
 # --- bounds ---
 
+# Which bound stops a runaway loop first depends on the machine's speed: either is right.
 BOUNDS = [
     ("{% for a in range(1, 10000) %}{% for b in range(1, 10000) %}{% endfor %}{% endfor %}",
-     "loop iterations"),
+     "loop iterations|time limit"),
     ("{% for a in range(1, 10000) %}{% for b in range(1, 10000) %}{% for c in [] %}{% endfor %}"
-     "{% endfor %}{% endfor %}", "loop iterations"),
+     "{% endfor %}{% endfor %}", "loop iterations|time limit"),
     ("{{ range(0, 100000)|length }}", "range"),
     ("{{ range(0, 10**12, 1) }}", "range"),
-    ("{{ 'x' * 10**9 }}", "size"),
-    ("{{ [1] * 10**9 }}", "size"),
-    ("{{ 2 ** 100000 }}", "number too large"),
-    ("{% set n = 10**300 %}{{ n * n * n * n * n * n * n * n * n * n * n * n * n * n * n }}",
-     "number too large"),
-    ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursion"),
-    ("{% macro f(n) %}{{ f(n + 1) }}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursion|loop"),
-    ("{% for i in range(1, 10000) %}{{ 'x' * 1000 }}{% endfor %}", "size|larger"),
+    ("{{ 'x' * 10**9 }}", "unsupported operand types"),  # PHP: no string repetition
+    ("{{ [1] * 10**9 }}", "unsupported operand types"),
+    ("{% macro f(n) %}{{ _self.f(n + 1) }}{% endmacro %}{{ _self.f(0) }}", "recursion"),
+    ("{% macro f(n) %}{{ _self.f(n + 1) }}{{ _self.f(n + 1) }}{% endmacro %}{{ _self.f(0) }}",
+     "recursion|loop"),
+    ("{% for i in range(1, 10000) %}{{ item|json_encode }}{% endfor %}", "size|larger"),
+    ("{% set s = 'x' %}{% for i in range(1, 30) %}{% set s = s ~ s %}{% endfor %}", "size"),
     ("{% set s %}{% for i in range(1, 10000) %}" + "x" * 200 + "{% endfor %}{% endset %}{{ s }}",
      "size|larger"),
     ("{{ '%999999999s'|format(1) }}", "format width"),
@@ -376,6 +383,12 @@ def test_loop_budget_is_per_render() -> None:
 
 def test_output_limit_is_bytes() -> None:
     limits = RenderLimits(max_body_bytes=10)
-    assert body("{{ 'é' * 5 }}", limits=limits) == "é" * 5
+    assert body("{% for i in 1..5 %}é{% endfor %}", limits=limits) == "é" * 5
     with pytest.raises(RenderError):
-        render("{{ 'é' * 6 }}", limits=limits)
+        render("{% for i in 1..6 %}é{% endfor %}", limits=limits)
+
+
+def test_huge_numbers_are_floats_as_in_php() -> None:
+    assert body("{{ 2 ** 100000 }}") == "INF"
+    assert body("{% set n = 10**300 %}{{ n * n }}") == "INF"
+    assert body("{{ 2 ** 63 }} {{ 2 ** 62 * 4 }}") == "9.2233720368548E+18 1.844674407371E+19"

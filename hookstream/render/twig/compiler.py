@@ -162,25 +162,25 @@ class TemplateCompiler:
         def run(ctx: Ctx, out: list[str]) -> None:
             parent = ctx.vars
             items = seq(ctx)
-            pairs = list(array_items(items)) if is_array(items) else []
+            if not items or not is_array(items):  # nothing runs, nothing changes
+                if otherwise is not None:
+                    otherwise(ctx, out)
+                return
+            pairs = enumerate(items) if type(items) is list else array_items(items)
             scope = dict(parent)
-            length = len(pairs)
-            loop = {"parent": parent, "index0": 0, "index": 1, "first": True,
-                    "revindex0": length - 1, "revindex": length, "length": length,
-                    "last": length == 1}
-            scope["loop"] = loop
+            length = len(items)
             ctx.vars = scope
             step = ctx.budget.step
             try:
                 for i, (key, item) in enumerate(pairs):
                     step()
-                    scope[key_name], scope[value_name] = key, item
+                    scope[key_name] = key
+                    scope[value_name] = item
+                    scope["loop"] = {"parent": parent, "index0": i, "index": i + 1,
+                                     "first": i == 0, "revindex0": length - i - 1,
+                                     "revindex": length - i, "length": length,
+                                     "last": i == length - 1}
                     body(ctx, out)
-                    loop["index0"], loop["index"], loop["first"] = i + 1, i + 2, False
-                    loop["revindex0"], loop["revindex"] = length - i - 2, length - i - 1
-                    loop["last"] = length - i - 2 == 0
-                if not pairs and otherwise is not None:
-                    otherwise(ctx, out)
             finally:
                 ctx.vars = parent
             for name in (key_name, value_name, "loop"):
@@ -270,7 +270,8 @@ class TemplateCompiler:
 
 def _children(expr: n.Expr) -> list[n.Expr]:
     found: list[n.Expr] = []
-    for name in expr.__slots__:
+    names: tuple[str, ...] = expr.__slots__
+    for name in names:
         value = getattr(expr, name)
         if isinstance(value, n.Expr):
             found.append(value)

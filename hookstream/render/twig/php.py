@@ -245,7 +245,7 @@ def _compare_scalars(a: Any, b: Any) -> int:
 
 
 def _cmp(a: Any, b: Any) -> int:
-    return (a > b) - (a < b)
+    return int(a > b) - int(a < b)
 
 
 def spaceship(a: Any, b: Any) -> int:
