@@ -31,6 +31,10 @@ class Settings:
     partitions: int = 6
     table_partitions: int = 1  # the compacted webhooks and entities topics
     replication_factor: int = 1
+    # the bound on every blocking Kafka call of a transactional loop (commit, send offsets,
+    # abort, init): a call still blocked after it (librdkafka #5456) is abandoned with its
+    # client, and new clients are built
+    kafka_call_timeout_s: float = 10.0
     # the local development broker
     state_dir: str = "~/.local/state/hookstream"
     cache_dir: str = "~/.cache/hookstream"
@@ -51,6 +55,11 @@ class Settings:
     circuit_failure_threshold: int = 5
     circuit_cooldown_s: float = 30.0
     cra_cache_s: float = 300.0
+    # a CRA challenge failing for a delivery older than this sends it to the DLQ (0 = never)
+    cra_challenge_max_age_s: float = 86_400.0
+    # deliveries an origin may hold in memory, waiting for its adaptive in-flight limit,
+    # before the partitions feeding it are paused
+    max_queued_per_origin: int = 1000
     response_body_cap_bytes: int = 65_536
     # ingest: GLPI 11 native webhooks in (`hookstream run ingest`)
     ingest_host: str = "0.0.0.0"
@@ -202,6 +211,7 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
         "processor_batch_size",
         "max_in_flight",
         "max_in_flight_per_origin",
+        "max_queued_per_origin",
         "circuit_failure_threshold",
         "ingest_dedup_entries",
         "ingest_max_body_bytes",

@@ -1,0 +1,34 @@
+"""The delivery log store: what was sent, and what became of it, in SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from connectors.logstore.queries import (
+    Cursor,
+    DeliveryFilter,
+    Page,
+    delivery_detail,
+    list_deliveries,
+    queue_view,
+)
+from connectors.logstore.rows import State
+from connectors.logstore.schema import LATEST, migrate, schema_version
+from connectors.logstore.service import rebuild, run_logstore
+from connectors.logstore.store import LogStore, database_url, open_engine
+
+__all__ = [
+    "LATEST",
+    "Cursor",
+    "DeliveryFilter",
+    "LogStore",
+    "Page",
+    "State",
+    "database_url",
+    "delivery_detail",
+    "list_deliveries",
+    "migrate",
+    "open_engine",
+    "queue_view",
+    "rebuild",
+    "run_logstore",
+    "schema_version",
+]

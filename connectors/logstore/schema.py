@@ -1,0 +1,164 @@
+"""The log store's tables and their versioned migrations, one schema for SQLite and PostgreSQL.
+
+SQLAlchemy Core describes the tables once; each dialect renders its own DDL and upserts
+(`INSERT ... ON CONFLICT`), which both databases have. Migrations are an ordered list:
+`migrate` applies, each in its own transaction, those above the version recorded in
+`schema_migrations`, so a store opened by a newer release is upgraded in place and a
+store already up to date is left alone. A migration that changes a table changes its
+definition below and does so with explicit DDL of its own (earlier migrations keep the
+shape they created).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    select,
+    text,
+)
+
+metadata = MetaData()
+
+migrations_table = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", Text, nullable=False),
+    Column("applied_at", BigInteger, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("delivery_id", String(64), primary_key=True),
+    Column("instance", String(255), nullable=False),
+    Column("webhook_id", String(255), nullable=False),
+    Column("itemtype", String(255), nullable=False),
+    Column("items_id", BigInteger, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("entities_id", BigInteger),
+    Column("event_id", String(64)),
+    Column("method", String(16)),
+    Column("url", Text),
+    Column("headers", Text),  # JSON, credentials redacted
+    Column("body", LargeBinary),  # at most logstore_body_max_bytes
+    Column("body_size", Integer),
+    Column("body_sha256", String(64)),
+    Column("body_truncated", Boolean),
+    Column("created_at", BigInteger, nullable=False),  # Unix ms
+    # The state and the key that decided it (rows.StateKey).
+    Column("state", String(16)),
+    Column("state_order", Integer),
+    Column("state_rank", Integer),
+    Column("state_at", BigInteger),
+    Column("tier", String(16)),
+    Column("next_attempt_at", BigInteger),
+    Column("last_error", Text),
+    # Summaries of the attempts table, recomputed when an attempt is added.
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_status", Integer),
+    Column("last_outcome", String(32)),
+    Column("last_attempt_at", BigInteger),
+    Index("ix_deliveries_webhook", "webhook_id", "created_at", "delivery_id"),
+    Index("ix_deliveries_item", "instance", "itemtype", "items_id", "created_at", "delivery_id"),
+    Index("ix_deliveries_state", "state", "instance", "webhook_id", "tier"),
+    Index("ix_deliveries_created", "created_at"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("kafka_partition", Integer, nullable=False),  # position on hookstream.attempts
+    Column("kafka_offset", BigInteger, nullable=False),
+    Column("delivery_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("hop", Integer, nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("response_headers", Text, nullable=False),
+    Column("response_body", LargeBinary),
+    Column("response_size", Integer),
+    Column("response_sha256", String(64)),
+    Column("response_truncated", Boolean),
+    PrimaryKeyConstraint("kafka_partition", "kafka_offset"),
+    Index("ix_attempts_delivery", "delivery_id", "hop", "finished_at"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v1(conn: Connection) -> None:
+    deliveries.create(conn)
+    attempts.create(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "deliveries and attempts", _v1),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+def schema_version(engine: Engine) -> int:
+    """The version the store is at (0: empty)."""
+    with engine.connect() as conn:
+        return _version(conn)
+
+
+def _version(conn: Connection) -> int:
+    if not conn.dialect.has_table(conn, migrations_table.name):
+        return 0
+    return max(conn.scalars(select(migrations_table.c.version)).all(), default=0)
+
+
+def _lock(conn: Connection) -> None:
+    """Serialise migrations: a log store and an admin API may start at once (PostgreSQL;
+    SQLite's writer lock does the same for its single file)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(727001)"))
+
+
+def migrate(engine: Engine, clock: Callable[[], float] = time.time) -> list[int]:
+    """Apply the migrations the store lacks, in order; returns their versions."""
+    with engine.begin() as conn:
+        _lock(conn)
+        migrations_table.create(conn, checkfirst=True)
+    applied = []
+    for migration in MIGRATIONS:
+        with engine.begin() as conn:  # a migration and its record commit together
+            _lock(conn)
+            if migration.version <= _version(conn):
+                continue
+            migration.apply(conn)
+            conn.execute(
+                migrations_table.insert().values(
+                    version=migration.version,
+                    description=migration.description,
+                    applied_at=int(clock() * 1000),
+                )
+            )
+        applied.append(migration.version)
+    return applied

@@ -1,0 +1,245 @@
+"""The log store's database: opening it, writing a batch of rows, retention.
+
+One code path for SQLite and PostgreSQL (SQLAlchemy Core); the only dialect branches are
+the `INSERT ... ON CONFLICT` constructor and SQLite's pragmas. A batch is written in one
+transaction, and `write` returns only once it is committed: the caller commits its Kafka
+offsets after that, so a crash at any point re-reads records whose rows may already be
+there, and the upserts make that harmless.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from connectors.logstore.rows import NOT_SPENT, AttemptRow, DeliveryRow, merge_all
+from connectors.logstore.schema import attempts, deliveries, migrate
+from hookstream.config import Settings
+from hookstream.errors import ConfigError
+
+
+def database_url(settings: Settings) -> str:
+    """The store's SQLAlchemy URL: the `logstore_url` setting, or SQLite in the state dir."""
+    url = settings.logstore_url
+    if not url:
+        return f"sqlite:///{settings.state_path / 'logstore.db'}"
+    if url.startswith(("postgres://", "postgresql://")):  # the usual spelling: psycopg 3
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith(("sqlite:///", "postgresql+psycopg://")):
+        return url
+    raise ConfigError("logstore_url must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+
+
+def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL: readers (admin API, CLI) never block the writer. synchronous=FULL: a committed
+    # batch survives a power cut too, since its offsets are committed right after.
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000"):
+        cur.execute(f"PRAGMA {pragma}")
+    cur.close()
+
+
+def open_engine(settings: Settings, migrate_schema: bool = True) -> Engine:
+    """An engine on the configured store, its schema migrated to the latest version."""
+    url = database_url(settings)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    if migrate_schema:
+        migrate(engine)
+    return engine
+
+
+def _upsert_deliveries(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(deliveries)
+    new, old = stmt.excluded, deliveries.c
+    # rows.merge, in SQL: the state of the higher (order, rank, at, state) key wins.
+    newer = and_(
+        new.state.is_not(None),
+        or_(
+            old.state.is_(None),
+            new.state_order > old.state_order,
+            and_(new.state_order == old.state_order, new.state_rank > old.state_rank),
+            and_(
+                new.state_order == old.state_order,
+                new.state_rank == old.state_rank,
+                or_(
+                    new.state_at > old.state_at,
+                    and_(new.state_at == old.state_at, new.state > old.state),
+                ),
+            ),
+        ),
+    )
+    state_columns = ("state", "state_order", "state_rank", "state_at", "tier",
+                     "next_attempt_at", "last_error")
+    request_columns = ("entities_id", "event_id", "method", "url", "headers", "body",
+                       "body_size", "body_sha256", "body_truncated")
+    changes: dict[str, Any] = {
+        name: case((newer, getattr(new, name)), else_=getattr(old, name)) for name in state_columns
+    }
+    changes |= {name: func.coalesce(getattr(old, name), getattr(new, name))
+                for name in request_columns}
+    changes["created_at"] = case((new.created_at < old.created_at, new.created_at),
+                                 else_=old.created_at)
+    return stmt.on_conflict_do_update(index_elements=[deliveries.c.delivery_id], set_=changes)
+
+
+def _insert_attempts(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(attempts).on_conflict_do_nothing(
+        index_elements=[attempts.c.kafka_partition, attempts.c.kafka_offset]
+    )
+
+
+def _summaries() -> Any:
+    """Recompute the attempt summaries of some deliveries from their attempt rows."""
+    mine = attempts.c.delivery_id == deliveries.c.delivery_id
+    latest = (attempts.c.hop.desc(), attempts.c.finished_at.desc(),
+              attempts.c.kafka_partition.desc(), attempts.c.kafka_offset.desc())
+
+    def last(column: Any) -> Any:
+        return select(column).where(mine).order_by(*latest).limit(1).scalar_subquery()
+
+    return (
+        update(deliveries)
+        .where(deliveries.c.delivery_id.in_(bindparam("ids", expanding=True)))
+        .values(
+            attempts=select(func.count())
+            .where(mine, attempts.c.outcome.not_in([str(o) for o in NOT_SPENT]))
+            .scalar_subquery(),
+            last_status=last(attempts.c.status_code),
+            last_outcome=last(attempts.c.outcome),
+            last_attempt_at=select(func.max(attempts.c.finished_at)).where(mine).scalar_subquery(),
+        )
+    )
+
+
+def delivery_params(row: DeliveryRow) -> dict[str, Any]:
+    key, body = row.state_key, row.body
+    return {
+        "delivery_id": row.delivery_id,
+        "instance": row.instance,
+        "webhook_id": row.webhook_id,
+        "itemtype": row.itemtype,
+        "items_id": row.items_id,
+        "event": row.event,
+        "entities_id": row.entities_id,
+        "event_id": row.event_id,
+        "method": row.method,
+        "url": row.url,
+        "headers": row.headers,
+        "body": None if body is None else body.data,
+        "body_size": None if body is None else body.size,
+        "body_sha256": None if body is None else body.sha256,
+        "body_truncated": None if body is None else body.truncated,
+        "created_at": row.created_at,
+        "state": None if key is None else key.state,
+        "state_order": None if key is None else key.order,
+        "state_rank": None if key is None else key.rank,
+        "state_at": None if key is None else key.at_ms,
+        "tier": row.tier,
+        "next_attempt_at": row.next_attempt_at,
+        "last_error": row.last_error,
+        "attempts": 0,
+    }
+
+
+def attempt_params(row: AttemptRow) -> dict[str, Any]:
+    body = row.response_body
+    return {
+        "kafka_partition": row.partition,
+        "kafka_offset": row.offset,
+        "delivery_id": row.delivery_id,
+        "attempt": row.attempt,
+        "hop": row.hop,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "outcome": row.outcome,
+        "status_code": row.status_code,
+        "error": row.error,
+        "response_headers": row.response_headers,
+        "response_body": None if body is None else body.data,
+        "response_size": None if body is None else body.size,
+        "response_sha256": None if body is None else body.sha256,
+        "response_truncated": None if body is None else body.truncated,
+    }
+
+
+class LogStore:
+    """Writes batches of rows; every write is idempotent."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        dialect = engine.dialect.name
+        self._upsert = _upsert_deliveries(dialect)
+        self._insert_attempts = _insert_attempts(dialect)
+        self._summaries = _summaries()
+
+    def write(self, fragments: Sequence[DeliveryRow], attempt_rows: Sequence[AttemptRow]) -> None:
+        """Write one batch in one transaction; returns once it is committed."""
+        merged = merge_all(list(fragments))
+        with self.engine.begin() as conn:
+            if merged:
+                conn.execute(self._upsert, [delivery_params(r) for r in merged])
+            if attempt_rows:
+                conn.execute(self._insert_attempts, [attempt_params(a) for a in attempt_rows])
+            # Summaries of every delivery touched: a row inserted now may have attempts
+            # written before it (the upsert starts it at zero).
+            ids = sorted({a.delivery_id for a in attempt_rows} | {r.delivery_id for r in merged})
+            for start in range(0, len(ids), 500):  # bounded IN lists
+                conn.execute(self._summaries, {"ids": ids[start:start + 500]})
+
+    def clear(self) -> None:
+        """Delete every row (a rebuild starts from here)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(attempts))
+            conn.execute(delete(deliveries))
+
+    def prune(
+        self,
+        max_age_days: float,
+        batch: int = 1000,
+        clock: Callable[[], float] = time.time,
+        max_batches: int | None = None,
+    ) -> int:
+        """Delete deliveries created more than `max_age_days` ago, with their attempts, in
+        transactions of at most `batch` deliveries (a writer waits for one batch at most).
+        Returns how many deliveries were deleted."""
+        cutoff = int((clock() - max_age_days * 86_400) * 1000)
+        deleted = batches = 0
+        while max_batches is None or batches < max_batches:
+            with self.engine.begin() as conn:
+                ids = conn.scalars(
+                    select(deliveries.c.delivery_id)
+                    .where(deliveries.c.created_at < cutoff)
+                    .limit(batch)
+                ).all()
+                if not ids:
+                    break
+                conn.execute(delete(attempts).where(attempts.c.delivery_id.in_(ids)))
+                conn.execute(delete(deliveries).where(deliveries.c.delivery_id.in_(ids)))
+            deleted, batches = deleted + len(ids), batches + 1
+        return deleted

@@ -1,0 +1,181 @@
+"""The log store's database layer on SQLite and on a real PostgreSQL server: migrations,
+idempotent and order-independent writes, retention, and the queries."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+
+from connectors.logstore import (
+    LATEST,
+    Cursor,
+    DeliveryFilter,
+    LogStore,
+    delivery_detail,
+    list_deliveries,
+    migrate,
+    open_engine,
+    queue_view,
+    schema_version,
+)
+from connectors.logstore.rows import Source, from_attempt, from_request
+from connectors.logstore.schema import attempts, deliveries
+from hookstream.config import Settings, load_settings
+from hookstream.records import DeliveryRequest, delivery_id_for
+from tests.pg import postgres_server
+
+T0 = 1_700_000_000_000
+
+
+def store_settings(kind: str, tmp_path: Path) -> Settings:
+    url = postgres_server().database_url() if kind == "postgresql" else ""
+    return load_settings(env={}, check_dns=False, state_dir=str(tmp_path / "state"),
+                         logstore_url=url, logstore_body_max_bytes=64)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    eng = open_engine(store_settings(request.param, tmp_path))
+    yield eng
+    eng.dispose()
+
+
+def req(n: int, instance: str = "glpi-a", webhook: str = "hook", **changes: Any
+        ) -> DeliveryRequest:
+    return DeliveryRequest(
+        delivery_id=delivery_id_for(f"e{n}", webhook), webhook_id=webhook, instance=instance,
+        event_id=f"e{n}", itemtype="Ticket", items_id=n % 5, event="update", method="POST",
+        url="https://example.test/in", body=b'{"n": %d}' % n, created_at=T0 + n,
+        headers={"Authorization": "Bearer secret-token"},
+    ).evolve(**changes)
+
+
+def story(n: int, **kw: Any) -> tuple[list[Any], list[Any]]:
+    """Fragments and attempt rows of delivery n: sent, retried once, then delivered."""
+    r0 = req(n, **kw)
+    tier = r0.evolve(hop=1, attempt=1, not_before=T0 + 10_000)
+    a1 = from_attempt(r0.attempt_record(1, T0 + n, T0 + n + 3, "retry_scheduled",
+                                        status_code=503, response_body=b"busy" * 40),
+                      n % 2, 2 * n, 64)
+    a2 = from_attempt(tier.attempt_record(2, T0 + 10_000, T0 + 10_020, "delivered",
+                                          status_code=200), n % 2, 2 * n + 1, 64)
+    fragments = [from_request(r0, Source.DELIVERIES, None, 64), a1[0],
+                 from_request(tier, Source.TIER, "10s", 64), a2[0]]
+    return fragments, [a1[1], a2[1]]
+
+
+def snapshot(engine: Engine) -> tuple[list[Any], list[Any]]:
+    with engine.connect() as conn:
+        d = conn.execute(select(deliveries).order_by(deliveries.c.delivery_id)).all()
+        a = conn.execute(select(attempts).order_by(attempts.c.kafka_partition,
+                                                   attempts.c.kafka_offset)).all()
+    return [tuple(r) for r in d], [tuple(r) for r in a]
+
+
+def test_migrations_are_versioned_and_applied_once(engine: Engine) -> None:
+    assert schema_version(engine) == LATEST
+    assert migrate(engine) == []  # already there: nothing applied again
+
+
+def test_writes_are_idempotent_and_independent_of_order_and_batching(engine: Engine) -> None:
+    store = LogStore(engine)
+    fragments, attempt_rows = [], []
+    for n in range(20):
+        f, a = story(n)
+        fragments += f
+        attempt_rows += a
+    store.write(fragments, attempt_rows)
+    once = snapshot(engine)
+    assert len(once[0]) == 20 and len(once[1]) == 40
+
+    store.clear()
+    rng = random.Random(3)
+    items = [("f", f) for f in fragments] + [("a", a) for a in attempt_rows]
+    rng.shuffle(items)
+    for start in range(0, len(items), 7):  # small batches, each record maybe twice
+        chunk = items[start:start + 7] + rng.sample(items, 2)
+        store.write([x for k, x in chunk if k == "f"], [x for k, x in chunk if k == "a"])
+    assert snapshot(engine) == once
+
+    row = list_deliveries(engine, DeliveryFilter(), limit=1).items[0]
+    assert (row["state"], row["attempts"], row["last_status"], row["last_outcome"]) == (
+        "delivered", 2, 200, "delivered")
+
+
+def test_detail_has_redacted_headers_truncated_bodies_and_every_attempt(engine: Engine) -> None:
+    f, a = story(3)
+    LogStore(engine).write(f, a)
+    detail = delivery_detail(engine, f[0].delivery_id)
+    assert detail is not None
+    assert detail["request"]["headers"] == {"Authorization": "<redacted>"}
+    assert "secret-token" not in repr(detail)
+    assert [x["outcome"] for x in detail["attempt_log"]] == ["retry_scheduled", "delivered"]
+    first = detail["attempt_log"][0]
+    assert first["response_truncated"] and first["response_size"] == 160
+    assert first["response_body"] == {"encoding": "utf-8", "data": ("busy" * 16)}
+    assert delivery_detail(engine, f[0].delivery_id, instances=["glpi-b"]) is None
+
+
+def test_pages_filters_and_scope(engine: Engine) -> None:
+    store = LogStore(engine)
+    for n in range(25):
+        r = req(n, instance="glpi-a" if n % 2 else "glpi-b", webhook=f"hook-{n % 3}")
+        store.write([from_request(r, Source.DELIVERIES, None, 64)], [])
+    seen, cursor = [], None
+    while True:
+        page = list_deliveries(engine, DeliveryFilter(), cursor=cursor, limit=4)
+        seen += [r["delivery_id"] for r in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = Cursor.decode(page.next_cursor)
+    assert len(seen) == len(set(seen)) == 25
+    created = [r["created_at"] for r in list_deliveries(engine, DeliveryFilter(), limit=25).items]
+    assert created == sorted(created, reverse=True)
+    only_a = list_deliveries(engine, DeliveryFilter(), instances=["glpi-a"], limit=100).items
+    assert len(only_a) == 12 and {r["instance"] for r in only_a} == {"glpi-a"}
+    hook = list_deliveries(engine, DeliveryFilter(webhook_id="hook-1", state="pending"),
+                           limit=100).items
+    assert {r["webhook_id"] for r in hook} == {"hook-1"} and len(hook) == 8
+    item = list_deliveries(engine, DeliveryFilter(instance="glpi-a", itemtype="Ticket",
+                                                  items_id=3), limit=100).items
+    assert item and all(r["items_id"] == 3 and r["instance"] == "glpi-a" for r in item)
+    assert list_deliveries(engine, DeliveryFilter(since_ms=T0 + 20), limit=100).items[-1][
+        "created_at"] == T0 + 20
+
+
+def test_queue_view_counts_by_state_tier_instance_and_webhook(engine: Engine) -> None:
+    store = LogStore(engine)
+    for n in range(6):
+        r = req(n)
+        store.write([from_request(r, Source.DELIVERIES, None, 64)], [])
+    for n in (0, 1):
+        store.write([from_request(req(n).evolve(hop=1, not_before=T0 + 60_000), Source.TIER,
+                                  "1m", 64)], [])
+    store.write([from_request(req(2).evolve(hop=2, last_error="410"), Source.DLQ, None, 64)], [])
+    store.write([from_request(req(9, instance="glpi-b"), Source.DELIVERIES, None, 64)], [])
+    view = queue_view(engine, now_ms=T0 + 5_000)
+    assert view["totals"] == {"pending": 4, "waiting": {"1m": 2}, "dead_lettered": 1,
+                              "render_error": 0, "blocked": 0}
+    assert view["oldest_undelivered_at"] == T0 and view["oldest_undelivered_age_s"] == 5.0
+    scoped = queue_view(engine, instances=["glpi-b"], now_ms=T0 + 5_000)
+    assert scoped["totals"]["pending"] == 1 and scoped["totals"]["waiting"] == {}
+    assert {g["instance"] for g in scoped["groups"]} == {"glpi-b"}
+
+
+def test_retention_deletes_old_deliveries_and_their_attempts_in_batches(engine: Engine) -> None:
+    store = LogStore(engine)
+    for n in range(30):
+        f, a = story(n)
+        store.write(f, a)
+    now_s = (T0 + 15) / 1000 + 30 * 86_400  # 30 days after delivery 15 was created
+    assert store.prune(30, batch=4, clock=lambda: now_s, max_batches=2) == 8
+    assert store.prune(30, batch=4, clock=lambda: now_s) == 7
+    d, a = snapshot(engine)
+    assert len(d) == 15 and len(a) == 30
+    assert min(list_deliveries(engine, DeliveryFilter(), limit=100).items,
+               key=lambda r: r["created_at"])["created_at"] == T0 + 15
