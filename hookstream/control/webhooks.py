@@ -27,7 +27,7 @@ from hookstream.policy import (
     parse_networks,
 )
 from hookstream.records import WebhookDefinition
-from hookstream.render import compile_templates
+from hookstream.render import ESCAPING_MODES, compile_templates
 
 EVENTS = ("new", "update", "delete")
 METHODS = ("post", "get", "put", "patch", "update")
@@ -131,6 +131,10 @@ def validate(raw: Any, tiers_s: Sequence[int], global_allow: Sequence[str] = ())
         errors.append(f"signature_scheme must be one of {', '.join(SCHEMES)}")
     if raw.get("retry_policy", "default") not in set(RetryPolicy):
         errors.append("retry_policy must be glpi or default")
+    escaping = raw.get("escaping", "hookstream")
+    if escaping not in ESCAPING_MODES:
+        errors.append(f"escaping must be one of {', '.join(ESCAPING_MODES)}")
+        escaping = "hookstream"
     errors += _numbers(raw)
     errors += _url(str(raw.get("url", "")), raw.get("allowed_networks", []), global_allow)
     errors += _oauth(raw)
@@ -150,6 +154,7 @@ def validate(raw: Any, tiers_s: Sequence[int], global_allow: Sequence[str] = ())
             {str(k): v for k, v in headers.items()},
             raw.get("payload") or None,
             bool(raw.get("use_default_payload", True)),
+            escaping=str(escaping),
         )
     except InvalidTemplate as e:
         errors.append(f"template: {e}")

@@ -56,6 +56,7 @@ def compile_webhook(definition: WebhookDefinition) -> CompiledWebhook:
             definition.custom_headers,
             definition.payload or None,
             definition.use_default_payload,
+            escaping=definition.escaping,
         ),
     )
 

@@ -48,3 +48,4 @@ class WebhookDefinition(Record):
     max_in_flight: int = 0
     rate_limit_per_s: float = 0.0
     allowed_networks: list[str] = field(default_factory=list)
+    escaping: str = "hookstream"  # custom body: "hookstream" (JSON-safe) or "glpi" (as GLPI)

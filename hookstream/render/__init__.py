@@ -5,6 +5,7 @@ from __future__ import annotations
 from hookstream.render.budget import RenderLimits
 from hookstream.render.glpi_json import default_payload, php_float, php_json_encode
 from hookstream.render.templates import (
+    ESCAPING_MODES,
     CompiledTemplates,
     RenderedRequest,
     compile_templates,
@@ -12,6 +13,7 @@ from hookstream.render.templates import (
 )
 
 __all__ = [
+    "ESCAPING_MODES",
     "CompiledTemplates",
     "RenderLimits",
     "RenderedRequest",

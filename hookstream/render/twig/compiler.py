@@ -14,7 +14,7 @@ Scoping is Twig's: `for` restores variables it did not change and drops those it
 
 from __future__ import annotations
 
-import json
+from json.encoder import encode_basestring
 from collections.abc import Callable
 from typing import Any
 
@@ -46,7 +46,7 @@ def _run_all(statements: list[St]) -> St:
 
 def _json_value(value: Any) -> str:
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)[1:-1]
+        return encode_basestring(value)[1:-1]
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -66,8 +66,54 @@ class TemplateCompiler:
             self.macros[name] = (params, self.block(macro.body))
 
     def block(self, body: list[n.Node]) -> St:
-        statements = [self.statement(node) for node in body]
+        statements: list[St] = []
+        run: list[n.Node] = []
+        for node in [*body, None]:
+            if isinstance(node, (n.Text, n.Print)):
+                run.append(node)
+                continue
+            if run:
+                statements.append(self._chunk(run))
+                run = []
+            if node is not None:
+                statements.append(self.statement(node))
         return _run_all(statements) if statements else (lambda ctx, out: None)
+
+    def _chunk(self, run: list[n.Node]) -> St:
+        """Consecutive text and prints as one statement: the values fill a format string
+        (one C-level join per chunk rather than one call per piece)."""
+        texts = [node.data.replace("{", "{{").replace("}", "}}") if isinstance(node, n.Text)
+                 else "{}" for node in run]
+        prints = [node for node in run if isinstance(node, n.Print)]
+        printers = [self._printer(node.expr, node.json_context) for node in prints]
+        fmt = "".join(texts)
+        if not printers:
+            text = fmt.format()
+            return lambda ctx, out: ctx.emit(out, text)
+        if len(printers) == 1:
+            printer, node = printers[0], prints[0]
+
+            def run_one(ctx: Ctx, out: list[str]) -> None:
+                try:
+                    value = printer(ctx)
+                except (TwigRuntimeError, LimitExceeded, RecursionError):
+                    raise
+                except Exception as e:
+                    raise _located_error(node, e) from e
+                ctx.emit(out, fmt.format(value))
+
+            return run_one
+
+        def run_many(ctx: Ctx, out: list[str]) -> None:
+            try:
+                values = [printer(ctx) for printer in printers]
+            except (TwigRuntimeError, LimitExceeded, RecursionError):
+                raise
+            except Exception as e:
+                raise _locate(ctx, printers, prints, e) from e
+            ctx.emit(out, fmt.format(*values))
+
+        return run_many
 
     def statement(self, node: n.Node) -> St:
         compiled: St = getattr(self, f"_{type(node).__name__.lower()}")(node)
@@ -304,6 +350,23 @@ def _guarded(node: n.Node, statement: St) -> St:
     return run
 
 
+def _located_error(node: n.Node, error: Exception) -> TwigRuntimeError:
+    if isinstance(error, PhpError):
+        return TwigRuntimeError(f"print: {error}", node.line, node.col)
+    return TwigRuntimeError(f"print failed ({type(error).__name__})", node.line, node.col)
+
+
+def _locate(ctx: Ctx, printers: list[Callable[[Ctx], str]], prints: list[n.Print],
+            error: Exception) -> TwigRuntimeError:
+    """The print of a chunk that failed: the printers are pure, so run them again one by one."""
+    for printer, node in zip(printers, prints, strict=True):
+        try:
+            printer(ctx)
+        except Exception as e:
+            return _located_error(node, e)
+    return _located_error(prints[0], error)
+
+
 def _printed(value: Any) -> str:
     return value if type(value) is str else printable(value)
 
@@ -317,7 +380,7 @@ def _escaped(value: Any, strategy: str) -> str:
 def _json_string(value: Any) -> str:
     if isinstance(value, Markup):
         return value
-    return json.dumps(_printed(value), ensure_ascii=False)[1:-1]
+    return encode_basestring(_printed(value))[1:-1]
 
 
 def _json_in_value(value: Any) -> str:
