@@ -4,6 +4,12 @@ A plain confluent-kafka consume-transform-produce loop. Each batch is one Kafka
 transaction holding its delivery requests, render failures (attempt record and DLQ
 entry), undecodable inputs (glpi.item-changes.dlq) and the batch's input offsets, so a
 crash or rebalance never loses nor duplicates a delivery request.
+
+The loop survives the broker: every Kafka call is bounded (processors.clients), an
+abortable failure aborts the batch and reads it again, a fatal one (fenced, or a call
+that hung) rebuilds the clients, which rejoin the group and resume from the committed
+offsets. It ends only on SIGTERM (or a configuration error at start); /readyz says 503
+while Kafka cannot be reached and 200 again once batches commit.
 """
 
 from __future__ import annotations
@@ -14,22 +20,21 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter as Tally
 from collections.abc import Callable
 from types import FrameType
 
-from confluent_kafka import KafkaException, Message, TopicPartition
+from confluent_kafka import Message
 from prometheus_client import Counter
 
 from hookstream.config import Settings
-from hookstream.errors import DecodeError
+from hookstream.errors import DecodeError, KafkaFailed, KafkaFatal, TransientError
 from hookstream.io import (
     TableFollower,
     codec_for,
-    consumer,
-    gauges,
     health,
+    kafka_errors,
     metrics,
-    producer,
     webhook_and_entity_applier,
 )
 from hookstream.matching import EntityTable, RenderFailure, WebhookIndex, plan
@@ -48,13 +53,19 @@ from hookstream.records import (
     header_items,
 )
 from hookstream.render import RenderLimits
+from processors.clients import TransactionalClients, first_offsets, next_offsets
 
 log = logging.getLogger(__name__)
 GROUP = "hookstream-processor"
 
 
 class Processor:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        stopping: threading.Event | None = None,
+    ):
         self.settings = settings
         self.clock = clock
         self.codec = codec_for(settings)
@@ -67,27 +78,29 @@ class Processor:
             name: settings.topic(name)
             for name in (ITEM_CHANGES, ITEM_CHANGES_DLQ, DELIVERIES, DLQ, ATTEMPTS)
         }
-        self.stopping = threading.Event()
+        self.stopping = stopping or threading.Event()
         self.ready = threading.Event()
         self.stats = {"events": 0, "deliveries": 0, "render_errors": 0, "undecodable": 0}
+        self.rebuilds = 0  # times the clients were rebuilt after a fatal failure
+        # Counted per batch and added on commit, so an aborted batch read again counts once.
+        self._batch: Tally[tuple[str, str]] = Tally()
         # Per-instance counter children: Counter.labels() takes a lock and builds a key on
         # every call (~1.5 µs); the child for a label value never changes.
-        self._events_counters: dict[str, Counter] = {}
-        self._planned_counters: dict[str, Counter] = {}
+        self._children: dict[tuple[str, str], Counter] = {}
         self._tables = TableFollower(
             settings,
             [settings.topic(WEBHOOKS), settings.topic(ENTITIES)],
             webhook_and_entity_applier(settings, self.codec, self._on_webhook, self.entities),
         )
-        self._consumer = consumer(
-            settings, GROUP, {"partition.assignment.strategy": "cooperative-sticky"}
-        )
-        self._producer = producer(
-            settings,
-            {"batch.size": 1_000_000, "queue.buffering.max.messages": 1_000_000},
-            # KIP-447: fencing comes from the consumer group metadata, so the id only has to be
-            # unique per process.
-            transactional_id=f"{GROUP}-{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
+        # KIP-447: fencing comes from the consumer group metadata, so the id only has to be
+        # unique per process; it is kept across rebuilds (see TransactionalClients).
+        self._transactional_id = f"{GROUP}-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self._clients: TransactionalClients | None = self._new_clients()
+        self._started = False  # transactions initialised and the input subscribed
+
+    def _new_clients(self) -> TransactionalClients:
+        return TransactionalClients(
+            self.settings, GROUP, self._transactional_id, self.stopping, self._unreachable
         )
 
     def _on_webhook(self, webhook_id: str, definition: object) -> None:
@@ -105,87 +118,139 @@ class Processor:
         else:
             self.index.remove(webhook_id)
 
-    def run(self) -> None:
-        """Run until `stopping` is set; the open transaction is finished before returning."""
-        self._producer.init_transactions(30)
-        self._tables.catch_up()
+    # -- readiness -----------------------------------------------------------------------
+
+    def _unreachable(self, why: str) -> None:
+        if self.ready.is_set():
+            log.warning("Kafka cannot be reached: %s", why)
+        self.ready.clear()
+        metrics.READY.labels("processor").set(0)
+
+    def _processing(self) -> None:
+        if not self.ready.is_set():
+            log.info("processing: %d webhooks, %d entities", len(self.index), len(self.entities))
         self.ready.set()
         metrics.READY.labels("processor").set(1)
-        log.info("processor ready: %d webhooks, %d entities", len(self.index), len(self.entities))
-        self._consumer.subscribe([self.topics[ITEM_CHANGES]])
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until `stopping` is set, whatever the broker does meanwhile."""
+        backoff_s = 0.5
         try:
             while not self.stopping.is_set():
-                self._tables.poll(0)
-                gauges.report(self.settings, GROUP, self._consumer)  # lag, every few seconds
-                batch = self._consumer.consume(
-                    self.settings.processor_batch_size, self.settings.processor_batch_ms / 1000
-                )
-                batch = [m for m in batch if m.error() is None]
-                if batch:
-                    self._process(batch)
+                try:
+                    self._step()
+                    backoff_s = 0.5
+                except KafkaFatal as e:
+                    log.warning("%s; building new Kafka clients", e)
+                    self._unreachable(str(e))
+                    self._drop_clients()
+                    self.rebuilds += 1
+                    self.stopping.wait(backoff_s)
+                    backoff_s = min(backoff_s * 2, 5.0)
+                except TransientError as e:  # KafkaFailed of other classes, tables not loaded
+                    log.warning("%s; trying again", e)
+                    self._unreachable(str(e))
+                    self.stopping.wait(backoff_s)
+                    backoff_s = min(backoff_s * 2, 5.0)
         finally:
-            self._consumer.close()
+            self._drop_clients()
             self._tables.close()
-            self._producer.flush(10)
 
-    def _process(self, batch: list[Message]) -> None:
-        self._producer.begin_transaction()
+    def _step(self) -> None:
+        if not self._tables.caught_up:  # at start: nothing is processed on partial tables
+            self._tables.catch_up()
+        clients = self._clients
+        if clients is None:
+            clients = self._clients = self._new_clients()
+        if not self._started:
+            clients.start([self.topics[ITEM_CHANGES]])
+            self._started = True
+            self._processing()
+        self._tables.poll(0)
+        batch = clients.consume(
+            self.settings.processor_batch_size, self.settings.processor_batch_ms / 1000
+        )
+        if batch:
+            self._process(clients, batch)
+            self._processing()
+        elif not self.ready.is_set():  # idle: ready again once a broker answers
+            clients.probe(self.topics[ITEM_CHANGES])
+            self._processing()
+
+    def _drop_clients(self) -> None:
+        if self._clients is not None:
+            self._clients.close()
+        self._clients, self._started = None, False
+
+    def _process(self, clients: TransactionalClients, batch: list[Message]) -> None:
+        stats, self._batch = dict(self.stats), Tally()
         try:
+            clients.begin()
             now_ms = int(self.clock() * 1000)
-            for msg in batch:
-                self._transform(msg, now_ms)
-            self._producer.send_offsets_to_transaction(
-                _next_offsets(batch), self._consumer.consumer_group_metadata(), 30
-            )
-            self._commit()
-        except KafkaException as e:
-            if e.args[0].fatal():  # fenced by a newer instance, or a broken producer: exit
-                raise
+            with kafka_errors("producing the batch"):
+                for msg in batch:
+                    self._transform(clients, msg, now_ms)
+            clients.commit(next_offsets(batch))
+        except KafkaFatal:
+            self.stats = stats
+            raise
+        except KafkaFailed as e:  # abortable, retriable past its attempts, or unclassified
             log.warning("transaction aborted, the batch will be read again: %s", e)
-            self._abort_and_rewind(batch)
+            self.stats = stats
+            clients.abort_and_rewind(first_offsets(batch))
+            return
+        for (name, label), n in self._batch.items():
+            self._child(name, label).inc(n)
 
-    def _commit(self) -> None:
-        for _ in range(5):
-            try:
-                self._producer.commit_transaction(60)
-                return
-            except KafkaException as e:
-                if not e.args[0].retriable():
-                    raise
-        self._producer.commit_transaction(60)
+    def _child(self, name: str, label: str) -> Counter:
+        child = self._children.get((name, label))
+        if child is None:
+            child = self._children[(name, label)] = _METRICS[name](label)
+        return child
 
-    def _transform(self, msg: Message, now_ms: int) -> None:
+    def _transform(self, clients: TransactionalClients, msg: Message, now_ms: int) -> None:
         self.stats["events"] += 1
         try:
             event = self.codec.decode(msg.value(), msg.headers(), ItemChangeEvent)
-            _counter(self._events_counters, metrics.EVENTS, event.instance).inc()
+            self._batch[("events", event.instance)] += 1
         except DecodeError as e:
-            self._dead_letter_input(msg, e)
+            self._dead_letter_input(clients, msg, e)
             return
         for result in plan(event, self.index, self.entities, now_ms, self.limits):
             if isinstance(result, RenderFailure):
-                self._render_failed(result, now_ms)
+                self._render_failed(clients, result, now_ms)
             else:
-                self._send(DELIVERIES, result.key(), result)
+                self._send(clients, DELIVERIES, result.key(), result)
                 self.stats["deliveries"] += 1
-                _counter(self._planned_counters, metrics.REQUESTS_PLANNED, result.instance).inc()
+                self._batch[("planned", result.instance)] += 1
 
-    def _send(self, topic: str, key: str, record: Record) -> None:
+    def _send(self, clients: TransactionalClients, topic: str, key: str, record: Record) -> None:
         value, headers = self.codec.encode(record, self.topics[topic])
-        self._producer.produce(self.topics[topic], value, key.encode(), headers=headers)
-        self._producer.poll(0)
+        while True:
+            try:
+                clients.producer.produce(self.topics[topic], value, key.encode(), headers=headers)
+                break
+            except BufferError:  # the local queue is full: let acknowledgements drain it
+                clients.producer.poll(0.1)
+        clients.producer.poll(0)
 
-    def _render_failed(self, failure: RenderFailure, now_ms: int) -> None:
+    def _render_failed(
+        self, clients: TransactionalClients, failure: RenderFailure, now_ms: int
+    ) -> None:
         self.stats["render_errors"] += 1
-        metrics.RENDER_ERRORS.labels(failure.request.webhook_id).inc()
+        self._batch[("render_errors", failure.request.webhook_id)] += 1
         r = failure.request
         record = r.attempt_record(0, now_ms, now_ms, Outcome.RENDER_ERROR, error=failure.reason)
-        self._send(ATTEMPTS, r.delivery_id, record)
-        self._send(DLQ, r.key(), r)
+        self._send(clients, ATTEMPTS, r.delivery_id, record)
+        self._send(clients, DLQ, r.key(), r)
 
-    def _dead_letter_input(self, msg: Message, error: DecodeError) -> None:
+    def _dead_letter_input(
+        self, clients: TransactionalClients, msg: Message, error: DecodeError
+    ) -> None:
         self.stats["undecodable"] += 1
-        metrics.UNDECODABLE.labels(msg.topic() or "").inc()
+        self._batch[("undecodable", msg.topic() or "")] += 1
         located = error.at(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
         log.warning("%s", located)
         headers = [
@@ -193,52 +258,44 @@ class Processor:
             ("hookstream-error", located.reason.encode()),
             ("hookstream-source", f"{msg.topic()}:{msg.partition()}:{msg.offset()}".encode()),
         ]
-        self._producer.produce(
+        clients.producer.produce(
             self.topics[ITEM_CHANGES_DLQ], msg.value(), msg.key(), headers=headers
         )
 
-    def _abort_and_rewind(self, batch: list[Message]) -> None:
-        try:
-            self._producer.abort_transaction(30)
-        except KafkaException as e:
-            log.error("abort failed: %s", e)
-        first: dict[tuple[str, int], int] = {}
-        for msg in batch:
-            first.setdefault((msg.topic() or "", msg.partition() or 0), msg.offset() or 0)
-        for (topic, partition), offset in first.items():
-            try:
-                self._consumer.seek(TopicPartition(topic, partition, offset))
-            except KafkaException:
-                pass  # revoked meanwhile: its new owner starts from the committed offset
 
-
-def _counter(children: dict[str, Counter], counter: Counter, label: str) -> Counter:
-    child = children.get(label)
-    if child is None:
-        child = children[label] = counter.labels(label)
-    return child
-
-
-def _next_offsets(batch: list[Message]) -> list[TopicPartition]:
-    last: dict[tuple[str, int], int] = {}
-    for msg in batch:
-        last[(msg.topic() or "", msg.partition() or 0)] = msg.offset() or 0
-    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+_METRICS: dict[str, Callable[[str], Counter]] = {
+    "events": metrics.EVENTS.labels,
+    "planned": metrics.REQUESTS_PLANNED.labels,
+    "render_errors": metrics.RENDER_ERRORS.labels,
+    "undecodable": metrics.UNDECODABLE.labels,
+}
 
 
 def run_processor(settings: Settings) -> int:
-    """`hookstream run processor`: until SIGTERM or SIGINT."""
-    processor = Processor(settings)
+    """`hookstream run processor`: until SIGTERM or SIGINT, whatever Kafka does."""
+    stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: finishing the open transaction and exiting", signum)
-        processor.stopping.set()
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    health.serve(settings.metrics_port, processor.ready.is_set)
-    processor.run()
-    log.info("processor stopped: %s", processor.stats)
+    processor: Processor | None = None
+    health.serve(settings.metrics_port, lambda: processor is not None and processor.ready.is_set())
+    backoff_s = 0.5
+    while processor is None and not stopping.is_set():
+        try:  # reads the tables' topics: waits for a broker that is not there yet
+            processor = Processor(settings, stopping=stopping)
+        except TransientError as e:
+            log.warning("cannot start yet: %s", e)
+            stopping.wait(backoff_s)
+            backoff_s = min(backoff_s * 2, 5.0)
+    if processor is not None:
+        processor.run()
+        log.info(
+            "processor stopped: %s (clients rebuilt %d times)", processor.stats, processor.rebuilds
+        )
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hookstream.io.bounded import bounded, retried
 from hookstream.io.kafka import (
     admin,
     consumer,
@@ -21,6 +22,7 @@ __all__ = [
     "HttpSchemaRegistry",
     "TableFollower",
     "admin",
+    "bounded",
     "codec_for",
     "consumer",
     "create_topics",
@@ -29,6 +31,7 @@ __all__ = [
     "kafka_errors",
     "producer",
     "read_all",
+    "retried",
     "translate",
     "watermarks",
     "webhook_and_entity_applier",

@@ -1,0 +1,172 @@
+"""The processor's Kafka clients: a consumer and a transactional producer, rebuilt whole.
+
+Every blocking call is bounded (hookstream.io.bounded) and every failure arrives as a
+class of hookstream.errors, so the loop reacts as librdkafka documents it: retriable
+calls are made again here; abortable failures abort the transaction and rewind the
+consumer to the committed offsets; fatal ones (fenced, or a call that hung) make the
+loop close this pair and build a new one, which rejoins the group and resumes from the
+committed offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from hookstream.config import Settings
+from hookstream.errors import KafkaFatal
+from hookstream.io import bounded, consumer, kafka_errors, producer, retried
+
+log = logging.getLogger(__name__)
+
+# librdkafka reports a lost connection to every broker with this code (error_cb).
+_UNREACHABLE = (KafkaError._ALL_BROKERS_DOWN,)
+
+
+class TransactionalClients:
+    """One consumer of `group` and one producer of `transactional_id`, used together."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        group: str,
+        transactional_id: str,
+        stopping: threading.Event,
+        on_unreachable: Callable[[str], None],
+    ):
+        self._bound_s = settings.kafka_call_timeout_s
+        self._stopping = stopping
+        self._on_unreachable = on_unreachable
+        # The same transactional id on every rebuild: the new producer's init fences the
+        # abandoned one and aborts its open transaction at once, rather than after
+        # transaction.timeout.ms during which read_committed readers would wait.
+        self.producer: Producer = producer(
+            settings,
+            {
+                "batch.size": 1_000_000,
+                "queue.buffering.max.messages": 1_000_000,
+                "error_cb": self._error,
+            },
+            transactional_id=transactional_id,
+        )
+        self.consumer: Consumer = consumer(
+            settings,
+            group,
+            {"partition.assignment.strategy": "cooperative-sticky", "error_cb": self._error},
+        )
+
+    def _error(self, error: KafkaError) -> None:
+        if error.code() in _UNREACHABLE:
+            self._on_unreachable(f"{error.str()} ({error.name()})")
+
+    def _call_s(self) -> tuple[float, float]:
+        """librdkafka's own timeout, and the bound past which the call is abandoned."""
+        return self._bound_s, self._bound_s + 5.0
+
+    def start(self, topics: list[str]) -> None:
+        timeout_s, bound_s = self._call_s()
+        retried(
+            lambda: self.producer.init_transactions(timeout_s),
+            bound_s,
+            "initialising transactions",
+            self._stopping,
+        )
+        with kafka_errors("subscribing"):
+            self.consumer.subscribe(topics)
+
+    def consume(self, count: int, timeout_s: float) -> list[Message]:
+        self.producer.poll(0)  # serves error_cb and delivery reports while idle
+        with kafka_errors("consuming"):
+            return [m for m in self.consumer.consume(count, timeout_s) if m.error() is None]
+
+    def begin(self) -> None:
+        with kafka_errors("beginning a transaction"):
+            self.producer.begin_transaction()
+
+    def commit(self, offsets: list[TopicPartition]) -> None:
+        """The batch's output and its input offsets, in one transaction."""
+        timeout_s, bound_s = self._call_s()
+        with kafka_errors("reading the group metadata"):
+            metadata = self.consumer.consumer_group_metadata()
+        retried(
+            lambda: self.producer.send_offsets_to_transaction(offsets, metadata, timeout_s),
+            bound_s,
+            "sending the batch's offsets",
+            self._stopping,
+        )
+        retried(
+            lambda: self.producer.commit_transaction(timeout_s),
+            bound_s,
+            "committing the transaction",
+            self._stopping,
+        )
+
+    def abort_and_rewind(self, committed: list[TopicPartition]) -> None:
+        """Abort the open transaction and seek back to `committed`: the first offsets of the
+        aborted batch, which are the committed ones since every batch starts where the
+        committed one before it ended. A failure here is fatal: rebuilding rejoins the
+        group and resumes from the committed offsets, whatever happened."""
+        timeout_s, bound_s = self._call_s()
+        try:
+            retried(
+                lambda: self.producer.abort_transaction(timeout_s),
+                bound_s,
+                "aborting the transaction",
+                self._stopping,
+            )
+            assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+            for tp in committed:
+                if (tp.topic, tp.partition) in assigned:  # a revoked one: its new owner
+                    self.consumer.seek(tp)  # starts from the committed offset anyway
+        except Exception as e:
+            raise KafkaFatal(f"the transaction could not be aborted and rewound: {e}") from e
+
+    def probe(self, topic: str) -> None:
+        """A metadata request: raises while no broker answers."""
+        timeout_s, bound_s = self._call_s()
+        bounded(
+            lambda: self.consumer.list_topics(topic, timeout=min(timeout_s, 2.0)),
+            bound_s,
+            "probing the broker",
+            self._stopping,
+        )
+
+    def close(self) -> None:
+        """Leave the group and drop both clients, never blocking more than a few seconds.
+
+        The producer is not flushed: its open transaction, if any, is aborted by the next
+        producer of the same id. librdkafka destroys a client when its last reference
+        goes, which can block during an outage, so the references go on a helper thread.
+        """
+        clients: list[object] = [self.consumer, self.producer]
+        del self.consumer, self.producer
+
+        def close_and_drop() -> None:
+            try:
+                clients[0].close()  # type: ignore[attr-defined]
+            finally:
+                clients.clear()
+
+        try:
+            bounded(close_and_drop, 5.0, "closing the clients")
+        except Exception as e:  # the group notices the member gone on its session timeout
+            log.warning("%s", e)
+
+
+def first_offsets(batch: list[Message]) -> list[TopicPartition]:
+    """Where each partition of the batch starts."""
+    first: dict[tuple[str, int], int] = {}
+    for msg in batch:
+        first.setdefault((msg.topic() or "", msg.partition() or 0), msg.offset() or 0)
+    return [TopicPartition(t, p, o) for (t, p), o in first.items()]
+
+
+def next_offsets(batch: list[Message]) -> list[TopicPartition]:
+    """The offsets to commit once the batch is done."""
+    last: dict[tuple[str, int], int] = {}
+    for msg in batch:
+        last[(msg.topic() or "", msg.partition() or 0)] = msg.offset() or 0
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
