@@ -37,7 +37,7 @@ from hookstream.policy import (
     assess,
     secret_box,
 )
-from hookstream.records import ITEM_CHANGES, ItemChangeEvent
+from hookstream.records import ITEM_CHANGES
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +62,8 @@ class Ingest:
         self._in_flight: dict[bytes, asyncio.Future[None]] = {}
         self.ready: Callable[[], bool] = lambda: True
 
-    def acknowledged(self, event: ItemChangeEvent) -> None:
-        """Kafka's callback thread calls this; the memory is touched on the loop only."""
-        self._loop.call_soon_threadsafe(
-            self.accepted.add, bytes.fromhex(event.event_id), self.clock()
-        )
-
     def server(self, any_method: bool = True) -> web.Server:
         """The low-level server (no router: four paths); `any_method` lets UPDATE in."""
-        self._loop = asyncio.get_running_loop()
         kind = AnyMethodServer if any_method else web.Server
         return kind(self.route, access_log=None)
 
@@ -129,31 +122,31 @@ class Ingest:
         if self.accepted.seen(key, now_s):
             metrics.INGEST_REQUESTS.labels(name, "duplicate").inc()
             return _accepted(verdict, duplicate=True)
-        pending = self._in_flight.get(key)
-        if pending is not None:  # the same row twice at once: share the first's outcome
-            try:
-                await asyncio.wait_for(asyncio.shield(pending), self._timeout_s)
-            except (TransientError, TimeoutError):
-                return self._reject(name, 503, "Kafka has not acknowledged yet", "unavailable")
-            metrics.INGEST_REQUESTS.labels(name, "duplicate").inc()
-            return _accepted(verdict, duplicate=True)
-        assert self.sink is not None
+        # A row already being produced (GLPI retried after our 503 while Kafka still held
+        # the first copy) waits for that copy instead of producing a second one.
+        task = self._in_flight.get(key)
+        duplicate = task is not None
+        if task is None:
+            assert self.sink is not None
+            task = asyncio.ensure_future(self.sink.send(verdict.event))
+            self._in_flight[key] = task
+            task.add_done_callback(lambda done: self._settled(key, done))
         started = time.perf_counter()
-        task = asyncio.ensure_future(self.sink.send(verdict.event))
-        self._in_flight[key] = task
         try:
             await asyncio.wait_for(asyncio.shield(task), self._timeout_s)
         except (TransientError, TimeoutError) as e:
-            log.warning("instance %s: answering 503: %s", name, e or "Kafka too slow")
+            log.warning("instance %s: answering 503: %s", name, str(e) or "Kafka too slow")
             return self._reject(name, 503, "Kafka unavailable; retry later", "unavailable")
-        finally:
-            self._in_flight.pop(key, None)
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: a failure is answered 503, not logged twice
-        metrics.INGEST_PRODUCE.observe(time.perf_counter() - started)
-        self.accepted.add(key, self.clock())
-        metrics.INGEST_REQUESTS.labels(name, "accepted").inc()
-        return _accepted(verdict, duplicate=False)
+        if not duplicate:
+            metrics.INGEST_PRODUCE.observe(time.perf_counter() - started)
+        metrics.INGEST_REQUESTS.labels(name, "duplicate" if duplicate else "accepted").inc()
+        return _accepted(verdict, duplicate=duplicate)
+
+    def _settled(self, key: bytes, task: asyncio.Future[None]) -> None:
+        """Kafka's verdict on a produced row, whether or not its request still waits."""
+        self._in_flight.pop(key, None)
+        if not task.cancelled() and task.exception() is None:
+            self.accepted.add(key, self.clock())
 
     @property
     def _timeout_s(self) -> float:
@@ -186,25 +179,29 @@ def _accepted(verdict: Accept, duplicate: bool) -> web.Response:
 async def serve(settings: Settings, stopping: asyncio.Event | None = None) -> None:
     """Run the endpoint until `stopping` is set (SIGTERM/SIGINT when run from the CLI)."""
     stopping = stopping or asyncio.Event()
+    loop = asyncio.get_running_loop()
     codec = codec_for(settings)
-    table = InstanceTable(settings, codec, secret_box(settings))
-    await asyncio.get_running_loop().run_in_executor(None, table.start)
-    ingest = Ingest(settings, table.get, None)
-    runner = web.ServerRunner(ingest.server(), access_log=None)
-    sink = EventSink(settings, settings.topic(ITEM_CHANGES), codec, ingest.acknowledged)
-    ingest.sink = sink
-    ingest.ready = lambda: table.ready
-    await runner.setup()
-    site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port, backlog=1024)
-    await site.start()
-    metrics.READY.labels("ingest").set(1)
-    log.info("ingest listening on %s:%s", settings.ingest_host, settings.ingest_port)
+    sink = EventSink(settings, settings.topic(ITEM_CHANGES), codec)
+    table: InstanceTable | None = None
+    runner: web.ServerRunner | None = None
     try:
+        table = InstanceTable(settings, codec, secret_box(settings))
+        await loop.run_in_executor(None, table.start)
+        ingest = Ingest(settings, table.get, sink)
+        ingest.ready = lambda: table is not None and table.ready
+        runner = web.ServerRunner(ingest.server(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port, backlog=1024)
+        await site.start()
+        metrics.READY.labels("ingest").set(1)
+        log.info("ingest listening on %s:%s", settings.ingest_host, settings.ingest_port)
         await stopping.wait()
     finally:
-        await runner.cleanup()  # stops accepting; requests in flight get their answer
-        unacked = await asyncio.get_running_loop().run_in_executor(None, sink.close)
-        table.close()
+        if runner is not None:
+            await runner.cleanup()  # stops accepting; requests in flight get their answer
+        unacked = await loop.run_in_executor(None, sink.close)
+        if table is not None:
+            table.close()
         if unacked:
             log.warning("%s event(s) not acknowledged at exit: their requests got no 2xx",
                         unacked)

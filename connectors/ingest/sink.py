@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
@@ -22,14 +21,8 @@ from hookstream.records import Codec, ItemChangeEvent
 class EventSink:
     """`await send(event)` returns once Kafka has the event, or raises TransientError."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        topic: str,
-        codec: Codec,
-        on_ack: Callable[[ItemChangeEvent], None] = lambda e: None,
-    ):
-        self._topic, self._codec, self._on_ack = topic, codec, on_ack
+    def __init__(self, settings: Settings, topic: str, codec: Codec):
+        self._topic, self._codec = topic, codec
         # A record not acknowledged within the bound is failed by librdkafka itself, so a
         # broker outage cannot pile up records that GLPI has already been told to resend.
         timeout_ms = int(settings.ingest_produce_timeout_s * 1000)
@@ -37,7 +30,6 @@ class EventSink:
             settings,
             {
                 "acks": "all",
-                "linger.ms": 1,
                 "message.timeout.ms": max(timeout_ms * 10, 30_000),
                 "queue.buffering.max.messages": 100_000,
             },
@@ -64,9 +56,6 @@ class EventSink:
                 done.set_exception(TransientError(f"Kafka did not take the event: {err}"))
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is None:
-                # Even after the caller gave up (503): GLPI's retry then finds it accepted.
-                self._on_ack(event)
             loop.call_soon_threadsafe(settle, err)
 
         try:

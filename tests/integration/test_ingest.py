@@ -1,0 +1,262 @@
+"""The ingest endpoint on the real broker: GLPI's native webhooks in, events on Kafka out."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from connectors.ingest import serve
+from hookstream.config import Settings
+from hookstream.control import instances
+from hookstream.devbroker import LocalBroker
+from hookstream.io import create_topics, read_all
+from hookstream.records import INSTANCES, ITEM_CHANGES, ItemChangeEvent
+from hookstream.render import default_payload
+from tests.conftest import FIXTURES, settings_for
+from tests.fake_glpi import FakeGlpiSender
+from tests.integration.harness import read
+
+SECRET = "Zq8vM2kP0rT5wX9yB3nD6fH1jL4sA7cE0gI2uO5e"
+BODIES = sorted(FIXTURES.glob("webhook_default_payloads/*.json"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RunningIngest:
+    """`hookstream run ingest` in-process, on its own event loop in a thread."""
+
+    def __init__(self, settings: Settings):
+        self.settings = dataclasses.replace(
+            settings, ingest_host="127.0.0.1", ingest_port=free_port()
+        )
+        self.url = f"http://127.0.0.1:{self.settings.ingest_port}"
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+            await serve(self.settings, self._stopping)
+
+        try:
+            asyncio.run(main())
+        except BaseException as e:
+            self.error = e
+
+    def __enter__(self) -> RunningIngest:
+        self._thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.error is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.settings.ingest_port), 0.2):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"ingest did not start: {self.error}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "ingest did not stop"
+
+
+def apply_instances(settings: Settings, tmp_path: Path, *extra: dict[str, Any]) -> None:
+    path = tmp_path / f"instances-{time.monotonic_ns()}.yaml"
+    docs = [{"name": "glpi-a", "secret": SECRET, "api_url": "http://127.0.0.1:1/apirest.php",
+             "app_token": "app-tok", "user_token": "user-tok"}, *extra]
+    path.write_text(yaml.safe_dump({"instances": docs}))
+    instances.apply_instances(settings, path)
+
+
+def events(settings: Settings) -> list[ItemChangeEvent]:
+    return read(settings, ITEM_CHANGES, ItemChangeEvent)  # type: ignore[no-any-return]
+
+
+async def post_all(rows: list[Any], glpi: FakeGlpiSender) -> list[int]:
+    async with aiohttp.ClientSession() as session:
+        return [await glpi.attempt(session, row) for row in rows]
+
+
+@pytest.fixture
+def ingest(settings: Settings, tmp_path: Path) -> Iterator[RunningIngest]:
+    create_topics(settings)
+    apply_instances(settings, tmp_path, {"name": "closed", "secret": SECRET,
+                                         "allowed_networks": ["10.0.0.0/8"]})
+    with RunningIngest(dataclasses.replace(settings, ingest_max_body_bytes=20_000)) as running:
+        yield running
+
+
+def test_instances_apply_list_delete_keep_secrets_encrypted(
+    settings: Settings, tmp_path: Path
+) -> None:
+    create_topics(settings)
+    apply_instances(settings, tmp_path)
+    listed = instances.list_instances(settings)
+    assert [(r["name"], r["secret"], r["app_token"], r["user_token"]) for r in listed] == [
+        ("glpi-a", "<redacted>", "<redacted>", "<redacted>")
+    ]
+    assert SECRET not in json.dumps(listed)
+    raw = b"".join(m.value() or b"" for m in read_all(settings, settings.topic(INSTANCES)))
+    assert raw and SECRET.encode() not in raw and b"app-tok" not in raw
+    path = tmp_path / "again.yaml"
+    path.write_text(yaml.safe_dump({"instances": [{"name": "glpi-a"}]}))  # secrets kept
+    [(record, state)] = instances.apply_instances(settings, path)
+    assert state == "updated" and record.version == 2  # api_url dropped: a change
+    [(record, state)] = instances.apply_instances(settings, path)
+    assert state == "unchanged" and record.version == 2
+    assert instances.delete_instance(settings, "glpi-a")
+    assert instances.list_instances(settings) == []
+    assert not instances.delete_instance(settings, "glpi-a")
+
+
+def test_invalid_instances_list_every_error(settings: Settings, tmp_path: Path) -> None:
+    from hookstream.errors import InvalidDefinition
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"instances": [
+        {"name": "Bad Name", "allowed_networks": ["nope"], "api_url": "ftp://x"},
+        {"secret": 3, "timestamp_tolerance_s": 5, "colour": "red"},
+    ]}))
+    with pytest.raises(InvalidDefinition) as info:
+        instances.load_instances(path, instances.secret_box(settings), {})
+    text = str(info.value)
+    for expected in ("must be 1-63", "allowed_networks", "api_url", "name is required",
+                     "secret must be a string", "at least 60", "unknown field 'colour'"):
+        assert expected in text
+
+
+def test_glpi_webhooks_become_events_shaped_like_produce(
+    settings: Settings, ingest: RunningIngest
+) -> None:
+    glpi, now = FakeGlpiSender(SECRET), int(time.time())
+    rows = [
+        glpi.queue(f"{ingest.url}/glpi/glpi-a/{p.stem.rsplit('_', 1)[0]}", p.read_bytes(), now - i,
+                   method=("POST", "PUT", "UPDATE", "GET")[i % 4])
+        for i, p in enumerate(BODIES)
+    ]
+    assert asyncio.run(post_all(rows, glpi)) == [200] * len(rows)
+    got = {e.itemtype: e for e in events(settings)}
+    assert len(got) == len(BODIES)
+    for path in BODIES:
+        itemtype = path.stem.rsplit("_", 1)[0]
+        event = got[itemtype]
+        body = json.loads(path.read_bytes())
+        assert event.key() == f"glpi-a:{itemtype}:{body['item']['id']}"
+        assert (event.instance, event.event, event.source) == ("glpi-a", body["event"],
+                                                               "glpi-webhook")
+        parent = None if event.parent_item is None else json.loads(event.parent_item)
+        # The default payload hookstream sends for this event is GLPI's body, byte for byte.
+        assert default_payload(json.loads(event.item), event.event, parent) == path.read_bytes()
+
+
+def test_glpi_retries_are_answered_without_a_second_event(
+    settings: Settings, ingest: RunningIngest
+) -> None:
+    glpi, now = FakeGlpiSender(SECRET), int(time.time())
+    url = f"{ingest.url}/glpi/glpi-a/Ticket"
+    body = BODIES[-1].read_bytes()
+    row = glpi.queue(url, body, now - 120)
+    same_change_later = glpi.queue(url, body, now - 60)  # a second update, same state
+    assert asyncio.run(post_all([row, row, row, same_change_later], glpi)) == [200] * 4
+    got = events(settings)
+    assert len(got) == 2
+    assert len({e.event_id for e in got}) == 2
+
+
+def test_bad_requests_get_their_status_and_produce_nothing(
+    settings: Settings, ingest: RunningIngest
+) -> None:
+    glpi, now = FakeGlpiSender(SECRET), int(time.time())
+    base, body = f"{ingest.url}/glpi", BODIES[0].read_bytes()
+    wrong = FakeGlpiSender("another-secret")
+    rows = [
+        glpi.queue(f"{base}/nowhere/Ticket", body, now),  # unknown instance
+        wrong.queue(f"{base}/glpi-a/Ticket", body, now),  # wrong secret
+        glpi.queue(f"{base}/glpi-a/Ticket", body, now - 7200),  # beyond the tolerance
+        glpi.queue(f"{base}/glpi-a/Ticket", b'{"item": {"id": 1}, "event": "purge"}', now),
+        glpi.queue(f"{base}/glpi-a/Ticket", b"x" * 20_001, now),  # over the limit
+        glpi.queue(f"{base}/closed/Ticket", body, now),  # 127.0.0.1 is not in 10.0.0.0/8
+    ]
+    assert asyncio.run(post_all(rows, glpi)) == [404, 401, 401, 400, 413, 403]
+
+    async def unsigned_and_reasons() -> tuple[int, dict[str, Any]]:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{base}/glpi-a/Ticket", data=body) as r1:
+                assert r1.status == 401
+            row = glpi.queue(f"{base}/glpi-a/Ticket", b'{"item": {"id": 1}, "event": "x"}', now)
+            async with session.post(row.url, data=row.body, headers=row.headers) as r2:
+                return r2.status, await r2.json()
+
+    status, answer = asyncio.run(unsigned_and_reasons())
+    assert status == 400 and "event must be new, update or delete" in answer["error"]
+    assert events(settings) == []
+
+
+def test_cra_challenge_health_and_metrics(ingest: RunningIngest) -> None:
+    glpi = FakeGlpiSender(SECRET)
+
+    async def probe() -> tuple[bool, bool, int, str]:
+        async with aiohttp.ClientSession() as session:
+            ok = await glpi.challenge(session, f"{ingest.url}/glpi/glpi-a/Ticket?x=1")
+            forged = await FakeGlpiSender("wrong").challenge(
+                session, f"{ingest.url}/glpi/glpi-a/Ticket")
+            async with session.get(f"{ingest.url}/readyz") as ready:
+                status = ready.status
+            async with session.get(f"{ingest.url}/metrics") as m:
+                text = await m.text()
+            return ok, forged, status, text
+
+    ok, forged, ready, text = asyncio.run(probe())
+    assert ok and not forged and ready == 200
+    assert 'hookstream_ingest_requests_total{instance="glpi-a",outcome="challenge"}' in text
+    assert SECRET not in text
+
+
+@pytest.mark.slow
+def test_broker_down_gives_503_then_glpi_retries_deliver_every_event_once(
+    own_broker: LocalBroker, tmp_path: Path
+) -> None:
+    settings = dataclasses.replace(
+        settings_for(own_broker.bootstrap, tmp_path), ingest_produce_timeout_s=1.0
+    )
+    create_topics(settings)
+    apply_instances(settings, tmp_path)
+    glpi, now = FakeGlpiSender(SECRET), int(time.time())
+    with RunningIngest(settings) as ingest:
+        url = f"{ingest.url}/glpi/glpi-a/Ticket"
+        before = glpi.queue(url, BODIES[-1].read_bytes(), now - 5)
+        assert asyncio.run(post_all([before], glpi)) == [200]
+        own_broker.stop()
+        rows = [glpi.queue(url, p.read_bytes(), now - i) for i, p in enumerate(BODIES)]
+        started = time.monotonic()
+        assert asyncio.run(post_all(rows, glpi)) == [503] * len(rows)
+        assert time.monotonic() - started < len(rows) * 3  # bounded: answered before GLPI's 5 s
+        own_broker.start()
+        deadline = time.monotonic() + 60  # GLPI's cron: retry every row until it gets 2xx
+        while any(r.statuses[-1] >= 400 for r in rows) and time.monotonic() < deadline:
+            asyncio.run(post_all([r for r in rows if r.statuses[-1] >= 400], glpi))
+            time.sleep(0.5)
+        assert [r.statuses[-1] for r in rows] == [200] * len(rows)
+        assert asyncio.run(post_all([before, *rows], glpi)) == [200] * (len(rows) + 1)
+    got = events(settings)
+    ids = [json.loads(p.read_bytes())["item"]["id"] for p in [BODIES[-1], *BODIES]]
+    assert sorted(e.items_id for e in got) == sorted(ids)  # each once, none lost
+    assert len({e.event_id for e in got}) == len(got)
