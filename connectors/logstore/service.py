@@ -34,7 +34,7 @@ from hookstream.records import (
 )
 
 log = logging.getLogger(__name__)
-GROUP = "hookstream-logstore"
+GROUP = "hookstream-logstore"  # with the topic prefix in front
 PRUNE_EVERY_S = 60.0
 PRUNE_BATCHES = 5  # per pass: retention never holds up the writer for long
 
@@ -123,7 +123,7 @@ def run_logstore(
     engine = open_engine(settings)
     store = LogStore(engine)
     ingest = Ingest(settings, store, codec_for(settings))
-    cons = consumer(settings, GROUP)
+    cons = consumer(settings, settings.topic_prefix + GROUP)
     cons.subscribe(list(ingest.roles))
     health = serve(settings.metrics_port, ready=lambda: True)
     next_prune = clock()
@@ -167,7 +167,7 @@ def rebuild(settings: Settings, on_progress: Callable[[int], None] = lambda n: N
     engine = open_engine(settings)
     store = LogStore(engine)
     ingest = Ingest(settings, store, codec_for(settings))
-    cons = consumer(settings, GROUP)
+    cons = consumer(settings, settings.topic_prefix + GROUP)
     read = 0
     try:
         parts = _ends(cons, ingest.roles)

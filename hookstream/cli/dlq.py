@@ -63,6 +63,13 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.redrive import find_delivery, force_send, target_for
 
+    if args.action != "send":
+        from hookstream.cli.logstore import cmd_deliveries_log
+
+        return cmd_deliveries_log(args, settings)
+    if not args.delivery_id:
+        raise UsageError("hookstream deliveries send needs a delivery ID")
+
     request = find_delivery(settings, args.delivery_id)
     if request is None:
         print(f"no delivery {args.delivery_id}", file=sys.stderr)
@@ -84,7 +91,12 @@ def register(sub: Any) -> None:
     dlq.add_argument("--rate", help="redrive at most N/s")
     dlq.set_defaults(func=cmd_dlq)
 
-    deliveries = sub.add_parser("deliveries", help="one delivery")
-    deliveries.add_argument("action", choices=["send"])
-    deliveries.add_argument("delivery_id")
+    deliveries = sub.add_parser(
+        "deliveries", help="send one now; list and show them from the log store"
+    )
+    deliveries.add_argument("action", choices=["send", "list", "show"])
+    deliveries.add_argument("delivery_id", nargs="?")
     deliveries.set_defaults(func=cmd_deliveries)
+    from hookstream.cli.logstore import add_log_options
+
+    add_log_options(deliveries)

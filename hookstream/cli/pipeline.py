@@ -124,6 +124,8 @@ COMPONENTS: dict[str, tuple[str, str]] = {
     "processor": ("processors.processor", "run_processor"),
     "delivery": ("connectors.delivery", "run_delivery"),
     "ingest": ("connectors.ingest", "run_ingest"),
+    "logstore": ("connectors.logstore", "run_logstore"),
+    "admin": ("connectors.admin", "run_admin"),
 }
 
 
