@@ -108,7 +108,10 @@ def test_readings_from_fixed_vectors() -> None:
             ("p.hookstream.dlq", 1): (0, 1),
         },
         committed={("p.hookstream.deliveries", 1): 25},
-        head_created_ms={("p.hookstream.deliveries", 0): 1_000, ("p.hookstream.retry.10s", 1): 31_000},
+        head_created_ms={
+            ("p.hookstream.deliveries", 0): 1_000,
+            ("p.hookstream.retry.10s", 1): 31_000,
+        },
     )
     got = readings(
         "g", positions, broker, {("p.hookstream.retry.10s", 1)}, tiers,
