@@ -2,14 +2,19 @@
 
 Sent(result)            classify + next_route: delivered, retry tier, or DLQ
 Blocked(reason)         DLQ at once, outcome `blocked`
-ChallengeFailed         next tier, no attempt spent, outcome `challenge_failed`
+ChallengeFailed         next tier, no attempt spent, outcome `challenge_failed`; once
+                        the delivery is older than the maximum age: DLQ, `dead_lettered`
 CircuitOpen             next tier, no HTTP call, no attempt spent, outcome `circuit_open`
+
+`circuit_charge` says what an attempt tells the target origin's circuit breaker: only
+what the target itself answered (or failed to answer) is charged to it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from hookstream.policy.retry import (
     DeadLetter,
@@ -42,6 +47,34 @@ class Observed:
     challenge_failed: bool = False
     circuit_open: bool = False
     deferred: bool = False
+    token_failed: bool = False  # the OAuth token endpoint failed: the target was not asked
+
+
+class Charge(StrEnum):
+    """What an attempt tells the circuit breaker of the target's origin."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    NONE = "none"  # not the target's doing, or no request made: the breaker is not told
+
+
+# Statuses that say the target is overloaded or failing (besides no answer at all).
+_FAILING_STATUS = 500
+
+
+def circuit_charge(observed: Observed) -> Charge:
+    """The circuit rule: a target is charged with a failure when it does not answer (time
+    out, refused connection) or answers 5xx or 429; any other answer is a success. Nothing
+    is charged for attempts that never reached the target: blocked by the SSRF guard, CRA
+    challenge failed (the webhook's secret or the receiver's CRA handler, not its health),
+    token endpoint failed (another service), circuit open, or deferred."""
+    if (observed.blocked or observed.challenge_failed or observed.token_failed
+            or observed.circuit_open or observed.deferred):
+        return Charge.NONE
+    status = observed.status
+    if status is None or status >= _FAILING_STATUS or status == 429:
+        return Charge.FAILURE
+    return Charge.SUCCESS
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +100,14 @@ def decide(
     tiers_s: Sequence[int],
     current_tier: int,
     rand: float,
+    *,
+    challenge_max_age_ms: int | None = None,
 ) -> Decision:
-    """The attempt record and the forward record for one attempt (or skipped attempt)."""
+    """The attempt record and the forward record for one attempt (or skipped attempt).
+
+    A failed CRA challenge waits on the next tier without spending an attempt, as in
+    GLPI, but not forever: once the delivery is older than `challenge_max_age_ms`
+    (from its `created_at`; None = no limit) it goes to the DLQ with the reason."""
     now_ms = observed.finished_ms
     spent = not (observed.challenge_failed or observed.circuit_open or observed.deferred)
     hop = request.hop + 1  # every forwarded copy supersedes the record it came from
@@ -94,6 +133,14 @@ def decide(
 
     if observed.blocked:
         return Decision(record(Outcome.BLOCKED), dead(observed.error or "blocked"))
+    if (
+        observed.challenge_failed
+        and challenge_max_age_ms is not None
+        and now_ms - request.created_at >= challenge_max_age_ms
+    ):
+        age_s = (now_ms - request.created_at) // 1000
+        why = f"{observed.error or 'CRA challenge failed'} for {age_s}s, past its maximum age"
+        return Decision(record(Outcome.DEAD_LETTERED), dead(why))
     if not spent:
         later = skip_tier(current_tier, tiers_s, rand, now_ms)
         outcome = (

@@ -244,6 +244,32 @@ def parse_retry_after(value: str, now_s: float) -> float | None:
     return delta_s if delta_s >= 0 else None
 
 
+def tier_of(delay_s: int | None, tiers_s: Sequence[int]) -> int:
+    """The tier of `tiers_s` (a webhook's schedule) that a record read from a retry topic
+    of `delay_s` is on: the tier of that delay, else the nearest one; `NO_TIER` for a
+    record from the deliveries topic (`delay_s` None)."""
+    _check_tiers(tiers_s)
+    if delay_s is None:
+        return NO_TIER
+    if delay_s in tiers_s:
+        return list(tiers_s).index(delay_s)
+    return min(range(len(tiers_s)), key=lambda i: abs(tiers_s[i] - delay_s))
+
+
+def topic_of(tier: int, tiers_s: Sequence[int], configured_s: Sequence[int]) -> int:
+    """Which configured retry topic (an index into `configured_s`, the topics' delays)
+    carries tier `tier` of a webhook's schedule `tiers_s`: the topic of the same delay,
+    else the one of the nearest delay (a schedule validated against other tiers)."""
+    _check_tiers(tiers_s)
+    _check_tiers(configured_s)
+    if not 0 <= tier < len(tiers_s):
+        raise ValueError(f"tier {tier} is not in a schedule of {len(tiers_s)} tier(s)")
+    delay_s = tiers_s[tier]
+    if delay_s in configured_s:
+        return list(configured_s).index(delay_s)
+    return min(range(len(configured_s)), key=lambda i: abs(configured_s[i] - delay_s))
+
+
 def _jittered(base_s: int, rand: float) -> float:
     if not 0.0 <= rand < 1.0:
         raise ValueError(f"rand must be in [0, 1), got {rand}")
