@@ -1,36 +1,47 @@
 """The delivery consumer: hookstream.deliveries and the retry tiers -> HTTP.
 
-One asyncio loop, one pooled aiohttp session behind the SSRF guard, many requests in
-flight (bounded globally and per target origin). Offsets are stored only up to the
-lowest record whose outcome (attempt record, and retry or DLQ record) Kafka has
-acknowledged, so a crash repeats deliveries (same delivery id) and never loses one.
+A thin loop: fetch records, hand each to its part, store offsets.
 
-Retry tiers: a record not yet due is held in memory on a timer. Every record on tier
-k has not_before >= its produce time + 0.8 x delay_k (jitter is ±20 %, Retry-After
-only lengthens), so once a fetched record's produce time + 0.8 x delay is in the
-future, nothing behind it is due before then: the partition is paused and resumed
-on a timer at that moment. The loop never sleeps and no partition holds up another.
+    delivery_tiers     hold not-yet-due retries, pause and resume partitions
+    delivery_stale     one record of a delivery at a time; drop copies already handled
+    delivery_limits    global, per-origin (adaptive), per-webhook and rate limits
+    hookstream.policy  the decisions: circuit admission and charge, decide(), tier topics
+    delivery_outcomes  attempt, retry and DLQ records; offsets once they are durable
+
+Kafka and HTTP come in through the narrow protocols of delivery_ports, so the loop's
+decisions are unit-tested with in-memory fakes and a recording sender.
+
+Group settings: a killed member's partitions must be resumed by another member within
+15 s. The broker notices a dead member after `session.timeout.ms` (9 s; heartbeats every
+2 s, so three may be lost to a slow network before it is declared dead); the survivors
+then rejoin at their next heartbeat (<= 2 s) and resume from the committed offsets, about
+12 s in all. Static membership would not help (a killed static member's partitions wait
+for its session timeout, and only its own restart takes them back without a rebalance);
+cooperative rebalancing would, but the stale-copy filter needs the range assignor, which
+gives partition p of every input topic to one member, and range is an eager assignor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import signal
 import time
-from collections import OrderedDict, defaultdict
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, cast
 
 import aiohttp
 import uvloop
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import TopicPartition
 
+from connectors.delivery_limits import Limits
+from connectors.delivery_outcomes import OutcomeTopics, OutcomeWriter
+from connectors.delivery_ports import TP, HttpSender, Message, RecordSink, RecordSource, Tables
+from connectors.delivery_stale import StaleFilter
+from connectors.delivery_tiers import TierScheduler
 from connectors.guard import guarded_connector
-from connectors.offsets import OffsetTracker
 from connectors.sender import HttpResult, Sender, Target
 from hookstream.config import Settings
 from hookstream.errors import DecodeError
@@ -39,41 +50,49 @@ from hookstream.io import (
     codec_for,
     consumer,
     gauges,
+    health,
     metrics,
     producer,
     webhook_and_entity_applier,
 )
 from hookstream.policy import (
-    DLQ_TIER,
-    JITTER,
-    NO_TIER,
     Admission,
+    Charge,
     CircuitBreakers,
-    CircuitState,
-    Decision,
     Observed,
+    circuit_charge,
     decide,
     origin_of,
     parse_networks,
     secret_box,
+    tier_of,
 )
 from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
     DLQ,
     WEBHOOKS,
+    Codec,
     DeliveryRequest,
-    Record,
     WebhookDefinition,
     retry_topics,
 )
 
 log = logging.getLogger(__name__)
 GROUP = "hookstream-delivery"
-MAX_HELD = 20_000  # not-yet-due retries kept in memory before a partition is paused
-MAX_REMEMBERED = 200_000  # delivery ids whose latest hop is kept, to drop stale copies
-
-TP = tuple[str, int]
+CONSUMER_CONFIG = {
+    "enable.auto.commit": True,
+    "enable.auto.offset.store": False,
+    "auto.commit.interval.ms": 500,
+    # range: partition p of every topic to one consumer, so that the copies of a
+    # delivery (same key) on the deliveries and retry topics meet (delivery_stale).
+    "partition.assignment.strategy": "range",
+    "fetch.wait.max.ms": 20,
+    "session.timeout.ms": 9000,  # see the module docstring
+    "heartbeat.interval.ms": 2000,
+}
+# (linger.ms stays the factory's 5 ms: hookstream.io.kafka.producer cannot override it yet)
+PRODUCER_CONFIG = {"queue.buffering.max.messages": 1_000_000}
 
 
 class DeliveryService:
@@ -82,69 +101,80 @@ class DeliveryService:
         settings: Settings,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        *,
+        source: RecordSource | None = None,
+        sink: RecordSink | None = None,
+        sender: HttpSender | None = None,
+        tables: Tables | None = None,
+        codec: Codec | None = None,
     ):
         self.settings = settings
         self.clock = clock
         self.rand = rand
-        self.codec = codec_for(settings)
+        self.codec = codec or codec_for(settings)
         self.box = secret_box(settings)
         self.webhooks: dict[str, WebhookDefinition] = {}
         self._targets: dict[str, Target] = {}
-        self.global_allow = parse_networks(settings.allowed_networks)
-        self.tiers_s = settings.retry_tiers_s
-        self.tier_topics = retry_topics(settings)
-        self.topic_delay = dict(zip(self.tier_topics, self.tiers_s, strict=True))
-        self.deliveries_topic = settings.topic(DELIVERIES)
-        self.dlq_topic = settings.topic(DLQ)
-        self.attempts_topic = settings.topic(ATTEMPTS)
+        self._global_allow = parse_networks(settings.allowed_networks)
+        self._tiers_s = settings.retry_tiers_s
+        tier_topics = retry_topics(settings)
+        self._topic_delay = dict(zip(tier_topics, self._tiers_s, strict=True))
+        self._inputs = [settings.topic(DELIVERIES), *tier_topics]
+        self.stopping = asyncio.Event()
+        self.ready = asyncio.Event()
         self.circuits = CircuitBreakers(
             settings.circuit_failure_threshold, settings.circuit_cooldown_s
         )
-        self.stopping = asyncio.Event()
-        self.ready = asyncio.Event()
-        self.stats: dict[str, int] = defaultdict(int)
-        self._trackers: dict[TP, OffsetTracker] = {}
-        self._paused: set[TP] = set()
-        self._held = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._task_done: asyncio.Future[None] | None = None  # set when a task finishes
-        # Offsets to store, per partition: one store_offsets call per loop iteration.
-        self._committable: dict[TP, int] = {}
         self._origins: dict[str, str] = {}  # url -> origin (or its fallback)
-        self._attempt_counters: dict[tuple[str, str], Any] = {}
-        self._fatal: str | None = None
-        self._global_slots = asyncio.Semaphore(settings.max_in_flight)
-        self._origin_slots: dict[str, asyncio.Semaphore] = {}
-        self._origin_waiting: dict[str, int] = defaultdict(int)
-        self._handled: OrderedDict[str, float] = OrderedDict()
-        self._busy: dict[str, asyncio.Event] = {}
-        self._webhook_sem: dict[tuple[str, int], asyncio.Semaphore] = {}
-        self._next_slot: dict[str, float] = {}
-        self._tables = TableFollower(
+        self._feeding: dict[str, set[TP]] = {}  # saturated origin -> partitions paused for it
+        self._sender = sender
+        self._tables = tables or TableFollower(
             settings,
             [settings.topic(WEBHOOKS)],
-            webhook_and_entity_applier(settings, self.codec, self._on_webhook, None),
+            webhook_and_entity_applier(settings, self.codec, self.on_webhook, None),
         )
-        self._consumer = consumer(
-            settings,
-            GROUP,
-            {
-                "enable.auto.commit": True,
-                "enable.auto.offset.store": False,
-                "auto.commit.interval.ms": 500,
-                # range: partition p of every topic to one consumer, so that the copies of a
-                # delivery (same key) on the deliveries and retry topics meet (_is_stale).
-                "partition.assignment.strategy": "range",
-                "fetch.wait.max.ms": 20,
-            },
+        # confluent-kafka's clients satisfy the protocols; their stubs spell them otherwise.
+        self._own_clients = source is None
+        self._consumer: RecordSource = source or cast(
+            RecordSource, consumer(settings, GROUP, CONSUMER_CONFIG))
+        self._producer: RecordSink = sink or cast(
+            RecordSink, producer(settings, PRODUCER_CONFIG))
+        loop_later = self._later
+        self.outcomes = OutcomeWriter(
+            self._consumer,
+            self._producer,
+            self.codec,
+            OutcomeTopics(settings.topic(ATTEMPTS), settings.topic(DLQ), tier_topics,
+                          self._tiers_s),
+            loop_later,
         )
-        self._producer = producer(
-            settings, {"linger.ms": 2, "queue.buffering.max.messages": 1_000_000}
+        self.tiers = TierScheduler(
+            self._consumer, clock, self._topic_delay, self._dispatch, self.outcomes.done
         )
+        self.stale = StaleFilter()
+        self.limits = Limits(
+            settings.max_in_flight,
+            settings.max_in_flight_per_origin,
+            settings.max_queued_per_origin,
+            on_relieved=self._relieved,
+        )
+        self._max_tasks = 4 * settings.max_in_flight + settings.max_queued_per_origin
+        max_age_s = settings.cra_challenge_max_age_s
+        self._challenge_max_age_ms = int(max_age_s * 1000) if max_age_s > 0 else None
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self.outcomes.stats
+
+    def is_ready(self) -> bool:
+        """/readyz: the webhooks table is caught up and the loop runs."""
+        return self.ready.is_set() and not self.stopping.is_set()
 
     # -- tables ------------------------------------------------------------------------
 
-    def _on_webhook(self, webhook_id: str, definition: WebhookDefinition | None) -> None:
+    def on_webhook(self, webhook_id: str, definition: WebhookDefinition | None) -> None:
         self._targets.pop(webhook_id, None)
         if definition is None:
             self.webhooks.pop(webhook_id, None)
@@ -167,32 +197,19 @@ class DeliveryService:
         metrics.READY.labels("delivery").set(1)
         self.ready.set()
         self._consumer.subscribe(
-            [self.deliveries_topic, *self.tier_topics],
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
+            self._inputs, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
-        connector = guarded_connector(
-            self.global_allow, limit=0, ttl_dns_cache=60, enable_cleanup_closed=True
-        )
-        async with aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
-        ) as session:
-            self.sender = Sender(
-                session,
-                self.clock,
-                self.settings.cra_cache_s,
-                self.settings.response_body_cap_bytes,
-            )
+        async with self._http() as sender:
+            self._sender = sender
             try:
-                while not self.stopping.is_set() and self._fatal is None:
+                while not self.stopping.is_set() and self.outcomes.fatal is None:
                     self._tables.poll(0)
                     self._producer.poll(0)
-                    self._store_offsets()
-                    gauges.report(  # lag, retry backlog, DLQ depth, circuits: every few s
-                        self.settings, GROUP, self._consumer, self._paused, self.circuits,
-                        self.webhooks,
-                    )
-                    if len(self._tasks) >= 4 * self.settings.max_in_flight:
+                    self.outcomes.store_offsets()
+                    if self._own_clients:  # the operators' gauges (lag, tiers, circuits)
+                        gauges.report(self.settings, GROUP, cast(Any, self._consumer),
+                                      self.tiers.paused(), self.circuits, self.webhooks)
+                    if len(self._tasks) >= self._max_tasks:
                         # Until a task finishes (what asyncio.wait(FIRST_COMPLETED) does,
                         # without a callback on every task).
                         self._task_done = loop.create_future()
@@ -204,8 +221,22 @@ class DeliveryService:
                         self._receive(msg)
             finally:
                 await self._drain()
-        if self._fatal:
-            raise RuntimeError(self._fatal)
+        if self.outcomes.fatal:
+            raise RuntimeError(self.outcomes.fatal)
+
+    @asynccontextmanager
+    async def _http(self) -> AsyncIterator[HttpSender]:
+        if self._sender is not None:
+            yield self._sender
+            return
+        connector = guarded_connector(
+            self._global_allow, limit=0, ttl_dns_cache=60, enable_cleanup_closed=True
+        )
+        async with aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        ) as session:
+            yield Sender(session, self.clock, self.settings.cra_cache_s,
+                         self.settings.response_body_cap_bytes)
 
     def _fetch(self) -> list[Message]:
         """What is there, at once; or else the first record to arrive within 50 ms.
@@ -216,104 +247,61 @@ class DeliveryService:
             batch = self._consumer.consume(1, 0.05)
             if batch:
                 batch += self._consumer.consume(499, 0)
-        return batch
+        return cast(list[Message], batch)
 
     async def _drain(self, timeout_s: float = 30.0) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout_s)
         self._producer.flush(30)
         self._producer.poll(0)
-        self._store_offsets()
+        self.outcomes.store_offsets()
         try:
             self._consumer.commit(asynchronous=False)
-        except KafkaException:
-            pass  # nothing stored since the last commit
+        except Exception as e:  # KafkaException: nothing stored since the last commit
+            log.debug("final commit: %s", e)
         self._consumer.close()
         self._tables.close()
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Offsets already durable but not stored yet: store them before giving up the
-        # partitions, so the new owner does not repeat those deliveries.
-        revoked = [(tp.topic, tp.partition) for tp in partitions]
-        ready = [
-            TopicPartition(t, p, self._committable.pop((t, p)))
-            for t, p in revoked
-            if (t, p) in self._committable
-        ]
-        if ready:
-            try:
-                consumer.store_offsets(offsets=ready)
-            except KafkaException as e:
-                log.debug("store_offsets on revoke failed: %s", e)
-        for key in revoked:
-            self._trackers.pop(key, None)
-            self._paused.discard(key)
+    def _later(self, delay_s: float, callback: Callable[[], None]) -> Any:
+        return asyncio.get_running_loop().call_later(delay_s, callback)
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.outcomes.revoke(consumer, partitions)
+        self.tiers.revoke(consumer, partitions)
 
     def _receive(self, msg: Message) -> None:
         if msg.error() is not None:
             return
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         tp = (topic, partition)
-        if tp in self._paused:
+        if self.tiers.is_paused(tp):
             return  # fetched before the pause took effect; it is read again on resume
-        self._trackers.setdefault(tp, OffsetTracker()).add(offset)
+        self.outcomes.track(tp, offset)
         try:
             request = self.codec.decode(msg.value(), msg.headers(), DeliveryRequest)
         except DecodeError as e:
-            self._undecodable(msg, e.at(topic, partition, offset))
+            self.outcomes.undecodable(msg, e.at(topic, partition, offset))
             return
-        now_ms = int(self.clock() * 1000)
-        if request.not_before > now_ms and topic in self.topic_delay:
-            self._hold(msg, request, now_ms)
-        else:
-            self._dispatch(tp, offset, request, topic)
-
-    def _hold(self, msg: Message, request: DeliveryRequest, now_ms: int) -> None:
-        loop = asyncio.get_running_loop()
-        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
-        tp = (topic, partition)
         _, produced_ms = msg.timestamp()
-        earliest_next_ms = produced_ms + int((1 - JITTER) * self.topic_delay[topic] * 1000)
-        if self._held >= MAX_HELD:
-            self._trackers[tp].done(offset)  # not held: read again after the pause
-            self._pause(tp, offset, max(request.not_before, now_ms + 1000))
-            return
-        self._held += 1
-
-        def due() -> None:
-            self._held -= 1
-            self._dispatch(tp, offset, request, topic)
-
-        loop.call_later((request.not_before - now_ms) / 1000, due)
-        if earliest_next_ms > now_ms:
-            self._pause(tp, offset + 1, earliest_next_ms)
-
-    def _pause(self, tp: TP, next_offset: int, resume_at_ms: int) -> None:
-        part = TopicPartition(tp[0], tp[1], next_offset)
-        try:
-            self._consumer.pause([part])
-            self._consumer.seek(part)
-        except KafkaException as e:
-            log.debug("pause of %s failed (revoked?): %s", tp, e)
-            return
-        self._paused.add(tp)
-        delay_s = max(0.0, resume_at_ms / 1000 - self.clock())
-        asyncio.get_running_loop().call_later(delay_s, self._resume, tp)
-
-    def _resume(self, tp: TP) -> None:
-        if tp in self._paused:
-            self._paused.discard(tp)
-            try:
-                self._consumer.resume([TopicPartition(tp[0], tp[1])])
-            except KafkaException as e:
-                log.debug("resume of %s failed (revoked?): %s", tp, e)
+        self.tiers.receive(tp, offset, produced_ms, request)
 
     # -- one delivery --------------------------------------------------------------------
 
     def _dispatch(self, tp: TP, offset: int, request: DeliveryRequest, topic: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(tp, offset, request, topic))
+        origin = self._origin(request.url)
+        if self.limits.hold(origin):
+            # The origin holds as many deliveries as it may: stop reading what feeds it.
+            self.tiers.pause(tp, self.outcomes.next_offset(tp), f"origin {origin}")
+            self._feeding.setdefault(origin, set()).add(tp)
+        task = asyncio.get_running_loop().create_task(
+            self._deliver(tp, offset, request, topic, origin)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._task_finished)
+
+    def _relieved(self, origin: str) -> None:
+        for tp in self._feeding.pop(origin, ()):
+            self.tiers.lift(tp, f"origin {origin}")
 
     def _task_finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -333,237 +321,70 @@ class DeliveryService:
             self._origins[url] = origin
         return origin
 
-    def _is_stale(self, request: DeliveryRequest) -> bool:
-        """A copy of a delivery already handled here (a record read again after a crash,
-        next to the copy it had forwarded): dropping it avoids sending the delivery twice.
-
-        `_handled` maps delivery id to the highest hop handled (infinity once delivered).
-        Copies sharing a key share a partition number, and the range assignor gives the
-        same partition of every topic to one consumer, so the copies meet here."""
-        handled = self._handled.get(request.delivery_id, -1.0)
-        if request.hop <= handled:
-            return True
-        self._remember(request.delivery_id, float(request.hop))
-        return False
-
-    def _remember(self, delivery_id: str, hop: float) -> None:
-        self._handled[delivery_id] = hop
-        self._handled.move_to_end(delivery_id)
-        if len(self._handled) > MAX_REMEMBERED:
-            self._handled.popitem(last=False)
-
-    async def _deliver(self, tp: TP, offset: int, request: DeliveryRequest, topic: str) -> None:
-        # One record of a delivery at a time: a copy waits for the outcome of the record
-        # in flight, which may make it stale.
-        while (busy := self._busy.get(request.delivery_id)) is not None:
-            await busy.wait()
-        if self._is_stale(request):
-            self.stats["stale_dropped"] += 1
-            self._mark_done(tp, offset)
-            return
-        done = self._busy[request.delivery_id] = asyncio.Event()
+    async def _deliver(
+        self, tp: TP, offset: int, request: DeliveryRequest, topic: str, origin: str
+    ) -> None:
         try:
-            await self._attempt(tp, offset, request, topic)
+            async with self.stale.exclusive(request.delivery_id):
+                if not self.stale.admit(request):
+                    self.outcomes.count("stale_dropped")
+                    self.outcomes.done(tp, offset)
+                    return
+                await self._attempt(tp, offset, request, topic, origin)
         finally:
-            del self._busy[request.delivery_id]
-            done.set()
+            self.limits.release(origin)
 
-    async def _attempt(self, tp: TP, offset: int, request: DeliveryRequest, topic: str) -> None:
+    async def _attempt(
+        self, tp: TP, offset: int, request: DeliveryRequest, topic: str, origin: str
+    ) -> None:
         target = self.target(request.webhook_id)
         if target is None:
-            now = int(self.clock() * 1000)
-            self._forward_dead(tp, offset, request, "webhook deleted or unknown", now)
+            self.outcomes.dead(tp, offset, request, "webhook deleted or unknown")
             return
-        tiers = target.retry_schedule_s or self.tiers_s
-        current_tier = _tier_index(self.topic_delay.get(topic), tiers)
+        tiers = target.retry_schedule_s or self._tiers_s
         started_ms = int(self.clock() * 1000)
-        origin = self._origin(request.url)
-        admission = self.circuits.admit(origin, self.clock())
-        # Defer only under memory pressure: a slow target may queue while there is room.
-        saturated = (
-            self._origin_waiting[origin] >= 4 * self.settings.max_in_flight_per_origin
-            and len(self._tasks) >= 2 * self.settings.max_in_flight
-        )
-        if admission is Admission.REJECT:
+        if self.circuits.admit(origin, self.clock()) is Admission.REJECT:
             observed = Observed(started_ms, started_ms, circuit_open=True, error="circuit open")
-        elif saturated:  # a slow target must not fill memory nor hold up the others
-            observed = Observed(started_ms, started_ms, deferred=True, error="target saturated")
         else:
-            result = await self._send(origin, request, target)
-            observed = _observed(result, started_ms, int(self.clock() * 1000))
-            if not (result.blocked or result.challenge_failed):
-                failed = result.status is None or result.status >= 500 or result.status == 429
-                state = self.circuits.record(origin, not failed, self.clock())
+            observed = await self._send(origin, request, target, started_ms)
+            charge = circuit_charge(observed)
+            if charge is not Charge.NONE:
+                self.circuits.record(origin, charge is Charge.SUCCESS, self.clock())
                 metrics.OPEN_CIRCUITS.set(self.circuits.open_origins())
-                if state is CircuitState.OPEN and failed:
-                    log.debug("circuit open for %s", origin)
         decision = decide(
             request,
             observed,
             target.retry_policy,
             target.sent_try,
             tiers,
-            current_tier,
+            tier_of(self._topic_delay.get(topic), tiers),
             self.rand(),
+            challenge_max_age_ms=self._challenge_max_age_ms,
         )
         if decision.forward is None:
-            self._remember(request.delivery_id, math.inf)
-        self._commit_decision(tp, offset, decision, tiers)
+            self.stale.finished(request.delivery_id)
+        self.outcomes.decision(tp, offset, decision, tiers)
 
-    def _webhook_slots(self, target: Target) -> AbstractAsyncContextManager[object]:
-        if target.max_in_flight <= 0:
-            return nullcontext()
-        key = (target.webhook_id, target.max_in_flight)
-        if key not in self._webhook_sem:
-            self._webhook_sem[key] = asyncio.Semaphore(target.max_in_flight)
-        return self._webhook_sem[key]
-
-    async def _pace(self, target: Target) -> None:
-        """The webhook's rate limit: each send takes the next 1/rate time slot."""
-        if target.rate_limit_per_s <= 0:
-            return
-        now = time.monotonic()
-        slot = max(now, self._next_slot.get(target.webhook_id, now))
-        self._next_slot[target.webhook_id] = slot + 1 / target.rate_limit_per_s
-        if slot > now:
-            await asyncio.sleep(slot - now)
-
-    async def _send(self, origin: str, request: DeliveryRequest, target: Target) -> HttpResult:
-        async with self._webhook_slots(target):
-            await self._pace(target)
-            return await self._send_to_origin(origin, request, target)
-
-    async def _send_to_origin(
-        self, origin: str, request: DeliveryRequest, target: Target
-    ) -> HttpResult:
-        slots = self._origin_slots.get(origin)
-        if slots is None:
-            slots = self._origin_slots[origin] = asyncio.Semaphore(
-                self.settings.max_in_flight_per_origin
-            )
-        self._origin_waiting[origin] += 1
-        queued = True
-        try:
-            async with slots:
-                self._origin_waiting[origin] -= 1
-                queued = False
-                async with self._global_slots:
-                    metrics.IN_FLIGHT.inc()
-                    started = time.perf_counter()
-                    try:
-                        return await self.sender.send(request, target, self.global_allow)
-                    finally:
-                        elapsed_s = time.perf_counter() - started
-                        metrics.LATENCY.labels(request.webhook_id).observe(elapsed_s)
-                        metrics.IN_FLIGHT.dec()
-        finally:
-            if queued:  # cancelled while waiting for a slot
-                self._origin_waiting[origin] -= 1
-
-    # -- producing outcomes durably ------------------------------------------------------
-
-    def _commit_decision(
-        self, tp: TP, offset: int, decision: Decision, tiers: tuple[int, ...]
-    ) -> None:
-        attempt = decision.attempt
-        self.stats[attempt.outcome] += 1
-        key = (attempt.webhook_id, attempt.outcome)
-        counter = self._attempt_counters.get(key)
-        if counter is None:
-            if len(self._attempt_counters) >= 100_000:
-                self._attempt_counters.clear()
-            counter = self._attempt_counters[key] = metrics.ATTEMPTS.labels(*key)
-        counter.inc()
-        if decision.gone:
-            metrics.GONE.labels(attempt.webhook_id).inc()
-        records: list[tuple[str, str, Record]] = [
-            (self.attempts_topic, attempt.delivery_id, attempt)
-        ]
-        if decision.forward is not None:
-            forward = decision.forward
-            topic = (
-                self.dlq_topic
-                if forward.tier == DLQ_TIER
-                else self.tier_topics[self.tiers_s.index(tiers[forward.tier])]
-            )
-            records.append((topic, forward.request.key(), forward.request))
-        self._produce_then_done(tp, offset, records)
-
-    def _forward_dead(
-        self, tp: TP, offset: int, request: DeliveryRequest, reason: str, now_ms: int
-    ) -> None:
-        dead = request.evolve(hop=request.hop + 1, last_error=reason)
-        self.stats["dead_lettered"] += 1
-        self._produce_then_done(tp, offset, [(self.dlq_topic, dead.key(), dead)])
-
-    def _undecodable(self, msg: Message, error: DecodeError) -> None:
-        log.warning("%s", error)
-        self.stats["undecodable"] += 1
-        metrics.UNDECODABLE.labels(msg.topic() or "").inc()
-        tp, offset = (msg.topic() or "", msg.partition() or 0), msg.offset() or 0
-        headers = [*list(msg.headers() or []), ("hookstream-error", error.reason.encode())]
-        self._produce_raw(tp, offset, [(self.dlq_topic, msg.key(), msg.value(), headers)])
-
-    def _produce_then_done(
-        self, tp: TP, offset: int, records: list[tuple[str, str, Record]]
-    ) -> None:
-        raw = []
-        for topic, key, record in records:
-            value, headers = self.codec.encode(record, topic)
-            raw.append((topic, key.encode(), value, headers))
-        self._produce_raw(tp, offset, raw)
-
-    def _produce_raw(self, tp: TP, offset: int, records: list[tuple[str, Any, Any, Any]]) -> None:
-        remaining = [len(records)]
-
-        def acked(err: Any, msg: Message) -> None:
-            if err is not None:
-                # The outcome is not durable: stop without storing the offset, so the
-                # delivery is read again after a restart.
-                self._fatal = f"producing to {msg.topic()} failed: {err}"
-                return
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                self._mark_done(tp, offset)
-
-        for topic, key, value, headers in records:
-            self._producer.produce(topic, value, key, headers=headers, on_delivery=acked)
-        # Acknowledgements are served by the loop's producer.poll(0), once per iteration.
-
-    def _mark_done(self, tp: TP, offset: int) -> None:
-        tracker = self._trackers.get(tp)
-        if tracker is None:
-            return  # revoked: the new owner repeats it (same delivery id)
-        committable = tracker.done(offset)
-        if committable is not None:
-            self._committable[tp] = committable  # stored by _store_offsets
-
-    def _store_offsets(self) -> None:
-        """Store, in one call, the committable offset of every partition that advanced."""
-        if not self._committable:
-            return
-        ready, self._committable = self._committable, {}
-        offsets = [
-            TopicPartition(t, p, offset)
-            for (t, p), offset in ready.items()
-            if (t, p) in self._trackers  # not revoked meanwhile
-        ]
-        if not offsets:
-            return
-        try:
-            self._consumer.store_offsets(offsets=offsets)
-        except KafkaException as e:
-            log.debug("store_offsets failed (revoked?): %s", e)
-
-
-def _tier_index(delay_s: int | None, tiers: tuple[int, ...]) -> int:
-    if delay_s is None:
-        return NO_TIER
-    return (
-        tiers.index(delay_s)
-        if delay_s in tiers
-        else min(range(len(tiers)), key=lambda i: abs(tiers[i] - delay_s))
-    )
+    async def _send(
+        self, origin: str, request: DeliveryRequest, target: Target, started_ms: int
+    ) -> Observed:
+        assert self._sender is not None, "run() sets the sender"
+        async with self.limits.slot(origin, target):
+            metrics.IN_FLIGHT.inc()
+            started = time.perf_counter()
+            try:
+                result = await self._sender.send(request, target, self._global_allow)
+            finally:
+                latency_s = time.perf_counter() - started
+                metrics.LATENCY.labels(target.webhook_id).observe(latency_s)
+                metrics.IN_FLIGHT.dec()
+            observed = _observed(result, started_ms, int(self.clock() * 1000))
+            charge = circuit_charge(observed)
+            if charge is not Charge.NONE:  # the origin's adaptive limit learns from it
+                self.limits.sample(
+                    origin, latency_s, charge is Charge.FAILURE, self.limits.in_flight(origin)
+                )
+        return observed
 
 
 def _observed(result: HttpResult, started_ms: int, finished_ms: int) -> Observed:
@@ -577,6 +398,7 @@ def _observed(result: HttpResult, started_ms: int, finished_ms: int) -> Observed
         response_body=result.body,
         blocked=result.blocked is not None,
         challenge_failed=result.challenge_failed is not None,
+        token_failed=result.token_failed,
     )
 
 
@@ -588,8 +410,12 @@ def run_delivery(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, service.stopping.set)
-        metrics.serve(settings.metrics_port)
-        await service.run()
+        server = health.serve(settings.metrics_port, service.is_ready)
+        try:
+            await service.run()
+        finally:
+            if server is not None:
+                server.shutdown()
         log.info("delivery stopped: %s", dict(service.stats))
 
     uvloop.run(main())  # measured: about a fifth more deliveries per CPU second

@@ -21,7 +21,7 @@ from connectors.sender import Sender, Target
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, HookstreamError
 from hookstream.io import codec_for, producer, read_all
-from hookstream.policy import parse_networks, secret_box
+from hookstream.policy import Response, Success, classify, parse_networks, secret_box
 from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
@@ -140,7 +140,13 @@ def force_send(
         async with aiohttp.ClientSession(connector=guarded_connector(allow)) as session:
             started = int(clock() * 1000)
             result = await Sender(session, clock).send(request, target, allow)
-            ok = result.status is not None and 200 <= result.status < 300
+            # Success as the webhook's retry policy has it (GLPI's: any status below 400).
+            verdict = classify(
+                target.retry_policy,
+                Response(result.status, result.error, result.headers.get("retry-after")),
+                clock(),
+            )
+            ok = isinstance(verdict, Success)
             return request.attempt_record(
                 request.attempt + 1,
                 started,

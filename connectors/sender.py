@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import aiohttp
 
@@ -83,6 +85,43 @@ class HttpResult:
     error: str | None = None
     blocked: str | None = None  # the SSRF guard refused the address
     challenge_failed: str | None = None  # CRA failed: no attempt spent
+    token_failed: bool = False  # the OAuth token endpoint failed: the target was not asked
+
+
+MAX_CACHED = 10_000  # entries of a cache before the expired ones are swept
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(slots=True)
+class _Flight:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+@asynccontextmanager
+async def _single_flight(flights: dict[K, _Flight], key: K) -> AsyncIterator[None]:
+    """One holder at a time per key; the entry lives only while someone holds or waits."""
+    flight = flights.get(key)
+    if flight is None:
+        flight = flights[key] = _Flight()
+    flight.users += 1
+    try:
+        async with flight.lock:
+            yield
+    finally:
+        flight.users -= 1
+        if flight.users == 0:
+            del flights[key]
+
+
+def _sweep(cache: dict[K, V], expiry: Callable[[V], float], now: float) -> None:
+    """Drop expired entries once the cache is large: memory follows what is in use."""
+    if len(cache) >= MAX_CACHED:
+        for key in [k for k, v in cache.items() if expiry(v) <= now]:
+            del cache[key]
 
 
 class OAuthTokens:
@@ -92,7 +131,7 @@ class OAuthTokens:
     def __init__(self, clock: Callable[[], float]):
         self._clock = clock
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
-        self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._locks: dict[tuple[str, str, str], _Flight] = {}
         self.requests = 0
 
     def invalidate(self, target: Target, token: str) -> None:
@@ -102,31 +141,40 @@ class OAuthTokens:
 
     async def token(self, session: aiohttp.ClientSession, target: Target) -> str:
         key = _client_key(target)
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            cached = self._tokens.get(key)
-            if cached and cached[1] > self._clock():
-                return cached[0]
-            self.requests += 1
-            form = {
-                "grant_type": "client_credentials",
-                "client_id": target.clientid,
-                "client_secret": target.clientsecret,
-                "scope": "",
-            }
-            timeout = aiohttp.ClientTimeout(total=target.timeout_s)
-            async with session.post(
-                target.oauth_url, data=form, timeout=timeout, allow_redirects=False
-            ) as response:
-                if response.status != 200:
-                    raise OAuthFailed(f"token endpoint answered HTTP {response.status}")
-                answer = await response.json(content_type=None)
-            token = answer.get("access_token") if isinstance(answer, dict) else None
-            if not isinstance(token, str) or not token:
-                raise OAuthFailed("token endpoint answer has no access_token")
-            lifetime = float(answer.get("expires_in") or 3600)
-            # Renew a little early so a token never expires in flight.
-            self._tokens[key] = (token, self._clock() + lifetime - min(30.0, lifetime * 0.1))
-            return token
+        async with _single_flight(self._locks, key):
+            return await self._token(session, target, key)
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    async def _token(
+        self, session: aiohttp.ClientSession, target: Target, key: tuple[str, str, str]
+    ) -> str:
+        cached = self._tokens.get(key)
+        if cached and cached[1] > self._clock():
+            return cached[0]
+        self.requests += 1
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": target.clientid,
+            "client_secret": target.clientsecret,
+            "scope": "",
+        }
+        timeout = aiohttp.ClientTimeout(total=target.timeout_s)
+        async with session.post(
+            target.oauth_url, data=form, timeout=timeout, allow_redirects=False
+        ) as response:
+            if response.status != 200:
+                raise OAuthFailed(f"token endpoint answered HTTP {response.status}")
+            answer = await response.json(content_type=None)
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not token:
+            raise OAuthFailed("token endpoint answer has no access_token")
+        lifetime = float(answer.get("expires_in") or 3600)
+        # Renew a little early so a token never expires in flight.
+        self._tokens[key] = (token, self._clock() + lifetime - min(30.0, lifetime * 0.1))
+        _sweep(self._tokens, lambda entry: entry[1], self._clock())
+        return token
 
 
 def _client_key(target: Target) -> tuple[str, str, str]:
@@ -149,7 +197,10 @@ class Sender:
         self.cra_cache_s = cra_cache_s
         self.body_cap_bytes = body_cap_bytes
         self.oauth = OAuthTokens(clock)
-        self._cra_passed: dict[tuple[str, str], float] = {}
+        self._cra_passed: dict[tuple[str, str], float] = {}  # until when a pass holds
+        self._cra_failed: dict[tuple[str, str], float] = {}  # when the last challenge failed
+        self._cra_flights: dict[tuple[str, str], _Flight] = {}
+        self.challenges = 0
 
     async def send(
         self, request: DeliveryRequest, target: Target, global_allow: tuple[Network, ...] = ()
@@ -166,7 +217,7 @@ class Sender:
                     result = await self._request(request, target, refresh=True)
                 return result
             except OAuthFailed as e:
-                return HttpResult(error=f"oauth: {e}")
+                return HttpResult(error=f"oauth: {e}", token_failed=True)
             except Exception as e:
                 return _failure(e, target.timeout_s)
 
@@ -209,9 +260,30 @@ class Sender:
             )
 
     async def _challenge(self, url: str, target: Target) -> bool:
+        """The CRA challenge, single-flight per webhook and URL: deliveries arriving while
+        one is in flight wait for its verdict, pass or fail, rather than each sending one."""
         key = (target.webhook_id, url)
         if self._cra_passed.get(key, 0.0) > self.clock():
             return True
+        arrived = self.clock()
+        async with _single_flight(self._cra_flights, key):
+            if self._cra_passed.get(key, 0.0) > self.clock():
+                return True
+            if self._cra_failed.get(key, -1.0) >= arrived:
+                return False  # the challenge this delivery waited for failed
+            passed = await self._challenge_once(url, target)
+            now = self.clock()
+            if passed:
+                self._cra_passed[key] = now + self.cra_cache_s
+                self._cra_failed.pop(key, None)
+                _sweep(self._cra_passed, lambda until: until, now)
+            else:
+                self._cra_failed[key] = now
+                _sweep(self._cra_failed, lambda at: at + self.cra_cache_s, now)
+            return passed
+
+    async def _challenge_once(self, url: str, target: Target) -> bool:
+        self.challenges += 1
         token = cra_token(target.secret)
         timeout = aiohttp.ClientTimeout(total=target.timeout_s)
         # GLPI sends the challenge with no other headers.
@@ -219,12 +291,9 @@ class Sender:
             cra_url(url, token), timeout=timeout, allow_redirects=False
         ) as response:
             answer = await response.content.read(1024)
-            passed = response.status == 200 and answer.decode(
+            return response.status == 200 and answer.decode(
                 errors="replace"
             ).strip() == cra_expected_answer(target.secret, token)
-        if passed:
-            self._cra_passed[key] = self.clock() + self.cra_cache_s
-        return passed
 
 
 def _failure(error: Exception, timeout_s: float) -> HttpResult:
