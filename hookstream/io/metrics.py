@@ -4,6 +4,9 @@ Incremented at the edges (processor and delivery loops), never inside the core; 
 periodic gauges (lag, retry backlog, DLQ depth, circuits) are filled by io/gauges.py.
 docs/metrics.md lists every metric with its type, labels, unit and meaning.
 
+A GLPI instance is labelled `glpi_instance`, never `instance`: Prometheus keeps `instance`
+for the scrape target and would rename ours to `exported_instance`.
+
 Label cardinality is bounded: labels carry GLPI instance names, webhook ids, topic
 names, partition numbers, retry tiers, outcomes and target origins (scheme://host:port)
 -- never URLs, bodies, item ids or secrets. Webhook ids are capped: the first
@@ -107,9 +110,9 @@ class Snapshot(Collector):
 
 # -- processor -------------------------------------------------------------------------
 EVENTS = Counter("hookstream_processor_events_total", "Item change events processed",
-                 ["instance"])
+                 ["glpi_instance"])
 REQUESTS_PLANNED = Counter("hookstream_processor_deliveries_total",
-                           "Delivery requests produced by the processor", ["instance"])
+                           "Delivery requests produced by the processor", ["glpi_instance"])
 RENDER_ERRORS = PerWebhook(Counter("hookstream_render_errors_total",
                                    "Templates that failed to render", ["webhook_id"]))
 UNDECODABLE = Counter("hookstream_undecodable_total", "Records that could not be decoded",
@@ -132,16 +135,16 @@ OPEN_CIRCUITS = Gauge("hookstream_open_circuits", "Target origins whose circuit 
 # -- ingest (GLPI native webhooks in; the instance label is a configured instance) ------
 INGEST_REQUESTS = Counter("hookstream_ingest_requests_total",
                           "GLPI webhook requests by instance and outcome",
-                          ["instance", "outcome"])
+                          ["glpi_instance", "outcome"])
 INGEST_PRODUCE = Histogram("hookstream_ingest_produce_seconds",
                            "From produce to Kafka's acknowledgement, per ingested event",
                            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 3))
 GLPI_DELAY = Histogram("hookstream_ingest_glpi_delay_seconds",
                        "Receive time minus X-GLPI-timestamp: how far behind GLPI's cron is",
-                       ["instance"], buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600))
+                       ["glpi_instance"], buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600))
 INGEST_INEXACT = Counter("hookstream_ingest_inexact_bodies_total",
                          "Accepted bodies hookstream's default payload would not reproduce "
-                         "byte for byte", ["instance"])
+                         "byte for byte", ["glpi_instance"])
 
 # -- every component -------------------------------------------------------------------
 READY = Gauge("hookstream_ready", "1 once the component's tables are caught up", ["component"])
@@ -169,7 +172,7 @@ CIRCUIT_OPEN = Snapshot(
     ("origin",))
 WEBHOOK_INFO = Snapshot("hookstream_webhook_info",
                         "1 per webhook with its own label: its GLPI instance",
-                        ("instance", "webhook_id"))
+                        ("glpi_instance", "webhook_id"))
 
 
 def configure(webhook_cap: int) -> None:

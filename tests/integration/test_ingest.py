@@ -226,7 +226,7 @@ def test_cra_challenge_health_and_metrics(ingest: RunningIngest) -> None:
 
     ok, forged, ready, text = asyncio.run(probe())
     assert ok and not forged and ready == 200
-    assert 'hookstream_ingest_requests_total{instance="glpi-a",outcome="challenge"}' in text
+    assert 'hookstream_ingest_requests_total{glpi_instance="glpi-a",outcome="challenge"}' in text
     assert SECRET not in text
 
 
