@@ -8,7 +8,6 @@ import dataclasses
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from connectors.logstore import (
     open_engine,
     queue_view,
     rebuild,
-    run_logstore,
 )
 from connectors.logstore.schema import attempts, deliveries
 from hookstream.config import Settings
@@ -37,6 +35,7 @@ from tests.integration.harness import (
     request_for,
     wait_until,
 )
+from tests.integration.logstore_harness import RunningLogStore, snapshot
 from tests.pg import postgres_server
 from tests.receiver import Receiver
 
@@ -45,38 +44,6 @@ from tests.receiver import Receiver
 def store_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     url = postgres_server().database_url() if request.param == "postgresql" else ""
     return dataclasses.replace(settings, logstore_url=url)
-
-
-class RunningLogStore:
-    """run_logstore in a thread, stopped on exit."""
-
-    def __init__(self, settings: Settings):
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._main, args=(settings,), daemon=True)
-
-    def _main(self, settings: Settings) -> None:
-        try:
-            run_logstore(settings, should_stop=self.stop.is_set)
-        except BaseException as e:
-            self.error = e
-
-    def __enter__(self) -> RunningLogStore:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(30)
-        assert not self.thread.is_alive() and self.error is None, self.error
-
-
-def snapshot(engine: Engine) -> tuple[list[Any], list[Any]]:
-    with engine.connect() as conn:
-        d = conn.execute(select(deliveries).order_by(deliveries.c.delivery_id)).all()
-        a = conn.execute(select(attempts).order_by(attempts.c.kafka_partition,
-                                                   attempts.c.kafka_offset)).all()
-    return [tuple(r) for r in d], [tuple(r) for r in a]
 
 
 def attempt_positions(settings: Settings) -> set[tuple[int, int]]:

@@ -1,0 +1,250 @@
+"""The admin HTTP API (FastAPI): webhooks, the queries log, the queue, force send, redrive.
+
+Every /v1 route needs a bearer token (401 without a known one). A token scoped to some
+instances sees nothing of the others: their webhooks and deliveries answer 404 as if
+they did not exist. A read-only token gets 403 on every action. Errors answer
+`{"errors": [...]}`, and never echo the request's values (a secret could be one).
+
+No `from __future__ import annotations` here: FastAPI reads the route annotations at run
+time, and those naming the local aliases (Reader, Actor) must be objects, not strings.
+"""
+
+
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request, Response, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from connectors.admin import models as m
+from connectors.admin.auth import Principal, authenticate
+from connectors.admin.context import AdminContext
+from connectors.logstore import (
+    Cursor,
+    DeliveryFilter,
+    Page,
+    delivery_detail,
+    list_deliveries,
+    queue_view,
+)
+from connectors.logstore.queries import BadCursor
+from hookstream.control.webhooks import redacted
+from hookstream.errors import InvalidDefinition
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": m.Problem, "description": text}
+    for code, text in ((401, "no valid bearer token"), (403, "a read-only token"),
+                       (404, "not found, or not in the token's instances"),
+                       (422, "invalid request: every problem listed"))
+}
+
+
+def _problem(status: int, *errors: str, headers: dict[str, str] | None = None) -> HTTPException:
+    return HTTPException(status, detail=list(errors), headers=headers)
+
+
+def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
+    app = FastAPI(title="hookstream admin API", version="1", responses=ERRORS,
+                  description=__doc__)
+    bearer = HTTPBearer(auto_error=False, description="a token of the admin_tokens setting")
+
+    def who(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+            ) -> Principal:
+        found = None if credentials is None else authenticate(
+            tokens, f"Bearer {credentials.credentials}")
+        if found is None:
+            raise _problem(401, "a valid bearer token is required",
+                           headers={"WWW-Authenticate": "Bearer"})
+        return found
+
+    def actor(p: Annotated[Principal, Depends(who)]) -> Principal:
+        if not p.writable:
+            raise _problem(403, f"token {p.name} is read-only")
+        return p
+
+    Reader = Annotated[Principal, Depends(who)]
+    Actor = Annotated[Principal, Depends(actor)]
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+        errors = e.detail if isinstance(e.detail, list) else [str(e.detail)]
+        return JSONResponse({"errors": errors}, e.status_code, headers=e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        # loc and msg only: pydantic's `input` would echo what was sent.
+        errors = [".".join(str(x) for x in err.get("loc", ())) + ": " + str(err.get("msg"))
+                  for err in e.errors()]
+        return JSONResponse({"errors": errors}, 422)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok\n")
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> PlainTextResponse:
+        ready = ctx.ready()
+        return PlainTextResponse("ready\n" if ready else "loading\n", 200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    # -- webhooks ----------------------------------------------------------------------
+
+    def visible(p: Principal, webhook_id: str) -> Any:
+        found = ctx.webhook(webhook_id)
+        if found is None or not p.sees(found.instance):
+            raise _problem(404, f"no webhook {webhook_id}")
+        return found
+
+    @app.get("/v1/webhooks", response_model=m.WebhookList)
+    def webhooks(p: Reader) -> dict[str, Any]:
+        shown = [redacted(d) for d in sorted(ctx.webhooks().values(), key=lambda d: d.id)
+                 if p.sees(d.instance)]
+        return {"items": shown}
+
+    @app.get("/v1/webhooks/{webhook_id}", response_model=dict[str, Any])
+    def webhook(p: Reader, webhook_id: m.WebhookId) -> dict[str, Any]:
+        return redacted(visible(p, webhook_id))
+
+    @app.put("/v1/webhooks/{webhook_id}", response_model=m.WebhookPut)
+    def put_webhook(p: Actor, webhook_id: m.WebhookId,
+                    raw: Annotated[dict[str, Any], Body(
+                        description="a webhook as in `webhooks apply` YAML")]) -> dict[str, Any]:
+        if raw.setdefault("id", webhook_id) != webhook_id:
+            raise _problem(422, "id: differs from the id in the path")
+        existing = ctx.webhook(webhook_id)
+        if existing is not None and not p.sees(existing.instance):
+            raise _problem(404, f"no webhook {webhook_id}")
+        instance = raw.get("instance")
+        if isinstance(instance, str) and instance and not p.sees(instance):
+            raise _problem(403, f"token {p.name} may not manage this instance's webhooks")
+        try:
+            definition, state = ctx.put_webhook(raw)
+        except InvalidDefinition as e:
+            raise _problem(422, *_scrubbed(e.errors, raw)) from None
+        return {"webhook": redacted(definition), "state": state}
+
+    @app.delete("/v1/webhooks/{webhook_id}", status_code=204)
+    def delete_webhook(p: Actor, webhook_id: m.WebhookId) -> Response:
+        visible(p, webhook_id)
+        ctx.delete_webhook(webhook_id)
+        return Response(status_code=204)
+
+    @app.post("/v1/webhooks/{webhook_id}/preview", response_model=m.PreviewOut)
+    def preview(p: Reader, webhook_id: m.WebhookId, body: m.PreviewIn) -> dict[str, Any]:
+        try:
+            return ctx.preview(visible(p, webhook_id), body.event)
+        except ValueError as e:
+            raise _problem(422, f"event: {e}") from None
+
+    # -- the queries log ---------------------------------------------------------------
+
+    def page_of(p: Principal, where: DeliveryFilter, cursor: str | None, limit: int) -> Page:
+        try:
+            at = None if cursor is None else Cursor.decode(cursor)
+        except BadCursor as e:
+            raise _problem(422, f"cursor: {e}") from None
+        return list_deliveries(ctx.engine, where, p.scope, at, limit)
+
+    class Filters:
+        def __init__(
+            self,
+            state: m.StateName | None = None,
+            status_code: Annotated[int | None, Query(ge=100, le=599)] = None,
+            outcome: m.OutcomeName | None = None,
+            since_ms: Annotated[int | None, Query(ge=0, le=m.MAX_INT)] = None,
+            until_ms: Annotated[int | None, Query(ge=0, le=m.MAX_INT)] = None,
+            cursor: Annotated[str | None, Query(max_length=400)] = None,
+            limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        ):
+            self.where = DeliveryFilter(state=state, status_code=status_code, outcome=outcome,
+                                        since_ms=since_ms, until_ms=until_ms)
+            self.cursor, self.limit = cursor, limit
+
+    Filtered = Annotated[Filters, Depends()]
+
+    def answer(page: Page) -> dict[str, Any]:
+        return {"items": page.items, "next_cursor": page.next_cursor}
+
+    @app.get("/v1/deliveries", response_model=m.DeliveryPage)
+    def deliveries(p: Reader, f: Filtered,
+                   instance: Annotated[str | None, Query(pattern=m.NAME)] = None
+                   ) -> dict[str, Any]:
+        if instance is not None and not p.sees(instance):
+            return {"items": [], "next_cursor": None}
+        where = DeliveryFilter(**{**_fields(f.where), "instance": instance})
+        return answer(page_of(p, where, f.cursor, f.limit))
+
+    @app.get("/v1/webhooks/{webhook_id}/deliveries", response_model=m.DeliveryPage)
+    def webhook_log(p: Reader, webhook_id: m.WebhookId, f: Filtered) -> dict[str, Any]:
+        existing = ctx.webhook(webhook_id)
+        if existing is not None and not p.sees(existing.instance):
+            raise _problem(404, f"no webhook {webhook_id}")
+        where = DeliveryFilter(**{**_fields(f.where), "webhook_id": webhook_id})
+        return answer(page_of(p, where, f.cursor, f.limit))
+
+    @app.get("/v1/items/{instance}/{itemtype}/{items_id}/deliveries",
+             response_model=m.DeliveryPage)
+    def item_log(p: Reader, f: Filtered,
+                 instance: Annotated[str, Path(pattern=m.NAME)],
+                 itemtype: Annotated[str, Path(pattern=m.NAME)],
+                 items_id: Annotated[int, Path(ge=0, le=m.MAX_INT)]) -> dict[str, Any]:
+        if not p.sees(instance):
+            raise _problem(404, "no such instance")
+        where = DeliveryFilter(**{**_fields(f.where), "instance": instance,
+                                  "itemtype": itemtype, "items_id": items_id})
+        return answer(page_of(p, where, f.cursor, f.limit))
+
+    @app.get("/v1/deliveries/{delivery_id}", response_model=m.DeliveryDetail)
+    def delivery(p: Reader, delivery_id: m.DeliveryId) -> dict[str, Any]:
+        found = delivery_detail(ctx.engine, delivery_id, p.scope)
+        if found is None:
+            raise _problem(404, f"no delivery {delivery_id}")
+        return found
+
+    @app.get("/v1/queue", response_model=m.Queue)
+    def queue(p: Reader) -> dict[str, Any]:
+        return queue_view(ctx.engine, p.scope, now_ms=int(ctx.clock() * 1000))
+
+    # -- actions -----------------------------------------------------------------------
+
+    @app.post("/v1/deliveries/{delivery_id}/send", response_model=m.SendOut)
+    def send_now(p: Actor, delivery_id: m.DeliveryId) -> dict[str, Any]:
+        if delivery_detail(ctx.engine, delivery_id, p.scope) is None:
+            raise _problem(404, f"no delivery {delivery_id}")
+        record = ctx.force_send(delivery_id)
+        if record is None:
+            raise _problem(404, f"delivery {delivery_id} or its webhook is no longer there")
+        return {"outcome": record.outcome, "status_code": record.status_code,
+                "error": record.error}
+
+    @app.post("/v1/dlq/redrive", response_model=m.RedriveOut)
+    def redrive(p: Actor, body: m.RedriveIn) -> dict[str, Any]:
+        if p.instances is not None:
+            if body.webhook_id is None:
+                raise _problem(422, "webhook_id: required for a token scoped to instances")
+            visible(p, body.webhook_id)
+        return {"redriven": ctx.redrive(body.webhook_id, body.since_ms, body.rate_per_s)}
+
+    return app
+
+
+def _fields(where: DeliveryFilter) -> dict[str, Any]:
+    return {name: getattr(where, name) for name in where.__dataclass_fields__}
+
+
+def _scrubbed(errors: list[str], raw: dict[str, Any]) -> list[str]:
+    """Validation messages quote values (a bad URL, an unknown event); should a secret
+    have been put where a value is quoted, it is masked there too."""
+    secrets = [v for k in ("secret", "clientsecret")
+               if isinstance(v := raw.get(k), str) and len(v) >= 4]
+    out = []
+    for error in errors:
+        for secret in secrets:
+            error = error.replace(secret, "<redacted>")
+        out.append(error)
+    return out

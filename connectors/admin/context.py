@@ -1,0 +1,158 @@
+"""What the admin API works on: the log store, the webhooks table, and the actions.
+
+Webhook definitions are followed from the compacted topic in a background thread, so a
+request never reads the whole topic. Writes go through the validation of `webhooks
+apply` (control.webhooks.validate and build) and are published to the same topic; force
+send and redrive are connectors/redrive.py's, the same code as the CLI's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from connectors.redrive import find_delivery, force_send, redrive
+from connectors.sender import Target
+from hookstream.config import Settings
+from hookstream.control.admin import preview
+from hookstream.control.webhooks import build, validate
+from hookstream.errors import InvalidDefinition, TransientError
+from hookstream.io import TableFollower, codec_for, flush, producer, webhook_and_entity_applier
+from hookstream.matching import EntityTable
+from hookstream.policy import secret_box
+from hookstream.records import (
+    ENTITIES,
+    WEBHOOKS,
+    AttemptRecord,
+    WebhookDefinition,
+    parse_event_line,
+)
+
+log = logging.getLogger(__name__)
+
+
+class AdminContext:
+    def __init__(self, settings: Settings, engine: Engine,
+                 clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        self.codec = codec_for(settings)
+        self.box = secret_box(settings)
+        self._lock = threading.Lock()
+        self._webhooks: dict[str, WebhookDefinition] = {}
+        self.entities = EntityTable()
+        self._stop = threading.Event()
+        self._follower = TableFollower(
+            settings,
+            [settings.topic(WEBHOOKS), settings.topic(ENTITIES)],
+            webhook_and_entity_applier(settings, self.codec, self._on_webhook, self.entities),
+        )
+        self._thread = threading.Thread(target=self._follow, daemon=True, name="admin-tables")
+        self._thread.start()
+
+    # -- the webhooks table ----------------------------------------------------------
+
+    def _on_webhook(self, webhook_id: str, definition: WebhookDefinition | None) -> None:
+        with self._lock:
+            if definition is None:
+                self._webhooks.pop(webhook_id, None)
+            else:
+                self._webhooks[webhook_id] = definition
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._follower.poll(0.2)
+            except Exception:  # a broker outage: keep serving what is known, log it
+                log.warning("following the webhooks topic failed", exc_info=True)
+                self._stop.wait(1.0)
+        self._follower.close()
+
+    def ready(self) -> bool:
+        if not self._follower.caught_up:
+            return False
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self._follower.caught_up:
+            if time.monotonic() > deadline:
+                raise TransientError(f"webhooks table not caught up within {timeout_s:.0f}s")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def webhooks(self) -> dict[str, WebhookDefinition]:
+        with self._lock:
+            return dict(self._webhooks)
+
+    def webhook(self, webhook_id: str) -> WebhookDefinition | None:
+        with self._lock:
+            return self._webhooks.get(webhook_id)
+
+    # -- writes ------------------------------------------------------------------------
+
+    def _publish(self, key: str, definition: WebhookDefinition | None) -> None:
+        topic = self.settings.topic(WEBHOOKS)
+        prod = producer(self.settings)
+        errors: list[str] = []
+
+        def acked(err: Any, msg: Any) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        if definition is None:
+            prod.produce(topic, None, key.encode(), on_delivery=acked)
+        else:
+            value, headers = self.codec.encode(definition, topic)
+            prod.produce(topic, value, key.encode(), headers=headers, on_delivery=acked)
+        flush(prod)
+        if errors:
+            raise TransientError(f"the webhook was not published: {errors[0]}")
+        self._on_webhook(key, definition)  # read your writes, before the follower sees it
+
+    def put_webhook(self, raw: dict[str, Any]) -> tuple[WebhookDefinition, str]:
+        """Validate (every error listed: InvalidDefinition) and publish one webhook."""
+        problems = validate(raw, self.settings.retry_tiers_s, self.settings.allowed_networks)
+        if problems:
+            raise InvalidDefinition(str(raw.get("id", "webhook")), problems)
+        previous = self.webhook(str(raw["id"]))
+        definition = build(raw, self.box, previous)
+        if definition is previous:
+            return definition, "unchanged"
+        self._publish(definition.id, definition)
+        return definition, "created" if previous is None else "updated"
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._publish(webhook_id, None)
+
+    def preview(self, webhook: WebhookDefinition, event: dict[str, Any]) -> dict[str, Any]:
+        now_ms = int(self.clock() * 1000)
+        parsed = parse_event_line(json.dumps(event), webhook.instance, now_ms, "preview")
+        return preview(webhook, parsed, self.entities, now_ms)
+
+    def force_send(self, delivery_id: str) -> AttemptRecord | None:
+        """GLPI's "send now", as `hookstream deliveries send`; None when the delivery or
+        its webhook is no longer there."""
+        request = find_delivery(self.settings, delivery_id)
+        definition = None if request is None else self.webhook(request.webhook_id)
+        if request is None or definition is None:
+            return None
+        return force_send(self.settings, request, Target.of(definition, self.box), self.clock)
+
+    def redrive(self, webhook_id: str | None, since_ms: int, rate_per_s: float) -> int:
+        return redrive(self.settings, webhook_id, since_ms, rate_per_s)

@@ -1,0 +1,155 @@
+"""The admin API's request and answer shapes: validated on the way in, documented in the
+OpenAPI schema, checked on the way out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_INT = 2**53  # within SQLite's and PostgreSQL's BIGINT, and exact in JSON
+# Names and ids: printable, bounded (PostgreSQL refuses NUL in text; no control characters)
+NAME = r"^[^\x00-\x1f\x7f]{1,255}$"
+
+WebhookId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+DeliveryId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")]
+StateName = Literal["pending", "waiting", "delivered", "dead_lettered", "render_error",
+                    "blocked"]
+OutcomeName = Literal["delivered", "retry_scheduled", "dead_lettered", "render_error",
+                      "blocked", "challenge_failed", "circuit_open", "deferred", "failed"]
+
+
+class Problem(BaseModel):
+    """Every error answer: what is wrong, each problem on its own."""
+
+    errors: list[str]
+
+
+class WebhookList(BaseModel):
+    items: list[dict[str, Any]]
+
+
+class WebhookPut(BaseModel):
+    webhook: dict[str, Any]
+    state: Literal["created", "updated", "unchanged"]
+
+
+class PreviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event: dict[str, Any] = Field(
+        description="an item change as `hookstream produce` reads it: itemtype, items_id, "
+        "event, entities_id, item (and parent_item)")
+
+
+class PreviewOut(BaseModel):
+    matches: bool
+    reason: str | None = None
+    render_error: str | None = None
+    method: str | None = None
+    url: str | None = None
+    headers: dict[str, str] | None = None
+    body: str | None = None
+
+
+class Delivery(BaseModel):
+    delivery_id: str
+    instance: str
+    webhook_id: str
+    itemtype: str
+    items_id: int
+    entities_id: int | None
+    event: str
+    method: str | None
+    url: str | None
+    state: str | None
+    tier: str | None
+    created_at: int
+    next_attempt_at: int | None
+    attempts: int
+    last_status: int | None
+    last_outcome: str | None
+    last_error: str | None
+    last_attempt_at: int | None
+
+
+class DeliveryPage(BaseModel):
+    items: list[Delivery]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class Body(BaseModel):
+    encoding: Literal["utf-8", "base64"]
+    data: str
+
+
+class RequestShown(BaseModel):
+    method: str | None
+    url: str | None
+    headers: dict[str, str]
+    body: Body | None
+    body_size: int | None
+    body_sha256: str | None
+    body_truncated: bool
+
+
+class Attempt(BaseModel):
+    attempt: int
+    started_at: int
+    finished_at: int
+    duration_ms: int
+    outcome: str
+    status_code: int | None
+    error: str | None
+    response_headers: dict[str, str]
+    response_body: Body | None
+    response_size: int | None
+    response_truncated: bool
+
+
+class DeliveryDetail(Delivery):
+    event_id: str | None
+    request: RequestShown
+    attempt_log: list[Attempt]
+
+
+class QueueGroup(BaseModel):
+    instance: str
+    webhook_id: str
+    state: str
+    tier: str | None
+    count: int
+    oldest_created_at: int
+
+
+class QueueTotals(BaseModel):
+    pending: int
+    waiting: dict[str, int]
+    dead_lettered: int
+    render_error: int
+    blocked: int
+
+
+class Queue(BaseModel):
+    totals: QueueTotals
+    groups: list[QueueGroup]
+    oldest_undelivered_at: int | None
+    oldest_undelivered_age_s: float | None
+
+
+class SendOut(BaseModel):
+    outcome: str
+    status_code: int | None
+    error: str | None
+
+
+class RedriveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    webhook_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+                                   description="required for a token scoped to instances")
+    since_ms: int = Field(default=0, ge=0, le=MAX_INT, description="dead-lettered since")
+    rate_per_s: float = Field(default=0.0, ge=0.0, le=100_000.0, description="0: no limit")
+
+
+class RedriveOut(BaseModel):
+    redriven: int

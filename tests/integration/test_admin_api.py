@@ -1,0 +1,268 @@
+"""The admin API served by uvicorn on loopback, over the real broker and log store:
+auth and scopes on every route, webhooks CRUD, the queries log, force send and redrive,
+and no secret in any answer or log line."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from connectors.admin import AdminContext, create_app, new_token, parse_tokens
+from connectors.logstore import open_engine, queue_view
+from hookstream.config import Settings
+from hookstream.control import current_webhooks
+from hookstream.records import ATTEMPTS, DELIVERIES, DLQ, AttemptRecord, DeliveryRequest
+from tests.integration.harness import (
+    RunningDelivery,
+    apply_webhooks,
+    publish,
+    read,
+    request_for,
+    wait_until,
+)
+from tests.integration.logstore_harness import RunningLogStore
+from tests.receiver import Receiver
+
+SECRET = "glpi-secret-Zq8wX1v0"  # a webhook secret: must appear in no answer
+CLIENT_SECRET = "oauth-client-secret-Kp2"
+
+
+@dataclasses.dataclass
+class Api:
+    url: str
+    tokens: dict[str, str]
+    settings: Settings
+    receiver: Receiver
+    ids: dict[str, list[str]]
+    answers: list[str]
+
+    def call(self, method: str, path: str, token: str | None = "admin", **kw: Any
+             ) -> httpx.Response:
+        headers = {} if token is None else {"Authorization": f"Bearer {self.tokens.get(token, token)}"}
+        answer = httpx.request(method, self.url + path, headers=headers, timeout=60, **kw)
+        self.answers.append(answer.text)
+        return answer
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    from tests.conftest import settings_for
+
+    tmp = tmp_path_factory.mktemp("admin")
+    plain, lines = {}, []
+    for name, instances, mode in (("admin", "*", "rw"), ("reader", "*", "ro"),
+                                  ("team-a", "glpi-a", "rw"), ("team-b", "glpi-b", "ro")):
+        plain[name], line = new_token(name, instances, mode)
+        lines.append(line)
+    settings = dataclasses.replace(settings_for(kafka_bootstrap, tmp), admin_tokens=tuple(lines))
+    with Receiver() as receiver:
+        receiver.on("/a", statuses=[200])
+        receiver.on("/b", statuses=[410])
+        allow = {"allowed_networks": ["127.0.0.0/8"], "sent_try": 0}
+        apply_webhooks(settings, tmp,
+                       {"id": "hook-a", "url": receiver.url("/a"), "secret": SECRET, **allow},
+                       {"id": "hook-b", "instance": "glpi-b", "url": receiver.url("/b"),
+                        **allow})
+        a = [request_for("hook-a", receiver.url("/a"), n) for n in range(3)]
+        b = [dataclasses.replace(request_for("hook-b", receiver.url("/b"), n),
+                                 instance="glpi-b") for n in range(2)]
+        publish(settings, a + b)
+        with RunningDelivery(settings):
+            assert wait_until(lambda: len(read(settings, ATTEMPTS, AttemptRecord)) >= 5, 60)
+        engine = open_engine(settings)
+        with RunningLogStore(settings):
+            assert wait_until(lambda: queue_view(engine)["totals"]["dead_lettered"] == 2, 60)
+        ctx = AdminContext(settings, engine)
+        ctx.wait_ready()
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(ctx, parse_tokens(lines)),
+                                               host="127.0.0.1", port=port, log_level="info"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        assert wait_until(lambda: server.started, 30)
+        try:
+            yield Api(f"http://127.0.0.1:{port}", plain, settings, receiver,
+                      {"a": [r.delivery_id for r in a], "b": [r.delivery_id for r in b]}, [])
+        finally:
+            server.should_exit = True
+            thread.join(30)
+            ctx.close()
+            engine.dispose()
+
+
+def routes(api: Api) -> list[tuple[str, str]]:
+    """Every /v1 route of the served OpenAPI, with its path parameters filled in."""
+    spec = httpx.get(api.url + "/openapi.json").json()
+    assert spec["openapi"].startswith("3.1")
+    filled = []
+    for path, methods in spec["paths"].items():
+        concrete = (path.replace("{webhook_id}", "hook-a").replace("{delivery_id}", api.ids["a"][0])
+                    .replace("{instance}", "glpi-a").replace("{itemtype}", "Ticket")
+                    .replace("{items_id}", "1"))
+        filled += [(method.upper(), concrete) for method in methods]
+    return filled
+
+
+WRITES = {"PUT", "DELETE", "POST"}
+
+
+def test_every_route_needs_a_valid_token(api: Api) -> None:
+    all_routes = routes(api)
+    assert len(all_routes) >= 11
+    for method, path in all_routes:
+        for token in (None, "not-a-token", "hsk_" + "x" * 43):
+            answer = api.call(method, path, token=token, json={})
+            assert answer.status_code == 401, (method, path, token)
+            assert answer.headers["www-authenticate"] == "Bearer"
+            assert answer.json() == {"errors": ["a valid bearer token is required"]}
+    assert current_webhooks(api.settings).keys() == {"hook-a", "hook-b"}  # nothing changed
+
+
+def test_a_read_only_token_cannot_act(api: Api) -> None:
+    before = len(read(api.settings, ATTEMPTS, AttemptRecord))
+    for method, path in routes(api):
+        if method in WRITES and not path.endswith("/preview"):
+            answer = api.call(method, path, token="reader", json={"name": "x"})
+            assert answer.status_code == 403, (method, path)
+            assert answer.json()["errors"] == ["token reader is read-only"]
+    assert len(read(api.settings, ATTEMPTS, AttemptRecord)) == before  # no force send
+    assert current_webhooks(api.settings)["hook-a"].version == 1
+
+
+def test_a_token_scoped_to_one_instance_sees_nothing_of_another(api: Api) -> None:
+    b_id = api.ids["b"][0]
+    for path in ("/v1/webhooks/hook-b", f"/v1/deliveries/{b_id}",
+                 "/v1/webhooks/hook-b/deliveries", "/v1/items/glpi-b/Ticket/0/deliveries"):
+        assert api.call("GET", path, token="team-a").status_code == 404, path
+        assert api.call("GET", path, token="admin").status_code == 200, path
+    assert api.call("POST", f"/v1/deliveries/{b_id}/send", token="team-a").status_code == 404
+    assert api.call("DELETE", "/v1/webhooks/hook-b", token="team-a").status_code == 404
+    assert api.call("PUT", "/v1/webhooks/hook-b", token="team-a",
+                    json={"instance": "glpi-a"}).status_code == 404
+    assert api.call("POST", "/v1/dlq/redrive", token="team-a",
+                    json={"webhook_id": "hook-b"}).status_code == 404
+    listed = api.call("GET", "/v1/deliveries?limit=100", token="team-a").json()["items"]
+    assert {d["instance"] for d in listed} == {"glpi-a"} and len(listed) == 3
+    assert [w["id"] for w in api.call("GET", "/v1/webhooks", token="team-a").json()["items"]
+            ] == ["hook-a"]
+    queue = api.call("GET", "/v1/queue", token="team-a").json()
+    assert queue["totals"]["dead_lettered"] == 0 and queue["groups"] == []
+    assert api.call("GET", "/v1/queue", token="team-b").json()["totals"]["dead_lettered"] == 2
+    # team-b sees its own instance, read-only
+    assert api.call("GET", "/v1/webhooks/hook-b", token="team-b").status_code == 200
+    assert api.call("POST", f"/v1/deliveries/{b_id}/send", token="team-b").status_code == 403
+    assert current_webhooks(api.settings)["hook-b"].version == 1
+
+
+def test_queries_log_pages_and_detail(api: Api) -> None:
+    first = api.call("GET", "/v1/webhooks/hook-a/deliveries?limit=2").json()
+    assert len(first["items"]) == 2 and first["next_cursor"]
+    rest = api.call("GET", f"/v1/webhooks/hook-a/deliveries?limit=2&cursor={first['next_cursor']}"
+                    ).json()
+    assert len(rest["items"]) == 1 and rest["next_cursor"] is None
+    ids = {d["delivery_id"] for d in first["items"] + rest["items"]}
+    assert ids == set(api.ids["a"])
+    assert all(d["state"] == "delivered" and d["last_status"] == 200 for d in first["items"])
+    dead = api.call("GET", "/v1/deliveries?state=dead_lettered&status_code=410").json()
+    assert {d["delivery_id"] for d in dead["items"]} == set(api.ids["b"])
+    detail = api.call("GET", f"/v1/deliveries/{api.ids['a'][0]}").json()
+    assert detail["request"]["method"] == "POST"
+    assert [a["outcome"] for a in detail["attempt_log"]] == ["delivered"]
+    assert detail["attempt_log"][0]["duration_ms"] >= 0
+    item = api.call("GET", "/v1/items/glpi-a/Ticket/1/deliveries").json()["items"]
+    assert [d["items_id"] for d in item] == [1]
+    bad = api.call("GET", "/v1/deliveries?cursor=garbage&limit=0&state=nope")
+    assert bad.status_code == 422 and len(bad.json()["errors"]) == 2  # limit and state
+    assert api.call("GET", "/v1/deliveries?cursor=garbage").status_code == 422
+
+
+def test_webhooks_crud_uses_the_apply_validation_and_the_topic(api: Api) -> None:
+    body = {"instance": "glpi-a", "name": "new", "itemtype": "Ticket", "event": "update",
+            "url": "https://example.test/hook", "secret": SECRET, "use_oauth": True,
+            "oauth_url": "https://example.test/token", "clientid": "c",
+            "clientsecret": CLIENT_SECRET}
+    made = api.call("PUT", "/v1/webhooks/hook-new", token="team-a", json=body)
+    assert made.status_code == 200 and made.json()["state"] == "created"
+    assert made.json()["webhook"]["secret"] == "<redacted>"
+    assert current_webhooks(api.settings)["hook-new"].itemtype == "Ticket"
+    again = api.call("PUT", "/v1/webhooks/hook-new", token="team-a", json=body)
+    assert again.json()["state"] == "unchanged"
+    wrong = api.call("PUT", "/v1/webhooks/hook-new", token="team-a",
+                     json={**body, "event": "sometimes", "url": "", "colour": "red"})
+    assert wrong.status_code == 422
+    errors = wrong.json()["errors"]
+    assert len(errors) >= 3 and any("colour" in e for e in errors)
+    assert any("url" in e for e in errors) and any("event" in e for e in errors)
+    assert api.call("PUT", "/v1/webhooks/hook-new", token="team-a",
+                    json={**body, "instance": "glpi-b"}).status_code == 403
+    assert api.call("PUT", "/v1/webhooks/other", json={"id": "x"}).status_code == 422
+    shown = api.call("GET", "/v1/webhooks/hook-new").json()
+    assert shown["clientsecret"] == "<redacted>" and shown["version"] == 1
+    preview = api.call("POST", "/v1/webhooks/hook-a/preview", json={"event": {
+        "itemtype": "Ticket", "items_id": 5, "event": "new", "entities_id": 0,
+        "item": {"id": 5, "name": "printer on fire"}}}).json()
+    assert preview["matches"] is True and "printer on fire" in preview["body"]
+    assert api.call("POST", "/v1/webhooks/hook-a/preview",
+                    json={"event": {"itemtype": "Ticket"}}).status_code == 422
+    assert api.call("DELETE", "/v1/webhooks/hook-new", token="team-a").status_code == 204
+    assert api.call("GET", "/v1/webhooks/hook-new").status_code == 404
+    assert "hook-new" not in current_webhooks(api.settings)
+
+
+def test_force_send_and_redrive_through_the_api(api: Api) -> None:
+    dead_id = api.ids["b"][0]
+    api.receiver.on("/b", statuses=[200])
+    sent = api.call("POST", f"/v1/deliveries/{dead_id}/send")
+    assert sent.status_code == 200 and sent.json() == {
+        "outcome": "delivered", "status_code": 200, "error": None}
+    assert [a.outcome for a in read(api.settings, ATTEMPTS, AttemptRecord)
+            if a.delivery_id == dead_id] == ["dead_lettered", "delivered"]
+    assert api.call("POST", "/v1/dlq/redrive", token="team-a", json={}).status_code == 422
+    done = api.call("POST", "/v1/dlq/redrive", json={"webhook_id": "hook-b", "rate_per_s": 50})
+    assert done.json() == {"redriven": 2}
+    assert api.call("POST", "/v1/dlq/redrive", json={"webhook_id": "hook-b"}).json() == {
+        "redriven": 0}  # exactly once
+    redriven = [r for r in read(api.settings, DELIVERIES, DeliveryRequest)
+                if r.webhook_id == "hook-b"]
+    assert len(redriven) == 4 and {r.delivery_id for r in redriven[2:]} == set(api.ids["b"])
+    assert len(read(api.settings, DLQ, DeliveryRequest)) == 2
+
+
+def test_health_metrics_and_openapi(api: Api) -> None:
+    assert httpx.get(api.url + "/healthz").text == "ok\n"
+    assert httpx.get(api.url + "/readyz").status_code == 200
+    assert "process_cpu_seconds_total" in httpx.get(api.url + "/metrics").text
+    assert "hookstream admin API" in httpx.get(api.url + "/docs").text
+    spec = httpx.get(api.url + "/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_no_secret_in_any_answer_or_log_line(api: Api, caplog: pytest.LogCaptureFixture
+                                             ) -> None:
+    with caplog.at_level(logging.DEBUG):
+        api.call("GET", "/v1/webhooks")
+        api.call("GET", "/v1/webhooks/hook-a")
+        api.call("PUT", "/v1/webhooks/hook-a", json={"secret": SECRET, "url": SECRET})
+        time.sleep(0.2)
+    secrets = [SECRET, CLIENT_SECRET, *api.tokens.values()]
+    for text in api.answers + [r.getMessage() for r in caplog.records]:
+        for secret in secrets:
+            assert secret not in text
+    assert any(re.search(r"redacted", t) for t in api.answers)
