@@ -11,7 +11,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -49,7 +48,8 @@ class Api:
 
     def call(self, method: str, path: str, token: str | None = "admin", **kw: Any
              ) -> httpx.Response:
-        headers = {} if token is None else {"Authorization": f"Bearer {self.tokens.get(token, token)}"}
+        bearer = self.tokens.get(token, token) if token is not None else None
+        headers = {} if bearer is None else {"Authorization": f"Bearer {bearer}"}
         answer = httpx.request(method, self.url + path, headers=headers, timeout=60, **kw)
         self.answers.append(answer.text)
         return answer
