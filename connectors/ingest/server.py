@@ -113,7 +113,7 @@ class Ingest:
         if not isinstance(verdict, Accept):
             return self._reject(name, verdict.status, verdict.reason, verdict.outcome)
         metrics.GLPI_DELAY.labels(name).observe(max(0.0, now_s - verdict.timestamp_s))
-        if not verdict.exact:
+        if verdict.exact is False:
             metrics.INGEST_INEXACT.labels(name).inc()
         return await self._produce(name, verdict, now_s)
 
@@ -176,8 +176,13 @@ def _accepted(verdict: Accept, duplicate: bool) -> web.Response:
     return web.Response(text=json.dumps(body), content_type="application/json")
 
 
-async def serve(settings: Settings, stopping: asyncio.Event | None = None) -> None:
-    """Run the endpoint until `stopping` is set (SIGTERM/SIGINT when run from the CLI)."""
+async def serve(
+    settings: Settings, stopping: asyncio.Event | None = None, any_method: bool = True
+) -> None:
+    """Run the endpoint until `stopping` is set (SIGTERM/SIGINT when run from the CLI).
+
+    `any_method=False` uses aiohttp's C parser, which refuses GLPI's UPDATE method: only
+    bench/ingest.py sets it, to measure what accepting UPDATE costs."""
     stopping = stopping or asyncio.Event()
     loop = asyncio.get_running_loop()
     codec = codec_for(settings)
@@ -189,7 +194,7 @@ async def serve(settings: Settings, stopping: asyncio.Event | None = None) -> No
         await loop.run_in_executor(None, table.start)
         ingest = Ingest(settings, table.get, sink)
         ingest.ready = lambda: table is not None and table.ready
-        runner = web.ServerRunner(ingest.server(), access_log=None)
+        runner = web.ServerRunner(ingest.server(any_method), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port, backlog=1024)
         await site.start()
@@ -199,7 +204,7 @@ async def serve(settings: Settings, stopping: asyncio.Event | None = None) -> No
     finally:
         if runner is not None:
             await runner.cleanup()  # stops accepting; requests in flight get their answer
-        unacked = await loop.run_in_executor(None, sink.close)
+        unacked = sink.close()  # on the loop: the callbacks it runs touch loop futures
         if table is not None:
             table.close()
         if unacked:

@@ -1,14 +1,15 @@
 """Producing ingested events and waiting for Kafka's acknowledgement, from asyncio.
 
 One idempotent producer with acks=all (a broker retry never duplicates a record, and an
-acknowledged record is on every in-sync replica). librdkafka calls back from `poll`, which
-a daemon thread runs; each callback resolves the request's future on the event loop.
+acknowledged record is on every in-sync replica). librdkafka runs delivery callbacks
+inside `poll`; a task of the event loop polls every millisecond while records await
+their acknowledgement, so callbacks resolve futures on the loop itself, with no thread
+handing over the GIL and no cross-thread wake-up per record.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
@@ -17,6 +18,8 @@ from hookstream.errors import TransientError
 from hookstream.io import producer
 from hookstream.records import Codec, ItemChangeEvent
 
+POLL_EVERY_S = 0.001
+
 
 class EventSink:
     """`await send(event)` returns once Kafka has the event, or raises TransientError."""
@@ -24,7 +27,7 @@ class EventSink:
     def __init__(self, settings: Settings, topic: str, codec: Codec):
         self._topic, self._codec = topic, codec
         # A record not acknowledged within the bound is failed by librdkafka itself, so a
-        # broker outage cannot pile up records that GLPI has already been told to resend.
+        # broker outage cannot keep records forever that GLPI was told (503) to resend.
         timeout_ms = int(settings.ingest_produce_timeout_s * 1000)
         self._producer = producer(
             settings,
@@ -34,29 +37,33 @@ class EventSink:
                 "queue.buffering.max.messages": 100_000,
             },
         )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True, name="ingest-acks")
-        self._thread.start()
+        self._pending = 0
+        self._wake = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
 
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self._producer.poll(0.05)
+    async def _poll(self) -> None:
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+            self._producer.poll(0)
+            await asyncio.sleep(POLL_EVERY_S)
 
     async def send(self, event: ItemChangeEvent) -> None:
         loop = asyncio.get_running_loop()
+        if self._pump is None:
+            self._pump = loop.create_task(self._poll())
         done: asyncio.Future[None] = loop.create_future()
         value, headers = self._codec.encode(event, self._topic)
 
-        def settle(err: KafkaError | None) -> None:
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            self._pending -= 1
             if done.done():
                 return
             if err is None:
                 done.set_result(None)
             else:
                 done.set_exception(TransientError(f"Kafka did not take the event: {err}"))
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            loop.call_soon_threadsafe(settle, err)
 
         try:
             self._producer.produce(
@@ -65,10 +72,12 @@ class EventSink:
             )
         except (BufferError, KafkaException) as e:
             raise TransientError(f"Kafka producer queue unavailable: {e}") from e
+        self._pending += 1
+        self._wake.set()
         await done
 
     def close(self, timeout_s: float = 10.0) -> int:
-        """Stop polling and flush; returns how many records were still unacknowledged."""
-        self._stop.set()
-        self._thread.join(5)
+        """Flush (callbacks run here); returns how many records were still unacknowledged."""
+        if self._pump is not None:
+            self._pump.cancel()
         return int(self._producer.flush(timeout_s))

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
+
 from hookstream.policy.signing import cra_expected_answer, cra_token, glpi_signature
 from hookstream.policy.ssrf import Network
 from hookstream.records import ItemChangeEvent, make_event
@@ -31,6 +33,7 @@ ITEMTYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}(\\[A-Za-z][A-Za-z0-9_]{0,63}
 METHODS = frozenset({"POST", "GET", "PUT", "PATCH", "UPDATE"})
 FUTURE_SKEW_S = 300  # clocks of GLPI and hookstream may disagree a little
 SOURCE = "glpi-webhook"
+EXACT_SAMPLE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,9 @@ class Accept:
     event: ItemChangeEvent
     dedup_key: bytes
     timestamp_s: int
-    exact: bool  # hookstream's default payload for the event is these very bytes
+    # hookstream's default payload for the event is these very bytes; None: not checked
+    # (one request in EXACT_SAMPLE is, by its key: the check costs as much as the rest)
+    exact: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +111,12 @@ def dedup_key(instance: str, itemtype: str, timestamp: str, body: bytes) -> byte
 def parse_payload(body: bytes) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
     """GLPI's default payload: (item, event, parent_item); ValueError says what is wrong."""
     try:
-        data: Any = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"body is not JSON: {e}") from e
+        data: Any = orjson.loads(body)  # ~3x faster; same values, same key order
+    except orjson.JSONDecodeError:
+        try:  # what orjson refuses (integers beyond 64 bits...), json may still read
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"body is not JSON: {e}") from e
     if not isinstance(data, dict):
         raise ValueError("body must be a JSON object with item and event")
     unknown = sorted(set(data) - {"item", "event", "parent_item"})
@@ -208,8 +216,10 @@ def accept(
         parent_item=None if parent is None else dict(parent),
         source=SOURCE,
     )
-    try:
-        exact = default_payload(item, event, parent) == body
-    except (TypeError, ValueError):
-        exact = False
+    exact: bool | None = None
+    if key[0] % EXACT_SAMPLE == 0:
+        try:
+            exact = default_payload(item, event, parent) == body
+        except (TypeError, ValueError):
+            exact = False
     return Accept(replace(made, event_id=key.hex()), key, int(timestamp), exact)

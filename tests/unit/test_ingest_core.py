@@ -120,7 +120,7 @@ def test_accepted_event_reproduces_the_body_and_is_keyed_like_produce(path: Path
     assert event.occurred_at == (NOW - 30) * 1000
     parent = None if event.parent_item is None else json.loads(event.parent_item)
     assert default_payload(json.loads(event.item), event.event, parent) == body
-    assert result.exact
+    assert result.exact in (True, None)  # checked for one key in EXACT_SAMPLE
 
 
 def test_a_retry_has_the_same_key_and_other_changes_do_not() -> None:
