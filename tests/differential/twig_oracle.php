@@ -123,6 +123,6 @@ while (($line = fgets(STDIN)) !== false) {
     foreach ($input['cases'] as $case) {
         $results[] = render_case($case);
     }
-    echo json_encode(['results' => $results], JSON_THROW_ON_ERROR), "\n";
+    echo json_encode(['results' => $results], JSON_THROW_ON_ERROR | JSON_INVALID_UTF8_SUBSTITUTE), "\n";
     fflush(STDOUT);
 }

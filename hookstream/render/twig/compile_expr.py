@@ -19,6 +19,7 @@ from hookstream.render.twig.functions import FUNCTIONS
 from hookstream.render.twig.php import (
     PhpError,
     arith,
+    bitwise,
     loose_eq,
     normalize_key,
     pack,
@@ -73,15 +74,25 @@ def _binary(op: str, left: Fn, right: Fn) -> Fn:
         "<=": lambda a, b: spaceship(a, b) <= 0, ">=": lambda a, b: spaceship(a, b) >= 0,
         "<=>": spaceship, "in": in_, "not in": lambda a, b: not in_(a, b),
         "matches": matches,
-        "starts with": lambda a, b: isinstance(a, str) and isinstance(b, str) and a.startswith(b),
-        "ends with": lambda a, b: isinstance(a, str) and isinstance(b, str) and a.endswith(b),
-        "b-and": lambda a, b: to_int(a) & to_int(b), "b-or": lambda a, b: to_int(a) | to_int(b),
-        "b-xor": lambda a, b: to_int(a) ^ to_int(b),
+        "b-and": lambda a, b: bitwise("&", a, b), "b-or": lambda a, b: bitwise("|", a, b),
+        "b-xor": lambda a, b: bitwise("^", a, b),
         "//": lambda a, b: _floor_div(a, b),
     }
     if op in simple:
         operation = simple[op]
         return lambda c: operation(left(c), right(c))
+    if op in ("starts with", "ends with"):
+        # Twig: `is_string($left) && is_string($right) && ...`: no right operand for a
+        # left one that is not a string.
+        def affix(c: Ctx) -> bool:
+            a = left(c)
+            if not isinstance(a, str):
+                return False
+            b = right(c)
+            if not isinstance(b, str):
+                return False
+            return a.startswith(b) if op == "starts with" else a.endswith(b)
+        return affix
     if op == "and":
         return lambda c: to_bool(left(c)) and to_bool(right(c))
     if op == "or":

@@ -14,8 +14,8 @@ Scoping is Twig's: `for` restores variables it did not change and drops those it
 
 from __future__ import annotations
 
-from json.encoder import encode_basestring
 from collections.abc import Callable
+from json.encoder import encode_basestring
 from typing import Any
 
 from hookstream.render.budget import LimitExceeded

@@ -115,6 +115,7 @@ class ExpressionParser:
 
     def _binary(self, op: str, left: n.Expr, right: n.Expr, token: Token) -> n.Expr:
         if op == "??":
+            _check_definable(left, token, self.stream)  # Twig tests `left is defined`
             return n.Conditional(token.line, token.col, left, left, right, coalesce=True)
         if op == "**" and isinstance(left, n.Unary):
             # Twig compiles `-a ** b` to PHP's `(-a ** b)`, where ** binds tighter.
@@ -383,9 +384,16 @@ class ExpressionParser:
         if name not in _KNOWN_TESTS:
             raise stream.fail(f'unknown "{name}" test', token)
         check_test(name, token)
+        if name == "defined":
+            _check_definable(node, token, stream)
         args: list[n.Expr] = []
         if stream.test(PUNCT, "("):
             args, _ = self.arguments(named=True)
         elif name in _TESTS_WITH_ARGUMENT:
             args = [self.parse_primary()]
         return n.Test(token.line, token.col, node, name, args)
+
+
+def _check_definable(node: n.Expr, token: Token, stream: TokenStream) -> None:
+    if not isinstance(node, (n.Name, n.GetAttr, n.Const, n.Hash, n.MacroCall)):
+        raise stream.fail('the "defined" test only works with simple variables', token)

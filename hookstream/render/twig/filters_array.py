@@ -11,10 +11,10 @@ from typing import Any
 from hookstream.render.twig.php import (
     PhpError,
     array_items,
-    compare,
     is_array,
     pack,
     spaceship,
+    str_arg,
     to_int,
     to_str,
 )
@@ -106,8 +106,8 @@ def _join(ctx: Ctx, value: Any, glue: Any = "", and_: Any = None) -> str:
 
 
 def _split(ctx: Ctx, value: Any, delimiter: Any = None, limit: Any = None) -> list[str]:
-    text = to_str(value)
-    sep = to_str(delimiter)
+    text = str_arg(value)
+    sep = str_arg(delimiter)
     if sep:
         if limit is None:
             return text.split(sep)
@@ -237,4 +237,3 @@ ARRAY_FILTERS: dict[str, Callable[..., Any]] = {
     "map": _map, "merge": _merge, "reduce": _reduce, "reverse": _reverse, "slice": _slice,
     "sort": _sort, "split": _split,
 }
-_ = compare

@@ -18,9 +18,10 @@ from hookstream.render.twig.php import (
     PhpError,
     array_items,
     is_array,
+    num_arg,
+    str_arg,
     to_float,
     to_int,
-    to_number,
     to_str,
 )
 from hookstream.render.twig.runtime import Ctx
@@ -30,7 +31,7 @@ __all__ = ["TEXT_FILTERS"]
 
 
 def _abs(ctx: Ctx, value: Any) -> Any:
-    return abs(to_number(value))
+    return abs(num_arg(value))
 
 
 def _title(ctx: Ctx, value: Any) -> str:
@@ -38,14 +39,14 @@ def _title(ctx: Ctx, value: Any) -> str:
     # word) is lower case, any other letter upper case: "2e" becomes "2E", "o'neil" "O'neil".
     out = []
     previous_is_word = False
-    for char in to_str(value):
+    for char in str_arg(value):
         out.append(char.lower() if previous_is_word else char.upper())
         previous_is_word = char.isalpha() or (previous_is_word and char in "'’")
     return "".join(out)
 
 
 def _capitalize(ctx: Ctx, value: Any) -> str:
-    text = to_str(value)
+    text = str_arg(value)
     return text[:1].upper() + text[1:].lower()
 
 
@@ -56,8 +57,8 @@ def _trim_chars(mask: str) -> str:
 
 
 def _trim(ctx: Ctx, value: Any, character_mask: Any = None, side: Any = "both") -> str:
-    chars = " \t\n\r\0\x0b" if character_mask is None else _trim_chars(to_str(character_mask))
-    text = to_str(value)
+    chars = " \t\n\r\0\x0b" if character_mask is None else _trim_chars(str_arg(character_mask))
+    text = str_arg(value)
     if side == "both":
         return text.strip(chars)
     if side == "left":
@@ -83,19 +84,19 @@ def _striptags(ctx: Ctx, value: Any, allowable_tags: Any = None) -> str:
         name = match.group(2)
         return match.group(0) if name and name.lower() in keep else ""
 
-    text = to_str(value)
+    text = str_arg(value)
     return _TAG.sub(strip, text) if "<" in text else text
 
 
 def _nl2br(ctx: Ctx, value: Any) -> str:
-    return re.sub(r"(\r\n|\n\r|\n|\r)", r"<br />\1", to_str(value))
+    return re.sub(r"(\r\n|\n\r|\n|\r)", r"<br />\1", str_arg(value))
 
 
 def _replace(ctx: Ctx, value: Any, from_: Any = None) -> str:
     if not is_array(from_):
         raise PhpError('the "replace" filter expects an array of replacements')
     pairs = {to_str(k): to_str(v) for k, v in array_items(from_) if to_str(k) != ""}
-    text = to_str(value)
+    text = str_arg(value)
     if not pairs:
         return text
     pattern = "|".join(re.escape(k) for k in sorted(pairs, key=len, reverse=True))
@@ -115,7 +116,7 @@ def _query_pairs(value: Any, prefix: str) -> Iterator[str]:
 def _url_encode(ctx: Ctx, value: Any) -> str:
     if is_array(value):
         return "&".join(_query_pairs(value, ""))
-    return urllib.parse.quote(to_str(value), safe="-_.~")
+    return urllib.parse.quote(str_arg(value), safe="-_.~")
 
 
 def _escape(ctx: Ctx, value: Any, strategy: Any = "html", charset: Any = None,
@@ -178,17 +179,17 @@ def _round(ctx: Ctx, value: Any, precision: Any = 0, method: Any = "common") -> 
 
 def _date(ctx: Ctx, value: Any, format: Any = None, timezone: Any = None) -> str:
     when = to_datetime(value, ctx.budget.now_s, ctx.timezone, timezone)
-    return format_date(when, "F j, Y H:i" if format is None else to_str(format))
+    return format_date(when, "F j, Y H:i" if format is None else str_arg(format))
 
 
 def _format(ctx: Ctx, value: Any, *values: Any) -> str:
-    return sprintf(to_str(value), values)
+    return sprintf(str_arg(value), values)
 
 
 TEXT_FILTERS = {
     "abs": _abs, "capitalize": _capitalize, "date": _date, "escape": _escape,
-    "format": _format, "json_encode": _json_encode, "lower": lambda c, v: to_str(v).lower(),
+    "format": _format, "json_encode": _json_encode, "lower": lambda c, v: str_arg(v).lower(),
     "nl2br": _nl2br, "raw": _raw, "replace": _replace, "round": _round,
     "striptags": _striptags, "title": _title, "trim": _trim,
-    "upper": lambda c, v: to_str(v).upper(), "url_encode": _url_encode,
+    "upper": lambda c, v: str_arg(v).upper(), "url_encode": _url_encode,
 }

@@ -17,9 +17,9 @@ from typing import Any
 from hookstream.render.glpi_json import php_float
 
 __all__ = [
-    "INT_MAX", "Markup", "PhpError", "arith", "array_items", "compare", "is_array",
-    "is_numeric", "loose_eq", "normalize_key", "spaceship", "to_bool", "to_float", "to_int",
-    "to_number", "to_str", "type_name",
+    "INT_MAX", "Markup", "PhpError", "arith", "array_items", "bitwise", "compare", "is_array",
+    "is_numeric", "loose_eq", "normalize_key", "num_arg", "spaceship", "str_arg", "to_bool",
+    "to_float", "to_int", "to_number", "to_str", "type_name",
 ]
 
 INT_MAX = 2**63 - 1
@@ -96,6 +96,16 @@ def to_number(value: Any, operator: str = "+") -> int | float:
     raise PhpError(f"unsupported operand types: array {operator} number")
 
 
+def num_arg(value: Any) -> int | float:
+    """A value passed to a PHP function's int|float parameter: only wholly numeric strings."""
+    if isinstance(value, str):
+        number = _string_number(value, strict=True)
+        if number is None:
+            raise PhpError("argument must be of type int|float, string given")
+        return number
+    return to_number(value)
+
+
 def to_int(value: Any) -> int:
     """PHP's (int) cast."""
     if isinstance(value, float):
@@ -145,6 +155,16 @@ def to_str(value: Any) -> str:
             return "INF" if value > 0 else "-INF"
         return php_float(value, precision=14, exponent="E")
     return "Array"
+
+
+def str_arg(value: Any) -> str:
+    """A value passed to a PHP function's string parameter: arrays are a TypeError there,
+    null is '' (Twig passes `$value ?? ''`)."""
+    if isinstance(value, (list, dict)):
+        raise PhpError("argument must be of type string, array given")
+    if not isinstance(value, (str, int, float, bool)) and value is not None:
+        raise PhpError("argument must be of type string")
+    return to_str(value)
 
 
 def normalize_key(key: Any) -> int | str:
@@ -211,6 +231,22 @@ def arith(operator: str, left: Any, right: Any) -> Any:
     else:
         result = a * b
     return php_int(result) if isinstance(result, int) else result
+
+
+def bitwise(operator: str, left: Any, right: Any) -> Any:
+    """PHP's & | ^ (Twig's b-and, b-or, b-xor): byte by byte on two strings, else on
+    the operands as integers."""
+    if isinstance(left, str) and isinstance(right, str):
+        a, b = left.encode(), right.encode()
+        if operator == "|":
+            a, b = a.ljust(len(b), b"\0"), b.ljust(len(a), b"\0")
+        pairs = zip(a, b, strict=False)
+        ops = {"&": lambda x, y: x & y, "|": lambda x, y: x | y, "^": lambda x, y: x ^ y}
+        return bytes(ops[operator](x, y) for x, y in pairs).decode("utf-8", "replace")
+    ia, ib = to_int(to_number(left, operator)), to_int(to_number(right, operator))
+    if operator == "&":
+        return ia & ib
+    return ia | ib if operator == "|" else ia ^ ib
 
 
 def pack(array: dict[int | str, Any]) -> list[Any] | dict[int | str, Any]:

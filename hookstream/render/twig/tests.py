@@ -34,7 +34,7 @@ def same_as(a: Any, b: Any) -> bool:
 
 TESTS: dict[str, Callable[..., bool]] = {
     "even": lambda v: loose_eq(arith("%", v, 2), 0),
-    "odd": lambda v: loose_eq(arith("%", v, 2), 1),
+    "odd": lambda v: not loose_eq(arith("%", v, 2), 0),  # Twig: `v % 2 != 0`
     "null": lambda v: v is None, "none": lambda v: v is None,
     "same as": same_as,
     "divisible by": lambda v, d: loose_eq(arith("%", v, d), 0),
