@@ -32,6 +32,7 @@ from hookstream.errors import DecodeError, KafkaFailed, KafkaFatal, TransientErr
 from hookstream.io import (
     TableFollower,
     codec_for,
+    gauges,
     health,
     kafka_errors,
     metrics,
@@ -169,6 +170,7 @@ class Processor:
             self._started = True
             self._processing()
         self._tables.poll(0)
+        gauges.report(self.settings, GROUP, clients.consumer)  # lag, every few seconds
         batch = clients.consume(
             self.settings.processor_batch_size, self.settings.processor_batch_ms / 1000
         )
