@@ -266,3 +266,37 @@ def test_no_secret_in_any_answer_or_log_line(api: Api, caplog: pytest.LogCapture
         for secret in secrets:
             assert secret not in text
     assert any(re.search(r"redacted", t) for t in api.answers)
+
+
+def test_schemathesis_finds_no_5xx_and_every_answer_matches_the_schema(api: Api) -> None:
+    """Generated requests against every operation of the served OpenAPI (last in this
+    module: its PUTs and DELETEs may change webhooks)."""
+    import hypothesis
+    import schemathesis
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance,
+              response_schema_conformance]
+    schema = schemathesis.openapi.from_url(api.url + "/openapi.json")
+    auth = {"Authorization": f"Bearer {api.tokens['admin']}"}
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 11
+    calls: list[int] = []
+    for operation in operations:
+
+        @hypothesis.settings(max_examples=15, deadline=None, database=None, derandomize=True,
+                             suppress_health_check=list(hypothesis.HealthCheck))
+        @hypothesis.given(case=operation.as_strategy())
+        def check(case: Any) -> None:
+            response = case.call(base_url=api.url, headers=auth, timeout=60)
+            calls.append(response.status_code)
+            case.validate_response(response, checks=checks)
+
+        check()
+    assert len(calls) >= 5 * len(operations)
+    assert {200, 422} <= set(calls)  # both accepted and refused requests were generated

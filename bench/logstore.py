@@ -1,0 +1,186 @@
+"""Log store benchmark: write rate and query latency, on SQLite and on PostgreSQL.
+
+Run by hand, never by the tests:
+
+    .venv/bin/python bench/logstore.py [--attempts 60000] [--deliveries 1000000]
+
+PostgreSQL is Debian's, started by tests/pg.py in a temporary directory on a loopback
+port (as the `postgres` user when run as root); SQLite is a file in a temporary
+directory (WAL, synchronous=FULL: the settings the log store runs with).
+
+1. Write rate: `--attempts` AttemptRecords and as many DeliveryRequests (a delivery and
+   its attempt), Avro-encoded as on the topics, decoded and written by the log store's
+   own code (codec, rows, LogStore.write) in batches of logstore_batch_size: records/s and
+   attempts/s (what one log store process can absorb, Kafka fetch excluded).
+2. Queries: `--deliveries` rows loaded (200 webhooks, 10 instances, 50,000 items, 5 % of
+   them not delivered), then 300 of each: the queries log of one webhook (first page and
+   the page after), an item's view, one delivery's detail, the queue view: p50 / p95 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import Engine
+
+from connectors.logstore import (
+    Cursor,
+    DeliveryFilter,
+    LogStore,
+    delivery_detail,
+    list_deliveries,
+    open_engine,
+    queue_view,
+)
+from connectors.logstore.rows import Source, from_attempt, from_request
+from connectors.logstore.schema import deliveries
+from connectors.logstore.store import delivery_params
+from hookstream.config import Settings, load_settings
+from hookstream.records import AttemptRecord, Codec, DeliveryRequest, delivery_id_for
+
+T0 = 1_760_000_000_000
+BODY = b'{"event":"update","item":{"id":1,"name":"' + b"x" * 900 + b'"}}'  # ~1 KiB
+
+
+def request(n: int) -> DeliveryRequest:
+    webhook = f"hook-{n % 200}"
+    return DeliveryRequest(
+        delivery_id=delivery_id_for(f"event-{n}", webhook), webhook_id=webhook,
+        instance=f"glpi-{n % 10}", event_id=f"event-{n}", itemtype="Ticket",
+        items_id=n % 50_000, event="update", method="POST", url="https://target.test/in",
+        body=BODY, created_at=T0 + n * 10, headers={"Content-Type": "application/json"},
+    )
+
+
+def write_rate(settings: Settings, count: int) -> tuple[float, float]:
+    codec, limit = Codec(), settings.logstore_body_max_bytes
+    encoded = []
+    for n in range(count):
+        r = request(n)
+        a = r.attempt_record(1, r.created_at + 5, r.created_at + 25, "delivered",
+                             status_code=200, response_body=b'{"ok": true}')
+        encoded.append((codec.encode(r, "hookstream.deliveries"),
+                        codec.encode(a, "hookstream.attempts")))
+    engine = open_engine(settings)
+    store = LogStore(engine)
+    batch = settings.logstore_batch_size // 2  # two records a delivery
+    started = time.perf_counter()
+    for start in range(0, count, batch):
+        fragments, attempt_rows = [], []
+        for offset, ((rv, rh), (av, ah)) in enumerate(encoded[start:start + batch], start):
+            req = codec.decode(rv, rh, DeliveryRequest)
+            fragments.append(from_request(req, Source.DELIVERIES, None, limit))
+            fragment, row = from_attempt(codec.decode(av, ah, AttemptRecord), 0, offset, limit)
+            fragments.append(fragment)
+            attempt_rows.append(row)
+        store.write(fragments, attempt_rows)
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return 2 * count / elapsed, count / elapsed
+
+
+def load(engine: Engine, count: int) -> float:
+    """Plain inserts of `count` delivery rows (the write path is measured above)."""
+    started = time.perf_counter()
+    rng = random.Random(7)
+    for start in range(0, count, 20_000):
+        rows = []
+        for n in range(start, min(count, start + 20_000)):
+            row = delivery_params(from_request(request(n), Source.DELIVERIES, None, 4096))
+            undelivered = rng.random() < 0.05
+            row |= {"state": rng.choice(["pending", "waiting", "dead_lettered"])
+                    if undelivered else "delivered",
+                    "attempts": 1, "last_status": 200 if not undelivered else 503}
+            rows.append(row)
+        with engine.begin() as conn:
+            conn.execute(deliveries.insert(), rows)
+    return time.perf_counter() - started
+
+
+def timed(fn: Callable[[int], object], runs: int = 300) -> tuple[float, float]:
+    samples = []
+    for i in range(runs):
+        started = time.perf_counter()
+        fn(i)
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(0.95 * len(samples)) - 1]
+
+
+def queries(settings: Settings, count: int) -> dict[str, tuple[float, float]]:
+    engine = open_engine(settings)
+    print(f"    loaded {count:,} deliveries in {load(engine, count):.0f}s", flush=True)
+    rng = random.Random(11)
+
+    def webhook_page(i: int) -> None:
+        page = list_deliveries(engine, DeliveryFilter(webhook_id=f"hook-{rng.randrange(200)}"))
+        assert page.next_cursor is not None
+        list_deliveries(engine, DeliveryFilter(webhook_id=f"hook-{i % 200}"),
+                        cursor=Cursor.decode(page.next_cursor))
+
+    def item(i: int) -> None:
+        n = rng.randrange(count)
+        found = list_deliveries(engine, DeliveryFilter(
+            instance=f"glpi-{n % 10}", itemtype="Ticket", items_id=n % 50_000)).items
+        assert found
+
+    def detail(i: int) -> None:
+        n = rng.randrange(count)
+        assert delivery_detail(engine, request(n).delivery_id) is not None
+
+    results = {
+        "webhook log, 2 pages of 50": timed(webhook_page),
+        "item view": timed(item),
+        "one delivery": timed(detail),
+        "queue view": timed(lambda i: queue_view(engine), runs=30),
+        "webhook log, one instance's token": timed(lambda i: list_deliveries(
+            engine, DeliveryFilter(webhook_id=f"hook-{i % 200}"), instances=["glpi-3"])),
+    }
+    engine.dispose()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attempts", type=int, default=60_000)
+    parser.add_argument("--deliveries", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    args = parser.parse_args()
+    from tests.pg import start_postgres
+
+    server = None
+    try:
+        for kind in ("sqlite", "postgresql"):
+            if args.only and kind != args.only:
+                continue
+            if kind == "postgresql":
+                server = server or start_postgres()
+            for part in ("write", "queries"):
+                url = "" if kind == "sqlite" else server.database_url()  # type: ignore[union-attr]
+                state = tempfile.mkdtemp(prefix="hookstream-bench-")
+                settings = load_settings(env={}, check_dns=False, state_dir=state,
+                                         logstore_url=url)
+                if part == "write":
+                    records, attempts = write_rate(settings, args.attempts)
+                    print(f"{kind}: write {records:,.0f} records/s = {attempts:,.0f} attempts/s"
+                          f" (+ their delivery requests), batches of "
+                          f"{settings.logstore_batch_size}", flush=True)
+                else:
+                    for name, (p50, p95) in queries(settings, args.deliveries).items():
+                        print(f"{kind}: {name}: p50 {p50:.1f} ms, p95 {p95:.1f} ms", flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
