@@ -22,10 +22,10 @@ from typing import Any
 from hookstream.errors import InvalidTemplate, RenderError
 from hookstream.render import compile_templates, render_request
 from hookstream.render.twig import nodes as n
-from hookstream.render.twig.compiler import TemplateCompiler
 from hookstream.render.twig.jsonshape import mark_json
 from hookstream.render.twig.lexer import VAR_END, VAR_START, tokenize
 from hookstream.render.twig.parser import parse
+from hookstream.render.twig.safety import is_safe
 
 __all__ = ["Case", "hookstream_render", "load_corpus", "oracle_cases"]
 
@@ -93,9 +93,8 @@ def _json_wrapped(template: str) -> str | None:
     if not mark_json(tree):
         return None
     contexts: dict[tuple[int, int], tuple[str, bool]] = {}
-    checker = TemplateCompiler("json", {})
     for node in _prints(tree):
-        contexts[(node.line, node.col)] = (node.json_context, checker._safe(node.expr, "json"))
+        contexts[(node.line, node.col)] = (node.json_context, is_safe(node.expr, "json"))
     tokens = tokenize(template)
     out, position = [], 0
     for i, token in enumerate(tokens):

@@ -12,6 +12,7 @@ from typing import Any
 
 from hookstream.render.budget import LimitExceeded
 from hookstream.render.twig import nodes as n
+from hookstream.render.twig.compare import loose_eq, spaceship
 from hookstream.render.twig.errors import TwigRuntimeError
 from hookstream.render.twig.filters_array import ARRAY_FILTERS
 from hookstream.render.twig.filters_text import TEXT_FILTERS
@@ -20,10 +21,8 @@ from hookstream.render.twig.php import (
     PhpError,
     arith,
     bitwise,
-    loose_eq,
     normalize_key,
     pack,
-    spaceship,
     to_bool,
     to_int,
     to_number,

@@ -15,21 +15,27 @@ Scoping is Twig's: `for` restores variables it did not change and drops those it
 from __future__ import annotations
 
 from collections.abc import Callable
-from json.encoder import encode_basestring
 from typing import Any
 
 from hookstream.render.budget import LimitExceeded
-from hookstream.render.glpi_json import php_json_encode
 from hookstream.render.twig import nodes as n
 from hookstream.render.twig.compile_expr import ExprCompiler, Fn
 from hookstream.render.twig.errors import TwigRuntimeError
-from hookstream.render.twig.escape import escape
-from hookstream.render.twig.php import Markup, PhpError, array_items, is_array, to_bool
-from hookstream.render.twig.runtime import MISSING, Ctx, markup, printable
+from hookstream.render.twig.output import (
+    St,
+    escaped,
+    guarded,
+    json_in_value,
+    json_string,
+    locate,
+    located_error,
+    printed,
+)
+from hookstream.render.twig.php import array_items, is_array, to_bool
+from hookstream.render.twig.runtime import MISSING, Ctx, markup
+from hookstream.render.twig.safety import is_safe, pre_escape
 
 __all__ = ["St", "TemplateCompiler"]
-
-St = Callable[[Ctx, list[str]], None]
 _Macro = tuple[list[tuple[str, Any]], St]
 
 
@@ -42,16 +48,6 @@ def _run_all(statements: list[St]) -> St:
             statement(ctx, out)
 
     return run
-
-
-def _json_value(value: Any) -> str:
-    if isinstance(value, str):
-        return encode_basestring(value)[1:-1]
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return php_json_encode(value, pretty=False)
 
 
 class TemplateCompiler:
@@ -99,7 +95,7 @@ class TemplateCompiler:
                 except (TwigRuntimeError, LimitExceeded, RecursionError):
                     raise
                 except Exception as e:
-                    raise _located_error(node, e) from e
+                    raise located_error(node, e) from e
                 ctx.emit(out, fmt.format(value))
 
             return run_one
@@ -110,7 +106,7 @@ class TemplateCompiler:
             except (TwigRuntimeError, LimitExceeded, RecursionError):
                 raise
             except Exception as e:
-                raise _locate(ctx, printers, prints, e) from e
+                raise locate(ctx, printers, prints, e) from e
             ctx.emit(out, fmt.format(*values))
 
         return run_many
@@ -119,7 +115,7 @@ class TemplateCompiler:
         compiled: St = getattr(self, f"_{type(node).__name__.lower()}")(node)
         if isinstance(node, n.Text):
             return compiled
-        return _guarded(node, compiled)
+        return guarded(node, compiled)
 
     def _text(self, node: n.Text) -> St:
         data = node.data
@@ -134,56 +130,25 @@ class TemplateCompiler:
     def _printer(self, expr: n.Expr, json_context: str) -> Callable[[Ctx], str]:
         strategy = self.strategy
         if (strategy and isinstance(expr, n.Conditional) and not expr.coalesce
-                and self._safe(expr.then, strategy) != self._safe(expr.otherwise, strategy)):
+                and is_safe(expr.then, strategy) != is_safe(expr.otherwise, strategy)):
             test = self.exprs.compile(expr.test)
             then = self._printer(expr.then, json_context)
             otherwise = self._printer(expr.otherwise, json_context)
             return lambda c: then(c) if to_bool(test(c)) else otherwise(c)
         value = self._expr(expr)
-        if strategy and not self._safe(expr, strategy):
-            return lambda c: _escaped(value(c), strategy)
-        if self.mode == "json" and json_context != "text" and not self._safe(expr, "json"):
+        if strategy and not is_safe(expr, strategy):
+            return lambda c: escaped(value(c), strategy)
+        if self.mode == "json" and json_context != "text" and not is_safe(expr, "json"):
             if json_context == "string":
-                return lambda c: _json_string(value(c))
-            return lambda c: _json_in_value(value(c))
-        return lambda c: _printed(value(c))
-
-    def _safe(self, expr: n.Expr, strategy: str) -> bool:
-        """Twig's safe analysis: is the expression's output already escaped for `strategy`?
-        For hookstream's JSON escaping ("json"), `json_encode` and escaped output are safe,
-        constants are not (a quote in a literal must still be escaped)."""
-        if isinstance(expr, n.MacroCall) or (isinstance(expr, n.Const) and strategy != "json"):
-            return True
-        if isinstance(expr, n.Conditional):
-            return self._safe(expr.then, strategy) and self._safe(expr.otherwise, strategy)
-        if not isinstance(expr, n.Filter):
-            return False
-        if expr.name == "raw":
-            return True
-        if strategy == "json":
-            return expr.name in ("json_encode", "escape", "nl2br")
-        if expr.name == "escape":
-            first = expr.args[0] if expr.args else expr.kwargs.get("strategy")
-            if first is None:
-                return strategy == "html"
-            # Twig: html_attr output is safe in HTML too
-            return isinstance(first, n.Const) and (first.value == strategy or (
-                first.value == "html_attr" and strategy == "html"))
-        return expr.name == "nl2br" and strategy == "html"
+                return lambda c: json_string(value(c))
+            return lambda c: json_in_value(value(c))
+        return lambda c: printed(value(c))
 
     def _expr(self, expr: n.Expr) -> Fn:
         """An expression, with nl2br's input HTML-escaped first: Twig pre-escapes it
         whatever the autoescape setting, unless the input is safe."""
-        self._pre_escape(expr)
+        pre_escape(expr)
         return self.exprs.compile(expr)
-
-    def _pre_escape(self, expr: n.Expr) -> None:
-        for child in _children(expr):
-            self._pre_escape(child)
-        if isinstance(expr, n.Filter) and expr.name == "nl2br" and not self._safe(
-                expr.node, "html"):
-            expr.node = n.Filter(expr.line, expr.col, expr.node, "escape",
-                                 [n.Const(expr.line, expr.col, "html")], {})
 
     # -- control flow --
 
@@ -312,79 +277,3 @@ class TemplateCompiler:
             ctx.vars = saved
             ctx.depth -= 1
         return markup("".join(captured))
-
-
-def _children(expr: n.Expr) -> list[n.Expr]:
-    found: list[n.Expr] = []
-    names: tuple[str, ...] = expr.__slots__
-    for name in names:
-        value = getattr(expr, name)
-        if isinstance(value, n.Expr):
-            found.append(value)
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, n.Expr):
-                    found.append(item)
-                elif isinstance(item, tuple):
-                    found.extend(x for x in item if isinstance(x, n.Expr))
-        elif isinstance(value, dict):
-            found.extend(v for v in value.values() if isinstance(v, n.Expr))
-    return found
-
-
-def _guarded(node: n.Node, statement: St) -> St:
-    """Failures of a statement, located at it, when no inner construct located them."""
-    construct = type(node).__name__.lower()
-
-    def run(ctx: Ctx, out: list[str]) -> None:
-        try:
-            statement(ctx, out)
-        except (TwigRuntimeError, LimitExceeded, RecursionError):
-            raise
-        except PhpError as e:
-            raise TwigRuntimeError(f"{construct}: {e}", node.line, node.col) from e
-        except Exception as e:
-            raise TwigRuntimeError(f"{construct} failed ({type(e).__name__})", node.line,
-                                   node.col) from e
-
-    return run
-
-
-def _located_error(node: n.Node, error: Exception) -> TwigRuntimeError:
-    if isinstance(error, PhpError):
-        return TwigRuntimeError(f"print: {error}", node.line, node.col)
-    return TwigRuntimeError(f"print failed ({type(error).__name__})", node.line, node.col)
-
-
-def _locate(ctx: Ctx, printers: list[Callable[[Ctx], str]], prints: list[n.Print],
-            error: Exception) -> TwigRuntimeError:
-    """The print of a chunk that failed: the printers are pure, so run them again one by one."""
-    for printer, node in zip(printers, prints, strict=True):
-        try:
-            printer(ctx)
-        except Exception as e:
-            return _located_error(node, e)
-    return _located_error(prints[0], error)
-
-
-def _printed(value: Any) -> str:
-    return value if type(value) is str else printable(value)
-
-
-def _escaped(value: Any, strategy: str) -> str:
-    if isinstance(value, Markup):
-        return value
-    return escape(value, strategy) if isinstance(value, str) else printable(value)
-
-
-def _json_string(value: Any) -> str:
-    if isinstance(value, Markup):
-        return value
-    return encode_basestring(_printed(value))[1:-1]
-
-
-def _json_in_value(value: Any) -> str:
-    if isinstance(value, Markup):
-        return value
-    return _json_value(value)
-

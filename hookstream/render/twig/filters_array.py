@@ -8,17 +8,20 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from hookstream.render.twig.compare import spaceship
 from hookstream.render.twig.php import (
     PhpError,
     array_items,
     is_array,
+    normalize_key,
     pack,
-    spaceship,
-    str_arg,
+        str_arg,
+    to_bool,
     to_int,
     to_str,
 )
 from hookstream.render.twig.runtime import Ctx
+from hookstream.render.twig.tests import is_empty
 
 __all__ = ["ARRAY_FILTERS", "php_slice"]
 
@@ -151,7 +154,6 @@ def _call(ctx: Ctx, arrow: Any, *args: Any) -> Any:
 
 def _filter(ctx: Ctx, value: Any, arrow: Any = None) -> Any:
     _require_array(value, "filter")
-    from hookstream.render.twig.php import to_bool
     return pack({k: v for k, v in array_items(value) if to_bool(_call(ctx, arrow, v, k))})
 
 
@@ -222,12 +224,10 @@ def _column(ctx: Ctx, value: Any, name: Any = None, index: Any = None) -> Any:
 
 
 def _php_key(key: Any) -> int | str:
-    from hookstream.render.twig.php import normalize_key
     return normalize_key(key)
 
 
 def _default(ctx: Ctx, value: Any, default: Any = "") -> Any:
-    from hookstream.render.twig.tests import is_empty
     return default if is_empty(value) else value
 
 

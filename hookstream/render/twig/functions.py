@@ -6,8 +6,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from hookstream.render.twig.compare import spaceship
 from hookstream.render.twig.dates import to_datetime
-from hookstream.render.twig.php import PhpError, array_items, is_array, spaceship, to_int, to_str
+from hookstream.render.twig.php import PhpError, array_items, is_array, to_int
 from hookstream.render.twig.runtime import Ctx, php_range
 
 __all__ = ["FUNCTIONS"]
@@ -39,9 +40,8 @@ def _random(ctx: Ctx, values: Any = None, max: Any = None) -> Any:
     if values is None:
         return rng.randint(0, 2_147_483_647) if max is None else rng.randint(0, to_int(max))
     if isinstance(values, (int, float)) and not isinstance(values, bool):
-        low, high = (min(0, to_int(values)), max_(0, to_int(values))) if max is None else (
-            to_int(values), to_int(max))
-        return rng.randint(min(low, high), max_(low, high))
+        low, high = (0, to_int(values)) if max is None else (to_int(values), to_int(max))
+        return rng.randint(*sorted((low, high)))
     if isinstance(values, str):
         if values == "":
             return ""
@@ -52,9 +52,6 @@ def _random(ctx: Ctx, values: Any = None, max: Any = None) -> Any:
     if not items:
         raise PhpError("the random function cannot pick from an empty array")
     return rng.choice(items)
-
-
-max_ = __builtins__["max"] if isinstance(__builtins__, dict) else __builtins__.max
 
 
 def _range(ctx: Ctx, low: Any = None, high: Any = None, step: Any = 1) -> list[Any]:
@@ -68,4 +65,3 @@ def _date(ctx: Ctx, date: Any = None, timezone: Any = None) -> datetime:
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "date": _date, "max": _max, "min": _min, "random": _random, "range": _range,
 }
-_ = to_str

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from hookstream.render.twig import nodes as n
 from hookstream.render.twig.errors import TwigSyntaxError
-from hookstream.render.twig.expressions import ExpressionParser, TokenStream
+from hookstream.render.twig.expressions import ExpressionParser
 from hookstream.render.twig.lexer import (
     BLOCK_END,
     BLOCK_START,
@@ -24,6 +24,7 @@ from hookstream.render.twig.lexer import (
     tokenize,
 )
 from hookstream.render.twig.sandbox import check_tag
+from hookstream.render.twig.stream import TokenStream
 
 __all__ = ["parse"]
 

@@ -1,5 +1,5 @@
 """PHP 8 value semantics, as Twig inherits them: string conversion, truthiness, numeric
-strings, arithmetic and loose comparison.
+strings and arithmetic (comparison is in `compare`).
 
 Values are decoded JSON plus what templates build: None, bool, int, float, str (and its
 `Markup` subclass), list (a PHP array keyed 0..n-1) and dict (any other PHP array; int or
@@ -17,8 +17,8 @@ from typing import Any
 from hookstream.render.glpi_json import php_float
 
 __all__ = [
-    "INT_MAX", "Markup", "PhpError", "arith", "array_items", "bitwise", "compare", "is_array",
-    "is_numeric", "loose_eq", "normalize_key", "num_arg", "spaceship", "str_arg", "to_bool",
+    "INT_MAX", "Markup", "PhpError", "arith", "array_items", "bitwise", "is_array",
+    "is_numeric", "normalize_key", "num_arg", "pack", "str_arg", "string_number", "to_bool",
     "to_float", "to_int", "to_number", "to_str", "type_name",
 ]
 
@@ -69,7 +69,7 @@ def is_numeric(text: str) -> bool:
     return _NUMERIC.match(text) is not None
 
 
-def _string_number(text: str, strict: bool) -> int | float | None:
+def string_number(text: str, strict: bool) -> int | float | None:
     match = (_NUMERIC if strict else _LEADING).match(text)
     if match is None:
         return None
@@ -89,7 +89,7 @@ def to_number(value: Any, operator: str = "+") -> int | float:
     if isinstance(value, (int, float)):
         return value
     if isinstance(value, str):
-        number = _string_number(value, strict=False)
+        number = string_number(value, strict=False)
         if number is None:
             raise PhpError(f"unsupported operand types: string {operator} number")
         return number
@@ -99,7 +99,7 @@ def to_number(value: Any, operator: str = "+") -> int | float:
 def num_arg(value: Any) -> int | float:
     """A value passed to a PHP function's int|float parameter: only wholly numeric strings."""
     if isinstance(value, str):
-        number = _string_number(value, strict=True)
+        number = string_number(value, strict=True)
         if number is None:
             raise PhpError("argument must be of type int|float, string given")
         return number
@@ -113,7 +113,7 @@ def to_int(value: Any) -> int:
             return 0
         return int(value) if INT_MIN <= value <= INT_MAX else 0
     if isinstance(value, str):
-        number = _string_number(value, strict=False)
+        number = string_number(value, strict=False)
         return 0 if number is None else to_int(number)
     if isinstance(value, (list, dict)):
         return 1 if value else 0
@@ -122,7 +122,7 @@ def to_int(value: Any) -> int:
 
 def to_float(value: Any) -> float:
     if isinstance(value, str):
-        number = _string_number(value, strict=False)
+        number = string_number(value, strict=False)
         return 0.0 if number is None else float(number)
     if isinstance(value, (list, dict)):
         return 1.0 if value else 0.0
@@ -254,82 +254,3 @@ def pack(array: dict[int | str, Any]) -> list[Any] | dict[int | str, Any]:
     if all(k == i and type(k) is int for i, k in enumerate(array)):
         return list(array.values())
     return array
-
-
-def _compare_scalars(a: Any, b: Any) -> int:
-    """PHP 8's `<=>` for two non-array values."""
-    if a is None and b is None:
-        return 0
-    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
-        if isinstance(a, str) and b is None:
-            return _cmp(a, "")
-        if a is None and isinstance(b, str):
-            return _cmp("", b)
-        return _cmp(to_bool(a), to_bool(b))
-    if isinstance(a, str) and isinstance(b, str):
-        na, nb = _string_number(a, True), _string_number(b, True)
-        if na is not None and nb is not None:
-            return _cmp(na, nb)
-        return _cmp(a.encode(), b.encode())
-    if isinstance(a, str):
-        nb_ = _string_number(a, True)
-        return _cmp(nb_, b) if nb_ is not None else _cmp(a.encode(), to_str(b).encode())
-    if isinstance(b, str):
-        na_ = _string_number(b, True)
-        return _cmp(a, na_) if na_ is not None else _cmp(to_str(a).encode(), b.encode())
-    return _cmp(a, b)
-
-
-def _cmp(a: Any, b: Any) -> int:
-    return int(a > b) - int(a < b)
-
-
-def spaceship(a: Any, b: Any) -> int:
-    """PHP 8's `<=>`: arrays compare by size then key by key; an array is above anything
-    but null and bool."""
-    if is_array(a) and is_array(b):
-        left, right = dict(array_items(a)), dict(array_items(b))
-        if len(left) != len(right):
-            return _cmp(len(left), len(right))
-        for key, item in left.items():
-            if key not in right:
-                return 1
-            result = spaceship(item, right[key])
-            if result:
-                return result
-        return 0
-    if is_array(a) or is_array(b):
-        other = b if is_array(a) else a
-        if other is None or isinstance(other, bool):
-            return _cmp(to_bool(a), to_bool(b))
-        return 1 if is_array(a) else -1
-    return _compare_scalars(a, b)
-
-
-def loose_eq(a: Any, b: Any) -> bool:
-    """PHP 8's `==`."""
-    if is_array(a) and is_array(b):
-        left, right = dict(array_items(a)), dict(array_items(b))
-        return left.keys() == right.keys() and all(loose_eq(v, right[k]) for k, v in left.items())
-    if is_array(a) or is_array(b):
-        other = b if is_array(a) else a
-        if other is None or isinstance(other, bool):
-            return to_bool(a) == to_bool(b)
-        return False
-    if (isinstance(a, float) and math.isnan(a)) or (isinstance(b, float) and math.isnan(b)):
-        return False
-    return _compare_scalars(a, b) == 0
-
-
-def compare(a: Any, b: Any) -> int:
-    """Twig's twig_compare (`in`, `sort`'s default order): PHP 8's `<=>` with Twig's trimming
-    of numeric strings against numbers."""
-    if isinstance(a, (int, float)) and not isinstance(a, bool) and isinstance(b, str):
-        if isinstance(a, float) and math.isnan(a):
-            return 1
-        trimmed = b.strip(" \t\n\r\v\f")
-        number = _string_number(trimmed, True)
-        return _cmp(a, number) if number is not None else _cmp(to_str(a).encode(), b.encode())
-    if isinstance(a, str) and isinstance(b, (int, float)) and not isinstance(b, bool):
-        return -compare(b, a)
-    return spaceship(a, b)

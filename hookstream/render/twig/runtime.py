@@ -13,13 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from hookstream.render.budget import Budget, LimitExceeded
+from hookstream.render.twig.compare import compare
 from hookstream.render.twig.php import (
     INT_MAX,
     Markup,
     PhpError,
     array_items,
-    compare,
-    is_array,
+        is_array,
     normalize_key,
     to_number,
     to_str,

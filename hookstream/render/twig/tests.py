@@ -7,7 +7,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from hookstream.render.twig.php import arith, array_items, is_array, loose_eq
+from hookstream.render.twig.compare import loose_eq
+from hookstream.render.twig.php import arith, array_items, is_array
 
 __all__ = ["TESTS", "is_empty", "same_as"]
 
