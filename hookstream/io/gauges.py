@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 IDLE_INTERVALS = 6  # reports missed before the background thread gives up
 QUERY_TIMEOUT_S = 5.0
+HEAD_WAIT_S = 2.0
 
 
 class CircuitView(Protocol):
@@ -179,12 +180,9 @@ class _Monitor:
             while time.monotonic() - self.last_report < IDLE_INTERVALS * self.interval_s + 10:
                 started = time.monotonic()
                 try:
-                    view = self._query(client, codec)
+                    self._query(client, codec)
                 except (KafkaException, RuntimeError) as e:
                     log.debug("gauges: broker query failed: %s", e)
-                else:
-                    with self._lock:
-                        self.broker = view
                 time.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
         finally:
             self.stopped = True
@@ -194,7 +192,9 @@ class _Monitor:
                              metrics.CIRCUIT_OPEN, metrics.WEBHOOK_INFO):
                 snapshot.replace(self.owner, {})
 
-    def _query(self, client: Consumer, codec: Any) -> BrokerView:
+    def _query(self, client: Consumer, codec: Any) -> None:
+        """Watermarks and committed offsets, published at once; then the heads' ages
+        (reading records may take a moment), published again."""
         with self._lock:
             assigned = sorted(self._wanted)
         wanted = set(assigned)
@@ -217,7 +217,11 @@ class _Monitor:
             start = max(committed.get((t, p), -1), low)
             if t in self.age_topics and start < high:
                 pending.append(TopicPartition(t, p, start))
-        return BrokerView(watermarks, committed, self._heads(client, codec, pending))
+        with self._lock:
+            self.broker = BrokerView(watermarks, committed, self.broker.head_created_ms)
+        heads = self._heads(client, codec, pending)
+        with self._lock:
+            self.broker = BrokerView(watermarks, committed, heads)
 
     def _heads(self, client: Consumer, codec: Any, pending: list[TopicPartition]) -> dict[TP, int]:
         """created_at of the first record at or after each given offset (the oldest
@@ -226,7 +230,8 @@ class _Monitor:
         if not pending:
             return heads
         client.assign(pending)
-        deadline = time.monotonic() + QUERY_TIMEOUT_S
+        # a partition whose only unread entry is a transaction marker yields no record
+        deadline = time.monotonic() + min(HEAD_WAIT_S, self.interval_s)
         try:
             while len(heads) < len(pending) and time.monotonic() < deadline:
                 msg = client.poll(0.2)
