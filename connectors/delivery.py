@@ -36,13 +36,15 @@ import aiohttp
 import uvloop
 from confluent_kafka import TopicPartition
 
+from connectors.delivery_attempt import AttemptRules, Attempts, Targets
 from connectors.delivery_limits import Limits
 from connectors.delivery_outcomes import OutcomeTopics, OutcomeWriter
 from connectors.delivery_ports import TP, HttpSender, Message, RecordSink, RecordSource, Tables
+from connectors.delivery_recall import Recall
 from connectors.delivery_stale import StaleFilter
 from connectors.delivery_tiers import TierScheduler
 from connectors.guard import guarded_connector
-from connectors.sender import HttpResult, Sender, Target
+from connectors.sender import Sender
 from hookstream.config import Settings
 from hookstream.errors import DecodeError
 from hookstream.io import (
@@ -55,18 +57,7 @@ from hookstream.io import (
     producer,
     webhook_and_entity_applier,
 )
-from hookstream.policy import (
-    Admission,
-    Charge,
-    CircuitBreakers,
-    Observed,
-    circuit_charge,
-    decide,
-    origin_of,
-    parse_networks,
-    secret_box,
-    tier_of,
-)
+from hookstream.policy import CircuitBreakers, origin_of, parse_networks, secret_box
 from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
@@ -112,9 +103,8 @@ class DeliveryService:
         self.clock = clock
         self.rand = rand
         self.codec = codec or codec_for(settings)
-        self.box = secret_box(settings)
-        self.webhooks: dict[str, WebhookDefinition] = {}
-        self._targets: dict[str, Target] = {}
+        self.targets = Targets(secret_box(settings))
+        self.webhooks = self.targets.webhooks
         self._global_allow = parse_networks(settings.allowed_networks)
         self._tiers_s = settings.retry_tiers_s
         tier_topics = retry_topics(settings)
@@ -129,14 +119,14 @@ class DeliveryService:
         self._task_done: asyncio.Future[None] | None = None  # set when a task finishes
         self._origins: dict[str, str] = {}  # url -> origin (or its fallback)
         self._feeding: dict[str, set[TP]] = {}  # saturated origin -> partitions paused for it
-        self._sender = sender
         self._tables = tables or TableFollower(
             settings,
             [settings.topic(WEBHOOKS)],
-            webhook_and_entity_applier(settings, self.codec, self.on_webhook, None),
+            webhook_and_entity_applier(settings, self.codec, self.targets.put, None),
         )
         # confluent-kafka's clients satisfy the protocols; their stubs spell them otherwise.
         self._own_clients = source is None
+        self._recall = None if source else Recall(settings, self.codec, self._topic_delay, clock)
         self._consumer: RecordSource = source or cast(
             RecordSource, consumer(settings, GROUP, CONSUMER_CONFIG))
         self._producer: RecordSink = sink or cast(
@@ -162,7 +152,12 @@ class DeliveryService:
         )
         self._max_tasks = 4 * settings.max_in_flight + settings.max_queued_per_origin
         max_age_s = settings.cra_challenge_max_age_s
-        self._challenge_max_age_ms = int(max_age_s * 1000) if max_age_s > 0 else None
+        rules = AttemptRules(self._tiers_s, self._topic_delay,
+                             int(max_age_s * 1000) if max_age_s > 0 else None,
+                             self._global_allow)
+        self.attempts = Attempts(rules, self.targets.get, self.circuits, self.limits, self.stale,
+                                 self.outcomes, clock, rand)
+        self.attempts.sender = sender
 
     @property
     def stats(self) -> dict[str, int]:
@@ -172,22 +167,8 @@ class DeliveryService:
         """/readyz: the webhooks table is caught up and the loop runs."""
         return self.ready.is_set() and not self.stopping.is_set()
 
-    # -- tables ------------------------------------------------------------------------
-
     def on_webhook(self, webhook_id: str, definition: WebhookDefinition | None) -> None:
-        self._targets.pop(webhook_id, None)
-        if definition is None:
-            self.webhooks.pop(webhook_id, None)
-        else:
-            self.webhooks[webhook_id] = definition
-
-    def target(self, webhook_id: str) -> Target | None:
-        if webhook_id not in self._targets:
-            definition = self.webhooks.get(webhook_id)
-            if definition is None:
-                return None
-            self._targets[webhook_id] = Target.of(definition, self.box)
-        return self._targets[webhook_id]
+        self.targets.put(webhook_id, definition)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -196,11 +177,13 @@ class DeliveryService:
         self._tables.catch_up()
         metrics.READY.labels("delivery").set(1)
         self.ready.set()
+        self._loop = loop
         self._consumer.subscribe(
-            self._inputs, on_revoke=self._on_revoke, on_lost=self._on_revoke
+            self._inputs, on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
         )
         async with self._http() as sender:
-            self._sender = sender
+            self.attempts.sender = sender
             try:
                 while not self.stopping.is_set() and self.outcomes.fatal is None:
                     self._tables.poll(0)
@@ -226,8 +209,8 @@ class DeliveryService:
 
     @asynccontextmanager
     async def _http(self) -> AsyncIterator[HttpSender]:
-        if self._sender is not None:
-            yield self._sender
+        if self.attempts.sender is not None:
+            yield self.attempts.sender
             return
         connector = guarded_connector(
             self._global_allow, limit=0, ttl_dns_cache=60, enable_cleanup_closed=True
@@ -265,6 +248,14 @@ class DeliveryService:
     def _later(self, delay_s: float, callback: Callable[[], None]) -> Any:
         return asyncio.get_running_loop().call_later(delay_s, callback)
 
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Called in the fetching thread: what Kafka knows of handled copies seeds the
+        stale filter (on the loop, before the records fetched next are received)."""
+        if self._recall is not None:
+            hops = self._recall.hops(consumer, partitions)
+            if hops:
+                self._loop.call_soon_threadsafe(self.stale.seed, hops)
+
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self.outcomes.revoke(consumer, partitions)
         self.tiers.revoke(consumer, partitions)
@@ -294,7 +285,7 @@ class DeliveryService:
             self.tiers.pause(tp, self.outcomes.next_offset(tp), f"origin {origin}")
             self._feeding.setdefault(origin, set()).add(tp)
         task = asyncio.get_running_loop().create_task(
-            self._deliver(tp, offset, request, topic, origin)
+            self.attempts.deliver(tp, offset, request, topic, origin)
         )
         self._tasks.add(task)
         task.add_done_callback(self._task_finished)
@@ -320,87 +311,6 @@ class DeliveryService:
                 self._origins.clear()
             self._origins[url] = origin
         return origin
-
-    async def _deliver(
-        self, tp: TP, offset: int, request: DeliveryRequest, topic: str, origin: str
-    ) -> None:
-        try:
-            async with self.stale.exclusive(request.delivery_id):
-                if not self.stale.admit(request):
-                    self.outcomes.count("stale_dropped")
-                    self.outcomes.done(tp, offset)
-                    return
-                await self._attempt(tp, offset, request, topic, origin)
-        finally:
-            self.limits.release(origin)
-
-    async def _attempt(
-        self, tp: TP, offset: int, request: DeliveryRequest, topic: str, origin: str
-    ) -> None:
-        target = self.target(request.webhook_id)
-        if target is None:
-            self.outcomes.dead(tp, offset, request, "webhook deleted or unknown")
-            return
-        tiers = target.retry_schedule_s or self._tiers_s
-        started_ms = int(self.clock() * 1000)
-        if self.circuits.admit(origin, self.clock()) is Admission.REJECT:
-            observed = Observed(started_ms, started_ms, circuit_open=True, error="circuit open")
-        else:
-            observed = await self._send(origin, request, target, started_ms)
-            charge = circuit_charge(observed)
-            if charge is not Charge.NONE:
-                self.circuits.record(origin, charge is Charge.SUCCESS, self.clock())
-                metrics.OPEN_CIRCUITS.set(self.circuits.open_origins())
-        decision = decide(
-            request,
-            observed,
-            target.retry_policy,
-            target.sent_try,
-            tiers,
-            tier_of(self._topic_delay.get(topic), tiers),
-            self.rand(),
-            challenge_max_age_ms=self._challenge_max_age_ms,
-        )
-        if decision.forward is None:
-            self.stale.finished(request.delivery_id)
-        self.outcomes.decision(tp, offset, decision, tiers)
-
-    async def _send(
-        self, origin: str, request: DeliveryRequest, target: Target, started_ms: int
-    ) -> Observed:
-        assert self._sender is not None, "run() sets the sender"
-        async with self.limits.slot(origin, target):
-            metrics.IN_FLIGHT.inc()
-            started = time.perf_counter()
-            try:
-                result = await self._sender.send(request, target, self._global_allow)
-            finally:
-                latency_s = time.perf_counter() - started
-                metrics.LATENCY.labels(target.webhook_id).observe(latency_s)
-                metrics.IN_FLIGHT.dec()
-            observed = _observed(result, started_ms, int(self.clock() * 1000))
-            charge = circuit_charge(observed)
-            if charge is not Charge.NONE:  # the origin's adaptive limit learns from it
-                self.limits.sample(
-                    origin, latency_s, charge is Charge.FAILURE, self.limits.in_flight(origin)
-                )
-        return observed
-
-
-def _observed(result: HttpResult, started_ms: int, finished_ms: int) -> Observed:
-    return Observed(
-        started_ms,
-        finished_ms,
-        status=result.status,
-        error=result.error,
-        retry_after=result.headers.get("retry-after"),
-        response_headers=result.headers if result.body is not None else None,
-        response_body=result.body,
-        blocked=result.blocked is not None,
-        challenge_failed=result.challenge_failed is not None,
-        token_failed=result.token_failed,
-    )
-
 
 def run_delivery(settings: Settings) -> int:
     """`hookstream run delivery`: until SIGTERM or SIGINT."""

@@ -1,0 +1,172 @@
+"""What the stale-copy filter knew, read back from Kafka when partitions are assigned, so
+a copy is not sent twice however many times the process crashes.
+
+A record read again after a crash may already have been handled by the process that
+died. It was then either forwarded (a copy with a higher hop on a retry topic or the
+DLQ, under the same key, hence the same partition number) or delivered (an attempt
+record with outcome `delivered` carrying its hop). Both are found in Kafka:
+
+1. For each assigned partition, read the records between the group's committed offset
+   and the end: the candidates. Only records already due can have been handled; a
+   retry partition is read up to its first record that nothing behind can precede.
+2. From the earliest moment a candidate became due, read the same partition numbers of
+   the input topics and the DLQ, and every partition of the attempts topic.
+3. A later copy (hop H > h) makes every hop below H stale; a delivered attempt at hop
+   >= h makes every copy stale. Nothing else is assumed: a copy is dropped only when
+   its work is carried by another record that Kafka acknowledged.
+
+The reads are bounded (`max_records` per partition, `timeout_s` in all); past those
+bounds the filter starts with less memory, as it did before.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from hookstream.config import Settings
+from hookstream.errors import DecodeError
+from hookstream.io import consumer
+from hookstream.policy import JITTER
+from hookstream.records import ATTEMPTS, DLQ, AttemptRecord, Codec, DeliveryRequest, Outcome
+
+log = logging.getLogger(__name__)
+RECALL_GROUP = "hookstream-delivery-recall"  # never commits: a group id is required
+
+
+class Recall:
+    def __init__(self, settings: Settings, codec: Codec, topic_delay_s: dict[str, int],
+                 clock: Callable[[], float] = time.time, max_records: int = 200_000,
+                 timeout_s: float = 30.0):
+        self._settings = settings
+        self._codec = codec
+        self._topic_delay_s = topic_delay_s
+        self._clock = clock
+        self._max_records = max_records
+        self._timeout_s = timeout_s
+
+    def hops(self, owner: Any, assigned: list[TopicPartition]) -> list[tuple[str, float]]:
+        """(delivery id, hop handled) pairs for the stale filter; [] when nothing is known."""
+        if not assigned:
+            return []
+        started = time.monotonic()
+        reader = consumer(self._settings, RECALL_GROUP, {"enable.partition.eof": True})
+        try:
+            committed = owner.committed(assigned, timeout=self._timeout_s)
+            candidates, since_ms = self._candidates(reader, committed)
+            if not candidates:
+                return []
+            numbers = sorted({tp.partition for tp in assigned})
+            topics = {tp.topic for tp in assigned} | {self._settings.topic(DLQ)}
+            after = [TopicPartition(t, p, since_ms) for t in topics for p in numbers]
+            attempts = self._settings.topic(ATTEMPTS)
+            meta = reader.list_topics(attempts, timeout=self._timeout_s).topics[attempts]
+            after += [TopicPartition(attempts, p, since_ms) for p in meta.partitions]
+            starts = reader.offsets_for_times(after, timeout=self._timeout_s)
+            known = self._evidence(reader, [tp for tp in starts if tp.offset >= 0], candidates)
+        except KafkaException as e:
+            log.warning("stale-copy recall skipped (Kafka): %s", e)
+            return []
+        finally:
+            reader.close()
+        log.info("stale-copy recall: %d candidates, %d known handled, %.1fs", len(candidates),
+                 len(known), time.monotonic() - started)
+        return list(known.items())
+
+    def _candidates(self, reader: Any, committed: list[TopicPartition]
+                    ) -> tuple[dict[str, int], int]:
+        """Due records above the committed offsets: delivery id -> lowest hop, and the
+        earliest time one of them became due."""
+        now_ms = int(self._clock() * 1000)
+        candidates: dict[str, int] = {}
+        since_ms = now_ms
+        starts = []
+        for tp in committed:
+            low, high = reader.get_watermark_offsets(tp, timeout=self._timeout_s)
+            start = tp.offset if tp.offset >= 0 else low
+            if start < high:
+                starts.append((TopicPartition(tp.topic, tp.partition, start), high))
+        stopped: set[tuple[str, int]] = set()
+        for msg, request in self._read(reader, starts):
+            at = (msg.topic(), msg.partition())
+            if at in stopped:
+                continue
+            _, produced_ms = msg.timestamp()
+            if request.not_before > now_ms:
+                delay_s = self._topic_delay_s.get(at[0], 0)
+                if produced_ms + (1 - JITTER) * delay_s * 1000 > now_ms:
+                    stopped.add(at)  # nothing behind it is due yet
+                continue
+            hop = candidates.get(request.delivery_id, request.hop)
+            candidates[request.delivery_id] = min(hop, request.hop)
+            since_ms = min(since_ms, max(produced_ms, request.not_before))
+        return candidates, since_ms
+
+    def _evidence(self, reader: Any, starts: list[TopicPartition], candidates: dict[str, int]
+                  ) -> dict[str, float]:
+        """Hops handled, per candidate, from later copies and delivered attempts."""
+        known: dict[str, float] = {}
+        attempts = self._settings.topic(ATTEMPTS)
+        ranges = []
+        for tp in starts:
+            _, high = reader.get_watermark_offsets(tp, timeout=self._timeout_s)
+            if tp.offset < high:
+                ranges.append((tp, high))
+        for msg in self._messages(reader, ranges):
+            key = (msg.key() or b"").decode(errors="replace")
+            try:
+                if msg.topic() == attempts:
+                    if key not in candidates:
+                        continue
+                    attempt = self._codec.decode(msg.value(), msg.headers(), AttemptRecord)
+                    if (attempt.outcome == Outcome.DELIVERED
+                            and attempt.hop >= candidates[attempt.delivery_id]):
+                        known[attempt.delivery_id] = math.inf
+                    continue
+                request = self._codec.decode(msg.value(), msg.headers(), DeliveryRequest)
+            except DecodeError:
+                continue
+            handled = candidates.get(request.delivery_id)
+            if handled is not None and request.hop > handled:
+                # A later copy exists: every hop below it is handled.
+                best = known.get(request.delivery_id, -1.0)
+                known[request.delivery_id] = max(best, float(request.hop - 1))
+        return known
+
+    def _read(self, reader: Any, ranges: list[tuple[TopicPartition, int]]
+              ) -> Iterator[tuple[Any, DeliveryRequest]]:
+        for msg in self._messages(reader, ranges):
+            try:
+                yield msg, self._codec.decode(msg.value(), msg.headers(), DeliveryRequest)
+            except DecodeError:
+                continue
+
+    def _messages(self, reader: Any, ranges: list[tuple[TopicPartition, int]]) -> Iterator[Any]:
+        """The records of each (start, end) range, at most `max_records` per range."""
+        if not ranges:
+            return
+        ends = {(tp.topic, tp.partition): min(end, tp.offset + self._max_records)
+                for tp, end in ranges}
+        reader.assign([tp for tp, _ in ranges])
+        deadline = time.monotonic() + self._timeout_s
+        while ends and time.monotonic() < deadline:
+            for msg in reader.consume(1000, 0.2):
+                tp = (msg.topic(), msg.partition())
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        ends.pop(tp, None)
+                    continue
+                end = ends.get(tp)
+                if end is None:
+                    continue
+                if msg.offset() + 1 >= end:
+                    del ends[tp]
+                if msg.offset() < end:
+                    yield msg
+        reader.unassign()
