@@ -26,6 +26,7 @@ if [ -f "$stamp" ] && [ -x "$tools/bin/helm" ] && [ -x "$tools/bin/kubeconform" 
 fi
 command -v go >/dev/null || { echo "go is needed to build helm and kubeconform" >&2; exit 2; }
 mkdir -p "$tools/bin" "$tools/schemas"
+# GOTOOLCHAIN=auto: an older Go (>= 1.21) fetches the toolchain helm requires, as a module
 export GOBIN="$tools/bin" GOFLAGS="-modcacherw" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 
 go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
