@@ -10,9 +10,13 @@ challenge is a bare GET with `?crc_token=T` replacing the URL's query.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from hookstream.policy import cra_expected_answer, cra_token, cra_url, glpi_headers
 
@@ -56,3 +60,130 @@ class FakeGlpiSender:
         async with session.get(cra_url(url, token)) as response:
             text = await response.text()
             return response.status == 200 and text == cra_expected_answer(self.secret, token)
+
+
+# -- GLPI's REST API (apirest.php), the subset hookstream uses ---------------------------------
+# Answer shapes and error codes from GLPI's apirest.md: errors are a JSON array
+# [ERROR_CODE, message]; lists honour `range=a-b` with `Content-Range: a-b/total` and 206
+# when partial; POST answers 201 {"id": n}; PUT answers 200 [{"<id>": true, "message": ""}].
+
+
+class FakeGlpiApi:
+    """State and handlers of a fake apirest.php; `app()` serves it under /apirest.php."""
+
+    def __init__(self, app_token: str, user_token: str):
+        self.app_token, self.user_token = app_token, user_token
+        self.items: dict[str, dict[int, dict[str, Any]]] = {
+            "Entity": {}, "Webhook": {}, "CronTask": {}
+        }
+        self.sessions: set[str] = set()
+        self.sessions_opened = self.sessions_killed = 0
+        self.fail_next: list[int] = []  # statuses to answer before serving (5xx injection)
+        self.calls: list[tuple[str, str]] = []
+
+    def add(self, itemtype: str, **fields: Any) -> int:
+        table = self.items.setdefault(itemtype, {})
+        ident = int(fields.pop("id", max(table, default=0) + 1))
+        table[ident] = {"id": ident, **fields}
+        return ident
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/apirest.php/{path:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"].strip("/")
+        self.calls.append((request.method, path))
+        if self.fail_next:
+            return _error(self.fail_next.pop(0), "ERROR_SQL", "injected failure")
+        if request.headers.get("App-Token") != self.app_token:
+            return _error(400, "ERROR_WRONG_APP_TOKEN_PARAMETER",
+                          "parameter app_token seems wrong")
+        if path == "initSession":
+            return self._init_session(request)
+        token = request.headers.get("Session-Token")
+        if not token:
+            return _error(400, "ERROR_SESSION_TOKEN_MISSING",
+                          "parameter session_token is missing or empty")
+        if token not in self.sessions:
+            return _error(401, "ERROR_SESSION_TOKEN_INVALID", "session_token seems invalid")
+        if path == "killSession":
+            self.sessions.discard(token)
+            self.sessions_killed += 1
+            return web.json_response(True)
+        itemtype, _, ident = path.partition("/")
+        if itemtype not in self.items:
+            return _error(400, "ERROR_ITEMTYPE_NOT_FOUND_NOR_COMMONDBTM",
+                          "resource not found or not an instance of CommonDBTM")
+        table = self.items[itemtype]
+        if request.method == "GET" and not ident:
+            return self._list(itemtype, table, request.query.get("range", "0-50"))
+        if request.method == "POST" and not ident:
+            fields = (await request.json())["input"]
+            new = self.add(itemtype, **fields)
+            return web.json_response({"id": new, "message": ""}, status=201,
+                                     headers={"Location": f"{request.url}/{new}"})
+        if not ident.isdigit() or int(ident) not in table:
+            return _error(404, "ERROR_ITEM_NOT_FOUND", "Item not found")
+        if request.method == "GET":
+            return web.json_response(table[int(ident)])
+        if request.method == "PUT":
+            table[int(ident)].update((await request.json())["input"])
+            return web.json_response([{ident: True, "message": ""}])
+        return _error(400, "ERROR_METHOD_NOT_ALLOWED", "method not allowed")
+
+    def _init_session(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("user_token "):
+            return _error(400, "ERROR_LOGIN_PARAMETERS_MISSING",
+                          "parameter(s) login, password or user_token are missing")
+        if auth.removeprefix("user_token ") != self.user_token:
+            return _error(401, "ERROR_GLPI_LOGIN_USER_TOKEN", "parameter user_token seems invalid")
+        self.sessions_opened += 1
+        token = f"session-{self.sessions_opened:04d}"
+        self.sessions.add(token)
+        return web.json_response({"session_token": token})
+
+    def _list(self, itemtype: str, table: dict[int, dict[str, Any]], span: str) -> web.Response:
+        first, _, last = span.partition("-")
+        start, end, rows = int(first), int(last), [table[k] for k in sorted(table)]
+        if rows and start >= len(rows):
+            return _error(400, "ERROR_RANGE_EXCEED_TOTAL",
+                          "Provided range exceed total count of data")
+        page = rows[start:end + 1]
+        headers = {"Content-Range": f"{start}-{start + len(page) - 1}/{len(rows)}",
+                   "Accept-Range": f"{itemtype} 1000"}
+        status = 206 if start + len(page) < len(rows) else 200
+        return web.json_response(page, status=status, headers=headers)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response([code, message], status=status)
+
+
+class RunningGlpiApi:
+    """A FakeGlpiApi served on loopback from a thread: `with RunningGlpiApi(api) as url:`."""
+
+    def __init__(self, api: FakeGlpiApi):
+        self.api = api
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(api.app())
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+
+        async def start() -> int:
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await site.start()
+            return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+
+        port = asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)
+        return f"http://127.0.0.1:{port}/apirest.php"
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

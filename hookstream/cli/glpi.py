@@ -37,6 +37,28 @@ def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_glpi(args: argparse.Namespace, settings: Settings) -> int:
+    import sys
+    import time
+
+    from connectors.glpi import GlpiApiError, GlpiUnavailable, client_for, sync_entities
+    from hookstream.policy import parse_delay
+
+    every_s = parse_delay(args.every) if args.every else 0
+    try:
+        with client_for(settings, args.instance) as client:
+            while True:
+                total, changed, removed = sync_entities(settings, client)
+                print(f"{args.instance}: {total} entities, {changed} published, "
+                      f"{removed} removed", flush=True)
+                if not every_s:
+                    return 0
+                time.sleep(every_s)
+    except (GlpiApiError, GlpiUnavailable) as e:
+        print(f"hookstream: {e}", file=sys.stderr)  # GLPI's own code and message
+        return 1
+
+
 def register(sub: Any) -> None:
     """Add this module's subcommands to the `hookstream` parser."""
     inst = sub.add_parser("instances", help="GLPI instances on the compacted topic")
@@ -45,3 +67,9 @@ def register(sub: Any) -> None:
     inst.add_argument("-f", "--file", help="YAML file (apply)")
     inst.add_argument("--json", action="store_true", help="list as JSON lines")
     inst.set_defaults(func=cmd_instances)
+
+    glpi = sub.add_parser("glpi", help="a GLPI instance, through its REST API")
+    glpi.add_argument("action", choices=["sync-entities"])
+    glpi.add_argument("--instance", required=True, help="a published instance's name")
+    glpi.add_argument("--every", help="repeat every DELAY (e.g. 5m) until interrupted")
+    glpi.set_defaults(func=cmd_glpi)

@@ -1,0 +1,137 @@
+"""The GLPI API client and `glpi sync-entities`, against the fake GLPI on loopback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from connectors.glpi import GlpiApiError, GlpiClient, GlpiUnavailable, sync_entities
+from connectors.glpi.entities import published_entities
+from hookstream.config import Settings
+from hookstream.control import instances
+from hookstream.io import create_topics, read_all
+from hookstream.records import ENTITIES
+from tests.fake_glpi import FakeGlpiApi, RunningGlpiApi
+from tests.integration.harness import cli_env
+
+APP, USER = "app-token-1234", "user-token-5678"
+
+
+@pytest.fixture
+def glpi() -> Iterator[tuple[FakeGlpiApi, str]]:
+    api = FakeGlpiApi(APP, USER)
+    api.add("Entity", id=0, name="Root entity", entities_id=-1)
+    api.add("Entity", id=1, name="Europe", entities_id=0)
+    api.add("Entity", id=2, name="France", entities_id=1)
+    with RunningGlpiApi(api) as url:
+        yield api, url
+
+
+def client(url: str, app: str = APP, user: str = USER) -> GlpiClient:
+    return GlpiClient("glpi-a", url, app, user, timeout_s=5, backoff_s=0.01)
+
+
+def test_one_session_serves_every_call_and_pages_follow_content_range(
+    glpi: tuple[FakeGlpiApi, str],
+) -> None:
+    api, url = glpi
+    for n in range(3, 1203):
+        api.add("Entity", id=n, name=f"E{n}", entities_id=2)
+    with client(url) as c:
+        rows = list(c.list_items("Entity", page=500))
+        assert [r["id"] for r in rows] == list(range(1203))
+        assert c.get_item("Entity", 2)["name"] == "France"
+    assert api.sessions_opened == 1 and api.sessions_killed == 1
+    pages = [p for m, p in api.calls if p == "Entity"]
+    assert len(pages) == 3  # 0-499, 500-999, 1000-1499 (the last one answered 200)
+
+
+def test_an_expired_session_is_reopened_once(glpi: tuple[FakeGlpiApi, str]) -> None:
+    api, url = glpi
+    with client(url) as c:
+        assert c.get_item("Entity", 1)["name"] == "Europe"
+        api.sessions.clear()  # GLPI dropped the session
+        assert c.get_item("Entity", 2)["name"] == "France"
+        assert c.sessions_opened == 2
+
+
+def test_5xx_and_connection_errors_are_retried_4xx_are_not(
+    glpi: tuple[FakeGlpiApi, str],
+) -> None:
+    api, url = glpi
+    with client(url) as c:
+        api.fail_next = [503, 500]
+        assert c.get_item("Entity", 0)["name"] == "Root entity"
+        api.fail_next = [502] * 10
+        with pytest.raises(GlpiUnavailable, match="HTTP 502"):
+            c.get_item("Entity", 0)
+        api.fail_next = []
+        before = len(api.calls)
+        with pytest.raises(GlpiApiError) as info:
+            c.get_item("Entity", 999)
+        assert (info.value.status, info.value.code) == (404, "ERROR_ITEM_NOT_FOUND")
+        assert len(api.calls) == before + 1
+    with pytest.raises(GlpiUnavailable, match="ConnectError"):
+        GlpiClient("glpi-a", "http://127.0.0.1:1/apirest.php", APP, USER,
+                   backoff_s=0.01).get_item("Entity", 0)
+
+
+@pytest.mark.parametrize(("app", "user", "code"), [
+    ("bad-app-7f3a", USER, "ERROR_WRONG_APP_TOKEN_PARAMETER"),
+    (APP, "bad-user-7f3a", "ERROR_GLPI_LOGIN_USER_TOKEN"),
+])
+def test_bad_credentials_give_one_clear_error_naming_the_instance(
+    glpi: tuple[FakeGlpiApi, str], app: str, user: str, code: str
+) -> None:
+    _, url = glpi
+    with pytest.raises(GlpiApiError) as info, client(url, app, user) as c:
+        c.get_item("Entity", 0)
+    text = str(info.value)
+    assert code in text and "glpi-a" in text and "\n" not in text
+    assert "7f3a" not in text  # the token itself is never repeated
+
+
+def publish_instance(settings: Settings, tmp_path: Path, url: str, app: str = APP) -> None:
+    create_topics(settings)
+    path = tmp_path / "instances.yaml"
+    path.write_text(yaml.safe_dump({"name": "glpi-a", "api_url": url,
+                                    "app_token": app, "user_token": USER}))
+    instances.apply_instances(settings, path)
+
+
+def test_sync_entities_publishes_the_tree_then_only_differences(
+    settings: Settings, tmp_path: Path, glpi: tuple[FakeGlpiApi, str]
+) -> None:
+    api, url = glpi
+    publish_instance(settings, tmp_path, url)
+    with client(url) as c:
+        assert sync_entities(settings, c) == (3, 3, 0)
+        assert sync_entities(settings, c) == (3, 0, 0)  # idempotent
+        api.items["Entity"].pop(2)
+        api.items["Entity"][1]["name"] = "EMEA"
+        assert sync_entities(settings, c) == (2, 1, 1)
+    latest = published_entities(settings, "glpi-a")
+    assert sorted(latest) == ["glpi-a:0", "glpi-a:1"]
+    assert latest["glpi-a:1"].completename == "Root entity > EMEA"
+    last = [(m.key(), m.value()) for m in read_all(settings, settings.topic(ENTITIES))][-1]
+    assert last == (b"glpi-a:2", None)  # a tombstone: compaction forgets France
+
+
+def test_cli_sync_entities_wrong_app_token_is_one_line_and_exit_1(
+    settings: Settings, tmp_path: Path, glpi: tuple[FakeGlpiApi, str]
+) -> None:
+    _, url = glpi
+    publish_instance(settings, tmp_path, url, app="not-the-app-token")
+    done = subprocess.run(
+        [sys.executable, "-m", "hookstream.cli", "glpi", "sync-entities", "--instance",
+         "glpi-a"], env=cli_env(settings), capture_output=True, text=True, timeout=120,
+    )
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("%")]
+    assert done.returncode == 1, done.stderr
+    assert len(errors) == 1 and "ERROR_WRONG_APP_TOKEN_PARAMETER" in errors[0], done.stderr
+    assert "glpi-a" in errors[0] and "not-the-app-token" not in done.stderr
