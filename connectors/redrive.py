@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from connectors.guard import guarded_connector
+from connectors.redrive_txn import LedgeredTransactions, Redriven
 from connectors.sender import Sender, Target
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, HookstreamError
@@ -81,35 +82,35 @@ def redrive(
     codec = codec_for(settings)
     deliveries, ledger = settings.topic(DELIVERIES), settings.topic(REDRIVEN)
     # One id for every redrive: a second redrive running at once fences the first.
-    txn = producer(settings, transactional_id=f"{settings.topic_prefix}hookstream-redrive")
-    txn.init_transactions(30)
-    count, in_txn, started = 0, 0, time.monotonic()
+    txn = LedgeredTransactions(
+        settings,
+        deliveries,
+        ledger,
+        f"{settings.topic_prefix}hookstream-redrive",
+        lambda: _ledger(settings),
+    )
+    count, started = 0, time.monotonic()
     for dead in dead_letters(settings, webhook_id, since_ms):
         if dead.redriven:
             continue
-        if in_txn == 0:
-            txn.begin_transaction()
         fresh = dead.request.evolve(
             hop=dead.request.hop + 1,
             attempt=0, not_before=0, retry_tier=0, last_error=None, last_status=None
         )
         value, headers = codec.encode(fresh, deliveries)
-        txn.produce(deliveries, value, fresh.key().encode(), headers=headers)
-        txn.produce(ledger, fresh.delivery_id.encode(), dead.position.encode())
-        count, in_txn = count + 1, in_txn + 1
-        if in_txn >= batch:
-            txn.commit_transaction(60)
-            in_txn = 0
+        txn.add(Redriven(dead.position, fresh.key().encode(), value, headers, fresh.delivery_id))
+        count += 1
+        if txn.open >= batch:
+            txn.commit()
             on_progress(count)
         if rate_per_s > 0:  # pace: never ahead of count / rate
             ahead_s = count / rate_per_s - (time.monotonic() - started)
             if ahead_s > 0:
-                if in_txn:
-                    txn.commit_transaction(60)
-                    in_txn = 0
+                if txn.open:
+                    txn.commit()
                 time.sleep(ahead_s)
-    if in_txn:
-        txn.commit_transaction(60)
+    if txn.open:
+        txn.commit()
     return count
 
 

@@ -14,7 +14,14 @@ import logging
 import threading
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from hookstream.config import Settings
 from hookstream.errors import KafkaFatal
@@ -43,19 +50,30 @@ class TransactionalClients:
         # The same transactional id on every rebuild: the new producer's init fences the
         # abandoned one and aborts its open transaction at once, rather than after
         # transaction.timeout.ms during which read_committed readers would wait.
-        self.producer: Producer = producer(
+        self._settings, self._transactional_id = settings, transactional_id
+        self.producer: Producer = self._new_producer()
+        self.consumer: Consumer = consumer(
             settings,
+            group,
+            {
+                "partition.assignment.strategy": "cooperative-sticky",
+                # A member that vanished (a killed process, or a consumer closed during an
+                # outage, whose LeaveGroup never arrived) holds its partitions until this
+                # expires: the restarted broker makes the rebuilt consumer wait for it.
+                "session.timeout.ms": 10_000,
+                "error_cb": self._error,
+            },
+        )
+
+    def _new_producer(self) -> Producer:
+        return producer(
+            self._settings,
             {
                 "batch.size": 1_000_000,
                 "queue.buffering.max.messages": 1_000_000,
                 "error_cb": self._error,
             },
-            transactional_id=transactional_id,
-        )
-        self.consumer: Consumer = consumer(
-            settings,
-            group,
-            {"partition.assignment.strategy": "cooperative-sticky", "error_cb": self._error},
+            transactional_id=self._transactional_id,
         )
 
     def _error(self, error: KafkaError) -> None:
@@ -67,6 +85,11 @@ class TransactionalClients:
         return self._bound_s, self._bound_s + 5.0
 
     def start(self, topics: list[str]) -> None:
+        self._init_transactions()
+        with kafka_errors("subscribing"):
+            self.consumer.subscribe(topics)
+
+    def _init_transactions(self) -> None:
         timeout_s, bound_s = self._call_s()
         retried(
             lambda: self.producer.init_transactions(timeout_s),
@@ -74,8 +97,37 @@ class TransactionalClients:
             "initialising transactions",
             self._stopping,
         )
-        with kafka_errors("subscribing"):
-            self.consumer.subscribe(topics)
+
+    def recover(self) -> None:
+        """A new producer of the same id, and the consumer back at the committed offsets;
+        the consumer keeps its group membership and assignment (no rejoin).
+
+        After the broker was unreachable, librdkafka's transactional producer can wait
+        forever for the group coordinator in its next send_offsets_to_transaction
+        (librdkafka #5456: reproduced here on every broker restart), and a call that hung
+        leaves a transaction in an unknown state. The new producer's init fences the old
+        one: its transaction is aborted unless it committed, so the committed offsets read
+        after it are exactly where processing must resume.
+        """
+        old: list[object] = [self.producer]
+        self.producer = self._new_producer()
+        threading.Thread(target=old.clear, daemon=True, name="kafka drop producer").start()
+        self._init_transactions()
+        timeout_s, bound_s = self._call_s()
+        assignment = self.consumer.assignment()
+        committed = bounded(
+            lambda: self.consumer.committed(assignment, timeout=timeout_s),
+            bound_s,
+            "reading the committed offsets",
+            self._stopping,
+        )
+        try:
+            for tp in committed:
+                if tp.offset < 0:  # nothing committed yet: auto.offset.reset=earliest
+                    tp.offset = OFFSET_BEGINNING
+                self.consumer.seek(tp)
+        except Exception as e:
+            raise KafkaFatal(f"the consumer could not be rewound: {e}") from e
 
     def consume(self, count: int, timeout_s: float) -> list[Message]:
         self.producer.poll(0)  # serves error_cb and delivery reports while idle

@@ -30,6 +30,7 @@ from prometheus_client import Counter
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, KafkaFailed, KafkaFatal, TransientError
 from hookstream.io import (
+    HUNG,
     TableFollower,
     codec_for,
     gauges,
@@ -98,6 +99,7 @@ class Processor:
         self._transactional_id = f"{GROUP}-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self._clients: TransactionalClients | None = self._new_clients()
         self._started = False  # transactions initialised and the input subscribed
+        self._recover = False  # after an outage or a hung call (TransactionalClients.recover)
 
     def _new_clients(self) -> TransactionalClients:
         return TransactionalClients(
@@ -125,6 +127,7 @@ class Processor:
         if self.ready.is_set():
             log.warning("Kafka cannot be reached: %s", why)
         self.ready.clear()
+        self._recover = True
         metrics.READY.labels("processor").set(0)
 
     def _processing(self) -> None:
@@ -144,17 +147,21 @@ class Processor:
                     self._step()
                     backoff_s = 0.5
                 except KafkaFatal as e:
+                    if e.code == HUNG and self._started and not self.stopping.is_set():
+                        log.warning("%s; a new producer, back to the committed offsets", e)
+                        self._unreachable(str(e))  # recovers in the next step
+                        continue
                     log.warning("%s; building new Kafka clients", e)
                     self._unreachable(str(e))
                     self._drop_clients()
                     self.rebuilds += 1
                     self.stopping.wait(backoff_s)
-                    backoff_s = min(backoff_s * 2, 5.0)
+                    backoff_s = min(backoff_s * 2, 2.0)
                 except TransientError as e:  # KafkaFailed of other classes, tables not loaded
                     log.warning("%s; trying again", e)
                     self._unreachable(str(e))
                     self.stopping.wait(backoff_s)
-                    backoff_s = min(backoff_s * 2, 5.0)
+                    backoff_s = min(backoff_s * 2, 2.0)
         finally:
             self._drop_clients()
             self._tables.close()
@@ -167,7 +174,12 @@ class Processor:
             clients = self._clients = self._new_clients()
         if not self._started:
             clients.start([self.topics[ITEM_CHANGES]])
-            self._started = True
+            self._started, self._recover = True, False
+            self._processing()
+        if self._recover:  # after an outage, once a broker answers, before any batch
+            clients.probe(self.topics[ITEM_CHANGES])  # raises while none does
+            clients.recover()
+            self._recover = False
             self._processing()
         self._tables.poll(0)
         gauges.report(self.settings, GROUP, clients.consumer)  # lag, every few seconds
@@ -176,9 +188,6 @@ class Processor:
         )
         if batch:
             self._process(clients, batch)
-            self._processing()
-        elif not self.ready.is_set():  # idle: ready again once a broker answers
-            clients.probe(self.topics[ITEM_CHANGES])
             self._processing()
 
     def _drop_clients(self) -> None:
@@ -292,7 +301,7 @@ def run_processor(settings: Settings) -> int:
         except TransientError as e:
             log.warning("cannot start yet: %s", e)
             stopping.wait(backoff_s)
-            backoff_s = min(backoff_s * 2, 5.0)
+            backoff_s = min(backoff_s * 2, 2.0)
     if processor is not None:
         processor.run()
         log.info(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hookstream.io.bounded import bounded, retried
+from hookstream.io.bounded import HUNG, bounded, retried
 from hookstream.io.kafka import (
     admin,
     consumer,
@@ -19,6 +19,7 @@ from hookstream.io.schema_registry import HttpSchemaRegistry, codec_for
 from hookstream.io.tables import TableFollower, webhook_and_entity_applier
 
 __all__ = [
+    "HUNG",
     "HttpSchemaRegistry",
     "TableFollower",
     "admin",
