@@ -4,7 +4,9 @@
 
 Three templates on the Ticket fixture: a Mattermost attachment body in the style of GLPI's
 webhook documentation, GLPI's default payload (no template: the JSON encoder), and a
-20-line Teams card. The old engine is read from git (`--old-ref`, the last commit that
+20-line Teams card; then the two custom bodies of the processor benchmark's workload
+(bench/workload.py), the render share of bench/processor.py. Every case also renders a URL
+and a header template. The old engine is read from git (`--old-ref`, the last commit that
 had it) into a temporary package, so both run in one process on the same data.
 Prints renders per second and the new/old ratio.
 """
@@ -26,6 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.workload import JSON_PAYLOAD, TEXT_PAYLOAD  # noqa: E402
 from hookstream.render import compile_templates, render_request  # noqa: E402
 
 OLD_REF = "eff32ae"
@@ -72,6 +75,7 @@ TEAMS = """{
 
 CASES: list[tuple[str, str | None]] = [
     ("mattermost", MATTERMOST), ("default payload", None), ("teams card (20 lines)", TEAMS),
+    ("workload JSON body", JSON_PAYLOAD), ("workload text body", TEXT_PAYLOAD),
 ]
 
 

@@ -4,6 +4,7 @@ zone given to the filter, else in the instance's time zone (GLPI's setting)."""
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -24,9 +25,14 @@ _UNIT_S = {"sec": 1, "second": 1, "min": 60, "minute": 60, "hour": 3600, "day": 
 _DAYS = {"today": 0, "midnight": 0, "tomorrow": 1, "yesterday": -1}
 
 
+@functools.lru_cache(maxsize=64)
+def _zone(name: str) -> tzinfo:
+    return ZoneInfo(name)
+
+
 def zone(name: Any) -> tzinfo:
     try:
-        return ZoneInfo("UTC" if to_str(name).upper() == "UTC" else to_str(name))
+        return _zone("UTC" if to_str(name).upper() == "UTC" else to_str(name))
     except (ZoneInfoNotFoundError, ValueError) as e:
         raise PhpError("unknown or bad time zone") from e
 
@@ -40,8 +46,12 @@ def _offset(text: str) -> tzinfo:
     return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
 
 
-def _parse(text: str, now: datetime, default: tzinfo) -> datetime:
+def _parse(text: str, now_s: float, default: tzinfo) -> datetime:
     value = text.strip()
+    found = _ISO.match(value)
+    if found is not None:  # GLPI's dates: the common case first
+        return _iso(found, default)
+    now = datetime.fromtimestamp(now_s, default)
     lower = value.lower()
     if lower in ("", "now"):
         return now
@@ -54,9 +64,10 @@ def _parse(text: str, now: datetime, default: tzinfo) -> datetime:
     if relative:
         seconds = int(relative[1]) * _UNIT_S[relative[2].lower()]
         return now + timedelta(seconds=-seconds if relative[3] else seconds)
-    found = _ISO.match(value)
-    if found is None:
-        raise PhpError("failed to parse the date")
+    raise PhpError("failed to parse the date")
+
+
+def _iso(found: re.Match[str], default: tzinfo) -> datetime:
     year, month, day, hour, minute, second, fraction, offset = found.groups()
     try:
         parsed = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
@@ -71,11 +82,10 @@ def to_datetime(value: Any, now_s: float, default_zone: str, timezone: Any = Non
     as a date in `timezone`, else in `default_zone`."""
     default = zone(default_zone)
     target = default if timezone is None or timezone is False else zone(timezone)
-    now = datetime.fromtimestamp(now_s, default)
     if isinstance(value, datetime):
         when = value
     elif value is None:
-        when = now
+        when = datetime.fromtimestamp(now_s, default)
     elif isinstance(value, (int, float)) and not isinstance(value, bool) and float(
             value).is_integer():
         when = datetime.fromtimestamp(int(value), UTC)
@@ -84,5 +94,5 @@ def to_datetime(value: Any, now_s: float, default_zone: str, timezone: Any = Non
         if re.fullmatch(r"-?\d+", text):
             when = datetime.fromtimestamp(int(text), UTC)
         else:
-            when = _parse(text, now, default)
+            when = _parse(text, now_s, default)
     return when if timezone is False else when.astimezone(target)
