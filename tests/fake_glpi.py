@@ -79,10 +79,11 @@ class FakeGlpiApi:
         self.sessions: set[str] = set()
         self.sessions_opened = self.sessions_killed = 0
         self.fail_next: list[int] = []  # statuses to answer before serving (5xx injection)
+        self.read_only: set[str] = set()  # itemtypes whose updates lack the right
         self.calls: list[tuple[str, str]] = []
 
-    def add(self, itemtype: str, **fields: Any) -> int:
-        table = self.items.setdefault(itemtype, {})
+    def add(self, kind: str, /, **fields: Any) -> int:
+        table = self.items.setdefault(kind, {})
         ident = int(fields.pop("id", max(table, default=0) + 1))
         table[ident] = {"id": ident, **fields}
         return ident
@@ -127,7 +128,10 @@ class FakeGlpiApi:
         if not ident.isdigit() or int(ident) not in table:
             return _error(404, "ERROR_ITEM_NOT_FOUND", "Item not found")
         if request.method == "GET":
-            return web.json_response(table[int(ident)])
+            return web.json_response(_shown(table[int(ident)]))
+        if request.method == "PUT" and itemtype in self.read_only:
+            return _error(401, "ERROR_RIGHT_MISSING",
+                          "You don't have permission to perform this action.")
         if request.method == "PUT":
             table[int(ident)].update((await request.json())["input"])
             return web.json_response([{ident: True, "message": ""}])
@@ -151,11 +155,16 @@ class FakeGlpiApi:
         if rows and start >= len(rows):
             return _error(400, "ERROR_RANGE_EXCEED_TOTAL",
                           "Provided range exceed total count of data")
-        page = rows[start:end + 1]
+        page = [_shown(row) for row in rows[start:end + 1]]
         headers = {"Content-Range": f"{start}-{start + len(page) - 1}/{len(rows)}",
                    "Accept-Range": f"{itemtype} 1000"}
         status = 206 if start + len(page) < len(rows) else 200
         return web.json_response(page, status=status, headers=headers)
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    """GLPI keeps webhook secrets encrypted and never returns them."""
+    return {k: v for k, v in row.items() if k not in ("secret", "clientsecret")}
 
 
 def _error(status: int, code: str, message: str) -> web.Response:

@@ -39,24 +39,59 @@ def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_glpi(args: argparse.Namespace, settings: Settings) -> int:
     import sys
-    import time
 
-    from connectors.glpi import GlpiApiError, GlpiUnavailable, client_for, sync_entities
-    from hookstream.policy import parse_delay
+    from connectors.glpi import GlpiApiError, GlpiUnavailable, client_for
 
-    every_s = parse_delay(args.every) if args.every else 0
     try:
         with client_for(settings, args.instance) as client:
-            while True:
-                total, changed, removed = sync_entities(settings, client)
-                print(f"{args.instance}: {total} entities, {changed} published, "
-                      f"{removed} removed", flush=True)
-                if not every_s:
-                    return 0
-                time.sleep(every_s)
+            if args.action == "sync-entities":
+                return _sync_entities(args, settings, client)
+            return _provision(args, settings, client)
     except (GlpiApiError, GlpiUnavailable) as e:
         print(f"hookstream: {e}", file=sys.stderr)  # GLPI's own code and message
         return 1
+
+
+def _sync_entities(args: argparse.Namespace, settings: Settings, client: Any) -> int:
+    import time
+
+    from connectors.glpi import sync_entities
+    from hookstream.policy import parse_delay
+
+    every_s = parse_delay(args.every) if args.every else 0
+    while True:
+        total, changed, removed = sync_entities(settings, client)
+        print(f"{args.instance}: {total} entities, {changed} published, {removed} removed",
+              flush=True)
+        if not every_s:
+            return 0
+        time.sleep(every_s)
+
+
+def _provision(args: argparse.Namespace, settings: Settings, client: Any) -> int:
+    from connectors.glpi.provision import DEFAULT_ITEMTYPES, provision, table
+    from hookstream.control.instances import current_instances
+    from hookstream.policy import secret_box
+
+    ingest_url = args.ingest_url or settings.ingest_url
+    if not ingest_url:
+        raise SystemExit("provision needs the ingest URL GLPI reaches: --ingest-url or the "
+                         "ingest_url setting")
+    record = current_instances(settings)[args.instance]
+    secret = secret_box(settings).decrypt(record.secret_encrypted)
+    itemtypes = args.itemtypes.split(",") if args.itemtypes else DEFAULT_ITEMTYPES
+    report = provision(client, ingest_url, secret, itemtypes, args.dry_run, args.set_secret)
+    if args.dry_run:
+        print(table(report.actions))
+        return 0
+    counts = {v: sum(a.verb == v for a in report.actions) for v in ("create", "update")}
+    print(f"{args.instance}: {counts['create']} webhook(s) created, {counts['update']} "
+          f"updated, {len(report.actions) - sum(counts.values())} unchanged")
+    for line in report.cron:
+        print(line)
+    for line in report.refused:
+        print(f"not changed: {line}")
+    return 0
 
 
 def register(sub: Any) -> None:
@@ -69,7 +104,13 @@ def register(sub: Any) -> None:
     inst.set_defaults(func=cmd_instances)
 
     glpi = sub.add_parser("glpi", help="a GLPI instance, through its REST API")
-    glpi.add_argument("action", choices=["sync-entities"])
+    glpi.add_argument("action", choices=["sync-entities", "provision"])
     glpi.add_argument("--instance", required=True, help="a published instance's name")
-    glpi.add_argument("--every", help="repeat every DELAY (e.g. 5m) until interrupted")
+    glpi.add_argument("--every", help="sync-entities: repeat every DELAY (e.g. 5m)")
+    glpi.add_argument("--dry-run", action="store_true", help="provision: print the plan")
+    glpi.add_argument("--set-secret", action="store_true",
+                      help="provision: write the instance's secret into existing webhooks")
+    glpi.add_argument("--itemtypes", help="provision: comma-separated (default: ITIL, assets)")
+    glpi.add_argument("--ingest-url", help="provision: the ingest endpoint's URL as GLPI "
+                      "reaches it (default: the ingest_url setting)")
     glpi.set_defaults(func=cmd_glpi)

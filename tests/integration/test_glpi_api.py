@@ -135,3 +135,52 @@ def test_cli_sync_entities_wrong_app_token_is_one_line_and_exit_1(
     assert done.returncode == 1, done.stderr
     assert len(errors) == 1 and "ERROR_WRONG_APP_TOKEN_PARAMETER" in errors[0], done.stderr
     assert "glpi-a" in errors[0] and "not-the-app-token" not in done.stderr
+
+
+def test_provision_creates_once_then_changes_nothing_and_tunes_the_cron(
+    glpi: tuple[FakeGlpiApi, str],
+) -> None:
+    from connectors.glpi.provision import provision
+
+    api, url = glpi
+    api.add("CronTask", id=7, name="queuedwebhook", itemtype="QueuedWebhook",
+            frequency=60, param=50)
+    api.add("Webhook", id=40, name="admin's own", itemtype="Ticket", event="new",
+            url="https://elsewhere.example/hook", is_active=1)
+    with client(url) as c:
+        first = provision(c, "https://hs.example/", "the-secret", ("Ticket", "Computer"))
+        assert [a.verb for a in first.actions] == ["create"] * 6
+        assert first.cron == ["queuedwebhook: param 50 -> 1000"] and not first.refused
+        second = provision(c, "https://hs.example/", "the-secret", ("Ticket", "Computer"))
+        assert [a.verb for a in second.actions] == ["unchanged"] * 6
+    hooks = [h for h in api.items["Webhook"].values() if h["id"] != 40]
+    assert len(hooks) == 6 and len(api.items["Webhook"]) == 7  # the admin's own is kept
+    assert {(h["url"], h["event"]) for h in hooks} == {
+        (f"https://hs.example/glpi/glpi-a/{t}", e)
+        for t in ("Ticket", "Computer") for e in ("new", "update", "delete")
+    }
+    assert all(h["secret"] == "the-secret" and h["use_default_payload"] == 1
+               and h["is_active"] == 1 for h in hooks)
+
+
+def test_provision_updates_drift_reports_refusals_and_dry_run_changes_nothing(
+    glpi: tuple[FakeGlpiApi, str],
+) -> None:
+    from connectors.glpi.provision import provision, table
+
+    api, url = glpi
+    api.add("CronTask", id=7, name="queuedwebhook", frequency=300, param=50)
+    api.read_only.add("CronTask")
+    with client(url) as c:
+        provision(c, "https://hs.example", "s", ("Ticket",))
+        hook = next(h for h in api.items["Webhook"].values() if h["event"] == "update")
+        hook["is_active"] = 0  # an admin switched one off
+        calls = len(api.calls)
+        dry = provision(c, "https://hs.example", "s", ("Ticket",), dry_run=True)
+        assert [a.verb for a in dry.actions] == ["unchanged", "update", "unchanged"]
+        assert all(m == "GET" for m, _ in api.calls[calls:]) and hook["is_active"] == 0
+        assert "update     Ticket               update" in table(dry.actions)
+        again = provision(c, "https://hs.example", "s", ("Ticket",))
+    assert hook["is_active"] == 1
+    assert again.refused == ["queuedwebhook frequency, param: ERROR_RIGHT_MISSING "
+                             "You don't have permission to perform this action."]
