@@ -9,8 +9,9 @@ Decisions, where hookstream and GLPI differ on purpose:
   a JSON string its text is escaped (quotes, backslashes, control characters), in value
   position null, booleans, numbers and arrays are written as JSON. "glpi" reproduces GLPI's
   body byte for byte: every string of the data has `"` pre-escaped as `\\"`, and Twig's HTML
-  autoescape applies (GLPI's bodies often arrive with `&quot;` and as invalid JSON).
-  URL and header values are never escaped (use `url_encode`).
+  autoescape applies (GLPI's bodies often arrive with `&quot;` and as invalid JSON); GLPI
+  HTML-escapes URL and header values too (`&` in a URL becomes `&amp;`), and so does that
+  mode. In the default mode URL and header values are never escaped (use `url_encode`).
 - Whether a body is JSON is read from the template's structure (see twig.jsonshape);
   a JSON body gets `Content-Type: application/json` unless a header sets one.
 - The sandbox is GLPI's allow-list, checked at compile time with line and column; method
@@ -94,12 +95,12 @@ def compile_templates(
     if escaping not in ESCAPING_MODES:
         raise InvalidTemplate(f"unknown escaping {escaping!r}: one of {', '.join(ESCAPING_MODES)}")
     errors: list[str] = []
-    url_template = _compile("url", url, "text", errors)
-    header_templates = [(name, _compile(f"header {name}", value, "text", errors))
+    mode = "glpi" if escaping == "glpi" else "text"
+    url_template = _compile("url", url, mode, errors)
+    header_templates = [(name, _compile(f"header {name}", value, mode, errors))
                         for name, value in headers.items()]
     body = None
     if not use_default_payload and payload and payload.strip():
-        mode = "glpi" if escaping == "glpi" else "text"
         body = _compile("payload", payload, mode, errors, detect_json=True)
     if errors:
         raise InvalidTemplate("invalid template(s):\n" + "\n".join(f"  - {e}" for e in errors))

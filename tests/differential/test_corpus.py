@@ -16,7 +16,15 @@ from typing import Any
 
 import pytest
 
-from tests.differential.harness import Case, hookstream_render, load_corpus, oracle_cases
+from hookstream.errors import InvalidTemplate, RenderError
+from hookstream.render import compile_templates, render_request
+from tests.differential.harness import (
+    NOW_S,
+    Case,
+    hookstream_render,
+    load_corpus,
+    oracle_cases,
+)
 from tests.differential.oracle import Oracle, Result
 
 CORPUS = load_corpus(Path(__file__).with_name("corpus.txt"))
@@ -59,3 +67,22 @@ def test_template_renders_as_in_twig(case: Case, twig_results: dict[str, list[Re
         return
     assert _same(ours_glpi, glpi), f"glpi mode\n ours: {ours_glpi!r}\n twig: {glpi!r}"
     assert _same(ours_plain, plain), f"hookstream mode\n ours: {ours_plain!r}\n twig: {plain!r}"
+
+
+URL_CASES = [c for c in CORPUS if c.name.startswith(("admin-url", "admin-text", "filter-0"))]
+
+
+def test_urls_and_headers_render_as_in_glpi(oracle: Oracle) -> None:
+    """GLPI renders URL and header templates with HTML autoescape and the data as is."""
+    twig = oracle.render([{"template": c.template, "context": c.context(), "mode": "glpi_url"}
+                          for c in URL_CASES])
+    for case, theirs in zip(URL_CASES, twig, strict=True):
+        context = case.context()
+        try:
+            compiled = compile_templates(case.template, {}, None, True, escaping="glpi")
+            rendered = render_request(compiled, context["event"], context["item"],
+                                      context["parent_item"], NOW_S)
+            ours: Result = ("out", rendered.url)
+        except (InvalidTemplate, RenderError) as e:
+            ours = ("error", str(e))
+        assert _same(ours, theirs), f"{case.name}: ours {ours!r}, twig {theirs!r}"

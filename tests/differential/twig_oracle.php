@@ -83,7 +83,7 @@ class JsonMode extends \Twig\Extension\AbstractExtension
 function render_case(array $case): array
 {
     $mode = $case['mode'] ?? 'glpi';
-    $glpi = $mode === 'glpi';
+    $glpi = $mode === 'glpi' || $mode === 'glpi_url';  // glpi_url: URL and headers, no pre-escape
     $twig = new Environment(new ArrayLoader(['template' => $case['template']]),
                             ['autoescape' => $glpi ? 'html' : false]);
     $policy = policy();
@@ -104,7 +104,7 @@ function render_case(array $case): array
     }
     $twig->addExtension(new SandboxExtension($policy, true));
     $context = $case['context'] ?? [];
-    if ($glpi) {
+    if ($mode === 'glpi') {
         $context = pre_escape($context);
     }
     try {
