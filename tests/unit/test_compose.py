@@ -76,8 +76,11 @@ def test_prometheus_scrapes_every_component_with_the_rules(
                for t in sc["targets"]}
     ours = {name: s for name, s in services.items() if s.get("image") == "hookstream:dev"
             and s["command"][0] == "run"}
-    assert targets == {f"{name}:{s['environment']['HOOKSTREAM_METRICS_PORT']}"
-                       for name, s in ours.items()}
+    # each component's operations port, as the chart knows it (ingest: its HTTP port)
+    chart = yaml.safe_load((ROOT / "helm" / "hookstream" / "values.yaml").read_text())
+    assert targets == {
+        f"{name}:{chart['config'][chart['components'][name]['opsPortSetting']]}" for name in ours
+    }
     # promtool resolves rule files beside the config, as they are mounted in the container
     shutil.copy(config_path, tmp_path / "prometheus.yml")
     shutil.copy(mounts["/etc/prometheus/alerts.yaml"], tmp_path / "alerts.yaml")

@@ -143,7 +143,8 @@ def test_every_component_is_deployed_with_probes_and_security(
         assert container["args"] == ["run", name.rsplit("-", 1)[1]]
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
-        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        ops = {"ingest": 8480, "admin": 8470}.get(name.rsplit("-", 1)[1], 9400)
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": ops}
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert "replicas" not in deployment["spec"]  # KEDA owns the replica count
     assert sorted(by_kind(everything, "PodDisruptionBudget")) == sorted(deployments)
@@ -199,8 +200,8 @@ def test_network_policy_lets_only_delivery_out(everything: list[dict[str, Any]])
         open_out = any(b.get("ipBlock", {}).get("cidr") == "0.0.0.0/0" for b in egress_blocks)
         assert open_out == name.endswith("-delivery"), name
         ports = [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]]
-        http = name.endswith(("-ingest", "-admin"))
-        assert ports == (["metrics", "http"] if http else ["metrics"]), name
+        http = {"ingest": 8480, "admin": 8470}.get(name.rsplit("-", 1)[1])
+        assert ports == ([http, http] if http else [9400]), name  # ops port, then HTTP port
 
 
 def test_monitoring_objects(everything: list[dict[str, Any]]) -> None:
