@@ -45,7 +45,11 @@ def located(node: n.Node, what: str, fn: Callable[[Ctx], Any]) -> Fn:
     def run(ctx: Ctx) -> Any:
         try:
             return fn(ctx)
-        except (TwigRuntimeError, LimitExceeded, RecursionError):
+        except LimitExceeded as e:
+            if str(e).startswith("line "):
+                raise
+            raise LimitExceeded(f"line {node.line}, column {node.col}: {what}: {e}") from e
+        except (TwigRuntimeError, RecursionError):
             raise
         except PhpError as e:
             raise TwigRuntimeError(f"{what}: {e}", node.line, node.col) from e

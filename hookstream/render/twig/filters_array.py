@@ -8,6 +8,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from hookstream.render.budget import LimitExceeded
 from hookstream.render.twig.compare import spaceship
 from hookstream.render.twig.php import (
     PhpError,
@@ -103,6 +104,8 @@ def _join(ctx: Ctx, value: Any, glue: Any = "", and_: Any = None) -> str:
     if not texts:
         return ""
     glue_text = to_str(glue)
+    if sum(map(len, texts)) + len(glue_text) * len(texts) > ctx.budget.limits.max_body_bytes:
+        raise LimitExceeded("value larger than the size limits")  # before building it
     if and_ is None or to_str(and_) == glue_text or len(texts) == 1:
         return glue_text.join(texts)
     return glue_text.join(texts[:-1]) + to_str(and_) + texts[-1]
@@ -194,6 +197,8 @@ def _batch(ctx: Ctx, value: Any, size: Any = 1, fill: Any = None,
     for start in range(0, len(pairs), count):
         chunk = pairs[start:start + count]
         rows.append(pack(dict(chunk)) if preserve_keys else [v for _, v in chunk])
+    if count > ctx.budget.limits.max_loop_iterations:
+        raise LimitExceeded("batch size larger than the limits")
     if fill is not None and rows:
         last = dict(array_items(rows[-1]))
         for _ in range(count - len(last)):

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from hookstream.render.budget import LimitExceeded
 from hookstream.render.glpi_json import php_json_encode
 from hookstream.render.twig.dates import format_date, to_datetime
 from hookstream.render.twig.escape import escape
@@ -99,8 +100,12 @@ def _replace(ctx: Ctx, value: Any, from_: Any = None) -> str:
     text = str_arg(value)
     if not pairs:
         return text
-    pattern = "|".join(re.escape(k) for k in sorted(pairs, key=len, reverse=True))
-    return re.sub(pattern, lambda m: pairs[m[0]], text)
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(pairs, key=len, reverse=True)))
+    longest = max(len(v) for v in pairs.values())
+    if longest > 1 and len(text) + len(pattern.findall(text)) * longest > (
+            ctx.budget.limits.max_body_bytes):  # bound the result before building it
+        raise LimitExceeded("value larger than the size limits")
+    return pattern.sub(lambda m: pairs[m[0]], text)
 
 
 def _query_pairs(value: Any, prefix: str) -> Iterator[str]:
