@@ -320,7 +320,7 @@ def run_delivery(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, service.stopping.set)
-        server = health.serve(settings.metrics_port, service.is_ready)
+        server = health.serve(settings.metrics_port, service.is_ready, settings.metrics_host)
         try:
             await service.run()
         finally:

@@ -86,6 +86,7 @@ class Settings:
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
     # operations
     metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"  # where the operations port listens (tests: 127.0.0.1)
     # webhook ids (and target origins) with a label of their own in metrics; the rest
     # share the label `_other`, so Prometheus series stay bounded (docs/metrics.md)
     metrics_webhook_cap: int = 500

@@ -125,7 +125,7 @@ def run_logstore(
     ingest = Ingest(settings, store, codec_for(settings))
     cons = consumer(settings, settings.topic_prefix + GROUP)
     cons.subscribe(list(ingest.roles))
-    health = serve(settings.metrics_port, ready=lambda: True)
+    health = serve(settings.metrics_port, ready=lambda: True, host=settings.metrics_host)
     next_prune = clock()
     try:
         while not should_stop():
