@@ -18,9 +18,10 @@ own verdict (blocked, render error) is kept rather than the generic `dead_letter
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
+
+import orjson
 
 from hookstream.records import AttemptRecord, DeliveryRequest, Outcome
 
@@ -140,8 +141,8 @@ def redact_headers(headers: dict[str, str]) -> dict[str, str]:
     }
 
 
-def _headers_json(headers: dict[str, str]) -> str:
-    return json.dumps(redact_headers(headers), ensure_ascii=False, sort_keys=True)
+def _json(data: dict[str, str]) -> str:
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def from_request(
@@ -169,7 +170,7 @@ def from_request(
         event_id=request.event_id,
         method=request.method,
         url=request.url,
-        headers=_headers_json(request.headers),
+        headers=_json(redact_headers(request.headers)),
         body=Body.of(request.body, body_limit),
         state_key=key,
         tier=tier,
@@ -206,16 +207,12 @@ def from_attempt(
         outcome=record.outcome,
         status_code=record.status_code,
         error=record.error,
-        response_headers=json.dumps(record.response_headers, ensure_ascii=False, sort_keys=True),
+        response_headers=_json(record.response_headers),
         response_body=None
         if record.response_body is None
         else Body.of(record.response_body, body_limit),
     )
     return fragment, attempt
-
-
-def _first(a: object, b: object) -> object:
-    return a if a is not None else b
 
 
 def merge(a: DeliveryRow, b: DeliveryRow) -> DeliveryRow:
@@ -228,14 +225,12 @@ def merge(a: DeliveryRow, b: DeliveryRow) -> DeliveryRow:
     winner = a
     if b.state_key is not None and (a.state_key is None or b.state_key > a.state_key):
         winner = b
-    return replace(
-        request,
-        created_at=min(a.created_at, b.created_at),
-        entities_id=_first(request.entities_id, other.entities_id),  # type: ignore[arg-type]
-        state_key=winner.state_key,
-        tier=winner.tier,
-        next_attempt_at=winner.next_attempt_at,
-        last_error=winner.last_error,
+    return DeliveryRow(  # not dataclasses.replace: this runs for every record
+        request.delivery_id, request.instance, request.webhook_id, request.itemtype,
+        request.items_id, request.event, min(a.created_at, b.created_at),
+        request.entities_id if request.entities_id is not None else other.entities_id,
+        request.event_id, request.method, request.url, request.headers, request.body,
+        winner.state_key, winner.tier, winner.next_attempt_at, winner.last_error,
     )
 
 

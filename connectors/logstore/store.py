@@ -202,6 +202,8 @@ class LogStore:
         """Write one batch in one transaction; returns once it is committed."""
         merged = merge_all(list(fragments))
         with self.engine.begin() as conn:
+            # Merged: each delivery once per batch (PostgreSQL refuses an upsert that would
+            # change one row twice in one statement, should the driver batch them).
             if merged:
                 conn.execute(self._upsert, [delivery_params(r) for r in merged])
             if attempt_rows:
