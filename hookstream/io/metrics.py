@@ -2,7 +2,8 @@
 
 Incremented at the edges (processor and delivery loops), never inside the core; the
 periodic gauges (lag, retry backlog, DLQ depth, circuits) are filled by io/gauges.py.
-docs/metrics.md lists every metric with its type, labels, unit and meaning.
+docs/metrics.md lists every metric with its type, labels, unit and meaning. io/health.py
+serves them on each component's operations port.
 
 A GLPI instance is labelled `glpi_instance`, never `instance`: Prometheus keeps `instance`
 for the scrape target and would rename ours to `exported_instance`.
@@ -146,6 +147,26 @@ INGEST_INEXACT = Counter("hookstream_ingest_inexact_bodies_total",
                          "Accepted bodies hookstream's default payload would not reproduce "
                          "byte for byte", ["glpi_instance"])
 
+# -- poller (GLPI API changes in; the instance label is a configured instance) ----------
+POLLER_API_CALLS = Counter("hookstream_poller_api_calls_total",
+                           "Calls the poller made to GLPI's REST API", ["glpi_instance"])
+POLLER_CHANGES = Counter("hookstream_poller_changes_total",
+                         "Changes the poller found and produced",
+                         ["glpi_instance", "itemtype", "event"])
+POLLER_LATENCY = Histogram("hookstream_poller_poll_seconds",
+                           "One poll of a stream: search, read, produce, move the cursor",
+                           ["glpi_instance", "itemtype"],
+                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+POLLER_CURSOR_AGE = Gauge("hookstream_poller_cursor_age_seconds",
+                          "Seconds since a stream was last read up to GLPI's latest change",
+                          ["glpi_instance", "itemtype"])
+POLLER_ERRORS = Counter("hookstream_poller_errors_total",
+                        "Polls that failed (GLPI or Kafka), each followed by a backoff",
+                        ["glpi_instance", "itemtype"])
+WRITEBACK = Counter("hookstream_writeback_total",
+                    "Attempts written back into GLPI item history, by outcome",
+                    ["glpi_instance", "outcome"])
+
 # -- every component -------------------------------------------------------------------
 READY = Gauge("hookstream_ready", "1 once the component's tables are caught up", ["component"])
 
@@ -178,19 +199,3 @@ WEBHOOK_INFO = Snapshot("hookstream_webhook_info",
 def configure(webhook_cap: int) -> None:
     """Apply Settings.metrics_webhook_cap (before the first labels are handed out)."""
     WEBHOOK_IDS.cap = ORIGINS.cap = webhook_cap
-
-
-def serve(port: int) -> None:
-    """Expose /metrics, /healthz and /readyz on `port` (0 = off); ready once the process
-    has set hookstream_ready for its component."""
-    from hookstream.io import health  # health serves what this module declares
-
-    health.serve(port, _any_ready)
-
-
-def _any_ready() -> bool:
-    return any(
-        sample.value == 1
-        for family in READY.collect()
-        for sample in family.samples
-    )

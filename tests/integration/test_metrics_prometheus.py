@@ -152,7 +152,8 @@ def run(settings: Settings, tmp_path: Path) -> Iterator[tuple[Prometheus, dict[s
         processes = [
             subprocess.Popen(
                 [sys.executable, "-m", "hookstream.cli", "run", job.split("-")[1]],
-                env=cli_env(settings, metrics_port=str(port), metrics_interval_s="1",
+                env=cli_env(settings, metrics_port=str(port), metrics_host="127.0.0.1",
+                            metrics_interval_s="1",
                             circuit_cooldown_s="60"),
                 stdout=subprocess.DEVNULL, stderr=(tmp_path / f"{job}.log").open("wb"),
             )

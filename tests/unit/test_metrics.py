@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -132,23 +129,3 @@ def test_readings_from_fixed_vectors() -> None:
         ("p.hookstream.retry.10s",): 30.0,
         ("p.hookstream.retry.1m",): 0.0,
     }
-
-
-def test_metrics_serve_answers_health_and_readiness() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    metrics.READY.clear()
-    metrics.serve(port)
-
-    def get(path: str) -> int:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-                return int(r.status)
-        except urllib.error.HTTPError as e:
-            return e.code
-
-    assert get("/healthz") == 200 and get("/readyz") == 503
-    metrics.READY.labels("delivery").set(1)
-    assert get("/readyz") == 200 and get("/metrics") == 200
-    metrics.READY.clear()
