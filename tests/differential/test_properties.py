@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.differential.harness import Case, hookstream_render
+from tests.differential.harness import Case, hookstream_render, oracle_cases
 from tests.differential.oracle import Oracle
 
 PATHS = ["item.id", "item.name", "item.urgency", "item.is_deleted", "item.status",
@@ -67,3 +67,18 @@ def _check(oracle: Oracle, template: str) -> None:
 def test_expressions_print_as_in_twig(oracle: Oracle, expression: str) -> None:
     # Text after the print keeps the body from reading as JSON: Twig's own printing is tested.
     _check(oracle, "{{ " + expression + " }}.")
+
+
+@settings(max_examples=100, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(in_string=_expressions(), in_value=_expressions())
+def test_json_bodies_escape_as_documented(oracle: Oracle, in_string: str, in_value: str) -> None:
+    # hookstream's mode against Twig with the same JSON escaping spelled out as filters
+    template = '{"s": "{{ ' + in_string + ' }}", "v": {{ ' + in_value + " }}}"
+    case = Case("json-property", template)
+    theirs = oracle.render(oracle_cases(case))[1]
+    ours = hookstream_render(template, case.context(), "hookstream")
+    if ours[0] == "error" or theirs[0] == "error":
+        assert ours[0] == theirs[0], f"{template!r}: ours {ours!r}, twig {theirs!r}"
+    else:
+        assert ours[1] == theirs[1], f"{template!r}: ours {ours!r}, twig {theirs!r}"
