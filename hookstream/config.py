@@ -73,6 +73,17 @@ class Settings:
     ingest_dedup_ttl_s: float = 3900.0
     # the ingest endpoint's base URL as GLPI reaches it (`hookstream glpi provision`)
     ingest_url: str = ""
+    # poller (`hookstream run poller`): GLPI instances without native webhooks, via the API
+    poller_instances: tuple[str, ...] = ()  # empty = every published instance with an api_url
+    poller_itemtypes: tuple[str, ...] = ("Ticket", "Change", "Problem", "Computer")
+    poller_interval_s: float = 30.0  # between polls of an itemtype that is caught up
+    poller_intervals: tuple[str, ...] = ()  # per itemtype, e.g. "Computer=300"
+    poller_page_size: int = 50  # items read per API call (search and getMultipleItems)
+    # GLPI's API gives local times without an offset: the instances' timezone (IANA name)
+    poller_timezone: str = "UTC"
+    poller_team: bool = True  # read ITIL actors for item.team (3 calls per changed item)
+    poller_names_ttl_s: float = 300.0  # how long a dropdown, user or group name is reused
+    poller_backoff_max_s: float = 300.0  # longest wait after repeated errors
     # log store (`hookstream run logstore`): empty = SQLite in state_dir (logstore.db);
     # production: postgresql://USER:PASSWORD@HOST:PORT/DB
     logstore_url: str = field(default="", repr=False)
@@ -216,6 +227,7 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
         "circuit_failure_threshold",
         "ingest_dedup_entries",
         "ingest_max_body_bytes",
+        "poller_page_size",
     ):
         if getattr(settings, name) < 1:
             errors.append(f"{name} must be at least 1")
@@ -236,6 +248,9 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
         parse_networks(settings.allowed_networks)
     except ValueError as e:
         errors.append(f"allowed_networks: {e}")
+    from hookstream.records.cursor import poller_problems  # pure: zone and intervals
+
+    errors += poller_problems(settings.poller_timezone, settings.poller_intervals)
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         errors.append(f"log_level {settings.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
     if errors:

@@ -126,6 +126,7 @@ COMPONENTS: dict[str, tuple[str, str]] = {
     "ingest": ("connectors.ingest", "run_ingest"),
     "logstore": ("connectors.logstore", "run_logstore"),
     "admin": ("connectors.admin", "run_admin"),
+    "poller": ("connectors.poller", "run_poller"),
 }
 
 
@@ -136,6 +137,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    if getattr(args, "instance", None):  # `run poller --instance NAME ...`
+        import dataclasses
+
+        settings = dataclasses.replace(settings, poller_instances=tuple(args.instance))
     module, function = COMPONENTS[args.component]
     code: int = getattr(importlib.import_module(module), function)(settings)
     return code
@@ -165,4 +170,7 @@ def register(sub: Any) -> None:
 
     run = sub.add_parser("run", help="run a pipeline component until SIGTERM")
     run.add_argument("component", choices=sorted(COMPONENTS))
+    run.add_argument("--instance", action="append", metavar="NAME",
+                     help="poller: poll this GLPI instance (repeatable; default: every one "
+                     "with an api_url)")
     run.set_defaults(func=cmd_run)

@@ -9,6 +9,7 @@ from hookstream.records.codec import (
     record_to_json,
     topic_schema,
 )
+from hookstream.records.cursor import PollCursor
 from hookstream.records.definitions import WebhookDefinition
 from hookstream.records.event_lines import BadLine, parse_event_line, parse_event_lines
 from hookstream.records.events import (
@@ -30,6 +31,7 @@ from hookstream.records.topics import (
     INSTANCES,
     ITEM_CHANGES,
     ITEM_CHANGES_DLQ,
+    POLLER_CURSORS,
     REDRIVEN,
     WEBHOOKS,
     retry_topics,
@@ -45,6 +47,7 @@ __all__ = [
     "INSTANCES",
     "ITEM_CHANGES",
     "ITEM_CHANGES_DLQ",
+    "POLLER_CURSORS",
     "REDRIVEN",
     "WEBHOOKS",
     "AttemptRecord",
@@ -55,6 +58,7 @@ __all__ = [
     "InstanceRecord",
     "ItemChangeEvent",
     "Outcome",
+    "PollCursor",
     "Record",
     "WebhookDefinition",
     "delivery_id_for",

@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 import fastavro
 
 from hookstream.errors import DecodeError
+from hookstream.records.cursor import PollCursor
 from hookstream.records.definitions import WebhookDefinition
 from hookstream.records.events import (
     AttemptRecord,
@@ -45,6 +46,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         AttemptRecord,
         EntityRecord,
         InstanceRecord,
+        PollCursor,
     )
 }
 
@@ -178,6 +180,7 @@ def topic_schema(topic: str) -> str:
         (".entities", "Entity"),
         (".instances", "Instance"),
         (".attempts", "AttemptRecord"),
+        (".poller-cursors", "PollCursor"),
     ):
         if topic.endswith(suffix):
             return name

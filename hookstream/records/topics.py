@@ -18,6 +18,7 @@ DELIVERIES = "hookstream.deliveries"
 DLQ = "hookstream.dlq"
 ATTEMPTS = "hookstream.attempts"
 REDRIVEN = "hookstream.dlq-redriven"  # ledger: DLQ positions already redriven
+POLLER_CURSORS = "hookstream.poller-cursors"  # GLPI API poller: position per stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t(DLQ), n, _delete(30)),
         TopicSpec(t(ATTEMPTS), n, _delete(30)),
         TopicSpec(t(REDRIVEN), tables, _COMPACT),
+        TopicSpec(t(POLLER_CURSORS), tables, _COMPACT),
         TopicSpec(t(ITEM_CHANGES_DLQ), n, _delete(30)),
     ]
     for name, delay in zip(

@@ -1,0 +1,208 @@
+"""The fake GLPI's API extended for the poller: items that change over time, GLPI's search
+engine on date_mod, getMultipleItems, sub-items (the actor links of a ticket) and the trash.
+
+Shapes from GLPI's apirest.md: `search/:itemtype` answers `{"totalcount", "count", "sort",
+"order", "data": [{"<search option id>": value}], "content-range"}` with `criteria[n][field]`,
+`[searchtype]`, `[value]`, `sort`, `order`, `range`, `forcedisplay[n]` and `is_deleted`;
+`getMultipleItems?items[n][itemtype]=..&items[n][items_id]=..` answers the items in order
+and 404 as soon as one is missing (it calls getItem for each); `:itemtype/:id/:sub_itemtype`
+lists the sub-items. Dates are GLPI's local time, 'YYYY-MM-DD HH:MM:SS'.
+
+The search engine orders by the sort column only: rows of the same second come back in an
+order that changes between calls here (shuffled), as a database gives no order for ties.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from tests.fake_glpi import FakeGlpiApi, _error
+
+SEARCH_OPTIONS = {"2": "id", "19": "date_mod", "15": "date_creation", "1": "name"}
+_INDEXED = re.compile(r"^(\w+)\[(\d+)\]\[(\w+)\]$")
+
+
+def _indexed(query: Any, name: str) -> list[dict[str, str]]:
+    """`name[0][field]=..&name[0][value]=..` as a list of dicts, by index."""
+    found: dict[int, dict[str, str]] = {}
+    for key, value in query.items():
+        match = _INDEXED.match(key)
+        if match and match[1] == name:
+            found.setdefault(int(match[2]), {})[match[3]] = value
+    return [found[i] for i in sorted(found)]
+
+
+class FakeGlpiItems(FakeGlpiApi):
+    """A FakeGlpiApi whose items carry date_creation, date_mod and is_deleted, on a clock
+    the test moves (`tick`)."""
+
+    def __init__(self, app_token: str, user_token: str, seed: int = 7):
+        super().__init__(app_token, user_token)
+        self.now = datetime(2025, 11, 4, 9, 0, 0)
+        self._random = random.Random(seed)
+
+    # -- what a user does in GLPI --------------------------------------------------------
+
+    def stamp(self) -> str:
+        return self.now.strftime("%Y-%m-%d %H:%M:%S")
+
+    def tick(self, seconds: float = 1.0) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def create(self, itemtype: str, **fields: Any) -> int:
+        base = {"is_deleted": 0, "date_creation": self.stamp(), "date_mod": self.stamp()}
+        return self.add(itemtype, **{**base, **fields})
+
+    def update(self, itemtype: str, items_id: int, **fields: Any) -> None:
+        self.items[itemtype][items_id].update(fields, date_mod=self.stamp())
+
+    def trash(self, itemtype: str, items_id: int) -> None:
+        # CommonDBTM::deleteFromDB without force: is_deleted = 1 and date_mod = now
+        self.update(itemtype, items_id, is_deleted=1)
+
+    def restore(self, itemtype: str, items_id: int) -> None:
+        self.update(itemtype, items_id, is_deleted=0)
+
+    def calls_to(self, prefix: str) -> int:
+        return sum(1 for _, path in self.calls if path.startswith(prefix))
+
+    # -- the API -------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/apirest.php/{path:.*}", self.handle_items)
+        return app
+
+    async def handle_items(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"].strip("/")
+        parts = path.split("/")
+        ours = parts[0] in ("search", "getMultipleItems") or (
+            len(parts) == 3 and parts[1].isdigit())
+        if not ours or request.method != "GET":
+            return await self.handle(request)
+        self.calls.append((request.method, path))
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        if parts[0] == "search":
+            return self._search(parts[1], request)
+        if parts[0] == "getMultipleItems":
+            return self._multiple(request)
+        return self._sub_items(parts[0], int(parts[1]), parts[2], request)
+
+    def _refused(self, request: web.Request) -> web.Response | None:
+        if self.fail_next:
+            return _error(self.fail_next.pop(0), "ERROR_SQL", "injected failure")
+        if request.headers.get("App-Token") != self.app_token:
+            return _error(400, "ERROR_WRONG_APP_TOKEN_PARAMETER", "parameter app_token seems wrong")
+        if request.headers.get("Session-Token") not in self.sessions:
+            return _error(401, "ERROR_SESSION_TOKEN_INVALID", "session_token seems invalid")
+        return None
+
+    def _search(self, itemtype: str, request: web.Request) -> web.Response:
+        query = request.query
+        rows = [r for r in self.items.get(itemtype, {}).values()
+                if int(r.get("is_deleted", 0)) == int(query.get("is_deleted", "0"))]
+        for criterion in _indexed(query, "criteria"):
+            field = SEARCH_OPTIONS[criterion["field"]]
+            if criterion["searchtype"] == "morethan":
+                rows = [r for r in rows if str(r.get(field, "")) > criterion["value"]]
+            elif criterion["searchtype"] == "lessthan":
+                rows = [r for r in rows if str(r.get(field, "")) < criterion["value"]]
+            else:
+                return _error(400, "ERROR_BAD_SEARCH", f"searchtype {criterion['searchtype']}")
+        sort = SEARCH_OPTIONS[query.get("sort", "1")]
+        self._random.shuffle(rows)  # ties in any order
+        rows.sort(key=lambda r: str(r.get(sort, "")), reverse=query.get("order") == "DESC")
+        first, _, last = query.get("range", "0-49").partition("-")
+        start, end = int(first), int(last)
+        if rows and start >= len(rows):
+            return _error(400, "ERROR_RANGE_EXCEED_TOTAL", "Provided range exceed total count")
+        shown = ["2", *(v for k, v in query.items() if re.match(r"^forcedisplay\[\d+\]$", k))]
+        page = [{opt: r.get(SEARCH_OPTIONS[opt]) for opt in dict.fromkeys(shown)}
+                for r in rows[start:end + 1]]
+        span = f"{start}-{start + len(page) - 1}/{len(rows)}"
+        status = 206 if start + len(page) < len(rows) else 200
+        return web.json_response(
+            {"totalcount": len(rows), "count": len(page), "sort": query.get("sort", "1"),
+             "order": query.get("order", "ASC"), "data": page, "content-range": span},
+            status=status, headers={"Content-Range": span})
+
+    def _multiple(self, request: web.Request) -> web.Response:
+        out = []
+        for wanted in _indexed(request.query, "items"):
+            row = self.items.get(wanted["itemtype"], {}).get(int(wanted["items_id"]))
+            if row is None:
+                return _error(404, "ERROR_ITEM_NOT_FOUND", "Item not found")
+            out.append(row)
+        return web.json_response(out)
+
+    def _sub_items(self, itemtype: str, items_id: int, sub: str, request: web.Request
+                   ) -> web.Response:
+        if items_id not in self.items.get(itemtype, {}):
+            return _error(404, "ERROR_ITEM_NOT_FOUND", "Item not found")
+        fk = f"{itemtype.lower()}s_id"
+        rows = [r for r in self.items.get(sub, {}).values()
+                if r.get(fk) == items_id or (r.get("itemtype") == itemtype
+                                             and r.get("items_id") == items_id)]
+        return web.json_response(rows, headers={"Content-Range": f"0-{len(rows) - 1}/{len(rows)}"})
+
+
+def seed_ticket_4211(api: FakeGlpiApi) -> None:
+    """The GLPI 10 rows behind tests/fixtures/Ticket.json (and its linked rows)."""
+    for ident, name, parent, complete in (
+        (0, "Root entity", -1, "Root entity"), (1, "Europe", 0, "Root entity > Europe"),
+        (3, "France", 1, "Root entity > Europe > France"),
+    ):
+        api.add("Entity", id=ident, name=name, entities_id=parent, completename=complete)
+    api.add("ITILCategory", id=12, name="Imprimantes", completename="Matériel > Imprimantes")
+    api.add("Location", id=8, name="Lyon - Bâtiment A - 2e étage")
+    api.add("RequestType", id=2, name="E-Mail")
+    api.add("User", id=57, name="h.lefevre", realname="Lefèvre", firstname="Hélène")
+    api.add("User", id=23, name="l.martin", realname="Martin", firstname="Lucas")
+    api.add("Group", id=5, name="Support niveau 1", completename="Support niveau 1")
+    api.add("Ticket_User", id=1, tickets_id=4211, users_id=57, type=1)
+    api.add("Ticket_User", id=2, tickets_id=4211, users_id=23, type=2)
+    api.add("Group_Ticket", id=1, tickets_id=4211, groups_id=5, type=2)
+    api.items.setdefault("Supplier_Ticket", {})
+    api.add("Ticket", **TICKET_4211)
+
+
+TICKET_4211: dict[str, Any] = {
+    "id": 4211,
+    "entities_id": 3,
+    "name": "Imprimante du 2e étage : bourrage papier à répétition",
+    "date": "2025-11-04 09:15:32",
+    "closedate": None,
+    "solvedate": None,
+    "date_mod": "2025-11-04 09:15:32",
+    "users_id_lastupdater": 23,
+    "status": 2,
+    "users_id_recipient": 57,
+    "requesttypes_id": 2,
+    # GLPI 10 stores rich text HTML-encoded
+    "content": "&lt;p&gt;Bonjour,&lt;/p&gt;&lt;p&gt;L'imprimante HP LaserJet M507 du 2e étage "
+               "(salle « Rhône ») affiche « Bourrage papier » toutes les 10 pages depuis ce "
+               "matin.&lt;/p&gt;&lt;p&gt;Voir aussi &lt;a href=&quot;https://intranet.example.fr"
+               "/kb/imprimantes/2025/11/04&quot;&gt;la note de l'intranet&lt;/a&gt;.&lt;/p&gt;"
+               "&lt;p&gt;Merci d'avance,&lt;br&gt;Hélène&lt;/p&gt;",
+    "urgency": 4,
+    "impact": 3,
+    "priority": 4,
+    "itilcategories_id": 12,
+    "type": 1,
+    "global_validation": 1,
+    "slas_id_ttr": 0,
+    "time_to_resolve": None,
+    "actiontime": 0,
+    "is_deleted": 0,
+    "locations_id": 8,
+    "validation_percent": 0,
+    "date_creation": "2025-11-04 09:15:32",
+    "externalid": "MAIL-20251104-0915-8f3a2c",
+}
