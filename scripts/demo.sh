@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on the embedded default: a local Kafka broker, the topics,
-# sample webhook definitions and entity tree, sample GLPI events -> processor ->
-# delivery requests -> delivery -> a local receiver that verifies GLPI's signatures.
+# sample webhook definitions, entity tree and GLPI instance; a script acting as GLPI posts
+# signed native webhooks -> ingest -> processor -> delivery requests -> delivery -> a
+# local receiver that verifies GLPI's signatures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HOOKSTREAM_STATE_DIR="${HOOKSTREAM_STATE_DIR:-$PWD/.hookstream}"
@@ -20,6 +21,7 @@ hookstream topics create | sed 's/^/   /'
 echo "== 3. webhook definitions and the entity tree"
 hookstream webhooks apply -f examples/webhooks.yaml | sed 's/^/   /'
 hookstream entities apply -f examples/entities.yaml | sed 's/^/   /'
+hookstream instances apply -f examples/instances.yaml | sed 's/^/   /'
 hookstream webhooks list | sed 's/^/   /'
 echo "== 4. preview: what demo-ticket-new sends for the sample ticket (secrets redacted)"
 head -1 examples/events.jsonl > "$HOOKSTREAM_STATE_DIR/ticket-event.json"
@@ -28,15 +30,32 @@ hookstream preview --webhook demo-ticket-new --event "$HOOKSTREAM_STATE_DIR/tick
 head -12 "$HOOKSTREAM_STATE_DIR/preview.txt" | cut -c1-120 | sed 's/^/   /'
 echo "   ..."
 
-echo "== 5. receiver, processor and delivery"
+echo "== 5. receiver, ingest, processor and delivery"
 python3 examples/receiver.py --port 8787 --secret demoSecretDemoSecretDemoSecretDemoSecret \
   --expect 4 --timeout 90 &
 receiver=$!
 hookstream run processor >"$logs/processor.log" 2>&1 & pids+=($!)
 hookstream run delivery >"$logs/delivery.log" 2>&1 & pids+=($!)
+ingest_port="${HOOKSTREAM_INGEST_PORT:-8480}"
+HOOKSTREAM_INGEST_HOST=127.0.0.1 HOOKSTREAM_INGEST_PORT="$ingest_port" \
+  hookstream run ingest >"$logs/ingest.log" 2>&1 & pids+=($!)
+python3 - "$ingest_port" <<'PY'
+import sys, time, urllib.request
+deadline = time.monotonic() + 60
+while True:  # the ingest endpoint is ready once it has read the instances topic
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=1)
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit("ingest did not become ready; see its log")
+        time.sleep(0.3)
+PY
 
-echo "== 6. publishing sample GLPI events (examples/events.jsonl)"
-hookstream produce --instance glpi-demo --file examples/events.jsonl | sed 's/^/   /'
+echo "== 6. GLPI posts its native webhooks (examples/glpi_webhooks.py, signed as GLPI signs)"
+python3 examples/glpi_webhooks.py --url "http://127.0.0.1:$ingest_port" --instance glpi-demo \
+  --secret glpiDemoSecretGlpiDemoSecretGlpiDemo0001 --file examples/events.jsonl \
+  | sed 's/^/   /'
 echo "   waiting for the 4 expected deliveries (Ticket, Change, Computer, ITILFollowup;"
 echo "   the Problem does not pass its filter and TicketTask has no webhook)"
 status=0

@@ -137,6 +137,12 @@ def parse_payload(body: bytes) -> tuple[dict[str, Any], str, dict[str, Any] | No
     return item, str(event), parent
 
 
+def _entity_of(item: Mapping[str, Any] | None) -> int | None:
+    entity = item.get("entity") if item is not None else None
+    ident = entity.get("id") if isinstance(entity, dict) else None
+    return ident if isinstance(ident, int) and not isinstance(ident, bool) else None
+
+
 def _timestamp_problem(timestamp: str, now_s: float, tolerance_s: int) -> str | None:
     if not timestamp.isdigit() or len(timestamp) > 12:
         return "X-GLPI-timestamp must be Unix seconds"
@@ -203,7 +209,9 @@ def accept(
     occurred_at is GLPI's timestamp: the moment GLPI queued the change. The event id is
     the dedup key, so a GLPI retry carries the same id (and the same delivery ids) while
     two different requests never share one; make_event's id, a hash of the item state,
-    would merge two updates that leave an item unchanged.
+    would merge two updates that leave an item unchanged. Followups, tasks, solutions and
+    validations carry no entity of their own: GLPI matches them by their parent's entity,
+    which `parent_item` carries, so the event takes it from there.
     """
     key = dedup_key(instance, itemtype, timestamp, body)
     made = make_event(
@@ -213,6 +221,7 @@ def accept(
         event,
         dict(item),
         occurred_at=int(timestamp) * 1000,
+        entities_id=_entity_of(item) if "entity" in item else _entity_of(parent),
         parent_item=None if parent is None else dict(parent),
         source=SOURCE,
     )
