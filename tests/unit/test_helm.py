@@ -135,7 +135,8 @@ def test_every_component_is_deployed_with_probes_and_security(
 ) -> None:
     deployments = by_kind(everything, "Deployment")
     assert sorted(deployments) == [f"hs-hookstream-{c}" for c in
-                                   ("admin", "delivery", "ingest", "logstore", "processor")]
+                                   ("admin", "delivery", "ingest", "logstore", "poller",
+                                    "processor")]
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -192,13 +193,13 @@ def test_hpa_fallback_and_existing_secret(tools: Path) -> None:
     assert {"secretRef": {"name": "hookstream-prod"}} in pod["containers"][0]["envFrom"]
 
 
-def test_network_policy_lets_only_delivery_out(everything: list[dict[str, Any]]) -> None:
+def test_network_policy_lets_only_delivery_and_poller_out(everything: list[dict[str, Any]]) -> None:
     policies = by_kind(everything, "NetworkPolicy")
     assert sorted(policies) == sorted(by_kind(everything, "Deployment"))
     for name, policy in policies.items():
         egress_blocks = [b for rule in policy["spec"]["egress"] for b in rule.get("to", [])]
         open_out = any(b.get("ipBlock", {}).get("cidr") == "0.0.0.0/0" for b in egress_blocks)
-        assert open_out == name.endswith("-delivery"), name
+        assert open_out == name.endswith(("-delivery", "-poller")), name  # targets, GLPI
         ports = [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]]
         http = {"ingest": 8480, "admin": 8470}.get(name.rsplit("-", 1)[1])
         assert ports == ([http, http] if http else [9400]), name  # ops port, then HTTP port
