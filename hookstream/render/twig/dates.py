@@ -46,10 +46,18 @@ def _offset(text: str) -> tzinfo:
     return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
 
 
+@functools.lru_cache(maxsize=4096)
+def _absolute(text: str, default: tzinfo, target: tzinfo) -> datetime | None:
+    """An ISO date (GLPI's own) in `target`; cached: the same dates recur across the
+    webhooks of an event and across events."""
+    found = _ISO.match(text.strip())
+    return None if found is None else _iso(found, default).astimezone(target)
+
+
 def _parse(text: str, now_s: float, default: tzinfo) -> datetime:
     value = text.strip()
     found = _ISO.match(value)
-    if found is not None:  # GLPI's dates: the common case first
+    if found is not None:
         return _iso(found, default)
     now = datetime.fromtimestamp(now_s, default)
     lower = value.lower()
@@ -91,6 +99,8 @@ def to_datetime(value: Any, now_s: float, default_zone: str, timezone: Any = Non
         when = datetime.fromtimestamp(int(value), UTC)
     else:
         text = to_str(value)
+        if timezone is not False and (cached := _absolute(text, default, target)) is not None:
+            return cached
         if re.fullmatch(r"-?\d+", text):
             when = datetime.fromtimestamp(int(text), UTC)
         else:

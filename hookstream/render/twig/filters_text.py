@@ -4,10 +4,12 @@ json_encode (with its flags), format (sprintf), round, abs and date."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import urllib.parse
 from collections.abc import Iterator
+from datetime import datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -184,7 +186,13 @@ def _round(ctx: Ctx, value: Any, precision: Any = 0, method: Any = "common") -> 
 
 def _date(ctx: Ctx, value: Any, format: Any = None, timezone: Any = None) -> str:
     when = to_datetime(value, ctx.budget.now_s, ctx.timezone, timezone)
-    return format_date(when, "F j, Y H:i" if format is None else str_arg(format))
+    return _formatted(when, when.tzinfo, "F j, Y H:i" if format is None else str_arg(format))
+
+
+@functools.lru_cache(maxsize=4096)
+def _formatted(when: datetime, zone: tzinfo | None, fmt: str) -> str:
+    # `zone` is in the key because equal instants in two zones compare (and hash) equal.
+    return format_date(when, fmt)
 
 
 def _format(ctx: Ctx, value: Any, *values: Any) -> str:
