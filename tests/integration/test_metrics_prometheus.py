@@ -210,7 +210,7 @@ def test_every_dashboard_panel_has_data_and_metrics_are_promtool_clean(
     assert shown() == expected
 
     rules = prometheus.api("rules")["data"]["groups"][0]["rules"]
-    assert len(rules) >= 8 and all(r["health"] == "ok" for r in rules), rules
+    assert len(rules) >= 9 and all(r["health"] == "ok" for r in rules), rules
 
     for job, port in ports.items():
         status, text = get(f"http://127.0.0.1:{port}/metrics")
