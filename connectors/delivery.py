@@ -285,7 +285,8 @@ class DeliveryService:
             self.tiers.pause(tp, self.outcomes.next_offset(tp), f"origin {origin}")
             self._feeding.setdefault(origin, set()).add(tp)
         task = asyncio.get_running_loop().create_task(
-            self.attempts.deliver(tp, offset, request, topic, origin)
+            self.attempts.deliver(tp, offset, request, topic, origin,
+                                  self.outcomes.generation(tp))
         )
         self._tasks.add(task)
         task.add_done_callback(self._task_finished)

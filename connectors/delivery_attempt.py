@@ -34,6 +34,10 @@ from hookstream.policy import (
 from hookstream.records import DeliveryRequest, WebhookDefinition
 
 
+class Abandoned(Exception):
+    """The record's partition was revoked before its request went."""
+
+
 class Targets:
     """The webhooks table as the attempts need it: definitions, and their targets with
     secrets decrypted on first use (in memory only)."""
@@ -86,20 +90,32 @@ class Attempts:
         self.sender: HttpSender | None = None  # set by the service once its session is open
 
     async def deliver(
-        self, tp: TP, offset: int, request: DeliveryRequest, topic: str, origin: str
+        self, tp: TP, offset: int, request: DeliveryRequest, topic: str, origin: str,
+        generation: int,
     ) -> None:
+        """Deliver one record read from `tp` while this process owned it (`generation`).
+        A record whose partition was revoked before its request went is abandoned: the
+        new owner reads it again, so only requests already in flight are repeated."""
         try:
             async with self._stale.exclusive(request.delivery_id):
+                if not self._outcomes.owns(tp, generation):
+                    return
+                before = self._stale.handled(request.delivery_id)
                 if not self._stale.admit(request):
                     self._outcomes.count("stale_dropped")
                     self._outcomes.done(tp, offset)
                     return
-                await self._attempt(tp, offset, request, topic, origin)
+                try:
+                    await self._attempt(tp, offset, request, topic, origin, generation)
+                except Abandoned:
+                    self._stale.restore(request.delivery_id, before)  # it was not handled
+                    self._outcomes.count("abandoned_on_revoke")
         finally:
             self._limits.release(origin)
 
     async def _attempt(
-        self, tp: TP, offset: int, request: DeliveryRequest, topic: str, origin: str
+        self, tp: TP, offset: int, request: DeliveryRequest, topic: str, origin: str,
+        generation: int,
     ) -> None:
         target = self._target(request.webhook_id)
         if target is None:
@@ -110,7 +126,8 @@ class Attempts:
         if self._circuits.admit(origin, self._clock()) is Admission.REJECT:
             observed = Observed(started_ms, started_ms, circuit_open=True, error="circuit open")
         else:
-            observed = await self._send(origin, request, target, started_ms)
+            observed = await self._send(origin, request, target, started_ms,
+                                        lambda: self._outcomes.owns(tp, generation))
             charge = circuit_charge(observed)
             if charge is not Charge.NONE:
                 self._circuits.record(origin, charge is Charge.SUCCESS, self._clock())
@@ -130,10 +147,13 @@ class Attempts:
         self._outcomes.decision(tp, offset, decision, tiers)
 
     async def _send(
-        self, origin: str, request: DeliveryRequest, target: Target, started_ms: int
+        self, origin: str, request: DeliveryRequest, target: Target, started_ms: int,
+        owned: Callable[[], bool],
     ) -> Observed:
         assert self.sender is not None, "run() sets the sender"
         async with self._limits.slot(origin, target):
+            if not owned():  # revoked while it waited for a slot
+                raise Abandoned
             metrics.IN_FLIGHT.inc()
             started = time.perf_counter()
             try:

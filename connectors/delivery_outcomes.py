@@ -40,6 +40,7 @@ class OutcomeWriter:
         self._committable: dict[TP, int] = {}  # stored by store_offsets, once per iteration
         self._counters: dict[tuple[str, str], Any] = {}
         self._next: dict[TP, int] = {}  # one past the last offset read, per partition
+        self._generation: dict[TP, int] = {}  # bumped when a partition is revoked
         self.stats: dict[str, int] = {}
         self.unacknowledged = 0  # produce failures retried (broker away)
         self.fatal: str | None = None  # the producer is unusable: the loop stops
@@ -49,6 +50,13 @@ class OutcomeWriter:
     def track(self, tp: TP, offset: int) -> None:
         self._trackers.setdefault(tp, OffsetTracker()).add(offset)
         self._next[tp] = offset + 1
+
+    def generation(self, tp: TP) -> int:
+        return self._generation.get(tp, 0)
+
+    def owns(self, tp: TP, generation: int) -> bool:
+        """Whether `tp` is still owned as it was when a record of `generation` was read."""
+        return self._generation.get(tp, 0) == generation
 
     def next_offset(self, tp: TP) -> int:
         """Where reading `tp` goes on: one past the last record read (for a pause)."""
@@ -94,6 +102,7 @@ class OutcomeWriter:
         for key in revoked:
             self._trackers.pop(key, None)
             self._next.pop(key, None)
+            self._generation[key] = self._generation.get(key, 0) + 1
 
     # -- records -------------------------------------------------------------------------
 

@@ -54,6 +54,17 @@ class StaleFilter:
         self._remember(request.delivery_id, float(request.hop))
         return True
 
+    def handled(self, delivery_id: str) -> float:
+        """The highest hop handled (-1 for none known)."""
+        return self._handled.get(delivery_id, -1.0)
+
+    def restore(self, delivery_id: str, hop: float) -> None:
+        """Undo an `admit` whose record was given up before it was handled."""
+        if hop < 0:
+            self._handled.pop(delivery_id, None)
+        else:
+            self._remember(delivery_id, hop)
+
     def finished(self, delivery_id: str) -> None:
         """The delivery needs nothing more (delivered or dead-lettered): every copy is stale."""
         self._remember(delivery_id, math.inf)

@@ -183,3 +183,32 @@ def test_a_not_yet_due_retry_is_held_and_its_partition_paused(tmp_path: Path) ->
     asyncio.run(scenario())
     assert [r.delivery_id for r in sender.sent] == ["w1-1"]
     assert svc.tiers.held == 0
+
+
+def test_records_of_a_revoked_partition_not_yet_sent_are_abandoned(tmp_path: Path) -> None:
+    """Only requests in flight at a rebalance may be repeated by the new owner."""
+    from confluent_kafka import TopicPartition
+
+    settings = settings_for(tmp_path, max_in_flight_per_origin=4)  # starts at 1 in flight
+    consumer, producer, sender = FakeConsumer(), FakeProducer(), RecordingSender()
+    for n in range(5):
+        consumer.add(DELIVERIES, 0, request("w1", URL, n))
+    svc = service(settings, consumer, producer, sender, webhook(settings, "w1", URL))
+
+    async def scenario() -> None:
+        sender.gate = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(svc.run())
+        async with asyncio.timeout(5):
+            while not sender.sent:
+                await asyncio.sleep(0.005)
+            svc._on_revoke(consumer, [TopicPartition(DELIVERIES, 0)])  # a rebalance
+            sender.gate.set()
+            while svc.stats.get("abandoned_on_revoke", 0) < 4:
+                await asyncio.sleep(0.005)
+        svc.stopping.set()
+        await task
+
+    asyncio.run(scenario())
+    assert [r.items_id for r in sender.sent] == [0]  # the one in flight, nothing more
+    assert len(svc.stale) <= 1  # the abandoned ones are not remembered as handled
+    assert consumer.stored.get((DELIVERIES, 0)) is None  # the new owner repeats from 0
