@@ -20,6 +20,7 @@ from hookstream.render.twig.functions import FUNCTIONS
 from hookstream.render.twig.php import (
     PhpError,
     arith,
+    array_items,
     bitwise,
     normalize_key,
     pack,
@@ -96,6 +97,19 @@ def _binary(op: str, left: Fn, right: Fn) -> Fn:
                 return False
             return a.startswith(b) if op == "starts with" else a.endswith(b)
         return affix
+    if op in ("has some", "has every"):
+        every = op == "has every"
+
+        def quantifier(c: Ctx) -> bool:
+            items, arrow = left(c), right(c)
+            if not callable(arrow):
+                raise PhpError(f'"{op}" needs an arrow function')
+            for key, value in array_items(items):
+                c.budget.step()
+                if to_bool(arrow(value, key)) is not every:
+                    return not every
+            return every
+        return quantifier
     if op == "and":
         return lambda c: to_bool(left(c)) and to_bool(right(c))
     if op == "or":
