@@ -42,7 +42,7 @@ from connectors.delivery_outcomes import OutcomeTopics, OutcomeWriter
 from connectors.delivery_ports import TP, HttpSender, Message, RecordSink, RecordSource, Tables
 from connectors.delivery_recall import Recall
 from connectors.delivery_stale import StaleFilter
-from connectors.delivery_tiers import TierScheduler
+from connectors.delivery_tiers import DUE, TierScheduler
 from connectors.guard import guarded_connector
 from connectors.sender import Sender
 from hookstream.config import Settings
@@ -191,7 +191,7 @@ class DeliveryService:
                     self.outcomes.store_offsets()
                     if self._own_clients:  # the operators' gauges (lag, tiers, circuits)
                         gauges.report(self.settings, GROUP, cast(Any, self._consumer),
-                                      self.tiers.paused(), self.circuits, self.webhooks)
+                                      self.tiers.paused(DUE), self.circuits, self.webhooks)
                     if len(self._tasks) >= self._max_tasks:
                         # Until a task finishes (what asyncio.wait(FIRST_COMPLETED) does,
                         # without a callback on every task).

@@ -52,7 +52,7 @@ class Limits:
         self._on_relieved = on_relieved
         self._clock = clock
         self._origins: dict[str, _Origin] = {}
-        self._webhooks: dict[str, _Webhook] = {}
+        self._webhooks: dict[tuple[str, int], _Webhook] = {}  # (webhook id, max_in_flight)
 
     # -- holding ---------------------------------------------------------------------------
 
@@ -93,10 +93,11 @@ class Limits:
     @asynccontextmanager
     async def slot(self, origin: str, target: Target) -> AsyncIterator[None]:
         """Wait for every limit, in order; inside the block the request may go."""
-        hook = self._webhooks.get(target.webhook_id)
-        if hook is None or (hook.slots is not None) != (target.max_in_flight > 0):
+        key = (target.webhook_id, target.max_in_flight)  # a new bound, a new semaphore
+        hook = self._webhooks.get(key)
+        if hook is None:
             slots = asyncio.Semaphore(target.max_in_flight) if target.max_in_flight > 0 else None
-            hook = self._webhooks[target.webhook_id] = _Webhook(slots)
+            hook = self._webhooks[key] = _Webhook(slots)
         hook.users += 1
         try:
             if hook.slots is not None:
@@ -111,7 +112,7 @@ class Limits:
         finally:
             hook.users -= 1
             if hook.users == 0 and hook.next_slot_s <= self._clock():
-                self._webhooks.pop(target.webhook_id, None)
+                self._webhooks.pop(key, None)
 
     def sample(self, origin: str, latency_s: float, failed: bool, in_flight: int) -> None:
         """Feed a finished request's latency and verdict to the origin's adaptive limit."""

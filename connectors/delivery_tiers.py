@@ -48,8 +48,9 @@ class TierScheduler:
     def is_paused(self, tp: TP) -> bool:
         return tp in self._paused
 
-    def paused(self) -> list[TP]:
-        return list(self._paused)
+    def paused(self, reason: str | None = None) -> list[TP]:
+        """Paused partitions (for `reason` only, if given)."""
+        return [tp for tp, why in self._paused.items() if reason is None or reason in why]
 
     def receive(self, tp: TP, offset: int, produced_ms: int, request: DeliveryRequest) -> None:
         """Dispatch a due record now, hold one that is not due on a timer."""
