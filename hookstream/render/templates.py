@@ -81,6 +81,8 @@ def _compile(label: str, source: str, mode: str, errors: list[str],
         errors.append(f"{label}: {e}")
     except RecursionError:
         errors.append(f"{label}: template nested too deeply")
+    except Exception as e:  # an engine bug must not take the caller down; never a value
+        errors.append(f"{label}: template could not be compiled ({type(e).__name__})")
     return None
 
 
@@ -163,6 +165,8 @@ def render_request(
         raise RenderError(f"{label}: {e}") from e
     except RecursionError as e:
         raise RenderError(f"{label}: recursion too deep") from e
+    except Exception as e:  # whatever else failed is this webhook's render error
+        raise RenderError(f"{label}: render failed ({type(e).__name__})") from e
     if is_json and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/json"
     return RenderedRequest(url, headers, body)
