@@ -260,3 +260,68 @@ def test_broker_down_gives_503_then_glpi_retries_deliver_every_event_once(
     ids = [json.loads(p.read_bytes())["item"]["id"] for p in [BODIES[-1], *BODIES]]
     assert sorted(e.items_id for e in got) == sorted(ids)  # each once, none lost
     assert len({e.event_id for e in got}) == len(got)
+
+
+def test_sigkill_loses_only_requests_not_yet_answered_2xx(
+    settings: Settings, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.integration.harness import cli_env
+
+    create_topics(settings)
+    apply_instances(settings, tmp_path)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hookstream.cli", "run", "ingest"],
+        env=cli_env(settings, ingest_host="127.0.0.1", ingest_port=str(port)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    glpi, now = FakeGlpiSender(SECRET), int(time.time())
+    template = BODIES[-1].read_bytes()
+    marker = b'"id": 4211'
+    rows = [glpi.queue(f"http://127.0.0.1:{port}/glpi/glpi-a/Ticket",
+                       template.replace(marker, f'"id": {100_000 + n}'.encode(), 1), now)
+            for n in range(400)]
+
+    async def load() -> list[int]:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 60
+            while True:  # wait for readiness
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/readyz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert time.monotonic() < deadline, "ingest did not start"
+                await asyncio.sleep(0.2)
+
+            async def one(row: Any) -> int:
+                try:
+                    return await glpi.attempt(session, row)
+                except aiohttp.ClientError:
+                    return 0  # the connection died with the process: no answer
+
+            async def killer() -> None:
+                while sum(1 for r in rows if r.statuses and r.statuses[-1] == 200) < 100:
+                    await asyncio.sleep(0.005)
+                proc.send_signal(signal.SIGKILL)
+
+            kill = asyncio.create_task(killer())
+            statuses = await asyncio.gather(*(one(r) for r in rows))
+            await kill
+            return list(statuses)
+
+    try:
+        statuses = asyncio.run(load())
+    finally:
+        proc.kill()
+        proc.wait(10)
+    answered = {json.loads(r.body)["item"]["id"] for r, s in zip(rows, statuses, strict=True)
+                if s == 200}
+    assert 100 <= len(answered) < len(rows)  # killed mid-stream
+    stored = {e.items_id for e in events(settings)}
+    assert answered <= stored  # every request answered 2xx is on Kafka
