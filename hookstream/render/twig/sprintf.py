@@ -75,17 +75,18 @@ def sprintf(fmt: str, args: Sequence[Any]) -> str:
                 pad = flag[1]
         if spec == "s":
             text = to_str(value)
-            if precision is not None:
-                text = text[:precision]
+            if precision is not None:  # bytes too; a cut character is dropped
+                text = text.encode()[:precision].decode("utf-8", "ignore")
         else:
             text = _number(spec, value, precision, "+" in flags)
-        if len(text) < width:
+        size = len(text.encode())  # PHP pads to a width in bytes, not characters
+        if size < width:
             if left:
-                text = text + (" " if pad == "0" else pad) * (width - len(text))
+                text = text + (" " if pad == "0" else pad) * (width - size)
             elif pad == "0" and text[:1] in "+-" and spec not in "s":
-                text = text[0] + "0" * (width - len(text)) + text[1:]
+                text = text[0] + "0" * (width - size) + text[1:]
             else:
-                text = pad * (width - len(text)) + text
+                text = pad * (width - size) + text
         out.append(text)
     out.append(fmt[position:])
     return "".join(out)
