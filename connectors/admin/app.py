@@ -26,6 +26,7 @@ from connectors.logstore import (
     DeliveryFilter,
     Page,
     delivery_detail,
+    last_item,
     list_deliveries,
     queue_view,
 )
@@ -136,8 +137,18 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
 
     @app.post("/v1/webhooks/{webhook_id}/preview", response_model=m.PreviewOut)
     def preview(p: Reader, webhook_id: m.WebhookId, body: m.PreviewIn) -> dict[str, Any]:
+        webhook = visible(p, webhook_id)
+        if (body.event is None) == (body.item is None):
+            raise _problem(422, "give one of event or item")
+        event = body.event
+        if body.item is not None:
+            ref = body.item
+            event = last_item(ctx.engine, ref.instance, ref.itemtype, ref.items_id, p.scope)
+            if event is None:
+                raise _problem(404, f"no change of {ref.itemtype} {ref.items_id} seen")
+        assert event is not None
         try:
-            return ctx.preview(visible(p, webhook_id), body.event)
+            return ctx.preview(webhook, event)
         except ValueError as e:
             raise _problem(422, f"event: {e}") from None
 
@@ -230,6 +241,9 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
             visible(p, body.webhook_id)
         return {"redriven": ctx.redrive(body.webhook_id, body.since_ms, body.rate_per_s)}
 
+    from connectors.console import mount_console  # the web console at /, on these tokens
+
+    mount_console(app, ctx, tokens)
     return app
 
 

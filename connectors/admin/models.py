@@ -35,11 +35,22 @@ class WebhookPut(BaseModel):
     state: Literal["created", "updated", "unchanged"]
 
 
-class PreviewIn(BaseModel):
+class ItemRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    event: dict[str, Any] = Field(
+    instance: str = Field(pattern=NAME)
+    itemtype: str = Field(pattern=NAME)
+    items_id: int = Field(ge=0, le=MAX_INT)
+
+
+class PreviewIn(BaseModel):
+    """One of `event` (given) or `item` (the last change of that item the log has seen)."""
+
+    model_config = ConfigDict(extra="forbid")
+    event: dict[str, Any] | None = Field(
+        default=None,
         description="an item change as `hookstream produce` reads it: itemtype, items_id, "
         "event, entities_id, item (and parent_item)")
+    item: ItemRef | None = None
 
 
 class PreviewOut(BaseModel):

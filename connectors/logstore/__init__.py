@@ -7,6 +7,7 @@ from connectors.logstore.queries import (
     DeliveryFilter,
     Page,
     delivery_detail,
+    last_item,
     list_deliveries,
     queue_view,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "State",
     "database_url",
     "delivery_detail",
+    "last_item",
     "list_deliveries",
     "migrate",
     "open_engine",

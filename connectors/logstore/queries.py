@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, or_, select
 
 from connectors.logstore.rows import State
-from connectors.logstore.schema import attempts, deliveries
+from connectors.logstore.schema import attempts, deliveries, items
 
 LIST_COLUMNS = (
     "delivery_id", "instance", "webhook_id", "itemtype", "items_id", "entities_id", "event",
@@ -212,4 +212,27 @@ def queue_view(
         "groups": rows,
         "oldest_undelivered_at": oldest,
         "oldest_undelivered_age_s": None if oldest is None else max(0, now_ms - oldest) / 1000,
+    }
+
+
+def last_item(
+    engine: Engine, instance: str, itemtype: str, items_id: int,
+    instances: Sequence[str] | None = None,
+) -> dict[str, Any] | None:
+    """The last change seen of an item, as an event line (`hookstream produce`'s format)."""
+    if instances is not None and instance not in instances:
+        return None
+    c = items.c
+    with engine.connect() as conn:
+        row = conn.execute(select(items).where(
+            c.instance == instance, c.itemtype == itemtype, c.items_id == items_id)).first()
+    if row is None:
+        return None
+    return {
+        "itemtype": row.itemtype,
+        "items_id": row.items_id,
+        "event": row.event,
+        "entities_id": row.entities_id,
+        "item": json.loads(row.item),
+        "parent_item": None if row.parent_item is None else json.loads(row.parent_item),
     }

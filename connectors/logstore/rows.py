@@ -23,7 +23,7 @@ from enum import StrEnum
 
 import orjson
 
-from hookstream.records import AttemptRecord, DeliveryRequest, Outcome
+from hookstream.records import AttemptRecord, DeliveryRequest, ItemChangeEvent, Outcome
 
 
 class State(StrEnum):
@@ -241,3 +241,28 @@ def merge_all(rows: list[DeliveryRow]) -> list[DeliveryRow]:
         seen = merged.get(row.delivery_id)
         merged[row.delivery_id] = row if seen is None else merge(seen, row)
     return list(merged.values())
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    """The last change of an item seen: the latest (occurred_at, event_id) wins."""
+
+    event: ItemChangeEvent
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.event.instance, self.event.itemtype, self.event.items_id)
+
+    @property
+    def order(self) -> tuple[int, str]:
+        return (self.event.occurred_at, self.event.event_id)
+
+
+def latest_items(rows: list[ItemRow]) -> list[ItemRow]:
+    """One row per item: the latest of the batch."""
+    latest: dict[tuple[str, str, int], ItemRow] = {}
+    for row in rows:
+        seen = latest.get(row.key)
+        if seen is None or row.order > seen.order:
+            latest[row.key] = row
+    return list(latest.values())

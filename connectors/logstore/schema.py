@@ -104,6 +104,25 @@ attempts = Table(
 )
 
 
+# The last state of every item the log has seen (from glpi.item-changes): what a webhook
+# is previewed against when no event is given.
+items = Table(
+    "items",
+    metadata,
+    Column("instance", String(255), nullable=False),
+    Column("itemtype", String(255), nullable=False),
+    Column("items_id", BigInteger, nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("entities_id", BigInteger),
+    Column("occurred_at", BigInteger, nullable=False),
+    Column("item", Text, nullable=False),  # JSON, as GLPI sent it
+    Column("parent_item", Text),
+    PrimaryKeyConstraint("instance", "itemtype", "items_id"),
+    Index("ix_items_occurred", "occurred_at"),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -116,8 +135,13 @@ def _v1(conn: Connection) -> None:
     attempts.create(conn)
 
 
+def _v2(conn: Connection) -> None:
+    items.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and attempts", _v1),
+    Migration(2, "items: the last state of each item seen", _v2),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -17,7 +17,14 @@ from types import FrameType
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from connectors.logstore.rows import AttemptRow, DeliveryRow, Source, from_attempt, from_request
+from connectors.logstore.rows import (
+    AttemptRow,
+    DeliveryRow,
+    ItemRow,
+    Source,
+    from_attempt,
+    from_request,
+)
 from connectors.logstore.store import LogStore, open_engine
 from hookstream.config import Settings
 from hookstream.errors import DecodeError
@@ -27,9 +34,11 @@ from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
     DLQ,
+    ITEM_CHANGES,
     AttemptRecord,
     Codec,
     DeliveryRequest,
+    ItemChangeEvent,
     retry_topics,
 )
 
@@ -41,8 +50,9 @@ PRUNE_BATCHES = 5  # per pass: retention never holds up the writer for long
 
 @dataclass(frozen=True, slots=True)
 class TopicRole:
-    source: Source | None  # None: the attempts topic
+    source: Source | None  # None: the attempts or the item changes topic
     tier: str | None = None
+    items: bool = False  # glpi.item-changes: the last state of each item
 
 
 def topic_roles(settings: Settings) -> dict[str, TopicRole]:
@@ -51,6 +61,7 @@ def topic_roles(settings: Settings) -> dict[str, TopicRole]:
         settings.topic(DELIVERIES): TopicRole(Source.DELIVERIES),
         settings.topic(DLQ): TopicRole(Source.DLQ),
         settings.topic(ATTEMPTS): TopicRole(None),
+        settings.topic(ITEM_CHANGES): TopicRole(None, items=True),
     }
     for name, tier in zip(retry_topics(settings), settings.retry_tiers, strict=True):
         roles[name] = TopicRole(Source.TIER, tier)
@@ -67,9 +78,12 @@ class Ingest:
         self.limit = settings.logstore_body_max_bytes
         self.counts = {"records": 0, "undecodable": 0}
 
-    def rows(self, messages: Iterable[Message]) -> tuple[list[DeliveryRow], list[AttemptRow]]:
+    def rows(
+        self, messages: Iterable[Message]
+    ) -> tuple[list[DeliveryRow], list[AttemptRow], list[ItemRow]]:
         fragments: list[DeliveryRow] = []
         attempt_rows: list[AttemptRow] = []
+        item_rows: list[ItemRow] = []
         for msg in messages:
             if msg.error() is not None:
                 continue
@@ -79,6 +93,10 @@ class Ingest:
                 continue
             self.counts["records"] += 1
             try:
+                if role.items:
+                    event = self.codec.decode(msg.value(), msg.headers(), ItemChangeEvent)
+                    item_rows.append(ItemRow(event))
+                    continue
                 if role.source is None:
                     record = self.codec.decode(msg.value(), msg.headers(), AttemptRecord)
                     fragment, attempt = from_attempt(
@@ -89,17 +107,16 @@ class Ingest:
                     request = self.codec.decode(msg.value(), msg.headers(), DeliveryRequest)
                     fragment = from_request(request, role.source, role.tier, self.limit)
             except (DecodeError, ValueError) as e:
-                # Undecodable records are on the DLQ with their reason already (the
-                # delivery consumer put them there); the log has nothing to show for them.
+                # Undecodable records are dead-lettered with their reason already (by the
+                # processor or the delivery consumer); the log has nothing to show of them.
                 self.counts["undecodable"] += 1
                 log.warning("skipped %s[%s]@%s: %s", topic, msg.partition(), msg.offset(), e)
                 continue
             fragments.append(fragment)
-        return fragments, attempt_rows
+        return fragments, attempt_rows, item_rows
 
     def write(self, messages: list[Message]) -> None:
-        fragments, attempt_rows = self.rows(messages)
-        self.store.write(fragments, attempt_rows)
+        self.store.write(*self.rows(messages))
 
 
 def _stop_on_signals(stop: list[bool]) -> None:

@@ -31,8 +31,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from connectors.logstore.rows import NOT_SPENT, AttemptRow, DeliveryRow, merge_all
-from connectors.logstore.schema import attempts, deliveries, migrate
+from connectors.logstore.rows import (
+    NOT_SPENT,
+    AttemptRow,
+    DeliveryRow,
+    ItemRow,
+    latest_items,
+    merge_all,
+)
+from connectors.logstore.schema import attempts, deliveries, items, migrate
 from hookstream.config import Settings
 from hookstream.errors import ConfigError
 
@@ -112,6 +119,26 @@ def _insert_attempts(dialect: str) -> Any:
     return insert(attempts).on_conflict_do_nothing(
         index_elements=[attempts.c.kafka_partition, attempts.c.kafka_offset]
     )
+
+
+def _upsert_items(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(items)
+    new, old = stmt.excluded, items.c
+    newer = or_(new.occurred_at > old.occurred_at,
+                and_(new.occurred_at == old.occurred_at, new.event_id > old.event_id))
+    columns = ("event_id", "event", "entities_id", "occurred_at", "item", "parent_item")
+    return stmt.on_conflict_do_update(
+        index_elements=[old.instance, old.itemtype, old.items_id],
+        set_={c: case((newer, getattr(new, c)), else_=getattr(old, c)) for c in columns},
+    )
+
+
+def item_params(row: ItemRow) -> dict[str, Any]:
+    e = row.event
+    return {"instance": e.instance, "itemtype": e.itemtype, "items_id": e.items_id,
+            "event_id": e.event_id, "event": e.event, "entities_id": e.entities_id,
+            "occurred_at": e.occurred_at, "item": e.item, "parent_item": e.parent_item}
 
 
 def _summaries() -> Any:
@@ -196,12 +223,21 @@ class LogStore:
         dialect = engine.dialect.name
         self._upsert = _upsert_deliveries(dialect)
         self._insert_attempts = _insert_attempts(dialect)
+        self._upsert_items = _upsert_items(dialect)
         self._summaries = _summaries()
 
-    def write(self, fragments: Sequence[DeliveryRow], attempt_rows: Sequence[AttemptRow]) -> None:
+    def write(
+        self,
+        fragments: Sequence[DeliveryRow],
+        attempt_rows: Sequence[AttemptRow],
+        item_rows: Sequence[ItemRow] = (),
+    ) -> None:
         """Write one batch in one transaction; returns once it is committed."""
         merged = merge_all(list(fragments))
         with self.engine.begin() as conn:
+            if item_rows:
+                conn.execute(self._upsert_items,
+                             [item_params(r) for r in latest_items(list(item_rows))])
             # Merged: each delivery once per batch (PostgreSQL refuses an upsert that would
             # change one row twice in one statement, should the driver batch them).
             if merged:
@@ -219,6 +255,7 @@ class LogStore:
         with self.engine.begin() as conn:
             conn.execute(delete(attempts))
             conn.execute(delete(deliveries))
+            conn.execute(delete(items))
 
     def prune(
         self,
@@ -244,4 +281,16 @@ class LogStore:
                 conn.execute(delete(attempts).where(attempts.c.delivery_id.in_(ids)))
                 conn.execute(delete(deliveries).where(deliveries.c.delivery_id.in_(ids)))
             deleted, batches = deleted + len(ids), batches + 1
+        self._prune_items(cutoff)
         return deleted
+
+    def _prune_items(self, cutoff_ms: int, slice_ms: int = 3_600_000) -> None:
+        """Items last changed before the cutoff, an hour of changes per transaction."""
+        while True:
+            with self.engine.begin() as conn:
+                first = conn.scalar(select(func.min(items.c.occurred_at))
+                                    .where(items.c.occurred_at < cutoff_ms))
+                if first is None:
+                    return
+                conn.execute(delete(items).where(
+                    items.c.occurred_at < min(cutoff_ms, first + slice_ms)))

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from connectors.logstore import run_logstore
-from connectors.logstore.schema import attempts, deliveries
+from connectors.logstore.schema import attempts, deliveries, items
 from hookstream.config import Settings
 
 
@@ -36,11 +36,13 @@ class RunningLogStore:
         assert not self.thread.is_alive() and self.error is None, self.error
 
 
-def snapshot(engine: Engine) -> tuple[list[Any], list[Any]]:
+def snapshot(engine: Engine) -> tuple[list[Any], list[Any], list[Any]]:
     with engine.connect() as conn:
         d = conn.execute(select(deliveries).order_by(deliveries.c.delivery_id)).all()
         a = conn.execute(select(attempts).order_by(attempts.c.kafka_partition,
                                                    attempts.c.kafka_offset)).all()
-    return [tuple(r) for r in d], [tuple(r) for r in a]
+        i = conn.execute(select(items).order_by(items.c.instance, items.c.itemtype,
+                                                items.c.items_id)).all()
+    return [tuple(r) for r in d], [tuple(r) for r in a], [tuple(r) for r in i]
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, func, select
 
 from connectors.logstore import (
     DeliveryFilter,
+    last_item,
     list_deliveries,
     open_engine,
     queue_view,
@@ -25,7 +26,14 @@ from connectors.logstore import (
 from connectors.logstore.schema import attempts, deliveries
 from hookstream.config import Settings
 from hookstream.io import read_all
-from hookstream.records import ATTEMPTS, DLQ, AttemptRecord, DeliveryRequest
+from hookstream.records import (
+    ATTEMPTS,
+    DLQ,
+    ITEM_CHANGES,
+    AttemptRecord,
+    DeliveryRequest,
+    make_event,
+)
 from tests.integration.harness import (
     RunningDelivery,
     apply_webhooks,
@@ -74,6 +82,10 @@ def pipeline(store_settings: Settings, tmp_path: Path) -> Iterator[tuple[Setting
                     + [request_for("flaky", receiver.url("/flaky"), n) for n in range(3)]
                     + [request_for("dead", receiver.url("/dead"), n) for n in range(2)])
         publish(settings, requests)
+        changes = [make_event("glpi-a", "Ticket", 1, "update", {"id": 1, "status": s},
+                              occurred_at=1_700_000_000_000 + s, entities_id=0)
+                   for s in (1, 2)]
+        publish(settings, changes, ITEM_CHANGES)  # type: ignore[arg-type]
         with RunningDelivery(settings):
             assert wait_until(lambda: len([
                 a for a in read(settings, ATTEMPTS, AttemptRecord)
@@ -101,6 +113,9 @@ def test_every_attempt_is_logged_with_the_state_and_the_queue_matches_the_topics
     assert view["totals"]["dead_lettered"] == len(dlq) == 2
     assert view["totals"]["pending"] == 0 and view["totals"]["waiting"] == {}
     assert view["oldest_undelivered_at"] is None
+
+    seen = last_item(engine, "glpi-a", "Ticket", 1)
+    assert seen is not None and seen["item"] == {"id": 1, "status": 2}
 
     before = snapshot(engine)
     assert rebuild(settings) > len(on_topic)  # attempts plus every request copy

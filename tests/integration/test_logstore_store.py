@@ -179,3 +179,42 @@ def test_retention_deletes_old_deliveries_and_their_attempts_in_batches(engine: 
     assert len(d) == 15 and len(a) == 30
     assert min(list_deliveries(engine, DeliveryFilter(), limit=100).items,
                key=lambda r: r["created_at"])["created_at"] == T0 + 15
+
+
+def test_items_keep_the_last_change_whatever_the_order(engine: Engine) -> None:
+    from connectors.logstore import last_item
+    from connectors.logstore.rows import ItemRow
+    from hookstream.records import make_event
+
+    changes = [ItemRow(make_event("glpi-a", "Ticket", 7, "update", {"id": 7, "v": v},
+                                  occurred_at=T0 + v, entities_id=0)) for v in range(6)]
+    store = LogStore(engine)
+    store.write([], [], [changes[5], changes[1]])
+    store.write([], [], [changes[0], changes[3], changes[5]])  # older and repeated: no change
+    seen = last_item(engine, "glpi-a", "Ticket", 7)
+    assert seen is not None and seen["item"] == {"id": 7, "v": 5}
+    assert seen["event"] == "update" and seen["entities_id"] == 0
+    assert last_item(engine, "glpi-a", "Ticket", 7, instances=["glpi-b"]) is None
+    assert last_item(engine, "glpi-a", "Ticket", 8) is None
+    store.prune(1, clock=lambda: (T0 + 3) / 1000 + 86_400)  # older than a day: none left
+    assert last_item(engine, "glpi-a", "Ticket", 7) is not None
+    store.prune(1, clock=lambda: (T0 + 6) / 1000 + 86_400)
+    assert last_item(engine, "glpi-a", "Ticket", 7) is None
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_store_at_version_1_is_upgraded_in_place(kind: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import connectors.logstore.schema as schema
+
+    eng = open_engine(store_settings(kind, tmp_path), migrate_schema=False)
+    with monkeypatch.context() as patched:
+        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        assert migrate(eng) == [1]
+    f, a = story(1)
+    LogStore(eng).write(f, a)  # no items: version 1 has no such table
+    before = snapshot(eng)
+    assert schema_version(eng) == 1
+    assert migrate(eng) == [2] and schema_version(eng) == LATEST == 2
+    assert snapshot(eng) == before
+    eng.dispose()
