@@ -1,7 +1,10 @@
 """Every component's operations endpoint: /metrics (Prometheus), /healthz and /readyz.
 
-/readyz answers 503 until the component's tables are caught up (its `ready` callback),
-so Kubernetes routes nothing and scales nothing on a component that is still loading.
+/readyz follows the component's `ready` callback: 503 until its tables are caught up, and
+again while it cannot reach Kafka (the processor clears it on an outage and sets it once
+batches commit again), so Kubernetes routes nothing and scales nothing on a component
+that is loading or cut off. /healthz stays 200 meanwhile: an outage is no reason to
+restart a process that recovers by itself.
 """
 
 from __future__ import annotations
