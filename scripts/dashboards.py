@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).resolve().parents[1] / "helm" / "hookstream" / "dashboards"
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "helm" / "hookstream" / "dashboards"
+DOCS = ROOT / "docs" / "metrics.md"  # its panel list, between the markers, is generated too
+MARKERS = ("<!-- BEGIN panels -->\n", "<!-- END panels -->\n")
 DS = {"type": "prometheus", "uid": "${datasource}"}
 RI = "$__rate_interval"
 REAL_ATTEMPTS = 'outcome!~"deferred|circuit_open"'  # attempts that were really made
@@ -153,8 +156,26 @@ def dashboards() -> dict[str, dict[str, Any]]:
     }
 
 
+def panel_list() -> str:
+    lines = []
+    for board in dashboards().values():
+        lines.append(f"**{board['title']}**\n")
+        for panel in board["panels"]:
+            queries = "; ".join(f"`{t['expr']}`" for t in panel["targets"])
+            lines.append(f"- {panel['title']}: {queries}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(check: bool) -> int:
     stale = []
+    docs = DOCS.read_text()
+    begin, end = docs.index(MARKERS[0]) + len(MARKERS[0]), docs.index(MARKERS[1])
+    fresh = docs[:begin] + panel_list() + docs[end:]
+    if fresh != docs:
+        stale.append(DOCS.name)
+        if not check:
+            DOCS.write_text(fresh)
     for name, board in dashboards().items():
         text = json.dumps(board, indent=2) + "\n"
         path = OUT / name
