@@ -1,0 +1,204 @@
+"""The console's sessions and actions against the admin app (FastAPI TestClient): cookie
+flags, no token in the cookie, CSRF refusals, read-only and scoped tokens, login refusals.
+The admin context is a small fake over a real SQLite log store: these tests are about the
+HTTP layer; tests/integration/test_console_browser.py runs the real pipeline."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, insert
+
+from connectors.admin import create_app, new_token, parse_tokens, token_hash
+from connectors.console.session import COOKIE, Signer
+from connectors.logstore import migrate
+from connectors.logstore.schema import deliveries
+
+NOW = 1_800_000_000.0
+
+
+@dataclass
+class FakeContext:
+    engine: Any
+    sent: list[str] = field(default_factory=list)
+    redriven: list[tuple[str | None, int, float]] = field(default_factory=list)
+
+    def clock(self) -> float:
+        return NOW
+
+    def webhooks(self) -> dict[str, Any]:
+        return {}
+
+    def webhook(self, webhook_id: str) -> Any:
+        return None
+
+    def force_send(self, delivery_id: str) -> Any:
+        self.sent.append(delivery_id)
+        return type("Record", (), {"outcome": "delivered", "status_code": 200, "error": None})()
+
+    def redrive(self, webhook_id: str | None, since_ms: int, rate: float) -> int:
+        self.redriven.append((webhook_id, since_ms, rate))
+        return 0
+
+    def ready(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[TestClient, FakeContext, dict[str, str], str]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    migrate(engine)
+    with engine.begin() as conn:
+        for delivery_id, instance in (("a1", "glpi-a"), ("b1", "glpi-b")):
+            conn.execute(insert(deliveries).values(
+                delivery_id=delivery_id, instance=instance, webhook_id=f"hook-{instance}",
+                itemtype="Ticket", items_id=1, event="update", created_at=int(NOW * 1000),
+                attempts=0, state="dead_lettered"))
+    plain, lines = {}, []
+    for name, instances, mode in (("admin", "*", "rw"), ("reader", "*", "ro"),
+                                  ("team-a", "glpi-a", "rw")):
+        plain[name], line = new_token(name, instances, mode)
+        lines.append(line)
+    ctx = FakeContext(engine)
+    client = TestClient(create_app(ctx, parse_tokens(lines)),  # type: ignore[arg-type]
+                        base_url="http://console.test", follow_redirects=False)
+    return client, ctx, plain, "\n".join(lines)
+
+
+def login(client: TestClient, token: str) -> str:
+    """Logs in; the session's CSRF token (from a page's form)."""
+    form = client.get("/login")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', form.text)
+    assert nonce is not None
+    answer = client.post("/login", data={"nonce": nonce.group(1), "token": token})
+    assert answer.status_code == 303 and answer.headers["location"] == "/queue"
+    page = client.get("/queue")
+    assert page.status_code == 200
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    return csrf.group(1)
+
+
+def set_cookie_headers(answer: Any, name: str) -> list[str]:
+    return [h for h in answer.headers.get_list("set-cookie") if h.startswith(name + "=")]
+
+
+def test_pages_need_a_session(setup: Any) -> None:
+    client, *_ = setup
+    for path in ("/", "/queue", "/webhooks", "/deliveries/a1", "/items/glpi-a/Ticket/1"):
+        answer = client.get(path)
+        assert answer.status_code == 303, path
+        assert answer.headers["location"] == ("/queue" if path == "/" else "/login")
+    poll = client.get("/queue/live", headers={"HX-Request": "true"})
+    assert poll.status_code == 401 and poll.headers["hx-redirect"] == "/login"
+
+
+def test_the_session_cookie_is_httponly_strict_and_holds_no_token(setup: Any) -> None:
+    client, _, plain, _ = setup
+    form = client.get("/login")
+    [login_cookie] = set_cookie_headers(form, "hookstream_login")
+    assert "HttpOnly" in login_cookie and "SameSite=strict" in login_cookie
+    nonce = re.search(r'name="nonce" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+    answer = client.post("/login", data={"nonce": nonce, "token": plain["admin"]})
+    [header] = set_cookie_headers(answer, COOKIE)
+    flags = [f.strip().lower() for f in header.split(";")]
+    assert "httponly" in flags and "samesite=strict" in flags and "path=/" in flags
+    assert "secure" not in flags  # plain HTTP here; see the HTTPS test below
+    value = SimpleCookie(header)[COOKIE].value
+    for secret in (plain["admin"], token_hash(plain["admin"])):
+        assert secret not in value and secret not in header
+    assert plain["admin"] not in client.get("/queue").text
+
+
+def test_over_https_the_cookie_is_secure(setup: Any) -> None:
+    client, _, plain, _ = setup
+    client.base_url = "https://console.test"  # type: ignore[assignment]
+    form = client.get("/login")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+    answer = client.post("/login", data={"nonce": nonce, "token": plain["admin"]})
+    [header] = set_cookie_headers(answer, COOKIE)
+    assert "secure" in [f.strip().lower() for f in header.split(";")]
+
+
+def test_a_wrong_token_or_a_forged_login_is_refused(setup: Any) -> None:
+    client, _, plain, _ = setup
+    form = client.get("/login")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+    for token in ("nope", "hsk_" + "x" * 43, "", plain["admin"] + "x"):
+        answer = client.post("/login", data={"nonce": nonce, "token": token})
+        assert answer.status_code == 401 and "This token is not valid." in answer.text
+        assert not set_cookie_headers(answer, COOKIE)
+        nonce = re.search(r'name="nonce" value="([^"]+)"', answer.text).group(1)  # type: ignore[union-attr]
+    client.cookies.clear()  # another site's form: no login nonce cookie of ours
+    forged = client.post("/login", data={"nonce": nonce, "token": plain["admin"]})
+    assert forged.status_code == 403 and not set_cookie_headers(forged, COOKIE)
+
+
+def test_actions_without_the_csrf_token_are_refused(setup: Any) -> None:
+    client, ctx, plain, _ = setup
+    csrf = login(client, plain["admin"])
+    for data, headers in (({}, {}), ({"csrf": "wrong"}, {}), ({"csrf": csrf[:-1]}, {}),
+                          ({"csrf": csrf}, {"Origin": "https://evil.example"})):
+        for path in ("/deliveries/a1/send", "/dlq/redrive"):
+            answer = client.post(path, data=data, headers=headers)
+            assert answer.status_code == 403, (path, data, headers)
+            assert "refused" in answer.text.lower() or "security token" in answer.text
+    assert ctx.sent == [] and ctx.redriven == []
+    sent = client.post("/deliveries/a1/send", data={"csrf": csrf},
+                       headers={"Origin": "http://console.test"})
+    assert sent.status_code == 303
+    assert sent.headers["location"] == "/deliveries/a1?sent=delivered&status=200"
+    assert ctx.sent == ["a1"]
+
+
+def test_a_read_only_token_cannot_act_and_a_scoped_one_sees_its_instance_only(
+        setup: Any) -> None:
+    client, ctx, plain, _ = setup
+    csrf = login(client, plain["reader"])
+    assert "Send now" not in client.get("/deliveries/a1").text
+    answer = client.post("/deliveries/a1/send", data={"csrf": csrf})
+    assert answer.status_code == 403 and "read-only" in answer.text
+    assert ctx.sent == []
+    client.cookies.clear()
+    csrf = login(client, plain["team-a"])
+    assert client.get("/deliveries/a1").status_code == 200
+    hidden = client.get("/deliveries/b1")
+    assert hidden.status_code == 404 and "glpi-b" not in hidden.text
+    assert client.post("/deliveries/b1/send", data={"csrf": csrf}).status_code == 404
+    assert client.get("/items/glpi-b/Ticket/1").status_code == 404
+    queue = client.get("/queue").text
+    assert "hook-glpi-a" in queue and "hook-glpi-b" not in queue
+    refused = client.post("/dlq/redrive", data={"csrf": csrf, "webhook": ""})
+    assert refused.status_code == 422 and ctx.sent == [] and ctx.redriven == []
+
+
+def test_a_tampered_expired_or_foreign_session_is_no_session(setup: Any) -> None:
+    client, _, plain, _ = setup
+    login(client, plain["admin"])
+    value = client.cookies[COOKIE]
+    data, mac = value.split(".")
+    for bad in (data + "." + mac[:-2] + "AA", data[:-2] + "AA." + mac, "x", ""):
+        client.cookies.set(COOKIE, bad)
+        assert client.get("/queue").status_code == 303
+    foreign = Signer(b"k" * 32).new_session(token_hash(plain["admin"]), NOW)[1]
+    client.cookies.set(COOKIE, foreign)  # signed by another process's key
+    assert client.get("/queue").status_code == 303
+
+
+def test_signer_sessions_expire_and_end_with_their_token() -> None:
+    signer = Signer(b"s" * 32)
+    plain, line = new_token("x", "*", "rw")
+    tokens = parse_tokens([line])
+    session, cookie = signer.new_session(token_hash(plain), NOW)
+    found = signer.session(cookie, NOW + 60)
+    assert found == session and signer.principal(tokens, session) is not None
+    assert signer.session(cookie, NOW + 8 * 3600 + 1) is None
+    assert signer.principal(parse_tokens([new_token("y")[1]]), session) is None
+    with pytest.raises(ValueError):
+        Signer(b"short")
