@@ -36,6 +36,10 @@ def _compare_scalars(a: Any, b: Any) -> int:
 
 
 def _cmp(a: Any, b: Any) -> int:
+    if type(a) is int and type(b) is float:  # PHP compares an int with a float as floats
+        a = float(a)
+    elif type(a) is float and type(b) is int:
+        b = float(b)
     return int(a > b) - int(a < b)
 
 
