@@ -147,7 +147,11 @@ def test_every_component_is_deployed_with_probes_and_security(
         ops = {"ingest": 8480, "admin": 8470}.get(name.rsplit("-", 1)[1], 9400)
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": ops}
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-        assert "replicas" not in deployment["spec"]  # KEDA owns the replica count
+        if name.endswith("-poller"):  # a second poller would poll the same instances
+            assert deployment["spec"]["replicas"] == 1
+            assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+        else:
+            assert "replicas" not in deployment["spec"]  # KEDA owns the replica count
     assert sorted(by_kind(everything, "PodDisruptionBudget")) == sorted(deployments)
     assert "hs-hookstream-ingest" in by_kind(everything, "Ingress")["hs-hookstream"]["spec"][
         "rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
@@ -172,6 +176,7 @@ def test_keda_scales_consumers_on_lag_and_due_retries_capped_at_partitions(
     everything: list[dict[str, Any]],
 ) -> None:
     scaled = by_kind(everything, "ScaledObject")
+    assert "hs-hookstream-poller" not in scaled
     processor, delivery = scaled["hs-hookstream-processor"], scaled["hs-hookstream-delivery"]
     for so in scaled.values():
         assert so["spec"]["maxReplicaCount"] <= 6  # config.partitions
