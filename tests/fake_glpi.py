@@ -74,7 +74,7 @@ class FakeGlpiApi:
     def __init__(self, app_token: str, user_token: str):
         self.app_token, self.user_token = app_token, user_token
         self.items: dict[str, dict[int, dict[str, Any]]] = {
-            "Entity": {}, "Webhook": {}, "CronTask": {}
+            "Entity": {}, "Webhook": {}, "CronTask": {}, "CriteriaFilter": {}
         }
         self.sessions: set[str] = set()
         self.sessions_opened = self.sessions_killed = 0

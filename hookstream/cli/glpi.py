@@ -46,6 +46,8 @@ def cmd_glpi(args: argparse.Namespace, settings: Settings) -> int:
         with client_for(settings, args.instance) as client:
             if args.action == "sync-entities":
                 return _sync_entities(args, settings, client)
+            if args.action == "import-webhooks":
+                return _import_webhooks(args, settings, client)
             return _provision(args, settings, client)
     except (GlpiApiError, GlpiUnavailable) as e:
         print(f"hookstream: {e}", file=sys.stderr)  # GLPI's own code and message
@@ -94,6 +96,26 @@ def _provision(args: argparse.Namespace, settings: Settings, client: Any) -> int
     return 0
 
 
+def _import_webhooks(args: argparse.Namespace, settings: Settings, client: Any) -> int:
+    from connectors.glpi.importer import disable_in_glpi, import_webhooks, write
+    from hookstream.control import admin
+
+    imported = import_webhooks(client, settings.retry_tiers_s)
+    path = write(imported, Path(args.output), args.instance)
+    print(f"{len(imported)} GLPI webhook(s) of {args.instance} written to {path}")
+    for item in imported:
+        state = "commented out" if item.commented else "ok"
+        print(f"  {item.definition['id']:<24} {item.definition.get('itemtype', ''):<14} "
+              f"{item.definition.get('event', ''):<7} {state}")
+        for note in item.notes:
+            print(f"      not carried: {note}")
+    if args.disable_in_glpi:
+        applied = admin.apply_webhooks(settings, path)  # raises, listing errors, if refused
+        print(f"applied {len(applied)} definition(s) to hookstream")
+        print(f"switched off {disable_in_glpi(client, imported)} webhook(s) in GLPI")
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add this module's subcommands to the `hookstream` parser."""
     inst = sub.add_parser("instances", help="GLPI instances on the compacted topic")
@@ -104,7 +126,7 @@ def register(sub: Any) -> None:
     inst.set_defaults(func=cmd_instances)
 
     glpi = sub.add_parser("glpi", help="a GLPI instance, through its REST API")
-    glpi.add_argument("action", choices=["sync-entities", "provision"])
+    glpi.add_argument("action", choices=["sync-entities", "provision", "import-webhooks"])
     glpi.add_argument("--instance", required=True, help="a published instance's name")
     glpi.add_argument("--every", help="sync-entities: repeat every DELAY (e.g. 5m)")
     glpi.add_argument("--dry-run", action="store_true", help="provision: print the plan")
@@ -113,4 +135,8 @@ def register(sub: Any) -> None:
     glpi.add_argument("--itemtypes", help="provision: comma-separated (default: ITIL, assets)")
     glpi.add_argument("--ingest-url", help="provision: the ingest endpoint's URL as GLPI "
                       "reaches it (default: the ingest_url setting)")
+    glpi.add_argument("-o", "--output", default=".",
+                      help="import-webhooks: directory for the YAML file")
+    glpi.add_argument("--disable-in-glpi", action="store_true",
+                      help="import-webhooks: apply, then switch the webhooks off in GLPI")
     glpi.set_defaults(func=cmd_glpi)

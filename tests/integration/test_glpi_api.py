@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -184,3 +185,67 @@ def test_provision_updates_drift_reports_refusals_and_dry_run_changes_nothing(
     assert hook["is_active"] == 1
     assert again.refused == ["queuedwebhook frequency, param: ERROR_RIGHT_MISSING "
                              "You don't have permission to perform this action."]
+
+
+def glpi_with_webhooks(api: FakeGlpiApi) -> None:
+    common = {"entities_id": 0, "is_recursive": 1, "is_active": 1, "http_method": "post",
+              "use_default_payload": 1, "sent_try": 3, "secret": "glpi-only-secret"}
+    api.add("Webhook", id=11, name="Open tickets", itemtype="Ticket", event="new",
+            url="https://hooks.example.com/tickets",
+            custom_headers='{"X-Team": "{{ item.entity.name }}"}', **common)
+    api.add("Webhook", id=12, name="Odd filter", itemtype="Ticket", event="update",
+            url="https://hooks.example.com/odd", **common)
+    api.add("Webhook", id=13, name="Internal", itemtype="Computer", event="update",
+            url="http://10.1.2.3/cmdb", **common)
+    api.add("CriteriaFilter", itemtype="Webhook", items_id=11, search_criteria=json.dumps(
+        [{"link": "AND", "field": "12", "searchtype": "equals", "value": "notold"}]))
+    api.add("CriteriaFilter", itemtype="Webhook", items_id=12, search_criteria=json.dumps(
+        [{"link": "AND", "field": "99999", "searchtype": "equals", "value": "1"}]))
+
+
+def test_import_webhooks_writes_yaml_that_applies_and_notes_what_is_not_carried(
+    settings: Settings, tmp_path: Path, glpi: tuple[FakeGlpiApi, str]
+) -> None:
+    from connectors.glpi.importer import import_webhooks, write
+    from hookstream.control import load_definitions
+    from hookstream.policy import secret_box
+
+    api, url = glpi
+    glpi_with_webhooks(api)
+    with client(url) as c:
+        imported = import_webhooks(c, settings.retry_tiers_s)
+    path = write(imported, tmp_path / "out", "glpi-a")
+    text = path.read_text()
+    assert "glpi-only-secret" not in text
+    assert text.count("# NOT CARRIED: secret") == 3
+    assert "field 99999" in text or "99999" in text.split("NOT CARRIED: filter")[1]
+    loaded = {d.id: d for d in load_definitions(path, secret_box(settings), {},
+                                                settings.retry_tiers_s)}
+    assert sorted(loaded) == ["glpi-a-11", "glpi-a-12"]  # 13 is commented out
+    first = loaded["glpi-a-11"]
+    assert (first.itemtype, first.event, first.url, first.is_active, first.is_recursive) == (
+        "Ticket", "new", "https://hooks.example.com/tickets", True, True)
+    assert json.loads(first.filter)[0]["value"] == "notold"
+    assert first.custom_headers == {"X-Team": "{{ item.entity.name }}"}
+    assert loaded["glpi-a-12"].filter == ""  # the unknown search option stayed a comment
+    [internal] = [i for i in imported if i.glpi_id == 13]
+    assert internal.commented and any("allowed_networks" in n for n in internal.notes)
+
+
+def test_cli_import_with_disable_in_glpi_applies_then_switches_off(
+    settings: Settings, tmp_path: Path, glpi: tuple[FakeGlpiApi, str]
+) -> None:
+    from hookstream.control import admin
+
+    api, url = glpi
+    glpi_with_webhooks(api)
+    publish_instance(settings, tmp_path, url)
+    done = subprocess.run(
+        [sys.executable, "-m", "hookstream.cli", "glpi", "import-webhooks", "--instance",
+         "glpi-a", "-o", str(tmp_path / "imported"), "--disable-in-glpi"],
+        env=cli_env(settings), capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "not carried: secret" in done.stdout and "switched off 2 webhook(s)" in done.stdout
+    assert sorted(admin.current_webhooks(settings)) == ["glpi-a-11", "glpi-a-12"]
+    assert [api.items["Webhook"][i]["is_active"] for i in (11, 12, 13)] == [0, 0, 1]
