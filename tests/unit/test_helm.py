@@ -218,3 +218,23 @@ def test_monitoring_objects(everything: list[dict[str, Any]]) -> None:
     assert sorted(dashboards) == sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
     monitor = by_kind(everything, "ServiceMonitor")["hs-hookstream"]
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_every_container_runs_a_command_the_cli_accepts(
+    everything: list[dict[str, Any]],
+) -> None:
+    from hookstream.cli import build_parser
+
+    jobs = [o for o in everything if o["kind"] == "Job"]
+    pods = [o["spec"]["template"]["spec"] for o in [*by_kind(everything, "Deployment").values(),
+                                                    *jobs]]
+    assert len(pods) == 7  # six components and the topics job
+    for pod in pods:
+        for container in pod["containers"]:
+            assert callable(build_parser().parse_args(container["args"]).func), container["args"]
+
+
+def test_values_schema_rejects_a_setting_that_does_not_exist(tools: Path) -> None:
+    done = helm(tools, "template", "hs", str(CHART), "--kube-version", KUBE_VERSION,
+                "--set", "config.retry_tier=10s")
+    assert done.returncode != 0 and "retry_tier" in done.stderr
