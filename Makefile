@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)
+	bash scripts/system-deps.sh
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
 lint: $(STAMP)
@@ -22,4 +23,5 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 test: lint
+	bash scripts/system-deps.sh --test
 	$(VENV)/bin/pytest -q -ra --durations=10 $(PYTEST_ARGS)
