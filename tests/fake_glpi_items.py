@@ -43,7 +43,7 @@ class FakeGlpiItems(FakeGlpiApi):
 
     def __init__(self, app_token: str, user_token: str, seed: int = 7):
         super().__init__(app_token, user_token)
-        self.now = datetime(2025, 11, 4, 9, 0, 0)
+        self.now = datetime(2025, 11, 4, 10, 0, 0)  # after the seeded ticket 4211
         self._random = random.Random(seed)
 
     # -- what a user does in GLPI --------------------------------------------------------

@@ -77,6 +77,7 @@ def run_poller(settings: Settings) -> int:
     if not names:
         raise ConfigError("no instance to poll: publish one with an api_url "
                           "(`hookstream instances apply`)")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per API call
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
