@@ -21,7 +21,15 @@ from connectors.admin import AdminContext, create_app, new_token, parse_tokens
 from connectors.logstore import open_engine, queue_view
 from hookstream.config import Settings
 from hookstream.control import current_webhooks
-from hookstream.records import ATTEMPTS, DELIVERIES, DLQ, AttemptRecord, DeliveryRequest
+from hookstream.records import (
+    ATTEMPTS,
+    DELIVERIES,
+    DLQ,
+    ITEM_CHANGES,
+    AttemptRecord,
+    DeliveryRequest,
+    make_event,
+)
 from tests.integration.harness import (
     RunningDelivery,
     apply_webhooks,
@@ -84,6 +92,9 @@ def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         b = [dataclasses.replace(request_for("hook-b", receiver.url("/b"), n),
                                  instance="glpi-b") for n in range(2)]
         publish(settings, a + b)
+        publish(settings, [make_event(i, "Ticket", 9, "new", {"id": 9, "name": f"seen in {i}"},
+                                      occurred_at=int(time.time() * 1000), entities_id=0)
+                           for i in ("glpi-a", "glpi-b")], ITEM_CHANGES)  # type: ignore[list-item]
         with RunningDelivery(settings):
             assert wait_until(lambda: len(read(settings, ATTEMPTS, AttemptRecord)) >= 5, 60)
         engine = open_engine(settings)
@@ -221,6 +232,14 @@ def test_webhooks_crud_uses_the_apply_validation_and_the_topic(api: Api) -> None
     assert preview["matches"] is True and "printer on fire" in preview["body"]
     assert api.call("POST", "/v1/webhooks/hook-a/preview",
                     json={"event": {"itemtype": "Ticket"}}).status_code == 422
+    last = api.call("POST", "/v1/webhooks/hook-a/preview", token="team-a", json={
+        "item": {"instance": "glpi-a", "itemtype": "Ticket", "items_id": 9}})
+    assert last.status_code == 200 and "seen in glpi-a" in last.json()["body"], last.text
+    for ref in ({"instance": "glpi-b", "itemtype": "Ticket", "items_id": 9},  # not its own
+                {"instance": "glpi-a", "itemtype": "Ticket", "items_id": 10}):  # never seen
+        assert api.call("POST", "/v1/webhooks/hook-a/preview", token="team-a",
+                        json={"item": ref}).status_code == 404
+    assert api.call("POST", "/v1/webhooks/hook-a/preview", json={}).status_code == 422
     assert api.call("DELETE", "/v1/webhooks/hook-new", token="team-a").status_code == 204
     assert api.call("GET", "/v1/webhooks/hook-new").status_code == 404
     assert "hook-new" not in current_webhooks(api.settings)
