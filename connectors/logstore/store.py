@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from connectors.logstore.rows import (
@@ -41,7 +42,7 @@ from connectors.logstore.rows import (
 )
 from connectors.logstore.schema import attempts, deliveries, items, migrate
 from hookstream.config import Settings
-from hookstream.errors import ConfigError
+from hookstream.errors import ConfigError, TransientError
 
 
 def database_url(settings: Settings) -> str:
@@ -75,7 +76,12 @@ def open_engine(settings: Settings, migrate_schema: bool = True) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     if migrate_schema:
-        migrate(engine)
+        try:
+            migrate(engine)
+        except SQLAlchemyError as e:  # translated once, here; the URL without its password
+            where = engine.url.render_as_string(hide_password=True)
+            raise TransientError(f"log store database {where}: {getattr(e, 'orig', None) or e}"
+                                 ) from e
     return engine
 
 

@@ -115,3 +115,19 @@ def test_bad_token_lines_are_all_listed_without_their_content() -> None:
 def test_table_aligns_columns() -> None:
     assert table([("a", None), ("long", 1)], ("X", "Y")).splitlines() == [
         "X     Y", "a     -", "long  1"]
+
+
+def test_an_unreachable_database_is_one_line_without_the_password(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HOOKSTREAM_LOGSTORE_URL",
+                       f"postgresql://hook:pa55word-xyz@127.0.0.1:{port}/log")
+    assert main(["queue"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hookstream: log store database postgresql+psycopg://hook:***@")
+    assert "pa55word-xyz" not in err and len(err.strip().splitlines()) <= 3
