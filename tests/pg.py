@@ -13,6 +13,7 @@ import atexit
 import glob
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -67,9 +68,18 @@ def _bin_dir() -> Path | None:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port below the ephemeral range (as tests/conftest.py picks the broker's):
+    an outgoing connection cannot take it between this check and the server's bind."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(32_000 if low > 33_000 else 15_000, min(low, 60_000))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port for PostgreSQL")
 
 
 def _unprivileged_user() -> str:
