@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -159,7 +160,7 @@ def main() -> None:
     args = parser.parse_args()
     from tests.pg import start_postgres
 
-    server = None
+    server, made = None, []
     try:
         for kind in ("sqlite", "postgresql"):
             if args.only and kind != args.only:
@@ -169,6 +170,7 @@ def main() -> None:
             for part in ("write", "queries"):
                 url = "" if kind == "sqlite" else server.database_url()  # type: ignore[union-attr]
                 state = tempfile.mkdtemp(prefix="hookstream-bench-")
+                made.append(state)
                 settings = load_settings(env={}, check_dns=False, state_dir=state,
                                          logstore_url=url)
                 if part == "write":
@@ -183,6 +185,8 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
+        for state in made:
+            shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":
