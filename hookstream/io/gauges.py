@@ -174,7 +174,9 @@ class _Monitor:
     # -- the broker side, in its own thread --------------------------------------------
 
     def _follow(self) -> None:
-        client = build_consumer(self.settings, self.group, {"enable.auto.commit": False})
+        # silent: the component's own consumer already logs the broker's troubles
+        client = build_consumer(self.settings, self.group,
+                                {"enable.auto.commit": False, "log_level": 0})
         codec = codec_for(self.settings)
         try:
             while time.monotonic() - self.last_report < IDLE_INTERVALS * self.interval_s + 10:
