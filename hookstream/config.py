@@ -84,6 +84,8 @@ class Settings:
     poller_team: bool = True  # read ITIL actors for item.team (3 calls per changed item)
     poller_names_ttl_s: float = 300.0  # how long a dropdown, user or group name is reused
     poller_backoff_max_s: float = 300.0  # longest wait after repeated errors
+    # history write-back (`hookstream run writeback`): GLPI API writes per second per instance
+    writeback_rate_per_s: float = 5.0
     # log store (`hookstream run logstore`): empty = SQLite in state_dir (logstore.db);
     # production: postgresql://USER:PASSWORD@HOST:PORT/DB
     logstore_url: str = field(default="", repr=False)

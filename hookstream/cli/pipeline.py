@@ -127,6 +127,7 @@ COMPONENTS: dict[str, tuple[str, str]] = {
     "logstore": ("connectors.logstore", "run_logstore"),
     "admin": ("connectors.admin", "run_admin"),
     "poller": ("connectors.poller", "run_poller"),
+    "writeback": ("connectors.writeback", "run_writeback"),
 }
 
 

@@ -1,0 +1,31 @@
+"""The item-history entry of a delivery attempt (`log_in_item_history`), as text.
+
+GLPI logs, for each attempt that got a response, `Log::history(items_id, itemtype,
+[30, old status, new status], queued webhook id, Log::HISTORY_SEND_WEBHOOK)`
+(src/QueuedWebhook.php), shown as "queued webhook id (Status old -> new)". The legacy API
+cannot write glpi_logs, so hookstream writes a note (Notepad) on the item instead
+(README, "History write-back"). The text starts with a marker naming the delivery and the
+attempt: the writer looks for it among the item's notes first, so an attempt written twice
+makes one note. Nothing of the request (URL, headers, body) or of the webhook's secrets is
+in it: only ids, the attempt number, the status and the outcome.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hookstream.records.events import AttemptRecord
+
+
+def history_marker(attempt: AttemptRecord) -> str:
+    return f"[hookstream {attempt.delivery_id}#{attempt.attempt}]"
+
+
+def history_note(attempt: AttemptRecord, webhook_name: str) -> str | None:
+    """The note for `attempt`, or None when GLPI would log nothing (no response)."""
+    if attempt.status_code is None:
+        return None
+    when = datetime.fromtimestamp(attempt.finished_at / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return (f"{history_marker(attempt)} Webhook {webhook_name!r} ({attempt.webhook_id}), "
+            f"event {attempt.event}: attempt {attempt.attempt} answered HTTP "
+            f"{attempt.status_code} ({attempt.outcome}) at {when} UTC")
