@@ -91,8 +91,13 @@ def convert(
         out["custom_headers"] = {str(k): str(v) for k, v in headers.items()}
     notes.append("secret: GLPI's API never returns it; set `secret:` to GLPI's value or "
                  "receivers that verify X-GLPI-signature will see a new one")
+    blocking = False
     if hook.get("use_oauth"):
-        notes.append("clientsecret: GLPI's API never returns it; set `clientsecret:`")
+        # `webhooks apply` requires the client secret of an OAuth webhook: commented out
+        # until an admin adds it.
+        notes.append("clientsecret: GLPI's API never returns it; add `clientsecret:` and "
+                     "uncomment this webhook")
+        blocking = True
     found = _filter_of(criteria, glpi_id)
     if found:
         try:
@@ -102,8 +107,7 @@ def convert(
             notes.append(f"filter {json.dumps(found)[:200]}: {e}")
     # Anything else `webhooks apply` would refuse: an optional field is left out, quoted;
     # otherwise (a URL into a private network, say) the whole webhook is commented out.
-    blocking = False
-    for problem in validate({**out, "secret": "x" * 40}, tiers_s):
+    for problem in validate({**out, "secret": "x" * 40, "clientsecret": "x"}, tiers_s):
         named = re.match(r"^(?:unknown field ')?(\w+)", problem)
         field_name = named.group(1) if named else ""
         if field_name in out and field_name not in REQUIRED:
