@@ -81,9 +81,13 @@ CONSUMER_CONFIG = {
     "fetch.wait.max.ms": 20,
     "session.timeout.ms": 9000,  # see the module docstring
     "heartbeat.interval.ms": 2000,
+    # A broker back from a restart is reconnected to within a second, not librdkafka's
+    # default of up to 10 s of backoff.
+    "reconnect.backoff.max.ms": 1000,
 }
 # (linger.ms stays the factory's 5 ms: hookstream.io.kafka.producer cannot override it yet)
-PRODUCER_CONFIG = {"queue.buffering.max.messages": 1_000_000}
+READY_PROBE_S = 5.0
+PRODUCER_CONFIG = {"queue.buffering.max.messages": 1_000_000, "reconnect.backoff.max.ms": 1000}
 
 
 class DeliveryService:
@@ -126,6 +130,7 @@ class DeliveryService:
         )
         # confluent-kafka's clients satisfy the protocols; their stubs spell them otherwise.
         self._own_clients = source is None
+        self._kafka_seen_at = 0.0  # when Kafka last answered a readiness probe
         self._recall = None if source else Recall(settings, self.codec, self._topic_delay, clock)
         self._consumer: RecordSource = source or cast(
             RecordSource, consumer(settings, GROUP, CONSUMER_CONFIG))
@@ -164,8 +169,18 @@ class DeliveryService:
         return self.outcomes.stats
 
     def is_ready(self) -> bool:
-        """/readyz: the webhooks table is caught up and the loop runs."""
-        return self.ready.is_set() and not self.stopping.is_set()
+        """/readyz: the webhooks table is caught up, the loop runs, and Kafka answers
+        (asked at most every READY_PROBE_S, from the endpoint's thread)."""
+        if not self.ready.is_set() or self.stopping.is_set():
+            return False
+        if not self._own_clients or time.monotonic() - self._kafka_seen_at < READY_PROBE_S:
+            return True
+        try:
+            cast(Any, self._producer).list_topics(self._inputs[0], timeout=2)
+        except Exception:  # KafkaException: no broker answered
+            return False
+        self._kafka_seen_at = time.monotonic()
+        return True
 
     def on_webhook(self, webhook_id: str, definition: WebhookDefinition | None) -> None:
         self.targets.put(webhook_id, definition)
