@@ -183,8 +183,8 @@ class _Monitor:
                 started = time.monotonic()
                 try:
                     self._query(client, codec)
-                except (KafkaException, RuntimeError) as e:
-                    log.debug("gauges: broker query failed: %s", e)
+                except Exception as e:  # a gauge thread must outlive any broker trouble
+                    log.debug("gauges: broker query failed: %s", e, exc_info=True)
                 time.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
         finally:
             self.stopped = True
@@ -204,10 +204,11 @@ class _Monitor:
             meta = client.list_topics(topic, timeout=QUERY_TIMEOUT_S).topics.get(topic)
             if meta is not None and meta.error is None:
                 wanted.update((topic, p) for p in meta.partitions)
-        watermarks = {
-            tp: client.get_watermark_offsets(TopicPartition(*tp), QUERY_TIMEOUT_S, cached=False)
-            for tp in sorted(wanted)
-        }
+        watermarks: dict[TP, tuple[int, int]] = {}
+        for tp in sorted(wanted):
+            marks = client.get_watermark_offsets(TopicPartition(*tp), QUERY_TIMEOUT_S, cached=False)
+            if marks is not None:  # None: the broker did not answer in time
+                watermarks[tp] = (int(marks[0]), int(marks[1]))
         asked = [TopicPartition(t, p) for t, p in assigned]
         committed = {
             (tp.topic, tp.partition): tp.offset
@@ -215,6 +216,8 @@ class _Monitor:
         }
         pending = []  # partitions of deliveries and tiers with records not yet finished
         for t, p in assigned:
+            if (t, p) not in watermarks:
+                continue
             low, high = watermarks[(t, p)]
             start = max(committed.get((t, p), -1), low)
             if t in self.age_topics and start < high:
