@@ -27,7 +27,6 @@ Decisions, where hookstream and GLPI differ on purpose:
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -157,8 +156,6 @@ def render_request(
             if len(body) > limits.max_body_bytes:
                 raise LimitExceeded("body larger than the size limit")
             is_json = templates.payload_is_json
-        if time.monotonic() > budget.deadline:
-            raise LimitExceeded("render time limit exceeded")
     except LimitExceeded as e:
         raise RenderError(f"{label}: {e}") from e
     except TwigError as e:

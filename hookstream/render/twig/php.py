@@ -221,8 +221,13 @@ def arith(operator: str, left: Any, right: Any) -> Any:
                 return math.inf if a > 0 or b % 2 == 0 else -math.inf
             return php_int(a**b)
         try:
-            return float(a) ** float(b)
-        except (OverflowError, ZeroDivisionError):
+            return math.pow(float(a), float(b))
+        except ValueError:  # a negative number to a fractional power, or 0 to a negative
+            return math.nan if a != 0 else math.inf
+        except OverflowError:  # the sign survives: an odd power of a negative number
+            odd = float(b).is_integer() and int(b) % 2 == 1
+            return -math.inf if a < 0 and odd else math.inf
+        except ZeroDivisionError:
             return math.inf
     if operator == "+":
         result = a + b
