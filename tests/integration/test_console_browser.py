@@ -1,0 +1,257 @@
+"""The web console in a real browser (Debian's chromium driven by Playwright) over the real
+pipeline: processor, delivery, log store and the admin app with its console, all on the
+test broker, delivering to a loopback receiver. Each test saves a screenshot of the page it
+checks under tests/screenshots/console/ (ignored by git and by pytest), for a person to
+look at."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from connectors.admin import AdminContext, create_app, new_token, parse_tokens
+from connectors.logstore import open_engine
+from hookstream.records import ITEM_CHANGES, make_event
+from processors.processor import Processor
+from tests.integration.harness import (
+    RunningDelivery,
+    apply_webhooks,
+    publish,
+    request_for,
+    wait_until,
+)
+from tests.integration.logstore_harness import RunningLogStore
+from tests.receiver import Receiver
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = Path(__file__).resolve().parents[1] / "screenshots" / "console"
+SECRET = "console-secret-Hq7p2"  # a webhook secret: shown on no page
+WAIT_MS = 30_000
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+@dataclasses.dataclass
+class Console:
+    url: str
+    tokens: dict[str, str]
+    receiver: Receiver
+    settings: Any
+    dead: list[str]  # delivery ids dead-lettered at start
+    b: str  # a delivery of instance glpi-b
+    browser: Any
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def console(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import settings_for
+
+    tmp = tmp_path_factory.mktemp("console")
+    plain, lines = {}, []
+    for name, instances, mode in (("admin", "*", "rw"), ("team-a", "glpi-a", "rw")):
+        plain[name], line = new_token(name, instances, mode)
+        lines.append(line)
+    settings = dataclasses.replace(settings_for(kafka_bootstrap, tmp), admin_tokens=tuple(lines))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with Receiver() as receiver:
+        receiver.on("/ok", statuses=[200])
+        receiver.on("/dead", statuses=[410])
+        net = {"allowed_networks": ["127.0.0.0/8"], "entities_id": 0, "is_recursive": True}
+        apply_webhooks(settings, tmp,
+                       {"id": "to-ok", "event": "update", "url": receiver.url("/ok"),
+                        "secret": SECRET, **net},
+                       {"id": "to-dead", "url": receiver.url("/dead"), "sent_try": 0, **net},
+                       {"id": "to-b", "instance": "glpi-b", "url": receiver.url("/ok"), **net})
+        dead = [request_for("to-dead", receiver.url("/dead"), n) for n in (1, 2)]
+        b = dataclasses.replace(request_for("to-b", receiver.url("/ok"), 3), instance="glpi-b")
+        publish(settings, [*dead, b])
+        processor = Processor(settings)
+        thread = threading.Thread(target=processor.run, daemon=True)
+        engine = open_engine(settings)
+        ctx = AdminContext(settings, engine)
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(ctx, parse_tokens(lines)),
+                                               host="127.0.0.1", port=port, log_level="warning"))
+        web = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            with RunningDelivery(settings), RunningLogStore(settings), sync_playwright() as p:
+                ctx.wait_ready()
+                web.start()
+                assert wait_until(lambda: server.started, 30)
+                browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+                try:
+                    yield Console(f"http://127.0.0.1:{port}", plain, receiver, settings,
+                                  [r.delivery_id for r in dead], b.delivery_id, browser)
+                finally:
+                    browser.close()
+                    server.should_exit = True
+                    web.join(30)
+        finally:
+            processor.stopping.set()
+            thread.join(30)
+            ctx.close()
+            engine.dispose()
+
+
+def logged_in(console: Console, token: str = "admin") -> Any:
+    """A new browser context (own cookies) in Tokyo time, logged in; its page."""
+    context = console.browser.new_context(timezone_id="Asia/Tokyo", locale="en-GB")
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    page.goto(console.url + "/")
+    assert page.url.endswith("/login")
+    page.get_by_label("Admin token").fill(console.tokens[token])
+    page.keyboard.press("Enter")  # keyboard only
+    page.wait_for_url("**/queue")
+    return page
+
+
+def reload_until(page: Any, condition: Any, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not seen on {page.url} within {timeout_s}s"
+        time.sleep(0.5)
+        page.reload()
+
+
+def shot(page: Any, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_a_wrong_token_is_refused(console: Console) -> None:
+    context = console.browser.new_context()
+    page = context.new_page()
+    page.goto(console.url + "/queue")
+    assert page.url.endswith("/login")
+    page.get_by_label("Admin token").fill("hsk_" + "x" * 43)
+    page.get_by_role("button", name="Log in").click()
+    assert page.locator("#login-error").inner_text() == "This token is not valid."
+    shot(page, "login-refused")
+    assert not [c for c in context.cookies() if c["name"] == "hookstream_session"]
+    page.goto(console.url + "/webhooks")
+    assert page.url.endswith("/login")
+    context.close()
+
+
+def test_a_delivery_arrives_in_the_queue_and_opens(console: Console) -> None:
+    page = logged_in(console)
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "hookstream_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert console.tokens["admin"] not in cookie["value"]
+    # An item change enters the pipeline while the queue page is open: polling shows it.
+    publish(console.settings, [make_event(
+        "glpi-a", "Ticket", 4242, "update", {"id": 4242, "name": "printer on fire"},
+        occurred_at=int(time.time() * 1000), entities_id=0)], ITEM_CHANGES)  # type: ignore[list-item]
+    row = page.locator("#live tr", has_text="Ticket 4242")
+    row.wait_for()
+    assert "to-ok" in row.inner_text()
+    shot(page, "queue-delivery-arrived")
+    row.get_by_role("link", name=re.compile("^[0-9a-f]{12}$")).click()
+    page.wait_for_url("**/deliveries/*")
+    reload_until(page, lambda: page.locator("li.attempt").count() >= 1)
+    attempt = page.locator("li.attempt").first
+    assert "delivered" in attempt.inner_text() and "HTTP 200" in attempt.inner_text()
+    assert "printer on fire" in page.locator("#request-h + p + table + pre, pre").first.inner_text()
+    assert SECRET not in page.content()
+    stamp = page.locator("time[data-local]").first  # shown in the browser's zone
+    assert "UTC" in (stamp.get_attribute("title") or "")
+    assert re.search(r"GMT\+9|JST", stamp.inner_text()), stamp.inner_text()
+    shot(page, "delivery-detail")
+    page.get_by_role("link", name="Ticket 4242").click()  # the item view
+    page.wait_for_url("**/items/glpi-a/Ticket/4242")
+    assert page.locator("table.log tbody tr").count() == 1
+    shot(page, "item-view")
+    page.context.close()
+
+
+def test_force_send_a_dead_lettered_delivery_shows_the_new_attempt(console: Console) -> None:
+    page = logged_in(console)
+    first = console.dead[0]
+    page.goto(f"{console.url}/deliveries/{first}")
+    reload_until(page, lambda: "dead_lettered" in page.locator("#state").inner_text())
+    assert page.locator("li.attempt").count() == 1
+    assert "HTTP 410" in page.locator("li.attempt").first.inner_text()
+    console.receiver.on("/dead", statuses=[200])  # the receiver is fixed
+    page.get_by_role("button", name="Send now").click()
+    assert page.locator("#sent").inner_text() == "Sent now: delivered (HTTP 200)."
+    reload_until(page, lambda: page.locator("li.attempt").count() == 2)
+    assert "HTTP 200" in page.locator("li.attempt").nth(1).inner_text()
+    shot(page, "force-send")
+    page.context.close()
+
+
+def test_redrive_from_the_dead_letter_queue(console: Console) -> None:
+    page = logged_in(console)
+    page.goto(console.url + "/queue?state=dead_lettered")
+    # The second dead-lettered delivery (the first was force-sent by the test above, but
+    # its record is still on the DLQ topic: a redrive sends both again, each once).
+    page.locator("#total-dead", has_text=re.compile("^1$")).wait_for()
+    row = page.locator("#live tr[data-delivery]")
+    assert row.count() == 1 and row.get_attribute("data-delivery") == console.dead[1]
+    before = len(console.receiver.requests("/dead"))
+    page.locator("#redrive-webhook").select_option("to-dead")
+    page.get_by_role("button", name="Redrive").click()
+    page.wait_for_url("**/queue?redriven=*")
+    assert page.locator("#redriven").inner_text().startswith("Redriven: 2 ")
+    # The redriven deliveries succeed; the live counts follow without a reload.
+    page.locator("#total-dead", has_text=re.compile("^0$")).wait_for()
+    assert wait_until(lambda: len(console.receiver.requests("/dead")) >= before + 2, 30)
+    shot(page, "redrive")
+    page.context.close()
+
+
+def test_preview_a_webhook(console: Console) -> None:
+    page = logged_in(console)
+    page.get_by_role("link", name="Webhooks").click()
+    row = page.locator("tr[data-webhook=to-ok]")
+    assert row.locator("td.delivered").inner_text() != "0"
+    assert row.locator("td.ratio").inner_text() == "100.0 %"
+    shot(page, "webhooks")
+    row.get_by_role("link", name="to-ok").click()
+    page.wait_for_url("**/webhooks/to-ok")
+    assert "<redacted>" in page.locator("#definition").inner_text()
+    assert page.locator("#preview-request").inner_text() == f"POST {console.receiver.url('/ok')}"
+    assert "printer on fire" in page.locator("#preview-body").inner_text()
+    assert SECRET not in page.content()
+    shot(page, "webhook-preview")
+    page.goto(console.url + "/webhooks/to-dead")  # an update does not match a "new" webhook
+    assert page.locator("#preview-nomatch").is_visible()
+    page.context.close()
+
+
+def test_a_token_scoped_to_instance_a_sees_nothing_of_b(console: Console) -> None:
+    page = logged_in(console, "team-a")
+    page.goto(console.url + "/webhooks")
+    ids = page.locator("tr[data-webhook]").evaluate_all(
+        "rows => rows.map(r => r.dataset.webhook)")
+    assert sorted(ids) == ["to-dead", "to-ok"]
+    page.goto(console.url + "/queue")
+    assert "glpi-b" not in page.content() and "to-b" not in page.content()
+    shot(page, "scoped-queue")
+    for path in (f"/deliveries/{console.b}", "/webhooks/to-b", "/items/glpi-b/Ticket/3"):
+        answer = page.goto(console.url + path)
+        assert answer is not None and answer.status == 404, path
+        assert page.locator("#not-found").is_visible()
+    shot(page, "scoped-not-found")
+    page.context.close()
