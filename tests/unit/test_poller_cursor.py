@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from hookstream.records import PollCursor
-from hookstream.records.events import ItemEvent
 from hookstream.records.cursor import (
     LIVE,
     TRASH,
@@ -18,6 +17,7 @@ from hookstream.records.cursor import (
     search_after,
     search_span,
 )
+from hookstream.records.events import ItemEvent
 
 T0, T1, T2 = "2025-11-04 09:00:00", "2025-11-04 09:00:01", "2025-11-04 09:00:02"
 
