@@ -155,7 +155,7 @@ def queries(settings: Settings, count: int) -> dict[str, tuple[float, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attempts", type=int, default=60_000)
-    parser.add_argument("--deliveries", type=int, default=1_000_000)
+    parser.add_argument("--deliveries", type=int, default=1_000_000, help="0: no queries")
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     args = parser.parse_args()
     from tests.pg import start_postgres
@@ -167,7 +167,7 @@ def main() -> None:
                 continue
             if kind == "postgresql":
                 server = server or start_postgres()
-            for part in ("write", "queries"):
+            for part in ("write", "queries") if args.deliveries else ("write",):
                 url = "" if kind == "sqlite" else server.database_url()  # type: ignore[union-attr]
                 state = tempfile.mkdtemp(prefix="hookstream-bench-")
                 made.append(state)
