@@ -40,6 +40,7 @@ from hookstream.control import admin
 from hookstream.io import admin as kafka_admin
 from hookstream.io import consumer, create_topics, flush, producer, read_all
 from hookstream.records import DELIVERIES, ITEM_CHANGES, Codec
+from processors.clients import TransactionalClients
 from processors.processor import Processor
 
 BENCH = Path(__file__).resolve().parent
@@ -220,8 +221,8 @@ class TimedProcessor(Processor):
         super().__init__(settings)
         self.marks: Marks = []
 
-    def _process(self, batch: list[Message]) -> None:
-        super()._process(batch)
+    def _process(self, clients: TransactionalClients, batch: list[Message]) -> None:
+        super()._process(clients, batch)
         self.marks.append((time.perf_counter(), self.stats["events"]))
 
 

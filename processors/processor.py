@@ -82,10 +82,12 @@ class Processor:
         }
         self.stopping = stopping or threading.Event()
         self.ready = threading.Event()
+        # what committed transactions hold (an aborted batch read again counts once)
         self.stats = {"events": 0, "deliveries": 0, "render_errors": 0, "undecodable": 0}
         self.rebuilds = 0  # times the clients were rebuilt after a fatal failure
         # Counted per batch and added on commit, so an aborted batch read again counts once.
         self._batch: Tally[tuple[str, str]] = Tally()
+        self._batch_stats: Tally[str] = Tally()
         # Per-instance counter children: Counter.labels() takes a lock and builds a key on
         # every call (~1.5 µs); the child for a label value never changes.
         self._children: dict[tuple[str, str], Counter] = {}
@@ -196,7 +198,7 @@ class Processor:
         self._clients, self._started = None, False
 
     def _process(self, clients: TransactionalClients, batch: list[Message]) -> None:
-        stats, self._batch = dict(self.stats), Tally()
+        self._batch, self._batch_stats = Tally(), Tally()
         try:
             clients.begin()
             now_ms = int(self.clock() * 1000)
@@ -205,15 +207,15 @@ class Processor:
                     self._transform(clients, msg, now_ms)
             clients.commit(next_offsets(batch))
         except KafkaFatal:
-            self.stats = stats
             raise
         except KafkaFailed as e:  # abortable, retriable past its attempts, or unclassified
             log.warning("transaction aborted, the batch will be read again: %s", e)
-            self.stats = stats
             clients.abort_and_rewind(first_offsets(batch))
             return
         for (name, label), n in self._batch.items():
             self._child(name, label).inc(n)
+        for name, n in self._batch_stats.items():
+            self.stats[name] += n
 
     def _child(self, name: str, label: str) -> Counter:
         child = self._children.get((name, label))
@@ -222,7 +224,7 @@ class Processor:
         return child
 
     def _transform(self, clients: TransactionalClients, msg: Message, now_ms: int) -> None:
-        self.stats["events"] += 1
+        self._batch_stats["events"] += 1
         try:
             event = self.codec.decode(msg.value(), msg.headers(), ItemChangeEvent)
             self._batch[("events", event.instance)] += 1
@@ -234,7 +236,7 @@ class Processor:
                 self._render_failed(clients, result, now_ms)
             else:
                 self._send(clients, DELIVERIES, result.key(), result)
-                self.stats["deliveries"] += 1
+                self._batch_stats["deliveries"] += 1
                 self._batch[("planned", result.instance)] += 1
 
     def _send(self, clients: TransactionalClients, topic: str, key: str, record: Record) -> None:
@@ -250,7 +252,7 @@ class Processor:
     def _render_failed(
         self, clients: TransactionalClients, failure: RenderFailure, now_ms: int
     ) -> None:
-        self.stats["render_errors"] += 1
+        self._batch_stats["render_errors"] += 1
         self._batch[("render_errors", failure.request.webhook_id)] += 1
         r = failure.request
         record = r.attempt_record(0, now_ms, now_ms, Outcome.RENDER_ERROR, error=failure.reason)
@@ -260,7 +262,7 @@ class Processor:
     def _dead_letter_input(
         self, clients: TransactionalClients, msg: Message, error: DecodeError
     ) -> None:
-        self.stats["undecodable"] += 1
+        self._batch_stats["undecodable"] += 1
         self._batch[("undecodable", msg.topic() or "")] += 1
         located = error.at(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
         log.warning("%s", located)

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,35 @@ def env_for(settings: Settings, metrics_port: int) -> dict[str, str]:
     return env
 
 
+def spawn(code: Path, settings: Settings, port: int, log_to: Path) -> subprocess.Popen[bytes]:
+    python = code / ".venv/bin/python"
+    return subprocess.Popen(
+        [str(python if python.exists() else sys.executable), "-m", "hookstream.cli", "run",
+         "processor"], cwd=code, env=env_for(settings, port),
+        stdout=open(log_to, "ab"), stderr=subprocess.STDOUT)
+
+
+def ready_processor(
+    code: Path, settings: Settings, port: int, log_to: Path
+) -> subprocess.Popen[bytes]:
+    """A processor answering /readyz 200, started again (as Kubernetes would) if it exits
+    before: older code could exit at start on a topic just created."""
+    processor = spawn(code, settings, port, log_to)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if processor.poll() is not None:
+            log(f"the processor exited at start ({processor.returncode}); starting it again")
+            processor = spawn(code, settings, port, log_to)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return processor
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("the processor was not ready within 180 s")
+
+
 def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     folder = work / name
     broker = LocalBroker(folder / "kafka", Settings().cache_path, port=free_port_pair())
@@ -128,12 +158,8 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "id": WEBHOOK, "instance": "glpi-chaos", "name": WEBHOOK, "itemtype": "Ticket",
         "event": "new", "is_active": True, "url": "https://hooks.example.com/chaos"}]}))
     admin.apply_webhooks(settings, hook)
-    code = Path(args.code)
-    python = code / ".venv/bin/python"
-    processor = subprocess.Popen(
-        [str(python if python.exists() else sys.executable), "-m", "hookstream.cli", "run",
-         "processor"], cwd=code, env=env_for(settings, free_port_pair()),
-        stdout=open(folder / "processor.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    code, port = Path(args.code), free_port_pair()
+    processor = ready_processor(code, settings, port, folder / "processor.log")
     counter = Counter(settings)
     counter.start()
     sent: dict[str, float] = {}

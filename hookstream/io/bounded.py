@@ -23,7 +23,7 @@ from hookstream.io.kafka import translate
 
 T = TypeVar("T")
 
-CANCEL_GRACE_S = 2.0
+CANCEL_GRACE_S = 5.0
 HUNG = "_HUNG"  # the code of a KafkaFatal raised for a call that exceeded its bound
 
 
