@@ -61,6 +61,7 @@ class Ingest:
         self.accepted = AcceptedRequests(settings.ingest_dedup_entries, settings.ingest_dedup_ttl_s)
         self._in_flight: dict[bytes, asyncio.Future[None]] = {}
         self.ready: Callable[[], bool] = lambda: True
+        self._last_warned = -1e9
 
     def server(self, any_method: bool = True) -> web.Server:
         """The low-level server (no router: four paths); `any_method` lets UPDATE in."""
@@ -124,23 +125,35 @@ class Ingest:
             return _accepted(verdict, duplicate=True)
         # A row already being produced (GLPI retried after our 503 while Kafka still held
         # the first copy) waits for that copy instead of producing a second one.
-        task = self._in_flight.get(key)
-        duplicate = task is not None
-        if task is None:
+        acked = self._in_flight.get(key)
+        duplicate = acked is not None
+        if acked is None:
             assert self.sink is not None
-            task = asyncio.ensure_future(self.sink.send(verdict.event))
-            self._in_flight[key] = task
-            task.add_done_callback(lambda done: self._settled(key, done))
+            try:
+                acked = self.sink.submit(verdict.event)
+            except TransientError as e:
+                return self._unavailable(name, str(e))
+            self._in_flight[key] = acked
+            acked.add_done_callback(lambda done: self._settled(key, done))
         started = time.perf_counter()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), self._timeout_s)
-        except (TransientError, TimeoutError) as e:
-            log.warning("instance %s: answering 503: %s", name, str(e) or "Kafka too slow")
-            return self._reject(name, 503, "Kafka unavailable; retry later", "unavailable")
+        # asyncio.wait neither cancels the future on timeout (the record stays with the
+        # producer; a retry waits for it) nor raises its exception: both read below.
+        await asyncio.wait((acked,), timeout=self._timeout_s)
+        if not acked.done() or acked.exception() is not None:
+            reason = "Kafka too slow" if not acked.done() else str(acked.exception())
+            return self._unavailable(name, reason)
         if not duplicate:
             metrics.INGEST_PRODUCE.observe(time.perf_counter() - started)
         metrics.INGEST_REQUESTS.labels(name, "duplicate" if duplicate else "accepted").inc()
         return _accepted(verdict, duplicate=duplicate)
+
+    def _unavailable(self, name: str, reason: str) -> web.Response:
+        # During an outage every request fails alike: one line per 10 s, the metric counts.
+        now = time.monotonic()
+        if now - self._last_warned >= 10:
+            self._last_warned = now
+            log.warning("instance %s: answering 503: %s", name, reason)
+        return self._reject(name, 503, "Kafka unavailable; retry later", "unavailable")
 
     def _settled(self, key: bytes, task: asyncio.Future[None]) -> None:
         """Kafka's verdict on a produced row, whether or not its request still waits."""

@@ -22,7 +22,7 @@ POLL_EVERY_S = 0.001
 
 
 class EventSink:
-    """`await send(event)` returns once Kafka has the event, or raises TransientError."""
+    """`submit(event)` produces it; the future it returns settles on Kafka's answer."""
 
     def __init__(self, settings: Settings, topic: str, codec: Codec):
         self._topic, self._codec = topic, codec
@@ -49,7 +49,9 @@ class EventSink:
             self._producer.poll(0)
             await asyncio.sleep(POLL_EVERY_S)
 
-    async def send(self, event: ItemChangeEvent) -> None:
+    def submit(self, event: ItemChangeEvent) -> asyncio.Future[None]:
+        """Produce now; the future settles on Kafka's acknowledgement (TransientError if
+        Kafka refuses it). Raises TransientError when the producer queue is full."""
         loop = asyncio.get_running_loop()
         if self._pump is None:
             self._pump = loop.create_task(self._poll())
@@ -74,7 +76,7 @@ class EventSink:
             raise TransientError(f"Kafka producer queue unavailable: {e}") from e
         self._pending += 1
         self._wake.set()
-        await done
+        return done
 
     def close(self, timeout_s: float = 10.0) -> int:
         """Flush (callbacks run here); returns how many records were still unacknowledged."""
