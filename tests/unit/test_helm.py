@@ -77,6 +77,15 @@ def everything(tools: Path) -> Iterator[list[dict[str, Any]]]:
     yield docs(template(tools, "all-values.yaml"))
 
 
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+COMPONENTS = VALUES["components"]  # ci/all-values.yaml enables every one
+
+
+def port_of(component: str, setting: str) -> int:
+    name = COMPONENTS[component][setting]
+    return int(VALUES["config"][name]) if name else 0
+
+
 def by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
 
@@ -134,9 +143,7 @@ def test_every_component_is_deployed_with_probes_and_security(
     everything: list[dict[str, Any]],
 ) -> None:
     deployments = by_kind(everything, "Deployment")
-    assert sorted(deployments) == [f"hs-hookstream-{c}" for c in
-                                   ("admin", "delivery", "ingest", "logstore", "poller",
-                                    "processor")]
+    assert sorted(deployments) == sorted(f"hs-hookstream-{c}" for c in COMPONENTS)
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -144,10 +151,10 @@ def test_every_component_is_deployed_with_probes_and_security(
         assert container["args"] == ["run", name.rsplit("-", 1)[1]]
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
-        ops = {"ingest": 8480, "admin": 8470}.get(name.rsplit("-", 1)[1], 9400)
+        ops = port_of(name.rsplit("-", 1)[1], "opsPortSetting")
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": ops}
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-        if name.endswith("-poller"):  # a second poller would poll the same instances
+        if COMPONENTS[name.rsplit("-", 1)[1]].get("singleton"):  # e.g. the poller
             assert deployment["spec"]["replicas"] == 1
             assert deployment["spec"]["strategy"] == {"type": "Recreate"}
         else:
@@ -198,16 +205,20 @@ def test_hpa_fallback_and_existing_secret(tools: Path) -> None:
     assert {"secretRef": {"name": "hookstream-prod"}} in pod["containers"][0]["envFrom"]
 
 
-def test_network_policy_lets_only_delivery_and_poller_out(everything: list[dict[str, Any]]) -> None:
+def test_network_policy_lets_out_only_the_components_that_call_out(everything: list[dict[str, Any]]) -> None:
     policies = by_kind(everything, "NetworkPolicy")
     assert sorted(policies) == sorted(by_kind(everything, "Deployment"))
     for name, policy in policies.items():
         egress_blocks = [b for rule in policy["spec"]["egress"] for b in rule.get("to", [])]
         open_out = any(b.get("ipBlock", {}).get("cidr") == "0.0.0.0/0" for b in egress_blocks)
-        assert open_out == name.endswith(("-delivery", "-poller")), name  # targets, GLPI
+        component = name.rsplit("-", 1)[1]
+        assert open_out == COMPONENTS[component]["egressToInternet"], name
         ports = [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]]
-        http = {"ingest": 8480, "admin": 8470}.get(name.rsplit("-", 1)[1])
-        assert ports == ([http, http] if http else [9400]), name  # ops port, then HTTP port
+        http = port_of(component, "httpPortSetting")
+        ops = port_of(component, "opsPortSetting")
+        assert ports == ([ops, http] if http else [ops]), name  # ops port, then HTTP port
+    assert COMPONENTS["delivery"]["egressToInternet"]  # the webhook targets
+    assert not any(COMPONENTS[c]["egressToInternet"] for c in ("processor", "ingest", "admin"))
 
 
 def test_monitoring_objects(everything: list[dict[str, Any]]) -> None:
@@ -228,7 +239,7 @@ def test_every_container_runs_a_command_the_cli_accepts(
     jobs = [o for o in everything if o["kind"] == "Job"]
     pods = [o["spec"]["template"]["spec"] for o in [*by_kind(everything, "Deployment").values(),
                                                     *jobs]]
-    assert len(pods) == 7  # six components and the topics job
+    assert len(pods) == len(COMPONENTS) + 1  # and the topics job
     for pod in pods:
         for container in pod["containers"]:
             assert callable(build_parser().parse_args(container["args"]).func), container["args"]
