@@ -205,7 +205,9 @@ def test_hpa_fallback_and_existing_secret(tools: Path) -> None:
     assert {"secretRef": {"name": "hookstream-prod"}} in pod["containers"][0]["envFrom"]
 
 
-def test_network_policy_lets_out_only_the_components_that_call_out(everything: list[dict[str, Any]]) -> None:
+def test_network_policy_lets_out_only_the_components_that_call_out(
+    everything: list[dict[str, Any]],
+) -> None:
     policies = by_kind(everything, "NetworkPolicy")
     assert sorted(policies) == sorted(by_kind(everything, "Deployment"))
     for name, policy in policies.items():
