@@ -181,7 +181,13 @@ def _round(ctx: Ctx, value: Any, precision: Any = 0, method: Any = "common") -> 
         raise PhpError('the round filter only supports "common", "ceil" and "floor"')
     scale = 10**places if places >= 0 else 10.0**places
     rounder = math.ceil if method == "ceil" else math.floor
-    return float(rounder(number * scale)) / scale
+    scaled = number * scale
+    if math.isnan(scaled) or math.isinf(scaled):
+        return scaled / scale
+    result = float(rounder(scaled))
+    if result == 0.0:  # C's ceil and floor keep the sign of zero: ceil(-0.5) is -0
+        result = math.copysign(0.0, scaled)
+    return result / scale
 
 
 def _date(ctx: Ctx, value: Any, format: Any = None, timezone: Any = None) -> str:

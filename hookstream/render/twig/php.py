@@ -122,8 +122,8 @@ def to_int(value: Any) -> int:
 
 def to_float(value: Any) -> float:
     if isinstance(value, str):
-        number = string_number(value, strict=False)
-        return 0.0 if number is None else float(number)
+        match = _LEADING.match(value)  # as a float directly: (float) "-0" is -0.0
+        return 0.0 if match is None else float(match.group(0).strip(" \t\n\r\v\f"))
     if isinstance(value, (list, dict)):
         return 1.0 if value else 0.0
     return float(value or 0)
