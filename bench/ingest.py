@@ -217,7 +217,7 @@ def result_of(proc: subprocess.Popen[str], timeout_s: float) -> dict[str, Any]:
         if line.startswith(RESULT):
             parsed: dict[str, Any] = json.loads(line[len(RESULT):])
             return parsed
-    raise RuntimeError(f"no result from {proc.args}: {out[-500:]}")
+    raise RuntimeError(f"no result from {proc.args!r}: {out[-500:]}")
 
 
 def measure(variant: str, env: dict[str, str], load_args: list[str]) -> dict[str, Any]:
