@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from zoneinfo import ZoneInfo
 
 import pytest
+from prometheus_client import REGISTRY
 
 from connectors.glpi import GlpiClient
 from connectors.poller import InstancePoller, PollerApi, PollerConfig
@@ -16,6 +17,11 @@ from tests.fake_glpi import RunningGlpiApi
 from tests.fake_glpi_items import FakeGlpiItems
 
 APP, USER = "app", "user"
+
+
+def changes(event: str) -> float:
+    return REGISTRY.get_sample_value("hookstream_poller_changes_total", {
+        "glpi_instance": "glpi-a", "itemtype": "Ticket", "event": event}) or 0.0
 
 
 class Recorded:
@@ -63,6 +69,7 @@ def test_one_poll_maps_and_classifies_and_moves_the_cursor_after_producing(
     gone = api.create("Ticket", name="binned", entities_id=0, status=1)
     api.trash("Ticket", gone)
     out = Recorded()
+    before = changes("delete")
     config = PollerConfig(itemtypes=("Ticket",), intervals_s={}, default_interval_s=30,
                           page_size=10, tz=ZoneInfo("UTC"), team=False)
     poller = InstancePoller("glpi-a", poller_api, out, {}, config, clock=lambda: 1000.0)
@@ -73,6 +80,7 @@ def test_one_poll_maps_and_classifies_and_moves_the_cursor_after_producing(
     assert poller.poll("Ticket", TRASH) == 1
     assert (out.events[-1].items_id, out.events[-1].event) == (gone, "delete")
     assert out.events[-1].occurred_at == 1_762_250_460_000  # 2025-11-04 10:01:00 UTC
+    assert changes("delete") == before + 1
     # an item restored from the trash comes back as an update of the live stream
     api.tick()
     api.restore("Ticket", gone)
