@@ -16,6 +16,8 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from hookstream.config import Settings
 from hookstream.devbroker import LocalBroker
 from hookstream.records import DELIVERIES, ITEM_CHANGES, DeliveryRequest
@@ -71,6 +73,7 @@ def requests_by_delivery_id(settings: Settings) -> Counter[str]:
     return Counter(r.delivery_id for r in read(settings, DELIVERIES, DeliveryRequest))
 
 
+@pytest.mark.slow
 def test_broker_restart_mid_stream_is_survived_exactly_once(
     own_broker: LocalBroker, tmp_path: Path
 ) -> None:
