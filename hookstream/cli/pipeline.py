@@ -141,6 +141,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if getattr(args, "instance", None):  # `run poller --instance NAME ...`
         import dataclasses
 
+        from hookstream.errors import UsageError
+
+        if args.component != "poller":
+            raise UsageError("--instance applies to the poller only")
+
         settings = dataclasses.replace(settings, poller_instances=tuple(args.instance))
     module, function = COMPONENTS[args.component]
     code: int = getattr(importlib.import_module(module), function)(settings)
