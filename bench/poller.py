@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--page", type=int, default=50)
     parser.add_argument("--team", action="store_true", help="read ITIL actors (item.team)")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the broker and the poller are stopped
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
     from contextlib import ExitStack
 
@@ -78,7 +80,7 @@ def main() -> None:
         start = datetime.now().replace(microsecond=0) - timedelta(seconds=args.tickets)
         for n in range(args.tickets):
             api.now = start + timedelta(seconds=n)  # one ticket a second, up to now
-            api.create("Ticket", name=f"ticket {n}", entities_id=0, status=1, urgency=3,
+            api.create("Ticket", id=n + 1, name=f"ticket {n}", entities_id=0, status=1, urgency=3,
                        content="", itilcategories_id=0, locations_id=0)
         url = stack.enter_context(RunningGlpiApi(api))
         create_topics(settings)
