@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import unicodedata
 import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime, tzinfo
@@ -37,14 +38,26 @@ def _abs(ctx: Ctx, value: Any) -> Any:
     return abs(num_arg(value))
 
 
+# mbstring's title case (Unicode's): a letter is title-cased unless the last character
+# that is not "case-ignorable" was a cased letter. Case-ignorable: marks, format and
+# modifier characters, and the in-word punctuation . ' : (so "h.lefevre" is "H.lefevre",
+# "o'neil" "O'neil", while "x-ray" is "X-Ray", "a@b" "A@B" and "2e" "2E").
+_IGNORABLE_CATEGORIES = frozenset({"Mn", "Me", "Cf", "Lm", "Sk"})
+_IGNORABLE = frozenset(".':\u00b7\u0387\u05f4\u2018\u2019\u2024\u2027\ufe13\ufe52\ufe55"
+                       "\uff07\uff0e\uff1a")
+_CASED = frozenset({"Lu", "Ll", "Lt"})
+
+
 def _title(ctx: Ctx, value: Any) -> str:
-    # mb_convert_case(MB_CASE_TITLE): a letter after a letter (or an apostrophe inside a
-    # word) is lower case, any other letter upper case: "2e" becomes "2E", "o'neil" "O'neil".
     out = []
-    previous_is_word = False
+    after_cased = False
     for char in str_arg(value):
-        out.append(char.lower() if previous_is_word else char.upper())
-        previous_is_word = char.isalpha() or (previous_is_word and char in "'’")
+        category = unicodedata.category(char)
+        if char in _IGNORABLE or category in _IGNORABLE_CATEGORIES:
+            out.append(char)
+            continue
+        out.append(char.lower() if after_cased else char.title())
+        after_cased = category in _CASED
     return "".join(out)
 
 
