@@ -215,6 +215,6 @@ def test_a_store_at_version_1_is_upgraded_in_place(kind: str, tmp_path: Path,
     LogStore(eng).write(f, a)  # no items: version 1 has no such table
     before = snapshot(eng)
     assert schema_version(eng) == 1
-    assert migrate(eng) == [2] and schema_version(eng) == LATEST == 2
+    assert migrate(eng) == [2, 3] and schema_version(eng) == LATEST == 3
     assert snapshot(eng) == before
     eng.dispose()
