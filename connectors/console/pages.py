@@ -25,13 +25,14 @@ from connectors.logstore import (
     list_deliveries,
     queue_view,
 )
-from connectors.logstore.queries import QUEUED, BadCursor
+from connectors.logstore.queries import BadCursor
 from hookstream.control.webhooks import redacted
 from hookstream.records import WebhookDefinition
 
 DELIVERY_ID = re.compile(r"^[0-9a-f]{1,64}$")
 STATES = ("pending", "waiting", "delivered", "dead_lettered", "render_error", "blocked")
 PAGE = 50
+GROUPS_SHOWN = 100  # webhooks in the queue table, most queued first
 Text = Annotated[str | None, Query(max_length=255)]
 
 
@@ -67,7 +68,9 @@ def page_routes(console: Console) -> APIRouter:
                                state=state if state in STATES else None)
         recent = {"rows": [], "next_cursor": None} if shown == "none" else log_page(
             v, where, None)
-        return {"view": view, "recent": recent, "viewer": v, "queued": [str(s) for s in QUEUED],
+        rows = by_webhook(view["groups"])
+        return {"view": view, "recent": recent, "viewer": v, "rows": rows[:GROUPS_SHOWN],
+                "more_rows": max(0, len(rows) - GROUPS_SHOWN),
                 "filters": {"instance": instance or "", "webhook": webhook or "",
                             "state": state or ""}}
 
@@ -143,3 +146,24 @@ def _preview(console: Console, v: Viewer, webhook: WebhookDefinition,
     except ValueError as e:
         return {"missing": False, "error": str(e), "items_id": event["items_id"]}
     return {"missing": False, "items_id": event["items_id"], "event": event["event"], **result}
+
+
+def by_webhook(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The queue view's (instance, webhook, state, tier) counts as one row per webhook,
+    most queued first: a table a person can read."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for g in groups:
+        row = rows.setdefault((g["instance"], g["webhook_id"]), {
+            "instance": g["instance"], "webhook_id": g["webhook_id"], "total": 0,
+            "pending": 0, "waiting": {}, "dead_lettered": 0, "render_error": 0, "blocked": 0,
+            "oldest": None})
+        row["total"] += g["count"]
+        if g["state"] == "waiting":
+            tier = g["tier"] or "unknown"
+            row["waiting"][tier] = row["waiting"].get(tier, 0) + g["count"]
+        else:
+            row[g["state"]] += g["count"]
+        if g["state"] in ("pending", "waiting") and (
+                row["oldest"] is None or g["oldest_created_at"] < row["oldest"]):
+            row["oldest"] = g["oldest_created_at"]
+    return sorted(rows.values(), key=lambda r: (-r["total"], r["instance"], r["webhook_id"]))
