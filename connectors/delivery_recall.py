@@ -15,8 +15,8 @@ record with outcome `delivered` carrying its hop). Both are found in Kafka:
    >= h makes every copy stale. Nothing else is assumed: a copy is dropped only when
    its work is carried by another record that Kafka acknowledged.
 
-The reads are bounded (`max_records` per partition, `timeout_s` in all); past those
-bounds the filter starts with less memory, as it did before.
+The reads are bounded (`max_records` per partition, `timeout_s` in all, since they hold up
+the assignment); past those bounds the filter starts with less memory, as it did before.
 """
 
 from __future__ import annotations
@@ -42,22 +42,24 @@ RECALL_GROUP = "hookstream-delivery-recall"  # never commits: a group id is requ
 class Recall:
     def __init__(self, settings: Settings, codec: Codec, topic_delay_s: dict[str, int],
                  clock: Callable[[], float] = time.time, max_records: int = 200_000,
-                 timeout_s: float = 30.0):
+                 timeout_s: float = 15.0):
         self._settings = settings
         self._codec = codec
         self._topic_delay_s = topic_delay_s
         self._clock = clock
         self._max_records = max_records
         self._timeout_s = timeout_s
+        self._deadline = 0.0
 
     def hops(self, owner: Any, assigned: list[TopicPartition]) -> list[tuple[str, float]]:
         """(delivery id, hop handled) pairs for the stale filter; [] when nothing is known."""
         if not assigned:
             return []
         started = time.monotonic()
+        self._deadline = started + self._timeout_s  # one budget for every call below
         reader = consumer(self._settings, RECALL_GROUP, {"enable.partition.eof": True})
         try:
-            committed = owner.committed(assigned, timeout=self._timeout_s)
+            committed = owner.committed(assigned, timeout=self._left())
             candidates, since_ms = self._candidates(reader, committed)
             if not candidates:
                 return []
@@ -65,18 +67,24 @@ class Recall:
             topics = {tp.topic for tp in assigned} | {self._settings.topic(DLQ)}
             after = [TopicPartition(t, p, since_ms) for t in topics for p in numbers]
             attempts = self._settings.topic(ATTEMPTS)
-            meta = reader.list_topics(attempts, timeout=self._timeout_s).topics[attempts]
+            meta = reader.list_topics(attempts, timeout=self._left()).topics[attempts]
             after += [TopicPartition(attempts, p, since_ms) for p in meta.partitions]
-            starts = reader.offsets_for_times(after, timeout=self._timeout_s)
+            starts = reader.offsets_for_times(after, timeout=self._left())
             known = self._evidence(reader, [tp for tp in starts if tp.offset >= 0], candidates)
-        except KafkaException as e:
-            log.warning("stale-copy recall skipped (Kafka): %s", e)
+        except KafkaException as e:  # the broker is not back yet: start with less memory
+            log.warning("stale-copy recall skipped after %.1fs (Kafka): %s",
+                        time.monotonic() - started, e)
             return []
         finally:
             reader.close()
-        log.info("stale-copy recall: %d candidates, %d known handled, %.1fs", len(candidates),
-                 len(known), time.monotonic() - started)
+        took_s = time.monotonic() - started
+        log.log(logging.WARNING if took_s > 2 else logging.INFO,
+                "stale-copy recall: %d candidates, %d known handled, %.1fs", len(candidates),
+                len(known), took_s)
         return list(known.items())
+
+    def _left(self) -> float:
+        return max(0.5, self._deadline - time.monotonic())
 
     def _candidates(self, reader: Any, committed: list[TopicPartition]
                     ) -> tuple[dict[str, int], int]:
@@ -87,7 +95,7 @@ class Recall:
         since_ms = now_ms
         starts = []
         for tp in committed:
-            low, high = reader.get_watermark_offsets(tp, timeout=self._timeout_s)
+            low, high = reader.get_watermark_offsets(tp, timeout=self._left())
             start = tp.offset if tp.offset >= 0 else low
             if start < high:
                 starts.append((TopicPartition(tp.topic, tp.partition, start), high))
@@ -114,7 +122,7 @@ class Recall:
         attempts = self._settings.topic(ATTEMPTS)
         ranges = []
         for tp in starts:
-            _, high = reader.get_watermark_offsets(tp, timeout=self._timeout_s)
+            _, high = reader.get_watermark_offsets(tp, timeout=self._left())
             if tp.offset < high:
                 ranges.append((tp, high))
         for msg in self._messages(reader, ranges):
@@ -153,8 +161,7 @@ class Recall:
         ends = {(tp.topic, tp.partition): min(end, tp.offset + self._max_records)
                 for tp, end in ranges}
         reader.assign([tp for tp, _ in ranges])
-        deadline = time.monotonic() + self._timeout_s
-        while ends and time.monotonic() < deadline:
+        while ends and time.monotonic() < self._deadline:
             for msg in reader.consume(1000, 0.2):
                 tp = (msg.topic(), msg.partition())
                 error = msg.error()
