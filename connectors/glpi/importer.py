@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from connectors.glpi.client import GlpiClient
+from connectors.glpi.client import GlpiApiError, GlpiClient
 from hookstream.control.webhooks import validate
 from hookstream.errors import InvalidCriteria
 from hookstream.matching import compile_criteria
@@ -122,8 +122,12 @@ def import_webhooks(client: GlpiClient, tiers_s: Sequence[int]) -> list[Imported
     hooks = list(client.list_items("Webhook"))
     try:
         criteria = list(client.list_items("CriteriaFilter"))
-    except Exception:  # an older GLPI without the itemtype: no filters to carry
-        criteria = []
+    except GlpiApiError as e:  # filters unreadable: say so on every webhook, lose nothing
+        imported = [convert(client.instance, hook, [], tiers_s) for hook in hooks]
+        for item in imported:
+            item.notes.append(f"filter: GLPI's API did not list CriteriaFilter ({e.code} "
+                              f"{e.message}); copy this webhook's filter by hand")
+        return imported
     return [convert(client.instance, hook, criteria, tiers_s) for hook in hooks]
 
 
