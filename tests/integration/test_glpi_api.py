@@ -249,3 +249,17 @@ def test_cli_import_with_disable_in_glpi_applies_then_switches_off(
     assert "not carried: secret" in done.stdout and "switched off 2 webhook(s)" in done.stdout
     assert sorted(admin.current_webhooks(settings)) == ["glpi-a-11", "glpi-a-12"]
     assert [api.items["Webhook"][i]["is_active"] for i in (11, 12, 13)] == [0, 0, 1]
+
+
+def test_import_says_so_when_glpi_does_not_list_filters(glpi: tuple[FakeGlpiApi, str]) -> None:
+    from connectors.glpi.importer import import_webhooks
+
+    api, url = glpi
+    glpi_with_webhooks(api)
+    del api.items["CriteriaFilter"]  # a GLPI whose API does not expose the itemtype
+    with client(url) as c:
+        imported = import_webhooks(c, (10, 60))
+    assert len(imported) == 3
+    assert all(any("ERROR_ITEMTYPE_NOT_FOUND_NOR_COMMONDBTM" in n for n in i.notes)
+               for i in imported)
+    assert all("filter" not in i.definition for i in imported)
