@@ -86,3 +86,15 @@ def test_one_poll_maps_and_classifies_and_moves_the_cursor_after_producing(
     api.restore("Ticket", gone)
     assert poller.poll("Ticket", TRASH) == 0
     assert poller.poll("Ticket", LIVE) == 1 and out.events[-1].event == "update"
+
+
+def test_a_page_of_200_is_read_in_calls_that_fit_a_request_line(
+    glpi: tuple[FakeGlpiItems, PollerApi, list[int]],
+) -> None:
+    """getMultipleItems lists the items in its query string: 200 at once would pass 8 KiB,
+    which Apache and aiohttp refuse (400)."""
+    api, poller_api, calls = glpi
+    ids = [api.create("Ticket", id=10_000 + n, name=f"t{n}", entities_id=0) for n in range(200)]
+    rows = poller_api.items([("Ticket", i) for i in ids])
+    assert sorted(i for _, i in rows) == ids
+    assert len(calls) == 3  # 80 + 80 + 40
