@@ -96,6 +96,7 @@ def main() -> None:
 
 def run(settings: Settings, api: FakeGlpiItems, args: argparse.Namespace) -> None:
     seen: dict[tuple[int, str], float] = {}  # (id, item date_mod) -> when on Kafka
+    seen_ids: set[int] = set()  # written by the follower only; len() is safe to read
     stop = threading.Event()
 
     def follow() -> None:
@@ -109,6 +110,7 @@ def run(settings: Settings, api: FakeGlpiItems, args: argparse.Namespace) -> Non
 
                     seen.setdefault((event.items_id, json.loads(event.item)["date_mod"]),
                                     time.time())
+                    seen_ids.add(event.items_id)
         cons.close()
 
     follower = threading.Thread(target=follow, daemon=True)
@@ -118,7 +120,7 @@ def run(settings: Settings, api: FakeGlpiItems, args: argparse.Namespace) -> Non
                               stderr=subprocess.PIPE)
     try:
         started = time.time()
-        while len({k[0] for k in seen}) < args.tickets:
+        while len(seen_ids) < args.tickets:
             time.sleep(0.5)
             if poller.poll() is not None:
                 raise SystemExit(f"poller exited: {poller.stderr.read().decode()[-2000:]}")
