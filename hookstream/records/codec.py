@@ -81,6 +81,18 @@ def load_schema_text(name: str) -> str:
     return files("hookstream.records").joinpath("schemas", f"{name}.avsc").read_text()
 
 
+def older_schema_texts(name: str) -> dict[int, str]:
+    """Earlier versions of schema `name` (schemas/history/<name>.v<N>.avsc), by version:
+    records written before a field was added are read with the schema they were written in."""
+    history = files("hookstream.records").joinpath("schemas", "history")
+    found = {}
+    for entry in history.iterdir():
+        stem, _, version = entry.name.removesuffix(".avsc").rpartition(".v")
+        if stem == name and version.isdigit():
+            found[int(version)] = entry.read_text()
+    return found
+
+
 def schema_version(schema: dict[str, Any]) -> int:
     """The version written at the end of a schema's doc ("... version N")."""
     doc = str(schema.get("doc", ""))
@@ -104,6 +116,11 @@ class Codec:
         }
         self._ids: dict[tuple[str, str], int] = {}
         self._by_id: dict[int, Any] = {}
+        self._older = {  # (name, version) -> the writer schema of records of that version
+            (name, version): fastavro.parse_schema(json.loads(text))
+            for name in RECORD_TYPES
+            for version, text in older_schema_texts(name).items()
+        }
 
     def encode(self, record: Record, topic: str) -> tuple[bytes, Headers]:
         """Value bytes and headers for `record` on `topic`."""
@@ -130,7 +147,7 @@ class Codec:
                     raise DecodeError(
                         f"schema {found.decode(errors='replace')!r}, expected {name!r}"
                     )
-                data = fastavro.schemaless_reader(io.BytesIO(value), self._parsed[name], None)
+                data = fastavro.schemaless_reader(io.BytesIO(value), *self._schemas(name, headers))
             if not isinstance(data, dict):
                 raise DecodeError("not a record")
             return expected.from_dict(data)
@@ -138,6 +155,18 @@ class Codec:
             raise
         except Exception as e:  # fastavro raises many types on garbage: EOFError, ValueError...
             raise DecodeError(f"{name}: {type(e).__name__}: {e}"[:300]) from e
+
+    def _schemas(self, name: str, headers: MessageHeaders) -> tuple[Any, Any]:
+        """(writer, reader) for a header-framed record: an older version is resolved into
+        the current schema, its missing fields taking their defaults."""
+        found = header(headers, VERSION_HEADER)
+        version = int(found) if found is not None and found.isdigit() else self._versions[name]
+        if version == self._versions[name]:
+            return self._parsed[name], None
+        writer = self._older.get((name, version))
+        if writer is None:
+            raise DecodeError(f"{name} version {version} is not known to this hookstream")
+        return writer, self._parsed[name]
 
     def decode_any(self, value: bytes | None, headers: MessageHeaders, topic: str) -> Record:
         """Decode a record whose type is named by its header, or else implied by its topic."""

@@ -188,3 +188,35 @@ def test_event_id_is_stable_and_content_sensitive() -> None:
     c = make_event("i", "Ticket", 1, "update", {**item, "name": "other"}, occurred_at=1)
     assert a.event_id == b.event_id != c.event_id
     assert a.entities_id == 3  # taken from item.entity.id
+
+
+@pytest.mark.parametrize(("name", "added"), [
+    ("WebhookDefinition", {"escaping": "hookstream"}),
+    ("AttemptRecord", {"hop": 0}),
+])
+def test_records_of_an_earlier_schema_version_still_decode(name: str, added: dict[str, object]
+                                                           ) -> None:
+    import io
+
+    import fastavro
+
+    from hookstream.records.codec import RECORD_TYPES, older_schema_texts
+
+    [(version, text)] = older_schema_texts(name).items()
+    old_schema = fastavro.parse_schema(json.loads(text))
+    record = next(r for r in sample_records("Ticket.json") if type(r).schema_name == name)
+    old_fields = {f["name"] for f in json.loads(text)["fields"]}
+    assert set(added).isdisjoint(old_fields)  # the fields this version did not have
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(
+        buf, old_schema, {k: v for k, v in record.to_dict().items() if k in old_fields})  # type: ignore[attr-defined]
+    headers = [("hookstream-schema", name.encode()),
+               ("hookstream-schema-version", str(version).encode())]
+    decoded = Codec().decode(buf.getvalue(), headers, RECORD_TYPES[name])
+    kept = {k: v for k, v in decoded.to_dict().items() if k not in added}
+    assert kept == {k: v for k, v in record.to_dict().items() if k not in added}  # type: ignore[attr-defined]
+    for field, default in added.items():
+        assert getattr(decoded, field) == default
+    unknown = [("hookstream-schema", name.encode()), ("hookstream-schema-version", b"99")]
+    with pytest.raises(DecodeError, match="version 99 is not known"):
+        Codec().decode(buf.getvalue(), unknown, RECORD_TYPES[name])
