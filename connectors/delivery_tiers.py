@@ -42,6 +42,7 @@ class TierScheduler:
         self._max_held = max_held
         self._paused: dict[TP, set[str]] = {}
         self._timers: dict[TP, asyncio.TimerHandle] = {}
+        self._positions: dict[TP, int] = {}  # where a paused partition is read again from
         self._generation: dict[TP, int] = {}  # bumped on revoke: held records are dropped
         self.held = 0
 
@@ -85,11 +86,14 @@ class TierScheduler:
             part = TopicPartition(tp[0], tp[1], next_offset)
             try:
                 self._consumer.pause([part])
-                self._consumer.seek(part)
             except KafkaException as e:
                 log.debug("pause of %s failed (revoked?): %s", tp, e)
                 return
+            # Recorded even if the seek fails (a broker away): a partition paused in the
+            # client must be resumed, and `lift` seeks again before resuming.
             reasons = self._paused[tp] = set()
+            self._positions[tp] = next_offset
+            self._seek(tp, next_offset)
         reasons.add(reason)
         if resume_at_ms is not None:
             delay_s = max(0.0, resume_at_ms / 1000 - self._clock())
@@ -108,16 +112,24 @@ class TierScheduler:
         timer = self._timers.pop(tp, None)
         if timer is not None:
             timer.cancel()
+        self._seek(tp, self._positions.pop(tp))  # records dropped while paused: read again
         try:
             self._consumer.resume([TopicPartition(tp[0], tp[1])])
         except KafkaException as e:
             log.debug("resume of %s failed (revoked?): %s", tp, e)
+
+    def _seek(self, tp: TP, offset: int) -> None:
+        try:
+            self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
+        except KafkaException as e:
+            log.debug("seek of %s failed (revoked?): %s", tp, e)
 
     def revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         for part in partitions:
             tp = (part.topic, part.partition)
             self._generation[tp] = self._generation.get(tp, 0) + 1
             self._paused.pop(tp, None)
+            self._positions.pop(tp, None)
             timer = self._timers.pop(tp, None)
             if timer is not None:
                 timer.cancel()
