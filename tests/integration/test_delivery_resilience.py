@@ -201,16 +201,19 @@ def test_delivery_survives_a_broker_restart(own_broker: LocalBroker, tmp_path: P
         publish(settings, requests[:half])
         with RunningDelivery(settings) as running:
             assert wait_until(lambda: len(receiver.ids) >= half // 5, timeout_s=30)
+            service = running.service
+            assert service is not None and service.is_ready()
             own_broker.stop()
             at_stop = len(receiver.ids)
-            time.sleep(3)
+            assert wait_until(lambda: not service.is_ready(), timeout_s=15)  # /readyz: 503
             own_broker.start()
             back = time.monotonic()
+            assert wait_until(service.is_ready, timeout_s=30)
             publish(settings, requests[half:])
             assert wait_until(lambda: len(set(receiver.ids)) >= 2 * half, timeout_s=90)
             resumed_s = time.monotonic() - back
             durable = wait_until(lambda: outcomes(settings, "r")["delivered"] >= 2 * half)
-            assert running.service is not None and not running.service.stopping.is_set()
+            assert not service.stopping.is_set()
     counts = Counter(receiver.ids)
     duplicates = sum(n - 1 for n in counts.values())
     print(f"\nbroker stopped after {at_stop} of {2 * half} deliveries; all delivered "
