@@ -45,7 +45,7 @@ def producer(
     config: dict[str, Any] = {"enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4"}
     if transactional_id is not None:
         config["transactional.id"] = transactional_id
-    return _built(Producer, client_config(settings, **config, **(overrides or {})))
+    return _built(Producer, client_config(settings, **{**config, **(overrides or {})}))
 
 
 def consumer(settings: Settings, group: str, overrides: Overrides | None = None) -> Consumer:

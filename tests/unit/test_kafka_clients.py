@@ -54,3 +54,11 @@ def test_an_invalid_client_property_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError):
         consumer(settings, "g", {"enable.auto.commit": "perhaps"})
 
+
+
+def test_overrides_replace_the_factory_defaults() -> None:
+    settings = load_settings(env={}, bootstrap_servers="127.0.0.1:1")
+    producer(settings, {"linger.ms": 2, "compression.type": "none"}).flush(0)
+    with pytest.raises(ConfigError, match=r"linger\.ms"):  # the override reached librdkafka
+        producer(settings, {"linger.ms": -5})
+    consumer(settings, "g", {"auto.offset.reset": "latest"}).close()
