@@ -15,7 +15,7 @@ from typing import Any
 from connectors.glpi.client import GlpiClient
 from hookstream.config import Settings
 from hookstream.errors import TransientError
-from hookstream.io import codec_for, delivery_callback, flush, producer, read_all
+from hookstream.io import codec_for, delivery_callback, flush, producer, read_table
 from hookstream.matching import build_tree
 from hookstream.records import ENTITIES, EntityRecord
 
@@ -34,16 +34,7 @@ def entity_records(instance: str, rows: Iterable[dict[str, Any]]) -> list[Entity
 
 
 def published_entities(settings: Settings, instance: str) -> dict[str, EntityRecord]:
-    codec, table = codec_for(settings), dict[str, EntityRecord]()
-    for msg in read_all(settings, settings.topic(ENTITIES)):
-        key = (msg.key() or b"").decode()
-        if not key.startswith(f"{instance}:"):
-            continue
-        if msg.value() is None:
-            table.pop(key, None)
-        else:
-            table[key] = codec.decode(msg.value(), msg.headers(), EntityRecord)
-    return table
+    return read_table(settings, ENTITIES, EntityRecord, f"{instance}:")
 
 
 def sync_entities(settings: Settings, client: GlpiClient) -> tuple[int, int, int]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from hookstream.config import Settings
 from hookstream.errors import TransientError
-from hookstream.io import codec_for, delivery_callback, flush, producer, read_all
+from hookstream.io import codec_for, delivery_callback, flush, producer, read_table
 from hookstream.records import ITEM_CHANGES, POLLER_CURSORS, ItemChangeEvent, PollCursor
 
 
@@ -43,13 +43,4 @@ class KafkaOut:
 
 def load_cursors(settings: Settings, instance: str) -> dict[str, PollCursor]:
     """The latest cursor of every stream of `instance`, by key."""
-    codec, table = codec_for(settings), dict[str, PollCursor]()
-    for msg in read_all(settings, settings.topic(POLLER_CURSORS)):
-        key = (msg.key() or b"").decode()
-        if not key.startswith(f"{instance}:"):
-            continue
-        if msg.value() is None:
-            table.pop(key, None)
-        else:
-            table[key] = codec.decode(msg.value(), msg.headers(), PollCursor)
-    return table
+    return read_table(settings, POLLER_CURSORS, PollCursor, f"{instance}:")

@@ -16,7 +16,7 @@ from hookstream.io.kafka import (
     watermarks,
 )
 from hookstream.io.schema_registry import HttpSchemaRegistry, codec_for
-from hookstream.io.tables import TableFollower, webhook_and_entity_applier
+from hookstream.io.tables import TableFollower, read_table, webhook_and_entity_applier
 
 __all__ = [
     "HUNG",
@@ -32,6 +32,7 @@ __all__ = [
     "kafka_errors",
     "producer",
     "read_all",
+    "read_table",
     "retried",
     "translate",
     "watermarks",

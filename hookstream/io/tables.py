@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, TransientError
-from hookstream.io.kafka import consumer, kafka_errors, watermarks
+from hookstream.io.kafka import consumer, kafka_errors, read_all, watermarks
+from hookstream.io.schema_registry import codec_for
 from hookstream.matching import Entity, EntityTable
-from hookstream.records import ENTITIES, WEBHOOKS, Codec, EntityRecord, WebhookDefinition
+from hookstream.records import (
+    ENTITIES,
+    WEBHOOKS,
+    Codec,
+    EntityRecord,
+    Record,
+    WebhookDefinition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +126,21 @@ def webhook_and_entity_applier(
             log.error("skipping an undecodable table record on %s@%s: %s", topic, msg.offset(), e)
 
     return apply
+
+
+R = TypeVar("R", bound=Record)
+
+
+def read_table(settings: Settings, topic: str, kind: type[R], key_prefix: str = "") -> dict[str, R]:
+    """A compacted topic read whole into its latest record per key (tombstones remove
+    keys); only keys starting with `key_prefix`, e.g. one GLPI instance's `name:`."""
+    codec, table = codec_for(settings), dict[str, R]()
+    for msg in read_all(settings, settings.topic(topic)):
+        key = (msg.key() or b"").decode()
+        if not key.startswith(key_prefix):
+            continue
+        if msg.value() is None:
+            table.pop(key, None)
+        else:
+            table[key] = codec.decode(msg.value(), msg.headers(), kind)
+    return table
