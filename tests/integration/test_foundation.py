@@ -124,10 +124,10 @@ def test_produce_reports_bad_lines_and_publishes_the_rest(
 
 
 def test_broker_start_stop_status_and_crash(tmp_path: Path) -> None:
-    from tests.conftest import _free_port_pair
+    from hookstream.devbroker import free_port_pair
 
     broker = LocalBroker(
-        tmp_path / "state", Settings().cache_path, port=_free_port_pair(), heap_mb=384
+        tmp_path / "state", Settings().cache_path, port=free_port_pair(), heap_mb=384
     )
     assert broker.status().detail == "not running"
     started = broker.start()
