@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,14 @@ def test_every_attempt_is_logged_with_the_state_and_the_queue_matches_the_topics
     engine.dispose()
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
 def test_sigkilled_log_store_loses_nothing(pipeline: tuple[Settings, dict[str, Any]]) -> None:
     settings, _ = pipeline
     engine = open_engine(settings)
@@ -136,11 +146,18 @@ def test_sigkilled_log_store_loses_nothing(pipeline: tuple[Settings, dict[str, A
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(30)
-    second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
+    with socket.socket() as probe:  # the second process's operations port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    second = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env=cli_env(settings, logstore_batch_size="3",
+                                          metrics_port=str(port), metrics_host="127.0.0.1"))
     try:
         assert wait_until(lambda: logged_positions(engine) >= on_topic, timeout_s=60)
         assert wait_until(lambda: queue_view(engine)["totals"]["dead_lettered"] == 2)
+        # The first may have logged everything before its kill: stop the second only once
+        # it runs (a SIGTERM while Python still imports ends it before its handler exists).
+        assert wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout_s=60)
     finally:
         second.send_signal(signal.SIGTERM)
         _, err = second.communicate(timeout=30)
