@@ -53,8 +53,10 @@ def test_gauges_from_a_real_consumer(settings: Settings) -> None:
 
     def reported() -> bool:
         gauges.report(settings, group, cons, paused, circuits, webhooks)
+        # every figure below, not only the first ones: they are refreshed in the background
         return metrics.CONSUMER_LAG.value(group, deliveries, "0") == 3.0 \
-            and metrics.DLQ_DEPTH.value(dlq) == 2.0
+            and metrics.DLQ_DEPTH.value(dlq) == 2.0 \
+            and metrics.RETRY_DUE.value(tier.rsplit(".", 1)[1]) == 4.0
 
     try:
         assert wait_until(reported, timeout_s=20)
