@@ -63,6 +63,7 @@ class Receiver:
         self.first: dict[str, float] = {}
         self.produced: dict[str, float] = {}
         self.counts: Counter[str] = Counter()
+        self.service_s = service_s  # may change while it runs (pipeline.py's slow phase)
         gate, lock, me = threading.Semaphore(workers), threading.Lock(), self
 
         class Handler(BaseHTTPRequestHandler):
@@ -71,15 +72,15 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with gate:
-                    if service_s:
-                        time.sleep(service_s)
+                    if me.service_s:
+                        time.sleep(me.service_s)
                 now = time.time()
                 data = json.loads(body)
                 with lock:
                     ident = str(data["id"])
                     me.counts[ident] += 1
                     me.first.setdefault(ident, now)
-                    me.produced.setdefault(ident, data["produced"])
+                    me.produced.setdefault(ident, data.get("produced", now))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -104,11 +105,12 @@ def env_for(settings: Settings) -> dict[str, str]:
 
 
 def cli(code: Path, settings: Settings, *args: str, log_to: Path | None = None,
-        wait: bool = True) -> subprocess.Popen[bytes]:
+        wait: bool = True, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     out = open(log_to, "ab") if log_to else subprocess.DEVNULL  # noqa: SIM115
     python = code / ".venv/bin/python"
     proc = subprocess.Popen([str(python if python.exists() else sys.executable), "-m",
-                             "hookstream.cli", *args], cwd=code, env=env_for(settings),
+                             "hookstream.cli", *args], cwd=code,
+                            env={**env_for(settings), **(env or {})},
                             stdout=out, stderr=subprocess.STDOUT)
     if wait and proc.wait(120) != 0:
         raise RuntimeError(f"hookstream {' '.join(args)} failed")
@@ -149,6 +151,11 @@ def warm_up(settings: Settings, receiver: Receiver) -> None:
     goes through, then the second member's rebalance settles (excluded from figures)."""
     done = [0]
     publisher(settings, receiver.url, 1, 1.0, done, prefix="warm-up")
+    settle(receiver)
+
+
+def settle(receiver: Receiver) -> None:
+    """Wait for the warm-up delivery and the rebalances after it; then forget it."""
     deadline = time.monotonic() + 60
     while not receiver.first and time.monotonic() < deadline:
         time.sleep(0.2)
