@@ -262,8 +262,15 @@ def _origin_label(origin: str) -> str:
 
 
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#@\s]+:[0-9]{1,5}")
-_monitors: dict[int, _Monitor] = {}
+# Keyed by the consumer itself, not id(consumer): holding it keeps its id from being
+# reused by a later consumer (another group, another broker) while its monitor lives.
+_monitors: dict[Consumer, _Monitor] = {}
 _configured = False
+
+
+def owner_of(group: str, consumer: Consumer) -> str:
+    """The owner under which the gauges of this consumer are kept (io/metrics.Snapshot)."""
+    return f"{group}/{id(consumer)}"
 
 
 def report(
@@ -283,9 +290,9 @@ def report(
     if not _configured:
         metrics.configure(settings.metrics_webhook_cap)
         _configured = True
-    monitor = _monitors.get(id(consumer))
+    monitor = _monitors.get(consumer)
     if monitor is None or monitor.stopped:
-        monitor = _monitors[id(consumer)] = _Monitor(settings, group, f"{group}/{id(consumer)}")
         for key in [k for k, m in _monitors.items() if m.stopped]:
             del _monitors[key]
+        monitor = _monitors[consumer] = _Monitor(settings, group, owner_of(group, consumer))
     monitor.report(consumer, paused, circuits, webhooks)

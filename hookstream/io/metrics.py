@@ -89,11 +89,12 @@ class Snapshot(Collector):
         with self._lock:
             self._by_owner[owner] = dict(values)
 
-    def value(self, *labels: str) -> float | None:
-        """The current value of one series (tests and the readiness of dashboards)."""
+    def value(self, *labels: str, owner: str | None = None) -> float | None:
+        """The current value of one series (tests and the readiness of dashboards), of
+        one owner's series if given (a tier label, say, can be reported by several)."""
         with self._lock:
-            for series in self._by_owner.values():
-                if labels in series:
+            for name, series in self._by_owner.items():
+                if owner in (None, name) and labels in series:
                     return series[labels]
         return None
 

@@ -52,25 +52,26 @@ def test_gauges_from_a_real_consumer(settings: Settings) -> None:
     paused = {(tier, 1)}  # its head is not due: what the delivery consumer pauses
     webhooks = {"hook-g": Hook("hook-g", "glpi-a")}
 
+    # the series of this consumer: earlier tests' consumers report the same tier labels
+    owner, tier_label = gauges.owner_of(group, cons), tier.rsplit(".", 1)[1]
+
     def reported() -> bool:
         gauges.report(settings, group, cons, paused, circuits, webhooks)
         # every figure below, not only the first ones: they are refreshed in the background
         return metrics.CONSUMER_LAG.value(group, deliveries, "0") == 3.0 \
             and metrics.DLQ_DEPTH.value(dlq) == 2.0 \
-            and metrics.RETRY_DUE.value(tier.rsplit(".", 1)[1]) == 4.0
+            and metrics.RETRY_DUE.value(tier_label, owner=owner) == 4.0
 
     try:
         assert wait_until(reported, timeout_s=20)
-        tier_label = tier.rsplit(".", 1)[1]
         assert metrics.CONSUMER_LAG.value(group, tier, "0") == 4.0
         assert metrics.CONSUMER_LAG.value(group, tier, "1") == 3.0
-        assert metrics.RETRY_DUE.value(tier_label) == 4.0
-        assert metrics.RETRY_WAITING.value(tier_label) == 3.0
+        assert metrics.RETRY_WAITING.value(tier_label, owner=owner) == 3.0
         assert wait_until(lambda: (gauges.report(settings, group, cons, paused, circuits,
                                                  webhooks)
                                    or (metrics.OLDEST_UNDELIVERED.value(deliveries) or 0) >= 59))
         assert (metrics.OLDEST_UNDELIVERED.value(deliveries) or 0) < 120
-        assert metrics.CIRCUIT_OPEN.value("https://down.example:443") == 1.0
-        assert metrics.WEBHOOK_INFO.value("glpi-a", "hook-g") == 1.0
+        assert metrics.CIRCUIT_OPEN.value("https://down.example:443", owner=owner) == 1.0
+        assert metrics.WEBHOOK_INFO.value("glpi-a", "hook-g", owner=owner) == 1.0
     finally:
         cons.close()
