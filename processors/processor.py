@@ -22,6 +22,7 @@ import time
 import uuid
 from collections import Counter as Tally
 from collections.abc import Callable
+from dataclasses import replace
 from types import FrameType
 
 from confluent_kafka import Message
@@ -45,10 +46,12 @@ from hookstream.records import (
     DELIVERIES,
     DLQ,
     ENTITIES,
+    INSTANCES,
     ITEM_CHANGES,
     ITEM_CHANGES_DLQ,
     WEBHOOKS,
     DeliveryRequest,
+    InstanceRecord,
     ItemChangeEvent,
     Outcome,
     Record,
@@ -76,6 +79,9 @@ class Processor:
         self.limits = RenderLimits(
             max_body_bytes=settings.max_body_bytes, max_render_s=settings.render_timeout_s
         )
+        # The same limits in each instance's time zone (GLPI renders in its own); an instance
+        # not here (unknown, or in UTC) gets `limits`.
+        self.instance_limits: dict[str, RenderLimits] = {}
         self.topics = {
             name: settings.topic(name)
             for name in (ITEM_CHANGES, ITEM_CHANGES_DLQ, DELIVERIES, DLQ, ATTEMPTS)
@@ -93,8 +99,10 @@ class Processor:
         self._children: dict[tuple[str, str], Counter] = {}
         self._tables = TableFollower(
             settings,
-            [settings.topic(WEBHOOKS), settings.topic(ENTITIES)],
-            webhook_and_entity_applier(settings, self.codec, self._on_webhook, self.entities),
+            [settings.topic(WEBHOOKS), settings.topic(ENTITIES), settings.topic(INSTANCES)],
+            webhook_and_entity_applier(
+                settings, self.codec, self._on_webhook, self.entities, self._on_instance
+            ),
         )
         # KIP-447: fencing comes from the consumer group metadata, so the id only has to be
         # unique per process; it is kept across rebuilds (see TransactionalClients).
@@ -122,6 +130,12 @@ class Processor:
                 )
         else:
             self.index.remove(webhook_id)
+
+    def _on_instance(self, name: str, instance: InstanceRecord | None) -> None:
+        if instance is None or instance.timezone == self.limits.timezone:
+            self.instance_limits.pop(name, None)
+        else:
+            self.instance_limits[name] = replace(self.limits, timezone=instance.timezone)
 
     # -- readiness -----------------------------------------------------------------------
 
@@ -231,7 +245,8 @@ class Processor:
         except DecodeError as e:
             self._dead_letter_input(clients, msg, e)
             return
-        for result in plan(event, self.index, self.entities, now_ms, self.limits):
+        limits = self.instance_limits.get(event.instance, self.limits)
+        for result in plan(event, self.index, self.entities, now_ms, limits):
             if isinstance(result, RenderFailure):
                 self._render_failed(clients, result, now_ms)
             else:

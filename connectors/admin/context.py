@@ -1,9 +1,10 @@
 """What the admin API works on: the log store, the webhooks table, and the actions.
 
-Webhook definitions are followed from the compacted topic in a background thread, so a
-request never reads the whole topic. Writes go through the validation of `webhooks
-apply` (control.webhooks.validate and build) and are published to the same topic; force
-send and redrive are connectors/redrive.py's, the same code as the CLI's.
+Webhook definitions (and entities and instances' time zones, for previews) are followed
+from the compacted topics in a background thread, so a request never reads a whole topic.
+Writes go through the validation of `webhooks apply` (control.webhooks.validate and build)
+and are published to the same topic; force send and redrive are connectors/redrive.py's,
+the same code as the CLI's.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from hookstream.matching import EntityTable
 from hookstream.policy import secret_box
 from hookstream.records import (
     ENTITIES,
+    INSTANCES,
     WEBHOOKS,
     AttemptRecord,
+    InstanceRecord,
     WebhookDefinition,
     parse_event_line,
 )
@@ -47,12 +50,15 @@ class AdminContext:
         self.box = secret_box(settings)
         self._lock = threading.Lock()
         self._webhooks: dict[str, WebhookDefinition] = {}
+        self._timezones: dict[str, str] = {}  # instance -> its time zone
         self.entities = EntityTable()
         self._stop = threading.Event()
         self._follower = TableFollower(
             settings,
-            [settings.topic(WEBHOOKS), settings.topic(ENTITIES)],
-            webhook_and_entity_applier(settings, self.codec, self._on_webhook, self.entities),
+            [settings.topic(WEBHOOKS), settings.topic(ENTITIES), settings.topic(INSTANCES)],
+            webhook_and_entity_applier(
+                settings, self.codec, self._on_webhook, self.entities, self._on_instance
+            ),
         )
         self._thread = threading.Thread(target=self._follow, daemon=True, name="admin-tables")
         self._thread.start()
@@ -65,6 +71,13 @@ class AdminContext:
                 self._webhooks.pop(webhook_id, None)
             else:
                 self._webhooks[webhook_id] = definition
+
+    def _on_instance(self, name: str, instance: InstanceRecord | None) -> None:
+        with self._lock:
+            if instance is None:
+                self._timezones.pop(name, None)
+            else:
+                self._timezones[name] = instance.timezone
 
     def _follow(self) -> None:
         while not self._stop.is_set():
@@ -143,7 +156,9 @@ class AdminContext:
     def preview(self, webhook: WebhookDefinition, event: dict[str, Any]) -> dict[str, Any]:
         now_ms = int(self.clock() * 1000)
         parsed = parse_event_line(json.dumps(event), webhook.instance, now_ms, "preview")
-        return preview(webhook, parsed, self.entities, now_ms)
+        with self._lock:
+            timezone = self._timezones.get(webhook.instance, "UTC")
+        return preview(webhook, parsed, self.entities, now_ms, timezone)
 
     def force_send(self, delivery_id: str) -> AttemptRecord | None:
         """GLPI's "send now", as `hookstream deliveries send`; None when the delivery or

@@ -52,10 +52,14 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from hookstream.control import admin, load_definitions
+    from hookstream.control.instances import current_instances, is_timezone
     from hookstream.errors import TransientError
     from hookstream.matching import EntityTable
     from hookstream.policy import secret_box
 
+    if args.timezone is not None and not is_timezone(args.timezone):
+        raise UsageError(f"--timezone {args.timezone!r} is not an IANA time zone such as "
+                         "Europe/Paris")
     now_ms = int(time.time() * 1000)
     source = Path(args.webhook)
     if source.exists():
@@ -80,11 +84,13 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         webhook = current[args.webhook]
     try:
-        entities = admin.load_entities(settings)
-    except TransientError:
-        entities = EntityTable()  # offline preview: entity scope without the synced tree
+        entities, instances = admin.load_entities(settings), current_instances(settings)
+    except TransientError:  # offline preview: entity scope without the synced tree, UTC
+        entities, instances = EntityTable(), {}
+    instance = instances.get(webhook.instance)
+    timezone = args.timezone or (instance.timezone if instance else "UTC")
     event = admin.event_from_file(Path(args.event), webhook.instance, now_ms)
-    result = admin.preview(webhook, event, entities, now_ms)
+    result = admin.preview(webhook, event, entities, now_ms, timezone)
     if not result["matches"]:
         print(f"no match: {result['reason']}")
         return 1
@@ -116,4 +122,5 @@ def register(sub: Any) -> None:
     preview.add_argument("--webhook", required=True, help="a YAML file or a published id")
     preview.add_argument("--id", help="which webhook of a file with several")
     preview.add_argument("--event", required=True, help="an event JSON file")
+    preview.add_argument("--timezone", help="dates in this IANA time zone, not the instance's")
     preview.set_defaults(func=cmd_preview)

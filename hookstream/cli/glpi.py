@@ -32,7 +32,7 @@ def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
             else f"{row['name']:<20} v{row['version']:<4} {row['api_url'] or '-':<40} "
             f"secret={row['secret'] or 'unset'} "
             f"networks={','.join(row['allowed_networks']) or 'any'}"
-            f" tolerance={row['timestamp_tolerance_s']}s"
+            f" tolerance={row['timestamp_tolerance_s']}s timezone={row['timezone']}"
         )
     return 0
 

@@ -31,6 +31,7 @@ from hookstream.records import (
     ItemChangeEvent,
     WebhookDefinition,
 )
+from hookstream.render import RenderLimits
 
 REDACTED = "<redacted>"
 
@@ -128,16 +129,21 @@ def load_entities(settings: Settings) -> EntityTable:
 
 
 def preview(
-    webhook: WebhookDefinition, event: ItemChangeEvent, entities: EntityTable, now_ms: int
+    webhook: WebhookDefinition,
+    event: ItemChangeEvent,
+    entities: EntityTable,
+    now_ms: int,
+    timezone: str = "UTC",
 ) -> dict[str, Any]:
-    """Exactly what would be sent (secrets redacted), or which condition failed."""
+    """Exactly what would be sent (secrets redacted), or which condition failed; dates in
+    `timezone`, the instance's."""
     compiled = compile_webhook(webhook)
     reason = why_not(compiled, event, json.loads(event.item), entities)
     if reason is not None:
         return {"matches": False, "reason": reason}
     index = WebhookIndex()
     index.put(webhook)
-    [result] = plan(event, index, entities, now_ms)
+    [result] = plan(event, index, entities, now_ms, RenderLimits(timezone=timezone))
     if isinstance(result, RenderFailure):
         return {"matches": True, "render_error": result.reason}
     signed = signature_headers(

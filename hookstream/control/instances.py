@@ -10,6 +10,7 @@ A file holds one instance, a list, or `{instances: [...]}`:
         secret: ...               # the secret GLPI signs its webhooks with; generated if omitted
         allowed_networks: [10.20.0.0/16]
         timestamp_tolerance_s: 3600
+        timezone: Europe/Paris    # GLPI's timezone setting (IANA name); default UTC
 
 Omitted secrets keep their published value. The tokens and the secret are stored
 encrypted with the secret box, like webhook secrets, and shown nowhere.
@@ -23,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -34,7 +36,8 @@ from hookstream.records import DEFAULT_TOLERANCE_S, INSTANCES, InstanceRecord
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # it appears in URLs and event keys
 SECRETS = ("secret", "app_token", "user_token")
-FIELDS = {"name", "api_url", "allowed_networks", "timestamp_tolerance_s", "comment", *SECRETS}
+FIELDS = {"name", "api_url", "allowed_networks", "timestamp_tolerance_s", "comment", "timezone",
+          *SECRETS}
 REDACTED = "<redacted>"
 
 
@@ -79,7 +82,21 @@ def validate(raw: Any) -> list[str]:
             parse_networks([str(n) for n in networks])
         except ValueError as e:
             errors.append(f"allowed_networks: {e}")
+    timezone = raw.get("timezone", "UTC")
+    if not is_timezone(timezone):
+        errors.append(f"timezone {timezone!r} is not an IANA time zone name such as Europe/Paris")
     return errors
+
+
+def is_timezone(name: object) -> bool:
+    """Whether `name` is an IANA time zone name this host knows (zoneinfo, as the renderer)."""
+    if not isinstance(name, str):
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def build(
@@ -107,6 +124,7 @@ def build(
         allowed_networks=[str(n) for n in raw.get("allowed_networks", [])],
         timestamp_tolerance_s=int(raw.get("timestamp_tolerance_s", DEFAULT_TOLERANCE_S)),
         comment=str(raw.get("comment", "")),
+        timezone=str(raw.get("timezone", "UTC")),
     )
     if previous is None:
         return candidate

@@ -1,4 +1,4 @@
-"""Following compacted topics (webhooks, entities) into in-memory tables.
+"""Following compacted topics (webhooks, entities, instances) into in-memory tables.
 
 A follower assigns every partition from the beginning (no consumer group: every
 process needs the whole table), applies each record through a callback, and knows when
@@ -20,9 +20,11 @@ from hookstream.io.schema_registry import codec_for
 from hookstream.matching import Entity, EntityTable
 from hookstream.records import (
     ENTITIES,
+    INSTANCES,
     WEBHOOKS,
     Codec,
     EntityRecord,
+    InstanceRecord,
     Record,
     WebhookDefinition,
 )
@@ -92,9 +94,12 @@ def webhook_and_entity_applier(
     codec: Codec,
     on_webhook: Callable[[str, WebhookDefinition | None], None],
     entities: EntityTable | None,
+    on_instance: Callable[[str, InstanceRecord | None], None] | None = None,
 ) -> Apply:
-    """The callback that decodes webhook and entity records into the given tables."""
+    """The callback that decodes webhook and entity records (and instance records, when
+    followed) into the given tables."""
     webhooks_topic, entities_topic = settings.topic(WEBHOOKS), settings.topic(ENTITIES)
+    instances_topic = settings.topic(INSTANCES)
 
     def apply(topic: str, key: bytes, value: bytes | None, msg: Message) -> None:
         try:
@@ -122,6 +127,11 @@ def webhook_and_entity_applier(
                             tuple(rec.ancestors),
                         )
                     )
+            elif topic == instances_topic and on_instance is not None:
+                on_instance(
+                    key.decode(),
+                    None if value is None else codec.decode(value, msg.headers(), InstanceRecord),
+                )
         except (DecodeError, ValueError) as e:
             log.error("skipping an undecodable table record on %s@%s: %s", topic, msg.offset(), e)
 

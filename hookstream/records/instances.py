@@ -27,6 +27,7 @@ class InstanceRecord(Record):
     allowed_networks: list[str] = field(default_factory=list)
     timestamp_tolerance_s: int = DEFAULT_TOLERANCE_S
     comment: str = ""
+    timezone: str = "UTC"  # GLPI's `timezone` setting (IANA name): templates' dates are in it
 
     def key(self) -> str:
         return self.name

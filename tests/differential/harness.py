@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hookstream.errors import InvalidTemplate, RenderError
-from hookstream.render import compile_templates, render_request
+from hookstream.render import RenderLimits, compile_templates, render_request
 from hookstream.render.twig import nodes as n
 from hookstream.render.twig.jsonshape import mark_json
 from hookstream.render.twig.lexer import VAR_END, VAR_START, tokenize
@@ -39,6 +39,7 @@ class Case:
     template: str
     flags: set[str] = field(default_factory=set)
     fixture: str = "Ticket"
+    timezone: str = "UTC"  # the instance's (PHP's default time zone in GLPI)
 
     def context(self) -> dict[str, Any]:
         item = json.loads((FIXTURES / f"{self.fixture}.json").read_text())
@@ -64,6 +65,8 @@ def load_corpus(path: Path) -> list[Case]:
             for flag in flags:
                 if flag.startswith("fixture="):
                     current.fixture = flag.split("=", 1)[1]
+                elif flag.startswith("tz="):
+                    current.timezone = flag.split("=", 1)[1]
             lines = []
         elif current is not None:
             lines.append(line)
@@ -73,11 +76,12 @@ def load_corpus(path: Path) -> list[Case]:
     return cases
 
 
-def hookstream_render(template: str, context: dict[str, Any], escaping: str) -> tuple[str, str]:
+def hookstream_render(template: str, context: dict[str, Any], escaping: str,
+                      timezone: str = "UTC") -> tuple[str, str]:
     try:
         compiled = compile_templates("u", {}, template, False, escaping=escaping)
         rendered = render_request(compiled, context["event"], context["item"],
-                                  context["parent_item"], NOW_S)
+                                  context["parent_item"], NOW_S, RenderLimits(timezone=timezone))
     except (InvalidTemplate, RenderError) as e:
         return "error", str(e)
     return "out", rendered.body.decode()
@@ -138,7 +142,8 @@ def oracle_cases(case: Case) -> list[dict[str, Any]]:
     context = case.context()
     wrapped = _json_wrapped(case.template)
     return [
-        {"template": case.template, "context": context, "mode": "glpi"},
+        {"template": case.template, "context": context, "mode": "glpi",
+         "timezone": case.timezone},
         {"template": wrapped if wrapped is not None else case.template, "context": context,
-         "mode": "json" if wrapped is not None else "raw"},
+         "mode": "json" if wrapped is not None else "raw", "timezone": case.timezone},
     ]

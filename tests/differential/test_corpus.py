@@ -7,6 +7,9 @@ both, unless its header names an intended difference:
 - `hookstream-rejects`: hookstream refuses it at compile time (method calls, the `constant`
   test, `_`-prefixed names); in GLPI's Twig these read nothing useful from JSON data.
 - `random`: the output depends on random(); only success is compared.
+
+`fixture=NAME` renders another fixture; `tz=ZONE` renders in the instance time zone ZONE
+(PHP's default time zone in GLPI), else UTC.
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ def _same(ours: Result, theirs: Result) -> bool:
 def test_template_renders_as_in_twig(case: Case, twig_results: dict[str, list[Result]]) -> None:
     glpi, plain = twig_results[case.name]
     context = case.context()
-    ours_glpi = hookstream_render(case.template, context, "glpi")
-    ours_plain = hookstream_render(case.template, context, "hookstream")
+    ours_glpi = hookstream_render(case.template, context, "glpi", case.timezone)
+    ours_plain = hookstream_render(case.template, context, "hookstream", case.timezone)
     if "hookstream-rejects" in case.flags:
         assert ours_plain[0] == "error" and glpi[0] == "out", (ours_plain, glpi)
         return

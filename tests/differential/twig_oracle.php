@@ -1,7 +1,9 @@
 <?php
 // Real Twig with GLPI's webhook environment: the oracle of the differential tests.
 //
-// Reads JSON documents on stdin, one a line: {"cases": [{"template", "context", "mode"}]};
+// Reads JSON documents on stdin, one a line:
+// {"cases": [{"template", "context", "mode", "timezone"}]} (timezone: PHP's default time
+// zone for the render, as GLPI sets it from its instance setting; UTC if absent);
 // answers each with one line {"results": [{"out": base64} | {"error": "Class: message"}]},
 // so that one PHP process serves a whole test session.
 // mode "glpi": as GLPI's Webhook::getWebhookBody (every string of the data has `"`
@@ -83,6 +85,7 @@ class JsonMode extends \Twig\Extension\AbstractExtension
 function render_case(array $case): array
 {
     $mode = $case['mode'] ?? 'glpi';
+    date_default_timezone_set($case['timezone'] ?? 'UTC');  // read by each new Environment
     $glpi = $mode === 'glpi' || $mode === 'glpi_url';  // glpi_url: URL and headers, no pre-escape
     $twig = new Environment(new ArrayLoader(['template' => $case['template']]),
                             ['autoescape' => $glpi ? 'html' : false]);

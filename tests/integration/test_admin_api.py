@@ -11,16 +11,19 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+import yaml
 
 from connectors.admin import AdminContext, create_app, new_token, parse_tokens
 from connectors.logstore import open_engine, queue_view
 from hookstream.config import Settings
 from hookstream.control import current_webhooks
+from hookstream.control.instances import apply_instances
 from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
@@ -243,6 +246,26 @@ def test_webhooks_crud_uses_the_apply_validation_and_the_topic(api: Api) -> None
     assert api.call("DELETE", "/v1/webhooks/hook-new", token="team-a").status_code == 204
     assert api.call("GET", "/v1/webhooks/hook-new").status_code == 404
     assert "hook-new" not in current_webhooks(api.settings)
+
+
+def test_preview_renders_dates_in_the_instance_time_zone(api: Api, tmp_path: Path) -> None:
+    body = {"instance": "glpi-a", "name": "dates", "itemtype": "Ticket", "event": "new",
+            "is_active": True, "entities_id": 0, "url": "https://example.test/hook",
+            "use_default_payload": False, "payload": "{{ item.date_mod|date('c e') }}"}
+    assert api.call("PUT", "/v1/webhooks/hook-dates", json=body).status_code == 200
+    event = {"itemtype": "Ticket", "items_id": 5, "event": "new", "entities_id": 0,
+             "item": {"id": 5, "date_mod": "2024-05-02 10:15:00"}}  # GLPI's local time
+
+    def shown() -> str:
+        answer = api.call("POST", "/v1/webhooks/hook-dates/preview", json={"event": event})
+        return str(answer.json().get("body"))
+
+    assert shown() == "2024-05-02T10:15:00+00:00 UTC"  # no instance published: UTC
+    path = tmp_path / "instances.yaml"
+    path.write_text(yaml.safe_dump({"name": "glpi-a", "timezone": "Asia/Tokyo"}))
+    apply_instances(api.settings, path)
+    assert wait_until(lambda: shown() == "2024-05-02T10:15:00+09:00 Asia/Tokyo", 10), shown()
+    assert api.call("DELETE", "/v1/webhooks/hook-dates").status_code == 204
 
 
 def test_force_send_and_redrive_through_the_api(api: Api) -> None:

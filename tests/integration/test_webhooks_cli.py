@@ -76,3 +76,26 @@ def test_preview_shows_the_request_or_the_failed_condition(settings: Settings,
                  "--event", str(problem))
     assert silent.returncode == 1
     assert silent.stdout.startswith("no match: filter: status (12) equals old")
+
+
+def test_preview_renders_dates_in_the_instance_time_zone(settings: Settings,
+                                                          tmp_path: Path) -> None:
+    create_topics(settings)
+    hooks, event = tmp_path / "dates.yaml", tmp_path / "event.json"
+    hooks.write_text(json.dumps({  # JSON is YAML
+        "id": "dates", "instance": "glpi-demo", "name": "dates", "itemtype": "Ticket",
+        "event": "new", "is_active": True, "allowed_networks": ["127.0.0.0/8"],
+        "url": "http://127.0.0.1:8787/{{ 1714637700|date('H-i-T') }}"}))
+    event.write_text(json.dumps({"itemtype": "Ticket", "items_id": 1, "event": "new",
+                                 "entities_id": 0, "item": {"id": 1}}))
+
+    def url(*extra: str) -> str:
+        shown = cli(settings, "preview", "--webhook", str(hooks), "--event", str(event), *extra)
+        assert shown.returncode == 0, shown.stderr
+        return shown.stdout.splitlines()[0]
+
+    assert url() == "POST http://127.0.0.1:8787/08-15-UTC"  # the instance is not published
+    assert cli(settings, "instances", "apply", "-f",
+               str(ROOT / "examples" / "instances.yaml")).returncode == 0  # Europe/Paris
+    assert url() == "POST http://127.0.0.1:8787/10-15-CEST"
+    assert url("--timezone", "Asia/Tokyo") == "POST http://127.0.0.1:8787/17-15-JST"

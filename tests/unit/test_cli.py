@@ -40,6 +40,15 @@ def test_preview_with_an_unknown_id(capsys: pytest.CaptureFixture[str]) -> None:
     assert "demo-ticket-new" in err and err.count("\n") == 1
 
 
+def test_preview_with_an_unknown_timezone(capsys: pytest.CaptureFixture[str]) -> None:
+    hooks = ROOT / "examples" / "webhooks.yaml"
+    event = ROOT / "examples" / "events.jsonl"
+    assert main(["preview", "--webhook", str(hooks), "--event", str(event),
+                 "--timezone", "Mars/Olympus"]) == 2
+    assert capsys.readouterr().err == (
+        "hookstream: --timezone 'Mars/Olympus' is not an IANA time zone such as Europe/Paris\n")
+
+
 def test_invalid_settings_exit_2_with_every_problem(monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("HOOKSTREAM_PARTITIONS", "many")

