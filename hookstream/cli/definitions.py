@@ -19,13 +19,13 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.action == "apply":
         if not args.file:
-            raise SystemExit("hookstream webhooks apply needs -f FILE_OR_DIR")
+            raise UsageError("hookstream webhooks apply needs -f FILE_OR_DIR")
         for definition, state in admin.apply_webhooks(settings, Path(args.file)):
             print(f"{definition.id} v{definition.version}: {state}")
         return 0
     if args.action == "delete":
         if not args.id:
-            raise SystemExit("hookstream webhooks delete needs a webhook ID")
+            raise UsageError("hookstream webhooks delete needs a webhook ID")
         found = admin.delete_webhook(settings, args.id)
         print(f"{args.id}: {'deleted' if found else 'not found'}")
         return 0 if found else 1

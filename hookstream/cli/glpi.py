@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hookstream.config import Settings
+from hookstream.errors import UsageError
 
 
 def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
@@ -15,13 +16,13 @@ def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.action == "apply":
         if not args.file:
-            raise SystemExit("hookstream instances apply needs -f FILE")
+            raise UsageError("hookstream instances apply needs -f FILE")
         for record, state in instances.apply_instances(settings, Path(args.file)):
             print(f"{record.name} v{record.version}: {state}")
         return 0
     if args.action == "delete":
         if not args.name:
-            raise SystemExit("hookstream instances delete needs an instance NAME")
+            raise UsageError("hookstream instances delete needs an instance NAME")
         found = instances.delete_instance(settings, args.name)
         print(f"{args.name}: {'deleted' if found else 'not found'}")
         return 0 if found else 1
@@ -77,7 +78,7 @@ def _provision(args: argparse.Namespace, settings: Settings, client: Any) -> int
 
     ingest_url = args.ingest_url or settings.ingest_url
     if not ingest_url:
-        raise SystemExit("provision needs the ingest URL GLPI reaches: --ingest-url or the "
+        raise UsageError("provision needs the ingest URL GLPI reaches: --ingest-url or the "
                          "ingest_url setting")
     record = current_instances(settings)[args.instance]
     secret = secret_box(settings).decrypt(record.secret_encrypted)

@@ -23,8 +23,12 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (["dlq", "redrive", "--rate", "-3"], "--rate '-3': not a rate such as 20/s"),
     (["dlq", "list", "--since", "yesterday"],
      "--since 'yesterday': not a date-time nor a duration like 2h"),
+    (["webhooks", "apply"], "hookstream webhooks apply needs -f FILE_OR_DIR"),
+    (["webhooks", "delete"], "hookstream webhooks delete needs a webhook ID"),
+    (["instances", "apply"], "hookstream instances apply needs -f FILE"),
+    (["instances", "delete"], "hookstream instances delete needs an instance NAME"),
 ])
-def test_bad_dlq_arguments(argv: list[str], message: str,
+def test_bad_or_missing_arguments(argv: list[str], message: str,
                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
