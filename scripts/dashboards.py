@@ -80,6 +80,18 @@ OVERVIEW = (
           "sum by (instance) (hookstream_delivery_in_flight)"),), "short"),
     Panel("Components ready", (("{{job}} {{instance}}",
           "max by (job, instance) (hookstream_ready)"),), "short", "stat"),
+    Panel("Log store records", (("{{outcome}}",
+          f"sum by (outcome) (rate(hookstream_logstore_records_total[{RI}]))"),), "ops",
+          description="Records written to the delivery log (committed), and skipped as "
+                      "undecodable. Its lag: the log store's group in Lag per consumer group."),
+    Panel("Log store write duration", quantiles("hookstream_logstore_write_seconds"), "s",
+          description="One batch, one transaction."),
+    Panel("Log store database", (
+        ("errors {{operation}}",
+         f"sum by (operation) (rate(hookstream_logstore_db_errors_total[{RI}]))"),
+        ("pruned deliveries", f"sum(rate(hookstream_logstore_pruned_deliveries_total[{RI}]))"),
+    ), "ops", description="Failed writes (retried, offsets held) and prunes (skipped) while "
+                          "the database cannot be reached; deliveries deleted by retention."),
 )
 
 HOOK = 'webhook_id="$webhook"'

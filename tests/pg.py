@@ -45,6 +45,17 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
+    def pause(self) -> None:
+        """Stop the server, keeping its data (a database outage); `start` starts it again.
+        Fast mode: sessions are ended, and every committed transaction is on disk."""
+        self._run("pg_ctl", "-D", str(self.base / "data"), "-m", "fast", "-w", "stop")
+
+    def start(self) -> None:
+        options = (f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off")
+        self._run("pg_ctl", "-D", str(self.base / "data"), "-o", options,
+                  "-l", str(self.base / "server.log"), "-w", "-t", "60", "start")
+
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.base / "data"), "-m", "immediate", "-w", "stop",
                   check=False)
@@ -104,10 +115,7 @@ def start_postgres() -> PostgresServer:
     server = PostgresServer(base, _free_port(), bin_dir, as_user)
     server._run("initdb", "-D", str(base / "data"), "-U", "postgres", "--auth=trust",
                 "-E", "UTF8", "--no-sync", "--no-instructions")
-    options = (f"-h 127.0.0.1 -p {server.port} -k '' -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off")
-    server._run("pg_ctl", "-D", str(base / "data"), "-o", options,
-                "-l", str(base / "server.log"), "-w", "-t", "60", "start")
+    server.start()
     return server
 
 

@@ -4,6 +4,11 @@ The loop is thin: consume a batch, turn each record into rows (rows.py), write t
 one transaction (store.py), and only then commit the batch's offsets. A crash or SIGKILL
 anywhere re-reads at most the batch in flight, whose rows the upserts write again
 unchanged. A retention pass runs between batches, a few bounded deletes at a time.
+
+A database outage (PostgreSQL restarting, SQLite locked) does not end the process: the
+batch in hand is written again with capped backoff, its offsets uncommitted, /readyz
+answering 503 meanwhile; a retention pass that fails is skipped until the next one.
+Only SIGTERM ends the process, an outage included.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
+from typing import NamedTuple
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from connectors.logstore.rows import (
     AttemptRow,
@@ -27,8 +33,8 @@ from connectors.logstore.rows import (
 )
 from connectors.logstore.store import LogStore, open_engine
 from hookstream.config import Settings
-from hookstream.errors import DecodeError
-from hookstream.io import codec_for, consumer, watermarks
+from hookstream.errors import DecodeError, TransientError
+from hookstream.io import codec_for, consumer, gauges, metrics, watermarks
 from hookstream.io.health import serve
 from hookstream.records import (
     ATTEMPTS,
@@ -46,6 +52,7 @@ log = logging.getLogger(__name__)
 GROUP = "hookstream-logstore"  # with the topic prefix in front
 PRUNE_EVERY_S = 60.0
 PRUNE_BATCHES = 5  # per pass: retention never holds up the writer for long
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0  # a failed write is tried again after these, doubling
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,19 @@ def topic_roles(settings: Settings) -> dict[str, TopicRole]:
     return roles
 
 
+class Rows(NamedTuple):
+    """The rows of a batch, as `LogStore.write` takes them."""
+
+    deliveries: list[DeliveryRow]
+    attempts: list[AttemptRow]
+    items: list[ItemRow]
+
+    @property
+    def records(self) -> int:
+        """Records these rows come from: each gave one delivery fragment or one item row."""
+        return len(self.deliveries) + len(self.items)
+
+
 class Ingest:
     """Turns a batch of messages into rows and writes them."""
 
@@ -76,14 +96,9 @@ class Ingest:
         self.store = store
         self.codec = codec
         self.limit = settings.logstore_body_max_bytes
-        self.counts = {"records": 0, "undecodable": 0}
 
-    def rows(
-        self, messages: Iterable[Message]
-    ) -> tuple[list[DeliveryRow], list[AttemptRow], list[ItemRow]]:
-        fragments: list[DeliveryRow] = []
-        attempt_rows: list[AttemptRow] = []
-        item_rows: list[ItemRow] = []
+    def rows(self, messages: Iterable[Message]) -> Rows:
+        rows = Rows([], [], [])
         for msg in messages:
             if msg.error() is not None:
                 continue
@@ -91,32 +106,95 @@ class Ingest:
             role = self.roles.get(topic)
             if role is None:
                 continue
-            self.counts["records"] += 1
             try:
                 if role.items:
                     event = self.codec.decode(msg.value(), msg.headers(), ItemChangeEvent)
-                    item_rows.append(ItemRow(event))
+                    rows.items.append(ItemRow(event))
                     continue
                 if role.source is None:
                     record = self.codec.decode(msg.value(), msg.headers(), AttemptRecord)
                     fragment, attempt = from_attempt(
                         record, msg.partition() or 0, msg.offset() or 0, self.limit
                     )
-                    attempt_rows.append(attempt)
+                    rows.attempts.append(attempt)
                 else:
                     request = self.codec.decode(msg.value(), msg.headers(), DeliveryRequest)
                     fragment = from_request(request, role.source, role.tier, self.limit)
             except (DecodeError, ValueError) as e:
                 # Undecodable records are dead-lettered with their reason already (by the
                 # processor or the delivery consumer); the log has nothing to show of them.
-                self.counts["undecodable"] += 1
+                metrics.LOGSTORE_RECORDS.labels("undecodable").inc()
                 log.warning("skipped %s[%s]@%s: %s", topic, msg.partition(), msg.offset(), e)
                 continue
-            fragments.append(fragment)
-        return fragments, attempt_rows, item_rows
+            rows.deliveries.append(fragment)
+        return rows
 
     def write(self, messages: list[Message]) -> None:
         self.store.write(*self.rows(messages))
+
+
+class Database:
+    """The store as the loop uses it: each outcome sets readiness and the metrics, and an
+    outage is logged once when it starts and once when it ends, not at every retry."""
+
+    def __init__(self, store: LogStore, wait: Callable[[float], bool]):
+        self.store = store
+        self.wait = wait  # sleeps up to the seconds given; True when stopping
+        self.failing_since: float | None = None  # time.monotonic() of the first failure
+        # Every series from the start, at zero: a dashboard shows 0 rather than no data.
+        for outcome in ("written", "undecodable"):
+            metrics.LOGSTORE_RECORDS.labels(outcome)
+        for operation in ("write", "prune"):
+            metrics.LOGSTORE_DB_ERRORS.labels(operation)
+        metrics.READY.labels("logstore").set(1)  # the schema was just migrated: it answers
+
+    @property
+    def ready(self) -> bool:
+        return self.failing_since is None
+
+    def write(self, rows: Rows) -> bool:
+        """Write `rows`, again and again with capped backoff while the database cannot be
+        reached. False if stopping first: the batch's offsets must stay uncommitted."""
+        delay_s = RETRY_FIRST_S
+        while True:
+            started = time.monotonic()
+            try:
+                self.store.write(*rows)
+            except TransientError as e:
+                self._failed("write", e)
+                if self.wait(delay_s):
+                    return False
+                delay_s = min(2 * delay_s, RETRY_MAX_S)
+                continue
+            metrics.LOGSTORE_WRITE.observe(time.monotonic() - started)
+            metrics.LOGSTORE_RECORDS.labels("written").inc(rows.records)
+            self._answered()
+            return True
+
+    def prune(self, max_age_days: float, clock: Callable[[], float]) -> None:
+        """One retention pass; if the database fails, it waits for the next pass."""
+        try:
+            deleted = self.store.prune(max_age_days, clock=clock, max_batches=PRUNE_BATCHES)
+        except TransientError as e:
+            self._failed("prune", e)
+            return
+        metrics.LOGSTORE_PRUNED.inc(deleted)
+        self._answered()
+
+    def _failed(self, operation: str, error: TransientError) -> None:
+        metrics.LOGSTORE_DB_ERRORS.labels(operation).inc()
+        if self.failing_since is None:
+            log.warning("%s; trying again until it answers (offsets not committed meanwhile)",
+                        error)
+            self.failing_since = time.monotonic()
+            metrics.READY.labels("logstore").set(0)
+
+    def _answered(self) -> None:
+        if self.failing_since is not None:
+            log.info("log store database answers again, after %.0f s",
+                     time.monotonic() - self.failing_since)
+            self.failing_since = None
+            metrics.READY.labels("logstore").set(1)
 
 
 def _stop_on_signals(stop: list[bool]) -> None:
@@ -125,6 +203,31 @@ def _stop_on_signals(stop: list[bool]) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handler)
+
+
+def _waiter(should_stop: Callable[[], bool], tick: Callable[[], None]
+            ) -> Callable[[float], bool]:
+    """A sleep of up to `seconds` that ends early when stopping (True then), calling `tick`
+    as it starts (the lag gauges, which go on while a write waits for the database)."""
+    def wait(seconds: float) -> bool:
+        tick()
+        deadline = time.monotonic() + seconds
+        while not should_stop() and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        return should_stop()
+
+    return wait
+
+
+def _commit(cons: Consumer) -> None:
+    """The batch's offsets, synchronously (a crash right after re-reads nothing that is not
+    in the store). A failure is not fatal: a consumer out of its group after a long outage
+    (max.poll.interval.ms) or a broker away only means the batch is read again, and its
+    rows written again unchanged."""
+    try:
+        cons.commit(asynchronous=False)
+    except KafkaException as e:
+        log.warning("offsets not committed (the batch will be read again): %s", e)
 
 
 def run_logstore(
@@ -140,21 +243,25 @@ def run_logstore(
     engine = open_engine(settings)
     store = LogStore(engine)
     ingest = Ingest(settings, store, codec_for(settings))
-    cons = consumer(settings, settings.topic_prefix + GROUP)
+    group = settings.topic_prefix + GROUP
+    cons = consumer(settings, group)
     cons.subscribe(list(ingest.roles))
-    health = serve(settings.metrics_port, ready=lambda: True, host=settings.metrics_host)
+    database = Database(store, _waiter(should_stop, lambda: gauges.report(settings, group, cons)))
+    health = serve(settings.metrics_port, ready=lambda: database.ready,
+                   host=settings.metrics_host)
     next_prune = clock()
     try:
         while not should_stop():
-            messages = cons.consume(settings.logstore_batch_size, 0.5)
+            # error events (a topic not created yet) carry no offset to commit
+            messages = [m for m in cons.consume(settings.logstore_batch_size, 0.5)
+                        if m.error() is None]
+            gauges.report(settings, group, cons)  # lag, every few seconds
             if messages:
-                ingest.write(messages)
-                # The rows are committed: now the offsets (synchronously, so a crash
-                # right after re-reads nothing that is not in the store).
-                cons.commit(asynchronous=False)
+                if not database.write(ingest.rows(messages)):
+                    break  # stopping during an outage: the batch is read again next time
+                _commit(cons)
             if clock() >= next_prune:
-                store.prune(settings.logstore_retention_days, clock=clock,
-                            max_batches=PRUNE_BATCHES)
+                database.prune(settings.logstore_retention_days, clock)
                 next_prune = clock() + PRUNE_EVERY_S
     finally:
         cons.close()

@@ -10,7 +10,8 @@ there, and the upserts make that harmless.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from connectors.logstore.rows import (
@@ -83,6 +84,19 @@ def open_engine(settings: Settings, migrate_schema: bool = True) -> Engine:
             raise TransientError(f"log store database {where}: {getattr(e, 'orig', None) or e}"
                                  ) from e
     return engine
+
+
+@contextmanager
+def _unreachable_is_transient(engine: Engine, what: str) -> Iterator[None]:
+    """The database out of reach (refused, connection lost, SQLite locked) as TransientError,
+    on one line, naming the database without its password. Other errors (a constraint, a
+    bad statement) are bugs that waiting would not fix: they propagate unchanged."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as e:
+        where = engine.url.render_as_string(hide_password=True)
+        reason = " ".join(str(e.orig or e).split())  # orig: the driver's words, no SQL
+        raise TransientError(f"log store database {where}: {what}: {reason}") from e
 
 
 def _upsert_deliveries(dialect: str) -> Any:
@@ -238,9 +252,10 @@ class LogStore:
         attempt_rows: Sequence[AttemptRow],
         item_rows: Sequence[ItemRow] = (),
     ) -> None:
-        """Write one batch in one transaction; returns once it is committed."""
+        """Write one batch in one transaction; returns once it is committed. TransientError
+        if the database cannot be reached; writing the batch again then is harmless."""
         merged = merge_all(list(fragments))
-        with self.engine.begin() as conn:
+        with _unreachable_is_transient(self.engine, "write"), self.engine.begin() as conn:
             if item_rows:
                 conn.execute(self._upsert_items,
                              [item_params(r) for r in latest_items(list(item_rows))])
@@ -272,7 +287,14 @@ class LogStore:
     ) -> int:
         """Delete deliveries created more than `max_age_days` ago, with their attempts, in
         transactions of at most `batch` deliveries (a writer waits for one batch at most).
-        Returns how many deliveries were deleted."""
+        Returns how many deliveries were deleted; TransientError if the database cannot be
+        reached (the batches deleted before stay deleted)."""
+        with _unreachable_is_transient(self.engine, "prune"):
+            return self._prune(max_age_days, batch, clock, max_batches)
+
+    def _prune(
+        self, max_age_days: float, batch: int, clock: Callable[[], float], max_batches: int | None
+    ) -> int:
         cutoff = int((clock() - max_age_days * 86_400) * 1000)
         deleted = batches = 0
         while max_batches is None or batches < max_batches:

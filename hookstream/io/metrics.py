@@ -168,6 +168,19 @@ WRITEBACK = Counter("hookstream_writeback_total",
                     "Attempts written back into GLPI item history, by outcome",
                     ["glpi_instance", "outcome"])
 
+# -- log store (operation: write or prune; never the database URL) ----------------------
+LOGSTORE_RECORDS = Counter("hookstream_logstore_records_total",
+                           "Records the log store read, by outcome (written, undecodable)",
+                           ["outcome"])
+LOGSTORE_WRITE = Histogram("hookstream_logstore_write_seconds",
+                           "One batch written to the log store database (one transaction)",
+                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+LOGSTORE_PRUNED = Counter("hookstream_logstore_pruned_deliveries_total",
+                          "Deliveries (with their attempts) deleted by the log store's retention")
+LOGSTORE_DB_ERRORS = Counter("hookstream_logstore_db_errors_total",
+                             "Log store database operations that failed (unreachable, locked)",
+                             ["operation"])
+
 # -- every component -------------------------------------------------------------------
 READY = Gauge("hookstream_ready", "1 once the component's tables are caught up", ["component"])
 

@@ -1,11 +1,12 @@
 """The dashboards and metrics against a real Prometheus scraping a real run.
 
-The processor and delivery run as `hookstream run ...` processes on the test broker; a
-receiver fails some requests (one origin always), so retries, circuits and the DLQ have
-data; one webhook's template fails on some items (render errors). Debian's Prometheus,
-started here on a loopback port with a generated config and the alert rules, scrapes both
-components. Every panel query of both dashboards, with its variables substituted, must
-return at least one series; a failing query is reported with its dashboard and panel.
+The processor, delivery and log store run as `hookstream run ...` processes on the test
+broker; a receiver fails some requests (one origin always), so retries, circuits and the
+DLQ have data; one webhook's template fails on some items (render errors). Debian's
+Prometheus, started here on a loopback port with a generated config and the alert rules,
+scrapes the three components. Every panel query of both dashboards, with its variables
+substituted, must return at least one series; a failing query is reported with its
+dashboard and panel.
 `promtool check metrics` must be clean on each component's real output.
 """
 
@@ -148,7 +149,8 @@ def run(settings: Settings, tmp_path: Path) -> Iterator[tuple[Prometheus, dict[s
             for n in range(40)
         ]
         publish(settings, [*events[:20], b"\x00garbage", *events[20:]], ITEM_CHANGES)
-        ports = {"hookstream-processor": free_port(), "hookstream-delivery": free_port()}
+        ports = {"hookstream-processor": free_port(), "hookstream-delivery": free_port(),
+                 "hookstream-logstore": free_port()}
         processes = [
             subprocess.Popen(
                 [sys.executable, "-m", "hookstream.cli", "run", job.split("-")[1]],
@@ -200,6 +202,8 @@ def test_every_dashboard_panel_has_data_and_metrics_are_promtool_clean(
         'outcome="retry_scheduled"}) >= 1': True,
         'sum(hookstream_render_errors_total{webhook_id="hook-flaky"}) == 8': True,
         'sum(hookstream_consumer_lag{group="hookstream-processor"}) >= 0': True,
+        'sum(hookstream_consumer_lag{group=~".*hookstream-logstore"}) >= 0': True,
+        'sum(hookstream_logstore_records_total{outcome="written"}) >= 40': True,
     }
 
     def shown() -> dict[str, bool]:
