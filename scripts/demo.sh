@@ -14,6 +14,7 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
+started_ms=$(date +%s%3N)  # step 7 shows this run's attempts, not earlier runs' as well
 echo "== 1. the local Kafka broker (fetched from Maven Central on first use)"
 hookstream kafka start
 echo "== 2. topics"
@@ -61,7 +62,8 @@ echo "   the Problem does not pass its filter and TicketTask has no webhook)"
 status=0
 wait "$receiver" || status=$?
 echo "== 7. attempts recorded on hookstream.attempts"
-hookstream consume hookstream.attempts --max 1000 --timeout 3 | python3 scripts/attempts.py
+hookstream consume hookstream.attempts --max 1000 --timeout 3 \
+  | python3 scripts/attempts.py "$started_ms"
 echo "== done (logs in $logs); stop the broker with:"
 echo "   HOOKSTREAM_STATE_DIR=$HOOKSTREAM_STATE_DIR .venv/bin/hookstream kafka stop"
 exit $status
