@@ -71,11 +71,6 @@ class TransactionalClients:
             {
                 "batch.size": 1_000_000,
                 "queue.buffering.max.messages": 1_000_000,
-                # A killed process's open transaction blocks read_committed readers (the
-                # delivery consumers) until the broker aborts it: librdkafka's 60 s default
-                # stalled delivery a minute after each kill (bench/chaos/pipeline.py). Past
-                # two bounded calls, this process has given up on the transaction anyway.
-                "transaction.timeout.ms": int(2_000 * self._settings.kafka_call_timeout_s),
                 "error_cb": self._error,
             },
             transactional_id=self._transactional_id,
