@@ -225,6 +225,24 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
 
 
+def restart_broker(broker: LocalBroker, down_s: float) -> float:
+    """Stop the broker, start it again `down_s` later; returns when it is back (time.time())."""
+    broker.stop()
+    time.sleep(down_s)
+    broker.start()
+    return time.time()
+
+
+def pause_broker(broker: LocalBroker, pause_s: float) -> float:
+    """SIGSTOP the broker for `pause_s`, then SIGCONT; returns when it runs again."""
+    pid = broker.status().pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(pause_s)
+    os.kill(pid, signal.SIGCONT)
+    return time.time()
+
+
 def fault(name: str, args: argparse.Namespace, broker: LocalBroker,
           processes: list[subprocess.Popen[bytes]], sent: list[int], code: Path,
           settings: Settings, logs: Path) -> None:
@@ -242,18 +260,12 @@ def fault(name: str, args: argparse.Namespace, broker: LocalBroker,
     elif name == "restart":
         at(0.3)
         log(f"restart: broker stopped at {sent[0]} events")
-        broker.stop()
-        time.sleep(12)
-        broker.start()
+        restart_broker(broker, 12)
         log("restart: broker back")
     elif name == "pause":
         at(0.3)
-        pid = broker.status().pid
-        assert pid is not None
         log(f"pause: SIGSTOP broker for {args.pause_s:.0f}s at {sent[0]} events")
-        os.kill(pid, signal.SIGSTOP)
-        time.sleep(args.pause_s)
-        os.kill(pid, signal.SIGCONT)
+        pause_broker(broker, args.pause_s)
         log("pause: broker continued")
 
 

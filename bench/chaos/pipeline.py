@@ -50,7 +50,7 @@ from typing import Any
 
 import aiohttp
 import yaml
-from delivery import DRAIN_S, REPO, Receiver, cli, log, settle
+from delivery import DRAIN_S, REPO, Receiver, cli, log, pause_broker, restart_broker, settle
 
 from hookstream.config import Settings
 from hookstream.devbroker import LocalBroker, free_port_pair
@@ -239,21 +239,12 @@ def fault(name: str, args: argparse.Namespace, broker: LocalBroker,
     elif name == "restart":
         at(0.3)
         log(f"restart: broker stopped at {glpi.queued} rows queued")
-        broker.stop()
-        log("restart: broker down")
-        time.sleep(args.down_s)
-        broker.start()
-        marks["back"] = time.time()
+        marks["back"] = restart_broker(broker, args.down_s)
         log("restart: broker back")
     elif name == "pause":
         at(0.3)
-        pid = broker.status().pid
-        assert pid is not None
         log(f"pause: SIGSTOP broker for {args.pause_s:.0f} s at {glpi.queued} rows queued")
-        os.kill(pid, signal.SIGSTOP)
-        time.sleep(args.pause_s)
-        os.kill(pid, signal.SIGCONT)
-        marks["back"] = time.time()
+        marks["back"] = pause_broker(broker, args.pause_s)
         log("pause: broker continued")
     elif name == "slow":
         at(0.3)

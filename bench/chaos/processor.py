@@ -39,6 +39,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from delivery import pause_broker, restart_broker  # noqa: E402  (this folder, run as a script)
+
 from hookstream.config import Settings, load_settings  # noqa: E402
 from hookstream.control import admin  # noqa: E402
 from hookstream.devbroker import LocalBroker, free_port_pair  # noqa: E402
@@ -204,17 +206,9 @@ def fault(name: str, args: argparse.Namespace, broker: LocalBroker) -> float:
     """Apply the fault; returns when the broker was answering again (time.time())."""
     if name == "restart":
         log("restart: stopping the broker")
-        broker.stop()
-        time.sleep(args.down_s)
-        broker.start()
-        return time.time()
-    pid = broker.status().pid
-    assert pid is not None
+        return restart_broker(broker, args.down_s)
     log(f"pause: SIGSTOP to the broker for {args.pause_s:.0f} s")
-    os.kill(pid, signal.SIGSTOP)
-    time.sleep(args.pause_s)
-    os.kill(pid, signal.SIGCONT)
-    return time.time()
+    return pause_broker(broker, args.pause_s)
 
 
 def main() -> None:

@@ -52,10 +52,11 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from hookstream.control import admin, load_definitions
-    from hookstream.control.instances import current_instances, is_timezone
+    from hookstream.control.instances import current_instances
     from hookstream.errors import TransientError
     from hookstream.matching import EntityTable
     from hookstream.policy import secret_box
+    from hookstream.records import is_timezone
 
     if args.timezone is not None and not is_timezone(args.timezone):
         raise UsageError(f"--timezone {args.timezone!r} is not an IANA time zone such as "

@@ -24,7 +24,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -32,7 +31,7 @@ from hookstream.config import Settings
 from hookstream.errors import ConfigError, InvalidDefinition
 from hookstream.io import codec_for, delivery_callback, flush, producer, read_all
 from hookstream.policy import IngestInstance, SecretBox, generate_secret, parse_networks, secret_box
-from hookstream.records import DEFAULT_TOLERANCE_S, INSTANCES, InstanceRecord
+from hookstream.records import DEFAULT_TOLERANCE_S, INSTANCES, InstanceRecord, is_timezone
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # it appears in URLs and event keys
 SECRETS = ("secret", "app_token", "user_token")
@@ -86,17 +85,6 @@ def validate(raw: Any) -> list[str]:
     if not is_timezone(timezone):
         errors.append(f"timezone {timezone!r} is not an IANA time zone name such as Europe/Paris")
     return errors
-
-
-def is_timezone(name: object) -> bool:
-    """Whether `name` is an IANA time zone name this host knows (zoneinfo, as the renderer)."""
-    if not isinstance(name, str):
-        return False
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
 
 
 def build(

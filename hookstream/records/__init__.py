@@ -22,7 +22,7 @@ from hookstream.records.events import (
     delivery_id_for,
     make_event,
 )
-from hookstream.records.instances import DEFAULT_TOLERANCE_S, InstanceRecord
+from hookstream.records.instances import DEFAULT_TOLERANCE_S, InstanceRecord, is_timezone
 from hookstream.records.topics import (
     ATTEMPTS,
     DELIVERIES,
@@ -64,6 +64,7 @@ __all__ = [
     "delivery_id_for",
     "header",
     "header_items",
+    "is_timezone",
     "make_event",
     "parse_event_line",
     "parse_event_lines",

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import ClassVar
 
 from hookstream.records.events import ItemEvent, Record
+from hookstream.records.instances import is_timezone
 
 LIVE, TRASH = "live", "trash"
 EPOCH = "1970-01-01 00:00:00"
@@ -114,12 +115,8 @@ def intervals_of(spec: Sequence[str], default_s: float) -> dict[str, float]:
 
 def poller_problems(timezone: str, intervals: Sequence[str]) -> list[str]:
     """What is wrong with the poller's settings (config validation)."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     problems = []
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    if not is_timezone(timezone):
         problems.append(f"poller_timezone {timezone!r} is not an IANA timezone such as "
                         "Europe/Paris")
     try:

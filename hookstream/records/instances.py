@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hookstream.records.events import Record
 
@@ -31,3 +32,14 @@ class InstanceRecord(Record):
 
     def key(self) -> str:
         return self.name
+
+
+def is_timezone(name: object) -> bool:
+    """Whether `name` is an IANA time zone name this host knows (zoneinfo, as the renderer)."""
+    if not isinstance(name, str):
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
