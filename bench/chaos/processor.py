@@ -8,8 +8,9 @@ Run by hand, never by the tests (loopback only, bounded in time):
 Each scenario starts its own Kafka broker (LocalBroker on free ports in a temporary
 directory), one webhook that matches every event, and a `hookstream run processor`
 process. GLPI item-change events are published at --rate while the fault is applied
-in the middle of the stream; a read_committed consumer counts the delivery requests by
-delivery id (one expected per event):
+in the middle of the stream. Lost and duplicate requests (one expected per event) are
+counted at the end on hookstream.deliveries itself, read_committed from the start of
+every partition; a live reader, assigned rather than a group member, times them:
 
     restart  the broker stopped, and started again --down-s later
     pause    the broker SIGSTOPped for --pause-s, then SIGCONTed
@@ -36,6 +37,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
@@ -44,7 +47,7 @@ from delivery import pause_broker, restart_broker  # noqa: E402  (this folder, r
 from hookstream.config import Settings, load_settings  # noqa: E402
 from hookstream.control import admin  # noqa: E402
 from hookstream.devbroker import LocalBroker, free_port_pair  # noqa: E402
-from hookstream.io import consumer, create_topics, flush, producer  # noqa: E402
+from hookstream.io import consumer, create_topics, flush, producer, read_all  # noqa: E402
 from hookstream.records import (  # noqa: E402
     DELIVERIES,
     ITEM_CHANGES,
@@ -72,8 +75,13 @@ class Counter(threading.Thread):
 
     def run(self) -> None:
         codec = Codec()
+        # Assigned, not subscribed: a group member that never commits would read the topic
+        # again from the start after a rebalance (a 60 s pause expires every session),
+        # and count each request twice.
+        topic = self.settings.topic(DELIVERIES)
         cons = consumer(self.settings, f"chaos-count-{uuid.uuid4().hex[:6]}")
-        cons.subscribe([self.settings.topic(DELIVERIES)])
+        partitions = cons.list_topics(topic, timeout=30).topics[topic].partitions
+        cons.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         while not self.stop.is_set():
             for msg in cons.consume(500, 0.2):
                 if msg.error() is not None:
@@ -82,6 +90,15 @@ class Counter(threading.Thread):
                 self.seen[request.delivery_id] = self.seen.get(request.delivery_id, 0) + 1
                 self.first_s.setdefault(request.event_id, time.time())
         cons.close()
+
+
+def committed_requests(settings: Settings) -> dict[str, int]:
+    """How many committed delivery requests hookstream.deliveries holds per delivery id."""
+    codec, seen = Codec(), dict[str, int]()
+    for msg in read_all(settings, settings.topic(DELIVERIES), timeout_s=60):
+        delivery_id = codec.decode(msg.value(), msg.headers(), DeliveryRequest).delivery_id
+        seen[delivery_id] = seen.get(delivery_id, 0) + 1
+    return seen
 
 
 def ticket(n: int) -> dict[str, Any]:
@@ -186,15 +203,17 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             processor.kill()
     counter.stop.set()
     counter.join(10)
+    committed = committed_requests(settings)  # the topic itself, not what a reader saw
     broker.stop()
     lags = sorted(counter.first_s[e] - sent[e] for e in counter.first_s if e in sent)
     last = max(counter.first_s.values(), default=back)
     return {
         "scenario": name,
         "events": args.events,
-        "requests": len(counter.seen),
-        "lost": args.events - len(counter.seen),
-        "duplicates": sum(n - 1 for n in counter.seen.values()),
+        "requests": len(committed),
+        "lost": args.events - len(committed),
+        "duplicates": sum(n - 1 for n in committed.values()),
+        "read_twice": sum(n - 1 for n in counter.seen.values()),  # should equal duplicates
         "p99_s": round(lags[int(len(lags) * 0.99) - 1], 2) if lags else None,
         "max_s": round(lags[-1], 2) if lags else None,
         "back_to_last_s": round(last - back, 1),
