@@ -10,9 +10,14 @@ committed offsets.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import socket
+import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -24,13 +29,47 @@ from confluent_kafka import (
 )
 
 from hookstream.config import Settings
-from hookstream.errors import KafkaFatal
+from hookstream.errors import ConfigError, KafkaFatal
 from hookstream.io import bounded, consumer, kafka_errors, producer, retried
 
 log = logging.getLogger(__name__)
 
 # librdkafka reports a lost connection to every broker with this code (error_cb).
 _UNREACHABLE = (KafkaError._ALL_BROKERS_DOWN,)
+
+
+class TransactionalId:
+    """A transactional id stable across restarts on one host: `{prefix}{group}-{host}-{slot}`,
+    the lowest slot no live process of this host holds (an flock in a folder of the host's
+    temporary directory, whatever each process's state directory).
+
+    A processor killed mid-transaction leaves it open, and read_committed readers of the
+    partitions it wrote wait until the broker times it out (transaction.timeout.ms, 60 s,
+    plus the broker's 10 s check). Its successor on the same host (a restarted container
+    keeps its pod's hostname) takes the freed slot, so its producer's init fences the dead
+    one and aborts that transaction at once. Two live processes never share a slot: the
+    kernel releases the lock of a process that dies, however it dies.
+    """
+
+    SLOTS = 256
+
+    def __init__(self, settings: Settings, group: str):
+        folder = Path(tempfile.gettempdir()) / f"hookstream-{os.getuid()}-transactional-ids"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        name, host = f"{settings.topic_prefix}{group}", socket.gethostname()
+        for slot in range(self.SLOTS):
+            lock = open(folder / f"{name}-{slot}.lock", "w")  # noqa: SIM115 (held open)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                continue
+            self.value, self._lock = f"{name}-{host}-{slot}", lock
+            return
+        raise ConfigError(f"more than {self.SLOTS} processes of {name} on this host")
+
+    def release(self) -> None:
+        self._lock.close()
 
 
 class TransactionalClients:

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import logging
 import signal
-import socket
 import threading
 import time
-import uuid
 from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import replace
@@ -58,7 +56,12 @@ from hookstream.records import (
     header_items,
 )
 from hookstream.render import RenderLimits
-from processors.clients import TransactionalClients, first_offsets, next_offsets
+from processors.clients import (
+    TransactionalClients,
+    TransactionalId,
+    first_offsets,
+    next_offsets,
+)
 
 log = logging.getLogger(__name__)
 GROUP = "hookstream-processor"
@@ -105,15 +108,16 @@ class Processor:
             ),
         )
         # KIP-447: fencing comes from the consumer group metadata, so the id only has to be
-        # unique per process; it is kept across rebuilds (see TransactionalClients).
-        self._transactional_id = f"{GROUP}-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        # unique among live processes; it is kept across rebuilds (TransactionalClients)
+        # and taken again by a restarted process (TransactionalId).
+        self._transactional_id = TransactionalId(settings, GROUP)
         self._clients: TransactionalClients | None = self._new_clients()
         self._started = False  # transactions initialised and the input subscribed
         self._recover = False  # after an outage or a hung call (TransactionalClients.recover)
 
     def _new_clients(self) -> TransactionalClients:
         return TransactionalClients(
-            self.settings, GROUP, self._transactional_id, self.stopping, self._unreachable
+            self.settings, GROUP, self._transactional_id.value, self.stopping, self._unreachable
         )
 
     def _on_webhook(self, webhook_id: str, definition: object) -> None:
@@ -181,6 +185,7 @@ class Processor:
         finally:
             self._drop_clients()
             self._tables.close()
+            self._transactional_id.release()
 
     def _step(self) -> None:
         if not self._tables.caught_up:  # at start: nothing is processed on partial tables
