@@ -13,7 +13,6 @@ event and answer 2xx only once Kafka has acknowledged it. Kafka down or slow pas
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import time
@@ -62,6 +61,9 @@ class Ingest:
         self._in_flight: dict[bytes, asyncio.Future[None]] = {}
         self.ready: Callable[[], bool] = lambda: True
         self._last_warned = -1e9
+        # by (instance, outcome) and instance: known instances, "unknown" for the rest
+        self._requests = metrics.Children(metrics.INGEST_REQUESTS.labels)
+        self._delays = metrics.Children(metrics.GLPI_DELAY.labels)
 
     def server(self, any_method: bool = True) -> web.Server:
         """The low-level server (no router: four paths); `any_method` lets UPDATE in."""
@@ -85,7 +87,7 @@ class Ingest:
     async def handle(self, request: web.BaseRequest, name: str, itemtype: str) -> web.Response:
         instance = self.lookup(name)
         if instance is None:
-            metrics.INGEST_REQUESTS.labels("unknown", "unknown_instance").inc()
+            self._requests("unknown", "unknown_instance").inc()
             return _answer(404, f"no GLPI instance {name[:64]!r}")
         limit = self.settings.ingest_max_body_bytes
         if (request.content_length or 0) > limit:
@@ -109,11 +111,11 @@ class Ingest:
             limit,
         )
         if isinstance(verdict, Challenge):
-            metrics.INGEST_REQUESTS.labels(name, "challenge").inc()
+            self._requests(name, "challenge").inc()
             return web.Response(text=verdict.answer)
         if not isinstance(verdict, Accept):
             return self._reject(name, verdict.status, verdict.reason, verdict.outcome)
-        metrics.GLPI_DELAY.labels(name).observe(max(0.0, now_s - verdict.timestamp_s))
+        self._delays(name).observe(max(0.0, now_s - verdict.timestamp_s))
         if verdict.exact is False:
             metrics.INGEST_INEXACT.labels(name).inc()
         return await self._produce(name, verdict, now_s)
@@ -121,7 +123,7 @@ class Ingest:
     async def _produce(self, name: str, verdict: Accept, now_s: float) -> web.Response:
         key = verdict.dedup_key
         if self.accepted.seen(key, now_s):
-            metrics.INGEST_REQUESTS.labels(name, "duplicate").inc()
+            self._requests(name, "duplicate").inc()
             return _accepted(verdict, duplicate=True)
         # A row already being produced (GLPI retried after our 503 while Kafka still held
         # the first copy) waits for that copy instead of producing a second one.
@@ -144,7 +146,7 @@ class Ingest:
             return self._unavailable(name, reason)
         if not duplicate:
             metrics.INGEST_PRODUCE.observe(time.perf_counter() - started)
-        metrics.INGEST_REQUESTS.labels(name, "duplicate" if duplicate else "accepted").inc()
+        self._requests(name, "duplicate" if duplicate else "accepted").inc()
         return _accepted(verdict, duplicate=duplicate)
 
     def _unavailable(self, name: str, reason: str) -> web.Response:
@@ -166,7 +168,7 @@ class Ingest:
         return self.settings.ingest_produce_timeout_s
 
     def _reject(self, name: str, status: int, reason: str, outcome: str) -> web.Response:
-        metrics.INGEST_REQUESTS.labels(name, outcome).inc()
+        self._requests(name, outcome).inc()
         return _answer(status, reason)
 
 
@@ -185,8 +187,9 @@ def _answer(status: int, reason: str) -> web.Response:
 
 
 def _accepted(verdict: Accept, duplicate: bool) -> web.Response:
-    body = {"event_id": verdict.event.event_id, "duplicate": duplicate}
-    return web.Response(text=json.dumps(body), content_type="application/json")
+    # the id is hex: no escaping needed, and an f-string costs a third of json.dumps
+    body = f'{{"event_id": "{verdict.event.event_id}", "duplicate": {str(duplicate).lower()}}}'
+    return web.Response(text=body, content_type="application/json")
 
 
 async def serve(

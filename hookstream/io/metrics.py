@@ -19,7 +19,7 @@ Prometheus. Origins are capped the same way.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, TypeVar
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -68,6 +68,22 @@ class PerWebhook(Generic[M]):
 
     def labels(self, webhook_id: str, *rest: str) -> M:
         child: M = self.metric.labels(WEBHOOK_IDS(webhook_id), *rest)
+        return child
+
+
+class Children(Generic[M]):
+    """One metric's children by label values, each made once: prometheus_client's
+    `labels()` takes a lock and builds a key on every call (about 1.5 µs), paid per
+    record on the hot paths. `Children(EVENTS.labels)("glpi-a").inc()`."""
+
+    def __init__(self, labels: Callable[..., M]) -> None:
+        self._labels: Callable[..., M] = labels
+        self._made: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._made.get(values)
+        if child is None:
+            child = self._made[values] = self._labels(*values)
         return child
 
 

@@ -16,14 +16,14 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from hookstream.policy.signing import cra_expected_answer, cra_token, glpi_signature
 from hookstream.policy.ssrf import Network
-from hookstream.records import ItemChangeEvent, make_event
+from hookstream.records import ItemChangeEvent
 from hookstream.render import default_payload
 
 EVENTS = frozenset({"new", "update", "delete"})
@@ -111,9 +111,11 @@ def dedup_key(instance: str, itemtype: str, timestamp: str, body: bytes) -> byte
 def parse_payload(body: bytes) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
     """GLPI's default payload: (item, event, parent_item); ValueError says what is wrong."""
     try:
-        data: Any = orjson.loads(body)  # ~3x faster; same values, same key order
+        # ~3x faster, same values and key order; integers past 64 bits (which PHP's
+        # json_encode never writes) would come out as floats
+        data: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
-        try:  # what orjson refuses (integers beyond 64 bits...), json may still read
+        try:  # what orjson refuses (a lone surrogate escape...), json may still read
             data = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"body is not JSON: {e}") from e
@@ -204,7 +206,7 @@ def accept(
     event: str,
     parent: Mapping[str, Any] | None,
 ) -> Accept:
-    """The event for a verified, valid body, shaped as `hookstream produce` makes it.
+    """The event for a verified, valid body, with the fields `hookstream produce` gives it.
 
     occurred_at is GLPI's timestamp: the moment GLPI queued the change. The event id is
     the dedup key, so a GLPI retry carries the same id (and the same delivery ids) while
@@ -214,15 +216,16 @@ def accept(
     which `parent_item` carries, so the event takes it from there.
     """
     key = dedup_key(instance, itemtype, timestamp, body)
-    made = make_event(
-        instance,
-        itemtype,
-        int(item["id"]),
-        event,
-        dict(item),
-        occurred_at=int(timestamp) * 1000,
+    made = ItemChangeEvent(
+        event_id=key.hex(),
+        instance=instance,
+        itemtype=itemtype,
+        items_id=int(item["id"]),
+        event=event,
         entities_id=_entity_of(item) if "entity" in item else _entity_of(parent),
-        parent_item=None if parent is None else dict(parent),
+        occurred_at=int(timestamp) * 1000,
+        item=_json(item),
+        parent_item=None if parent is None else _json(parent),
         source=SOURCE,
     )
     exact: bool | None = None
@@ -231,4 +234,13 @@ def accept(
             exact = default_payload(item, event, parent) == body
         except (TypeError, ValueError):
             exact = False
-    return Accept(replace(made, event_id=key.hex()), key, int(timestamp), exact)
+    return Accept(made, key, int(timestamp), exact)
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    """The JSON text of a parsed body part: orjson (a tenth of json's time on 3 KiB), or
+    json for what orjson refuses (a lone surrogate, read by parse_payload's fallback)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(value, ensure_ascii=False)
