@@ -5,7 +5,9 @@ headers are computed once, when the webhook is queued (`X-GLPI-timestamp` = time
 `X-GLPI-signature` = hex HMAC-SHA256(secret, body . timestamp)), stored with the queued
 row, and resent unchanged on every attempt; GLPI sets no Content-Type; the method is the
 webhook's (POST, GET, PUT, PATCH or UPDATE) and the body goes with it even for GET. The CRA
-challenge is a bare GET with `?crc_token=T` replacing the URL's query.
+challenge is a bare GET with `?crc_token=T` replacing the URL's query. Each send builds
+its own Guzzle client (Toolbox::getGuzzleClient in sendById), so each webhook goes on a
+connection of its own: `FakeGlpiSender.session()` opens one per request.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class FakeGlpiSender:
         """Webhook::raise + QueuedWebhook: sign once, at queue time."""
         headers = glpi_headers(self.secret, body, timestamp_s)
         return QueuedWebhook(url, method.upper(), body, headers)
+
+    @staticmethod
+    def session() -> aiohttp.ClientSession:
+        """Requests as GLPI makes them: a new connection for each, closed after it."""
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
 
     async def attempt(self, session: aiohttp.ClientSession, row: QueuedWebhook) -> int:
         """One cron attempt: the stored request, byte for byte; any status >= 400 is a retry."""

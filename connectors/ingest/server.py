@@ -21,7 +21,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from connectors.ingest.http import AnyMethodServer
+from connectors.ingest.http import IngestServer, Parser
 from connectors.ingest.instances import InstanceTable
 from connectors.ingest.sink import EventSink
 from hookstream.config import Settings
@@ -65,10 +65,9 @@ class Ingest:
         self._requests = metrics.Children(metrics.INGEST_REQUESTS.labels)
         self._delays = metrics.Children(metrics.GLPI_DELAY.labels)
 
-    def server(self, any_method: bool = True) -> web.Server:
-        """The low-level server (no router: four paths); `any_method` lets UPDATE in."""
-        kind = AnyMethodServer if any_method else web.Server
-        return kind(self.route, access_log=None)
+    def server(self, parser: Parser = "auto") -> web.Server:
+        """The low-level server (no router: four paths), reading GLPI's UPDATE too."""
+        return IngestServer(self.route, parser, access_log=None)
 
     async def route(self, request: web.BaseRequest) -> web.StreamResponse:
         parts = request.path.split("/")
@@ -193,12 +192,12 @@ def _accepted(verdict: Accept, duplicate: bool) -> web.Response:
 
 
 async def serve(
-    settings: Settings, stopping: asyncio.Event | None = None, any_method: bool = True
+    settings: Settings, stopping: asyncio.Event | None = None, parser: Parser = "auto"
 ) -> None:
     """Run the endpoint until `stopping` is set (SIGTERM/SIGINT when run from the CLI).
 
-    `any_method=False` uses aiohttp's C parser, which refuses GLPI's UPDATE method: only
-    bench/ingest.py sets it, to measure what accepting UPDATE costs."""
+    `parser` other than "auto" (connectors.ingest.http) only serves bench/ingest.py, to
+    measure what each HTTP parser costs."""
     stopping = stopping or asyncio.Event()
     loop = asyncio.get_running_loop()
     codec = codec_for(settings)
@@ -210,7 +209,7 @@ async def serve(
         await loop.run_in_executor(None, table.start)
         ingest = Ingest(settings, table.get, sink)
         ingest.ready = lambda: table is not None and table.ready
-        runner = web.ServerRunner(ingest.server(any_method), access_log=None)
+        runner = web.ServerRunner(ingest.server(parser), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port, backlog=1024)
         await site.start()
