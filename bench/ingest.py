@@ -287,6 +287,11 @@ def main() -> int:
         instances.apply_instances(settings, path)
         closed = ["--seconds", str(args.seconds), "--concurrency", str(args.concurrency),
                   "--rate", "0"]
+        # The broker's JVM warms up under the first load it gets: whichever variant came
+        # first ran about 25 % slower. An unreported run takes that.
+        log("warm-up: ingest for 10 s, not reported")
+        measure("ingest", env, ["--seconds", "10", "--concurrency", str(args.concurrency),
+                                "--rate", "0"])
         results = {}
         for variant in ("bare", "ingest", "ingest-py"):
             log(f"{variant}: {args.seconds:.0f} s at concurrency {args.concurrency}")

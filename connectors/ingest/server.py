@@ -173,6 +173,8 @@ class Ingest:
 
 async def _read_at_most(request: web.BaseRequest, limit: int) -> bytes | None:
     """The body, or None once it passes `limit` bytes (the rest is not read)."""
+    if request.content_length is not None:  # at most the limit (checked before), and the
+        return await request.content.read()  # parser ends the payload at that length
     body = bytearray()
     async for chunk in request.content.iter_chunked(65_536):
         body += chunk

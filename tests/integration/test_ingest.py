@@ -228,6 +228,27 @@ def test_update_is_read_as_its_connections_first_request_even_split_mid_method(
     assert sorted(e.occurred_at // 1000 for e in events(settings)) == [now - 3, now - 2]
 
 
+def test_chunked_bodies_are_read_up_to_the_limit(settings: Settings, ingest: RunningIngest) -> None:
+    """A body without Content-Length (chunked) is read within the limit, then refused."""
+    glpi, now = FakeGlpiSender(SECRET), int(time.time())
+    url = f"{ingest.url}/glpi/glpi-a/Ticket"
+    fits = glpi.queue(url, BODIES[-1].read_bytes(), now)
+    too_big = glpi.queue(url, b"x" * 30_000, now)
+
+    def chunked(row: Any) -> bytes:
+        head = raw_request(row).split(b"\r\n\r\n")[0].replace(
+            f"Content-Length: {len(row.body)}".encode(), b"Transfer-Encoding: chunked")
+        pieces = [row.body[i:i + 4096] for i in range(0, len(row.body), 4096)]
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
+        return head + b"\r\n\r\n" + chunks + b"0\r\n\r\n"
+
+    address = ("127.0.0.1", ingest.settings.ingest_port)
+    for row, status in ((fits, 200), (too_big, 413)):  # the limit is 20,000 bytes here
+        with socket.create_connection(address) as sock:
+            assert exchange(sock, chunked(row)) == status
+    assert [e.occurred_at // 1000 for e in events(settings)] == [now]
+
+
 def test_bad_requests_get_their_status_and_produce_nothing(
     settings: Settings, ingest: RunningIngest
 ) -> None:
