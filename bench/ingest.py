@@ -5,7 +5,10 @@
 Starts a local broker in a temporary directory (unless KAFKA_BOOTSTRAP_SERVERS is set),
 publishes one instance, pre-signs GLPI-style 3 KiB default-payload bodies (each a
 distinct item, so nothing is deduplicated), and runs each server variant in its own
-process, loaded by a generator in another process (aiohttp client, keep-alive):
+process, loaded by a generator in another process: wrk (Debian's, `apt-get install wrk`;
+one thread, keep-alive, replaying the pre-signed requests in order, so a load generator
+in C leaves the cores to the server and the broker), or with `--generator python` (or
+without wrk) an aiohttp client, which itself needs about a core at these rates:
 
 - bare:        an aiohttp low-level handler that reads the body and answers 200, without
                verifying or producing: the ceiling of this setup;
@@ -29,13 +32,14 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,6 +50,7 @@ SECRET_KEY = "aG9va3N0cmVhbS1iZW5jaC1maXhlZC1rZXktMzJieXQ="  # a fixed test Fern
 GLPI_RATE_PER_S = 50 / 60  # GLPI's queuedwebhook cron: 50 rows a minute per instance
 PLACEHOLDER = 123456789
 RESULT = "bench-result "
+URL_PATH = "/glpi/bench/Ticket"
 
 
 def log(text: str) -> None:
@@ -124,8 +129,8 @@ def run_server(variant: str, port: int, env_settings: dict[str, str]) -> None:
         from hookstream.config import load_settings
 
         settings = load_settings(env=env_settings, ingest_host="127.0.0.1", ingest_port=port)
-        parser = "python" if variant == "ingest-py" else "auto"
-        task = asyncio.create_task(serve(settings, stopping, parser=parser))
+        task = asyncio.create_task(
+            serve(settings, stopping, parser="python" if variant == "ingest-py" else "auto"))
         while True:  # ready once the port answers
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -229,19 +234,80 @@ def result_of(proc: subprocess.Popen[str], timeout_s: float) -> dict[str, Any]:
     raise RuntimeError(f"no result from {proc.args!r}: {out[-500:]}")
 
 
-def measure(variant: str, env: dict[str, str], load_args: list[str]) -> dict[str, Any]:
+Load = Callable[[str], dict[str, Any]]  # the server's URL -> the load's figures
+
+
+def python_load(env: dict[str, str], load_args: list[str]) -> Load:
+    return lambda url: result_of(child("--role", "load", "--url", url, *load_args, env=env), 600)
+
+
+WRK_SCRIPT = """
+local f = assert(io.open("%s", "rb"))
+local data = f:read("*a")
+f:close()
+local reqs, pos = {}, 1
+while pos < #data do
+  local n = tonumber(data:sub(pos, pos + 7))
+  reqs[#reqs + 1] = data:sub(pos + 8, pos + 7 + n)
+  pos = pos + 8 + n
+end
+data = nil
+local i = 0
+request = function()
+  i = i + 1
+  if i > #reqs then i = 1 end
+  return reqs[i]
+end
+done = function(summary, latency, requests)
+  io.write(string.format("%s%%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
+    summary.errors.status, latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def write_requests(path: Path, count: int) -> None:
+    """`count` distinct signed requests, each prefixed by its length (8 digits), for wrk."""
+    make = signer(int(time.time()))
+    with open(path, "wb") as out:
+        for n in range(count):
+            body, headers = make(n)
+            head = [f"POST {URL_PATH} HTTP/1.1", "Host: 127.0.0.1",
+                    f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
+            raw = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+            out.write(b"%08d" % len(raw) + raw)
+
+
+def wrk_load(requests: Path, count: int, seconds: float, concurrency: int) -> Load:
+    script = requests.with_suffix(".lua")
+    script.write_text(WRK_SCRIPT % (requests, RESULT))
+
+    def run(url: str) -> dict[str, Any]:
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:.0f}s", "-s", str(script), url],
+            capture_output=True, text=True, timeout=seconds + 120, check=True).stdout
+        line = next(x for x in out.splitlines() if x.startswith(RESULT))
+        total, duration_us, non_2xx, p50_us, p99_us, max_us = map(int, line.split()[1:])
+        if total > count:
+            log(f"  wrk sent {total} requests, {count} distinct: the rest were repeats")
+        return {"requests": total, "seconds": duration_us / 1e6, "rps": total * 1e6 / duration_us,
+                "statuses": {"200": total - non_2xx, "other": non_2xx},
+                "p50_ms": p50_us / 1000, "p99_ms": p99_us / 1000, "max_ms": max_us / 1000}
+
+    return run
+
+
+def measure(variant: str, env: dict[str, str], load: Load) -> dict[str, Any]:
     port = free_port()
     server = child("--role", "server", "--variant", variant, "--port", str(port), env=env)
     assert server.stdout is not None
     if server.stdout.readline().strip() != "ready":
         raise RuntimeError(f"{variant} did not start")
-    url = f"http://127.0.0.1:{port}/glpi/bench/Ticket"
     idle_cpu_s = server_cpu_seconds(server.pid)  # start-up, left out
-    load = result_of(child("--role", "load", "--url", url, *load_args, env=env), 600)
-    load["server_cpu_s"] = server_cpu_seconds(server.pid) - idle_cpu_s
+    result = load(f"http://127.0.0.1:{port}{URL_PATH}")
+    result["server_cpu_s"] = server_cpu_seconds(server.pid) - idle_cpu_s
     server.send_signal(signal.SIGTERM)
-    load.update(result_of(server, 60))
-    return load
+    result.update(result_of(server, 60))
+    return result
 
 
 def server_cpu_seconds(pid: int) -> float:
@@ -255,6 +321,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rate", type=float, default=1000.0, help="fixed rate for latency")
+    parser.add_argument("--generator", choices=["wrk", "python"],
+                        default="wrk" if shutil.which("wrk") else "python")
     parser.add_argument("--role", choices=["bench", "server", "load"], default="bench",
                         help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="ingest", help=argparse.SUPPRESS)
@@ -285,20 +353,26 @@ def main() -> int:
         path = Path(tmp) / "instances.yaml"
         path.write_text(yaml.safe_dump({"name": "bench", "secret": SECRET}))
         instances.apply_instances(settings, path)
-        closed = ["--seconds", str(args.seconds), "--concurrency", str(args.concurrency),
-                  "--rate", "0"]
+        if args.generator == "wrk":
+            count = int(min(150_000, args.seconds * 8_000))
+            log(f"writing {count:,} signed requests for wrk")
+            write_requests(Path(tmp) / "requests.bin", count)
+            closed = wrk_load(Path(tmp) / "requests.bin", count, args.seconds, args.concurrency)
+        else:
+            closed = python_load(env, ["--seconds", str(args.seconds), "--concurrency",
+                                       str(args.concurrency), "--rate", "0"])
         # The broker's JVM warms up under the first load it gets: whichever variant came
         # first ran about 25 % slower. An unreported run takes that.
-        log("warm-up: ingest for 10 s, not reported")
-        measure("ingest", env, ["--seconds", "10", "--concurrency", str(args.concurrency),
-                                "--rate", "0"])
+        log("warm-up: ingest, not reported")
+        measure("ingest", env, closed)
         results = {}
         for variant in ("bare", "ingest", "ingest-py"):
             log(f"{variant}: {args.seconds:.0f} s at concurrency {args.concurrency}")
             results[variant] = measure(variant, env, closed)
         log(f"ingest at a fixed {args.rate:.0f}/s")
-        fixed = measure("ingest", env, ["--seconds", str(args.seconds), "--concurrency",
-                                        str(args.concurrency), "--rate", str(args.rate)])
+        fixed = measure("ingest", env, python_load(env, [
+            "--seconds", str(args.seconds), "--concurrency", str(args.concurrency),
+            "--rate", str(args.rate)]))
     report(results, fixed, args)
     return 0
 
@@ -306,8 +380,8 @@ def main() -> int:
 def report(results: dict[str, dict[str, Any]], fixed: dict[str, Any], a: argparse.Namespace
            ) -> None:
     bare = results["bare"]["rps"]
-    print(f"ingest benchmark: 3 KiB GLPI-signed bodies, {a.concurrency} connections, "
-          f"{os.cpu_count()} CPU(s) shared by broker, server and load generator")
+    print(f"ingest benchmark: 3 KiB GLPI-signed bodies, {a.concurrency} connections, load "
+          f"from {a.generator}, {os.cpu_count()} CPU(s) shared by broker, server and load")
     # per server CPU-second: what one core given to the server alone would carry, a figure
     # that moves much less with the load generator and the broker on the same cores
     bare_per_cpu = results["bare"]["requests"] / results["bare"]["server_cpu_s"]
