@@ -198,8 +198,8 @@ async def serve(
 ) -> None:
     """Run the endpoint until `stopping` is set (SIGTERM/SIGINT when run from the CLI).
 
-    `parser` other than "auto" (connectors.ingest.http) only serves bench/ingest.py, to
-    measure what each HTTP parser costs."""
+    `parser="python"` (connectors.ingest.http) only serves bench/ingest.py, to measure
+    what aiohttp's Python parser costs."""
     stopping = stopping or asyncio.Event()
     loop = asyncio.get_running_loop()
     codec = codec_for(settings)
