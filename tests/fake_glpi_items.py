@@ -14,6 +14,7 @@ order that changes between calls here (shuffled), as a database gives no order f
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import random
 import re
@@ -47,6 +48,9 @@ class FakeGlpiItems(FakeGlpiApi):
         super().__init__(app_token, user_token)
         self.now = datetime(2025, 11, 4, 10, 0, 0)  # after the seeded ticket 4211
         self._random = random.Random(seed) if seed is not None else None
+        # Beyond this many searches, a search waits until the test sets it back to None:
+        # holds a client mid-stream however fast the machine is.
+        self.searches_allowed: int | None = None
 
     # -- what a user does in GLPI --------------------------------------------------------
 
@@ -92,6 +96,9 @@ class FakeGlpiItems(FakeGlpiApi):
         if refused is not None:
             return refused
         if parts[0] == "search":
+            while (self.searches_allowed is not None
+                   and self.calls_to("search") > self.searches_allowed):
+                await asyncio.sleep(0.05)
             return self._search(parts[1], request)
         if parts[0] == "getMultipleItems":
             return self._multiple(request)

@@ -181,15 +181,18 @@ def test_sigkill_mid_stream_then_restart_produces_every_change_with_the_same_ids
             api.tick()
     env = cli_env(polled, poller_page_size="10", poller_interval_s="0.5", poller_team="false")
     command = [sys.executable, "-m", "hookstream.cli", "run", "poller", "--instance", "glpi-a"]
+    api.searches_allowed = 4  # then the poller waits in its next search, mid-stream
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
     try:
         assert wait_until(lambda: len(events(polled)) >= 20, timeout_s=120)
+        assert wait_until(lambda: api.calls_to("search") > 4, timeout_s=60)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(30)
     at_kill = len(events(polled))
-    assert at_kill < 151, "the poller finished before it was killed"
+    assert 20 <= at_kill < 151, "the poller was not killed mid-stream"
+    api.searches_allowed = None
     second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
     try:
