@@ -55,17 +55,20 @@ class TransactionalId:
 
     def __init__(self, settings: Settings, group: str):
         folder = Path(tempfile.gettempdir()) / f"hookstream-{os.getuid()}-transactional-ids"
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         name, host = f"{settings.topic_prefix}{group}", socket.gethostname()
-        for slot in range(self.SLOTS):
-            lock = open(folder / f"{name}-{slot}.lock", "w")  # noqa: SIM115 (held open)
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.close()
-                continue
-            self.value, self._lock = f"{name}-{host}-{slot}", lock
-            return
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for slot in range(self.SLOTS):
+                lock = open(folder / f"{name}-{slot}.lock", "w")  # noqa: SIM115 (held open)
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    lock.close()
+                    continue
+                self.value, self._lock = f"{name}-{host}-{slot}", lock
+                return
+        except OSError as e:  # an unwritable temporary directory (set TMPDIR)
+            raise ConfigError(f"cannot lock a transactional id slot in {folder}: {e}") from e
         raise ConfigError(f"more than {self.SLOTS} processes of {name} on this host")
 
     def release(self) -> None:
