@@ -182,6 +182,10 @@ class TransactionalClients:
 
     def commit(self, offsets: list[TopicPartition]) -> None:
         """The batch's output and its input offsets, in one transaction."""
+        self.send_offsets(offsets)
+        self.commit_transaction()
+
+    def send_offsets(self, offsets: list[TopicPartition]) -> None:
         timeout_s, bound_s = self._call_s()
         with kafka_errors("reading the group metadata"):
             metadata = self.consumer.consumer_group_metadata()
@@ -191,6 +195,9 @@ class TransactionalClients:
             "sending the batch's offsets",
             self._stopping,
         )
+
+    def commit_transaction(self) -> None:
+        timeout_s, bound_s = self._call_s()
         retried(
             lambda: self.producer.commit_transaction(timeout_s),
             bound_s,

@@ -6,26 +6,34 @@ and restart it; the processor runs as a `hookstream run processor` process, as d
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from hookstream.config import Settings
 from hookstream.devbroker import LocalBroker
+from hookstream.io import read_all
 from hookstream.records import DELIVERIES, ITEM_CHANGES, DeliveryRequest
+from processors.clients import TransactionalClients
+from processors.processor import GROUP, Processor
 from tests.conftest import settings_for
 from tests.integration.harness import cli_env, publish, read
 from tests.integration.test_processor import (
+    assert_exactly,
     expected_without_render_errors,
     mixed_events,
+    run_until,
     setup_tables,
 )
 
@@ -136,3 +144,56 @@ def test_sigterm_during_an_outage_exits_promptly(own_broker: LocalBroker, tmp_pa
         if processor.poll() is None:
             processor.kill()
             processor.wait(10)
+
+
+@pytest.mark.slow
+def test_a_broker_paused_inside_commit_transaction_costs_no_request_and_no_duplicate(
+    own_broker: LocalBroker, tmp_path: Path
+) -> None:
+    """The broker SIGSTOPped while a batch's commit_transaction is in flight (its offsets
+    already sent): the commit times out, the abort conflicts with it, the clients are
+    rebuilt, and the old commit settles when the broker wakes. Exactly once regardless."""
+    settings = replace(settings_for(own_broker.bootstrap, tmp_path), processor_batch_size=100,
+                       kafka_call_timeout_s=3.0)
+    setup_tables(settings)
+    events = mixed_events(1500)
+    expected = expected_without_render_errors(events)
+    publish(settings, events, ITEM_CHANGES)
+    pid = own_broker.status().pid
+    assert pid is not None
+    paused: list[float] = []
+
+    class PausingClients(TransactionalClients):
+        def commit_transaction(self) -> None:
+            if not paused and self._commits_seen >= 3:  # a few batches in, once
+                os.kill(pid, signal.SIGSTOP)
+                paused.append(time.monotonic())
+                threading.Timer(PAUSE_S, os.kill, (pid, signal.SIGCONT)).start()
+            self._commits_seen += 1
+            super().commit_transaction()
+
+        _commits_seen = 0
+
+    class PausingProcessor(Processor):
+        def _new_clients(self) -> TransactionalClients:
+            return PausingClients(self.settings, GROUP, self._transactional_id.value,
+                                  self.stopping, self._unreachable)
+
+    total = sum(expected.values())
+
+    def every_request_committed() -> bool:
+        # The batch whose commit outcome the processor could not learn is not in its
+        # counts when that commit did settle: check the topic once the rest is counted.
+        return (processor.stats["events"] >= len(events) - settings.processor_batch_size
+                and sum(1 for _ in read_all(settings, settings.topic(DELIVERIES))) >= total)
+
+    processor = PausingProcessor(settings)
+    run_until(processor, every_request_committed, timeout_s=180)
+    assert paused, "the broker was never paused"
+    got = Counter((r.event_id, r.webhook_id) for r in read(settings, DELIVERIES, DeliveryRequest))
+    print(f"clients rebuilt {processor.rebuilds} times; stats {processor.stats}")
+    assert_exactly(got, expected)
+    assert processor.rebuilds >= 1  # the path: commit timed out, abort conflicted, rebuilt
+
+
+PAUSE_S = 20.0  # past three 3 s commit attempts and the abort that follows
