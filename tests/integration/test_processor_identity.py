@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka import TopicPartition
 
 from hookstream.config import Settings
@@ -67,19 +68,27 @@ def visible_values(settings: Settings, topic: str, timeout_s: float) -> list[byt
     return values
 
 
-def test_a_live_process_never_shares_a_slot_and_a_dead_one_frees_its_own(
-    kafka_bootstrap: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     settings = settings_for(kafka_bootstrap, tmp_path)
-    topic = settings.topic(ITEM_CHANGES)
     create_topics(settings)
-    child, child_id = slot_holder(settings, topic)
+    return settings
+
+
+def kill(child: subprocess.Popen[str]) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+
+
+def test_a_live_process_never_shares_a_slot_and_a_dead_one_frees_its_own(
+    settings: Settings,
+) -> None:
+    child, child_id = slot_holder(settings, settings.topic(ITEM_CHANGES))
     mine = TransactionalId(settings, GROUP)
     try:
         assert child_id.startswith(f"{settings.topic_prefix}{GROUP}-")
         assert mine.value != child_id  # the child holds its slot
-        child.send_signal(signal.SIGKILL)
-        child.wait(10)
+        kill(child)
         successor = TransactionalId(settings, GROUP)
         assert successor.value == child_id  # the killed process's slot, taken again
         successor.release()
@@ -90,14 +99,11 @@ def test_a_live_process_never_shares_a_slot_and_a_dead_one_frees_its_own(
 
 
 def test_a_killed_processors_open_transaction_is_aborted_by_its_successor(
-    kafka_bootstrap: str, tmp_path: Path
+    settings: Settings,
 ) -> None:
-    settings = settings_for(kafka_bootstrap, tmp_path)
     topic = settings.topic(ITEM_CHANGES)
-    create_topics(settings)
     child, child_id = slot_holder(settings, topic)
-    child.send_signal(signal.SIGKILL)
-    child.wait(10)
+    kill(child)
     after = producer(settings)  # a committed record behind the open transaction
     after.produce(topic, b"after the kill", partition=0)
     flush(after)

@@ -164,6 +164,8 @@ def test_a_broker_paused_inside_commit_transaction_costs_no_request_and_no_dupli
     paused: list[float] = []
 
     class PausingClients(TransactionalClients):
+        _commits_seen = 0
+
         def commit_transaction(self) -> None:
             if not paused and self._commits_seen >= 3:  # a few batches in, once
                 os.kill(pid, signal.SIGSTOP)
@@ -171,8 +173,6 @@ def test_a_broker_paused_inside_commit_transaction_costs_no_request_and_no_dupli
                 threading.Timer(PAUSE_S, os.kill, (pid, signal.SIGCONT)).start()
             self._commits_seen += 1
             super().commit_transaction()
-
-        _commits_seen = 0
 
     class PausingProcessor(Processor):
         def _new_clients(self) -> TransactionalClients:
