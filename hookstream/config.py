@@ -31,6 +31,25 @@ class Settings:
     partitions: int = 6
     table_partitions: int = 1  # the compacted webhooks and entities topics
     replication_factor: int = 1
+    # Kafka connection security (README "Kafka security"). A secret setting may instead be
+    # read from a file: HOOKSTREAM_<NAME>_FILE (or `<name>_file:` in the settings file)
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    kafka_ssl_ca_location: str = ""  # PEM file of the brokers' CA; empty = the system's store
+    kafka_ssl_certificate_location: str = ""  # the client certificate (mTLS), PEM
+    kafka_ssl_key_location: str = ""  # its private key, PEM
+    kafka_ssl_key_password: str = field(default="", repr=False)
+    kafka_ssl_verify_hostname: bool = True  # the broker certificate must name the host
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"  # PLAIN, SCRAM-SHA-256/512 or OAUTHBEARER
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    # OAUTHBEARER: OIDC client credentials, the token fetched and renewed by librdkafka
+    kafka_oauth_token_url: str = ""
+    kafka_oauth_client_id: str = ""
+    kafka_oauth_client_secret: str = field(default="", repr=False)
+    kafka_oauth_scope: str = ""
+    # any other librdkafka property, `name=value` (e.g. socket.keepalive.enable=true);
+    # checked at start-up: an unknown name or a property hookstream sets itself is refused
+    kafka_config: tuple[str, ...] = ()
     # the bound on every blocking Kafka call of a transactional loop (commit, send offsets,
     # abort, init): a call still blocked after it (librdkafka #5456) is abandoned with its
     # client, and new clients are built
@@ -128,6 +147,28 @@ class Settings:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _TYPES = get_type_hints(Settings)
+# settings whose values are secrets: never printed, in Helm's Secret, readable from files
+SECRETS = frozenset(f.name for f in dataclasses.fields(Settings) if not f.repr)
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+REDACTED = "<redacted>"
+
+
+def redacted_settings(settings: Settings) -> dict[str, Any]:
+    """Every setting with its value, secrets replaced by a mark (set) or "" (unset)."""
+    return {
+        name: (REDACTED if getattr(settings, name) else "") if name in SECRETS
+        else getattr(settings, name)
+        for name in _FIELDS
+    }
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    try:
+        # a mounted Secret or `echo` leaves a final newline that is no part of the value
+        return Path(path).read_text().rstrip("\r\n")
+    except OSError as e:
+        raise ConfigError(f"setting {name}: cannot read {path}: {e.strerror}") from e
 
 
 def _coerce(name: str, raw: Any) -> Any:
@@ -182,16 +223,28 @@ def load_settings(
             raise ConfigError(f"cannot read settings file {path}: {e}") from e
         if not isinstance(loaded, dict):
             raise ConfigError(f"settings file {path} must hold a mapping")
-        unknown = sorted(set(loaded) - set(_FIELDS))
+        files = {f"{name}_file" for name in SECRETS}
+        unknown = sorted(set(loaded) - set(_FIELDS) - files)
         if unknown:
             problems.append(f"settings file {path}: unknown setting(s) {', '.join(unknown)}")
         for name, raw in loaded.items():
             if name in _FIELDS:
                 take(name, raw)
+            elif name in files and raw:
+                take(name[: -len("_file")], _read_secret_file(name[: -len("_file")], str(raw)))
     for name in _FIELDS:
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is not None:
             take(name, raw)
+        file_path = env.get(f"{ENV_PREFIX}{name.upper()}_FILE") if name in SECRETS else None
+        if file_path:
+            if raw is not None:
+                problems.append(f"setting {name}: set both {ENV_PREFIX}{name.upper()} and _FILE")
+            else:
+                try:
+                    take(name, _read_secret_file(name, file_path))
+                except ConfigError as e:
+                    problems.append(str(e))
     for name, raw in overrides.items():
         if raw is not None:
             take(name, raw)
@@ -253,7 +306,41 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
     from hookstream.records.cursor import poller_problems  # pure: zone and intervals
 
     errors += poller_problems(settings.poller_timezone, settings.poller_intervals)
+    errors += _kafka_security_problems(settings)
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         errors.append(f"log_level {settings.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
     if errors:
         raise ConfigError("invalid settings:\n" + "\n".join(f"  - {e}" for e in errors))
+
+
+def _kafka_security_problems(settings: Settings) -> list[str]:
+    """What cannot work in the Kafka security settings (librdkafka checks the rest when the
+    first client is built: hookstream.io.kafka.check_client_config)."""
+    errors = []
+    protocol, mechanism = settings.kafka_security_protocol, settings.kafka_sasl_mechanism
+    if protocol not in SECURITY_PROTOCOLS:
+        errors.append(f"kafka_security_protocol {protocol!r} is not one of "
+                      + ", ".join(SECURITY_PROTOCOLS))
+    if protocol.startswith("SASL"):
+        if mechanism not in SASL_MECHANISMS:
+            errors.append(f"kafka_sasl_mechanism {mechanism!r} is not one of "
+                          + ", ".join(SASL_MECHANISMS))
+        elif mechanism == "OAUTHBEARER":
+            for name in ("kafka_oauth_token_url", "kafka_oauth_client_id",
+                         "kafka_oauth_client_secret"):
+                if not getattr(settings, name):
+                    errors.append(f"{name} is needed with kafka_sasl_mechanism OAUTHBEARER")
+        elif not (settings.kafka_sasl_username and settings.kafka_sasl_password):
+            errors.append(f"kafka_sasl_username and kafka_sasl_password are needed with "
+                          f"kafka_sasl_mechanism {mechanism}")
+    if bool(settings.kafka_ssl_certificate_location) != bool(settings.kafka_ssl_key_location):
+        errors.append("kafka_ssl_certificate_location and kafka_ssl_key_location go together")
+    for name in ("kafka_ssl_ca_location", "kafka_ssl_certificate_location",
+                 "kafka_ssl_key_location"):
+        path = getattr(settings, name)
+        if path and not Path(path).is_file():
+            errors.append(f"{name}: no file {path}")
+    for entry in settings.kafka_config:
+        if "=" not in entry:
+            errors.append(f"kafka_config entry {entry!r} must be name=value")
+    return errors
