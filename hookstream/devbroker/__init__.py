@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from hookstream.devbroker.broker import LocalBroker, free_port_pair
+from hookstream.devbroker.broker import LocalBroker, Secured, free_port_pair
 
 __all__ = [
     "LocalBroker",
+    "Secured",
     "free_port_pair",
 ]

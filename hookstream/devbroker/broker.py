@@ -36,6 +36,23 @@ def kafka_version(pom: Path = POM) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Secured:
+    """A broker that admits only authenticated clients, as production clusters do: SASL_SSL
+    with SCRAM-SHA-512 on the broker's port, mutual TLS on the port after the controller's
+    (principal: the certificate's CN), and ACLs (KRaft's StandardAuthorizer, a request no
+    ACL allows is denied). `admin` is the super user the broker itself connects as."""
+
+    ca_file: Path  # PEM: the CA that signed the broker's and the clients' certificates
+    keystore_file: Path  # PEM: the broker's private key (PKCS#8) and certificate chain
+    users: tuple[tuple[str, str], ...]  # SCRAM-SHA-512 (name, password), made at format time
+    admin: str = "admin"  # one of `users`
+
+    @property
+    def admin_password(self) -> str:
+        return dict(self.users)[self.admin]
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerStatus:
     running: bool
     pid: int | None
@@ -46,11 +63,19 @@ class BrokerStatus:
 class LocalBroker:
     """Start, stop and inspect the local development broker."""
 
-    def __init__(self, state_dir: Path, cache_dir: Path, port: int = 9092, heap_mb: int = 768):
+    def __init__(
+        self,
+        state_dir: Path,
+        cache_dir: Path,
+        port: int = 9092,
+        heap_mb: int = 768,
+        secured: Secured | None = None,
+    ):
         self.state_dir = state_dir
         self.cache_dir = cache_dir
         self.port = port
         self.heap_mb = heap_mb
+        self.secured = secured
         self.version = kafka_version()
         self.libs = cache_dir / f"kafka-{self.version}" / "libs"
         self.data_dir = state_dir / "kafka-data"
@@ -61,6 +86,24 @@ class LocalBroker:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        """The mutual TLS listener of a secured broker."""
+        return f"127.0.0.1:{self.port + 2}"
+
+    def admin_config(self) -> dict[str, str]:
+        """librdkafka properties of a super-user client of this broker."""
+        config = {"bootstrap.servers": self.bootstrap}
+        if self.secured:
+            config.update({
+                "security.protocol": "SASL_SSL",
+                "ssl.ca.location": str(self.secured.ca_file),
+                "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": self.secured.admin,
+                "sasl.password": self.secured.admin_password,
+            })
+        return config
 
     # -- status -----------------------------------------------------------------------
 
@@ -89,7 +132,7 @@ class LocalBroker:
                     "not running (stale pid file: the broker died or was killed)",
                 )
             return BrokerStatus(False, None, self.bootstrap, "not running")
-        if _answers(self.bootstrap, timeout_s=3.0):
+        if _answers(self.admin_config(), timeout_s=3.0):
             return BrokerStatus(True, pid, self.bootstrap, f"running (pid {pid})")
         return BrokerStatus(
             False,
@@ -134,6 +177,39 @@ class LocalBroker:
             raise BrokerError("Java 17+ is needed to run the Kafka broker; install it")
         return java
 
+    def _listeners(self) -> list[str]:
+        port, controller = self.port, f"CONTROLLER://127.0.0.1:{self.port + 1}"
+        if self.secured is None:
+            return [
+                f"listeners=PLAINTEXT://127.0.0.1:{port},{controller}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            ]
+        sec, mtls = self.secured, f"SSL://127.0.0.1:{port + 2}"
+        scram = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{sec.admin}" password="{sec.admin_password}";'
+        )
+        return [
+            f"listeners=SASL_SSL://127.0.0.1:{port},{controller},{mtls}",
+            f"advertised.listeners=SASL_SSL://127.0.0.1:{port},{mtls}",
+            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT,SSL:SSL",
+            "inter.broker.listener.name=SASL_SSL",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram}",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={sec.keystore_file}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={sec.ca_file}",
+            "listener.name.ssl.ssl.client.auth=required",
+            "ssl.principal.mapping.rules=RULE:^CN=([^,]+).*$/$1/,DEFAULT",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found=false",
+            # the controller listener (loopback, PLAINTEXT) is the broker talking to itself
+            f"super.users=User:{sec.admin};User:ANONYMOUS",
+        ]
+
     def _write_config(self) -> None:
         self.config_file.write_text(
             "\n".join(
@@ -141,11 +217,8 @@ class LocalBroker:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.bootstrap.servers=127.0.0.1:{self.port + 1}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
-                    f"CONTROLLER://127.0.0.1:{self.port + 1}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    *self._listeners(),
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                     f"log.dirs={self.data_dir}",
                     "num.partitions=1",
                     "offsets.topic.replication.factor=1",
@@ -178,6 +251,8 @@ class LocalBroker:
             "-c",
             str(self.config_file),
         ]
+        for name, password in self.secured.users if self.secured else ():
+            cmd += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
@@ -190,7 +265,7 @@ class LocalBroker:
             current = self.status()
             if current.pid is not None:
                 if not current.running:
-                    _wait_until_answers(self.bootstrap, current.pid, timeout_s, self.log_file)
+                    _wait_until_answers(self.admin_config(), current.pid, timeout_s, self.log_file)
                 return BrokerStatus(
                     True, current.pid, self.bootstrap, f"already running (pid {current.pid})"
                 )
@@ -224,7 +299,7 @@ class LocalBroker:
                     start_new_session=True,
                 )
             self.pid_file.write_text(str(proc.pid))
-            _wait_until_answers(self.bootstrap, proc.pid, timeout_s, self.log_file)
+            _wait_until_answers(self.admin_config(), proc.pid, timeout_s, self.log_file)
             return BrokerStatus(True, proc.pid, self.bootstrap, f"started (pid {proc.pid})")
 
     def stop(self, timeout_s: float = 30.0) -> BrokerStatus:
@@ -263,11 +338,11 @@ def _port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _answers(bootstrap: str, timeout_s: float) -> bool:
-    """True when a Kafka broker answers a metadata request at `bootstrap`."""
+def _answers(config: dict[str, str], timeout_s: float) -> bool:
+    """True when a Kafka broker answers a metadata request (`config`: an admin client's)."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient({**config, "log_level": 0})
     try:
         admin.list_topics(timeout=timeout_s)
         return True
@@ -275,29 +350,36 @@ def _answers(bootstrap: str, timeout_s: float) -> bool:
         return False
 
 
-def _wait_until_answers(bootstrap: str, pid: int, timeout_s: float, log_file: Path) -> None:
+def _wait_until_answers(
+    config: dict[str, str], pid: int, timeout_s: float, log_file: Path
+) -> None:
     deadline = time.monotonic() + timeout_s
+    port = int(config["bootstrap.servers"].rsplit(":", 1)[1])
     while time.monotonic() < deadline:
         if not _alive(pid):
             tail = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else ""
             raise BrokerError(f"the Kafka broker exited during start; last log lines:\n{tail}")
-        if _port_in_use(int(bootstrap.rsplit(":", 1)[1])) and _answers(bootstrap, 2.0):
+        if _port_in_use(port) and _answers(config, 2.0):
             return
         time.sleep(0.3)
     raise BrokerError(f"the Kafka broker did not answer within {timeout_s:.0f}s; see {log_file}")
 
 
-def free_port_pair() -> int:
-    """Two free adjacent ports (broker, controller) below the ephemeral range, where an
-    outgoing connection cannot take one of them between this check and the bind."""
+def free_port_pair(count: int = 2) -> int:
+    """The first of `count` free adjacent ports (broker, controller, and a secured broker's
+    mutual TLS listener) below the ephemeral range, where an outgoing connection cannot
+    take one of them between this check and the bind."""
     low, _ = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     for _ in range(200):
-        port = random.randrange(20_000, min(low, 32_000) - 2)
+        port = random.randrange(20_000, min(low, 32_000) - count)
+        sockets = [socket.socket() for _ in range(count)]
         try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
+            for offset, sock in enumerate(sockets):
+                sock.bind(("127.0.0.1", port + offset))
             return port
         except OSError:
             continue
-    raise BrokerError("no free port pair for a local broker")
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise BrokerError("no free ports for a local broker")

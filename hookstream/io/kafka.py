@@ -26,12 +26,114 @@ from hookstream.errors import (
     KafkaRetriable,
     TransientError,
 )
+from hookstream.io.kafka_link import LINK
 from hookstream.records import topic_specs
 
 
 def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
-    # librdkafka logs transient retries as warnings; errors are still logged.
-    return {"bootstrap.servers": settings.bootstrap_servers, "log_level": 3, **extra}
+    """The properties every client shares: the brokers, connection security, the
+    operator's `kafka_config`, and the process's link watch (its logs and errors)."""
+    LINK.connecting_as(principal(settings))
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        **security_config(settings),
+        **extra_properties(settings),
+        **LINK.callbacks(),
+        **extra,
+    }
+
+
+def security_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka's security properties from the settings (validated by config.validate)."""
+    protocol = settings.kafka_security_protocol
+    config: dict[str, Any] = {"security.protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        config["ssl.endpoint.identification.algorithm"] = (
+            "https" if settings.kafka_ssl_verify_hostname else "none"
+        )
+        for name in ("ca", "certificate", "key"):
+            if path := getattr(settings, f"kafka_ssl_{name}_location"):
+                config[f"ssl.{name}.location"] = path
+        if settings.kafka_ssl_key_password:
+            config["ssl.key.password"] = settings.kafka_ssl_key_password
+    if protocol.startswith("SASL"):
+        mechanism = settings.kafka_sasl_mechanism
+        config["sasl.mechanism"] = mechanism
+        if mechanism == "OAUTHBEARER":  # librdkafka fetches and renews the token itself
+            config.update({
+                "sasl.oauthbearer.method": "oidc",
+                "sasl.oauthbearer.token.endpoint.url": settings.kafka_oauth_token_url,
+                "sasl.oauthbearer.client.id": settings.kafka_oauth_client_id,
+                "sasl.oauthbearer.client.secret": settings.kafka_oauth_client_secret,
+            })
+            if settings.kafka_oauth_scope:
+                config["sasl.oauthbearer.scope"] = settings.kafka_oauth_scope
+        else:
+            config["sasl.username"] = settings.kafka_sasl_username
+            config["sasl.password"] = settings.kafka_sasl_password
+    return config
+
+
+def principal(settings: Settings) -> str:
+    """Who the clients connect as, in the words of Kafka's ACLs where the settings tell."""
+    if settings.kafka_security_protocol.startswith("SASL"):
+        if settings.kafka_sasl_mechanism == "OAUTHBEARER":
+            return f"the OAuth client {settings.kafka_oauth_client_id}"
+        return f"User:{settings.kafka_sasl_username}"
+    if settings.kafka_ssl_certificate_location:
+        return f"the client certificate {settings.kafka_ssl_certificate_location}"
+    return ""
+
+
+# Properties `kafka_config` may not set: a setting owns them, or hookstream's guarantees do.
+_OWNED = {
+    "bootstrap.servers": "the bootstrap_servers setting",
+    "metadata.broker.list": "the bootstrap_servers setting",
+    "security.protocol": "the kafka_security_protocol setting",
+    "sasl.mechanism": "the kafka_sasl_mechanism setting",
+    "sasl.mechanisms": "the kafka_sasl_mechanism setting",
+    "sasl.username": "the kafka_sasl_username setting",
+    "sasl.password": "the kafka_sasl_password setting",
+    "ssl.ca.location": "the kafka_ssl_ca_location setting",
+    "ssl.certificate.location": "the kafka_ssl_certificate_location setting",
+    "ssl.key.location": "the kafka_ssl_key_location setting",
+    "ssl.key.password": "the kafka_ssl_key_password setting",
+    "ssl.endpoint.identification.algorithm": "the kafka_ssl_verify_hostname setting",
+    "sasl.oauthbearer.token.endpoint.url": "the kafka_oauth_token_url setting",
+    "sasl.oauthbearer.client.id": "the kafka_oauth_client_id setting",
+    "sasl.oauthbearer.client.secret": "the kafka_oauth_client_secret setting",
+    "sasl.oauthbearer.scope": "the kafka_oauth_scope setting",
+    "group.id": "hookstream (one group per component)",
+    "transactional.id": "hookstream (the processor's and redrive's transactions)",
+    "enable.idempotence": "hookstream's delivery guarantees",
+    "isolation.level": "hookstream's delivery guarantees",
+    "enable.auto.commit": "hookstream's delivery guarantees",
+    "enable.auto.offset.store": "hookstream's delivery guarantees",
+    "log_level": "hookstream's Kafka link watch",
+    "statistics.interval.ms": "hookstream's Kafka link watch",
+}
+
+
+def extra_properties(settings: Settings) -> dict[str, str]:
+    """The `kafka_config` setting's properties; a property a setting or hookstream owns, or
+    a secret (which belongs in a setting read from a file), is a ConfigError."""
+    extra: dict[str, str] = {}
+    for entry in settings.kafka_config:
+        name, _, value = entry.partition("=")
+        name = name.strip()
+        if name in _OWNED:
+            raise ConfigError(f"kafka_config: {name} is set by {_OWNED[name]}")
+        if any(word in name for word in ("password", "secret", ".pem")):
+            raise ConfigError(f"kafka_config: {name} is a secret; kafka_config is not kept "
+                              "secret (use the kafka_* settings, or a file location property)")
+        extra[name] = value.strip()
+    return extra
+
+
+def check_client_config(settings: Settings) -> None:
+    """Build (and drop) a client from the settings, so that a property librdkafka does not
+    know, or a value it refuses, is a ConfigError at start-up rather than at first use."""
+    _built(AdminClient, client_config(settings)).poll(0)
 
 
 Overrides = Mapping[str, Any]  # librdkafka properties, e.g. {"linger.ms": 2}
@@ -71,6 +173,12 @@ def _built(kind: type[Client], config: dict[str, Any]) -> Client:
         return kind(config)
     except KafkaException as e:  # an unknown or invalid property: a configuration error
         raise ConfigError(f"Kafka client configuration: {_describe(e)}") from e
+    except (TypeError, ValueError) as e:  # confluent-kafka's own checks of a value's type
+        raise ConfigError(f"Kafka client configuration: {e}") from e
+
+
+_UNREACHABLE = (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
+                KafkaError._AUTHENTICATION, KafkaError._SSL)
 
 
 def translate(error: KafkaException | KafkaError, what: str) -> KafkaFailed:
@@ -80,6 +188,8 @@ def translate(error: KafkaException | KafkaError, what: str) -> KafkaFailed:
     if not isinstance(err, KafkaError):
         return KafkaFailed(f"{what}: {error}")
     message, code = f"{what}: {err.str()} ({err.name()})", err.name()
+    if err.code() in _UNREACHABLE and (cause := LINK.cause()):
+        message += f"; Kafka unreachable: {cause}"
     if err.fatal():
         return KafkaFatal(message, code)
     if err.txn_requires_abort():

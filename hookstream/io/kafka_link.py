@@ -1,0 +1,185 @@
+"""The process's Kafka link as an operator reads it in the log during an outage.
+
+Every client hookstream builds reports here (librdkafka's `error_cb`, `logger` and
+`stats_cb`). Without this, librdkafka logs a connection failure per client about every
+50 ms; with it, a process says once that Kafka became unreachable and why, a summary a
+minute while it lasts, and once that it is back with how long it was away:
+
+    Kafka unreachable: 127.0.0.1:9092: Connection refused
+    Kafka still unreachable after 1m0s: 1,204 connection errors; last: ... Connection refused
+    Kafka reachable again after 1m18s
+
+A single broker of a cluster going away is the same three lines about that broker, unless
+the whole cluster is away. /readyz is not ready while Kafka is unreachable
+(`KafkaLink.ok`). Recovery is read from librdkafka's statistics (a broker in state UP),
+the one place it tells that a connection is established.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError
+
+log = logging.getLogger("hookstream.kafka")
+
+STATS_INTERVAL_MS = 5000  # how soon a recovery is noticed
+SUMMARY_EVERY_S = 60.0
+WHOLE = "Kafka"  # the subject of an outage of every broker
+_AFTER_STATE = re.compile(r"\s*\(after \d+ms in state \w+\)")
+
+
+@dataclass
+class Outage:
+    since: float
+    cause: str
+    errors: int = 1
+    said_at: float | None = None  # when its first line was logged (None: not yet)
+
+
+class KafkaLink:
+    """Outages by subject (`WHOLE` or one broker's host:port), from the clients' callbacks,
+    which librdkafka makes from whichever thread polls a client: hence the lock."""
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, summary_every_s: float = SUMMARY_EVERY_S
+    ):
+        self._clock = clock
+        self._summary_every_s = summary_every_s
+        self._lock = threading.Lock()
+        self._outages: dict[str, Outage] = {}
+        self._principal = ""  # who the clients connect as, for an authentication error
+
+    def callbacks(self) -> dict[str, Any]:
+        """The librdkafka properties that route a client's reports here."""
+        return {
+            "error_cb": self.on_error,
+            "logger": self,
+            "log_level": 3,  # errors only: librdkafka logs transient retries as warnings
+            "stats_cb": self.on_stats,
+            "statistics.interval.ms": STATS_INTERVAL_MS,
+            # brokers close idle connections (connections.max.idle.ms): not an outage
+            "log.connection.close": False,
+        }
+
+    def connecting_as(self, principal: str) -> None:
+        self._principal = principal
+
+    def ok(self) -> bool:
+        """False while no broker can be reached (or none accepts the credentials)."""
+        with self._lock:
+            return WHOLE not in self._outages
+
+    def cause(self) -> str | None:
+        """Why Kafka is unreachable, for an error message; None when it is not."""
+        with self._lock:
+            outage = self._outages.get(WHOLE)
+            return outage.cause if outage else None
+
+    # -- librdkafka's callbacks ---------------------------------------------------------
+
+    def on_error(self, err: KafkaError) -> None:
+        code, text = err.code(), _AFTER_STATE.sub("", err.str())
+        if code in (KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            broker, _, cause = text.partition(": ")
+            if "Disconnected" in cause and "Connect" not in cause:
+                return  # a closed connection: the reconnect's failure, if any, is the news
+            self._fault(broker.split("/")[0], f"{broker.split('/')[0]}: {cause}", whole=False)
+        elif code == KafkaError._ALL_BROKERS_DOWN:
+            with self._lock:
+                last = max(self._outages.values(), key=lambda o: o.since, default=None)
+            self._fault(WHOLE, last.cause if last else text, whole=True)
+        elif code == KafkaError._AUTHENTICATION:
+            self._fault(WHOLE, self._authentication(text), whole=True)
+        elif code == KafkaError._SSL:
+            self._fault(WHOLE, _tls(text), whole=True)
+        else:
+            log.warning("Kafka: %s (%s)", text, err.name())
+
+    def on_stats(self, stats_json: str) -> None:
+        brokers = json.loads(stats_json).get("brokers", {})
+        up = {name.split("/")[0] for name, b in brokers.items() if b.get("state") == "UP"}
+        now = self._clock()
+        with self._lock:
+            for subject in [s for s in self._outages if s in up or (s == WHOLE and up)]:
+                outage = self._outages.pop(subject)
+                if outage.said_at is not None:
+                    log.warning("%s reachable again after %s", _subject(subject),
+                                _duration(now - outage.since))
+            self._say(now)
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        """librdkafka's log lines; connection failures come through `on_error` instead."""
+        facility = args[0] if args else ""
+        if facility in ("FAIL", "ERROR"):
+            return
+        log.log(level, "librdkafka: " + fmt, *args)
+
+    # -- outages ------------------------------------------------------------------------
+
+    def _fault(self, subject: str, cause: str, *, whole: bool) -> None:
+        now = self._clock()
+        with self._lock:
+            outage = self._outages.get(subject)
+            if outage is None:
+                self._outages[subject] = Outage(now, cause)
+            else:
+                outage.errors += 1
+                outage.cause = cause
+            if whole:  # said at once; a single broker waits a statistics round (`_say`)
+                self._say(now)
+
+    def _say(self, now: float) -> None:
+        """Log each outage's first line, then a summary a minute. A broker's own outage is
+        not told while the whole of Kafka is away: that line already says it."""
+        whole = WHOLE in self._outages
+        for subject, outage in self._outages.items():
+            if whole and subject != WHOLE:
+                continue
+            if outage.said_at is None:
+                log.error("%s unreachable: %s", _subject(subject), outage.cause)
+                outage.said_at = now
+            elif now - outage.said_at >= self._summary_every_s:
+                log.error("%s still unreachable after %s: %d connection errors; last: %s",
+                          _subject(subject), _duration(now - outage.since), outage.errors,
+                          outage.cause)
+                outage.said_at = now
+
+    def _authentication(self, text: str) -> str:
+        who = f" of {self._principal}" if self._principal else ""
+        return f"the brokers refused the credentials{who}: {text.split(': ', 1)[-1]}"
+
+
+def _tls(text: str) -> str:
+    """What an operator must fix, from librdkafka's TLS handshake error."""
+    address, _, detail = text.partition(": ")
+    address = address.split("/")[0].removeprefix("ssl://").removeprefix("sasl_ssl://")
+    lowered = detail.lower()
+    if "hostname mismatch" in lowered or "ip address mismatch" in lowered:
+        return (f"the TLS certificate of {address} is not issued for that host name "
+                "(check bootstrap_servers, or the broker's certificate)")
+    if "certificate verify failed" in lowered:
+        return (f"the TLS certificate of {address} is not signed by a trusted CA "
+                "(check kafka_ssl_ca_location)")
+    if "wrong version number" in lowered or "packet length too long" in lowered:
+        return f"{address} does not speak TLS (check kafka_security_protocol)"
+    return f"TLS with {address} failed: {detail}"
+
+
+def _subject(subject: str) -> str:
+    return subject if subject == WHOLE else f"Kafka broker {subject}"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs}s" if minutes else f"{seconds:.1f}s"
+
+
+LINK = KafkaLink()  # one per process: every client of the process reports to it

@@ -1,0 +1,142 @@
+"""A secured local broker for the tests: certificates made with openssl, SCRAM users made by
+Kafka's own storage tool, ACLs (deny unless allowed) made from hookstream's ACL table."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
+
+from hookstream.config import Settings, load_settings
+from hookstream.control.acls import COMPONENTS, acls
+from hookstream.devbroker import LocalBroker, Secured, free_port_pair
+
+MTLS_CLIENT = "mtls-client"  # the CN of the mutual TLS client certificate
+
+
+def _openssl(*args: str | Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+
+def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed CA: (certificate, key)."""
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+             "-days", "2", "-subj", f"/CN={name}")
+    return cert, key
+
+
+def issue(folder: Path, ca: tuple[Path, Path], cn: str, san: str = "") -> tuple[Path, Path]:
+    """A certificate for `cn` signed by `ca`: (certificate, PKCS#8 key)."""
+    cert, key, csr = folder / f"{cn}.crt", folder / f"{cn}.key", folder / f"{cn}.csr"
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+             "-subj", f"/CN={cn}")
+    extensions = folder / f"{cn}.ext"
+    extensions.write_text(f"subjectAltName={san}\n" if san else "")
+    _openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
+             "-out", cert, "-days", "2", "-extfile", extensions)
+    return cert, key
+
+
+@dataclass(frozen=True)
+class SecureKafka:
+    broker: LocalBroker
+    ca_file: Path
+    passwords: dict[str, str]  # SCRAM user: password
+    folder: Path  # certificates
+
+    def settings(self, user: str, tmp_path: Path, prefix: str, **overrides: object) -> Settings:
+        """Settings of a client connecting as `user` over SASL_SSL."""
+        return load_settings(
+            env={},
+            bootstrap_servers=self.broker.bootstrap,
+            topic_prefix=prefix,
+            partitions=2,
+            state_dir=str(tmp_path / "state"),
+            retry_tiers="1s,2s,3s",
+            kafka_security_protocol="SASL_SSL",
+            kafka_ssl_ca_location=str(self.ca_file),
+            kafka_sasl_mechanism="SCRAM-SHA-512",
+            kafka_sasl_username=user,
+            kafka_sasl_password=self.passwords[user],
+            **overrides,
+        )
+
+    def env(self, user: str) -> dict[str, str]:
+        """The same, as a component's environment."""
+        return {
+            "HOOKSTREAM_BOOTSTRAP_SERVERS": self.broker.bootstrap,
+            "HOOKSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "HOOKSTREAM_KAFKA_SSL_CA_LOCATION": str(self.ca_file),
+            "HOOKSTREAM_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "HOOKSTREAM_KAFKA_SASL_USERNAME": user,
+            "HOOKSTREAM_KAFKA_SASL_PASSWORD": self.passwords[user],
+        }
+
+    def grant(self, bindings: Iterable[AclBinding]) -> None:
+        admin = self._admin()  # kept alive until its futures settle
+        _settle(admin.create_acls(list(bindings)))
+
+    def revoke(self, bindings: Iterable[AclBinding]) -> None:
+        admin = self._admin()
+        _settle(admin.delete_acls(list(bindings)))  # a binding is a filter matching itself
+
+    def grant_component(self, component: str, user: str, prefix: str) -> list[AclBinding]:
+        """The table's ACLs of `component` to SCRAM user `user`; returns them."""
+        bindings = acl_bindings(component, f"User:{user}", prefix)
+        self.grant(bindings)
+        return bindings
+
+    def _admin(self) -> AdminClient:
+        return AdminClient({**self.broker.admin_config(), "log_level": 0})
+
+
+_RESOURCE = {"cluster": "BROKER"}  # confluent-kafka's name for the cluster resource
+
+
+def acl_bindings(component: str, principal: str, prefix: str) -> list[AclBinding]:
+    """hookstream's ACL table as confluent-kafka bindings."""
+    return [
+        AclBinding(ResourceType[_RESOURCE.get(a.resource, a.resource.upper().replace("-", "_"))], a.name,
+                   ResourcePatternType[a.pattern], a.principal, "*",
+                   AclOperation[a.operation], AclPermissionType.ALLOW)
+        for a in acls(component, principal, prefix)
+    ]
+
+
+def _settle(futures: dict[object, object]) -> None:
+    for future in futures.values():
+        future.result(timeout=30)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def secure_kafka(folder: Path, cache: Path) -> Iterator[SecureKafka]:
+    """A SASL_SSL + mTLS broker with ACLs, a SCRAM user per component and an operator."""
+    certs = folder / "certs"
+    certs.mkdir(parents=True)
+    ca = make_ca(certs, "test-ca")
+    broker_cert, broker_key = issue(certs, ca, "broker", "IP:127.0.0.1")
+    keystore = certs / "broker.pem"
+    keystore.write_text(broker_key.read_text() + broker_cert.read_text())
+    issue(certs, ca, MTLS_CLIENT)
+    passwords = {name: secrets.token_urlsafe(16) for name in ("admin", "operator", *COMPONENTS)}
+    secured = Secured(ca[0], keystore, tuple(passwords.items()))
+    broker = LocalBroker(folder / "kafka", cache, port=free_port_pair(3), heap_mb=512,
+                         secured=secured)
+    broker.start()
+    try:
+        yield SecureKafka(broker, ca[0], passwords, certs)
+    finally:
+        broker.stop()
