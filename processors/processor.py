@@ -31,7 +31,10 @@ from hookstream.errors import DecodeError, KafkaFailed, KafkaFatal, TransientErr
 from hookstream.io import (
     HUNG,
     TableFollower,
+    Throttled,
     codec_for,
+    denied,
+    denied_topics,
     gauges,
     health,
     kafka_errors,
@@ -112,6 +115,7 @@ class Processor:
         self._clients: TransactionalClients | None = self._new_clients()
         self._started = False  # transactions initialised and the input subscribed
         self._recover = False  # after an outage or a hung call (TransactionalClients.recover)
+        self._aborts = Throttled(log)  # the same abort in a loop: said once a minute
 
     def _new_clients(self) -> TransactionalClients:
         return TransactionalClients(
@@ -205,8 +209,7 @@ class Processor:
         batch = clients.consume(
             self.settings.processor_batch_size, self.settings.processor_batch_ms / 1000
         )
-        if batch:
-            self._process(clients, batch)
+        if batch and self._process(clients, batch):
             self._processing()
 
     def _drop_clients(self) -> None:
@@ -214,7 +217,8 @@ class Processor:
             self._clients.close()
         self._clients, self._started = None, False
 
-    def _process(self, clients: TransactionalClients, batch: list[Message]) -> None:
+    def _process(self, clients: TransactionalClients, batch: list[Message]) -> bool:
+        """One batch in one transaction; False when it was aborted (it is read again)."""
         self._batch, self._batch_stats = Tally(), Tally()
         try:
             clients.begin()
@@ -226,13 +230,24 @@ class Processor:
         except KafkaFatal:
             raise
         except KafkaFailed as e:  # abortable, retriable past its attempts, or unclassified
-            log.warning("transaction aborted, the batch will be read again: %s", e)
+            reason = str(e)
+            # a denied output (refused at once, or in the delivery reports at commit): say
+            # which, and stay unready until a batch commits
+            outputs = [t for name, t in self.topics.items() if name != ITEM_CHANGES]
+            if e.code in ("TOPIC_AUTHORIZATION_FAILED", "_INCONSISTENT") and (
+                refused := denied_topics(clients.producer, outputs)
+            ):
+                reason = denied("WRITE", "topic", ", ".join(refused))
+                self.ready.clear()
+                metrics.READY.labels("processor").set(0)
+            self._aborts.warning(f"transaction aborted, the batch will be read again: {reason}")
             clients.abort_and_rewind(first_offsets(batch))
-            return
+            return False
         for (name, label), n in self._batch.items():
             self._counters[name](label).inc(n)
         for name, n in self._batch_stats.items():
             self.stats[name] += n
+        return True
 
     def _transform(self, clients: TransactionalClients, msg: Message, now_ms: int) -> None:
         self._batch_stats["events"] += 1

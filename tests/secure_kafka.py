@@ -89,15 +89,10 @@ class SecureKafka:
         admin = self._admin()  # kept alive until its futures settle
         _settle(admin.create_acls(list(bindings)))
 
-    def revoke(self, bindings: Iterable[AclBinding]) -> None:
-        admin = self._admin()
-        _settle(admin.delete_acls(list(bindings)))  # a binding is a filter matching itself
-
-    def grant_component(self, component: str, user: str, prefix: str) -> list[AclBinding]:
-        """The table's ACLs of `component` to SCRAM user `user`; returns them."""
-        bindings = acl_bindings(component, f"User:{user}", prefix)
-        self.grant(bindings)
-        return bindings
+    def grant_component(self, component: str, user: str, prefix: str, but: str = "") -> None:
+        """The table's ACLs of `component` to `user`, but those whose text contains `but`."""
+        self.grant(b for b in acl_bindings(component, f"User:{user}", prefix)
+                   if not but or but not in str(b))
 
     def _admin(self) -> AdminClient:
         return AdminClient({**self.broker.admin_config(), "log_level": 0})

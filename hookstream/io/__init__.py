@@ -8,6 +8,8 @@ from hookstream.io.kafka import (
     consumer,
     create_topics,
     delivery_callback,
+    denied,
+    denied_topics,
     flush,
     kafka_errors,
     producer,
@@ -15,19 +17,24 @@ from hookstream.io.kafka import (
     translate,
     watermarks,
 )
+from hookstream.io.kafka_link import LINK, Throttled
 from hookstream.io.schema_registry import HttpSchemaRegistry, codec_for
 from hookstream.io.tables import TableFollower, read_table, webhook_and_entity_applier
 
 __all__ = [
     "HUNG",
+    "LINK",
     "HttpSchemaRegistry",
     "TableFollower",
+    "Throttled",
     "admin",
     "bounded",
     "codec_for",
     "consumer",
     "create_topics",
     "delivery_callback",
+    "denied",
+    "denied_topics",
     "flush",
     "kafka_errors",
     "producer",

@@ -33,7 +33,7 @@ from hookstream.records import topic_specs
 def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     """The properties every client shares: the brokers, connection security, the
     operator's `kafka_config`, and the process's link watch (its logs and errors)."""
-    LINK.connecting_as(principal(settings))
+    LINK.connecting_as(principal(settings), settings.kafka_ssl_ca_location)
     return {
         "bootstrap.servers": settings.bootstrap_servers,
         **security_config(settings),
@@ -177,6 +177,29 @@ def _built(kind: type[Client], config: dict[str, Any]) -> Client:
         raise ConfigError(f"Kafka client configuration: {e}") from e
 
 
+def denied(operation: str, resource: str, name: str) -> str:
+    """The line a missing ACL gets: who was denied what on which resource, and the fix."""
+    who = LINK.principal or "this client"
+    return (f"Kafka denies {who} {operation} on {resource} {name}: an ACL is missing "
+            "(`hookstream kafka acls --component C --principal P` prints those needed)")
+
+
+def denied_topics(client: Producer | Consumer, topics: list[str], timeout_s: float = 5.0
+                  ) -> list[str]:
+    """Which of `topics` the broker denies this client (their metadata says so)."""
+    with kafka_errors("reading topic metadata"):
+        meta = client.list_topics(timeout=timeout_s).topics
+    return [
+        t for t in topics
+        if t not in meta  # a topic the client may not describe is left out of the list
+        or (meta[t].error is not None
+            and meta[t].error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    ]
+
+
+_DENIED = (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED,
+           KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+           KafkaError.CLUSTER_AUTHORIZATION_FAILED)
 _UNREACHABLE = (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
                 KafkaError._AUTHENTICATION, KafkaError._SSL)
 
@@ -190,6 +213,8 @@ def translate(error: KafkaException | KafkaError, what: str) -> KafkaFailed:
     message, code = f"{what}: {err.str()} ({err.name()})", err.name()
     if err.code() in _UNREACHABLE and (cause := LINK.cause()):
         message += f"; Kafka unreachable: {cause}"
+    elif err.code() in _DENIED:
+        message += f"; Kafka denies it to {LINK.principal or 'this client'}: an ACL is missing"
     if err.fatal():
         return KafkaFatal(message, code)
     if err.txn_requires_abort():
@@ -216,8 +241,11 @@ def _describe(e: KafkaException) -> str:
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[tuple[str, str]]:
     """Create every missing topic; existing ones are left as they are. Idempotent."""
     client = admin(settings)
-    with kafka_errors(f"cannot reach Kafka at {settings.bootstrap_servers}"):
+    try:
         existing = client.list_topics(timeout=timeout_s).topics
+    except KafkaException as e:
+        client.poll(0)  # serve the error callbacks: the cause (credentials, TLS) is there
+        raise translate(e, f"cannot reach Kafka at {settings.bootstrap_servers}") from e
     report: list[tuple[str, str]] = []
     missing = []
     for spec in topic_specs(settings):

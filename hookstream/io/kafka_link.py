@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -55,7 +57,9 @@ class KafkaLink:
         self._summary_every_s = summary_every_s
         self._lock = threading.Lock()
         self._outages: dict[str, Outage] = {}
-        self._principal = ""  # who the clients connect as, for an authentication error
+        self.principal = ""  # who the clients connect as, for the errors that name it
+        self.ca_file = ""  # the CA the clients trust, to tell a TLS failure's cause
+        self._lines = Throttled(log, summary_every_s, clock)
 
     def callbacks(self) -> dict[str, Any]:
         """The librdkafka properties that route a client's reports here."""
@@ -69,8 +73,8 @@ class KafkaLink:
             "log.connection.close": False,
         }
 
-    def connecting_as(self, principal: str) -> None:
-        self._principal = principal
+    def connecting_as(self, principal: str, ca_file: str = "") -> None:
+        self.principal, self.ca_file = principal, ca_file
 
     def ok(self) -> bool:
         """False while no broker can be reached (or none accepts the credentials)."""
@@ -99,7 +103,12 @@ class KafkaLink:
         elif code == KafkaError._AUTHENTICATION:
             self._fault(WHOLE, self._authentication(text), whole=True)
         elif code == KafkaError._SSL:
-            self._fault(WHOLE, _tls(text), whole=True)
+            with self._lock:
+                known = self._outages.get(WHOLE)
+            if known is None or known.errors < 2:  # diagnose once, then count
+                self._fault(WHOLE, _tls(text, self.ca_file), whole=True)
+            else:
+                self._fault(WHOLE, known.cause, whole=True)
         else:
             log.warning("Kafka: %s (%s)", text, err.name())
 
@@ -116,11 +125,12 @@ class KafkaLink:
             self._say(now)
 
     def log(self, level: int, fmt: str, *args: Any) -> None:
-        """librdkafka's log lines; connection failures come through `on_error` instead."""
-        facility = args[0] if args else ""
-        if facility in ("FAIL", "ERROR"):
-            return
-        log.log(level, "librdkafka: " + fmt, *args)
+        """librdkafka's log lines (`facility [client] message`); connection failures come
+        through `on_error` instead, and a line repeated by every rebuilt client is said once
+        a minute."""
+        facility, message = (args[0], args[2]) if len(args) == 3 else ("", fmt % args)
+        if facility not in ("FAIL", "ERROR"):
+            self._lines.warning(f"librdkafka {facility}: {message}")
 
     # -- outages ------------------------------------------------------------------------
 
@@ -153,19 +163,20 @@ class KafkaLink:
                 outage.said_at = now
 
     def _authentication(self, text: str) -> str:
-        who = f" of {self._principal}" if self._principal else ""
+        who = f" of {self.principal}" if self.principal else ""
         return f"the brokers refused the credentials{who}: {text.split(': ', 1)[-1]}"
 
 
-def _tls(text: str) -> str:
+def _tls(text: str, ca_file: str) -> str:
     """What an operator must fix, from librdkafka's TLS handshake error."""
     address, _, detail = text.partition(": ")
-    address = address.split("/")[0].removeprefix("ssl://").removeprefix("sasl_ssl://")
+    address = address.split("://")[-1].split("/")[0]
     lowered = detail.lower()
-    if "hostname mismatch" in lowered or "ip address mismatch" in lowered:
-        return (f"the TLS certificate of {address} is not issued for that host name "
-                "(check bootstrap_servers, or the broker's certificate)")
     if "certificate verify failed" in lowered:
+        # librdkafka says the same of an unknown CA and of a certificate for another host
+        if _chain_verifies(address, ca_file):
+            return (f"the TLS certificate of {address} is not issued for that host name "
+                    "(check bootstrap_servers, or the broker's certificate)")
         return (f"the TLS certificate of {address} is not signed by a trusted CA "
                 "(check kafka_ssl_ca_location)")
     if "wrong version number" in lowered or "packet length too long" in lowered:
@@ -173,13 +184,47 @@ def _tls(text: str) -> str:
     return f"TLS with {address} failed: {detail}"
 
 
+def _chain_verifies(address: str, ca_file: str, timeout_s: float = 3.0) -> bool:
+    """True when the broker's certificate chain verifies against the CA (the host name
+    aside): then the host name is what failed. Asked once an outage."""
+    host, _, port = address.rpartition(":")
+    context = ssl.create_default_context(cafile=ca_file or None)
+    context.check_hostname = False
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout_s) as sock, \
+                context.wrap_socket(sock):
+            return True
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
+        return False
+
+
 def _subject(subject: str) -> str:
     return subject if subject == WHOLE else f"Kafka broker {subject}"
 
 
 def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     return f"{minutes}m{secs}s" if minutes else f"{seconds:.1f}s"
+
+
+class Throttled:
+    """A warning said once, then at most once a minute with how often it came meanwhile: a
+    loop that fails the same way (a missing ACL) must not flood the log."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = SUMMARY_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self._log, self._every_s, self._clock = logger, every_s, clock
+        self._said: dict[str, tuple[float, int]] = {}  # message: (said at, repeats since)
+
+    def warning(self, message: str) -> None:
+        now = self._clock()
+        said_at, repeats = self._said.get(message, (None, 0))
+        if said_at is None or now - said_at >= self._every_s:
+            again = f" (again {repeats + 1} times in {_duration(now - said_at)})" if said_at else ""
+            self._log.warning("%s%s", message, again)
+            self._said[message] = (now, 0)
+        else:
+            self._said[message] = (said_at, repeats + 1)
 
 
 LINK = KafkaLink()  # one per process: every client of the process reports to it

@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, TransientError
-from hookstream.io.kafka import consumer, kafka_errors, read_all, watermarks
+from hookstream.io.kafka import consumer, denied, kafka_errors, read_all, watermarks
 from hookstream.io.schema_registry import codec_for
 from hookstream.matching import Entity, EntityTable
 from hookstream.records import (
@@ -46,6 +46,10 @@ class TableFollower:
         for topic in topics:
             with kafka_errors(f"table topic {topic}"):
                 meta = self._consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            if meta is not None and meta.error is not None and meta.error.code() in (
+                KafkaError.TOPIC_AUTHORIZATION_FAILED,
+            ):
+                raise TransientError(denied("READ", "topic", topic))
             if meta is None or meta.error is not None:
                 raise TransientError(
                     f"table topic {topic} is missing; run `hookstream topics create`"

@@ -5,6 +5,8 @@ hookstream.control.acls, mutual TLS, and the error each misconfiguration gets.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import threading
 import time
 import uuid
@@ -17,16 +19,32 @@ import yaml
 from connectors.redrive import redrive
 from hookstream.config import Settings
 from hookstream.control import admin
+from hookstream.errors import KafkaFailed
 from hookstream.io import create_topics
-from hookstream.records import ATTEMPTS, AttemptRecord
+from hookstream.io import kafka as kafka_io
+from hookstream.io.kafka_link import KafkaLink
+from hookstream.records import (
+    ATTEMPTS,
+    DELIVERIES,
+    ITEM_CHANGES,
+    AttemptRecord,
+    DeliveryRequest,
+    make_event,
+)
 from processors.processor import Processor
 from tests.conftest import FIXTURES
 from tests.fake_glpi import FakeGlpiSender
-from tests.integration.harness import RunningDelivery, apply_webhooks, read, wait_until
+from tests.integration.harness import (
+    RunningDelivery,
+    apply_webhooks,
+    publish,
+    read,
+    wait_until,
+)
 from tests.integration.logstore_harness import RunningLogStore
 from tests.integration.test_ingest import SECRET, RunningIngest, apply_instances, post_all
 from tests.receiver import Receiver
-from tests.secure_kafka import MTLS_CLIENT, SecureKafka, secure_kafka
+from tests.secure_kafka import MTLS_CLIENT, SecureKafka, make_ca, secure_kafka
 
 TICKET = FIXTURES / "webhook_default_payloads" / "Ticket_new.json"
 
@@ -110,3 +128,81 @@ def test_a_client_certificate_is_the_principal_on_the_mutual_tls_listener(
     kafka.grant_component("operator", MTLS_CLIENT, prefix)
     report = create_topics(settings)
     assert {state for _, state in report} == {"created"}
+
+
+def test_a_missing_acl_is_one_line_naming_who_what_and_where_and_granting_it_recovers(
+    kafka: SecureKafka, tmp_path: Path, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    operator = as_user(kafka, "operator", tmp_path, prefix)
+    create_topics(operator)
+    apply_webhooks(operator, tmp_path, {"id": "ok", "url": "http://127.0.0.1:9/in",
+                                        "allowed_networks": ["127.0.0.0/8"]})
+    publish(operator, [make_event("glpi-a", "Ticket", 1, "new", {"id": 1}, entities_id=0,
+                                  occurred_at=1_700_000_000_000)], ITEM_CHANGES)
+    deliveries = f"{prefix}hookstream.deliveries"
+    kafka.grant_component("processor", "processor", prefix, but=f"{deliveries},Resource")
+    processor = Processor(kafka.settings("processor", tmp_path, prefix))
+    thread = threading.Thread(target=processor.run, daemon=True)
+    with caplog.at_level(logging.WARNING):
+        thread.start()
+        try:
+            expected = f"Kafka denies User:processor WRITE on topic {deliveries}"
+            assert wait_until(lambda: expected in caplog.text, timeout_s=60)
+            time.sleep(5)  # the processor keeps trying meanwhile, quietly
+            assert caplog.text.count(expected) == 1
+            assert not processor.ready.is_set()
+            assert processor.stats["deliveries"] == 0
+            assert "Traceback" not in caplog.text
+            # the operator grants the ACL: the same process goes on, nothing lost
+            kafka.grant_component("processor", "processor", prefix)
+            assert wait_until(lambda: processor.stats["deliveries"] == 1, timeout_s=60)
+            assert processor.ready.is_set()
+        finally:
+            processor.stopping.set()
+            thread.join(30)
+    assert len(read(operator, DELIVERIES, DeliveryRequest)) == 1
+
+
+def test_a_table_topic_it_may_not_read_is_named_with_the_principal(
+    kafka: SecureKafka, tmp_path: Path, prefix: str
+) -> None:
+    create_topics(as_user(kafka, "operator", tmp_path, prefix))
+    instances = f"{prefix}hookstream.instances"
+    kafka.grant_component("ingest", "ingest", prefix, but=f"{instances},Resource")
+    ingest = RunningIngest(kafka.settings("ingest", tmp_path, prefix))
+    with pytest.raises(RuntimeError) as failed:
+        ingest.__enter__()
+    assert f"Kafka denies User:ingest READ on topic {instances}: an ACL is missing" in str(
+        failed.value)
+
+
+@pytest.mark.parametrize(("change", "cause"), [
+    ({"kafka_sasl_password": "wrong"},
+     "the brokers refused the credentials of User:operator"),
+    ({"kafka_ssl_ca_location": "rogue-ca"},
+     "is not signed by a trusted CA (check kafka_ssl_ca_location)"),
+    ({"bootstrap_servers": "localhost"},  # the broker's certificate names 127.0.0.1 only
+     "is not issued for that host name"),
+    ({"kafka_security_protocol": "SASL_PLAINTEXT"}, "Kafka unreachable"),
+])
+def test_each_misconfiguration_ends_in_one_line_naming_its_cause(
+    kafka: SecureKafka, tmp_path: Path, prefix: str, change: dict[str, str], cause: str,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    link = KafkaLink()  # the process's link as a fresh process has it
+    monkeypatch.setattr(kafka_io, "LINK", link)
+    if change.get("kafka_ssl_ca_location"):
+        change = {"kafka_ssl_ca_location": str(make_ca(tmp_path, "rogue-ca")[0])}
+    if change.get("bootstrap_servers"):
+        change = {"bootstrap_servers": kafka.broker.bootstrap.replace("127.0.0.1", "localhost")}
+    settings = dataclasses.replace(kafka.settings("operator", tmp_path, prefix), **change)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING), pytest.raises(KafkaFailed) as failed:
+        create_topics(settings, timeout_s=10)
+    assert time.monotonic() - started < 30  # never a hang
+    assert cause in str(failed.value)
+    assert kafka.passwords["operator"] not in str(failed.value) + caplog.text
+    assert not link.ok()  # /readyz says not ready
+    unreachable = [r for r in caplog.records if r.name == "hookstream.kafka"
+                   and "unreachable" in r.getMessage()]
+    assert len(unreachable) == 1, caplog.text  # one line, not one per retry
