@@ -401,6 +401,24 @@ def test_keda_oauthbearer_reads_the_client_from_the_configmap(tools: Path) -> No
     assert set(refs) | set(from_config) <= KEDA_KAFKA_AUTH
 
 
+def test_strimzi_user_secrets_name_the_principal(tools: Path, tmp_path: Path) -> None:
+    # a Strimzi KafkaUser's Secret is named after the user and holds only `password`
+    objects = docs(template(tools, "all-values.yaml", sets=("kafka.sasl.usernameKey=",)))
+    pods = kafka_pods(objects)
+    settings = pod_settings(objects, pods["hs-hookstream-delivery"], tmp_path)
+    assert settings.kafka_sasl_username == "hookstream-delivery-kafka"
+    assert settings.kafka_sasl_password == "delivery-kafka-password"
+    for pod in pods.values():
+        literal = [e for e in pod["containers"][0]["env"] if "valueFrom" not in e]
+        assert [e["name"] for e in literal] == ["HOOKSTREAM_KAFKA_SASL_USERNAME"]
+    auth = by_kind(objects, "TriggerAuthentication")["hs-hookstream-delivery-kafka"]["spec"]
+    assert auth["env"] == [{"parameter": "username", "name": "HOOKSTREAM_KAFKA_SASL_USERNAME",
+                            "containerName": "delivery"}]
+    assert "username" not in {r["parameter"] for r in auth["secretTargetRef"]}
+    done = kubeconform(tools, yaml.safe_dump_all(objects))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 @pytest.mark.parametrize(("sets", "message"), [
     (("config.schema_registry_url=https://reg:s3cr3t-pw@registry.example",),
      "config.schema_registry_url must not hold credentials"),

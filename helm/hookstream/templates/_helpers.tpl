@@ -102,8 +102,12 @@ Explicit env wins over envFrom, so these replace the chart Secret's empty keys. 
 {{- else if $k.sasl.mechanism }}
 {{- $secret := include "hookstream.kafkaSaslSecret" . }}
 - name: HOOKSTREAM_KAFKA_SASL_USERNAME
+  {{- if $k.sasl.usernameKey }}
   valueFrom:
     secretKeyRef: {name: {{ $secret | quote }}, key: {{ $k.sasl.usernameKey | quote }}}
+  {{- else }}
+  value: {{ $secret | quote }}  # the Secret is named after its user (Strimzi's KafkaUser)
+  {{- end }}
 - name: HOOKSTREAM_KAFKA_SASL_PASSWORD
   valueFrom:
     secretKeyRef: {name: {{ $secret | quote }}, key: {{ $k.sasl.passwordKey | quote }}}
