@@ -429,6 +429,9 @@ def test_strimzi_user_secrets_name_the_principal(tools: Path, tmp_path: Path) ->
     (("kafka.tls.caSecret.name=kafka-ca",), "need kafka.tls.enabled: true"),
     (("kafka.sasl.mechanism=PLAIN", "kafka.sasl.existingSecret=k",
       "secrets.kafka_sasl_password=s3cr3t-pw"), "put the password in kafka.sasl.existingSecret"),
+    (("kafka.sasl.mechanism=OAUTHBEARER", "kafka.oauth.tokenUrl=https://idp/token",
+      "kafka.oauth.clientId=h", "kafka.oauth.existingSecret=o",
+      "secrets.kafka_oauth_client_secret=s3cr3t-pw"), "in kafka.oauth.existingSecret"),
 ])
 def test_chart_refuses_credentials_in_the_wrong_place(
     tools: Path, sets: tuple[str, ...], message: str,

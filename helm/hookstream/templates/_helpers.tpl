@@ -156,6 +156,9 @@ Explicit env wins over envFrom, so these replace the chart Secret's empty keys. 
 {{- if not (and $k.oauth.tokenUrl $k.oauth.clientId $k.oauth.existingSecret) }}
 {{- fail "kafka.sasl.mechanism OAUTHBEARER needs kafka.oauth.tokenUrl, kafka.oauth.clientId and kafka.oauth.existingSecret" }}
 {{- end }}
+{{- if .Values.secrets.kafka_oauth_client_secret }}
+{{- fail "secrets.kafka_oauth_client_secret is not used with kafka.sasl: put the client secret in kafka.oauth.existingSecret" }}
+{{- end }}
 {{- else if $k.sasl.mechanism }}
 {{- if .Values.secrets.kafka_sasl_password }}
 {{- fail "secrets.kafka_sasl_password is not used with kafka.sasl: put the password in kafka.sasl.existingSecret" }}
