@@ -164,14 +164,53 @@ def test_every_component_is_deployed_with_probes_and_security(
         "rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
 
 
+# what the existing Secrets named in ci/all-values.yaml would hold
+EXISTING_SECRETS = {
+    ("hookstream-kafka", "username"): "hookstream",
+    ("hookstream-kafka", "password"): "shared-kafka-password",
+    ("hookstream-delivery-kafka", "username"): "hookstream-delivery",
+    ("hookstream-delivery-kafka", "password"): "delivery-kafka-password",
+    ("hookstream-kafka-admin", "username"): "hookstream-admin",
+    ("hookstream-kafka-admin", "password"): "admin-kafka-password",
+    ("hookstream-oauth", "client-secret"): "oauth-client-secret",
+}
+
+
+def pod_settings(objects: list[dict[str, Any]], pod: dict[str, Any], mounts: Path) -> Settings:
+    """The Settings a pod's container would load: envFrom (ConfigMap, then Secret), then
+    env (secretKeyRef read from EXISTING_SECRETS), with projected volumes written under
+    `mounts` (each item a file) in place of their mount paths."""
+    (container,) = pod["containers"]
+    env: dict[str, str] = {}
+    for source in container["envFrom"]:
+        if "configMapRef" in source:
+            env |= by_kind(objects, "ConfigMap")[source["configMapRef"]["name"]]["data"]
+        else:
+            env |= by_kind(objects, "Secret")[source["secretRef"]["name"]]["stringData"]
+    for entry in container.get("env", []):
+        ref = entry["valueFrom"]["secretKeyRef"] if "valueFrom" in entry else None
+        env[entry["name"]] = EXISTING_SECRETS[ref["name"], ref["key"]] if ref else entry["value"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in container["volumeMounts"]:
+        for source in volumes[mount["name"]].get("projected", {}).get("sources", []):
+            for item in source["secret"]["items"]:
+                path = mounts / mount["name"] / item["path"]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(f"PEM of {source['secret']['name']}/{item['key']}")
+        env = {k: v.replace(mount["mountPath"], str(mounts / mount["name"]))
+               for k, v in env.items()}
+    return load_settings(env=env, check_dns=False)
+
+
 def test_configmap_and_secret_map_the_settings_one_to_one(
-    everything: list[dict[str, Any]],
+    everything: list[dict[str, Any]], tmp_path: Path,
 ) -> None:
     config = by_kind(everything, "ConfigMap")["hs-hookstream-config"]["data"]
     secret = by_kind(everything, "Secret")["hs-hookstream-secrets"]["stringData"]
     names = {f"HOOKSTREAM_{f.name.upper()}" for f in dataclasses.fields(Settings)}
     assert set(config) | set(secret) == names and not set(config) & set(secret)
-    loaded = load_settings(env={**config, **secret}, check_dns=False)
+    pod = by_kind(everything, "Deployment")["hs-hookstream-processor"]["spec"]["template"]["spec"]
+    loaded = pod_settings(everything, pod, tmp_path)
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert loaded.metrics_port == values["config"]["metrics_port"] == 9400
     assert loaded.retry_tiers == tuple(values["config"]["retry_tiers"])
@@ -251,3 +290,153 @@ def test_values_schema_rejects_a_setting_that_does_not_exist(tools: Path) -> Non
     done = helm(tools, "template", "hs", str(CHART), "--kube-version", KUBE_VERSION,
                 "--set", "config.retry_tier=10s")
     assert done.returncode != 0 and "retry_tier" in done.stderr
+
+
+def kafka_pods(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every pod that builds Kafka clients: the component Deployments and the topics Job."""
+    return {name: o["spec"]["template"]["spec"] for name, o in
+            [*by_kind(objects, "Deployment").items(), *by_kind(objects, "Job").items()]}
+
+
+def test_kafka_security_reaches_every_component_and_the_topics_job(
+    everything: list[dict[str, Any]], tmp_path: Path,
+) -> None:
+    pods = kafka_pods(everything)
+    assert len(pods) == len(COMPONENTS) + 1
+    principals = {}
+    for name, pod in pods.items():
+        (container,) = pod["containers"]
+        assert {"name": "kafka-tls", "mountPath": "/etc/hookstream/kafka-tls",
+                "readOnly": True} in container["volumeMounts"], name
+        settings = pod_settings(everything, pod, tmp_path / name)
+        assert settings.kafka_security_protocol == "SASL_SSL", name
+        assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512", name
+        for location in (settings.kafka_ssl_ca_location, settings.kafka_ssl_certificate_location,
+                         settings.kafka_ssl_key_location):
+            assert Path(location).is_file(), (name, location)
+        assert Path(settings.kafka_ssl_ca_location).read_text() == (
+            "PEM of kafka-cluster-ca-cert/ca.crt")
+        assert Path(settings.kafka_ssl_key_location).read_text() == (
+            "PEM of hookstream-kafka-client/tls.key")
+        principals[name.removeprefix("hs-hookstream-")] = (
+            settings.kafka_sasl_username, settings.kafka_sasl_password)
+    # least privilege: delivery and the topics job each run as a principal of their own
+    assert principals.pop("delivery") == ("hookstream-delivery", "delivery-kafka-password")
+    assert principals.pop("topics") == ("hookstream-admin", "admin-kafka-password")
+    assert set(principals.values()) == {("hookstream", "shared-kafka-password")}
+
+
+def test_kafka_credentials_come_only_from_secrets(tools: Path, tmp_path: Path) -> None:
+    rendered = template(tools, "all-values.yaml", sets=(
+        "kafka.sasl.mechanism=OAUTHBEARER", "kafka.oauth.tokenUrl=https://idp.example/token",
+        "kafka.oauth.clientId=hookstream", "kafka.oauth.existingSecret=hookstream-oauth",
+        "secrets.kafka_ssl_key_password=key-password-in-the-chart-secret"))
+    for values in (template(tools, "all-values.yaml"), rendered):
+        objects = docs(values)
+        for pod in kafka_pods(objects).values():
+            for entry in pod["containers"][0].get("env", []):
+                assert set(entry) == {"name", "valueFrom"}, entry  # never a literal value
+                assert set(entry["valueFrom"]) == {"secretKeyRef"}
+        chart_secrets = by_kind(objects, "Secret")["hs-hookstream-secrets"]["stringData"].values()
+        secrets = [s for s in chart_secrets if s]
+        for o in objects:
+            if o["kind"] != "Secret":
+                text = yaml.safe_dump(o)
+                assert not [s for s in secrets if s in text], o["metadata"]["name"]
+        config = by_kind(objects, "ConfigMap")["hs-hookstream-config"]["data"]
+        assert not [k for k in config if "PASSWORD" in k or k.endswith("SECRET")]
+    objects = docs(rendered)
+    settings = pod_settings(objects, kafka_pods(objects)["hs-hookstream-ingest"], tmp_path)
+    assert settings.kafka_oauth_client_secret == "oauth-client-secret"
+    assert (settings.kafka_oauth_token_url, settings.kafka_oauth_client_id) == (
+        "https://idp.example/token", "hookstream")
+    done = kubeconform(tools, rendered)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# the Kafka scaler's parameters (KEDA's pkg/scalers/kafka_scaler.go, the version that
+# scripts/k8s-tools.sh pins): the ones hookstream's values can fill
+KEDA_KAFKA_AUTH = {"username", "password", "ca", "cert", "key", "oauthTokenEndpointUri",
+                   "scopes"}
+
+
+def test_every_kafka_trigger_authenticates_as_its_component(
+    everything: list[dict[str, Any]],
+) -> None:
+    auths = by_kind(everything, "TriggerAuthentication")
+    kafka_triggers = 0
+    for name, scaled in by_kind(everything, "ScaledObject").items():
+        for trigger in scaled["spec"]["triggers"]:
+            if trigger["type"] != "kafka":
+                continue
+            kafka_triggers += 1
+            assert trigger["metadata"]["sasl"] == "scram_sha512"
+            assert trigger["metadata"]["tls"] == "enable"
+            auth = auths[trigger["authenticationRef"]["name"]]["spec"]
+            refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["secretTargetRef"]}
+            assert set(refs) <= KEDA_KAFKA_AUTH
+            secret = {"hs-hookstream-delivery": "hookstream-delivery-kafka"}.get(
+                name, "hookstream-kafka")
+            assert refs == {
+                "username": (secret, "username"), "password": (secret, "password"),
+                "ca": ("kafka-cluster-ca-cert", "ca.crt"),
+                "cert": ("hookstream-kafka-client", "tls.crt"),
+                "key": ("hookstream-kafka-client", "tls.key"),
+            }, name
+    assert kafka_triggers >= 3 and len(auths) == kafka_triggers  # one lag topic each
+
+
+def test_keda_oauthbearer_reads_the_client_from_the_configmap(tools: Path) -> None:
+    objects = docs(template(tools, "all-values.yaml", sets=(
+        "kafka.sasl.mechanism=OAUTHBEARER", "kafka.oauth.tokenUrl=https://idp.example/token",
+        "kafka.oauth.clientId=hookstream", "kafka.oauth.scope=kafka",
+        "kafka.oauth.existingSecret=hookstream-oauth")))
+    auth = by_kind(objects, "TriggerAuthentication")["hs-hookstream-processor-kafka"]["spec"]
+    config = by_kind(objects, "ConfigMap")["hs-hookstream-config"]["data"]
+    from_config = {r["parameter"]: config[r["key"]] for r in auth["configMapTargetRef"]}
+    assert from_config == {"username": "hookstream", "scopes": "kafka",
+                           "oauthTokenEndpointUri": "https://idp.example/token"}
+    refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["secretTargetRef"]}
+    assert refs["password"] == ("hookstream-oauth", "client-secret")
+    assert set(refs) | set(from_config) <= KEDA_KAFKA_AUTH
+
+
+def test_strimzi_user_secrets_name_the_principal(tools: Path, tmp_path: Path) -> None:
+    # a Strimzi KafkaUser's Secret is named after the user and holds only `password`
+    objects = docs(template(tools, "all-values.yaml", sets=("kafka.sasl.usernameKey=",)))
+    pods = kafka_pods(objects)
+    settings = pod_settings(objects, pods["hs-hookstream-delivery"], tmp_path)
+    assert settings.kafka_sasl_username == "hookstream-delivery-kafka"
+    assert settings.kafka_sasl_password == "delivery-kafka-password"
+    for pod in pods.values():
+        literal = [e for e in pod["containers"][0]["env"] if "valueFrom" not in e]
+        assert [e["name"] for e in literal] == ["HOOKSTREAM_KAFKA_SASL_USERNAME"]
+    auth = by_kind(objects, "TriggerAuthentication")["hs-hookstream-delivery-kafka"]["spec"]
+    assert auth["env"] == [{"parameter": "username", "name": "HOOKSTREAM_KAFKA_SASL_USERNAME",
+                            "containerName": "delivery"}]
+    assert "username" not in {r["parameter"] for r in auth["secretTargetRef"]}
+    done = kubeconform(tools, yaml.safe_dump_all(objects))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (("config.schema_registry_url=https://reg:s3cr3t-pw@registry.example",),
+     "config.schema_registry_url must not hold credentials"),
+    (("kafka.sasl.mechanism=SCRAM-SHA-512",),
+     "kafka.sasl.mechanism SCRAM-SHA-512 needs kafka.sasl.existingSecret"),
+    (("kafka.sasl.mechanism=OAUTHBEARER", "kafka.oauth.clientId=hookstream"),
+     "OAUTHBEARER needs kafka.oauth.tokenUrl"),
+    (("kafka.tls.caSecret.name=kafka-ca",), "need kafka.tls.enabled: true"),
+    (("kafka.sasl.mechanism=PLAIN", "kafka.sasl.existingSecret=k",
+      "secrets.kafka_sasl_password=s3cr3t-pw"), "put the password in kafka.sasl.existingSecret"),
+    (("kafka.sasl.mechanism=OAUTHBEARER", "kafka.oauth.tokenUrl=https://idp/token",
+      "kafka.oauth.clientId=h", "kafka.oauth.existingSecret=o",
+      "secrets.kafka_oauth_client_secret=s3cr3t-pw"), "in kafka.oauth.existingSecret"),
+])
+def test_chart_refuses_credentials_in_the_wrong_place(
+    tools: Path, sets: tuple[str, ...], message: str,
+) -> None:
+    args = ["template", "hs", str(CHART), "--kube-version", KUBE_VERSION]
+    done = helm(tools, *args, *[a for s in sets for a in ("--set", s)])
+    assert done.returncode != 0 and message in done.stderr, done.stderr
+    assert "s3cr3t-pw" not in done.stderr

@@ -51,3 +51,125 @@ app.kubernetes.io/component: {{ .name }}
 {{- define "hookstream.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/* Kafka connection security (values `kafka:`; README "Kafka security").
+Certificates are mounted read-only here; passwords come from Secrets through env. */}}
+{{- define "hookstream.kafkaTlsDir" -}}/etc/hookstream/kafka-tls{{- end -}}
+
+{{/* The Settings that `kafka:` decides, as YAML: they override `config:` in the ConfigMap. */}}
+{{- define "hookstream.kafkaSettings" -}}
+{{- $k := .Values.kafka -}}
+{{- $dir := include "hookstream.kafkaTlsDir" . -}}
+{{- if or $k.tls.enabled $k.sasl.mechanism }}
+kafka_security_protocol: {{ printf "%s%s" (ternary "SASL_" "" (ne $k.sasl.mechanism "")) (ternary "SSL" "PLAINTEXT" $k.tls.enabled) }}
+{{- end }}
+{{- if $k.tls.caSecret.name }}
+kafka_ssl_ca_location: {{ $dir }}/ca.crt
+{{- end }}
+{{- if $k.tls.clientCertSecret }}
+kafka_ssl_certificate_location: {{ $dir }}/tls.crt
+kafka_ssl_key_location: {{ $dir }}/tls.key
+{{- end }}
+{{- if $k.sasl.mechanism }}
+kafka_sasl_mechanism: {{ $k.sasl.mechanism }}
+{{- end }}
+{{- if eq $k.sasl.mechanism "OAUTHBEARER" }}
+kafka_oauth_token_url: {{ $k.oauth.tokenUrl | quote }}
+kafka_oauth_client_id: {{ $k.oauth.clientId | quote }}
+kafka_oauth_scope: {{ $k.oauth.scope | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Every Setting of the ConfigMap: `config:`, with what `kafka:` decides on top. */}}
+{{- define "hookstream.config" -}}
+{{- toYaml (merge (include "hookstream.kafkaSettings" . | fromYaml) .Values.config) -}}
+{{- end -}}
+
+{{/* The Secret with a component's SASL username and password:
+(dict "root" $ "secret" $c.kafkaSecret), the override first. */}}
+{{- define "hookstream.kafkaSaslSecret" -}}
+{{- default .root.Values.kafka.sasl.existingSecret .secret -}}
+{{- end -}}
+
+{{/* env entries of a Kafka client container: (dict "root" $ "secret" <override>).
+Explicit env wins over envFrom, so these replace the chart Secret's empty keys. */}}
+{{- define "hookstream.kafkaEnv" -}}
+{{- $k := .root.Values.kafka -}}
+{{- if eq $k.sasl.mechanism "OAUTHBEARER" }}
+- name: HOOKSTREAM_KAFKA_OAUTH_CLIENT_SECRET
+  valueFrom:
+    secretKeyRef: {name: {{ $k.oauth.existingSecret | quote }}, key: {{ $k.oauth.clientSecretKey | quote }}}
+{{- else if $k.sasl.mechanism }}
+{{- $secret := include "hookstream.kafkaSaslSecret" . }}
+- name: HOOKSTREAM_KAFKA_SASL_USERNAME
+  {{- if $k.sasl.usernameKey }}
+  valueFrom:
+    secretKeyRef: {name: {{ $secret | quote }}, key: {{ $k.sasl.usernameKey | quote }}}
+  {{- else }}
+  value: {{ $secret | quote }}  # the Secret is named after its user (Strimzi's KafkaUser)
+  {{- end }}
+- name: HOOKSTREAM_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ $secret | quote }}, key: {{ $k.sasl.passwordKey | quote }}}
+{{- end }}
+{{- end -}}
+
+{{/* The read-only volume of the CA and client certificate, when there are any. */}}
+{{- define "hookstream.kafkaTlsVolume" -}}
+{{- $tls := .Values.kafka.tls -}}
+{{- if or $tls.caSecret.name $tls.clientCertSecret }}
+- name: kafka-tls
+  projected:
+    defaultMode: 0440
+    sources:
+      {{- if $tls.caSecret.name }}
+      - secret:
+          name: {{ $tls.caSecret.name | quote }}
+          items: [{key: {{ $tls.caSecret.key | quote }}, path: ca.crt}]
+      {{- end }}
+      {{- if $tls.clientCertSecret }}
+      - secret:
+          name: {{ $tls.clientCertSecret | quote }}
+          items: [{key: tls.crt, path: tls.crt}, {key: tls.key, path: tls.key}]
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "hookstream.kafkaTlsMount" -}}
+{{- if or .Values.kafka.tls.caSecret.name .Values.kafka.tls.clientCertSecret }}
+- name: kafka-tls
+  mountPath: {{ include "hookstream.kafkaTlsDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* What the chart refuses to render, each with the values to use instead. */}}
+{{- define "hookstream.validate" -}}
+{{- if contains "@" .Values.config.schema_registry_url }}
+{{- fail "config.schema_registry_url must not hold credentials (user:password@host): the ConfigMap would show them in clear text. Give the URL without them and the credentials through a Secret (secrets.*, or existingSecret; see the chart README, \"Kafka security\")" }}
+{{- end }}
+{{- $k := .Values.kafka }}
+{{- if and (or $k.tls.caSecret.name $k.tls.clientCertSecret) (not $k.tls.enabled) }}
+{{- fail "kafka.tls.caSecret and kafka.tls.clientCertSecret need kafka.tls.enabled: true" }}
+{{- end }}
+{{- if eq $k.sasl.mechanism "OAUTHBEARER" }}
+{{- if not (and $k.oauth.tokenUrl $k.oauth.clientId $k.oauth.existingSecret) }}
+{{- fail "kafka.sasl.mechanism OAUTHBEARER needs kafka.oauth.tokenUrl, kafka.oauth.clientId and kafka.oauth.existingSecret" }}
+{{- end }}
+{{- if .Values.secrets.kafka_oauth_client_secret }}
+{{- fail "secrets.kafka_oauth_client_secret is not used with kafka.sasl: put the client secret in kafka.oauth.existingSecret" }}
+{{- end }}
+{{- else if $k.sasl.mechanism }}
+{{- if .Values.secrets.kafka_sasl_password }}
+{{- fail "secrets.kafka_sasl_password is not used with kafka.sasl: put the password in kafka.sasl.existingSecret" }}
+{{- end }}
+{{- range $name, $c := .Values.components }}
+{{- if and $c.enabled (not (include "hookstream.kafkaSaslSecret" (dict "root" $ "secret" $c.kafkaSecret))) }}
+{{- fail (printf "kafka.sasl.mechanism %s needs kafka.sasl.existingSecret (or components.%s.kafkaSecret)" $k.sasl.mechanism $name) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.topicsJob.enabled (not (include "hookstream.kafkaSaslSecret" (dict "root" $ "secret" .Values.topicsJob.kafkaSecret))) }}
+{{- fail (printf "kafka.sasl.mechanism %s needs kafka.sasl.existingSecret (or topicsJob.kafkaSecret)" $k.sasl.mechanism) }}
+{{- end }}
+{{- end }}
+{{- end -}}
