@@ -104,8 +104,8 @@ _RESOURCE = {"cluster": "BROKER"}  # confluent-kafka's name for the cluster reso
 def acl_bindings(component: str, principal: str, prefix: str) -> list[AclBinding]:
     """hookstream's ACL table as confluent-kafka bindings."""
     return [
-        AclBinding(ResourceType[_RESOURCE.get(a.resource, a.resource.upper().replace("-", "_"))], a.name,
-                   ResourcePatternType[a.pattern], a.principal, "*",
+        AclBinding(ResourceType[_RESOURCE.get(a.resource, a.resource.upper().replace("-", "_"))],
+                   a.name, ResourcePatternType[a.pattern], a.principal, "*",
                    AclOperation[a.operation], AclPermissionType.ALLOW)
         for a in acls(component, principal, prefix)
     ]

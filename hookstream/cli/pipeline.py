@@ -20,6 +20,8 @@ def _local_broker(settings: Settings) -> Any:
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "acls":
+        return _print_acls(args, settings)
     broker = _local_broker(settings)
     if args.action == "start":
         started = time.monotonic()
@@ -32,6 +34,31 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
     status = broker.stop() if args.action == "stop" else broker.status()
     print(f"kafka {broker.version} at {status.bootstrap}: {status.detail}")
     return 0 if args.action == "stop" or status.running else 3
+
+
+def _print_acls(args: argparse.Namespace, settings: Settings) -> int:
+    from hookstream.control.acls import COMPONENTS, acls, as_kafka_acls_commands, as_strimzi_user
+    from hookstream.errors import UsageError
+
+    if args.component not in COMPONENTS or not args.principal:
+        raise UsageError(f"kafka acls needs --component ({', '.join(COMPONENTS)}) "
+                         "and --principal User:NAME")
+    rules = acls(args.component, args.principal, settings.topic_prefix)
+    if args.format == "strimzi":
+        user = args.principal.removeprefix("User:")
+        print(as_strimzi_user(rules, user, args.cluster), end="")
+    else:
+        print(as_kafka_acls_commands(rules, settings.bootstrap_servers), end="")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from hookstream.config import redacted_settings
+
+    print(json.dumps(redacted_settings(settings), indent=2))
+    return 0
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
@@ -135,9 +162,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     import importlib
     import logging
 
+    from hookstream.io.kafka import check_client_config
+
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    check_client_config(settings)  # a kafka_config typo fails here, in one line
     if getattr(args, "instance", None):  # `run poller --instance NAME ...`
         import dataclasses
 
@@ -153,10 +183,19 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: Any) -> None:
-    kafka = sub.add_parser("kafka", help="the local development Kafka broker")
-    kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka = sub.add_parser(
+        "kafka", help="the local development Kafka broker; the ACLs a component needs")
+    kafka.add_argument("action", choices=["start", "stop", "status", "acls"])
     kafka.add_argument("--port", type=int, help="broker port (default 9092)")
+    kafka.add_argument("--component", help="acls: processor, delivery, ... or operator")
+    kafka.add_argument("--principal", help="acls: the component's principal, User:NAME")
+    kafka.add_argument("--format", choices=["kafka-acls", "strimzi"], default="kafka-acls",
+                       help="acls: kafka-acls.sh commands, or a Strimzi KafkaUser")
+    kafka.add_argument("--cluster", default="my-cluster", help="acls: the Strimzi cluster")
     kafka.set_defaults(func=cmd_kafka)
+
+    shown = sub.add_parser("settings", help="the settings in effect, secrets redacted")
+    shown.set_defaults(func=cmd_settings)
 
     topics = sub.add_parser("topics", help="create every topic (idempotent)")
     topics.add_argument("action", choices=["create"])

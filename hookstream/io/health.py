@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hookstream.io.kafka_link import LINK
+
 
 def serve(
     port: int, ready: Callable[[], bool], host: str = "0.0.0.0"
@@ -30,7 +32,7 @@ def serve(
             elif self.path == "/healthz":
                 self._answer(200, b"ok\n")
             elif self.path == "/readyz":
-                is_ready = ready()
+                is_ready = ready() and LINK.ok()  # not while Kafka is unreachable
                 self._answer(200 if is_ready else 503, b"ready\n" if is_ready else b"loading\n")
             else:
                 self._answer(404, b"not found\n")
