@@ -17,6 +17,8 @@ import json
 import struct
 from collections.abc import Sequence
 from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import fastavro
@@ -76,17 +78,23 @@ class SchemaRegistry(Protocol):
     def schema_by_id(self, schema_id: int) -> str: ...
 
 
+def schema_dir() -> Traversable:
+    """The schemas: the top-level schemas/ folder of a source tree (or editable install), which
+    the wheel carries as hookstream/schemas (setup.py maps it: a wheel holds no symlinks)."""
+    packaged = files("hookstream").joinpath("schemas")
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "schemas"
+
+
 def load_schema_text(name: str) -> str:
-    """The Avro schema `name`, from the package data (so an installed wheel has it too)."""
-    return files("hookstream.records").joinpath("schemas", f"{name}.avsc").read_text()
+    """The Avro schema `name` (its current version)."""
+    return schema_dir().joinpath(f"{name}.avsc").read_text()
 
 
 def older_schema_texts(name: str) -> dict[int, str]:
     """Earlier versions of schema `name` (schemas/history/<name>.v<N>.avsc), by version:
     records written before a field was added are read with the schema they were written in."""
-    history = files("hookstream.records").joinpath("schemas", "history")
     found = {}
-    for entry in history.iterdir():
+    for entry in schema_dir().joinpath("history").iterdir():
         stem, _, version = entry.name.removesuffix(".avsc").rpartition(".v")
         if stem == name and version.isdigit():
             found[int(version)] = entry.read_text()
