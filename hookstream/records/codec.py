@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import fastavro
 
-from hookstream.errors import DecodeError
+from hookstream.errors import ConfigError, DecodeError, TransientError
 from hookstream.records.cursor import PollCursor
 from hookstream.records.definitions import WebhookDefinition
 from hookstream.records.events import (
@@ -74,6 +74,9 @@ R = TypeVar("R", bound=Record)
 
 
 class SchemaRegistry(Protocol):
+    """Schema ids by subject and schemas by id. `schema_by_id` raises DecodeError for an
+    id the registry does not know; a registry out of reach raises TransientError."""
+
     def register(self, subject: str, schema_json: str) -> int: ...
     def schema_by_id(self, schema_id: int) -> str: ...
 
@@ -159,8 +162,8 @@ class Codec:
             if not isinstance(data, dict):
                 raise DecodeError("not a record")
             return expected.from_dict(data)
-        except DecodeError:
-            raise
+        except (DecodeError, TransientError, ConfigError):
+            raise  # a registry down or refusing us is not bad input: no DLQ for it
         except Exception as e:  # fastavro raises many types on garbage: EOFError, ValueError...
             raise DecodeError(f"{name}: {type(e).__name__}: {e}"[:300]) from e
 
@@ -201,10 +204,7 @@ class Codec:
     def _writer_schema(self, schema_id: int) -> Any:
         if schema_id not in self._by_id:
             assert self._registry is not None
-            try:
-                text = self._registry.schema_by_id(schema_id)
-            except Exception as e:
-                raise DecodeError(f"unknown schema id {schema_id}: {e}") from e
+            text = self._registry.schema_by_id(schema_id)  # DecodeError for an unknown id
             self._by_id[schema_id] = fastavro.parse_schema(json.loads(text))
         return self._by_id[schema_id]
 
