@@ -9,6 +9,8 @@ import json
 import struct
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import fastavro
@@ -182,3 +184,38 @@ def test_a_registry_url_with_credentials_is_refused_at_start_up(
         load_settings(env={"HOOKSTREAM_SCHEMA_REGISTRY_URL": url})
     assert "schema_registry_username and schema_registry_password" in str(refused.value)
     assert schema_registry.password not in str(refused.value)
+
+
+class BearerOnly(BaseHTTPRequestHandler):
+    """Apicurio checks bearer tokens only with an OIDC provider: this stand-in checks the
+    header the client sends, and answers as the registry does."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        ok = self.headers.get("Authorization") == "Bearer t0ken-1"
+        body = json.dumps({"id": 7} if ok else {"error_code": 401}).encode()
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_bearer_token_is_sent_and_never_echoed(settings: Settings) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BearerOnly)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        event, topic = sample_records("Ticket.json")[0], settings.topic(ITEM_CHANGES)
+        bearer = dataclasses.replace(settings, schema_registry_url=url,
+                                     schema_registry_token="t0ken-1")
+        value, _ = codec_for(bearer).encode(event, topic)  # type: ignore[arg-type]
+        assert value[:5] == b"\x00\x00\x00\x00\x07"
+        wrong = dataclasses.replace(bearer, schema_registry_token="t0ken-2")
+        with pytest.raises(ConfigError) as refused:
+            codec_for(wrong).encode(event, topic)  # type: ignore[arg-type]
+        assert "t0ken" not in str(refused.value)
+    finally:
+        server.shutdown()
