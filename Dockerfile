@@ -2,7 +2,8 @@
 # ever needs one, stays here).
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
+COPY schemas schemas
 COPY hookstream hookstream
 COPY processors processors
 COPY connectors connectors

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -27,7 +28,13 @@ class Settings:
     # Kafka
     bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = ""
-    schema_registry_url: str = ""
+    schema_registry_url: str = ""  # no credentials in it: they go in the settings below
+    schema_registry_username: str = ""  # HTTP basic auth, with the password
+    schema_registry_password: str = field(default="", repr=False)
+    schema_registry_token: str = field(default="", repr=False)  # a bearer token instead
+    schema_registry_ca_location: str = ""  # PEM file of the registry's CA; empty = the system's
+    # false: only schemas registered ahead (`hookstream schemas register`) are used
+    schema_registry_auto_register: bool = True
     partitions: int = 6
     table_partitions: int = 1  # the compacted webhooks and entities topics
     replication_factor: int = 1
@@ -306,6 +313,7 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
     from hookstream.records.cursor import poller_problems  # pure: zone and intervals
 
     errors += poller_problems(settings.poller_timezone, settings.poller_intervals)
+    errors += _schema_registry_problems(settings)
     errors += _kafka_security_problems(settings)
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         errors.append(f"log_level {settings.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
@@ -343,4 +351,33 @@ def _kafka_security_problems(settings: Settings) -> list[str]:
     for entry in settings.kafka_config:
         if "=" not in entry:
             errors.append(f"kafka_config entry {entry!r} must be name=value")
+    return errors
+
+
+def _schema_registry_problems(settings: Settings) -> list[str]:
+    """What cannot work in the schema registry settings. A URL that carries credentials is
+    refused (a URL ends up in ConfigMaps and logs); the message never repeats the URL."""
+    url = settings.schema_registry_url
+    if not url:
+        return []
+    errors = []
+    try:
+        parts = urlsplit(url)
+        has_credentials = parts.username is not None or parts.password is not None
+    except ValueError:
+        return ["schema_registry_url is not a URL"]
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        errors.append("schema_registry_url must be an http:// or https:// URL")
+    if has_credentials:
+        errors.append("schema_registry_url must not carry credentials (user:password@): set "
+                      "schema_registry_username and schema_registry_password (or "
+                      f"{ENV_PREFIX}SCHEMA_REGISTRY_PASSWORD_FILE), or schema_registry_token")
+    if bool(settings.schema_registry_username) != bool(settings.schema_registry_password):
+        errors.append("schema_registry_username and schema_registry_password go together")
+    if settings.schema_registry_password and settings.schema_registry_token:
+        errors.append("set schema_registry_password (basic) or schema_registry_token (bearer), "
+                      "not both")
+    ca = settings.schema_registry_ca_location
+    if ca and not Path(ca).is_file():
+        errors.append(f"schema_registry_ca_location: no file {ca}")
     return errors

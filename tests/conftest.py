@@ -19,6 +19,7 @@ import pytest
 
 from hookstream.config import Settings, load_settings
 from hookstream.devbroker import LocalBroker, free_port_pair
+from tests import apicurio
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"  # GLPI items, as GLPI sends them
 
@@ -75,6 +76,18 @@ def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
     """A broker this test alone uses, so it may stop, restart or SIGSTOP it."""
     with started_broker(tmp_path / "own-kafka") as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[apicurio.RunningRegistry]:
+    """A real schema registry (Apicurio, Confluent API) for the session, basic auth enforced."""
+    port = free_port_pair()
+    registry = apicurio.start(Settings().cache_path, tmp_path_factory.mktemp("registry"),
+                              port, port + 1, "hookstream", f"pw-{uuid.uuid4().hex}")
+    try:
+        yield registry
+    finally:
+        registry.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hookstream.cli import definitions, dlq, glpi, logstore, pipeline
+from hookstream.cli import definitions, dlq, glpi, logstore, pipeline, schemas
 from hookstream.config import load_settings
 from hookstream.errors import HookstreamError
 
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="settings file (YAML); default $HOOKSTREAM_CONFIG")
     parser.add_argument("--bootstrap-servers", help="overrides the bootstrap_servers setting")
     sub = parser.add_subparsers(dest="command", required=True)
-    for commands in (pipeline, definitions, dlq, glpi, logstore):
+    for commands in (pipeline, definitions, dlq, glpi, logstore, schemas):
         commands.register(sub)
     return parser
 

@@ -34,6 +34,7 @@ from hookstream.records.topics import (
     POLLER_CURSORS,
     REDRIVEN,
     WEBHOOKS,
+    avro_topics,
     retry_topics,
     topic_specs,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "PollCursor",
     "Record",
     "WebhookDefinition",
+    "avro_topics",
     "delivery_id_for",
     "header",
     "header_items",

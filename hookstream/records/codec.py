@@ -17,11 +17,13 @@ import json
 import struct
 from collections.abc import Sequence
 from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import fastavro
 
-from hookstream.errors import DecodeError
+from hookstream.errors import ConfigError, DecodeError, TransientError
 from hookstream.records.cursor import PollCursor
 from hookstream.records.definitions import WebhookDefinition
 from hookstream.records.events import (
@@ -72,21 +74,30 @@ R = TypeVar("R", bound=Record)
 
 
 class SchemaRegistry(Protocol):
+    """Schema ids by subject and schemas by id. `schema_by_id` raises DecodeError for an
+    id the registry does not know; a registry out of reach raises TransientError."""
+
     def register(self, subject: str, schema_json: str) -> int: ...
     def schema_by_id(self, schema_id: int) -> str: ...
 
 
+def schema_dir() -> Traversable:
+    """The schemas: the top-level schemas/ folder of a source tree (or editable install), which
+    the wheel carries as hookstream/schemas (setup.py maps it: a wheel holds no symlinks)."""
+    packaged = files("hookstream").joinpath("schemas")
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "schemas"
+
+
 def load_schema_text(name: str) -> str:
-    """The Avro schema `name`, from the package data (so an installed wheel has it too)."""
-    return files("hookstream.records").joinpath("schemas", f"{name}.avsc").read_text()
+    """The Avro schema `name` (its current version)."""
+    return schema_dir().joinpath(f"{name}.avsc").read_text()
 
 
 def older_schema_texts(name: str) -> dict[int, str]:
     """Earlier versions of schema `name` (schemas/history/<name>.v<N>.avsc), by version:
     records written before a field was added are read with the schema they were written in."""
-    history = files("hookstream.records").joinpath("schemas", "history")
     found = {}
-    for entry in history.iterdir():
+    for entry in schema_dir().joinpath("history").iterdir():
         stem, _, version = entry.name.removesuffix(".avsc").rpartition(".v")
         if stem == name and version.isdigit():
             found[int(version)] = entry.read_text()
@@ -151,8 +162,8 @@ class Codec:
             if not isinstance(data, dict):
                 raise DecodeError("not a record")
             return expected.from_dict(data)
-        except DecodeError:
-            raise
+        except (DecodeError, TransientError, ConfigError):
+            raise  # a registry down or refusing us is not bad input: no DLQ for it
         except Exception as e:  # fastavro raises many types on garbage: EOFError, ValueError...
             raise DecodeError(f"{name}: {type(e).__name__}: {e}"[:300]) from e
 
@@ -193,10 +204,7 @@ class Codec:
     def _writer_schema(self, schema_id: int) -> Any:
         if schema_id not in self._by_id:
             assert self._registry is not None
-            try:
-                text = self._registry.schema_by_id(schema_id)
-            except Exception as e:
-                raise DecodeError(f"unknown schema id {schema_id}: {e}") from e
+            text = self._registry.schema_by_id(schema_id)  # DecodeError for an unknown id
             self._by_id[schema_id] = fastavro.parse_schema(json.loads(text))
         return self._by_id[schema_id]
 

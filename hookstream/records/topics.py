@@ -60,3 +60,21 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # A record waits `delay` on its tier: keep it well beyond that.
         specs.append(TopicSpec(name, n, _delete(max(7.0, 4 * delay / 86_400))))
     return specs
+
+
+def avro_topics(settings: Settings) -> dict[str, str]:
+    """Every topic whose values are Avro records, with the schema each holds (the input DLQ
+    keeps undecodable input as it came, the redrive ledger holds bare keys)."""
+    t = settings.topic
+    topics = {
+        t(ITEM_CHANGES): "ItemChangeEvent",
+        t(WEBHOOKS): "WebhookDefinition",
+        t(ENTITIES): "Entity",
+        t(INSTANCES): "Instance",
+        t(DELIVERIES): "DeliveryRequest",
+        t(DLQ): "DeliveryRequest",
+        t(ATTEMPTS): "AttemptRecord",
+        t(POLLER_CURSORS): "PollCursor",
+    }
+    topics.update(dict.fromkeys(retry_topics(settings), "DeliveryRequest"))
+    return topics

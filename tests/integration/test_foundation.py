@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 from confluent_kafka.admin import ConfigResource
@@ -21,7 +16,7 @@ from hookstream.config import Settings
 from hookstream.devbroker import LocalBroker
 from hookstream.errors import DecodeError
 from hookstream.io import admin as kafka_admin
-from hookstream.io import codec_for, create_topics, flush, producer, read_all
+from hookstream.io import create_topics, flush, producer, read_all
 from hookstream.records import ITEM_CHANGES, Codec, ItemChangeEvent, Record, topic_specs
 from tests.integration.harness import cli_env
 from tests.unit.test_codec import FIXTURES, sample_records
@@ -151,55 +146,3 @@ def test_invalid_bootstrap_is_a_clear_error(bad: str) -> None:
 
     with pytest.raises(ConfigError, match="bootstrap"):
         load_settings(env={}, bootstrap_servers=bad)
-
-
-class RegistryHandler(BaseHTTPRequestHandler):
-    """Confluent Schema Registry's REST API, as documented (register, get by id).
-    The registry itself is a JVM service not on Maven Central, so it cannot run here."""
-
-    schemas: ClassVar[list[str]] = []
-
-    def _answer(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if body["schema"] not in self.schemas:
-            self.schemas.append(body["schema"])
-        self._answer(200, {"id": self.schemas.index(body["schema"]) + 1})
-
-    def do_GET(self) -> None:
-        schema_id = int(self.path.rsplit("/", 1)[-1])
-        if not 0 < schema_id <= len(self.schemas):
-            self._answer(404, {"error_code": 40403, "message": "Schema not found"})
-        else:
-            self._answer(200, {"schema": self.schemas[schema_id - 1]})
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def test_confluent_wire_format_through_the_broker(settings: Settings) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RegistryHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        with_registry = dataclasses.replace(settings, schema_registry_url=url)
-        create_topics(settings)
-        topic = settings.topic(ITEM_CHANGES)
-        event = sample_records("Ticket.json")[0]
-        value, headers = codec_for(with_registry).encode(event, topic)  # type: ignore[arg-type]
-        assert value[0] == 0 and RegistryHandler.schemas
-        prod = producer(settings)
-        prod.produce(topic, value, b"k", headers=headers)
-        flush(prod)
-        [msg] = list(read_all(settings, topic))
-        fresh = codec_for(with_registry)  # no cache: fetches the writer schema by id
-        assert fresh.decode(msg.value(), msg.headers(), ItemChangeEvent) == event
-    finally:
-        server.shutdown()

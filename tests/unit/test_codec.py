@@ -48,6 +48,8 @@ class DictRegistry:
         return self.subjects[subject]
 
     def schema_by_id(self, schema_id: int) -> str:
+        if not 0 < schema_id <= len(self.schemas):
+            raise DecodeError(f"unknown schema id {schema_id}")
         return self.schemas[schema_id - 1]
 
 

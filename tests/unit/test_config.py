@@ -66,3 +66,42 @@ def test_unresolvable_bootstrap_host_is_named() -> None:
 
 def test_secret_key_is_not_in_repr() -> None:
     assert "s3cr3t" not in repr(Settings(secret_key="s3cr3t"))
+
+
+@pytest.mark.parametrize("url", [
+    "https://alice:pa55w0rd@registry.example:8081",
+    "https://alice:pa55w0rd@registry.example/apis/ccompat/v7",
+    "http://:pa55w0rd@registry.example",
+    "http://alice@registry.example",
+])
+def test_a_registry_url_with_credentials_is_refused_without_echoing_them(url: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(env={}, check_dns=False, schema_registry_url=url)
+    message = str(refused.value)
+    assert "schema_registry_username and schema_registry_password" in message
+    assert "HOOKSTREAM_SCHEMA_REGISTRY_PASSWORD_FILE" in message
+    assert "pa55w0rd" not in message and "registry.example" not in message
+
+
+def test_schema_registry_settings_are_checked_together(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(env={}, check_dns=False, schema_registry_url="ftp://registry",
+                      schema_registry_username="alice", schema_registry_token="t0ken",
+                      schema_registry_ca_location=str(tmp_path / "none.pem"))
+    message = str(refused.value)
+    assert "http:// or https://" in message
+    assert "schema_registry_username and schema_registry_password go together" in message
+    assert "none.pem" in message and "t0ken" not in message
+
+
+def test_schema_registry_secrets_come_from_files(tmp_path: Path) -> None:
+    (tmp_path / "password").write_text("pa55w0rd\n")
+    settings = load_settings(env={
+        "HOOKSTREAM_SCHEMA_REGISTRY_URL": "https://registry.example",
+        "HOOKSTREAM_SCHEMA_REGISTRY_USERNAME": "alice",
+        "HOOKSTREAM_SCHEMA_REGISTRY_PASSWORD_FILE": str(tmp_path / "password"),
+        "HOOKSTREAM_SCHEMA_REGISTRY_AUTO_REGISTER": "false",
+    }, check_dns=False)
+    assert settings.schema_registry_password == "pa55w0rd"
+    assert not settings.schema_registry_auto_register
+    assert "pa55w0rd" not in repr(settings)
