@@ -19,6 +19,7 @@ import pytest
 
 from hookstream.config import Settings, load_settings
 from hookstream.devbroker import LocalBroker, free_port_pair
+from hookstream.io.kafka_link import LINK
 from tests import apicurio
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"  # GLPI items, as GLPI sends them
@@ -33,6 +34,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_kafka_link() -> None:
+    """Each test starts with the process's Kafka link as a new process has it: an outage of
+    an earlier test's broker is no outage of this one's."""
+    LINK.forget()
 
 
 def _docker_answers() -> bool:

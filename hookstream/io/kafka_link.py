@@ -76,6 +76,11 @@ class KafkaLink:
     def connecting_as(self, principal: str, ca_file: str = "") -> None:
         self.principal, self.ca_file = principal, ca_file
 
+    def forget(self) -> None:
+        """Drop every outage: for a process that moves to other brokers (the tests)."""
+        with self._lock:
+            self._outages.clear()
+
     def ok(self) -> bool:
         """False while no broker can be reached (or none accepts the credentials)."""
         with self._lock:

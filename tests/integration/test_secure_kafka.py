@@ -203,6 +203,6 @@ def test_each_misconfiguration_ends_in_one_line_naming_its_cause(
     assert cause in str(failed.value)
     assert kafka.passwords["operator"] not in str(failed.value) + caplog.text
     assert not link.ok()  # /readyz says not ready
-    unreachable = [r for r in caplog.records if r.name == "hookstream.kafka"
-                   and "unreachable" in r.getMessage()]
-    assert len(unreachable) == 1, caplog.text  # one line, not one per retry
+    # one line, not one per retry (clients of earlier tests may log of their own brokers)
+    unreachable = [r for r in caplog.records if r.getMessage().startswith("Kafka unreachable")]
+    assert len(unreachable) == 1, caplog.text
