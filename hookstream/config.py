@@ -37,7 +37,10 @@ class Settings:
     schema_registry_auto_register: bool = True
     partitions: int = 6
     table_partitions: int = 1  # the compacted webhooks and entities topics
-    replication_factor: int = 1
+    # replicas of each topic: 0 = as many as the cluster has brokers, up to 3 (production:
+    # 3); min.insync.replicas: 0 = 2 with three replicas or more, else 1
+    replication_factor: int = 0
+    min_insync_replicas: int = 0
     # Kafka connection security (README "Kafka security"). A secret setting may instead be
     # read from a file: HOOKSTREAM_<NAME>_FILE (or `<name>_file:` in the settings file)
     kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
@@ -281,7 +284,6 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
     for name in (
         "partitions",
         "table_partitions",
-        "replication_factor",
         "processor_batch_size",
         "max_in_flight",
         "max_in_flight_per_origin",
@@ -293,6 +295,10 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
     ):
         if getattr(settings, name) < 1:
             errors.append(f"{name} must be at least 1")
+    if settings.replication_factor < 0 or settings.min_insync_replicas < 0:
+        errors.append("replication_factor and min_insync_replicas must be 0 (automatic) or more")
+    elif settings.replication_factor and settings.min_insync_replicas > settings.replication_factor:
+        errors.append("min_insync_replicas cannot exceed replication_factor")
     if not 0 < settings.broker_port < 65535:
         errors.append("broker_port must be between 1 and 65534")
     if not settings.retry_tiers:

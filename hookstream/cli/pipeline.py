@@ -11,9 +11,15 @@ from typing import Any
 from hookstream.config import Settings
 
 
-def _local_broker(settings: Settings) -> Any:
-    from hookstream.devbroker import LocalBroker
+def _local_broker(settings: Settings, brokers: int = 1) -> Any:
+    """The local broker, or the local cluster when asked for (or started before)."""
+    from hookstream.devbroker import LocalBroker, LocalCluster
 
+    cluster = settings.state_path / "cluster"
+    if brokers > 1 or (cluster / "cluster.id").exists():
+        count = brokers if brokers > 1 else len(list(cluster.glob("node-*")))
+        return LocalCluster(cluster, settings.cache_path, settings.broker_port, count,
+                            settings.broker_heap_mb)
     return LocalBroker(
         settings.state_path, settings.cache_path, settings.broker_port, settings.broker_heap_mb
     )
@@ -22,7 +28,7 @@ def _local_broker(settings: Settings) -> Any:
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "acls":
         return _print_acls(args, settings)
-    broker = _local_broker(settings)
+    broker = _local_broker(settings, args.brokers)
     if args.action == "start":
         started = time.monotonic()
         status = broker.start()
@@ -187,6 +193,9 @@ def register(sub: Any) -> None:
         "kafka", help="the local development Kafka broker; the ACLs a component needs")
     kafka.add_argument("action", choices=["start", "stop", "status", "acls"])
     kafka.add_argument("--port", type=int, help="broker port (default 9092)")
+    kafka.add_argument("--brokers", type=int, default=1,
+                       help="start: a KRaft cluster of this many brokers (ports from --port "
+                       "up, two a broker); stop and status find it")
     kafka.add_argument("--component", help="acls: processor, delivery, ... or operator")
     kafka.add_argument("--principal", help="acls: the component's principal, User:NAME")
     kafka.add_argument("--format", choices=["kafka-acls", "strimzi"], default="kafka-acls",

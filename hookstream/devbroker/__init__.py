@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from hookstream.devbroker.broker import LocalBroker, Secured, free_port_pair
+from hookstream.devbroker.broker import LocalBroker, LocalCluster, Secured, free_port_pair
 
 __all__ = [
     "LocalBroker",
+    "LocalCluster",
     "Secured",
     "free_port_pair",
 ]

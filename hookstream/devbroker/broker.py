@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,20 @@ class Secured:
 
 
 @dataclass(frozen=True, slots=True)
+class Quorum:
+    """A node's place in a cluster of local brokers (`LocalCluster`): its id, the
+    controller port of every node (all are voters), and the id every node is formatted with."""
+
+    node_id: int
+    controller_ports: tuple[int, ...]
+    cluster_id: str
+
+    @property
+    def size(self) -> int:
+        return len(self.controller_ports)
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerStatus:
     running: bool
     pid: int | None
@@ -70,12 +85,14 @@ class LocalBroker:
         port: int = 9092,
         heap_mb: int = 768,
         secured: Secured | None = None,
+        quorum: Quorum | None = None,
     ):
         self.state_dir = state_dir
         self.cache_dir = cache_dir
         self.port = port
         self.heap_mb = heap_mb
         self.secured = secured
+        self.quorum = quorum
         self.version = kafka_version()
         self.libs = cache_dir / f"kafka-{self.version}" / "libs"
         self.data_dir = state_dir / "kafka-data"
@@ -210,21 +227,32 @@ class LocalBroker:
             f"super.users=User:{sec.admin};User:ANONYMOUS",
         ]
 
+    def _quorum(self) -> list[str]:
+        if self.quorum is None:
+            return ["node.id=1", f"controller.quorum.bootstrap.servers=127.0.0.1:{self.port + 1}"]
+        voters = ",".join(f"{n}@127.0.0.1:{port}"
+                          for n, port in enumerate(self.quorum.controller_ports, start=1))
+        return [f"node.id={self.quorum.node_id}", f"controller.quorum.voters={voters}"]
+
     def _write_config(self) -> None:
+        # a cluster's own topics as a production cluster has them: three replicas, two in sync
+        size = self.quorum.size if self.quorum else 1
+        replicas, in_sync = min(3, size), 2 if size >= 3 else 1
         self.config_file.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.bootstrap.servers=127.0.0.1:{self.port + 1}",
+                    *self._quorum(),
                     *self._listeners(),
                     "controller.listener.names=CONTROLLER",
                     f"log.dirs={self.data_dir}",
                     "num.partitions=1",
-                    "offsets.topic.replication.factor=1",
+                    f"offsets.topic.replication.factor={replicas}",
                     "offsets.topic.num.partitions=10",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
+                    f"transaction.state.log.replication.factor={replicas}",
+                    f"transaction.state.log.min.isr={in_sync}",
+                    f"default.replication.factor={replicas}",
+                    f"min.insync.replicas={in_sync}",
                     "transaction.state.log.num.partitions=10",
                     "group.initial.rebalance.delay.ms=0",
                     "auto.create.topics.enable=false",
@@ -237,7 +265,7 @@ class LocalBroker:
     def _format(self, libs: Path) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = self.quorum.cluster_id if self.quorum else new_cluster_id()
         cmd = [
             self._java(),
             "-cp",
@@ -246,7 +274,7 @@ class LocalBroker:
             f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
+            *([] if self.quorum else ["--standalone"]),  # a cluster's voters are configured
             f"--cluster-id={cluster_id}",  # an id may start with "-": keep it one argument
             "-c",
             str(self.config_file),
@@ -257,8 +285,9 @@ class LocalBroker:
         if proc.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
 
-    def start(self, timeout_s: float = 90.0) -> BrokerStatus:
-        """Start the broker unless one is running; return once it answers."""
+    def start(self, timeout_s: float = 90.0, wait: bool = True) -> BrokerStatus:
+        """Start the broker unless one is running; return once it answers (or at once, for
+        a cluster's node, which answers only once a quorum of its peers runs)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.state_dir / "broker.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # two `start`s at once must not start two brokers
@@ -299,8 +328,24 @@ class LocalBroker:
                     start_new_session=True,
                 )
             self.pid_file.write_text(str(proc.pid))
-            _wait_until_answers(self.admin_config(), proc.pid, timeout_s, self.log_file)
+            if wait:
+                self.wait_until_answers(timeout_s)
             return BrokerStatus(True, proc.pid, self.bootstrap, f"started (pid {proc.pid})")
+
+    def wait_until_answers(self, timeout_s: float = 90.0) -> None:
+        pid = self._live_pid()
+        if pid is None:
+            raise BrokerError(f"the Kafka broker is not running; see {self.log_file}")
+        _wait_until_answers(self.admin_config(), pid, timeout_s, self.log_file)
+
+    def kill(self) -> None:
+        """SIGKILL, as a machine that dies: no controlled shutdown, no leadership handed on."""
+        pid = self._live_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
 
     def stop(self, timeout_s: float = 30.0) -> BrokerStatus:
         """Stop the broker cleanly (SIGTERM), killing it only if it does not exit in time."""
@@ -318,6 +363,57 @@ class LocalBroker:
             detail = f"killed (pid {pid}) after {timeout_s:.0f}s without exiting"
         self.pid_file.unlink(missing_ok=True)
         return BrokerStatus(False, None, self.bootstrap, detail)
+
+
+class LocalCluster:
+    """`count` local brokers forming one KRaft cluster on loopback, each node broker and
+    controller (all voters), in `state_dir`/node-N; ports from `port` up, two a node."""
+
+    def __init__(self, state_dir: Path, cache_dir: Path, port: int = 9092, count: int = 3,
+                 heap_mb: int = 512):
+        state_dir.mkdir(parents=True, exist_ok=True)
+        id_file = state_dir / "cluster.id"
+        if not id_file.exists():
+            id_file.write_text(new_cluster_id())
+        controllers = tuple(port + 2 * n + 1 for n in range(count))
+        quorum = [Quorum(n + 1, controllers, id_file.read_text()) for n in range(count)]
+        self.nodes = [
+            LocalBroker(state_dir / f"node-{q.node_id}", cache_dir, port + 2 * n, heap_mb,
+                        quorum=q)
+            for n, q in enumerate(quorum)
+        ]
+        self.version = self.nodes[0].version
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def node_at(self, address: str) -> LocalBroker:
+        return next(node for node in self.nodes if node.bootstrap == address)
+
+    def start(self, timeout_s: float = 120.0) -> BrokerStatus:
+        started = [node.start(timeout_s, wait=False) for node in self.nodes]
+        for node in self.nodes:
+            node.wait_until_answers(timeout_s)
+        pids = ", ".join(str(s.pid) for s in started)
+        return BrokerStatus(True, started[0].pid, self.bootstrap,
+                            f"{len(self.nodes)} brokers running (pids {pids})")
+
+    def status(self) -> BrokerStatus:
+        each = [node.status() for node in self.nodes]
+        running = sum(s.running for s in each)
+        detail = "; ".join(f"node {n}: {s.detail}" for n, s in enumerate(each, start=1))
+        return BrokerStatus(running == len(each), each[0].pid, self.bootstrap, detail)
+
+    def stop(self, timeout_s: float = 30.0) -> BrokerStatus:
+        """Every node at once: the last one stopped alone would wait for a quorum gone."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            each = list(pool.map(lambda node: node.stop(timeout_s), self.nodes))
+        return BrokerStatus(False, None, self.bootstrap, "; ".join(s.detail for s in each))
+
+
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 def _alive(pid: int) -> bool:

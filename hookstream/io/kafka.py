@@ -242,10 +242,11 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[tuple[str
     """Create every missing topic; existing ones are left as they are. Idempotent."""
     client = admin(settings)
     try:
-        existing = client.list_topics(timeout=timeout_s).topics
+        cluster = client.list_topics(timeout=timeout_s)
     except KafkaException as e:
         client.poll(0)  # serve the error callbacks: the cause (credentials, TLS) is there
         raise translate(e, f"cannot reach Kafka at {settings.bootstrap_servers}") from e
+    existing, replicas = cluster.topics, replication(settings, len(cluster.brokers))
     report: list[tuple[str, str]] = []
     missing = []
     for spec in topic_specs(settings):
@@ -262,8 +263,9 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[tuple[str
                 NewTopic(
                     spec.name,
                     num_partitions=spec.partitions,
-                    replication_factor=settings.replication_factor,
-                    config=spec.config,
+                    replication_factor=replicas,
+                    config={**spec.config, "min.insync.replicas": str(
+                        settings.min_insync_replicas or (2 if replicas >= 3 else 1))},
                 )
             )
     futures = client.create_topics(missing, request_timeout=timeout_s) if missing else {}
@@ -279,6 +281,12 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[tuple[str
     _wait_for_leaders(client, [name for name, state in report if state == "created"], timeout_s)
     order = {spec.name: i for i, spec in enumerate(topic_specs(settings))}
     return sorted(report, key=lambda r: order[r[0]])
+
+
+def replication(settings: Settings, brokers: int) -> int:
+    """The replication factor of new topics: the setting, or as many brokers as the
+    cluster has up to 3 (three replicas, two in sync: a write survives a broker's loss)."""
+    return settings.replication_factor or min(3, max(1, brokers))
 
 
 def _wait_for_leaders(client: AdminClient, topics: list[str], timeout_s: float) -> None:
