@@ -3,7 +3,8 @@
 Run by hand, never by the tests (loopback only, bounded in time):
 
     .venv/bin/python bench/chaos/pipeline.py [--events 3000] [--rate 50] [--down-s 12]
-        [--pause-s 60] [--only kill,restart,pause,slow] [--code /path/to/another/checkout]
+        [--pause-s 60] [--only kill,restart,pause,slow,leader-kill,rolling]
+        [--code /path/to/another/checkout]
         [--keep DIR]
 
 Each scenario starts its own Kafka broker (LocalBroker on free ports in a temporary
@@ -22,13 +23,20 @@ applied:
     pause    the broker SIGSTOPped at 30 % for --pause-s, then SIGCONTed
     slow     rows at 8 x --rate; the receiver at 300 requests/s (3 workers x 10 ms) from 30 %
              to 70 % of the stream, fast before and after
+    leader-kill  on a three-broker cluster (LocalCluster, topics with 3 replicas, 2 in
+             sync): the broker leading glpi.item-changes[0] SIGKILLed at 30 %, started
+             again --down-s later
+    rolling  on a three-broker cluster: each broker in turn stopped (SIGTERM) and started
+             again from 20 % of the stream, the next once every partition is in sync again
 
 Printed per scenario: events, delivered (unique item ids), lost, duplicate receipts, the
 p99 and maximum time from GLPI's POST accepted (its first 2xx) to the first receipt, for
 `slow` a bound: twice the pipeline's own p99 before the slow phase plus the longest wait
 the receiver's capacity imposes (a fluid 300/s queue over the actual accept times), for
 restart/pause the time from the broker back to the first delivery received after it, and
-whether ingest, processor and delivery were all alive at the end. One JSON line per
+whether ingest, processor and delivery were all alive at the end; on the cluster, the
+longest stall (the longest time without a receipt from the first broker loss until the
+stream ends). One JSON line per
 scenario, then the table. --code runs the components (and the set-up commands) from
 another checkout, for before/after tables; --keep keeps brokers' data and logs.
 """
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -50,10 +59,12 @@ from typing import Any
 
 import aiohttp
 import yaml
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 from delivery import DRAIN_S, REPO, Receiver, cli, log, pause_broker, restart_broker, settle
 
 from hookstream.config import Settings
-from hookstream.devbroker import LocalBroker, free_port_pair
+from hookstream.devbroker import LocalBroker, LocalCluster, free_port_pair
 from hookstream.policy import glpi_headers
 from hookstream.render import default_payload
 
@@ -178,10 +189,17 @@ def set_up(code: Path, settings: Settings, folder: Path, receiver: Receiver) -> 
     cli(code, settings, "webhooks", "apply", "-f", str(hooks))
 
 
+CLUSTER = ("leader-kill", "rolling")  # scenarios on a three-broker cluster
+
+
 def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     folder = work / name
     folder.mkdir(parents=True)
-    broker = LocalBroker(folder / "kafka", Settings().cache_path, port=free_port_pair())
+    broker: LocalBroker | LocalCluster = (
+        LocalCluster(folder / "kafka", Settings().cache_path, free_port_pair(6), heap_mb=384)
+        if name in CLUSTER
+        else LocalBroker(folder / "kafka", Settings().cache_path, port=free_port_pair())
+    )
     broker.start()
     settings = Settings(bootstrap_servers=broker.bootstrap, topic_prefix=f"{name}.",
                         state_dir=str(folder / "hs"))
@@ -220,7 +238,7 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return figures(name, args, glpi, receiver, marks, alive)
 
 
-def fault(name: str, args: argparse.Namespace, broker: LocalBroker,
+def fault(name: str, args: argparse.Namespace, broker: Any,
           parts: dict[str, Component], glpi: Glpi, receiver: Receiver,
           marks: dict[str, float]) -> None:
     def at(fraction: float) -> None:
@@ -246,6 +264,24 @@ def fault(name: str, args: argparse.Namespace, broker: LocalBroker,
         log(f"pause: SIGSTOP broker for {args.pause_s:.0f} s at {glpi.queued} rows queued")
         marks["back"] = pause_broker(broker, args.pause_s)
         log("pause: broker continued")
+    elif name == "leader-kill":
+        at(0.3)
+        node = leader_of(broker, f"{name}.glpi.item-changes")
+        log(f"leader-kill: SIGKILL {node.bootstrap} at {glpi.queued} rows queued")
+        marks["loss"] = time.time()
+        node.kill()
+        time.sleep(args.down_s)
+        node.start()
+        log("leader-kill: broker back")
+    elif name == "rolling":
+        at(0.2)
+        marks["loss"] = time.time()
+        for node in broker.nodes:
+            log(f"rolling: {node.bootstrap} stopped at {glpi.queued} rows queued")
+            node.stop()
+            node.start()
+            in_sync_s = wait_in_sync(broker)
+            log(f"rolling: {node.bootstrap} back, every partition in sync {in_sync_s:.1f} s later")
     elif name == "slow":
         at(0.3)
         log(f"slow: receiver at 300 requests/s at {glpi.queued} rows queued")
@@ -255,6 +291,27 @@ def fault(name: str, args: argparse.Namespace, broker: LocalBroker,
         receiver.service_s = 0.0
         marks["fast"] = time.time()
         log(f"slow: receiver fast again at {glpi.queued} rows queued")
+
+
+def leader_of(cluster: LocalCluster, topic: str) -> LocalBroker:
+    """The node leading partition 0 of `topic`."""
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    partition = admin.list_topics(topic, timeout=10).topics[topic].partitions[0]
+    return cluster.nodes[partition.leader - 1]
+
+
+def wait_in_sync(cluster: LocalCluster, timeout_s: float = 120) -> float:
+    """Wait until every partition has all its replicas in sync; returns how long it took."""
+    admin, started = AdminClient({"bootstrap.servers": cluster.bootstrap}), time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        try:
+            topics = admin.list_topics(timeout=10).topics.values()
+            if all(len(p.isrs) == len(p.replicas) for t in topics for p in t.partitions.values()):
+                return time.monotonic() - started
+        except KafkaException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"partitions still out of sync after {timeout_s:.0f} s")
 
 
 def capacity_wait_s(accepted: list[float], slow: float, fast: float) -> float:
@@ -293,6 +350,10 @@ def figures(name: str, args: argparse.Namespace, glpi: Glpi, receiver: Receiver,
     if "back" in marks:
         after = [t for t in got.values() if t >= marks["back"]]
         row["resumed_s"] = round(min(after) - marks["back"], 1) if after else None
+    if "loss" in marks:  # the longest time without a receipt while rows kept coming
+        times = sorted([marks["loss"], *(t for t in got.values() if t >= marks["loss"])])
+        row["stall_s"] = round(max(b - a for a, b in itertools.pairwise(times)), 1
+                               ) if len(times) > 1 else None
     return row
 
 
@@ -302,7 +363,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="rows per second (slow: 8x)")
     parser.add_argument("--down-s", type=float, default=12.0)
     parser.add_argument("--pause-s", type=float, default=60.0)
-    parser.add_argument("--only", default="kill,restart,pause,slow")
+    parser.add_argument("--only", default="kill,restart,pause,slow,leader-kill,rolling")
     parser.add_argument("--code", default=str(REPO), help="checkout whose components run")
     parser.add_argument("--keep", help="a folder for the brokers and component logs, kept")
     args = parser.parse_args()
@@ -313,15 +374,16 @@ def main() -> None:
                 f"{8 * args.rate if name == 'slow' else args.rate:.0f}/s")
             rows.append(scenario(name, args, Path(args.keep or tmp)))
             log(json.dumps(rows[-1]))
-    print(f"\n{'scenario':<9} {'events':>6} {'deliv.':>6} {'lost':>5} {'dupl.':>5} "
-          f"{'p99 s':>7} {'max s':>7} {'bound s':>7} {'resumed s':>9} alive")
+    print(f"\n{'scenario':<11} {'events':>6} {'deliv.':>6} {'lost':>5} {'dupl.':>5} "
+          f"{'p99 s':>7} {'max s':>7} {'bound s':>7} {'resumed s':>9} {'stall s':>7} alive")
     for r in rows:
         cells = [f"{r[k]:.2f}" if r[k] is not None else "-" for k in ("p99_s", "max_s",
                                                                       "bound_s")]
         resumed = "-" if r["resumed_s"] is None else r["resumed_s"]
-        print(f"{r['scenario']:<9} {r['events']:>6} {r['delivered']:>6} {r['lost']:>5} "
+        stall = r.get("stall_s") or "-"
+        print(f"{r['scenario']:<11} {r['events']:>6} {r['delivered']:>6} {r['lost']:>5} "
               f"{r['duplicates']:>5} {cells[0]:>7} {cells[1]:>7} {cells[2]:>7} "
-              f"{resumed:>9} {r['alive']}")
+              f"{resumed:>9} {stall:>7} {r['alive']}")
 
 
 if __name__ == "__main__":

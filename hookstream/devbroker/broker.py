@@ -333,9 +333,12 @@ class LocalBroker:
             return BrokerStatus(True, proc.pid, self.bootstrap, f"started (pid {proc.pid})")
 
     def wait_until_answers(self, timeout_s: float = 90.0) -> None:
-        pid = self._live_pid()
-        if pid is None:
-            raise BrokerError(f"the Kafka broker is not running; see {self.log_file}")
+        # the pid file's process, whether or not it is ours yet: java's launcher may exec
+        # itself again, and its /proc cmdline reads empty meanwhile (_live_pid: not ours)
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError) as e:
+            raise BrokerError(f"the Kafka broker is not running; see {self.log_file}") from e
         _wait_until_answers(self.admin_config(), pid, timeout_s, self.log_file)
 
     def kill(self) -> None:
