@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -21,6 +23,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from hookstream.config import Settings, load_settings
 from hookstream.control.acls import COMPONENTS, acls
+from tests.oidc_server import OidcServer
 from hookstream.devbroker import LocalBroker, Secured, free_port_pair
 
 MTLS_CLIENT = "mtls-client"  # the CN of the mutual TLS client certificate
@@ -56,6 +59,7 @@ class SecureKafka:
     ca_file: Path
     passwords: dict[str, str]  # SCRAM user: password
     folder: Path  # certificates
+    oidc: OidcServer  # the token endpoint of OAUTHBEARER clients
 
     def settings(self, user: str, tmp_path: Path, prefix: str, **overrides: object) -> Settings:
         """Settings of a client connecting as `user` over SASL_SSL."""
@@ -86,8 +90,21 @@ class SecureKafka:
         }
 
     def grant(self, bindings: Iterable[AclBinding]) -> None:
-        admin = self._admin()  # kept alive until its futures settle
-        _settle(admin.create_acls(list(bindings)))
+        """Create the ACLs, and return once the broker's authorizer applies them (it reads
+        them from the metadata log, a moment after the controller committed them)."""
+        admin, wanted = self._admin(), list(bindings)  # admin kept until its futures settle
+        _settle(admin.create_acls(wanted))
+        principals = {b.principal for b in wanted}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            everyone = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None,
+                                        None, AclOperation.ANY, AclPermissionType.ANY)
+            present = {str(b) for b in admin.describe_acls(everyone).result(timeout=30)
+                       if b.principal in principals}
+            if {str(b) for b in wanted} <= present:
+                return
+            time.sleep(0.05)
+        raise AssertionError("the broker did not apply the ACLs within 30 s")
 
     def grant_component(self, component: str, user: str, prefix: str, but: str = "") -> None:
         """The table's ACLs of `component` to `user`, but those whose text contains `but`."""
@@ -116,9 +133,13 @@ def _settle(futures: dict[object, object]) -> None:
         future.result(timeout=30)  # type: ignore[attr-defined]
 
 
+OAUTH_CLIENT = "oauth-client"  # the OIDC client id: its tokens' `sub`, Kafka's principal
+
+
 @contextmanager
 def secure_kafka(folder: Path, cache: Path) -> Iterator[SecureKafka]:
-    """A SASL_SSL + mTLS broker with ACLs, a SCRAM user per component and an operator."""
+    """A SASL_SSL (SCRAM and OAUTHBEARER) + mTLS broker with ACLs, a SCRAM user per
+    component and an operator, and an OIDC client."""
     certs = folder / "certs"
     certs.mkdir(parents=True)
     ca = make_ca(certs, "test-ca")
@@ -127,11 +148,13 @@ def secure_kafka(folder: Path, cache: Path) -> Iterator[SecureKafka]:
     keystore.write_text(broker_key.read_text() + broker_cert.read_text())
     issue(certs, ca, MTLS_CLIENT)
     passwords = {name: secrets.token_urlsafe(16) for name in ("admin", "operator", *COMPONENTS)}
-    secured = Secured(ca[0], keystore, tuple(passwords.items()))
-    broker = LocalBroker(folder / "kafka", cache, port=free_port_pair(3), heap_mb=512,
-                         secured=secured)
-    broker.start()
-    try:
-        yield SecureKafka(broker, ca[0], passwords, certs)
-    finally:
-        broker.stop()
+    with OidcServer({OAUTH_CLIENT: secrets.token_urlsafe(16)}) as oidc:
+        secured = Secured(ca[0], keystore, tuple(passwords.items()),
+                          oauth_jwks_url=f"{oidc.url}/jwks")
+        broker = LocalBroker(folder / "kafka", cache, port=free_port_pair(3), heap_mb=512,
+                             secured=secured)
+        broker.start()
+        try:
+            yield SecureKafka(broker, ca[0], passwords, certs, oidc)
+        finally:
+            broker.stop()

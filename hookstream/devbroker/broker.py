@@ -47,6 +47,9 @@ class Secured:
     keystore_file: Path  # PEM: the broker's private key (PKCS#8) and certificate chain
     users: tuple[tuple[str, str], ...]  # SCRAM-SHA-512 (name, password), made at format time
     admin: str = "admin"  # one of `users`
+    # OAUTHBEARER too, on the SASL_SSL listener: JWTs checked against this JWKS (principal:
+    # their `sub`, audience `kafka`); empty = SCRAM only
+    oauth_jwks_url: str = ""
 
     @property
     def admin_password(self) -> str:
@@ -203,6 +206,7 @@ class LocalBroker:
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             ]
         sec, mtls = self.secured, f"SSL://127.0.0.1:{port + 2}"
+        oauth = "listener.name.sasl_ssl.oauthbearer" if sec.oauth_jwks_url else ""
         scram = (
             "org.apache.kafka.common.security.scram.ScramLoginModule required "
             f'username="{sec.admin}" password="{sec.admin_password}";'
@@ -212,9 +216,15 @@ class LocalBroker:
             f"advertised.listeners=SASL_SSL://127.0.0.1:{port},{mtls}",
             "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT,SSL:SSL",
             "inter.broker.listener.name=SASL_SSL",
-            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512" + (",OAUTHBEARER" if oauth else ""),
             "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
             f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram}",
+            *([f"{oauth}.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer."
+               "OAuthBearerLoginModule required ;",
+               f"{oauth}.sasl.server.callback.handler.class=org.apache.kafka.common.security."
+               "oauthbearer.OAuthBearerValidatorCallbackHandler",
+               f"{oauth}.sasl.oauthbearer.jwks.endpoint.url={sec.oauth_jwks_url}",
+               f"{oauth}.sasl.oauthbearer.expected.audience=kafka"] if oauth else []),
             "ssl.keystore.type=PEM",
             f"ssl.keystore.location={sec.keystore_file}",
             "ssl.truststore.type=PEM",
@@ -312,6 +322,10 @@ class LocalBroker:
                 f"-Xms{min(256, self.heap_mb)}m",
                 "-XX:+UseG1GC",
                 "-Djava.awt.headless=true",
+                # Kafka 4 fetches only the OAuth URLs it is told it may
+                *([f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls="
+                   f"{self.secured.oauth_jwks_url}"]
+                  if self.secured and self.secured.oauth_jwks_url else []),
                 f"-Dhookstream.log.file={self.log_file}",
                 f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
                 "-cp",

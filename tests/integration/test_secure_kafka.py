@@ -44,7 +44,13 @@ from tests.integration.harness import (
 from tests.integration.logstore_harness import RunningLogStore
 from tests.integration.test_ingest import SECRET, RunningIngest, apply_instances, post_all
 from tests.receiver import Receiver
-from tests.secure_kafka import MTLS_CLIENT, SecureKafka, make_ca, secure_kafka
+from tests.secure_kafka import (
+    MTLS_CLIENT,
+    OAUTH_CLIENT,
+    SecureKafka,
+    make_ca,
+    secure_kafka,
+)
 
 TICKET = FIXTURES / "webhook_default_payloads" / "Ticket_new.json"
 
@@ -206,3 +212,21 @@ def test_each_misconfiguration_ends_in_one_line_naming_its_cause(
     # one line, not one per retry (clients of earlier tests may log of their own brokers)
     unreachable = [r for r in caplog.records if r.getMessage().startswith("Kafka unreachable")]
     assert len(unreachable) == 1, caplog.text
+
+
+def test_oauthbearer_clients_get_their_token_from_the_oidc_endpoint(
+    kafka: SecureKafka, tmp_path: Path, prefix: str
+) -> None:
+    oidc = kafka.oidc
+    settings = Settings(
+        bootstrap_servers=kafka.broker.bootstrap, topic_prefix=prefix,
+        state_dir=str(tmp_path / "state"), partitions=1,
+        kafka_security_protocol="SASL_SSL", kafka_ssl_ca_location=str(kafka.ca_file),
+        kafka_sasl_mechanism="OAUTHBEARER", kafka_oauth_token_url=f"{oidc.url}/token",
+        kafka_oauth_client_id=OAUTH_CLIENT, kafka_oauth_client_secret=oidc.clients[OAUTH_CLIENT],
+        kafka_oauth_scope="kafka",
+    )
+    kafka.grant_component("operator", OAUTH_CLIENT, prefix)  # the token's sub is the principal
+    report = create_topics(settings)
+    assert {state for _, state in report} == {"created"}
+    assert oidc.tokens_issued >= 1
