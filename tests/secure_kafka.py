@@ -23,8 +23,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from hookstream.config import Settings, load_settings
 from hookstream.control.acls import COMPONENTS, acls
-from tests.oidc_server import OidcServer
 from hookstream.devbroker import LocalBroker, Secured, free_port_pair
+from tests.oidc_server import OidcServer
 
 MTLS_CLIENT = "mtls-client"  # the CN of the mutual TLS client certificate
 
