@@ -86,6 +86,7 @@ CONSUMER_CONFIG = {
     "reconnect.backoff.max.ms": 1000,
 }
 READY_PROBE_S = 5.0
+DENIED_UNREADY_S = 30.0  # not ready this long after a write refused for a missing ACL
 PRODUCER_CONFIG = {
     "linger.ms": 2,  # outcomes are small and latency-bound: batch less than the default
     "queue.buffering.max.messages": 1_000_000,
@@ -176,6 +177,8 @@ class DeliveryService:
         (asked at most every READY_PROBE_S, from the endpoint's thread)."""
         if not self.ready.is_set() or self.stopping.is_set():
             return False
+        if time.monotonic() - self.outcomes.denied_at < DENIED_UNREADY_S:
+            return False  # a write refused for a missing ACL, lately: outcomes pile up
         if not self._own_clients or time.monotonic() - self._kafka_seen_at < READY_PROBE_S:
             return True
         try:

@@ -12,15 +12,16 @@ unstored meanwhile, so nothing is lost either way.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from connectors.delivery_ports import TP, Message, RecordSink, RecordSource
 from connectors.offsets import OffsetTracker
 from hookstream.errors import DecodeError
-from hookstream.io import metrics
+from hookstream.io import Throttled, denied, metrics
 from hookstream.policy import DLQ_TIER, Decision, topic_of
 from hookstream.records import Codec, DeliveryRequest, Record
 
@@ -44,6 +45,8 @@ class OutcomeWriter:
         self.stats: dict[str, int] = {}
         self.unacknowledged = 0  # produce failures retried (broker away)
         self.fatal: str | None = None  # the producer is unusable: the loop stops
+        self.denied_at = 0.0  # when Kafka last refused a write for a missing ACL (monotonic)
+        self._failures = Throttled(log)  # the same failure retried: said once a minute
 
     # -- offsets -------------------------------------------------------------------------
 
@@ -163,8 +166,7 @@ class OutcomeWriter:
                 if err is not None:
                     # Not durable: produce it again shortly; the offset waits for it.
                     self.unacknowledged += 1
-                    log.warning("producing to %s failed, trying again: %s", record[0], err)
-                    self._later(1.0, lambda: self._send(record, on_delivery))
+                    self._failed(record, err, on_delivery)
                     return
                 remaining[0] -= 1
                 if remaining[0] == 0:
@@ -181,6 +183,16 @@ class OutcomeWriter:
             self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
         except BufferError:  # the local queue is full (broker away for long): wait
             self._later(0.5, lambda: self._send(record, on_delivery))
+        except KafkaException as e:  # refused at once (a topic known to deny this client)
+            self._failed(record, e.args[0], on_delivery)
+
+    def _failed(self, record: Raw, err: Any, on_delivery: Callable[[Any, Any], None]) -> None:
+        """A produce that did not reach Kafka: said (once a minute), tried again in 1 s."""
+        reason = str(err)
+        if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            reason, self.denied_at = denied("WRITE", "topic", record[0]), time.monotonic()
+        self._failures.warning(f"producing to {record[0]} failed, trying again: {reason}")
+        self._later(1.0, lambda: self._send(record, on_delivery))
 
 
 class OutcomeTopics:

@@ -39,6 +39,7 @@ from tests.integration.harness import (
     apply_webhooks,
     publish,
     read,
+    request_for,
     wait_until,
 )
 from tests.integration.logstore_harness import RunningLogStore
@@ -230,3 +231,28 @@ def test_oauthbearer_clients_get_their_token_from_the_oidc_endpoint(
     report = create_topics(settings)
     assert {state for _, state in report} == {"created"}
     assert oidc.tokens_issued >= 1
+
+
+def test_delivery_without_write_on_attempts_says_so_once_is_unready_and_recovers(
+    kafka: SecureKafka, tmp_path: Path, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    operator = as_user(kafka, "operator", tmp_path, prefix)
+    create_topics(operator)
+    with Receiver() as receiver:
+        apply_webhooks(operator, tmp_path, {"id": "ok", "url": receiver.url("/ok"),
+                                            "allowed_networks": ["127.0.0.0/8"]})
+        publish(operator, [request_for("ok", receiver.url("/ok"), n) for n in range(3)])
+        attempts = f"{prefix}hookstream.attempts"
+        kafka.grant_component("delivery", "delivery", prefix, but=f"{attempts},Resource")
+        with caplog.at_level(logging.WARNING), \
+                RunningDelivery(kafka.settings("delivery", tmp_path, prefix)) as running:
+            expected = f"Kafka denies User:delivery WRITE on topic {attempts}"
+            assert wait_until(lambda: expected in caplog.text, timeout_s=60)
+            time.sleep(5)  # retried every second meanwhile, quietly
+            assert caplog.text.count(expected) == 1
+            assert "Traceback" not in caplog.text
+            assert running.service is not None and not running.service.is_ready()
+            kafka.grant_component("delivery", "delivery", prefix)
+            assert wait_until(lambda: len(read(operator, ATTEMPTS, AttemptRecord)) == 3,
+                              timeout_s=60)
+    assert len(receiver.requests("/ok")) == 3  # sent once each: only the record waited
