@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaError
+
 from connectors.delivery import DeliveryService
 from connectors.sender import HttpResult, Target
 from hookstream.config import Settings, load_settings
@@ -133,6 +135,9 @@ class FakeError:
 
     def fatal(self) -> bool:
         return self._fatal
+
+    def code(self) -> int:
+        return KafkaError._MSG_TIMED_OUT
 
     def __str__(self) -> str:
         return "Local: Message timed out"
