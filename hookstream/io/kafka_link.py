@@ -51,15 +51,16 @@ class KafkaLink:
     which librdkafka makes from whichever thread polls a client: hence the lock."""
 
     def __init__(
-        self, clock: Callable[[], float] = time.monotonic, summary_every_s: float = SUMMARY_EVERY_S
+        self, clock: Callable[[], float] = time.monotonic, summary_every_s: float = SUMMARY_EVERY_S,
+        logger: logging.Logger = log,
     ):
-        self._clock = clock
+        self._clock, self._log = clock, logger
         self._summary_every_s = summary_every_s
         self._lock = threading.Lock()
         self._outages: dict[str, Outage] = {}
         self.principal = ""  # who the clients connect as, for the errors that name it
         self.ca_file = ""  # the CA the clients trust, to tell a TLS failure's cause
-        self._lines = Throttled(log, summary_every_s, clock)
+        self._lines = Throttled(logger, summary_every_s, clock)
 
     def callbacks(self) -> dict[str, Any]:
         """The librdkafka properties that route a client's reports here."""
@@ -115,7 +116,7 @@ class KafkaLink:
             else:
                 self._fault(WHOLE, known.cause, whole=True)
         else:
-            log.warning("Kafka: %s (%s)", text, err.name())
+            self._log.warning("Kafka: %s (%s)", text, err.name())
 
     def on_stats(self, stats_json: str) -> None:
         brokers = json.loads(stats_json).get("brokers", {})
@@ -125,7 +126,7 @@ class KafkaLink:
             for subject in [s for s in self._outages if s in up or (s == WHOLE and up)]:
                 outage = self._outages.pop(subject)
                 if outage.said_at is not None:
-                    log.warning("%s reachable again after %s", _subject(subject),
+                    self._log.warning("%s reachable again after %s", _subject(subject),
                                 _duration(now - outage.since))
             self._say(now)
 
@@ -159,10 +160,10 @@ class KafkaLink:
             if whole and subject != WHOLE:
                 continue
             if outage.said_at is None:
-                log.error("%s unreachable: %s", _subject(subject), outage.cause)
+                self._log.error("%s unreachable: %s", _subject(subject), outage.cause)
                 outage.said_at = now
             elif now - outage.said_at >= self._summary_every_s:
-                log.error("%s still unreachable after %s: %d connection errors; last: %s",
+                self._log.error("%s still unreachable after %s: %d connection errors; last: %s",
                           _subject(subject), _duration(now - outage.since), outage.errors,
                           outage.cause)
                 outage.said_at = now
