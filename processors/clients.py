@@ -30,7 +30,7 @@ from confluent_kafka import (
 
 from hookstream.config import Settings
 from hookstream.errors import ConfigError, KafkaFatal
-from hookstream.io import bounded, consumer, kafka_errors, producer, retried
+from hookstream.io import LINK, bounded, consumer, kafka_errors, producer, retried
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ class TransactionalClients:
         )
 
     def _error(self, error: KafkaError) -> None:
+        LINK.on_error(error)  # the process's one account of its Kafka link (the log lines)
         if error.code() in _UNREACHABLE:
             self._on_unreachable(f"{error.str()} ({error.name()})")
 

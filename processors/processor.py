@@ -146,8 +146,9 @@ class Processor:
     # -- readiness -----------------------------------------------------------------------
 
     def _unreachable(self, why: str) -> None:
-        if self.ready.is_set():
-            log.warning("Kafka cannot be reached: %s", why)
+        """Not ready until a batch commits. The cause is logged where it is known: by the
+        Kafka link watch (an outage, once), or by the caller (a hung call, a failed step)."""
+        log.debug("not ready: %s", why)
         self.ready.clear()
         self._recover = True
         metrics.READY.labels("processor").set(0)

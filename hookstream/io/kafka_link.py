@@ -98,10 +98,12 @@ class KafkaLink:
     def on_error(self, err: KafkaError) -> None:
         code, text = err.code(), _AFTER_STATE.sub("", err.str())
         if code in (KafkaError._TRANSPORT, KafkaError._RESOLVE):
-            broker, _, cause = text.partition(": ")
+            # "127.0.0.1:9092/1: Connect to ... failed: ...", or the consumer group's own
+            # connection to the same broker: "GroupCoordinator: 127.0.0.1:9092: ..."
+            broker, _, cause = text.removeprefix("GroupCoordinator: ").partition(": ")
             if "Disconnected" in cause and "Connect" not in cause:
                 return  # a closed connection: the reconnect's failure, if any, is the news
-            self._fault(broker.split("/")[0], f"{broker.split('/')[0]}: {cause}", whole=False)
+            self._fault(_address(broker), f"{_address(broker)}: {cause}", whole=False)
         elif code == KafkaError._ALL_BROKERS_DOWN:
             with self._lock:
                 last = max(self._outages.values(), key=lambda o: o.since, default=None)
@@ -119,11 +121,18 @@ class KafkaLink:
             self._log.warning("Kafka: %s (%s)", text, err.name())
 
     def on_stats(self, stats_json: str) -> None:
-        brokers = json.loads(stats_json).get("brokers", {})
-        up = {name.split("/")[0] for name, b in brokers.items() if b.get("state") == "UP"}
+        stats = json.loads(stats_json)
+        # when each broker's connection came up, on the monotonic clock librdkafka's `ts`
+        # shares with time.monotonic: statistics made before an outage began, served after
+        # it, must not end it
+        taken_s = stats.get("ts", 0) / 1e6
+        up = {_address(name): taken_s - b.get("stateage", 0) / 1e6
+              for name, b in stats.get("brokers", {}).items() if b.get("state") == "UP"}
         now = self._clock()
         with self._lock:
-            for subject in [s for s in self._outages if s in up or (s == WHOLE and up)]:
+            for subject in [s for s, o in self._outages.items()
+                            if up.get(s, -1.0) >= o.since
+                            or (s == WHOLE and any(t >= o.since for t in up.values()))]:
                 outage = self._outages.pop(subject)
                 if outage.said_at is not None:
                     self._log.warning("%s reachable again after %s", _subject(subject),
@@ -202,6 +211,11 @@ def _chain_verifies(address: str, ca_file: str, timeout_s: float = 3.0) -> bool:
             return True
     except (OSError, ValueError):  # ssl.SSLError is an OSError
         return False
+
+
+def _address(name: str) -> str:
+    """host:port of librdkafka's broker name (`sasl_ssl://host:port/1`, `host:port/bootstrap`)."""
+    return name.split("://")[-1].split("/")[0]
 
 
 def _subject(subject: str) -> str:

@@ -134,8 +134,10 @@ def transport(broker: str, cause: str = "Connection refused") -> KafkaError:
                       "(after 0ms in state CONNECT)")
 
 
-def stats(*up: str) -> str:
-    return json.dumps({"brokers": {f"{b}/1": {"state": "UP"} for b in up}})
+def stats(clock: Clock, *up: str, up_for_s: float = 0.0) -> str:
+    """librdkafka's statistics at `clock`'s time: `up` connected `up_for_s` ago."""
+    return json.dumps({"ts": int(clock.now * 1e6), "brokers": {
+        f"{b}/1": {"state": "UP", "stateage": int(up_for_s * 1e6)} for b in up}})
 
 
 def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -154,8 +156,11 @@ def test_an_outage_is_one_line_a_summary_a_minute_and_one_line_back(
             clock.now += 0.05
         assert not link.ok()
         clock.now += 40
-        link.on_stats(stats())  # still down
-        link.on_stats(stats("10.0.0.1:9092"))
+        link.on_stats(stats(clock))  # still down
+        # made before the outage, served after it: no recovery
+        link.on_stats(stats(clock, "10.0.0.1:9092", up_for_s=120))
+        assert not link.ok()
+        link.on_stats(stats(clock, "10.0.0.1:9092"))
     assert messages(caplog) == [
         "Kafka unreachable: 10.0.0.1:9092: Connect to ipv4#10.0.0.1:9092 failed: "
         "Connection refused",
@@ -172,13 +177,15 @@ def test_one_broker_of_a_cluster_away_is_said_of_that_broker(
     clock = Clock()
     link = KafkaLink(clock)
     with caplog.at_level(logging.INFO, "hookstream.kafka"):
+        link.on_error(KafkaError(KafkaError._TRANSPORT, "GroupCoordinator: 10.0.0.2:9092: Connect"
+                                 " to ipv4#10.0.0.2:9092 failed: Connection refused"))
         link.on_error(transport("10.0.0.2:9092"))
         link.on_error(KafkaError(KafkaError._TRANSPORT,
                                  "10.0.0.3:9092/3: Disconnected (after 600000ms in state UP)"))
         assert link.ok()  # the others serve
-        link.on_stats(stats("10.0.0.1:9092"))  # the next statistics round tells it
+        link.on_stats(stats(clock, "10.0.0.1:9092"))  # the next statistics round tells it
         clock.now += 18
-        link.on_stats(stats("10.0.0.1:9092", "10.0.0.2:9092"))
+        link.on_stats(stats(clock, "10.0.0.1:9092", "10.0.0.2:9092"))
     assert messages(caplog) == [
         "Kafka broker 10.0.0.2:9092 unreachable: 10.0.0.2:9092: Connect to ipv4#10.0.0.2:9092"
         " failed: Connection refused",
