@@ -78,17 +78,6 @@ class SecureKafka:
             **overrides,
         )
 
-    def env(self, user: str) -> dict[str, str]:
-        """The same, as a component's environment."""
-        return {
-            "HOOKSTREAM_BOOTSTRAP_SERVERS": self.broker.bootstrap,
-            "HOOKSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-            "HOOKSTREAM_KAFKA_SSL_CA_LOCATION": str(self.ca_file),
-            "HOOKSTREAM_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-            "HOOKSTREAM_KAFKA_SASL_USERNAME": user,
-            "HOOKSTREAM_KAFKA_SASL_PASSWORD": self.passwords[user],
-        }
-
     def grant(self, bindings: Iterable[AclBinding]) -> None:
         """Create the ACLs, and return once the broker's authorizer applies them (it reads
         them from the metadata log, a moment after the controller committed them)."""

@@ -405,9 +405,6 @@ class LocalCluster:
     def bootstrap(self) -> str:
         return ",".join(node.bootstrap for node in self.nodes)
 
-    def node_at(self, address: str) -> LocalBroker:
-        return next(node for node in self.nodes if node.bootstrap == address)
-
     def start(self, timeout_s: float = 120.0) -> BrokerStatus:
         started = [node.start(timeout_s, wait=False) for node in self.nodes]
         for node in self.nodes:

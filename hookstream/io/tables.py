@@ -46,8 +46,8 @@ class TableFollower:
         for topic in topics:
             with kafka_errors(f"table topic {topic}"):
                 meta = self._consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-            if meta is not None and meta.error is not None and meta.error.code() in (
-                KafkaError.TOPIC_AUTHORIZATION_FAILED,
+            if meta is not None and meta.error is not None and (
+                meta.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
             ):
                 raise TransientError(denied("READ", "topic", topic))
             if meta is None or meta.error is not None:

@@ -121,20 +121,26 @@ def test_the_pipeline_runs_with_each_component_as_its_own_least_privileged_princ
     assert not thread.is_alive()
 
 
+def creates_every_topic(kafka: SecureKafka, tmp_path: Path, prefix: str, principal: str,
+                        **connection: str) -> None:
+    """A client connecting with `connection`, holding the operator's ACLs as `principal`
+    (the name the broker gives it), creates every topic."""
+    settings = Settings(topic_prefix=prefix, state_dir=str(tmp_path / "state"), partitions=1,
+                        kafka_ssl_ca_location=str(kafka.ca_file), **connection)
+    kafka.grant_component("operator", principal, prefix)
+    report = create_topics(settings)
+    assert {state for _, state in report} == {"created"}
+
+
 def test_a_client_certificate_is_the_principal_on_the_mutual_tls_listener(
     kafka: SecureKafka, tmp_path: Path, prefix: str
 ) -> None:
-    certs = kafka.folder
-    settings = Settings(
-        bootstrap_servers=kafka.broker.mtls_bootstrap, topic_prefix=prefix,
-        state_dir=str(tmp_path / "state"), partitions=1,
-        kafka_security_protocol="SSL", kafka_ssl_ca_location=str(kafka.ca_file),
-        kafka_ssl_certificate_location=str(certs / f"{MTLS_CLIENT}.crt"),
-        kafka_ssl_key_location=str(certs / f"{MTLS_CLIENT}.key"),
+    creates_every_topic(
+        kafka, tmp_path, prefix, MTLS_CLIENT,
+        bootstrap_servers=kafka.broker.mtls_bootstrap, kafka_security_protocol="SSL",
+        kafka_ssl_certificate_location=str(kafka.folder / f"{MTLS_CLIENT}.crt"),
+        kafka_ssl_key_location=str(kafka.folder / f"{MTLS_CLIENT}.key"),
     )
-    kafka.grant_component("operator", MTLS_CLIENT, prefix)
-    report = create_topics(settings)
-    assert {state for _, state in report} == {"created"}
 
 
 def test_a_missing_acl_is_one_line_naming_who_what_and_where_and_granting_it_recovers(
@@ -221,18 +227,15 @@ def test_oauthbearer_clients_get_their_token_from_the_oidc_endpoint(
     kafka: SecureKafka, tmp_path: Path, prefix: str
 ) -> None:
     oidc = kafka.oidc
-    settings = Settings(
-        bootstrap_servers=kafka.broker.bootstrap, topic_prefix=prefix,
-        state_dir=str(tmp_path / "state"), partitions=1,
-        kafka_security_protocol="SASL_SSL", kafka_ssl_ca_location=str(kafka.ca_file),
+    creates_every_topic(  # the principal is the token's sub
+        kafka, tmp_path, prefix, OAUTH_CLIENT,
+        bootstrap_servers=kafka.broker.bootstrap, kafka_security_protocol="SASL_SSL",
         kafka_sasl_mechanism="OAUTHBEARER", kafka_oauth_token_url=f"{oidc.url}/token",
         kafka_oauth_client_id=OAUTH_CLIENT, kafka_oauth_client_secret=oidc.clients[OAUTH_CLIENT],
         kafka_oauth_scope="kafka",
     )
-    kafka.grant_component("operator", OAUTH_CLIENT, prefix)  # the token's sub is the principal
-    report = create_topics(settings)
-    assert {state for _, state in report} == {"created"}
     assert oidc.tokens_issued >= 1
+
 
 
 def test_delivery_without_write_on_attempts_says_so_once_is_unready_and_recovers(
