@@ -20,6 +20,15 @@ if [ "${1:-}" = "--test" ]; then
   # Chromium for the console's browser tests (Playwright drives it by its path).
   [ -x /usr/bin/chromium ] || missing+=(chromium)
 fi
+if [ "${1:-}" = "--real-glpi" ]; then
+  # A real GLPI 10 (scripts/real-glpi.sh): MariaDB and PHP with the extensions GLPI requires.
+  [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+  command -v php >/dev/null || missing+=(php-cli)
+  for ext in mysqli intl gd curl mbstring dom zip bz2 ldap bcmath; do
+    php -m 2>/dev/null | grep -qix "$ext" || missing+=("php-${ext/dom/xml}")
+  done
+  missing=("${missing[@]/php-mysqli/php-mysql}")
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 sudo=""
