@@ -76,7 +76,7 @@ def main() -> None:
                                  poller_itemtypes="Ticket", poller_page_size=args.page,
                                  poller_interval_s=args.interval, poller_team=args.team)
         api = FakeGlpiItems(APP, USER, seed=None)
-        api.add("Entity", id=0, name="Root entity", entities_id=-1, completename="Root entity")
+        api.add("Entity", id=0, name="Root entity", entities_id=None, completename="Root entity")
         start = datetime.now().replace(microsecond=0) - timedelta(seconds=args.tickets)
         for n in range(args.tickets):
             api.now = start + timedelta(seconds=n)  # one ticket a second, up to now

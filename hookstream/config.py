@@ -111,6 +111,9 @@ class Settings:
     # GLPI's API gives local times without an offset: the instances' timezone (IANA name)
     poller_timezone: str = "UTC"
     poller_team: bool = True  # read ITIL actors for item.team (3 calls per changed item)
+    # changes made only by the integration's own GLPI user (write-back followups, tickets
+    # hookstream opens) are not produced: no webhook fires on hookstream's own writes
+    poller_skip_own_changes: bool = True
     poller_names_ttl_s: float = 300.0  # how long a dropdown, user or group name is reused
     poller_backoff_max_s: float = 300.0  # longest wait after repeated errors
     # history write-back (`hookstream run writeback`): GLPI API writes per second per instance

@@ -70,9 +70,14 @@ class FakeGlpiSender:
 
 
 # -- GLPI's REST API (apirest.php), the subset hookstream uses ---------------------------------
-# Answer shapes and error codes from GLPI's apirest.md: errors are a JSON array
-# [ERROR_CODE, message]; lists honour `range=a-b` with `Content-Range: a-b/total` and 206
-# when partial; POST answers 201 {"id": n}; PUT answers 200 [{"<id>": true, "message": ""}].
+# Answer shapes and error codes as GLPI 10.0.19 gives them (held to the real one by
+# tests/real_glpi/test_fake_agrees.py): errors are a JSON array [ERROR_CODE, message], most
+# messages ending "; view documentation in your browser at <api>/#CODE"; lists honour
+# `range=a-b` with `Content-Range: a-b/total` (none for an empty list) and 206 when partial;
+# POST answers 201 {"id": n, "message": ...}; PUT answers 200 [{"<id>": true, "message": ""}].
+
+API_USER_ID = 7  # the integration's user, as getFullSession names it
+NO_RIGHT = "You don't have permission to perform this action."
 
 
 class FakeGlpiApi:
@@ -83,74 +88,115 @@ class FakeGlpiApi:
         self.items: dict[str, dict[int, dict[str, Any]]] = {
             "Entity": {}, "Webhook": {}, "CronTask": {}, "CriteriaFilter": {}
         }
+        self._next_id: dict[str, int] = {}  # auto-increment: a purged id is never reused
         self.sessions: set[str] = set()
         self.sessions_opened = self.sessions_killed = 0
         self.fail_next: list[int] = []  # statuses to answer before serving (5xx injection)
-        self.read_only: set[str] = set()  # itemtypes whose updates lack the right
+        self.read_only: set[str] = set()  # itemtypes the user may read but not write
+        self.unreadable: set[str] = set()  # itemtypes the user may not even read
         self.calls: list[tuple[str, str]] = []
+        self.api_url = ""  # set when served: GLPI names itself in its error messages
 
     def add(self, kind: str, /, **fields: Any) -> int:
         table = self.items.setdefault(kind, {})
-        ident = int(fields.pop("id", max(table, default=0) + 1))
+        ident = int(fields.pop("id", max(self._next_id.get(kind, 1), max(table, default=0) + 1)))
+        self._next_id[kind] = max(self._next_id.get(kind, 1), ident + 1)
         table[ident] = {"id": ident, **fields}
         return ident
+
+    def purge(self, kind: str, ident: int) -> None:
+        del self.items[kind][ident]
+
+    def changed_by_api(self, itemtype: str, ident: int, created: bool) -> None:
+        """Called after the API user added or updated an item (FakeGlpiItems dates it)."""
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/apirest.php/{path:.*}", self.handle)
         return app
 
+    def error(self, status: int, code: str, message: str | None, doc: bool = True
+              ) -> web.Response:
+        """API::returnError: `doc` appends where the documentation is, as GLPI does for
+        every error but not-found, missing-right and refused writes."""
+        if doc and message is not None:
+            message += f"; view documentation in your browser at {self.api_url}/#{code}"
+        return web.json_response([code, message], status=status)
+
+    def refused(self, request: web.Request) -> web.Response | None:
+        """The checks GLPI makes before any call but initSession: failures, tokens."""
+        if self.fail_next:
+            return self.error(self.fail_next.pop(0), "ERROR_SQL", "injected failure")
+        if request.headers.get("App-Token") != self.app_token:
+            return self.error(400, "ERROR_WRONG_APP_TOKEN_PARAMETER",
+                              "parameter app_token seems wrong")
+        token = request.headers.get("Session-Token")
+        if not token:
+            return self.error(400, "ERROR_SESSION_TOKEN_MISSING",
+                              "parameter session_token is missing or empty")
+        if token not in self.sessions:
+            return self.error(401, "ERROR_SESSION_TOKEN_INVALID", "session_token seems invalid",
+                              doc=False)
+        return None
+
     async def handle(self, request: web.Request) -> web.Response:
         path = request.match_info["path"].strip("/")
         self.calls.append((request.method, path))
-        if self.fail_next:
-            return _error(self.fail_next.pop(0), "ERROR_SQL", "injected failure")
-        if request.headers.get("App-Token") != self.app_token:
-            return _error(400, "ERROR_WRONG_APP_TOKEN_PARAMETER",
-                          "parameter app_token seems wrong")
-        if path == "initSession":
+        if path == "initSession" and not self.fail_next:
             return self._init_session(request)
-        token = request.headers.get("Session-Token")
-        if not token:
-            return _error(400, "ERROR_SESSION_TOKEN_MISSING",
-                          "parameter session_token is missing or empty")
-        if token not in self.sessions:
-            return _error(401, "ERROR_SESSION_TOKEN_INVALID", "session_token seems invalid")
+        refused = self.refused(request)
+        if refused is not None:
+            return refused
+        token = request.headers["Session-Token"]
         if path == "killSession":
             self.sessions.discard(token)
             self.sessions_killed += 1
             return web.json_response(True)
+        if path == "getFullSession":
+            return web.json_response({"session": {"valid_id": token, "glpiID": API_USER_ID,
+                                                  "glpiname": "hookstream"}})
         itemtype, _, ident = path.partition("/")
         if itemtype not in self.items:
-            return _error(400, "ERROR_ITEMTYPE_NOT_FOUND_NOR_COMMONDBTM",
-                          "resource not found or not an instance of CommonDBTM")
+            return self.error(400, "ERROR_RESOURCE_NOT_FOUND_NOR_COMMONDBTM",
+                              "resource not found or not an instance of CommonDBTM")
         table = self.items[itemtype]
+        if request.method == "GET" and itemtype in self.unreadable:
+            return self.error(403, "ERROR_RIGHT_MISSING", NO_RIGHT, doc=False)
         if request.method == "GET" and not ident:
             return self._list(itemtype, table, request.query.get("range", "0-50"))
         if request.method == "POST" and not ident:
+            if itemtype in self.read_only:
+                return self.error(400, "ERROR_GLPI_ADD", NO_RIGHT, doc=False)
             fields = (await request.json())["input"]
-            new = self.add(itemtype, **fields)
+            new = self.add(itemtype, **{k: v for k, v in fields.items() if k[0] != "_"})
+            self.changed_by_api(itemtype, new, created=True)
             return web.json_response({"id": new, "message": ""}, status=201,
                                      headers={"Location": f"{request.url}/{new}"})
+        if request.method == "PUT":
+            if not ident.isdigit() or int(ident) not in table:
+                return self.error(400, "ERROR_GLPI_UPDATE", None, doc=False)
+            if itemtype in self.read_only:
+                return self.error(400, "ERROR_GLPI_UPDATE", NO_RIGHT, doc=False)
+            table[int(ident)].update((await request.json())["input"])
+            self.changed_by_api(itemtype, int(ident), created=False)
+            return web.json_response([{ident: True, "message": ""}])
         if not ident.isdigit() or int(ident) not in table:
-            return _error(404, "ERROR_ITEM_NOT_FOUND", "Item not found")
+            return self.error(404, "ERROR_ITEM_NOT_FOUND", "Item not found", doc=False)
         if request.method == "GET":
             return web.json_response(_shown(table[int(ident)]))
-        if request.method == "PUT" and itemtype in self.read_only:
-            return _error(401, "ERROR_RIGHT_MISSING",
-                          "You don't have permission to perform this action.")
-        if request.method == "PUT":
-            table[int(ident)].update((await request.json())["input"])
-            return web.json_response([{ident: True, "message": ""}])
-        return _error(400, "ERROR_METHOD_NOT_ALLOWED", "method not allowed")
+        return self.error(405, "ERROR_METHOD_NOT_ALLOWED", "Method Not Allowed")
 
     def _init_session(self, request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("user_token "):
-            return _error(400, "ERROR_LOGIN_PARAMETERS_MISSING",
-                          "parameter(s) login, password or user_token are missing")
+            return self.error(400, "ERROR_LOGIN_PARAMETERS_MISSING",
+                              "parameter(s) login, password or user_token are missing")
+        if request.headers.get("App-Token") != self.app_token:
+            return self.error(400, "ERROR_WRONG_APP_TOKEN_PARAMETER",
+                              "parameter app_token seems wrong")
         if auth.removeprefix("user_token ") != self.user_token:
-            return _error(401, "ERROR_GLPI_LOGIN_USER_TOKEN", "parameter user_token seems invalid")
+            return self.error(401, "ERROR_GLPI_LOGIN_USER_TOKEN",
+                              "parameter user_token seems invalid", doc=False)
         self.sessions_opened += 1
         token = f"session-{self.sessions_opened:04d}"
         self.sessions.add(token)
@@ -159,12 +205,13 @@ class FakeGlpiApi:
     def _list(self, itemtype: str, table: dict[int, dict[str, Any]], span: str) -> web.Response:
         first, _, last = span.partition("-")
         start, end, rows = int(first), int(last), [table[k] for k in sorted(table)]
-        if rows and start >= len(rows):
-            return _error(400, "ERROR_RANGE_EXCEED_TOTAL",
-                          "Provided range exceed total count of data")
+        if start >= len(rows) and start > 0:
+            return self.error(400, "ERROR_RANGE_EXCEED_TOTAL",
+                              f"Provided range exceed total count of data: {len(rows)}")
         page = [_shown(row) for row in rows[start:end + 1]]
-        headers = {"Content-Range": f"{start}-{start + len(page) - 1}/{len(rows)}",
-                   "Accept-Range": f"{itemtype} 1000"}
+        headers = {"Accept-Range": f"{itemtype} 1000"}
+        if page:
+            headers["Content-Range"] = f"{start}-{start + len(page) - 1}/{len(rows)}"
         status = 206 if start + len(page) < len(rows) else 200
         return web.json_response(page, status=status, headers=headers)
 
@@ -172,10 +219,6 @@ class FakeGlpiApi:
 def _shown(row: dict[str, Any]) -> dict[str, Any]:
     """GLPI keeps webhook secrets encrypted and never returns them."""
     return {k: v for k, v in row.items() if k not in ("secret", "clientsecret")}
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response([code, message], status=status)
 
 
 class RunningGlpiApi:
@@ -197,7 +240,8 @@ class RunningGlpiApi:
             return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
 
         port = asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)
-        return f"http://127.0.0.1:{port}/apirest.php"
+        self.api.api_url = f"http://127.0.0.1:{port}/apirest.php"
+        return self.api.api_url
 
     def __exit__(self, *exc: object) -> None:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)

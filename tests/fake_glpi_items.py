@@ -23,9 +23,14 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fake_glpi import FakeGlpiApi, _error
+from tests.fake_glpi import API_USER_ID, FakeGlpiApi
 
-SEARCH_OPTIONS = {"2": "id", "19": "date_mod", "15": "date_creation", "1": "name"}
+# Search options as GLPI 10.0 numbers them (listSearchOptions): 15 is the opening date of
+# an ITIL item and does not exist on assets; 80 is the entity's complete name.
+SEARCH_OPTIONS = {"2": "id", "19": "date_mod", "1": "name", "80": "entity"}
+ITIL_SEARCH_OPTIONS = {**SEARCH_OPTIONS, "15": "date"}
+ITIL = ("Ticket", "Change", "Problem")
+HUMAN_USER = (2, "glpi")  # who changes items in GLPI's UI, in the tests
 _INDEXED = re.compile(r"^(\w+)\[(\d+)\]\[(\w+)\]$")
 
 
@@ -41,7 +46,8 @@ def _indexed(query: Any, name: str) -> list[dict[str, str]]:
 
 class FakeGlpiItems(FakeGlpiApi):
     """A FakeGlpiApi whose items carry date_creation, date_mod and is_deleted, on a clock
-    the test moves (`tick`)."""
+    the test moves (`tick`); ITIL items also their last updater and GLPI's history (Log)
+    of who changed them, the API's user for changes made through the API."""
 
     def __init__(self, app_token: str, user_token: str, seed: int | None = 7):
         """`seed=None`: ties in id order, and a faster search (benchmarks)."""
@@ -60,12 +66,38 @@ class FakeGlpiItems(FakeGlpiApi):
     def tick(self, seconds: float = 1.0) -> None:
         self.now += timedelta(seconds=seconds)
 
-    def create(self, itemtype: str, **fields: Any) -> int:
+    def create(self, itemtype: str, by: tuple[int, str] = HUMAN_USER, **fields: Any) -> int:
         base = {"is_deleted": 0, "date_creation": self.stamp(), "date_mod": self.stamp()}
-        return self.add(itemtype, **{**base, **fields})
+        ident = self.add(itemtype, **{**base, **fields})
+        self._changed(itemtype, ident, by)
+        return ident
 
-    def update(self, itemtype: str, items_id: int, **fields: Any) -> None:
+    def update(self, itemtype: str, items_id: int, by: tuple[int, str] = HUMAN_USER,
+               **fields: Any) -> None:
         self.items[itemtype][items_id].update(fields, date_mod=self.stamp())
+        self._changed(itemtype, items_id, by)
+
+    def _changed(self, itemtype: str, items_id: int, by: tuple[int, str]) -> None:
+        """CommonITILObject: the last updater, and a history row naming 'name (id)'."""
+        if itemtype not in ITIL:
+            return
+        row = self.items[itemtype][items_id]
+        row["users_id_lastupdater"] = by[0]
+        self.add("Log", itemtype=itemtype, items_id=items_id, date_mod=row["date_mod"],
+                 user_name=f"{by[1]} ({by[0]})", linked_action=0)
+
+    def changed_by_api(self, itemtype: str, ident: int, created: bool) -> None:
+        """An add or update through the API dates the item; a followup or task added to an
+        ITIL item moves that item's date_mod and last updater (updateDateMod)."""
+        row, api_user = self.items[itemtype][ident], (API_USER_ID, "hookstream")
+        if itemtype in ITIL:
+            if created:
+                row.setdefault("date_creation", self.stamp())
+                row.setdefault("is_deleted", 0)
+            row["date_mod"] = self.stamp()
+            self._changed(itemtype, ident, api_user)
+        elif row.get("itemtype") in ITIL and itemtype in ("ITILFollowup", "TicketTask"):
+            self.update(row["itemtype"], int(row["items_id"]), by=api_user)
 
     def trash(self, itemtype: str, items_id: int) -> None:
         # CommonDBTM::deleteFromDB without force: is_deleted = 1 and date_mod = now
@@ -92,7 +124,7 @@ class FakeGlpiItems(FakeGlpiApi):
         if not ours or request.method != "GET":
             return await self.handle(request)
         self.calls.append((request.method, path))
-        refused = self._refused(request)
+        refused = self.refused(request)
         if refused is not None:
             return refused
         if parts[0] == "search":
@@ -104,72 +136,89 @@ class FakeGlpiItems(FakeGlpiApi):
             return self._multiple(request)
         return self._sub_items(parts[0], int(parts[1]), parts[2], request)
 
-    def _refused(self, request: web.Request) -> web.Response | None:
-        if self.fail_next:
-            return _error(self.fail_next.pop(0), "ERROR_SQL", "injected failure")
-        if request.headers.get("App-Token") != self.app_token:
-            return _error(400, "ERROR_WRONG_APP_TOKEN_PARAMETER", "parameter app_token seems wrong")
-        if request.headers.get("Session-Token") not in self.sessions:
-            return _error(401, "ERROR_SESSION_TOKEN_INVALID", "session_token seems invalid")
-        return None
-
     def _search(self, itemtype: str, request: web.Request) -> web.Response:
-        query = request.query
+        """Search::showList through the API: rows matching the criteria (an unknown
+        searchtype matches nothing), sorted, with the columns asked plus the name (1) and,
+        with several entities, the entity (80); sort and order come back as lists."""
+        query, options = request.query, ITIL_SEARCH_OPTIONS if itemtype in ITIL else SEARCH_OPTIONS
         rows = [r for r in self.items.get(itemtype, {}).values()
                 if int(r.get("is_deleted", 0)) == int(query.get("is_deleted", "0"))]
         for criterion in _indexed(query, "criteria"):
-            field = SEARCH_OPTIONS[criterion["field"]]
+            field = options.get(criterion.get("field", ""))
+            if field is None:
+                return self.error(400, "ERROR", "Bad field ID in search criteria")
             if criterion["searchtype"] == "morethan":
                 rows = [r for r in rows if str(r.get(field, "")) > criterion["value"]]
             elif criterion["searchtype"] == "lessthan":
                 rows = [r for r in rows if str(r.get(field, "")) < criterion["value"]]
             else:
-                return _error(400, "ERROR_BAD_SEARCH", f"searchtype {criterion['searchtype']}")
-        sort = SEARCH_OPTIONS[query.get("sort", "1")]
+                rows = []
+        sort = query.get("sort", "1")
         first, _, last = query.get("range", "0-49").partition("-")
         start, end = int(first), int(last)
         total = len(rows)
         if self._random is not None:
             self._random.shuffle(rows)  # ties in any order
-            rows.sort(key=lambda r: str(r.get(sort, "")), reverse=query.get("order") == "DESC")
+            rows.sort(key=lambda r: str(r.get(options[sort], "")),
+                      reverse=query.get("order") == "DESC")
         else:
-            rows = heapq.nsmallest(end + 1, rows, key=lambda r: str(r.get(sort, "")))
+            rows = heapq.nsmallest(end + 1, rows, key=lambda r: str(r.get(options[sort], "")))
         if total and start >= total:
-            return _error(400, "ERROR_RANGE_EXCEED_TOTAL", "Provided range exceed total count")
-        shown = ["2", *(v for k, v in query.items() if re.match(r"^forcedisplay\[\d+\]$", k))]
-        page = [{opt: r.get(SEARCH_OPTIONS[opt]) for opt in dict.fromkeys(shown)}
+            return self.error(400, "ERROR_RANGE_EXCEED_TOTAL",
+                              f"Provided range exceed total count of data: {total}")
+        shown = ["2", *(v for k, v in query.items() if re.match(r"^forcedisplay\[\d+\]$", k)),
+                 "1", *(["80"] if len(self.items["Entity"]) > 1 else [])]
+        page = [{opt: self._column(r, options[opt]) for opt in dict.fromkeys(shown)}
                 for r in rows[start:end + 1]]
         span = f"{start}-{start + len(page) - 1}/{total}"
+        answer: dict[str, Any] = {"totalcount": total, "count": len(page), "sort": [int(sort)],
+                                  "order": [query.get("order", "ASC")]}
+        headers = {"Accept-Range": f"{itemtype} 1000"}
+        if page:
+            answer["data"] = page
+            headers["Content-Range"] = span
+        answer["content-range"] = span
         status = 206 if start + len(page) < total else 200
-        return web.json_response(
-            {"totalcount": total, "count": len(page), "sort": query.get("sort", "1"),
-             "order": query.get("order", "ASC"), "data": page, "content-range": span},
-            status=status, headers={"Content-Range": span})
+        return web.json_response(answer, status=status, headers=headers)
+
+    def _column(self, row: dict[str, Any], field: str) -> Any:
+        if field != "entity":
+            return row.get(field)
+        entity = self.items["Entity"].get(int(row.get("entities_id") or 0), {})
+        return entity.get("completename")
 
     def _multiple(self, request: web.Request) -> web.Response:
         out = []
         for wanted in _indexed(request.query, "items"):
             row = self.items.get(wanted["itemtype"], {}).get(int(wanted["items_id"]))
             if row is None:
-                return _error(404, "ERROR_ITEM_NOT_FOUND", "Item not found")
+                return self.error(404, "ERROR_ITEM_NOT_FOUND", "Item not found", doc=False)
             out.append(row)
         return web.json_response(out)
 
     def _sub_items(self, itemtype: str, items_id: int, sub: str, request: web.Request
                    ) -> web.Response:
         if items_id not in self.items.get(itemtype, {}):
-            return _error(404, "ERROR_ITEM_NOT_FOUND", "Item not found")
+            return self.error(404, "ERROR_ITEM_NOT_FOUND", "Item not found", doc=False)
         fk = f"{itemtype.lower()}s_id"
         rows = [r for r in self.items.get(sub, {}).values()
                 if r.get(fk) == items_id or (r.get("itemtype") == itemtype
                                              and r.get("items_id") == items_id)]
-        return web.json_response(rows, headers={"Content-Range": f"0-{len(rows) - 1}/{len(rows)}"})
+        if request.query.get("sort") == "id":
+            rows.sort(key=lambda r: int(r["id"]), reverse=request.query.get("order") == "DESC")
+        first, _, last = request.query.get("range", "0-49").partition("-")
+        page = rows[int(first):int(last) + 1]
+        headers = {"Accept-Range": f"{sub} 1000"}
+        if page:
+            headers["Content-Range"] = f"{first}-{int(first) + len(page) - 1}/{len(rows)}"
+        return web.json_response(page, status=206 if len(page) < len(rows) else 200,
+                                 headers=headers)
 
 
 def seed_ticket_4211(api: FakeGlpiApi) -> None:
     """The GLPI 10 rows behind tests/fixtures/Ticket.json (and its linked rows)."""
     for ident, name, parent, complete in (
-        (0, "Root entity", -1, "Root entity"), (1, "Europe", 0, "Root entity > Europe"),
+        (0, "Root entity", None, "Root entity"), (1, "Europe", 0, "Root entity > Europe"),
         (3, "France", 1, "Root entity > Europe > France"),
     ):
         api.add("Entity", id=ident, name=name, entities_id=parent, completename=complete)
@@ -198,12 +247,12 @@ TICKET_4211: dict[str, Any] = {
     "status": 2,
     "users_id_recipient": 57,
     "requesttypes_id": 2,
-    # GLPI 10 stores rich text HTML-encoded
-    "content": "&lt;p&gt;Bonjour,&lt;/p&gt;&lt;p&gt;L'imprimante HP LaserJet M507 du 2e étage "
-               "(salle « Rhône ») affiche « Bourrage papier » toutes les 10 pages depuis ce "
-               "matin.&lt;/p&gt;&lt;p&gt;Voir aussi &lt;a href=&quot;https://intranet.example.fr"
-               "/kb/imprimantes/2025/11/04&quot;&gt;la note de l'intranet&lt;/a&gt;.&lt;/p&gt;"
-               "&lt;p&gt;Merci d'avance,&lt;br&gt;Hélène&lt;/p&gt;",
+    # GLPI 10.0 stores every string sanitized: & < > as numeric entities, quotes raw
+    "content": "&#60;p&#62;Bonjour,&#60;/p&#62;&#60;p&#62;L'imprimante HP LaserJet M507 du 2e "
+               "étage (salle « Rhône ») affiche « Bourrage papier » toutes les 10 pages "
+               "depuis ce matin.&#60;/p&#62;&#60;p&#62;Voir aussi &#60;a href=\"https://"
+               "intranet.example.fr/kb/imprimantes/2025/11/04\"&#62;la note de l'intranet"
+               "&#60;/a&#62;.&#60;/p&#62;&#60;p&#62;Merci d'avance,&#60;br&#62;Hélène&#60;/p&#62;",
     "urgency": 4,
     "impact": 3,
     "priority": 4,
@@ -217,5 +266,20 @@ TICKET_4211: dict[str, Any] = {
     "locations_id": 8,
     "validation_percent": 0,
     "date_creation": "2025-11-04 09:15:32",
-    "externalid": "MAIL-20251104-0915-8f3a2c",
+    # no externalid: GLPI 10.0 has no such column (GLPI 11's external_id)
 }
+
+
+GLPI11_ONLY_KEYS = ("external_id",)  # Ticket keys GLPI 10.0 has no column for
+
+
+def polled_from_glpi10(item: dict[str, Any]) -> dict[str, Any]:
+    """A GLPI 11 fixture item as the poller gets it from GLPI 10.0: less GLPI 11's keys."""
+    return {k: v for k, v in item.items() if k not in GLPI11_ONLY_KEYS}
+
+
+def polled_payload_from_glpi10(glpi11_payload: bytes) -> bytes:
+    """GLPI 11's default payload bytes less the lines of the keys GLPI 10.0 lacks."""
+    lines = glpi11_payload.split(b"\n")
+    return b"\n".join(line for line in lines
+                       if not any(f'"{k}"'.encode() in line for k in GLPI11_ONLY_KEYS))

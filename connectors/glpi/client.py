@@ -22,12 +22,13 @@ from typing import Any
 
 import httpx
 
-from hookstream.errors import PermanentError, TransientError
+from hookstream.errors import ConfigError, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 
 PAGE = 500
 _CONTENT_RANGE = re.compile(r"^\s*(\d+)-(-?\d+)/(\d+)\s*$")
+NOT_AN_ITEMTYPE = "ERROR_RESOURCE_NOT_FOUND_NOR_COMMONDBTM"  # an itemtype this GLPI lacks
 _CREDENTIAL_ERRORS = frozenset({
     "ERROR_WRONG_APP_TOKEN_PARAMETER", "ERROR_APP_TOKEN_PARAMETERS_MISSING",
     "ERROR_GLPI_LOGIN_USER_TOKEN", "ERROR_GLPI_LOGIN", "ERROR_LOGIN_PARAMETERS_MISSING",
@@ -54,13 +55,16 @@ def content_range(value: str | None) -> tuple[int, int, int] | None:
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str]:
-    """GLPI's errors are a JSON array [code, message]; anything else is shown as text."""
+    """GLPI's errors are a JSON array [code, message]; anything else is shown as text.
+    GLPI appends "; view documentation in your browser at <url>" to most messages, and
+    some have none (PUT on a missing item: ["ERROR_GLPI_UPDATE", null])."""
     try:
         data = response.json()
     except ValueError:
         return "HTTP_ERROR", response.text[:300]
     if isinstance(data, list) and data and isinstance(data[0], str):
-        return data[0], str(data[1]) if len(data) > 1 else ""
+        message = data[1] if len(data) > 1 and isinstance(data[1], str) else ""
+        return data[0], message.split("; view documentation in your browser", 1)[0]
     return "HTTP_ERROR", str(data)[:300]
 
 
@@ -85,6 +89,7 @@ class GlpiClient:
         self._retries, self._backoff_s, self._sleep = retries, backoff_s, sleep
         self._http = httpx.Client(timeout=timeout_s, transport=transport)
         self._session: str | None = None
+        self._user_id: int | None = None
         self.sessions_opened = 0  # tests check that one session serves every call
 
     def __enter__(self) -> GlpiClient:
@@ -116,6 +121,13 @@ class GlpiClient:
         self.sessions_opened += 1
         self._session = token
         return token
+
+    def user_id(self) -> int:
+        """The id of the GLPI user the session runs as (the integration's own user)."""
+        if self._user_id is None:
+            session = self.request("GET", "getFullSession").json().get("session", {})
+            self._user_id = int(session.get("glpiID") or 0)
+        return self._user_id
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A call within the session; an expired session is re-initialised once."""
@@ -185,6 +197,16 @@ class GlpiClient:
             if bounds is None or bounds[1] + 1 >= bounds[2] or not rows:
                 return
             first = bounds[1] + 1
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """GLPI's webhooks, or ConfigError on a GLPI without them (GLPI 10 and earlier)."""
+        try:
+            return list(self.list_items("Webhook"))
+        except GlpiApiError as e:
+            if e.code != NOT_AN_ITEMTYPE:
+                raise
+            raise ConfigError(f"GLPI {self.instance} has no webhooks (GLPI 11 or later): "
+                              "nothing was changed; poll it with `hookstream run poller`") from e
 
     def get_item(self, itemtype: str, items_id: int) -> dict[str, Any]:
         data: dict[str, Any] = self.request("GET", f"{itemtype}/{items_id}").json()

@@ -18,15 +18,16 @@ from hookstream.errors import TransientError
 from hookstream.io import codec_for, delivery_callback, flush, producer, read_table
 from hookstream.matching import build_tree
 from hookstream.records import ENTITIES, EntityRecord
+from hookstream.records.legacy import unsanitized
 
 
 def entity_records(instance: str, rows: Iterable[dict[str, Any]]) -> list[EntityRecord]:
-    """API rows to entity records (pure)."""
+    """API rows to entity records (pure); names as GLPI 11 gives them (GLPI 10: `R&#38;D`)."""
     triples = []
     for row in rows:
-        parent = row.get("entities_id")
+        parent = row.get("entities_id")  # null for the root (GLPI 10.0's API)
         triples.append((int(row["id"]), int(parent) if isinstance(parent, int) else None,
-                        str(row.get("name", ""))))
+                        unsanitized(str(row.get("name", "")))))
     return [
         EntityRecord(e.instance, e.id, e.parent_id, e.name, e.completename, list(e.ancestors))
         for e in build_tree(instance, triples)

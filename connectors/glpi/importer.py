@@ -119,7 +119,7 @@ def convert(
 
 
 def import_webhooks(client: GlpiClient, tiers_s: Sequence[int]) -> list[Imported]:
-    hooks = list(client.list_items("Webhook"))
+    hooks = client.webhooks()
     try:
         criteria = list(client.list_items("CriteriaFilter"))
     except GlpiApiError as e:  # filters unreadable: say so on every webhook, lose nothing

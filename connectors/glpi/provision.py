@@ -106,7 +106,7 @@ def provision(
 ) -> Report:
     """Create or update the webhooks, then tune the cron task; GlpiApiError stops it."""
     desired = wanted(client.instance, ingest_url, itemtypes)
-    report = Report(plan(client.list_items("Webhook"), desired))
+    report = Report(plan(client.webhooks(), desired))
     if set_secret:
         report.actions = [
             Action("update", a.itemtype, a.event, a.fields, a.glpi_id, (*a.changed, "secret"))

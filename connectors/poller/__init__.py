@@ -36,6 +36,7 @@ def poller_config(settings: Settings) -> PollerConfig:
         page_size=settings.poller_page_size,
         tz=ZoneInfo(settings.poller_timezone),
         team=settings.poller_team,
+        skip_own_changes=settings.poller_skip_own_changes,
         names_ttl_s=settings.poller_names_ttl_s,
         backoff_max_s=settings.poller_backoff_max_s,
     )

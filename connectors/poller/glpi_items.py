@@ -7,8 +7,11 @@
   whole call when one item was purged meanwhile, so the rows are then read one by one.
 - `linked`: the rows behind foreign keys (dropdowns, users, groups, entities), by batch.
 - `actors`: the actor link rows of an ITIL item (`Ticket/4211/Ticket_User`...).
+- `history`: an item's latest GLPI history rows (`Ticket/4211/Log`), to tell the
+  integration's own changes from others'; `user_id`: that user, from the session.
 
-Every call goes through `on_call`, which counts it (metrics; tests count the load).
+Every call goes through `on_call`, which counts it (metrics; tests count the load). The
+rows come back with their strings as GLPI 11 gives them (GLPI 10 sanitizes: `&#60;p&#62;`).
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from typing import Any
 
 from connectors.glpi import GlpiApiError, GlpiClient
 from hookstream.records.cursor import Change
-from hookstream.records.legacy import TEAM_LINKS
+from hookstream.records.legacy import TEAM_LINKS, unsanitized_row
 
 DATE_MOD_OPTION = 19  # Ticket, Change, Problem and the assets: "Last update"
 ID_OPTION = 2
 # getMultipleItems takes its list in the query string, ~75 bytes an item: 80 items stay
 # under the 8 KiB request line of Apache (LimitRequestLine 8190) and aiohttp
 MULTIPLE_MAX = 80
+HISTORY_ROWS = 200  # an item's history rows read to find who changed it since the cursor
 
 
 class PollerApi:
@@ -80,7 +84,7 @@ class PollerApi:
         found: dict[tuple[str, int], dict[str, Any]] = {}
         for (itemtype, _), row in zip(pairs, rows if isinstance(rows, list) else [], strict=False):
             if isinstance(row, dict) and "id" in row:
-                found[(itemtype, int(row["id"]))] = row
+                found[(itemtype, int(row["id"]))] = unsanitized_row(row)
         return found
 
     def _one_by_one(self, pairs: Iterable[tuple[str, int]]
@@ -94,8 +98,17 @@ class PollerApi:
                     continue
                 raise
             if isinstance(row, dict):
-                found[(itemtype, ident)] = row
+                found[(itemtype, ident)] = unsanitized_row(row)
         return found
+
+    def user_id(self) -> int:
+        return self.client.user_id()
+
+    def history(self, itemtype: str, items_id: int) -> list[dict[str, Any]]:
+        """The item's latest history rows, newest first."""
+        rows = self._get(f"{itemtype}/{items_id}/Log",
+                         {"sort": "id", "order": "DESC", "range": f"0-{HISTORY_ROWS - 1}"})
+        return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
     def actors(self, itemtype: str, items_id: int) -> dict[str, list[dict[str, Any]]]:
         """The actor link rows of an ITIL item, by link itemtype."""
@@ -103,5 +116,6 @@ class PollerApi:
         for link, *_ in TEAM_LINKS[itemtype]:
             rows = self._get(f"{itemtype}/{items_id}/{link}",
                              {"get_hateoas": "false", "range": "0-999"})
-            out[link] = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+            out[link] = [unsanitized_row(r) for r in rows if isinstance(r, dict)
+                         ] if isinstance(rows, list) else []
         return out

@@ -30,6 +30,7 @@ from hookstream.records.cursor import (
     TRASH,
     Change,
     advance,
+    changed_by_others,
     event_of,
     fresh,
     search_after,
@@ -53,6 +54,7 @@ class PollerConfig:
     page_size: int
     tz: ZoneInfo
     team: bool = True
+    skip_own_changes: bool = True
     names_ttl_s: float = 300.0
     backoff_max_s: float = 300.0
 
@@ -105,7 +107,7 @@ class InstancePoller:
         page = fresh(cursor, rows, size)
         if not page:
             return 0
-        events = self._events(itemtype, stream, page)
+        events = self._events(cursor, page)
         self.out.produce(events)
         moved = advance(cursor, page, int(self._clock() * 1000))
         self.out.save(moved)
@@ -114,12 +116,28 @@ class InstancePoller:
             metrics.POLLER_CHANGES.labels(self.instance, itemtype, event.event).inc()
         return len(page)
 
-    def _events(self, itemtype: str, stream: str, page: list[Change]) -> list[ItemChangeEvent]:
+    def _own_change(self, cursor: PollCursor, row: dict[str, Any]) -> bool:
+        """Whether the integration's own user made every change of `row` since the cursor
+        (its write-back followups, the tickets it opens): GLPI issue #20902's loop."""
+        if not self.config.skip_own_changes or "users_id_lastupdater" not in row:
+            return False
+        own = self.api.user_id()
+        if int(row.get("users_id_lastupdater") or 0) != own:
+            return False
+        history = self.api.history(cursor.itemtype, int(row["id"]))
+        if changed_by_others(history, own, cursor, int(row["id"])):
+            return False
+        metrics.POLLER_OWN_CHANGES.labels(self.instance, cursor.itemtype).inc()
+        return True
+
+    def _events(self, cursor: PollCursor, page: list[Change]) -> list[ItemChangeEvent]:
+        itemtype, stream = cursor.itemtype, cursor.stream
         rows = self.api.items([(itemtype, c.items_id) for c in page])
         wanted_deleted = 1 if stream == TRASH else 0
         # an item that moved to or from the trash since the search belongs to the other stream
         current = [rows[(itemtype, c.items_id)] for c in page if (itemtype, c.items_id) in rows
                    and int(rows[(itemtype, c.items_id)].get("is_deleted") or 0) == wanted_deleted]
+        current = [row for row in current if not self._own_change(cursor, row)]
         actors = {int(r["id"]): self.api.actors(itemtype, int(r["id"])) for r in current
                   if self.config.team and itemtype in ITIL}
         wanted: set[tuple[str, int]] = set()

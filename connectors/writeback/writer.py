@@ -1,9 +1,10 @@
-"""The history write-back: hookstream.attempts in, one note per attempt on the GLPI item.
+"""The history write-back: hookstream.attempts in, one entry per attempt on the GLPI item.
 
 For webhooks with `log_in_item_history`, each attempt that got a response becomes a note
-(Notepad) on the item, through the instance's API session (records/history.py says why a
-note). At least once: offsets are committed after the notes are written; idempotent: the
-item's notes are read first and an attempt whose marker is there is not written again.
+(Notepad) on the item, or a private followup on an ITIL item, through the instance's API
+session (records/history.py says why). At least once: offsets are committed after the
+entries are written; idempotent: the item's entries are read first and an attempt whose
+marker is there is not written again.
 Writes are spaced per instance (`writeback_rate_per_s`). A GLPI that cannot be reached is
 waited for (the record is retried); an item GLPI refuses (purged, no notes, no right) is
 logged, counted and skipped.
@@ -26,7 +27,7 @@ from hookstream.io import codec_for, consumer, kafka_errors, metrics
 from hookstream.io.health import serve
 from hookstream.io.tables import TableFollower
 from hookstream.records import ATTEMPTS, WEBHOOKS, AttemptRecord, WebhookDefinition
-from hookstream.records.history import history_marker, history_note
+from hookstream.records.history import history_entry, history_marker, history_note
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +68,14 @@ class HistoryWriter:
             return "refused"
         try:
             self._pace(attempt.instance)
-            notes: Any = client.request("GET", f"{where}/Notepad",
-                                        params={"range": "0-9999"}).json()
+            kind, fields = history_entry(attempt, text)
+            entries: Any = client.request("GET", f"{where}/{kind}",
+                                          params={"range": "0-9999"}).json()
             marker = history_marker(attempt)
-            if any(marker in str(n.get("content", "")) for n in notes if isinstance(n, dict)):
+            if any(marker in str(n.get("content", "")) for n in entries if isinstance(n, dict)):
                 return "present"
             self._pace(attempt.instance)
-            client.add_item("Notepad", {"itemtype": attempt.itemtype,
-                                        "items_id": attempt.items_id, "content": text})
+            client.add_item(kind, fields)
         except GlpiApiError as e:
             log.warning("write-back %s %s: %s", attempt.instance, where, e)
             return "refused"

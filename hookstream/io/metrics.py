@@ -170,6 +170,9 @@ POLLER_API_CALLS = Counter("hookstream_poller_api_calls_total",
 POLLER_CHANGES = Counter("hookstream_poller_changes_total",
                          "Changes the poller found and produced",
                          ["glpi_instance", "itemtype", "event"])
+POLLER_OWN_CHANGES = Counter("hookstream_poller_own_changes_total",
+                             "Changes made only by the integration's own GLPI user, not produced",
+                             ["glpi_instance", "itemtype"])
 POLLER_LATENCY = Histogram("hookstream_poller_poll_seconds",
                            "One poll of a stream: search, read, produce, move the cursor",
                            ["glpi_instance", "itemtype"],

@@ -93,8 +93,8 @@ def in_scope(
 def build_tree(instance: str, rows: Iterable[tuple[int, int | None, str]]) -> list[Entity]:
     """Entities with `ancestors` and `completename` computed from (id, parent_id, name) rows.
 
-    GLPI stores the root's parent as -1 (older versions 0); any parent that is None,
-    negative or equal to the row's own id marks a root. A row whose parent is missing
+    GLPI 10.0's API gives the root's parent as null (older versions -1 or 0); a parent
+    that is None, negative or equal to the row's own id marks a root. A row whose parent is missing
     from `rows` becomes the top of its own chain: its ancestors stop there. Raises
     ValueError on a cycle, which a GLPI database cannot hold but a bad export could.
     """

@@ -13,10 +13,11 @@ Two streams per itemtype: `live` (items not in the trash: new and update) and `t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from hookstream.records.events import ItemEvent, Record
 from hookstream.records.instances import is_timezone
@@ -87,6 +88,26 @@ def advance(cursor: PollCursor, produced: Sequence[Change], now_ms: int) -> Poll
     if last == cursor.date_mod[:19]:
         at_last |= set(cursor.ids_at)
     return replace(cursor, date_mod=last, ids_at=sorted(at_last), updated_at=now_ms)
+
+
+_LOG_USER = re.compile(r"\((\d+)\)\s*$")  # GLPI's history names users 'Real Name (7)'
+
+
+def changed_by_others(history: Sequence[Mapping[str, Any]], own_user_id: int,
+                      cursor: PollCursor, items_id: int) -> bool:
+    """Whether an item's GLPI history (Log rows) holds a change by a user other than
+    `own_user_id` that the stream has not produced: after the cursor's second, or at it
+    when the item was not produced at it. A row naming no user id (cron, mail collector)
+    counts as another user's."""
+    for row in history:
+        when = str(row.get("date_mod") or "")[:19]
+        if when < cursor.date_mod[:19] or (
+                when == cursor.date_mod[:19] and items_id in cursor.ids_at):
+            continue
+        found = _LOG_USER.search(str(row.get("user_name") or ""))
+        if found is None or int(found[1]) != own_user_id:
+            return True
+    return False
 
 
 def event_of(stream: str, date_creation: str | None, date_mod: str | None) -> ItemEvent:

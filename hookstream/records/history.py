@@ -3,8 +3,10 @@
 GLPI logs, for each attempt that got a response, `Log::history(items_id, itemtype,
 [30, old status, new status], queued webhook id, Log::HISTORY_SEND_WEBHOOK)`
 (src/QueuedWebhook.php), shown as "queued webhook id (Status old -> new)". The legacy API
-cannot write glpi_logs, so hookstream writes a note (Notepad) on the item instead
-(README, "History write-back"). The text starts with a marker naming the delivery and the
+cannot write glpi_logs, so hookstream writes a note (Notepad) on the item instead, and on
+tickets, changes and problems, where GLPI 10 enables no notes, a private followup by the
+integration's user that notifies no one and reopens nothing (README, "History
+write-back"). The text starts with a marker naming the delivery and the
 attempt: the writer looks for it among the item's notes first, so an attempt written twice
 makes one note. Nothing of the request (URL, headers, body) or of the webhook's secrets is
 in it: only ids, the attempt number, the status and the outcome.
@@ -13,8 +15,20 @@ in it: only ids, the attempt number, the status and the outcome.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from hookstream.records.events import AttemptRecord
+
+ITIL_ITEMTYPES = frozenset({"Ticket", "Change", "Problem"})
+
+
+def history_entry(attempt: AttemptRecord, text: str) -> tuple[str, dict[str, Any]]:
+    """(GLPI itemtype, input) of the entry that holds `text` on the attempt's item."""
+    where = {"itemtype": attempt.itemtype, "items_id": attempt.items_id, "content": text}
+    if attempt.itemtype in ITIL_ITEMTYPES:
+        return "ITILFollowup", {**where, "is_private": 1, "_disablenotif": True,
+                                "_no_reopen": True}
+    return "Notepad", where
 
 
 def history_marker(attempt: AttemptRecord) -> str:

@@ -9,12 +9,13 @@ the default payload work on both versions.
 
 Rules: a field the legacy row does not carry, or whose linked row was not readable, is
 absent, never invented; a foreign key of 0 is `null` (as GLPI 11 gives it). README
-("Poller") lists the fields of the fixtures a GLPI 10 item cannot yield.
+("Poller") lists the fields of the fixtures a GLPI 10 item cannot yield. Rows reach
+`to_hl` with their strings unsanitized (`unsanitized_row`, at the API's edge).
 """
 
 from __future__ import annotations
 
-import html
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -74,6 +75,33 @@ SPECS: dict[str, tuple[Spec, ...]] = {
     "Change": (*_ITIL_HEAD, *_ITIL_TAIL, ("entity", "entity", "entities_id", "Entity")),
     "Problem": (*_ITIL_HEAD, *_ITIL_TAIL, ("entity", "entity", "entities_id", "Entity")),
 }
+
+
+# GLPI 10 stores every string sanitized (Glpi\Toolbox\Sanitizer): & < > as numeric entities,
+# or, in data from before 10.0, < > as &lt; &gt;; its API gives them so, GLPI 11 gives them raw.
+_SANITIZED = (("&#60;", "<"), ("&#62;", ">"), ("&#38;", "&"))
+_LEGACY_SANITIZED = (("&lt;", "<"), ("&gt;", ">"))
+_RAW_SPECIAL = re.compile(r"<|>|&(?!#?[a-z0-9]+;)", re.I)
+_ENCODED = re.compile("&#60;|&#62;|&#38;|&lt;|&gt;")
+_LEGACY_IMG = re.compile(r"&lt;img\s+(alt|src|width)=&quot;")
+
+
+def unsanitized(value: str) -> str:
+    """Sanitizer::decodeHtmlSpecialChars of GLPI 10.0: a string holding no raw < > & and
+    some entity of the sanitizer is decoded; any other string is raw already (GLPI 11)."""
+    if _RAW_SPECIAL.search(value) or not _ENCODED.search(value):
+        return value
+    mapping = _SANITIZED if any(e in value for e, _ in _SANITIZED) else _LEGACY_SANITIZED
+    if mapping is _LEGACY_SANITIZED and _LEGACY_IMG.search(value):
+        mapping += (("&quot;", '"'),)  # old followups whose quotes were encoded too
+    for entity, char in mapping:  # & last, as GLPI: "&#38;#60;" is "&#60;", not "<"
+        value = value.replace(entity, char)
+    return value
+
+
+def unsanitized_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row of GLPI's legacy API with its strings as GLPI 11 would give them."""
+    return {k: unsanitized(v) if isinstance(v, str) else v for k, v in row.items()}
 
 
 def asset_specs(itemtype: str) -> tuple[Spec, ...]:
@@ -154,9 +182,7 @@ def _value(kind: str, value: Any, linked: str, itemtype: str, names: Names, tz: 
     if kind == "date":
         return True, glpi_time(value, tz)
     if kind == "html":
-        # GLPI 10 stores rich text HTML-encoded (&lt;p&gt;); GLPI 11 stores it raw.
-        text = "" if value is None else str(value)
-        return True, html.unescape(text) if "<" not in text and "&lt;" in text else text
+        return True, "" if value is None else str(value)
     if kind == "status":
         label = STATUS_NAMES.get(itemtype, {}).get(int(value))
         return label is not None, {"id": int(value), "name": label}

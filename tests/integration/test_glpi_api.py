@@ -26,7 +26,7 @@ APP, USER = "app-token-1234", "user-token-5678"
 @pytest.fixture
 def glpi() -> Iterator[tuple[FakeGlpiApi, str]]:
     api = FakeGlpiApi(APP, USER)
-    api.add("Entity", id=0, name="Root entity", entities_id=-1)
+    api.add("Entity", id=0, name="Root entity", entities_id=None)
     api.add("Entity", id=1, name="Europe", entities_id=0)
     api.add("Entity", id=2, name="France", entities_id=1)
     with RunningGlpiApi(api) as url:
@@ -183,7 +183,7 @@ def test_provision_updates_drift_reports_refusals_and_dry_run_changes_nothing(
         assert "update     Ticket               update" in table(dry.actions)
         again = provision(c, "https://hs.example", "s", ("Ticket",))
     assert hook["is_active"] == 1
-    assert again.refused == ["queuedwebhook frequency, param: ERROR_RIGHT_MISSING "
+    assert again.refused == ["queuedwebhook frequency, param: ERROR_GLPI_UPDATE "
                              "You don't have permission to perform this action."]
 
 
@@ -260,6 +260,6 @@ def test_import_says_so_when_glpi_does_not_list_filters(glpi: tuple[FakeGlpiApi,
     with client(url) as c:
         imported = import_webhooks(c, (10, 60))
     assert len(imported) == 3
-    assert all(any("ERROR_ITEMTYPE_NOT_FOUND_NOR_COMMONDBTM" in n for n in i.notes)
+    assert all(any("ERROR_RESOURCE_NOT_FOUND_NOR_COMMONDBTM" in n for n in i.notes)
                for i in imported)
     assert all("filter" not in i.definition for i in imported)

@@ -25,7 +25,12 @@ from hookstream.records import ITEM_CHANGES, ItemChangeEvent
 from hookstream.records.cursor import LIVE, TRASH
 from hookstream.render import default_payload
 from tests.conftest import FIXTURES, fixture_item
-from tests.fake_glpi_items import FakeGlpiItems, seed_ticket_4211
+from tests.fake_glpi_items import (
+    FakeGlpiItems,
+    polled_from_glpi10,
+    polled_payload_from_glpi10,
+    seed_ticket_4211,
+)
 from tests.integration.harness import cli_env, wait_until
 
 APP, USER = "app-token-1234", "user-token-5678"
@@ -81,9 +86,10 @@ def test_new_update_and_trash_arrive_as_events_in_glpi11s_shape(
     [first] = events(polled)
     assert (first.event, first.items_id, first.entities_id, first.source) == (
         "new", 4211, 3, "poller")
-    assert json.loads(first.item) == fixture_item("Ticket.json")
+    assert json.loads(first.item) == polled_from_glpi10(fixture_item("Ticket.json"))
     body = default_payload(json.loads(first.item), first.event, None)
-    assert body == (FIXTURES / "webhook_default_payloads" / "Ticket_new.json").read_bytes()
+    assert body == polled_payload_from_glpi10(
+        (FIXTURES / "webhook_default_payloads" / "Ticket_new.json").read_bytes())
 
     api.now = api.now.replace(day=5)
     api.update("Ticket", 4211, status=4)

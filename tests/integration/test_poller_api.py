@@ -39,7 +39,7 @@ class Recorded:
 @pytest.fixture
 def glpi() -> Iterator[tuple[FakeGlpiItems, PollerApi, list[int]]]:
     api = FakeGlpiItems(APP, USER)
-    api.add("Entity", id=0, name="Root entity", entities_id=-1, completename="Root entity")
+    api.add("Entity", id=0, name="Root entity", entities_id=None, completename="Root entity")
     calls: list[int] = []
     with RunningGlpiApi(api) as url, GlpiClient("glpi-a", url, APP, USER, timeout_s=5,
                                                 backoff_s=0.01) as client:
