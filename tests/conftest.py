@@ -30,10 +30,18 @@ def fixture_item(name: str) -> dict[str, Any]:
     return data
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Integration tests are marked; the real-GLPI conformance suite runs only when given a
+    GLPI 10 tree (`make conformance GLPI_SRC=DIR`), else it is deselected, never passed."""
+    real_glpi = [i for i in items if "real_glpi" in i.path.parts]
     for item in items:
-        if "integration" in item.path.parts:
+        if "integration" in item.path.parts or item in real_glpi:
             item.add_marker(pytest.mark.integration)
+        if item in real_glpi:
+            item.add_marker(pytest.mark.real_glpi)
+    if real_glpi and not os.environ.get("GLPI_SRC"):
+        config.hook.pytest_deselected(items=real_glpi)
+        items[:] = [i for i in items if i not in real_glpi]
 
 
 @pytest.fixture(autouse=True)
