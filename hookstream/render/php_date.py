@@ -44,7 +44,7 @@ _DATE_CODES: dict[str, Callable[[datetime], str]] = {
     "i": lambda d: f"{d.minute:02d}", "s": lambda d: f"{d.second:02d}",
     "u": lambda d: f"{d.microsecond:06d}", "v": lambda d: f"{d.microsecond // 1000:03d}",
     "e": lambda d: getattr(d.tzinfo, "key", None) or _offset(d, True),
-    "T": lambda d: (getattr(d.tzinfo, "key", None) and d.tzname()) or _offset(d, True),
+    "T": lambda d: (getattr(d.tzinfo, "key", None) and d.tzname()) or "GMT" + _offset(d, False),
     "P": lambda d: _offset(d, True), "O": lambda d: _offset(d, False),
     "p": lambda d: "Z" if not d.utcoffset() else _offset(d, True),
     "Z": lambda d: str(int(d.utcoffset().total_seconds()) if d.utcoffset() else 0),  # type: ignore[union-attr]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import UTC, date, timedelta, timezone, tzinfo
 
 from hookstream.render.php_strtotime.grammar import RULES
 from hookstream.render.php_strtotime.zones import abbreviation, zone_id
@@ -246,8 +246,6 @@ def _zone(t: Fields, token: _Token) -> None:
 
 def _offset(digits: str, sign: int) -> tzinfo:
     """timelib_parse_tz_cor: H, HH, H:M, HH:M, HHMM, HH:MM, HHMMSS or HH:MM:SS."""
-    from datetime import timedelta, timezone
-
     def lead(text: str) -> int:
         found = re.match(r"[0-9]*", text)
         return int(found[0]) if found and found[0] else 0
@@ -322,7 +320,6 @@ def _timestamp(t: Fields, token: _Token) -> None:
         t.relative.us = -us if negative else us
     t.y, t.m, t.d, t.h, t.i, t.s, t.us = 1970, 1, 1, 0, 0, 0, 0
     t.relative.s += seconds
-    from datetime import UTC
     t.zone = UTC
 
 
@@ -351,9 +348,8 @@ def _act(action: str, t: Fields, token: _Token) -> None:  # noqa: C901 - one bra
             t.unhave_time()
         case "timestamp" | "timestampms":
             _timestamp(t, token)
-        case "firstlastdayof":
+        case "firstlastdayof":  # PHP's timelib keeps the time here (timelib's own does not)
             t.have_relative = True
-            t.unhave_time()
             rel.first_last_day_of = (LAST_DAY_OF_MONTH if token.char() in "lL"
                                      else FIRST_DAY_OF_MONTH)
         case "backfrontof":
@@ -541,7 +537,6 @@ def _act(action: str, t: Fields, token: _Token) -> None:  # noqa: C901 - one bra
 
 def _daynr_from_weeknr(year: int, week: int, day: int) -> int:
     """timelib_daynr_from_weeknr: days from January 1st to day `day` of ISO week `week`."""
-    from datetime import date
     dow = (date(year, 1, 1).weekday() + 1) % 7 if 1 <= year <= 9999 else 0
     return -(dow - 7 if dow > 4 else dow) + (week - 1) * 7 + day
 
