@@ -37,7 +37,7 @@ _DATE_CODES: dict[str, Callable[[datetime], str]] = {
     "m": lambda d: f"{d.month:02d}", "M": lambda d: _MONTHS[d.month - 1][:3],
     "n": lambda d: str(d.month), "t": lambda d: str(calendar.monthrange(d.year, d.month)[1]),
     "L": lambda d: "1" if calendar.isleap(d.year) else "0", "o": lambda d: str(d.isocalendar()[0]),
-    "Y": lambda d: str(d.year), "y": lambda d: f"{d.year % 100:02d}",
+    "Y": lambda d: f"{d.year:04d}", "y": lambda d: f"{d.year % 100:02d}",
     "a": lambda d: "am" if d.hour < 12 else "pm", "A": lambda d: "AM" if d.hour < 12 else "PM",
     "g": lambda d: str(d.hour % 12 or 12), "G": lambda d: str(d.hour),
     "h": lambda d: f"{d.hour % 12 or 12:02d}", "H": lambda d: f"{d.hour:02d}",

@@ -67,9 +67,14 @@ def _ours(parse: Any) -> dict[str, Any]:
 
 
 def _beyond_python(theirs: dict[str, Any]) -> bool:
-    """PHP's years before 1 or after 9999 ("0000-00-00" is -0001-11-30), which Python's
-    datetime cannot hold: hookstream refuses them."""
-    return "local" in theirs and not re.match(r"[0-9]{4}-", theirs["local"])
+    """PHP's years before 1 or after 9999 ("0000-00-00" is -0001-11-30) and offsets of a day
+    or more ("+24:00"), which Python's datetime cannot hold: hookstream refuses them."""
+    if "local" not in theirs:
+        return False
+    hours = int(theirs["zone"].rsplit("|", 1)[1][1:3])
+    local_year = re.match(r"([0-9]{4})-", theirs["local"])
+    return (hours >= 24 or local_year is None or local_year[1] == "0000"
+            or not -62_135_596_800 <= theirs["ts"] <= 253_402_300_799)  # UTC years 1-9999
 
 
 def _differences(theirs: dict[str, Any], ours: dict[str, Any], keys: tuple[str, ...]) -> bool:

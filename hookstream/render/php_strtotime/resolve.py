@@ -4,7 +4,7 @@ moved by their relative parts, as one instant."""
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 from hookstream.render.php_strtotime.scan import (
@@ -33,7 +33,7 @@ class _Clock:
     def days(self) -> int:
         """Days since 1970-01-01 of y-m-1 plus d - 1 (Hinnant's days_from_civil)."""
         y, m = self.y - (self.m <= 2), self.m
-        era = (y if y >= 0 else y - 399) // 400
+        era = y // 400  # Python's // floors: no adjustment for negative years
         yoe = y - era * 400
         doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5
         return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468 + self.d - 1
@@ -53,7 +53,7 @@ class _Clock:
         self.m = month + 1
         days = self.days()
         z = days + 719468  # Hinnant's civil_from_days
-        era = (z if z >= 0 else z - 146096) // 146097
+        era = z // 146097
         doe = z - era * 146097
         yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
         doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
@@ -159,7 +159,8 @@ def resolve(fields: Fields, now_s: float, default: tzinfo) -> datetime:
         local = _EPOCH + timedelta(seconds=seconds, microseconds=clock.us)
         if f.zone is None or isinstance(f.zone, ZoneInfo):
             return wall_clock(local, f.zone or default, named=f.zone is not None)
-        offset = f.zone.utcoffset(None) or timedelta(0)  # an offset or an abbreviation
-        return (local - offset).replace(tzinfo=UTC).astimezone(f.zone)
-    except (OverflowError, ValueError) as e:  # beyond Python's years 1 to 9999
-        raise ParseError("date out of range") from e
+        zone = timezone(timedelta(seconds=f.zone)) if isinstance(f.zone, int) else f.zone
+        offset = zone.utcoffset(None) or timedelta(0)
+        return (local - offset).replace(tzinfo=UTC).astimezone(zone)
+    except (OverflowError, ValueError) as e:  # beyond Python: years 1-9999, offsets < 24 h
+        raise ParseError("date or offset out of range") from e

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, timedelta, timezone, tzinfo
+from datetime import date, tzinfo
 
 from hookstream.render.php_strtotime.grammar import RULES
 from hookstream.render.php_strtotime.zones import abbreviation, zone_id
@@ -84,7 +84,8 @@ class Fields:
     i: int | None = None
     s: int | None = None
     us: int | None = None
-    zone: tzinfo | None = None  # an offset, an Abbreviation or a time zone identifier
+    # an offset in seconds (PHP allows a day and more), an Abbreviation or an identifier
+    zone: tzinfo | int | None = None
     have_time: int = 0
     have_date: bool = False
     have_zone: int = 0
@@ -244,7 +245,7 @@ def _zone(t: Fields, token: _Token) -> None:
         token.pos += 1
 
 
-def _offset(digits: str, sign: int) -> tzinfo:
+def _offset(digits: str, sign: int) -> int:
     """timelib_parse_tz_cor: H, HH, H:M, HH:M, HHMM, HH:MM, HHMMSS or HH:MM:SS."""
     def lead(text: str) -> int:
         found = re.match(r"[0-9]*", text)
@@ -268,7 +269,7 @@ def _offset(digits: str, sign: int) -> tzinfo:
         seconds = lead(digits) * 3600 + lead(digits[3:]) * 60 + lead(digits[6:])
     else:
         raise ParseError("The timezone could not be found in the database")
-    return timezone(timedelta(seconds=sign * seconds))
+    return sign * seconds
 
 
 def _set_relative(t: Fields, token: _Token, amount: int, behavior: int,
@@ -320,7 +321,7 @@ def _timestamp(t: Fields, token: _Token) -> None:
         t.relative.us = -us if negative else us
     t.y, t.m, t.d, t.h, t.i, t.s, t.us = 1970, 1, 1, 0, 0, 0, 0
     t.relative.s += seconds
-    t.zone = UTC
+    t.zone = 0
 
 
 def _have_zone(t: Fields) -> bool:
