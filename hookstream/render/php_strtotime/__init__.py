@@ -12,8 +12,9 @@ from __future__ import annotations
 import functools
 from datetime import datetime, tzinfo
 
+from hookstream.render.php_strtotime.fields import Fields, ParseError
 from hookstream.render.php_strtotime.resolve import resolve
-from hookstream.render.php_strtotime.scan import Fields, ParseError, scan
+from hookstream.render.php_strtotime.scan import scan
 from hookstream.render.php_strtotime.zones import wall_clock
 
 __all__ = ["ParseError", "strtotime", "wall_clock"]

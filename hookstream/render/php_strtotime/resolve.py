@@ -7,7 +7,7 @@ import copy
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
-from hookstream.render.php_strtotime.scan import (
+from hookstream.render.php_strtotime.fields import (
     DAY_OF_WEEK_IN_MONTH,
     FIRST_DAY_OF_MONTH,
     LAST_DAY_OF_MONTH,

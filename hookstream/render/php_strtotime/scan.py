@@ -8,213 +8,22 @@ capital B) reads as "front of", "2025-02-30" is a date to roll over, not an erro
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from datetime import date, tzinfo
+from datetime import date
 
+from hookstream.render.php_strtotime.fields import (
+    DAY_OF_WEEK_IN_MONTH,
+    FIRST_DAY_OF_MONTH,
+    LAST_DAY_OF_MONTH,
+    LAST_DAY_OF_WEEK_IN_MONTH,
+    SPECIAL_WEEKDAY,
+    Fields,
+    ParseError,
+)
 from hookstream.render.php_strtotime.grammar import RULES
+from hookstream.render.php_strtotime.token import Token
 from hookstream.render.php_strtotime.zones import abbreviation, zone_id
 
-__all__ = ["Fields", "ParseError", "Relative", "scan"]
-
-SPECIAL_WEEKDAY, DAY_OF_WEEK_IN_MONTH, LAST_DAY_OF_WEEK_IN_MONTH = 1, 2, 3
-FIRST_DAY_OF_MONTH, LAST_DAY_OF_MONTH = 1, 2
-
-_RELTEXT = {"first": 1, "next": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5,
-            "sixth": 6, "seventh": 7, "eight": 8, "eighth": 8, "ninth": 9, "tenth": 10,
-            "eleventh": 11, "twelfth": 12, "last": -1, "previous": -1, "this": 0}
-_MONTHS = {"jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8,
-           "sep": 9, "sept": 9, "oct": 10, "nov": 11, "dec": 12, "i": 1, "ii": 2, "iii": 3,
-           "iv": 4, "v": 5, "vi": 6, "vii": 7, "viii": 8, "ix": 9, "x": 10, "xi": 11,
-           "xii": 12, "january": 1, "february": 2, "march": 3, "april": 4, "june": 6,
-           "july": 7, "august": 8, "september": 9, "october": 10, "november": 11,
-           "december": 12}
-_DAY_NUMBERS = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
-# timelib_relunit_lookup: a word to (field, multiplier); weekdays to ("weekday", number).
-_UNITS: dict[str, tuple[str, int]] = {
-    **{w: ("us", 1000) for w in ("ms", "msec", "msecs", "millisecond", "milliseconds")},
-    **{w: ("us", 1) for w in ("µs", "usec", "usecs", "µsec", "µsecs", "microsecond",
-                              "microseconds")},
-    **{w: ("s", 1) for w in ("sec", "secs", "second", "seconds")},
-    **{w: ("i", 1) for w in ("min", "mins", "minute", "minutes")},
-    **{w: ("h", 1) for w in ("hour", "hours")},
-    **{w: ("d", 1) for w in ("day", "days")},
-    **{w: ("d", 7) for w in ("week", "weeks")},
-    **{w: ("d", 14) for w in ("fortnight", "fortnights", "forthnight", "forthnights")},
-    **{w: ("m", 1) for w in ("month", "months")},
-    **{w: ("y", 1) for w in ("year", "years")},
-    **{full + suffix: ("weekday", n) for abbr, n in _DAY_NUMBERS.items()
-       for full in (abbr, next(d for d in ("sunday", "monday", "tuesday", "wednesday",
-                                            "thursday", "friday", "saturday")
-                               if d.startswith(abbr)))
-       for suffix in ("", "s") if not (suffix and full == abbr)},
-    "weekday": ("special", SPECIAL_WEEKDAY), "weekdays": ("special", SPECIAL_WEEKDAY),
-}
-_UNIT_END = "\0 ,\t;:/.-()"
-
-
-class ParseError(Exception):
-    """timelib reported an error: PHP's DateTime refuses the text."""
-
-
-@dataclass
-class Relative:
-    y: int = 0
-    m: int = 0
-    d: int = 0
-    h: int = 0
-    i: int = 0
-    s: int = 0
-    us: int = 0
-    weekday: int = 0
-    weekday_behavior: int = 0
-    have_weekday: bool = False
-    special_type: int = 0
-    special_amount: int = 0
-    have_special: bool = False
-    first_last_day_of: int = 0
-
-
-@dataclass
-class Fields:
-    """timelib_time as the scanner leaves it; None is timelib's TIMELIB_UNSET."""
-    y: int | None = None
-    m: int | None = None
-    d: int | None = None
-    h: int | None = None
-    i: int | None = None
-    s: int | None = None
-    us: int | None = None
-    # an offset in seconds (PHP allows a day and more), an Abbreviation or an identifier
-    zone: tzinfo | int | None = None
-    have_time: int = 0
-    have_date: bool = False
-    have_zone: int = 0
-    have_relative: bool = False
-    relative: Relative = field(default_factory=Relative)
-
-    def unhave_time(self) -> None:
-        self.have_time, self.h, self.i, self.s, self.us = 0, 0, 0, 0, 0
-
-    def have_time_once(self) -> None:
-        if self.have_time:
-            raise ParseError("Double time specification")
-        self.have_time, self.h, self.i, self.s, self.us = 1, 0, 0, 0, 0
-
-    def have_date_once(self) -> None:
-        if self.have_date:
-            raise ParseError("Double date specification")
-        self.have_date = True
-
-
-class _Token:
-    """A token and timelib's readers over it (a C string: NUL past its end)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text.split("\0", 1)[0]
-        self.pos = 0
-
-    def char(self, offset: int = 0) -> str:
-        at = self.pos + offset
-        return self.text[at] if at < len(self.text) else "\0"
-
-    def more(self) -> bool:
-        return self.pos < len(self.text)
-
-    def nr(self, max_length: int) -> int | None:
-        return self.nr_ex(max_length)[0]
-
-    def nr_ex(self, max_length: int) -> tuple[int | None, int]:
-        """timelib_get_nr_ex: skip to a digit, read at most `max_length` digits."""
-        while not self.char().isdigit() or not self.char().isascii():
-            if not self.more():
-                return None, 0
-            self.pos += 1
-        found = re.compile(f"[0-9]{{1,{max_length}}}").match(self.text, self.pos)
-        assert found is not None
-        self.pos = found.end()
-        return int(found[0]), len(found[0])
-
-    def signed_nr(self, max_length: int) -> int:
-        """timelib_get_signed_nr: signs then digits; every '-' flips the sign."""
-        while self.char() not in "+-" and not ("0" <= self.char() <= "9"):
-            if not self.more():
-                raise ParseError("Found unexpected data")
-            self.pos += 1
-        sign = 1
-        while self.char() in "+-" and self.more():
-            sign = -sign if self.char() == "-" else sign
-            self.pos += 1
-        while not ("0" <= self.char() <= "9"):
-            if not self.more():
-                raise ParseError("Found unexpected data")
-            self.pos += 1
-        start = self.pos
-        while "0" <= self.char() <= "9" and self.pos - start < max_length:
-            self.pos += 1
-        value = sign * int(self.text[start:self.pos])
-        if not -2**63 <= value < 2**63:
-            raise ParseError("Number out of range")
-        return value
-
-    def frac_nr(self) -> int | None:
-        """timelib_get_frac_nr: '.123' as microseconds (the first of '.' or ':' starts it)."""
-        while self.char() not in ".:" and not ("0" <= self.char() <= "9"):
-            if not self.more():
-                return None
-            self.pos += 1
-        begin = self.pos
-        while self.char() in ".:" and self.more() or "0" <= self.char() <= "9":
-            self.pos += 1
-        digits = re.match(r"[0-9]*(?:\.[0-9]*)?", self.text[begin + 1:self.pos])
-        number = float(digits[0]) if digits and digits[0] not in ("", ".") else 0.0
-        return int(number * 10 ** (7 - (self.pos - begin)))
-
-    def skip_day_suffix(self) -> None:
-        if self.char() in " \t\n\v\f\r":
-            return
-        if self.text[self.pos:self.pos + 2].lower() in ("nd", "rd", "st", "th"):
-            self.pos += 2
-
-    def word(self, letters: str = "A-Za-z") -> str:
-        found = re.compile(f"[{letters}]*").match(self.text, self.pos)
-        assert found is not None
-        self.pos = found.end()
-        return found[0]
-
-    def month(self) -> int:
-        """timelib_get_month: 0 when the word is not a month."""
-        while self.char() in " \t-./" and self.more():
-            self.pos += 1
-        return _MONTHS.get(self.word().lower(), 0)
-
-    def relative_text(self) -> tuple[int, int]:
-        """timelib_get_relative_text: ("next" ->) the amount and the weekday behaviour."""
-        while self.char() in " \t-/" and self.more():
-            self.pos += 1
-        word = self.word().lower()
-        return _RELTEXT.get(word, 0), 1 if word == "this" else 0
-
-    def eat_spaces(self) -> None:
-        while self.char() in " \t\u00a0\u202f" and self.more():
-            self.pos += 1
-
-    def meridian(self, hour: int) -> int:
-        """timelib_meridian: the hours to add for "am"/"pm"."""
-        while self.char() not in "AaPp\0":
-            self.pos += 1
-        correction = (-12 if hour == 12 else 0) if self.char() in "Aa" else (
-            12 if hour != 12 else 0)
-        self.pos += 1
-        for expected in (".", "Mm", "."):
-            if self.char() in expected and self.more():
-                self.pos += 1
-        return correction
-
-    def unit(self) -> tuple[str, int] | None:
-        start = self.pos
-        while self.char() not in _UNIT_END:
-            self.pos += 1
-        return _UNITS.get(self.text[start:self.pos].lower())
+__all__ = ["scan"]
 
 
 def _process_year(year: int | None, length: int) -> int | None:
@@ -224,7 +33,7 @@ def _process_year(year: int | None, length: int) -> int | None:
     return year + (2000 if year < 70 else 1900)
 
 
-def _zone(t: Fields, token: _Token) -> None:
+def _zone(t: Fields, token: Token) -> None:
     """timelib_parse_zone: an offset ("+02:00", "GMT-5"), an abbreviation or an identifier."""
     while token.char() in " \t(" and token.more():
         token.pos += 1
@@ -272,7 +81,7 @@ def _offset(digits: str, sign: int) -> int:
     return sign * seconds
 
 
-def _set_relative(t: Fields, token: _Token, amount: int, behavior: int,
+def _set_relative(t: Fields, token: Token, amount: int, behavior: int,
                   keep_time: bool) -> None:
     """timelib_set_relative: `amount` of the unit word at the token's position."""
     unit = token.unit()
@@ -295,7 +104,7 @@ def _set_relative(t: Fields, token: _Token, amount: int, behavior: int,
         setattr(rel, name, getattr(rel, name) + amount * multiplier)
 
 
-def _time(t: Fields, token: _Token, fraction: str = ".") -> None:
+def _time(t: Fields, token: Token, fraction: str = ".") -> None:
     """h[:i[:s[.frac]]], the time formats' common reading."""
     t.h = token.nr(2)
     if token.char() in ":." and token.more():
@@ -306,7 +115,7 @@ def _time(t: Fields, token: _Token, fraction: str = ".") -> None:
                 t.us = token.frac_nr()
 
 
-def _timestamp(t: Fields, token: _Token) -> None:
+def _timestamp(t: Fields, token: Token) -> None:
     t.have_relative = True
     t.have_date, t.d, t.m, t.y = False, 0, 0, 0
     t.unhave_time()
@@ -332,7 +141,8 @@ def _have_zone(t: Fields) -> bool:
     return t.have_zone == 2
 
 
-def _act(action: str, t: Fields, token: _Token) -> None:  # noqa: C901 - one branch a rule
+def _act(action: str, t: Fields, token: Token) -> None:
+    """The action of the rule `action` (parse_date.re), one case a rule."""
     rel = t.relative
     match action:
         case "yesterday" | "tomorrow":
@@ -503,7 +313,7 @@ def _act(action: str, t: Fields, token: _Token) -> None:  # noqa: C901 - one bra
                     break
         case "monthtext":
             t.have_date_once()
-            t.m = _MONTHS.get(token.word().lower(), 0)
+            t.m = token.month()
         case "zone":
             if _have_zone(t):
                 return
@@ -560,6 +370,6 @@ def scan(text: str) -> Fields:
     pos = 0
     while pos < len(buffer) - 1:
         action, end = _longest(buffer, pos)
-        _act(action, fields, _Token(buffer[pos:end]))
+        _act(action, fields, Token(buffer[pos:end]))
         pos = end
     return fields
