@@ -5,7 +5,12 @@ the text. Absolute ("2025-11-04 10:30", "4 Nov 2025", "11/04/2025"), relative ("
 ("CET", "+02:00", "Europe/Paris") and every combination timelib's grammar allows.
 
 scan (the grammar) -> fields -> resolve (holes filled from now, relative parts applied,
-wall-clock time read in its zone)."""
+wall-clock time read in its zone). Checked against php-cli by tests/differential.
+
+Not reproduced, as Python's datetime cannot hold them: years before 1 or after 9999
+("0000-00-00" is -0001-11-30 in PHP) and UTC offsets of a day or more ("+24:00"), refused
+instead; a time zone identifier written in the wrong case ("Europe/PARIS") is read, but
+named as the database spells it."""
 
 from __future__ import annotations
 
