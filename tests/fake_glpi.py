@@ -104,11 +104,12 @@ class FakeGlpiApi:
         table[ident] = {"id": ident, **fields}
         return ident
 
-    def purge(self, kind: str, ident: int) -> None:
-        del self.items[kind][ident]
-
     def changed_by_api(self, itemtype: str, ident: int, created: bool) -> None:
         """Called after the API user added or updated an item (FakeGlpiItems dates it)."""
+
+    def deleted_by_api(self, itemtype: str, ident: int, purge: bool) -> None:
+        """DELETE: purged here; FakeGlpiItems puts an item in the trash unless purged."""
+        del self.items[itemtype][ident]
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -170,8 +171,15 @@ class FakeGlpiApi:
             fields = (await request.json())["input"]
             new = self.add(itemtype, **{k: v for k, v in fields.items() if k[0] != "_"})
             self.changed_by_api(itemtype, new, created=True)
-            return web.json_response({"id": new, "message": ""}, status=201,
+            added = f"Item successfully added: {fields['name']} ({new})" if "name" in fields else ""
+            return web.json_response({"id": new, "message": added}, status=201,
                                      headers={"Location": f"{request.url}/{new}"})
+        if request.method == "DELETE" and ident:
+            if not ident.isdigit() or int(ident) not in table:
+                return self.error(400, "ERROR_GLPI_DELETE", "Item not found", doc=False)
+            self.deleted_by_api(itemtype, int(ident), request.query.get("force_purge") in (
+                "true", "1"))
+            return web.json_response([{ident: True, "message": ""}])
         if request.method == "PUT":
             if not ident.isdigit() or int(ident) not in table:
                 return self.error(400, "ERROR_GLPI_UPDATE", None, doc=False)

@@ -99,9 +99,15 @@ class FakeGlpiItems(FakeGlpiApi):
         elif row.get("itemtype") in ITIL and itemtype in ("ITILFollowup", "TicketTask"):
             self.update(row["itemtype"], int(row["items_id"]), by=api_user)
 
-    def trash(self, itemtype: str, items_id: int) -> None:
+    def deleted_by_api(self, itemtype: str, ident: int, purge: bool) -> None:
+        if purge or "is_deleted" not in self.items[itemtype][ident]:
+            super().deleted_by_api(itemtype, ident, purge)
+        else:
+            self.trash(itemtype, ident, by=(API_USER_ID, "hookstream"))
+
+    def trash(self, itemtype: str, items_id: int, by: tuple[int, str] = HUMAN_USER) -> None:
         # CommonDBTM::deleteFromDB without force: is_deleted = 1 and date_mod = now
-        self.update(itemtype, items_id, is_deleted=1)
+        self.update(itemtype, items_id, by=by, is_deleted=1)
 
     def restore(self, itemtype: str, items_id: int) -> None:
         self.update(itemtype, items_id, is_deleted=0)

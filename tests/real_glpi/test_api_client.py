@@ -48,16 +48,15 @@ def test_a_session_glpi_expired_is_renewed_once_and_the_call_repeated(
 
 
 def test_glpis_errors_are_clear_one_line_errors(real_glpi: RealGlpi) -> None:
-    with pytest.raises(GlpiApiError) as wrong_app:
-        with GlpiClient("glpi10", real_glpi.url, "not-the-app-token",
-                        real_glpi.user_token) as client:
-            client.user_id()
+    with pytest.raises(GlpiApiError) as wrong_app, GlpiClient(
+            "glpi10", real_glpi.url, "not-the-app-token", real_glpi.user_token) as client:
+        client.user_id()
     assert wrong_app.value.code == "ERROR_WRONG_APP_TOKEN_PARAMETER"
     assert "check the API app token and user token of instance glpi10" in str(wrong_app.value)
     assert "view documentation" not in str(wrong_app.value)
-    with pytest.raises(GlpiApiError) as wrong_user:
-        with real_glpi.client(user_token="not-a-user-token") as client:
-            client.user_id()
+    with pytest.raises(GlpiApiError) as wrong_user, real_glpi.client(
+            user_token="not-a-user-token") as client:
+        client.user_id()
     assert (wrong_user.value.status, wrong_user.value.code) == (401, "ERROR_GLPI_LOGIN_USER_TOKEN")
     assert real_glpi.user_token not in str(wrong_user.value)
 
