@@ -88,14 +88,16 @@ install_glpi() {
       "enable_api_login_external_token 1" "url_base $url" "url_base_api $url/apirest.php"; do
     (cd "$source_dir" && php bin/console config:set $setting >/dev/null)
   done
-  local app_token user_token observer_token
-  app_token="$(token)"; user_token="$(token)"; observer_token="$(token)"
+  local app_token user_token observer_token human_token
+  app_token="$(token)"; user_token="$(token)"; observer_token="$(token)"; human_token="$(token)"
   # The tasks that would reach the internet, off; the API client needs an App-Token; the
-  # integration's service user is Super-Admin on the root entity, recursively, and an
-  # Observer (reads, no writes) shows GLPI's answers to a missing right.
+  # integration's service user is Super-Admin on the root entity, recursively, an Observer
+  # (reads, no writes) shows GLPI's answers to a missing right, and GLPI's own `glpi`
+  # administrator gets a token too: the changes a person makes, which hookstream must see.
   sql glpi -e "
     update glpi_crontasks set state = 0
       where name in ('checkupdate', 'telemetry', 'checkAllUpdates', 'mailgate');
+    update glpi_users set api_token = '$human_token', api_token_date = now() where name = 'glpi';
     update glpi_apiclients set app_token = '$app_token', app_token_date = now() where id = 1;
     insert into glpi_users (name, realname, api_token, api_token_date, is_active, authtype,
                             profiles_id, entities_id, date_creation, date_mod)
@@ -109,6 +111,7 @@ install_glpi() {
 GLPI_APP_TOKEN=$app_token
 GLPI_USER_TOKEN=$user_token
 GLPI_OBSERVER_TOKEN=$observer_token
+GLPI_HUMAN_TOKEN=$human_token
 EOF
   touch "$state/installed"
 }

@@ -30,6 +30,7 @@ class RealGlpi:
     app_token: str
     user_token: str  # the integration's user, Super-Admin
     observer_token: str  # an Observer: reads, no writes
+    human_token: str  # GLPI's `glpi` administrator: changes hookstream must see
     state: Path
     source: Path
     version: str
@@ -61,7 +62,8 @@ def real_glpi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealGlpi]:
     env = script(source, "--port", str(port), "--state", str(state))
     try:
         yield RealGlpi(env["GLPI_URL"], env["GLPI_APP_TOKEN"], env["GLPI_USER_TOKEN"],
-                       env["GLPI_OBSERVER_TOKEN"], state, source, env["GLPI_VERSION"])
+                       env["GLPI_OBSERVER_TOKEN"], env["GLPI_HUMAN_TOKEN"], state, source,
+                       env["GLPI_VERSION"])
     finally:
         subprocess.run(["bash", str(ROOT / "scripts" / "real-glpi.sh"), "stop", "--state",
                         str(state)], capture_output=True, timeout=120)
