@@ -52,6 +52,8 @@ class FakeGlpiItems(FakeGlpiApi):
     def __init__(self, app_token: str, user_token: str, seed: int | None = 7):
         """`seed=None`: ties in id order, and a faster search (benchmarks)."""
         super().__init__(app_token, user_token)
+        for itemtype in (*ITIL, "Computer", "ITILFollowup", "TicketTask", "Notepad", "Log"):
+            self.items.setdefault(itemtype, {})
         self.now = datetime(2025, 11, 4, 10, 0, 0)  # after the seeded ticket 4211
         self._random = random.Random(seed) if seed is not None else None
         # Beyond this many searches, a search waits until the test sets it back to None:

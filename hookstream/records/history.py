@@ -27,7 +27,7 @@ def history_entry(attempt: AttemptRecord, text: str) -> tuple[str, dict[str, Any
     where = {"itemtype": attempt.itemtype, "items_id": attempt.items_id, "content": text}
     if attempt.itemtype in ITIL_ITEMTYPES:
         return "ITILFollowup", {**where, "is_private": 1, "_disablenotif": True,
-                                "_no_reopen": True}
+                                "_no_reopen": True, "_do_not_compute_takeintoaccount": True}
     return "Notepad", where
 
 

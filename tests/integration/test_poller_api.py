@@ -4,6 +4,7 @@ items are purged or trashed, and the events of one poll with a recording output.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -98,3 +99,41 @@ def test_a_page_of_200_is_read_in_calls_that_fit_a_request_line(
     rows = poller_api.items([("Ticket", i) for i in ids])
     assert sorted(i for _, i in rows) == ids
     assert len(calls) == 3  # 80 + 80 + 40
+
+
+def own_changes() -> float:
+    return REGISTRY.get_sample_value("hookstream_poller_own_changes_total", {
+        "glpi_instance": "glpi-a", "itemtype": "Ticket"}) or 0.0
+
+
+def test_the_integrations_own_followup_is_no_change_but_a_persons_beside_it_is(
+    glpi: tuple[FakeGlpiItems, PollerApi, list[int]],
+) -> None:
+    """As GLPI 10 does (tests/real_glpi/test_writeback_real.py): a followup added through the
+    API moves its ticket's date_mod and last updater to the API's user."""
+    api, poller_api, _ = glpi
+    ticket = api.create("Ticket", name="t", entities_id=0, status=1)
+    out = Recorded()
+    config = PollerConfig(itemtypes=("Ticket",), intervals_s={}, default_interval_s=30,
+                          page_size=10, tz=ZoneInfo("UTC"), team=False)
+    poller = InstancePoller("glpi-a", poller_api, out, {}, config)
+    assert poller.poll("Ticket", LIVE) == 1
+
+    def followup() -> None:
+        poller_api.client.add_item("ITILFollowup", {"itemtype": "Ticket", "items_id": ticket,
+                                                    "content": "[hookstream d#1]"})
+
+    api.tick()
+    skipped = own_changes()
+    followup()
+    assert poller.poll("Ticket", LIVE) == 1  # the change is read, the cursor moves...
+    assert len(out.events) == 1 and own_changes() == skipped + 1  # ...and nothing produced
+    api.tick()
+    api.update("Ticket", ticket, status=2)  # a person, then hookstream, in one poll
+    followup()
+    assert poller.poll("Ticket", LIVE) == 1
+    assert [(e.items_id, e.event) for e in out.events[1:]] == [(ticket, "update")]
+    everything = Recorded()
+    without = InstancePoller("glpi-a", poller_api, everything, {},
+                             replace(config, skip_own_changes=False))
+    assert without.poll("Ticket", LIVE) == 1 and len(everything.events) == 1

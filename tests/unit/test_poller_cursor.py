@@ -10,6 +10,7 @@ from hookstream.records.cursor import (
     TRASH,
     Change,
     advance,
+    changed_by_others,
     event_of,
     fresh,
     intervals_of,
@@ -100,3 +101,27 @@ def test_intervals_and_settings_problems() -> None:
     assert "not an IANA timezone" in problems[0] and "ITEMTYPE=SECONDS" in problems[1]
     with pytest.raises(ValueError, match="positive"):
         intervals_of(("Ticket=0",), 30)
+
+
+def log(when: str, user: str) -> dict[str, str]:
+    return {"date_mod": when, "user_name": user}
+
+
+@pytest.mark.parametrize(("history", "ids_at", "by_others"), [
+    # only the integration's user (7) since the cursor: its own change
+    ([log(T2, "hookstream integration (7)"), log(T1, "hookstream (7)")], [], False),
+    # a person's change after the cursor, then hookstream's followup: a change
+    ([log(T2, "hookstream (7)"), log(T2, "glpi (2)")], [], True),
+    # a person's change at the cursor's second, this item not produced at it: a change
+    ([log(T2, "hookstream (7)"), log(T1, "glpi (2)")], [], True),
+    # ... produced at it already: no change
+    ([log(T2, "hookstream (7)"), log(T1, "glpi (2)")], [42], False),
+    # before the cursor: produced long ago
+    ([log(T2, "hookstream (7)"), log(T0, "glpi (2)")], [], False),
+    # no user id (a cron task, the mail collector): someone else's
+    ([log(T2, "cron_mailgate")], [], True),
+    ([], [], False),
+])
+def test_changed_by_others(history: list[dict[str, str]], ids_at: list[int],
+                           by_others: bool) -> None:
+    assert changed_by_others(history, 7, cursor(T1, ids_at), 42) is by_others

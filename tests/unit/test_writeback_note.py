@@ -6,7 +6,7 @@ from typing import Any
 
 from connectors.writeback import HistoryWriter
 from hookstream.records import AttemptRecord, WebhookDefinition
-from hookstream.records.history import history_marker, history_note
+from hookstream.records.history import history_entry, history_marker, history_note
 
 
 def attempt(status: int | None = 200, n: int = 1) -> AttemptRecord:
@@ -43,7 +43,7 @@ class FakeClient:
         return Answer()
 
     def add_item(self, itemtype: str, fields: dict[str, Any]) -> int:
-        self.notes.append(fields)
+        self.notes.append({"added_as": itemtype, **fields})
         return len(self.notes)
 
     def close(self) -> None:
@@ -66,4 +66,17 @@ def test_writer_is_idempotent_skips_unflagged_and_paces_per_instance() -> None:
     assert writer.write(attempt(n=2), off) == "skipped"
     assert len(client.notes) == 1
     assert client.notes[0]["itemtype"] == "Ticket" and client.notes[0]["items_id"] == 7
+    assert client.notes[0]["added_as"] == "ITILFollowup"
     assert slept == [0.5, 0.5]  # 2 calls a second: GET, POST, GET spaced by 0.5 s
+
+
+def test_an_itil_item_gets_a_quiet_private_followup_and_an_asset_a_note() -> None:
+    """GLPI 10 enables no notes on tickets, changes and problems (ERROR_GLPI_ADD)."""
+    kind, fields = history_entry(attempt(), "text")
+    assert kind == "ITILFollowup"
+    assert fields == {"itemtype": "Ticket", "items_id": 7, "content": "text", "is_private": 1,
+                      "_disablenotif": True, "_no_reopen": True,
+                      "_do_not_compute_takeintoaccount": True}
+    computer = AttemptRecord(**{**attempt().to_dict(), "itemtype": "Computer"})
+    assert history_entry(computer, "text") == (
+        "Notepad", {"itemtype": "Computer", "items_id": 7, "content": "text"})
