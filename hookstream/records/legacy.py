@@ -100,8 +100,14 @@ def unsanitized(value: str) -> str:
 
 
 def unsanitized_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A row of GLPI's legacy API with its strings as GLPI 11 would give them."""
-    return {k: unsanitized(v) if isinstance(v, str) else v for k, v in row.items()}
+    """A row of GLPI's legacy API with its strings as GLPI 11 would give them. A tree's
+    `completename` joins sanitized names with a raw " > ": each name is decoded alone."""
+    return {k: (unsanitized_completename(v) if k == "completename" else unsanitized(v))
+            if isinstance(v, str) else v for k, v in row.items()}
+
+
+def unsanitized_completename(value: str) -> str:
+    return " > ".join(unsanitized(name) for name in value.split(" > "))
 
 
 def asset_specs(itemtype: str) -> tuple[Spec, ...]:

@@ -83,7 +83,8 @@ def published(settings: Settings, tmp_path: Path, real_glpi: RealGlpi) -> Settin
     path = tmp_path / "instances.yaml"
     path.write_text(yaml.safe_dump({"name": INSTANCE, "api_url": real_glpi.url,
                                     "app_token": real_glpi.app_token,
-                                    "user_token": real_glpi.user_token}))
+                                    "user_token": real_glpi.user_token,
+                                    "secret": "conformance-webhook-secret-0123456789"}))
     instances.apply_instances(settings, path)
     return replace(settings, poller_timezone="UTC")
 

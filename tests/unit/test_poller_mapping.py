@@ -163,3 +163,11 @@ def test_coverage_of_the_fixture_fields() -> None:
     """Every key of the baseline fixtures is one the mapping can yield."""
     for itemtype in ("Ticket", "Change", "Problem", "Computer"):
         assert set(fixture_item(f"{itemtype}.json")) <= set(mapped_keys(itemtype)), itemtype
+
+
+def test_a_complete_name_is_unsanitized_name_by_name() -> None:
+    """GLPI 10 joins sanitized names with a raw ' > ', which its own decoder skips."""
+    row = unsanitized_row({"name": "Europe &#38; Co", "completename":
+                           "Root entity > Europe &#38; Co > France &#60;FR&#62;"})
+    assert row == {"name": "Europe & Co",
+                   "completename": "Root entity > Europe & Co > France <FR>"}
