@@ -58,13 +58,24 @@ def test_a_three_level_tree_is_published_as_glpi_holds_it(
         assert not in_scope(europe, france, True, tuple(records[europe].ancestors))
 
         assert sync(published).endswith(" 0 published, 0 removed")  # a rerun changes nothing
-        glpi.update_item("Entity", france, {"name": "France & DOM"})
+        # renamed as GLPI's form does it, with the parent in the input
+        glpi.update_item("Entity", france, {"name": "France & DOM", "entities_id": europe})
         assert sync(published).endswith(" 2 published, 0 removed")  # France and Paris
         paris_row = glpi.get_item("Entity", paris)
         records = {r.id: r for r in published_entities(published, INSTANCE).values()}
         assert records[paris].completename == unsanitized_completename(
             paris_row["completename"]) == (
             "Root entity > Europe & Co > France & DOM > Paris")
+        # measured: an API update without the parent moves the entity under the root in
+        # GLPI 10.0.19 (entities_id 0) and stores complete names without the root; the
+        # published tree follows GLPI's parent links, root included
+        glpi.update_item("Entity", france, {"name": "France"})
+        assert glpi.get_item("Entity", france)["entities_id"] == 0
+        assert glpi.get_item("Entity", paris)["completename"] == "France > Paris"
+        assert sync(published).endswith(" 2 published, 0 removed")
+        records = {r.id: r for r in published_entities(published, INSTANCE).values()}
+        assert records[paris].completename == "Root entity > France > Paris"
+        assert list(records[paris].ancestors) == [0, france]
         glpi.request("DELETE", f"Entity/{paris}", params={"force_purge": "true"})
         assert sync(published).endswith(" 0 published, 1 removed")
         assert paris not in {r.id for r in published_entities(published, INSTANCE).values()}
