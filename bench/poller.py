@@ -247,12 +247,13 @@ def per_min(amount: float | None, seconds: float) -> float | None:
     return None if amount is None else amount / seconds * 60
 
 
-def cpu_text(spent: float | None, seconds: float, baseline: float | None) -> str:
+def cpu_text(spent: float | None, seconds: float, baseline: float | None, calls: int) -> str:
     if spent is None or baseline is None:
         return "GLPI CPU: none of its own (the fake is served by this process)"
     total = spent / seconds * 60
+    poller_ms = (total - baseline) * seconds / 60 / max(calls, 1) * 1000
     return (f"GLPI CPU {total:.1f} s/min, {total - baseline:.1f} s/min over the baseline "
-            f"({baseline:.1f})")
+            f"({baseline:.1f}) = {poller_ms:.0f} ms a poller request")
 
 
 def bench(settings: Settings, glpi: Glpi, args: argparse.Namespace, tmp: Path) -> None:
@@ -302,7 +303,8 @@ def bench(settings: Settings, glpi: Glpi, args: argparse.Namespace, tmp: Path) -
         took, calls, spent = measured(glpi, caught_up)
         print(f"{glpi.label} catch-up: {len(seen_ids)} of {len(ids)} tickets in {took:.1f}s = "
               f"{len(seen_ids) / took:.0f} changes/s through one poller; {calls} API requests "
-              f"= {calls / took * 60:.0f}/min; {cpu_text(spent, took, quiet)} (load {load()})")
+              f"= {calls / took * 60:.0f}/min; {cpu_text(spent, took, quiet, calls)} "
+              f"(load {load()})")
 
         made: list[tuple[int, float, float]] = []
         elapsed, calls, spent = measured(glpi, lambda: made.extend(
@@ -310,8 +312,9 @@ def bench(settings: Settings, glpi: Glpi, args: argparse.Namespace, tmp: Path) -
         time.sleep(args.interval + 5)  # the last changes' poll
         lags = latencies(made, seen)
         print(f"{glpi.label} steady: {len(made)} changes in {elapsed:.0f}s "
-              f"({len(made) / elapsed * 60:.0f}/min), {len(lags)} seen on Kafka; API requests/min: "
-              f"{calls / elapsed * 60:.0f}; {cpu_text(spent, elapsed, writes)} (load {load()})")
+              f"({len(made) / elapsed * 60:.0f}/min), {len(lags)} seen on Kafka; "
+              f"API requests/min: {calls / elapsed * 60:.0f}; "
+              f"{cpu_text(spent, elapsed, writes, calls)} (load {load()})")
         print(f"{glpi.label} change -> event on Kafka: p50 {percentile(lags, 0.5):.2f}s, "
               f"p99 {percentile(lags, 0.99):.2f}s, max {max(lags, default=float('nan')):.2f}s "
               f"(interval {args.interval:.0f}s; target p99 < {args.interval + 1:.0f}s)")
