@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test lint bench clean-state
+.PHONY: run test lint bench clean-state conformance
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,3 +25,12 @@ lint: $(STAMP)
 test: lint
 	bash scripts/system-deps.sh --test
 	$(VENV)/bin/pytest -q -ra --durations=10 $(PYTEST_ARGS)
+
+# The conformance suite against a real GLPI 10 (README, "A real GLPI 10"): opt-in, needs
+# GLPI's release tree; without it, it says it did not run and fails, never passes.
+conformance: $(STAMP)
+	@if [ -z "$(GLPI_SRC)" ] || [ ! -f "$(GLPI_SRC)/bin/console" ]; then \
+	  echo "conformance: not run: give GLPI_SRC=DIR, a GLPI 10 release tree (README, \"A real GLPI 10\")" >&2; exit 2; fi
+	bash scripts/system-deps.sh --test
+	bash scripts/system-deps.sh --real-glpi
+	GLPI_SRC="$(abspath $(GLPI_SRC))" $(VENV)/bin/pytest -q -ra -m real_glpi tests/real_glpi $(PYTEST_ARGS)

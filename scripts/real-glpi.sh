@@ -35,7 +35,8 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 stop() {
   for pidfile in "$state"/web-*.pid "$state"/db.pid; do
     [ -f "$pidfile" ] || continue
-    alive "$pidfile" && kill "$(cat "$pidfile")" 2>/dev/null || true
+    # PHP's server forks its workers: its whole process group (setsid) goes
+    alive "$pidfile" && { kill -- "-$(cat "$pidfile")" 2>/dev/null || kill "$(cat "$pidfile")"; } 2>/dev/null || true
     for _ in $(seq 50); do alive "$pidfile" || break; sleep 0.2; done
     rm -f "$pidfile"
   done
