@@ -48,7 +48,7 @@ REQUESTS: list[tuple[str, str, str, Any, str]] = [
     ("a page of a search", "GET", search("Ticket", ("19", "morethan", "2000-01-01 00:00:00"),
                                          forcedisplay_0="2", forcedisplay_1="19", sort="19",
                                          order="ASC", range="0-0"), None, "user"),
-    ("an empty list", "GET", "Computer/", None, "user"),
+    ("an empty list", "GET", "Monitor/", None, "user"),
     ("a range past the end", "GET", "Ticket/?range=5000-5010", None, "user"),
     ("a whole list", "GET", "Entity/?range=0-999", None, "user"),
     ("a write without the right", "PUT", "Ticket/{ticket}", {"input": {"urgency": 1}},
@@ -97,19 +97,22 @@ def test_the_fake_answers_every_request_as_the_real_glpi_does(real_glpi: RealGlp
     with real_glpi.client() as client:
         ticket = client.add_item("Ticket", {"name": "agreement", "content": "x"})
         entities = list(client.list_items("Entity"))
+        tickets = len(list(client.list_items("Ticket")))
     opened = {"none": None, "bogus": "no-such-session",
               "user": session(real_glpi.url, real_glpi.app_token, real_glpi.user_token),
               "observer": session(real_glpi.url, real_glpi.app_token, real_glpi.observer_token)}
     real = [ask(real_glpi.url, real_glpi.app_token, opened[r[4]], r, ticket) for r in REQUESTS]
 
-    # the fake holds what the real one holds for these requests: a ticket, as many
+    # the fake holds what the real one holds for these requests: as many tickets and
     # entities, no computer; its one user gets the Observer's rights for "observer"
     api = FakeGlpiItems("app", "user", seed=None)
     del api.items["Webhook"], api.items["CriteriaFilter"]  # GLPI 11's: the fake as GLPI 10
     api.add("Entity", id=0, name="Root entity", entities_id=None, completename="Root entity")
     for row in entities[1:]:
         api.add("Entity", id=int(row["id"]), name="e", entities_id=0, completename="e")
-    api.items["Profile"], api.items["Computer"] = {}, {}
+    api.items["Profile"], api.items["Monitor"] = {}, {}
+    for _ in range(tickets - 1):  # other tests' tickets
+        api.create("Ticket", name="other", content="x", entities_id=0)
     fake_ticket = api.create("Ticket", name="agreement", content="x", entities_id=0)
     with RunningGlpiApi(api) as url:
         user = session(url, "app", "user")

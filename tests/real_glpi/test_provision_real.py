@@ -20,7 +20,8 @@ from tests.real_glpi.conftest import INSTANCE, RealGlpi
 ])
 def test_a_glpi_without_webhooks_is_said_in_one_line_and_nothing_changes(
         published: Settings, real_glpi: RealGlpi, action: list[str], tmp_path: object) -> None:
-    web_log = next(real_glpi.state.glob("web-*.log"))
+    port = real_glpi.url.split(":")[2].split("/")[0]
+    web_log = real_glpi.state / f"web-{port}.log"
     logged = len(web_log.read_text().splitlines())
     done = subprocess.run([sys.executable, "-m", "hookstream.cli", "glpi", *action,
                            "--instance", INSTANCE], env=cli_env(published), capture_output=True,

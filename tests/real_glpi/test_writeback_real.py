@@ -70,7 +70,9 @@ def test_a_followup_and_a_note_written_once_and_no_echo_of_them(real_glpi: RealG
         computer = person.add_item("Computer", {"name": "PC-WRITEBACK"})
         out = Recorded()
         poller = InstancePoller(INSTANCE, PollerApi(integration), out, {}, config)
-        assert drained(poller, out) == [("Ticket", ticket, "new"), ("Computer", computer, "new")]
+        ours = {("Ticket", ticket), ("Computer", computer)}  # GLPI holds other tests' too
+        assert [e for e in drained(poller, out) if e[:2] in ours] == [
+            ("Ticket", ticket, "new"), ("Computer", computer, "new")]
         before = {"Ticket": integration.get_item("Ticket", ticket),
                   "Computer": integration.get_item("Computer", computer)}
         time.sleep(1.05)  # so that a moved date_mod shows
