@@ -133,13 +133,15 @@ def tree_cpu_s(root: int) -> float:
 
 
 class RealGlpi:
-    """A GLPI of `scripts/real-glpi.sh`, reached through its API with a session of its own."""
+    """A GLPI of `scripts/real-glpi.sh`, reached through its API with a session of its own,
+    as GLPI's `glpi` administrator: a person's changes (the poller skips those of its own
+    user, the integration's)."""
 
     label = "real GLPI"
 
     def __init__(self, env: dict[str, str]):
         self.client = GlpiClient("bench", env["GLPI_URL"], env["GLPI_APP_TOKEN"],
-                                 env["GLPI_USER_TOKEN"], timeout_s=120, retries=0)
+                                 env["GLPI_HUMAN_TOKEN"], timeout_s=120, retries=0)
         self.version, self.own = env.get("GLPI_VERSION", "?"), 0
         state, port = Path(env["GLPI_STATE"]), urlsplit(env["GLPI_URL"]).port
         self.log = state / f"web-{port}.log"
