@@ -7,6 +7,7 @@ name) and to a Helm value. `load_settings` validates and fails fast with ConfigE
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import socket
 import types
@@ -129,6 +130,11 @@ class Settings:
     admin_host: str = "127.0.0.1"
     admin_port: int = 8470
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
+    # the reverse proxies (an Ingress controller) whose X-Forwarded-Proto and
+    # X-Forwarded-For the admin API and console believe: addresses or networks
+    # (10.0.0.0/8), or "*" for any peer (only where nothing else can reach admin_port).
+    # Behind a TLS-terminating proxy left out here, the console refuses logins.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     # operations
     metrics_port: int = 0
     metrics_host: str = "0.0.0.0"  # where the operations port listens (tests: 127.0.0.1)
@@ -322,12 +328,28 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
     from hookstream.records.cursor import poller_problems  # pure: zone and intervals
 
     errors += poller_problems(settings.poller_timezone, settings.poller_intervals)
+    errors += _trusted_proxies_problems(settings.trusted_proxies)
     errors += _schema_registry_problems(settings)
     errors += _kafka_security_problems(settings)
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         errors.append(f"log_level {settings.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
     if errors:
         raise ConfigError("invalid settings:\n" + "\n".join(f"  - {e}" for e in errors))
+
+
+def _trusted_proxies_problems(proxies: tuple[str, ...]) -> list[str]:
+    """Each entry an address or a network; "*" alone. (The server would take anything else
+    as a literal matching no peer, and silently trust no proxy.)"""
+    if "*" in proxies:
+        return [] if proxies == ("*",) else ['trusted_proxies: "*" stands alone']
+    errors = []
+    for entry in proxies:
+        try:
+            ipaddress.ip_network(entry)  # an address is a network of one
+        except ValueError:
+            errors.append(f"trusted_proxies: {entry!r} is not an IP address or network "
+                          "(host bits set?)")
+    return errors
 
 
 def _kafka_security_problems(settings: Settings) -> list[str]:

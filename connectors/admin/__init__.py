@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from connectors.admin.app import create_app
 from connectors.admin.auth import Principal, new_token, parse_tokens, token_hash
@@ -11,6 +12,15 @@ from hookstream.config import Settings
 from hookstream.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for the admin process. X-Forwarded-Proto and X-Forwarded-For count
+    only from `trusted_proxies`: behind a TLS-terminating Ingress the request's scheme is
+    then https, so the console's same-origin check passes and its cookies are Secure."""
+    return {"host": settings.admin_host, "port": settings.admin_port,
+            "log_level": settings.log_level.lower(), "proxy_headers": True,
+            "forwarded_allow_ips": list(settings.trusted_proxies)}
 
 
 def run_admin(settings: Settings) -> int:
@@ -26,8 +36,7 @@ def run_admin(settings: Settings) -> int:
     engine = open_engine(settings)
     ctx = AdminContext(settings, engine)
     try:
-        uvicorn.run(create_app(ctx, tokens), host=settings.admin_host, port=settings.admin_port,
-                    log_level=settings.log_level.lower())
+        uvicorn.run(create_app(ctx, tokens), **server_options(settings))
     finally:
         ctx.close()
         engine.dispose()
@@ -41,5 +50,6 @@ __all__ = [
     "new_token",
     "parse_tokens",
     "run_admin",
+    "server_options",
     "token_hash",
 ]

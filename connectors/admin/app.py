@@ -16,6 +16,7 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request,
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from connectors.admin import models as m
@@ -47,8 +48,10 @@ def _problem(status: int, *errors: str, headers: dict[str, str] | None = None) -
 
 
 def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
-    app = FastAPI(title="hookstream admin API", version="1", responses=ERRORS,
-                  description=__doc__)
+    # /docs and /redoc load Swagger UI and ReDoc from the app (fastapi-offline's copies),
+    # not from a CDN: they work where the cluster has no way out
+    app = FastAPIOffline(title="hookstream admin API", version="1", responses=ERRORS,
+                         description=__doc__)
     bearer = HTTPBearer(auto_error=False, description="a token of the admin_tokens setting")
 
     def who(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]

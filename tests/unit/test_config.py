@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,26 @@ def test_validation_lists_every_problem() -> None:
     assert "  - retry tier 'soon' is not a delay such as 10s, 1m, 1h" in lines
     assert "  - broker_port must be between 1 and 65534" in lines
     assert any("log_level 'LOUD'" in line for line in lines)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("10.0.0.0/8, 192.168.4.7", ("10.0.0.0/8", "192.168.4.7")),
+    ("fd00::/8", ("fd00::/8",)),
+    ("*", ("*",)),
+])
+def test_trusted_proxies_are_addresses_or_networks(raw: str, expected: tuple[str, ...]) -> None:
+    settings = load_settings(env={"HOOKSTREAM_TRUSTED_PROXIES": raw}, check_dns=False)
+    assert settings.trusted_proxies == expected
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    ("ingress-nginx", "'ingress-nginx' is not an IP address or network"),
+    ("10.0.0.1/8", "'10.0.0.1/8' is not an IP address or network"),  # host bits: a typo
+    ("*,10.0.0.0/8", '"*" stands alone'),
+])
+def test_a_trusted_proxy_the_server_would_ignore_is_refused(raw: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"trusted_proxies: {problem}")):
+        load_settings(env={"HOOKSTREAM_TRUSTED_PROXIES": raw}, check_dns=False)
 
 
 def test_unresolvable_bootstrap_host_is_named() -> None:

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, insert
 
-from connectors.admin import create_app, new_token, parse_tokens, token_hash
+from connectors.admin import create_app, new_token, parse_tokens, server_options, token_hash
 from connectors.console.session import COOKIE, Signer
 from connectors.logstore import migrate
 from connectors.logstore.schema import deliveries
+from hookstream.config import Settings
 
 NOW = 1_800_000_000.0
 
@@ -124,6 +126,31 @@ def test_over_https_the_cookie_is_secure(setup: Any) -> None:
     answer = client.post("/login", data={"nonce": nonce, "token": plain["admin"]})
     [header] = set_cookie_headers(answer, COOKIE)
     assert "secure" in [f.strip().lower() for f in header.split(";")]
+
+
+@pytest.mark.parametrize(("peer", "origin", "secure"), [
+    ("10.0.3.7", "https://console.test", True),  # the Ingress controller, TLS terminated
+    ("10.9.0.7", "http://console.test", False),  # a client claiming https itself
+])
+def test_forwarded_https_counts_only_from_a_trusted_proxy(
+    setup: Any, peer: str, origin: str, secure: bool,
+) -> None:
+    client, _, plain, _ = setup
+    config = uvicorn.Config(client.app, **server_options(Settings(trusted_proxies=("10.0.0.0/16",))))
+    config.load()  # the app as the admin process serves it, behind uvicorn's proxy middleware
+    proxied = TestClient(config.loaded_app, base_url="http://console.test", client=(peer, 4000),
+                         follow_redirects=False)
+    proxied.headers.update({"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9",
+                            "Origin": origin})
+    form = proxied.get("/login")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+    [login_cookie] = set_cookie_headers(form, "hookstream_login")
+    proxied.cookies.clear()  # the client is on http: it would not send a Secure cookie back
+    answer = proxied.post("/login", data={"nonce": nonce, "token": plain["admin"]},
+                          headers={"Cookie": login_cookie.split(";")[0]})
+    assert answer.status_code == 303, answer.text
+    [header] = set_cookie_headers(answer, COOKIE)
+    assert ("secure" in [f.strip().lower() for f in header.split(";")]) is secure
 
 
 def test_a_wrong_token_or_a_forged_login_is_refused(setup: Any) -> None:
