@@ -160,8 +160,45 @@ def test_every_component_is_deployed_with_probes_and_security(
         else:
             assert "replicas" not in deployment["spec"]  # KEDA owns the replica count
     assert sorted(by_kind(everything, "PodDisruptionBudget")) == sorted(deployments)
-    assert "hs-hookstream-ingest" in by_kind(everything, "Ingress")["hs-hookstream"]["spec"][
-        "rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+
+
+def ingress_routes(objects: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(host, path, service) of each path of the release's one Ingress."""
+    (ingress,) = by_kind(objects, "Ingress").values()
+    return [(rule["host"], path["path"], path["backend"]["service"]["name"])
+            for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
+
+
+def test_one_ingress_routes_ingest_and_the_console_by_path_and_by_host(
+    everything: list[dict[str, Any]],
+) -> None:
+    assert ingress_routes(everything) == [
+        ("console.example.org", "/", "hs-hookstream-admin"),
+        ("hookstream.example.org", "/glpi", "hs-hookstream-ingest"),
+        ("hookstream.example.org", "/", "hs-hookstream-admin"),
+    ]
+    services = by_kind(everything, "Service")
+    assert {"hs-hookstream-admin", "hs-hookstream-ingest"} <= set(services)
+
+
+def test_the_older_ingress_values_still_route_one_component(tools: Path) -> None:
+    rendered = template(tools, sets=("ingress.enabled=true", "ingress.host=hooks.example.org",
+                                     "ingress.component=admin", "components.admin.enabled=true"))
+    assert ingress_routes(docs(rendered)) == [("hooks.example.org", "/", "hs-hookstream-admin")]
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (("ingress.routes[0].component=admin",), 'component "admin" must be an enabled component'),
+    (("components.processor.enabled=true", "ingress.routes[0].component=processor"),
+     'component "processor" must be an enabled component with an HTTP port'),
+    (("components.admin.enabled=true", "ingress.routes[0].component=admin",
+      "ingress.routes[0].path=glpi"), "pattern"),
+])
+def test_an_ingress_route_to_nothing_is_refused(tools: Path, sets: tuple[str, ...],
+                                                message: str) -> None:
+    done = helm(tools, "template", "hs", str(CHART), "--kube-version", KUBE_VERSION,
+                "--set", "ingress.enabled=true", *[a for s in sets for a in ("--set", s)])
+    assert done.returncode != 0 and message in done.stderr, done.stderr
 
 
 # what the existing Secrets named in ci/all-values.yaml would hold
