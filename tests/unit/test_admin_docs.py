@@ -24,9 +24,8 @@ REFERENCE = re.compile(r"""(?:src|href|spec-url)=["']([^"']+)["']|url:\s*'([^']+
 ])
 def test_docs_load_every_asset_from_the_app(tmp_path: Path, page: str,
                                             kinds: tuple[str, ...]) -> None:
-    client = TestClient(create_app(FakeContext(create_engine(f"sqlite:///{tmp_path / 'x.db'}")),
-                                   {}),  # type: ignore[arg-type]
-                        base_url="http://admin.test")
+    ctx = FakeContext(create_engine(f"sqlite:///{tmp_path / 'log.db'}"))
+    client = TestClient(create_app(ctx, {}), base_url="http://admin.test")  # type: ignore[arg-type]
     html = client.get(page)
     assert html.status_code == 200
     references = [a or b for a, b in REFERENCE.findall(html.text)]

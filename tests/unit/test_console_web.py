@@ -136,7 +136,8 @@ def test_forwarded_https_counts_only_from_a_trusted_proxy(
     setup: Any, peer: str, origin: str, secure: bool,
 ) -> None:
     client, _, plain, _ = setup
-    config = uvicorn.Config(client.app, **server_options(Settings(trusted_proxies=("10.0.0.0/16",))))
+    settings = Settings(trusted_proxies=("10.0.0.0/16",))
+    config = uvicorn.Config(client.app, **server_options(settings))
     config.load()  # the app as the admin process serves it, behind uvicorn's proxy middleware
     proxied = TestClient(config.loaded_app, base_url="http://console.test", client=(peer, 4000),
                          follow_redirects=False)
