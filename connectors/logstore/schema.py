@@ -156,6 +156,8 @@ _FILTER_INDEXES = {
     "ix_deliveries_status_time": "last_status, created_at, delivery_id",
     "ix_deliveries_outcome_time": "last_outcome, created_at, delivery_id",
     "ix_deliveries_instance_time": "instance, created_at, delivery_id",
+    # a webhook's log by state (its dead letters): without it, 5,000 rows read for 80
+    "ix_deliveries_webhook_state": "webhook_id, state, created_at, delivery_id",
 }
 
 

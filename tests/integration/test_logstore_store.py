@@ -340,7 +340,8 @@ def test_an_unknown_filter_value_is_a_clear_error(engine: Engine, where: Deliver
     (DeliveryFilter(state="dead_lettered"), "ix_deliveries_state_time"),
     (DeliveryFilter(status_code=401), "ix_deliveries_status_time"),
     (DeliveryFilter(outcome="retry_scheduled"), "ix_deliveries_outcome_time"),
-    (DeliveryFilter(webhook_id="hook-1"), "ix_deliveries_webhook"),
+    (DeliveryFilter(webhook_id="hook-1"), "ix_deliveries_webhook "),
+    (DeliveryFilter(webhook_id="hook-1", state="waiting"), "ix_deliveries_webhook_state"),
     (DeliveryFilter(), "ix_deliveries_created"),
 ])
 def test_each_filter_reads_its_index_on_sqlite(tmp_path: Path, where: DeliveryFilter,
