@@ -132,7 +132,7 @@ def shown(html: str) -> list[str]:
 
 
 def test_search_box_goes_to_the_one_match(client: Any) -> None:
-    c, rows = client
+    c, _ = client
     assert c.get("/search?q=05").headers["location"] == "/deliveries/05" + "0" * 30
     assert c.get("/search?q=glpi-a:Ticket:3").headers["location"] == "/items/glpi-a/Ticket/3"
     assert c.get("/search?q=CRM").headers["location"] == "/webhooks/to-crm"
