@@ -17,6 +17,11 @@ directory (WAL, synchronous=FULL: the settings the log store runs with).
 2. Queries: `--deliveries` rows loaded (200 webhooks, 10 instances, 50,000 items, 5 % of
    them not delivered), then 300 of each: the queries log of one webhook (first page and
    the page after), an item's view, one delivery's detail, the queue view: p50 / p95 ms.
+3. Filtered pages (`--part filters` runs only this and the load): the console's and the
+   API's filters alone and combined (state, outcome, status code, time range, instance,
+   webhook, delivery id prefix), 300 pages of 50 each, a third of them the first page and
+   the rest at a random depth of the log (a cursor at a random time, as "older" links
+   reach), plus "newer" pages: p50 / p95 ms per page.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ from hookstream.config import Settings, load_settings
 from hookstream.records import AttemptRecord, Codec, DeliveryRequest, delivery_id_for
 
 T0 = 1_760_000_000_000
+OUTCOME_OF = {"delivered": "delivered", "pending": "retry_scheduled",
+              "waiting": "retry_scheduled", "dead_lettered": "dead_lettered"}
 BODY = b'{"event":"update","item":{"id":1,"name":"' + b"x" * 900 + b'"}}'  # ~1 KiB
 
 
@@ -100,10 +107,12 @@ def load(engine: Engine, count: int) -> float:
         rows = []
         for n in range(start, min(count, start + 20_000)):
             row = delivery_params(from_request(request(n), Source.DELIVERIES, None, 4096))
-            undelivered = rng.random() < 0.05
-            row |= {"state": rng.choice(["pending", "waiting", "dead_lettered"])
-                    if undelivered else "delivered",
-                    "attempts": 1, "last_status": 200 if not undelivered else 503}
+            state = rng.choice(["pending", "waiting", "dead_lettered"]) \
+                if rng.random() < 0.05 else "delivered"
+            # failures: mostly 503 and 500, some 401, some with no answer at all
+            status = 200 if state == "delivered" else rng.choice([503, 503, 500, 401, None])
+            row |= {"state": state, "attempts": 1, "last_status": status,
+                    "last_outcome": OUTCOME_OF[state]}
             rows.append(row)
         with engine.begin() as conn:
             conn.execute(deliveries.insert(), rows)
@@ -155,12 +164,75 @@ def queries(settings: Settings, count: int) -> dict[str, tuple[float, float]]:
     return results
 
 
+def filtered(settings: Settings, count: int) -> dict[str, tuple[float, float]]:
+    engine = open_engine(settings)
+    print(f"    loaded {count:,} deliveries in {load(engine, count):.0f}s", flush=True)
+    rng = random.Random(13)
+    end = T0 + count * 10
+    hour = 3_600_000
+
+    def somewhere(i: int) -> Cursor | None:
+        """The first page a third of the time, else a page at a random depth."""
+        return None if i % 3 == 0 else Cursor(rng.randrange(T0, end), "f" * 64)
+
+    def pages(make: Callable[[int], DeliveryFilter], newer: bool = False
+              ) -> Callable[[int], object]:
+        def one(i: int) -> object:
+            at = Cursor(rng.randrange(T0, end), "0") if newer else somewhere(i)
+            return list_deliveries(engine, make(i), cursor=at, newer=newer)
+        return one
+
+    def window(i: int) -> tuple[int, int]:
+        span = min(hour, (end - T0) // 2)
+        since = rng.randrange(T0, end - span)
+        return since, since + span
+
+    def hook(i: int) -> str:
+        return f"hook-{rng.randrange(200)}"
+
+    combos: dict[str, Callable[[int], DeliveryFilter]] = {
+        "no filter": lambda i: DeliveryFilter(),
+        "state=dead_lettered": lambda i: DeliveryFilter(state="dead_lettered"),
+        "status_code=401": lambda i: DeliveryFilter(status_code=401),
+        "outcome=retry_scheduled": lambda i: DeliveryFilter(outcome="retry_scheduled"),
+        "instance": lambda i: DeliveryFilter(instance=f"glpi-{i % 10}"),
+        "webhook": lambda i: DeliveryFilter(webhook_id=hook(i)),
+        "webhook + state=dead_lettered": lambda i: DeliveryFilter(
+            webhook_id=hook(i), state="dead_lettered"),
+        "time range (1 h)": lambda i: DeliveryFilter(
+            since_ms=(w := window(i))[0], until_ms=w[1]),
+        "state=waiting + time range (1 h)": lambda i: DeliveryFilter(
+            state="waiting", since_ms=(w := window(i))[0], until_ms=w[1]),
+        "instance + status_code=503 + outcome": lambda i: DeliveryFilter(
+            instance=f"glpi-{i % 10}", status_code=503, outcome="retry_scheduled"),
+        "webhook + status_code=500 + time range (1 h)": lambda i: DeliveryFilter(
+            webhook_id=hook(i), status_code=500, since_ms=(w := window(i))[0],
+            until_ms=w[1]),
+        "delivery id prefix (4 hex digits)": lambda i: DeliveryFilter(
+            id_prefix=f"{rng.randrange(16 ** 4):04x}"),
+        "state=delivered + status_code=503 (none)": lambda i: DeliveryFilter(
+            state="delivered", status_code=503),
+    }
+    results = {name: timed(pages(make)) for name, make in combos.items()}
+    results["newer page, state=dead_lettered"] = timed(
+        pages(lambda i: DeliveryFilter(state="dead_lettered"), newer=True))
+    results["newer page, one instance's token, no filter"] = timed(lambda i: list_deliveries(
+        engine, DeliveryFilter(), instances=[f"glpi-{i % 10}"],
+        cursor=Cursor(rng.randrange(T0, end), "0"), newer=True))
+    engine.dispose()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attempts", type=int, default=60_000)
     parser.add_argument("--deliveries", type=int, default=1_000_000, help="0: no queries")
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    parser.add_argument("--part", choices=["write", "queries", "filters"],
+                        help="only this part (default: write and queries)")
     args = parser.parse_args()
+    parts = (args.part,) if args.part else ("write", "queries") if args.deliveries else (
+        "write",)
     # SIGTERM runs the finally below too: no PostgreSQL server or store left behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from tests.pg import start_postgres
@@ -172,7 +244,7 @@ def main() -> None:
                 continue
             if kind == "postgresql":
                 server = server or start_postgres()
-            for part in ("write", "queries") if args.deliveries else ("write",):
+            for part in parts:
                 url = "" if kind == "sqlite" else server.database_url()  # type: ignore[union-attr]
                 state = tempfile.mkdtemp(prefix="hookstream-bench-")
                 made.append(state)
@@ -185,7 +257,8 @@ def main() -> None:
                           f"{settings.logstore_batch_size}; {per_cpu:,.0f} attempts per CPU "
                           f"second of the log store process", flush=True)
                 else:
-                    for name, (p50, p95) in queries(settings, args.deliveries).items():
+                    measure = queries if part == "queries" else filtered
+                    for name, (p50, p95) in measure(settings, args.deliveries).items():
                         print(f"{kind}: {name}: p50 {p50:.1f} ms, p95 {p95:.1f} ms", flush=True)
     finally:
         if server is not None:

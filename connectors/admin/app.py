@@ -31,7 +31,7 @@ from connectors.logstore import (
     list_deliveries,
     queue_view,
 )
-from connectors.logstore.queries import BadCursor
+from connectors.logstore.queries import BadCursor, BadFilter
 from hookstream.control.webhooks import redacted
 from hookstream.errors import InvalidDefinition
 
@@ -157,13 +157,6 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
 
     # -- the queries log ---------------------------------------------------------------
 
-    def page_of(p: Principal, where: DeliveryFilter, cursor: str | None, limit: int) -> Page:
-        try:
-            at = None if cursor is None else Cursor.decode(cursor)
-        except BadCursor as e:
-            raise _problem(422, f"cursor: {e}") from None
-        return list_deliveries(ctx.engine, where, p.scope, at, limit)
-
     class Filters:
         def __init__(
             self,
@@ -172,26 +165,45 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
             outcome: m.OutcomeName | None = None,
             since_ms: Annotated[int | None, Query(ge=0, le=m.MAX_INT)] = None,
             until_ms: Annotated[int | None, Query(ge=0, le=m.MAX_INT)] = None,
-            cursor: Annotated[str | None, Query(max_length=400)] = None,
+            cursor: Annotated[str | None, Query(
+                max_length=400, description="a page's `next_cursor` (older deliveries), "
+                "or with `newer` its `prev_cursor`")] = None,
+            newer: Annotated[bool, Query(
+                description="the page of deliveries just newer than `cursor`")] = False,
             limit: Annotated[int, Query(ge=1, le=500)] = 50,
         ):
             self.where = DeliveryFilter(state=state, status_code=status_code, outcome=outcome,
                                         since_ms=since_ms, until_ms=until_ms)
-            self.cursor, self.limit = cursor, limit
+            self.cursor, self.newer, self.limit = cursor, newer, limit
 
     Filtered = Annotated[Filters, Depends()]
 
+    def page_of(p: Principal, where: DeliveryFilter, f: Filters) -> Page:
+        try:
+            at = None if f.cursor is None else Cursor.decode(f.cursor)
+            return list_deliveries(ctx.engine, where, p.scope, at, f.limit, f.newer)
+        except BadCursor as e:
+            raise _problem(422, f"cursor: {e}") from None
+        except BadFilter as e:
+            raise _problem(422, str(e)) from None
+
     def answer(page: Page) -> dict[str, Any]:
-        return {"items": page.items, "next_cursor": page.next_cursor}
+        return {"items": page.items, "next_cursor": page.next_cursor,
+                "prev_cursor": page.prev_cursor}
 
     @app.get("/v1/deliveries", response_model=m.DeliveryPage)
     def deliveries(p: Reader, f: Filtered,
-                   instance: Annotated[str | None, Query(pattern=m.NAME)] = None
+                   instance: Annotated[str | None, Query(pattern=m.NAME)] = None,
+                   webhook_id: Annotated[str | None, Query(pattern=m.WEBHOOK_ID)] = None,
+                   id_prefix: Annotated[str | None, Query(
+                       pattern=r"^[0-9a-f]{1,64}$",
+                       description="the start of a delivery id")] = None,
                    ) -> dict[str, Any]:
         if instance is not None and not p.sees(instance):
-            return {"items": [], "next_cursor": None}
-        where = DeliveryFilter(**{**_fields(f.where), "instance": instance})
-        return answer(page_of(p, where, f.cursor, f.limit))
+            return {"items": [], "next_cursor": None, "prev_cursor": None}
+        where = DeliveryFilter(**{**_fields(f.where), "instance": instance,
+                                  "webhook_id": webhook_id, "id_prefix": id_prefix})
+        return answer(page_of(p, where, f))
 
     @app.get("/v1/webhooks/{webhook_id}/deliveries", response_model=m.DeliveryPage)
     def webhook_log(p: Reader, webhook_id: m.WebhookId, f: Filtered) -> dict[str, Any]:
@@ -199,7 +211,7 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
         if existing is not None and not p.sees(existing.instance):
             raise _problem(404, f"no webhook {webhook_id}")
         where = DeliveryFilter(**{**_fields(f.where), "webhook_id": webhook_id})
-        return answer(page_of(p, where, f.cursor, f.limit))
+        return answer(page_of(p, where, f))
 
     @app.get("/v1/items/{instance}/{itemtype}/{items_id}/deliveries",
              response_model=m.DeliveryPage)
@@ -211,7 +223,7 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
             raise _problem(404, "no such instance")
         where = DeliveryFilter(**{**_fields(f.where), "instance": instance,
                                   "itemtype": itemtype, "items_id": items_id})
-        return answer(page_of(p, where, f.cursor, f.limit))
+        return answer(page_of(p, where, f))
 
     @app.get("/v1/deliveries/{delivery_id}", response_model=m.DeliveryDetail)
     def delivery(p: Reader, delivery_id: m.DeliveryId) -> dict[str, Any]:

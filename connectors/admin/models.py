@@ -12,7 +12,8 @@ MAX_INT = 2**53  # within SQLite's and PostgreSQL's BIGINT, and exact in JSON
 # Names and ids: printable, bounded (PostgreSQL refuses NUL in text; no control characters)
 NAME = r"^[^\x00-\x1f\x7f]{1,255}$"
 
-WebhookId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+WEBHOOK_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+WebhookId = Annotated[str, Path(pattern=WEBHOOK_ID)]
 DeliveryId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")]
 StateName = Literal["pending", "waiting", "delivered", "dead_lettered", "render_error",
                     "blocked"]
@@ -86,7 +87,9 @@ class Delivery(BaseModel):
 
 class DeliveryPage(BaseModel):
     items: list[Delivery]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+    next_cursor: str | None = Field(description="pass as `cursor` for the older page")
+    prev_cursor: str | None = Field(
+        None, description="pass as `cursor` with `newer=true` for the newer page")
 
 
 class Body(BaseModel):

@@ -1,4 +1,4 @@
-"""The console's pages: the queue (live), deliveries, webhooks with preview, items.
+"""The console's pages: the queue (live), deliveries, search, webhooks with preview, items.
 
 Every page reads through the log store queries and the admin context with the logged-in
 token's principal: `p.scope` in every query and `p.sees` for every webhook, exactly as the
@@ -11,26 +11,27 @@ found" in both.
 
 import re
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from connectors.console.filters import ListView, parse_view
+from connectors.console.search import destination, matching_webhooks, terms
 from connectors.console.stats import day_counts, recent_item
 from connectors.console.web import Console, Viewer
 from connectors.logstore import (
-    Cursor,
     DeliveryFilter,
     delivery_detail,
     last_item,
     list_deliveries,
     queue_view,
 )
-from connectors.logstore.queries import BadCursor
+from connectors.logstore.queries import OUTCOMES, STATES, BadFilter
 from hookstream.control.webhooks import redacted
 from hookstream.records import WebhookDefinition
 
 DELIVERY_ID = re.compile(r"^[0-9a-f]{1,64}$")
-STATES = ("pending", "waiting", "delivered", "dead_lettered", "render_error", "blocked")
 PAGE = 50
 GROUPS_SHOWN = 100  # webhooks in the queue table, most queued first
 Text = Annotated[str | None, Query(max_length=255)]
@@ -48,45 +49,71 @@ def page_routes(console: Console) -> APIRouter:
         return sorted((d for d in ctx.webhooks().values() if v.principal.sees(d.instance)),
                       key=lambda d: (d.instance, d.id))
 
-    def log_page(v: Viewer, where: DeliveryFilter, cursor: str | None) -> dict[str, Any]:
-        try:
-            at = None if not cursor else Cursor.decode(cursor)
-        except BadCursor:
-            at = None
-        page = list_deliveries(ctx.engine, where, v.principal.scope, at, PAGE)
-        return {"rows": page.items, "next_cursor": page.next_cursor}
+    def bad_filter(request: Request, v: Viewer, e: BadFilter) -> HTMLResponse:
+        return console.render(request, "refused.html", 400, viewer=v,
+                              message=f"This list cannot be shown: {e}")
+
+    def log_page(request: Request, v: Viewer, path: str,
+                 fixed: DeliveryFilter | None = None) -> dict[str, Any]:
+        """One page of a list, as its URL asks (BadFilter for a value no delivery has),
+        with the links to the older and newer pages and the form's choices."""
+        view: ListView = parse_view(request.query_params, fixed)
+        page = list_deliveries(ctx.engine, view.where, v.principal.scope, view.cursor, PAGE,
+                               view.newer)
+        return {"rows": page.items, "path": path, "values": view.values,
+                "older": page.next_cursor and view.link(path, page.next_cursor),
+                "newer": page.prev_cursor and view.link(path, page.prev_cursor, newer=True),
+                "first": view.link(path) if view.cursor else None,
+                "states": STATES, "outcomes": OUTCOMES, "webhooks": visible_webhooks(v)}
 
     @router.get("/")
     def home() -> Response:
         return RedirectResponse("/queue", 303)
 
-    def queue_values(v: Viewer, instance: str | None, webhook: str | None,
-                     state: str | None) -> dict[str, Any]:
+    def queue_values(request: Request, v: Viewer) -> dict[str, Any]:
         view = queue_view(ctx.engine, v.principal.scope, console.now_ms())
-        shown = None if instance is None or v.principal.sees(instance) else "none"
-        where = DeliveryFilter(instance=instance or None, webhook_id=webhook or None,
-                               state=state if state in STATES else None)
-        recent = {"rows": [], "next_cursor": None} if shown == "none" else log_page(
-            v, where, None)
         rows = by_webhook(view["groups"])
-        return {"view": view, "recent": recent, "viewer": v, "rows": rows[:GROUPS_SHOWN],
-                "more_rows": max(0, len(rows) - GROUPS_SHOWN),
-                "filters": {"instance": instance or "", "webhook": webhook or "",
-                            "state": state or ""}}
+        return {"view": view, "log": log_page(request, v, "/queue"), "viewer": v,
+                "rows": rows[:GROUPS_SHOWN], "more_rows": max(0, len(rows) - GROUPS_SHOWN)}
 
     @router.get("/queue")
-    def queue(request: Request, v: Who, instance: Text = None, webhook: Text = None,
-              state: Text = None, redriven: int | None = None) -> HTMLResponse:
-        values = queue_values(v, instance, webhook, state)
+    def queue(request: Request, v: Who, redriven: int | None = None) -> HTMLResponse:
+        try:
+            values = queue_values(request, v)
+        except BadFilter as e:
+            return bad_filter(request, v, e)
         return console.render(request, "queue.html", **values, redriven=redriven,
-                              webhooks=visible_webhooks(v), states=STATES,
-                              live_query=str(request.url.query))
+                              webhooks=visible_webhooks(v), live_query=str(request.url.query))
 
     @router.get("/queue/live")
-    def queue_live(request: Request, v: Who, instance: Text = None, webhook: Text = None,
-                   state: Text = None) -> HTMLResponse:
-        return console.render(request, "queue_live.html",
-                              **queue_values(v, instance, webhook, state))
+    def queue_live(request: Request, v: Who) -> HTMLResponse:
+        try:
+            return console.render(request, "queue_live.html", **queue_values(request, v))
+        except BadFilter as e:
+            return bad_filter(request, v, e)
+
+    @router.get("/deliveries")
+    def deliveries(request: Request, v: Who) -> HTMLResponse:
+        try:
+            log = log_page(request, v, "/deliveries")
+        except BadFilter as e:
+            return bad_filter(request, v, e)
+        return console.render(request, "deliveries.html", viewer=v, log=log)
+
+    @router.get("/search")
+    def search(request: Request, v: Who, q: Text = None) -> Response:
+        t = terms(q or "")
+        hooks = matching_webhooks(t.text, visible_webhooks(v))
+        ids = [] if t.id_prefix is None else [r["delivery_id"] for r in list_deliveries(
+            ctx.engine, DeliveryFilter(id_prefix=t.id_prefix), v.principal.scope,
+            limit=2).items]
+        target = destination(t, hooks, ids)
+        if target is not None:
+            return RedirectResponse(target, 303)
+        if len(ids) > 1 and not hooks:
+            return RedirectResponse(f"/deliveries?id={t.id_prefix}", 303)
+        return console.render(request, "search.html", viewer=v, q=t.text, hooks=hooks,
+                              ids=ids, id_prefix=t.id_prefix)
 
     @router.get("/deliveries/{delivery_id}")
     def delivery(request: Request, v: Who, delivery_id: str,
@@ -106,25 +133,33 @@ def page_routes(console: Console) -> APIRouter:
                               counts=counts)
 
     @router.get("/webhooks/{webhook_id}")
-    def webhook(request: Request, v: Who, webhook_id: str, cursor: Text = None,
+    def webhook(request: Request, v: Who, webhook_id: str,
                 items_id: Annotated[int | None, Query(ge=0, le=2**53)] = None) -> HTMLResponse:
         found = ctx.webhook(webhook_id)
         if found is None or not v.principal.sees(found.instance):
             return not_found(request, v, f"webhook {webhook_id}")
+        try:
+            log = log_page(request, v, f"/webhooks/{webhook_id}",
+                           DeliveryFilter(webhook_id=webhook_id))
+        except BadFilter as e:
+            return bad_filter(request, v, e)
         return console.render(
             request, "webhook.html", viewer=v, w=found, definition=redacted(found),
-            preview=_preview(console, v, found, items_id), items_id=items_id,
-            log=log_page(v, DeliveryFilter(webhook_id=webhook_id), cursor))
+            preview=_preview(console, v, found, items_id), items_id=items_id, log=log)
 
     @router.get("/items/{instance}/{itemtype}/{items_id}")
-    def item(request: Request, v: Who, instance: str, itemtype: str, items_id: int,
-             cursor: Text = None) -> HTMLResponse:
+    def item(request: Request, v: Who, instance: str, itemtype: str, items_id: int
+             ) -> HTMLResponse:
         if not v.principal.sees(instance):
             return not_found(request, v, f"{itemtype} {items_id} of {instance}")
+        path = f"/items/{quote(instance, safe='')}/{quote(itemtype, safe='')}/{items_id}"
         where = DeliveryFilter(instance=instance, itemtype=itemtype, items_id=items_id)
+        try:
+            log = log_page(request, v, path, where)
+        except BadFilter as e:
+            return bad_filter(request, v, e)
         return console.render(request, "item.html", viewer=v, instance=instance,
-                              itemtype=itemtype, items_id=items_id,
-                              log=log_page(v, where, cursor))
+                              itemtype=itemtype, items_id=items_id, log=log)
 
     return router
 

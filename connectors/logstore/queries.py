@@ -3,7 +3,8 @@
 Shared by the admin API and the CLI. Every query takes the instances the caller may see
 (None: all), so a token scoped to one GLPI instance never reads another's rows. Pages
 are cut by a cursor on (created_at, delivery_id), newest first: stable while rows are
-added, and each page an index range scan whatever its depth.
+added, and each page an index range scan whatever its depth (no OFFSET). A cursor reads
+older rows, or with `newer` the rows just before it, so a page links both ways.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, Select, func, or_, select
 
 from connectors.logstore.rows import State
 from connectors.logstore.schema import attempts, deliveries, items
+from hookstream.records import Outcome
 
 LIST_COLUMNS = (
     "delivery_id", "instance", "webhook_id", "itemtype", "items_id", "entities_id", "event",
@@ -26,10 +28,18 @@ LIST_COLUMNS = (
     "last_status", "last_outcome", "last_error", "last_attempt_at",
 )
 QUEUED = (State.PENDING, State.WAITING, State.DEAD_LETTERED, State.RENDER_ERROR, State.BLOCKED)
+STATES = tuple(str(s) for s in State)
+OUTCOMES = tuple(str(o) for o in Outcome)
+HEX = frozenset("0123456789abcdef")
 
 
 class BadCursor(ValueError):
     pass
+
+
+class BadFilter(ValueError):
+    """A filter value no delivery can have (an unknown state, a status code that is not
+    HTTP's): the caller's mistake, said plainly rather than answered with nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,28 +72,42 @@ class DeliveryFilter:
     state: str | None = None
     status_code: int | None = None
     outcome: str | None = None  # of the last attempt
-    since_ms: int | None = None
-    until_ms: int | None = None
+    since_ms: int | None = None  # created at or after
+    until_ms: int | None = None  # created before
+    id_prefix: str | None = None  # lowercase hex: the start of a delivery id
+
+    def check(self) -> None:
+        """BadFilter naming every value no delivery can match."""
+        problems = []
+        if self.state is not None and self.state not in STATES:
+            problems.append(f"state: one of {', '.join(STATES)}")
+        if self.outcome is not None and self.outcome not in OUTCOMES:
+            problems.append(f"outcome: one of {', '.join(OUTCOMES)}")
+        if self.status_code is not None and not 100 <= self.status_code <= 599:
+            problems.append("status_code: an HTTP status, 100 to 599")
+        if self.id_prefix is not None and not (0 < len(self.id_prefix) <= 64
+                                               and set(self.id_prefix) <= HEX):
+            problems.append("delivery id: 1 to 64 hexadecimal digits")
+        if problems:
+            raise BadFilter("; ".join(problems))
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
     items: list[dict[str, Any]]
-    next_cursor: str | None
+    next_cursor: str | None  # older rows
+    prev_cursor: str | None = None  # newer rows (pass with `newer`)
 
 
 def _scope(instances: Sequence[str] | None) -> Any:
     return True if instances is None else deliveries.c.instance.in_(list(instances))
 
 
-def list_deliveries(
-    engine: Engine,
-    where: DeliveryFilter,
-    instances: Sequence[str] | None = None,
-    cursor: Cursor | None = None,
-    limit: int = 50,
-) -> Page:
-    """The queries log: deliveries matching `where`, newest first, one page."""
+def page_query(where: DeliveryFilter, instances: Sequence[str] | None,
+               cursor: Cursor | None, limit: int, newer: bool = False) -> Select[Any]:
+    """The SELECT of one page: `limit + 1` rows (one more tells whether a page follows),
+    newest first, or with `newer` oldest first from the cursor up."""
+    where.check()
     c = deliveries.c
     conditions: list[Any] = [_scope(instances)]
     for column, value in (
@@ -101,26 +125,51 @@ def list_deliveries(
         conditions.append(c.created_at >= where.since_ms)
     if where.until_ms is not None:
         conditions.append(c.created_at < where.until_ms)
+    if where.id_prefix is not None:
+        # A range on the key (an index seek on both databases), not LIKE: SQLite's LIKE
+        # ignores case and skips the index; "g" follows every hex digit.
+        conditions += [c.delivery_id >= where.id_prefix, c.delivery_id < where.id_prefix + "g"]
     if cursor is not None:
-        conditions.append(
-            or_(
-                c.created_at < cursor.created_at,
-                and_(c.created_at == cursor.created_at, c.delivery_id < cursor.delivery_id),
-            )
-        )
-    query = (
-        select(*(c[name] for name in LIST_COLUMNS))
-        .where(*conditions)
-        .order_by(c.created_at.desc(), c.delivery_id.desc())
-        .limit(limit + 1)
-    )
+        # The bound on created_at alone lets both planners seek the index; the OR settles
+        # rows of the same millisecond by id.
+        at, key = cursor.created_at, cursor.delivery_id
+        conditions += ([c.created_at >= at, or_(c.created_at > at, c.delivery_id > key)]
+                       if newer else
+                       [c.created_at <= at, or_(c.created_at < at, c.delivery_id < key)])
+    order = ((c.created_at.asc(), c.delivery_id.asc()) if newer
+             else (c.created_at.desc(), c.delivery_id.desc()))
+    return (select(*(c[name] for name in LIST_COLUMNS))
+            .where(*conditions).order_by(*order).limit(limit + 1))
+
+
+def _at(row: dict[str, Any]) -> str:
+    return Cursor(row["created_at"], row["delivery_id"]).encode()
+
+
+def list_deliveries(
+    engine: Engine,
+    where: DeliveryFilter,
+    instances: Sequence[str] | None = None,
+    cursor: Cursor | None = None,
+    limit: int = 50,
+    newer: bool = False,
+) -> Page:
+    """The queries log: deliveries matching `where`, newest first, one page: older than
+    `cursor`, or with `newer` the `limit` rows just newer than it. BadFilter on a value
+    no delivery can have."""
+    query = page_query(where, instances, cursor, limit, newer)
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
     more = len(rows) > limit
     rows = rows[:limit]
-    last = rows[-1] if more else None
-    return Page(rows, None if last is None else
-                Cursor(last["created_at"], last["delivery_id"]).encode())
+    if newer:
+        rows.reverse()
+        older = _at(rows[-1]) if rows else cursor.encode() if cursor else None
+        return Page(rows, older, _at(rows[0]) if more else None)
+    if cursor is None:
+        return Page(rows, _at(rows[-1]) if more else None)
+    return Page(rows, _at(rows[-1]) if more else None,
+                _at(rows[0]) if rows else cursor.encode())
 
 
 def body_json(data: bytes | None) -> dict[str, Any] | None:

@@ -6,7 +6,7 @@ SQLAlchemy Core describes the tables once; each dialect renders its own DDL and 
 `schema_migrations`, so a store opened by a newer release is upgraded in place and a
 store already up to date is left alone. The Table objects below are the shape
 migration 1 created (and 2 for `items`); a later change is explicit DDL in its own
-migration (3: an index), so every store, new or upgraded, ends up the same.
+migration (3 and 4: indexes), so every store, new or upgraded, ends up the same.
 """
 
 from __future__ import annotations
@@ -147,10 +147,31 @@ def _v3(conn: Connection) -> None:
                       "ON deliveries (state, instance, webhook_id, tier, created_at)"))
 
 
+# Each filter of the queries log with its own index in the page's order, so a page of a
+# rare value (status 401, dead-lettered) is a range scan, not a walk through the log.
+# The ids settle rows of one millisecond, as the keyset cursor does.
+_FILTER_INDEXES = {
+    "ix_deliveries_created": "created_at, delivery_id",
+    "ix_deliveries_state_time": "state, created_at, delivery_id",
+    "ix_deliveries_status_time": "last_status, created_at, delivery_id",
+    "ix_deliveries_outcome_time": "last_outcome, created_at, delivery_id",
+    "ix_deliveries_instance_time": "instance, created_at, delivery_id",
+    # a webhook's log by state (its dead letters): without it, 5,000 rows read for 80
+    "ix_deliveries_webhook_state": "webhook_id, state, created_at, delivery_id",
+}
+
+
+def _v4(conn: Connection) -> None:
+    conn.execute(text("DROP INDEX ix_deliveries_created"))
+    for name, columns in _FILTER_INDEXES.items():
+        conn.execute(text(f"CREATE INDEX {name} ON deliveries ({columns})"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and attempts", _v1),
     Migration(2, "items: the last state of each item seen", _v2),
     Migration(3, "queue view index covers created_at", _v3),
+    Migration(4, "an index per filter of the queries log, in page order", _v4),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -42,9 +42,30 @@ def _item(text: str) -> tuple[str, str, int]:
     return instance, itemtype, int(items_id)
 
 
+def _time_ms(option: str, text: str | None) -> int | None:
+    """An option's time: Unix ms, or an ISO 8601 date and time (UTC unless it says)."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: expected Unix ms or an ISO time, "
+                         "e.g. 2026-12-07T10:00") from None
+    return int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
 def cmd_deliveries_log(args: argparse.Namespace, settings: Settings) -> int:
     """`deliveries list` and `deliveries show ID`, read from the log store."""
-    from connectors.logstore import DeliveryFilter, delivery_detail, list_deliveries, open_engine
+    from connectors.logstore import (
+        Cursor,
+        DeliveryFilter,
+        delivery_detail,
+        list_deliveries,
+        open_engine,
+    )
+    from connectors.logstore.queries import BadCursor, BadFilter
 
     engine = open_engine(settings)
     try:
@@ -57,14 +78,27 @@ def cmd_deliveries_log(args: argparse.Namespace, settings: Settings) -> int:
                 return 1
             print(json.dumps(detail, indent=None if args.json else 2, ensure_ascii=False))
             return 0
-        instance = itemtype = items_id = None
+        instance, itemtype, items_id = args.instance, None, None
         if args.item:
             instance, itemtype, items_id = _item(args.item)
-        where = DeliveryFilter(webhook_id=args.webhook, instance=instance, itemtype=itemtype,
-                               items_id=items_id, state=args.state)
-        page = list_deliveries(engine, where, limit=args.limit)
+        where = DeliveryFilter(
+            webhook_id=args.webhook, instance=instance, itemtype=itemtype, items_id=items_id,
+            state=args.state, status_code=args.status_code, outcome=args.outcome,
+            since_ms=_time_ms("--since", args.since), until_ms=_time_ms("--until", args.until),
+            id_prefix=args.id_prefix.lower() if args.id_prefix else None)
+        try:
+            cursor = None if args.cursor is None else Cursor.decode(args.cursor)
+            page = list_deliveries(engine, where, cursor=cursor, limit=args.limit,
+                                   newer=args.newer)
+        except (BadFilter, BadCursor) as e:
+            raise UsageError(str(e)) from None
     finally:
         engine.dispose()
+    # The cursors on stderr: stdout stays rows only (a table, or one JSON object a line).
+    if page.next_cursor:
+        print(f"older: --cursor {page.next_cursor}", file=sys.stderr)
+    if page.prev_cursor:
+        print(f"newer: --cursor {page.prev_cursor} --newer", file=sys.stderr)
     if args.json:
         for row in page.items:
             print(json.dumps(row, ensure_ascii=False))
@@ -142,8 +176,20 @@ def add_log_options(deliveries: argparse.ArgumentParser) -> None:
     """The options of `deliveries list|show` (the `deliveries` parser is in cli/dlq.py)."""
     deliveries.add_argument("--webhook", help="list: only this webhook's deliveries")
     deliveries.add_argument("--item", help="list: only this item, INSTANCE:ITEMTYPE:ID")
+    deliveries.add_argument("--instance", help="list: only this GLPI instance's deliveries")
     deliveries.add_argument("--state", help="list: pending, waiting, delivered, "
                             "dead_lettered, render_error or blocked")
+    deliveries.add_argument("--status-code", type=int, help="list: last attempt's HTTP status")
+    deliveries.add_argument("--outcome", help="list: last attempt's outcome (delivered, "
+                            "retry_scheduled, dead_lettered, circuit_open, ...)")
+    deliveries.add_argument("--since", help="list: created at or after (Unix ms or ISO time, "
+                            "UTC unless it says)")
+    deliveries.add_argument("--until", help="list: created before (Unix ms or ISO time)")
+    deliveries.add_argument("--id", dest="id_prefix", help="list: delivery ids starting so")
+    deliveries.add_argument("--cursor", help="list: the page after this cursor (printed on "
+                            "stderr with each page)")
+    deliveries.add_argument("--newer", action="store_true",
+                            help="list: with --cursor, the newer page instead of the older")
     deliveries.add_argument("--limit", type=int, default=50, help="list: at most N rows")
     deliveries.add_argument("--json", action="store_true", help="JSON for scripts")
 

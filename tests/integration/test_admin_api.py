@@ -207,6 +207,31 @@ def test_queries_log_pages_and_detail(api: Api) -> None:
     assert api.call("GET", "/v1/deliveries?cursor=garbage").status_code == 422
 
 
+def test_queries_log_filters_and_pages_both_ways(api: Api) -> None:
+    every = api.call("GET", "/v1/deliveries?limit=500").json()["items"]
+    assert {d["delivery_id"] for d in every} >= set(api.ids["a"] + api.ids["b"])
+    b = api.call("GET", "/v1/deliveries?instance=glpi-b&webhook_id=hook-b"
+                        "&outcome=dead_lettered&status_code=410").json()["items"]
+    assert {d["delivery_id"] for d in b} == set(api.ids["b"])
+    one = api.ids["a"][1]
+    found = api.call("GET", f"/v1/deliveries?id_prefix={one[:10]}").json()["items"]
+    assert [d["delivery_id"] for d in found] == [one]
+    newest = every[0]["created_at"]
+    assert api.call("GET", f"/v1/deliveries?since_ms={newest + 1}").json()["items"] == []
+    first = api.call("GET", "/v1/deliveries?limit=2").json()
+    assert first["prev_cursor"] is None
+    second = api.call("GET", f"/v1/deliveries?limit=2&cursor={first['next_cursor']}").json()
+    back = api.call("GET", f"/v1/deliveries?limit=2&newer=true&cursor={second['prev_cursor']}"
+                    ).json()
+    assert back["items"] == first["items"] and back["prev_cursor"] is None
+    scoped = api.call("GET", "/v1/deliveries?webhook_id=hook-b", token="team-a").json()
+    assert scoped["items"] == []
+    for bad in ("outcome=maybe", "status_code=99", "id_prefix=XYZ", "webhook_id=%20x"):
+        answer = api.call("GET", f"/v1/deliveries?{bad}")
+        assert answer.status_code == 422, bad
+        assert answer.json()["errors"][0].startswith("query." + bad.split("=")[0]), bad
+
+
 def test_webhooks_crud_uses_the_apply_validation_and_the_topic(api: Api) -> None:
     body = {"instance": "glpi-a", "name": "new", "itemtype": "Ticket", "event": "update",
             "url": "https://example.test/hook", "secret": SECRET, "use_oauth": True,

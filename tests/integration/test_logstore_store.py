@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select, text
 
 from connectors.logstore import (
     LATEST,
@@ -23,6 +23,7 @@ from connectors.logstore import (
     queue_view,
     schema_version,
 )
+from connectors.logstore.queries import BadFilter, page_query
 from connectors.logstore.rows import Source, from_attempt, from_request
 from connectors.logstore.schema import attempts, deliveries
 from hookstream.config import Settings, load_settings
@@ -215,6 +216,140 @@ def test_a_store_at_version_1_is_upgraded_in_place(kind: str, tmp_path: Path,
     LogStore(eng).write(f, a)  # no items: version 1 has no such table
     before = snapshot(eng)
     assert schema_version(eng) == 1
-    assert migrate(eng) == [2, 3] and schema_version(eng) == LATEST == 3
+    assert migrate(eng) == [2, 3, 4] and schema_version(eng) == LATEST == 4
     assert snapshot(eng) == before
     eng.dispose()
+
+
+STATES = ("delivered", "waiting", "dead_lettered", "pending")
+OUTCOMES = {"delivered": "delivered", "waiting": "retry_scheduled",
+            "dead_lettered": "dead_lettered", "pending": None}
+
+
+def log_rows(count: int) -> list[dict[str, Any]]:
+    """Deliveries of every combination, three a millisecond (the cursor's ties)."""
+    rows = []
+    for n in range(count):
+        state = STATES[n % 4]
+        rows.append({
+            "delivery_id": delivery_id_for(f"e{n}", "h"), "instance": f"glpi-{n % 2}",
+            "webhook_id": f"hook-{n % 3}", "itemtype": "Ticket", "items_id": n % 7,
+            "event": "update", "created_at": T0 + n // 3, "attempts": 1, "state": state,
+            "last_status": {"delivered": 200, "waiting": 503, "dead_lettered": 401}.get(state),
+            "last_outcome": OUTCOMES[state]})
+    return rows
+
+
+def every_page(engine: Engine, where: DeliveryFilter, limit: int, newer: bool = False,
+               instances: list[str] | None = None) -> list[str]:
+    """Ids of every page from the newest down (or, with newer, from the oldest up)."""
+    if newer:  # start below the oldest row
+        page = list_deliveries(engine, where, instances, Cursor(T0 - 1, "0"), limit, True)
+    else:
+        page = list_deliveries(engine, where, instances, None, limit)
+    pages = [[r["delivery_id"] for r in page.items]]
+    while (page.prev_cursor if newer else page.next_cursor) is not None:
+        at = Cursor.decode(page.prev_cursor if newer else page.next_cursor)  # type: ignore[arg-type]
+        page = list_deliveries(engine, where, instances, at, limit, newer)
+        pages.append([r["delivery_id"] for r in page.items])
+    if newer:
+        pages.reverse()
+    return [d for ids in pages for d in ids]
+
+
+@pytest.fixture
+def log(engine: Engine) -> list[dict[str, Any]]:
+    rows = log_rows(120)
+    with engine.begin() as conn:
+        conn.execute(insert(deliveries), rows)
+    return rows
+
+
+def expected(rows: list[dict[str, Any]], **match: Any) -> list[str]:
+    chosen = [r for r in rows if all(r[k] == v for k, v in match.items())]
+    chosen.sort(key=lambda r: (r["created_at"], r["delivery_id"]), reverse=True)
+    return [r["delivery_id"] for r in chosen]
+
+
+@pytest.mark.parametrize("limit", [1, 7, 50, 500])
+def test_keyset_pages_cover_the_whole_log_once_in_order_both_ways(
+        engine: Engine, log: list[dict[str, Any]], limit: int) -> None:
+    everything = expected(log)
+    assert every_page(engine, DeliveryFilter(), limit) == everything
+    assert every_page(engine, DeliveryFilter(), limit, newer=True) == everything
+    dead = DeliveryFilter(state="dead_lettered", instance="glpi-1")
+    assert every_page(engine, dead, limit) == expected(
+        log, state="dead_lettered", instance="glpi-1")
+    assert every_page(engine, DeliveryFilter(), limit, instances=["glpi-0"]) == expected(
+        log, instance="glpi-0")
+
+
+def test_an_older_page_links_back_to_the_page_before_it(engine: Engine,
+                                                        log: list[dict[str, Any]]) -> None:
+    first = list_deliveries(engine, DeliveryFilter(), limit=10)
+    assert first.prev_cursor is None and first.next_cursor is not None
+    second = list_deliveries(engine, DeliveryFilter(), cursor=Cursor.decode(first.next_cursor),
+                             limit=10)
+    assert second.prev_cursor is not None
+    back = list_deliveries(engine, DeliveryFilter(), cursor=Cursor.decode(second.prev_cursor),
+                           limit=10, newer=True)
+    assert back.items == first.items and back.prev_cursor is None
+    assert back.next_cursor == first.next_cursor
+
+
+@pytest.mark.parametrize("where, match", [
+    (DeliveryFilter(state="waiting"), {"state": "waiting"}),
+    (DeliveryFilter(status_code=401), {"last_status": 401}),
+    (DeliveryFilter(outcome="retry_scheduled", webhook_id="hook-1"),
+     {"last_outcome": "retry_scheduled", "webhook_id": "hook-1"}),
+    (DeliveryFilter(state="delivered", status_code=503), {"state": "nothing"}),
+    (DeliveryFilter(instance="glpi-0", status_code=200, webhook_id="hook-2"),
+     {"instance": "glpi-0", "last_status": 200, "webhook_id": "hook-2"}),
+])
+def test_filters_combine(engine: Engine, log: list[dict[str, Any]], where: DeliveryFilter,
+                         match: dict[str, Any]) -> None:
+    assert every_page(engine, where, 9) == expected(log, **match)
+
+
+def test_time_range_and_delivery_id_prefix(engine: Engine, log: list[dict[str, Any]]) -> None:
+    window = DeliveryFilter(since_ms=T0 + 10, until_ms=T0 + 20, state="delivered")
+    assert every_page(engine, window, 4) == [
+        r for r in expected(log, state="delivered")
+        if T0 + 10 <= next(x["created_at"] for x in log if x["delivery_id"] == r) < T0 + 20]
+    assert len(every_page(engine, window, 4)) == 7  # rows 30 to 59: 32, 36, ... 56 delivered
+    one = log[17]["delivery_id"]
+    assert every_page(engine, DeliveryFilter(id_prefix=one[:12]), 5) == [one]
+    prefix = one[0]
+    assert every_page(engine, DeliveryFilter(id_prefix=prefix), 5) == [
+        d for d in expected(log) if d.startswith(prefix)]
+
+
+@pytest.mark.parametrize("where, named", [
+    (DeliveryFilter(state="lost"), "state"),
+    (DeliveryFilter(outcome="maybe"), "outcome"),
+    (DeliveryFilter(status_code=999), "status_code"),
+    (DeliveryFilter(id_prefix="XYZ"), "delivery id"),
+])
+def test_an_unknown_filter_value_is_a_clear_error(engine: Engine, where: DeliveryFilter,
+                                                  named: str) -> None:
+    with pytest.raises(BadFilter, match=named):
+        list_deliveries(engine, where)
+
+
+@pytest.mark.parametrize("where, index", [
+    (DeliveryFilter(state="dead_lettered"), "ix_deliveries_state_time"),
+    (DeliveryFilter(status_code=401), "ix_deliveries_status_time"),
+    (DeliveryFilter(outcome="retry_scheduled"), "ix_deliveries_outcome_time"),
+    (DeliveryFilter(webhook_id="hook-1"), "ix_deliveries_webhook "),
+    (DeliveryFilter(webhook_id="hook-1", state="waiting"), "ix_deliveries_webhook_state"),
+    (DeliveryFilter(), "ix_deliveries_created"),
+])
+def test_each_filter_reads_its_index_on_sqlite(tmp_path: Path, where: DeliveryFilter,
+                                              index: str) -> None:
+    eng = open_engine(store_settings("sqlite", tmp_path))
+    query = page_query(where, None, Cursor(T0, "f"), 50).compile(
+        eng, compile_kwargs={"literal_binds": True})
+    with eng.connect() as conn:
+        plan = " ".join(str(r[-1]) for r in conn.execute(text(f"EXPLAIN QUERY PLAN {query}")))
+    eng.dispose()
+    assert index in plan and "TEMP B-TREE" not in plan, plan

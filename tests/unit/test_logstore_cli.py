@@ -131,3 +131,38 @@ def test_an_unreachable_database_is_one_line_without_the_password(
     err = capsys.readouterr().err
     assert err.startswith("hookstream: log store database postgresql+psycopg://hook:***@")
     assert "pa55word-xyz" not in err and len(err.strip().splitlines()) <= 3
+
+
+def test_deliveries_list_filters_and_pages_with_a_cursor(
+        store: list[DeliveryRequest], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deliveries", "list", "--status-code", "404", "--outcome", "dead_lettered",
+                 "--instance", "glpi-a", "--json"]) == 0
+    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["delivery_id"] == store[0].delivery_id
+    assert main(["deliveries", "list", "--since", str(T0 + 1), "--until",
+                 "2023-11-14T22:13:20.003", "--json"]) == 0  # T0 + 3, in ISO
+    assert [json.loads(line)["delivery_id"] for line in capsys.readouterr().out.splitlines()
+            ] == [store[2].delivery_id, store[1].delivery_id]
+    assert main(["deliveries", "list", "--id", store[3].delivery_id[:10].upper(), "--json"]) == 0
+    assert [json.loads(line)["items_id"] for line in capsys.readouterr().out.splitlines()] == [3]
+    seen: list[str] = []
+    args = ["deliveries", "list", "--limit", "3", "--json"]
+    while True:
+        assert main(args) == 0
+        out, err = capsys.readouterr()
+        seen += [json.loads(line)["delivery_id"] for line in out.splitlines()]
+        older = [line.split()[-1] for line in err.splitlines() if line.startswith("older:")]
+        if not older:
+            break
+        args = ["deliveries", "list", "--limit", "3", "--json", "--cursor", older[0]]
+    assert seen == [r.delivery_id for r in reversed(store)]
+
+
+@pytest.mark.parametrize("option, value", [("--state", "lost"), ("--outcome", "maybe"),
+                                           ("--since", "yesterday"), ("--cursor", "!!")])
+def test_deliveries_list_refuses_an_unknown_value_in_one_line(
+        store: list[DeliveryRequest], capsys: pytest.CaptureFixture[str], option: str,
+        value: str) -> None:
+    assert main(["deliveries", "list", option, value]) == 2
+    err = capsys.readouterr().err
+    assert option.strip("-") in err and "Traceback" not in err
