@@ -31,7 +31,7 @@ from hookstream.policy import (
     decide,
     tier_of,
 )
-from hookstream.records import DeliveryRequest, WebhookDefinition
+from hookstream.records import DeliveryRequest, Outcome, WebhookDefinition
 
 
 class Abandoned(Exception):
@@ -131,7 +131,6 @@ class Attempts:
             charge = circuit_charge(observed)
             if charge is not Charge.NONE:
                 self._circuits.record(origin, charge is Charge.SUCCESS, self._clock())
-                metrics.OPEN_CIRCUITS.set(self._circuits.open_origins())
         decision = decide(
             request,
             observed,
@@ -144,6 +143,9 @@ class Attempts:
         )
         if decision.forward is None:
             self._stale.finished(request.delivery_id)
+        if decision.attempt.outcome == Outcome.DELIVERED:
+            metrics.DELIVERY_LAG.observe(
+                max(0, decision.attempt.finished_at - request.created_at) / 1000)
         self._outcomes.decision(tp, offset, decision, tiers)
 
     async def _send(

@@ -67,8 +67,17 @@ OVERVIEW = (
                             "it). Waiting: scheduled, not due."),
     Panel("DLQ depth", (("{{topic}}", "max by (topic) (hookstream_dlq_depth)"),), "short"),
     Panel("Oldest undelivered", (("{{topic}}",
-          "max by (topic) (hookstream_oldest_undelivered_seconds)"),), "s"),
-    Panel("Open circuits", (("open", "sum(hookstream_open_circuits)"),), "short", "stat"),
+          "max by (topic) (hookstream_oldest_undelivered_seconds)"),), "s",
+          description="Age (from creation) of the oldest delivery not finished, per "
+                      "deliveries and retry topic: what `hookstream queue` gives."),
+    Panel("Delivery lag (created to delivered)", tuple(
+        (f"p{q}", f"histogram_quantile(0.{q}, sum by (le) "
+                  "(rate(hookstream_delivery_lag_seconds_bucket[$__rate_interval])))")
+        for q in (50, 95, 99)), "s",
+        description="From the processor creating a delivery request to the end of the "
+                    "attempt that delivered it, retries included."),
+    Panel("Open circuits", (("open", "count(max by (origin) (hookstream_circuit_open)) "
+                                      "or vector(0)"),), "short", "stat"),
     Panel("Open circuits by origin", (("{{origin}}",
           "max by (origin) (hookstream_circuit_open)"),), "short",
           description="Target origins whose circuit is open or half-open."),

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 IDLE_INTERVALS = 6  # reports missed before the background thread gives up
 QUERY_TIMEOUT_S = 5.0
-HEAD_WAIT_S = 2.0
+HEAD_WAIT_S = 5.0
 
 
 class CircuitView(Protocol):
@@ -59,7 +59,9 @@ class BrokerView:
 
     watermarks: Mapping[TP, tuple[int, int]] = field(default_factory=dict)  # (low, high)
     committed: Mapping[TP, int] = field(default_factory=dict)
-    head_created_ms: Mapping[TP, int] = field(default_factory=dict)  # oldest undelivered
+    # (offset, created_at) of the record at each partition's committed offset: the oldest
+    # the group has not finished; kept while that offset stays, so it is read once
+    heads: Mapping[TP, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,12 @@ def readings(
     """The gauges from positions and the broker's view (pure: tested with fixed vectors).
 
     A position not known yet (nothing fetched since assignment) falls back to the
-    committed offset, then to the low watermark (auto.offset.reset=earliest)."""
+    committed offset, then to the low watermark (auto.offset.reset=earliest).
+
+    The oldest undelivered age of a topic is the largest age of its partitions' heads (the
+    record at the committed offset) read so far, 0 when no partition has anything
+    unfinished; a topic with unfinished records and no head read yet has no series rather
+    than a wrong 0."""
     lag: dict[tuple[str, ...], float] = {}
     due: dict[tuple[str, ...], float] = {(label,): 0.0 for label in tiers.values()}
     waiting = dict(due)
@@ -103,12 +110,23 @@ def readings(
     for (topic, _), (low, high) in broker.watermarks.items():
         if topic in dlq_topics:
             depth[(topic,)] = depth.get((topic,), 0.0) + max(0, high - low)
-    oldest: dict[tuple[str, ...], float] = {}
-    for topic, partition in positions:
-        if topic in age_topics:
-            created = broker.head_created_ms.get((topic, partition))
-            age = max(0.0, (now_ms - created) / 1000) if created is not None else 0.0
-            oldest[(topic,)] = max(oldest.get((topic,), 0.0), age)
+    ages: dict[str, list[float]] = {}  # per topic: its heads' ages (none: all finished)
+    unread: set[str] = set()
+    for tp in positions:
+        topic = tp[0]
+        if topic not in age_topics or tp not in broker.watermarks:
+            continue
+        low, high = broker.watermarks[tp]
+        start = max(broker.committed.get(tp, -1), low)
+        head = broker.heads.get(tp)
+        ages.setdefault(topic, [])
+        if head is not None and head[0] == start < high:
+            ages[topic].append(max(0.0, (now_ms - head[1]) / 1000))
+        elif start < high:
+            unread.add(topic)
+    oldest: dict[tuple[str, ...], float] = {
+        (topic,): max(found, default=0.0) for topic, found in ages.items()
+        if found or topic not in unread}
     return Readings(lag, due, waiting, depth, oldest)
 
 
@@ -122,6 +140,7 @@ class _Monitor:
         self.tiers = {t: t.rsplit("hookstream.retry.", 1)[-1] for t in tier_topics}
         self.dlq_topics = (settings.topic(DLQ), settings.topic(ITEM_CHANGES_DLQ))
         self.age_topics = frozenset((settings.topic(DELIVERIES), *tier_topics))
+        self.reports_ages = False  # the delivery group's ages only (set by report())
         self.broker = BrokerView()
         self.next_report = 0.0
         self.last_report = time.monotonic()
@@ -153,19 +172,23 @@ class _Monitor:
             self._wanted = frozenset(positions)
             broker = self.broker
         tiers = self.tiers if paused is not None else {}
+        # the ages of the delivery group (the one given its paused tiers): the log store
+        # reads the same topics, but what it has read is not what is delivered
+        self.reports_ages = paused is not None
+        age_topics = self.age_topics if self.reports_ages else frozenset()
         got = readings(self.group, positions, broker, paused or (), tiers, self.dlq_topics,
-                       self.age_topics, int(time.time() * 1000))
+                       age_topics, int(time.time() * 1000))
         metrics.CONSUMER_LAG.replace(self.owner, got.lag)
         if tiers:
             metrics.RETRY_DUE.replace(self.owner, got.retry_due)
             metrics.RETRY_WAITING.replace(self.owner, got.retry_waiting)
         metrics.DLQ_DEPTH.replace(self.owner, got.dlq_depth)
-        metrics.OLDEST_UNDELIVERED.replace(self.owner, got.oldest_s)
+        if self.reports_ages:
+            metrics.OLDEST_UNDELIVERED.replace(self.owner, got.oldest_s)
         if circuits is not None:
             metrics.CIRCUIT_OPEN.replace(self.owner, {
                 (metrics.ORIGINS(_origin_label(origin)),): 1.0
                 for origin in circuits.not_closed()})
-            metrics.OPEN_CIRCUITS.set(len(circuits.not_closed()))
         if webhooks is not None:
             metrics.WEBHOOK_INFO.replace(self.owner, {
                 (w.instance, w.id): 1.0 for w in list(webhooks.values())
@@ -214,29 +237,37 @@ class _Monitor:
             (tp.topic, tp.partition): tp.offset
             for tp in (client.committed(asked, timeout=QUERY_TIMEOUT_S) if asked else [])
         }
-        pending = []  # partitions of deliveries and tiers with records not yet finished
-        for t, p in assigned:
-            if (t, p) not in watermarks:
+        known = self.broker.heads
+        heads: dict[TP, tuple[int, int]] = {}
+        pending = []  # heads not read yet: the group finished the one read before
+        for t, p in assigned if self.reports_ages else ():
+            if t not in self.age_topics or (t, p) not in watermarks:
                 continue
             low, high = watermarks[(t, p)]
             start = max(committed.get((t, p), -1), low)
-            if t in self.age_topics and start < high:
+            if start >= high:
+                continue
+            if (t, p) in known and known[(t, p)][0] == start:
+                heads[(t, p)] = known[(t, p)]
+            else:
                 pending.append(TopicPartition(t, p, start))
         with self._lock:
-            self.broker = BrokerView(watermarks, committed, self.broker.head_created_ms)
-        heads = self._heads(client, codec, pending)
+            self.broker = BrokerView(watermarks, committed, heads)
+        heads.update(self._heads(client, codec, pending))
         with self._lock:
             self.broker = BrokerView(watermarks, committed, heads)
 
-    def _heads(self, client: Consumer, codec: Any, pending: list[TopicPartition]) -> dict[TP, int]:
-        """created_at of the first record at or after each given offset (the oldest
-        record the group has not finished), read with this thread's own consumer."""
-        heads: dict[TP, int] = {}
+    def _heads(self, client: Consumer, codec: Any, pending: list[TopicPartition]
+               ) -> dict[TP, tuple[int, int]]:
+        """(offset, created_at) of the first record at or after each given offset (the
+        oldest record the group has not finished), read with this thread's own consumer."""
+        heads: dict[TP, tuple[int, int]] = {}
         if not pending:
             return heads
+        starts = {(tp.topic, tp.partition): tp.offset for tp in pending}
         client.assign(pending)
         # a partition whose only unread entry is a transaction marker yields no record
-        deadline = time.monotonic() + min(HEAD_WAIT_S, self.interval_s)
+        deadline = time.monotonic() + HEAD_WAIT_S
         try:
             while len(heads) < len(pending) and time.monotonic() < deadline:
                 msg = client.poll(0.2)
@@ -246,9 +277,11 @@ class _Monitor:
                 if tp in heads:
                     continue
                 try:
-                    heads[tp] = codec.decode(msg.value(), msg.headers(), DeliveryRequest).created_at
+                    created = codec.decode(msg.value(), msg.headers(), DeliveryRequest).created_at
                 except DecodeError:
-                    heads[tp] = msg.timestamp()[1]  # undecodable: its produce time
+                    created = msg.timestamp()[1]  # undecodable: its produce time
+                # keyed by the offset asked for: a marker before the record is skipped
+                heads[tp] = (starts[tp], created)
                 client.pause([TopicPartition(*tp)])
         finally:
             client.unassign()

@@ -126,10 +126,6 @@ class CircuitBreakers:
         circuit = self._circuits.get(origin)
         return CircuitState.CLOSED if circuit is None else circuit.state
 
-    def open_origins(self) -> int:
-        """How many origins are not closed (OPEN or HALF_OPEN), for a gauge."""
-        return sum(c.state is not CircuitState.CLOSED for c in self._circuits.values())
-
     def not_closed(self) -> dict[str, CircuitState]:
         """Each origin whose circuit is OPEN or HALF_OPEN, with its state (per-origin gauge)."""
         return {o: c.state for o, c in self._circuits.items() if c.state is not CircuitState.CLOSED}

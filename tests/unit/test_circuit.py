@@ -27,16 +27,16 @@ def test_state_machine_step_by_step() -> None:
     assert cb.admit(A, 2.5) is ALLOW
     assert cb.record(A, False, 3.0) is OPEN          # third consecutive failure
     assert cb.state(A) is OPEN
-    assert cb.open_origins() == 1
+    assert len(cb.not_closed()) == 1
     assert cb.admit(A, 3.0) is REJECT
     assert cb.admit(A, 32.9) is REJECT               # cool-down runs to 3 + 30
     assert cb.admit(A, 33.0) is PROBE                # one probe
     assert cb.state(A) is HALF_OPEN
-    assert cb.open_origins() == 1
+    assert len(cb.not_closed()) == 1
     assert cb.admit(A, 33.1) is REJECT               # probe in flight
     assert cb.record(A, True, 34.0) is CLOSED        # probe succeeded
     assert cb.state(A) is CLOSED
-    assert cb.open_origins() == 0
+    assert len(cb.not_closed()) == 0
     assert cb.admit(A, 34.1) is ALLOW
 
 
@@ -121,7 +121,7 @@ def test_origins_are_independent() -> None:
     assert cb.admit(A, 1.0) is REJECT
     assert cb.admit(B, 1.0) is ALLOW
     assert cb.state(B) is CLOSED
-    assert cb.open_origins() == 1
+    assert len(cb.not_closed()) == 1
 
 
 def test_memory_forgets_healthy_origins() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from prometheus_client import REGISTRY
+
 from connectors.sender import HttpResult
 from tests.unit.delivery_fakes import (
     ATTEMPTS,
@@ -22,6 +24,10 @@ from tests.unit.delivery_fakes import (
 )
 
 URL = "https://hooks.example.com/in"
+
+
+def lag_observations() -> float:
+    return REGISTRY.get_sample_value("hookstream_delivery_lag_seconds_count") or 0.0
 RETRY_1S, RETRY_2S = "hookstream.retry.1s", "hookstream.retry.2s"
 
 
@@ -31,8 +37,10 @@ def test_delivered_records_the_attempt_and_stores_the_offset(tmp_path: Path) -> 
     for n in range(3):
         consumer.add(DELIVERIES, 0, request("w1", URL, n))
     svc = service(settings, consumer, producer, sender, webhook(settings, "w1", URL))
+    observed = lag_observations()
     asyncio.run(run_until(svc, lambda: consumer.stored.get((DELIVERIES, 0)) == 3))
     assert [r.delivery_id for r in sender.sent] == ["w1-0", "w1-1", "w1-2"]
+    assert lag_observations() == observed + 3  # one per delivered delivery
     attempts = producer.on(ATTEMPTS)
     assert [(a.outcome, a.attempt, a.hop) for a in attempts] == [("delivered", 1, 0)] * 3
     assert consumer.closed
@@ -45,7 +53,9 @@ def test_retryable_failure_goes_to_the_first_tier_topic(tmp_path: Path) -> None:
     sender = RecordingSender(lambda r, t: HttpResult(503))
     consumer.add(DELIVERIES, 0, request("w1", URL, 1))
     svc = service(settings, consumer, producer, sender, webhook(settings, "w1", URL))
+    observed = lag_observations()
     asyncio.run(run_until(svc, lambda: consumer.stored.get((DELIVERIES, 0)) == 1))
+    assert lag_observations() == observed  # not delivered: no lag
     [attempt] = producer.on(ATTEMPTS)
     [retry] = producer.on(RETRY_1S)
     assert attempt.outcome == "retry_scheduled" and attempt.status_code == 503
@@ -93,7 +103,7 @@ def test_token_endpoint_failure_never_opens_the_targets_circuit(tmp_path: Path) 
     assert outcomes.count(("good", "delivered")) == 6
     assert ("bad-oauth", "retry_scheduled") in outcomes
     assert not [o for o in outcomes if o[1] == "circuit_open"]
-    assert svc.circuits.open_origins() == 0
+    assert len(svc.circuits.not_closed()) == 0
 
 
 def test_challenge_failing_past_its_maximum_age_goes_to_the_dlq(tmp_path: Path) -> None:

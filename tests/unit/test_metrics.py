@@ -104,10 +104,11 @@ def test_readings_from_fixed_vectors() -> None:
             ("p.hookstream.dlq", 0): (2, 6),
             ("p.hookstream.dlq", 1): (0, 1),
         },
-        committed={("p.hookstream.deliveries", 1): 25},
-        head_created_ms={
-            ("p.hookstream.deliveries", 0): 1_000,
-            ("p.hookstream.retry.10s", 1): 31_000,
+        committed={("p.hookstream.deliveries", 1): 25, ("p.hookstream.retry.10s", 0): 4},
+        heads={  # (offset, created_at); deliveries[1]'s head (offset 25) not read yet
+            ("p.hookstream.deliveries", 0): (0, 1_000),
+            ("p.hookstream.retry.10s", 0): (3, 1_000),  # read before the group moved on
+            ("p.hookstream.retry.10s", 1): (0, 31_000),
         },
     )
     got = readings(
@@ -125,7 +126,20 @@ def test_readings_from_fixed_vectors() -> None:
     assert got.retry_waiting == {("10s",): 3, ("1m",): 0}
     assert got.dlq_depth == {("p.hookstream.dlq",): 5}
     assert got.oldest_s == {
-        ("p.hookstream.deliveries",): 60.0,
-        ("p.hookstream.retry.10s",): 30.0,
-        ("p.hookstream.retry.1m",): 0.0,
+        ("p.hookstream.deliveries",): 60.0,  # the heads read so far
+        ("p.hookstream.retry.10s",): 30.0,  # not 60: offset 3 is finished
+        ("p.hookstream.retry.1m",): 0.0,  # nothing unfinished
     }
+    unread = readings("g", {("p.hookstream.deliveries", 1): 25}, broker, (), {}, (),
+                      ("p.hookstream.deliveries",), now_ms=61_000)
+    assert unread.oldest_s == {}  # unfinished, head not read yet: no series, not a wrong 0
+
+
+def test_no_created_series_and_no_second_circuit_metric() -> None:
+    metrics.ATTEMPTS.labels("hook-created", "delivered").inc()
+    metrics.DELIVERY_LAG.observe(1.5)
+    text = generate_latest().decode()
+    assert 'hookstream_delivery_attempts_total{outcome="delivered",webhook_id="hook-created"}' \
+        in text
+    assert "_created" not in text
+    assert "hookstream_open_circuits" not in text
