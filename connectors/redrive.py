@@ -33,6 +33,7 @@ from hookstream.records import (
     Outcome,
     retry_topics,
 )
+from hookstream.records.redriven import RedriveLedger, position
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +44,11 @@ class DeadLetter:
     redriven: bool
 
 
-def _ledger(settings: Settings) -> set[str]:
-    return {
-        (m.key() or b"").decode()
-        for m in read_all(settings, settings.topic(REDRIVEN))
-        if m.value() is not None
-    }
+def _ledger(settings: Settings) -> RedriveLedger:
+    ledger = RedriveLedger()
+    for m in read_all(settings, settings.topic(REDRIVEN)):
+        ledger.read(m.key(), m.value())
+    return ledger
 
 
 def dead_letters(
@@ -66,8 +66,9 @@ def dead_letters(
             continue  # an undecodable delivery cannot be redriven; `consume` shows it
         if webhook_id and request.webhook_id != webhook_id:
             continue
-        position = f"{msg.partition()}:{msg.offset()}"
-        yield DeadLetter(position, dead_at, request, position in done)
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        yield DeadLetter(position(partition, offset), dead_at, request,
+                         done.redriven(partition, offset))
 
 
 def redrive(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 
 from confluent_kafka import Producer
@@ -47,7 +47,7 @@ class LedgeredTransactions:
         deliveries: str,
         ledger: str,
         transactional_id: str,
-        redriven_positions: Callable[[], set[str]],
+        redriven_positions: Callable[[], Container[str]],
     ):
         self._settings, self._id = settings, transactional_id
         self._deliveries, self._ledger = deliveries, ledger

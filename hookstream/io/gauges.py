@@ -1,6 +1,10 @@
 """Periodic gauges: consumer lag per partition, retry backlog per tier, DLQ depth, the age
 of the oldest undelivered delivery, circuit state per origin, webhook info.
 
+The delivery component's monitor (the one given its paused tiers) alone reports the ages
+and the DLQ depth (io/dlq_depth.py, with a second consumer of its own in the background
+thread).
+
 A component calls `report(...)` from its loop on every iteration; it returns at once
 unless `metrics_interval_s` has passed. The consumer's assignment and positions are
 local librdkafka calls, made in the loop's own thread (a consumer is not shared across
@@ -31,9 +35,17 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from hookstream.config import Settings
 from hookstream.errors import DecodeError
 from hookstream.io import metrics
+from hookstream.io.dlq_depth import DeadLetterFollower
 from hookstream.io.kafka import consumer as build_consumer
 from hookstream.io.schema_registry import codec_for
-from hookstream.records import DELIVERIES, DLQ, ITEM_CHANGES_DLQ, DeliveryRequest, retry_topics
+from hookstream.records import (
+    DELIVERIES,
+    DLQ,
+    ITEM_CHANGES_DLQ,
+    REDRIVEN,
+    DeliveryRequest,
+    retry_topics,
+)
 
 log = logging.getLogger(__name__)
 TP = tuple[str, int]
@@ -69,7 +81,6 @@ class Readings:
     lag: dict[tuple[str, ...], float]  # (group, topic, partition)
     retry_due: dict[tuple[str, ...], float]  # (tier,)
     retry_waiting: dict[tuple[str, ...], float]
-    dlq_depth: dict[tuple[str, ...], float]  # (topic,)
     oldest_s: dict[tuple[str, ...], float]
 
 
@@ -79,7 +90,6 @@ def readings(
     broker: BrokerView,
     paused: Collection[TP],
     tiers: Mapping[str, str],
-    dlq_topics: Collection[str],
     age_topics: Collection[str],
     now_ms: int,
 ) -> Readings:
@@ -106,10 +116,6 @@ def readings(
         if topic in tiers:
             bucket = waiting if (topic, partition) in paused else due
             bucket[(tiers[topic],)] += behind
-    depth: dict[tuple[str, ...], float] = {}
-    for (topic, _), (low, high) in broker.watermarks.items():
-        if topic in dlq_topics:
-            depth[(topic,)] = depth.get((topic,), 0.0) + max(0, high - low)
     ages: dict[str, list[float]] = {}  # per topic: its heads' ages (none: all finished)
     unread: set[str] = set()
     for tp in positions:
@@ -127,21 +133,24 @@ def readings(
     oldest: dict[tuple[str, ...], float] = {
         (topic,): max(found, default=0.0) for topic, found in ages.items()
         if found or topic not in unread}
-    return Readings(lag, due, waiting, depth, oldest)
+    return Readings(lag, due, waiting, oldest)
 
 
 class _Monitor:
     """One component's gauges: the loop side (`report`) and the broker side (a thread)."""
 
-    def __init__(self, settings: Settings, group: str, owner: str) -> None:
+    def __init__(self, settings: Settings, group: str, owner: str, delivery: bool) -> None:
         self.settings, self.group, self.owner = settings, group, owner
         self.interval_s = max(0.2, settings.metrics_interval_s)
         tier_topics = retry_topics(settings)
         self.tiers = {t: t.rsplit("hookstream.retry.", 1)[-1] for t in tier_topics}
         self.dlq_topics = (settings.topic(DLQ), settings.topic(ITEM_CHANGES_DLQ))
         self.age_topics = frozenset((settings.topic(DELIVERIES), *tier_topics))
-        self.reports_ages = False  # the delivery group's ages only (set by report())
+        # the delivery group's ages and DLQ depth only: the log store reads the same
+        # topics, but what it has read is not what is delivered; one DLQ depth is enough
+        self.reports_ages = delivery
         self.broker = BrokerView()
+        self.dlq_depth: dict[tuple[str, ...], float] | None = None  # None: not caught up
         self.next_report = 0.0
         self.last_report = time.monotonic()
         self._wanted: frozenset[TP] = frozenset()
@@ -171,18 +180,17 @@ class _Monitor:
         with self._lock:
             self._wanted = frozenset(positions)
             broker = self.broker
+            dlq_depth = self.dlq_depth
         tiers = self.tiers if paused is not None else {}
-        # the ages of the delivery group (the one given its paused tiers): the log store
-        # reads the same topics, but what it has read is not what is delivered
-        self.reports_ages = paused is not None
         age_topics = self.age_topics if self.reports_ages else frozenset()
-        got = readings(self.group, positions, broker, paused or (), tiers, self.dlq_topics,
+        got = readings(self.group, positions, broker, paused or (), tiers,
                        age_topics, int(time.time() * 1000))
         metrics.CONSUMER_LAG.replace(self.owner, got.lag)
         if tiers:
             metrics.RETRY_DUE.replace(self.owner, got.retry_due)
             metrics.RETRY_WAITING.replace(self.owner, got.retry_waiting)
-        metrics.DLQ_DEPTH.replace(self.owner, got.dlq_depth)
+        if dlq_depth is not None:
+            metrics.DLQ_DEPTH.replace(self.owner, dlq_depth)
         if self.reports_ages:
             metrics.OLDEST_UNDELIVERED.replace(self.owner, got.oldest_s)
         if circuits is not None:
@@ -201,29 +209,38 @@ class _Monitor:
         client = build_consumer(self.settings, self.group,
                                 {"enable.auto.commit": False, "log_level": 0})
         codec = codec_for(self.settings)
+        follower = None
+        if self.reports_ages:
+            follower = DeadLetterFollower(
+                build_consumer(self.settings, self.group, {
+                    "enable.auto.commit": False, "log_level": 0, "enable.partition.eof": True}),
+                self.dlq_topics, self.settings.topic(DLQ), self.settings.topic(REDRIVEN),
+                QUERY_TIMEOUT_S)
         try:
             while time.monotonic() - self.last_report < IDLE_INTERVALS * self.interval_s + 10:
                 started = time.monotonic()
                 try:
-                    self._query(client, codec)
+                    self._query(client, codec, follower)
                 except Exception as e:  # a gauge thread must outlive any broker trouble
                     log.debug("gauges: broker query failed: %s", e, exc_info=True)
                 time.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
         finally:
             self.stopped = True
             client.close()
+            if follower is not None:
+                follower.close()
             for snapshot in (metrics.CONSUMER_LAG, metrics.RETRY_DUE, metrics.RETRY_WAITING,
                              metrics.DLQ_DEPTH, metrics.OLDEST_UNDELIVERED,
                              metrics.CIRCUIT_OPEN, metrics.WEBHOOK_INFO):
                 snapshot.replace(self.owner, {})
 
-    def _query(self, client: Consumer, codec: Any) -> None:
+    def _query(self, client: Consumer, codec: Any, follower: DeadLetterFollower | None) -> None:
         """Watermarks and committed offsets, published at once; then the heads' ages
         (reading records may take a moment), published again."""
         with self._lock:
             assigned = sorted(self._wanted)
         wanted = set(assigned)
-        for topic in self.dlq_topics:
+        for topic in self.dlq_topics if follower is not None else ():
             meta = client.list_topics(topic, timeout=QUERY_TIMEOUT_S).topics.get(topic)
             if meta is not None and meta.error is None:
                 wanted.update((topic, p) for p in meta.partitions)
@@ -253,6 +270,11 @@ class _Monitor:
                 pending.append(TopicPartition(t, p, start))
         with self._lock:
             self.broker = BrokerView(watermarks, committed, heads)
+        if follower is not None:
+            depth = follower.refresh(
+                {tp: low for tp, (low, _) in watermarks.items() if tp[0] in self.dlq_topics})
+            with self._lock:
+                self.dlq_depth = depth
         heads.update(self._heads(client, codec, pending))
         with self._lock:
             self.broker = BrokerView(watermarks, committed, heads)
@@ -327,5 +349,6 @@ def report(
     if monitor is None or monitor.stopped:
         for key in [k for k, m in _monitors.items() if m.stopped]:
             del _monitors[key]
-        monitor = _monitors[consumer] = _Monitor(settings, group, owner_of(group, consumer))
+        monitor = _monitors[consumer] = _Monitor(settings, group, owner_of(group, consumer),
+                                                 delivery=paused is not None)
     monitor.report(consumer, paused, circuits, webhooks)

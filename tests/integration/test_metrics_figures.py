@@ -5,7 +5,7 @@ scrapes them every second. Retries wait on the long tier of a target answering 5
 Prometheus's `hookstream_oldest_undelivered_seconds` must equal, within the refresh and
 scrape intervals, the age `hookstream queue` gives. Two webhooks' deliveries are
 dead-lettered (401), one webhook's are redriven and then delivered: `hookstream_dlq_depth`
-must equal what `hookstream dlq list` still shows as dead-lettered (not fixed yet).
+must equal what `hookstream dlq list` still shows as dead-lettered.
 """
 
 from __future__ import annotations
@@ -117,9 +117,6 @@ def test_oldest_undelivered_matches_the_queue_on_every_tier(
         assert scalar(prometheus, query) == 0, topic
 
 
-
-@pytest.mark.xfail(strict=True, reason="issue 22: hookstream_dlq_depth still counts redriven "
-                   "records (high minus low watermark)")
 def test_dlq_depth_counts_only_what_is_still_dead_lettered(
     pipeline: tuple[Settings, Prometheus],
 ) -> None:

@@ -12,7 +12,9 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 
 from hookstream.io import metrics
+from hookstream.io.dlq_depth import DeadLetterCount
 from hookstream.io.gauges import BrokerView, _origin_label, readings
+from hookstream.records.redriven import RedriveLedger, parse_position, position
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 TYPES = {"counter": "counter", "histogram": "histogram", "gauge": "gauge"}
@@ -101,8 +103,6 @@ def test_readings_from_fixed_vectors() -> None:
             ("p.hookstream.retry.10s", 0): (0, 9),
             ("p.hookstream.retry.10s", 1): (0, 10),
             ("p.hookstream.retry.1m", 0): (0, 0),
-            ("p.hookstream.dlq", 0): (2, 6),
-            ("p.hookstream.dlq", 1): (0, 1),
         },
         committed={("p.hookstream.deliveries", 1): 25, ("p.hookstream.retry.10s", 0): 4},
         heads={  # (offset, created_at); deliveries[1]'s head (offset 25) not read yet
@@ -113,7 +113,7 @@ def test_readings_from_fixed_vectors() -> None:
     )
     got = readings(
         "g", positions, broker, {("p.hookstream.retry.10s", 1)}, tiers,
-        ("p.hookstream.dlq",), ("p.hookstream.deliveries", *tiers), now_ms=61_000,
+        ("p.hookstream.deliveries", *tiers), now_ms=61_000,
     )
     assert got.lag == {
         ("g", "p.hookstream.deliveries", "0"): 10,
@@ -124,15 +124,51 @@ def test_readings_from_fixed_vectors() -> None:
     }
     assert got.retry_due == {("10s",): 4, ("1m",): 0}
     assert got.retry_waiting == {("10s",): 3, ("1m",): 0}
-    assert got.dlq_depth == {("p.hookstream.dlq",): 5}
     assert got.oldest_s == {
         ("p.hookstream.deliveries",): 60.0,  # the heads read so far
         ("p.hookstream.retry.10s",): 30.0,  # not 60: offset 3 is finished
         ("p.hookstream.retry.1m",): 0.0,  # nothing unfinished
     }
-    unread = readings("g", {("p.hookstream.deliveries", 1): 25}, broker, (), {}, (),
+    unread = readings("g", {("p.hookstream.deliveries", 1): 25}, broker, (), {},
                       ("p.hookstream.deliveries",), now_ms=61_000)
     assert unread.oldest_s == {}  # unfinished, head not read yet: no series, not a wrong 0
+
+
+def test_redrive_ledger_entries_and_tombstones() -> None:
+    ledger = RedriveLedger()
+    for key, value in ((b"0:4", b"d1"), (b"1:7", b"d2"), (b"0:9", b"d3"), (b"0:9", None),
+                       (b"junk", b"d4"), (None, b"d5"), (b"1:-2", b"d6")):
+        ledger.read(key, value)
+    assert [ledger.redriven(0, 4), ledger.redriven(1, 7), ledger.redriven(0, 9)] == [
+        True, True, False]
+    assert position(0, 4) in ledger and "0:9" not in ledger and "x" not in ledger
+    assert parse_position(b"3:12") == (3, 12) and parse_position("3:") is None
+    ledger.forget_below(0, 5)
+    assert not ledger.redriven(0, 4) and ledger.redriven(1, 7)
+
+
+def test_dlq_depth_counts_what_is_still_dead_lettered() -> None:
+    count = DeadLetterCount(("p.hookstream.dlq", "p.glpi.item-changes.dlq"), "p.hookstream.dlq")
+    # partition 0: records at 0..9 but 5 and 8 (transaction markers), redriven 2, 3, 9
+    for offset in (0, 1, 2, 3, 4, 6, 7, 9):
+        count.record("p.hookstream.dlq", 0, offset)
+    count.record("p.hookstream.dlq", 0, 9)  # read twice: counted once
+    for offset in (2, 3, 9):
+        count.ledger.read(position(0, offset).encode(), b"d")
+    count.ledger.read(b"0:42", b"d")  # ledger ahead of the records read: not counted
+    count.record("p.hookstream.dlq", 1, 0)
+    for offset in (0, 2, 4):
+        count.record("p.glpi.item-changes.dlq", 0, offset)  # no ledger: all count
+    lows = {("p.hookstream.dlq", 0): 0, ("p.hookstream.dlq", 1): 0,
+            ("p.glpi.item-changes.dlq", 0): 0}
+    assert count.depth(lows) == {("p.hookstream.dlq",): 5 + 1, ("p.glpi.item-changes.dlq",): 3}
+    # retention dropped offsets below 3: 0, 1, 2 go, and so does the ledger's 2
+    lows[("p.hookstream.dlq", 0)] = 3
+    count.trim(lows)
+    assert list(count.offsets[("p.hookstream.dlq", 0)]) == [3, 4, 6, 7, 9]
+    assert not count.ledger.redriven(0, 2)
+    assert count.depth(lows)[("p.hookstream.dlq",)] == 3 + 1  # 4, 6, 7 and partition 1
+    assert DeadLetterCount(("t",), "t").depth({}) == {("t",): 0.0}
 
 
 def test_no_created_series_and_no_second_circuit_metric() -> None:
