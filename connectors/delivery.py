@@ -342,7 +342,8 @@ def run_delivery(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, service.stopping.set)
-        server = health.serve(settings.metrics_port, service.is_ready, settings.metrics_host)
+        server = health.serve(settings.metrics_port, service.is_ready, settings.metrics_host,
+                              registry=metrics.registry("delivery"))
         try:
             await service.run()
         finally:

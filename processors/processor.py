@@ -324,7 +324,7 @@ def run_processor(settings: Settings) -> int:
     signal.signal(signal.SIGINT, stop)
     processor: Processor | None = None
     health.serve(settings.metrics_port, lambda: processor is not None and processor.ready.is_set(),
-                 settings.metrics_host)
+                 settings.metrics_host, registry=metrics.registry("processor"))
     backoff_s = 0.5
     while processor is None and not stopping.is_set():
         try:  # reads the tables' topics: waits for a broker that is not there yet

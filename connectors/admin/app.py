@@ -34,6 +34,7 @@ from connectors.logstore import (
 from connectors.logstore.queries import BadCursor, BadFilter
 from hookstream.control.webhooks import redacted
 from hookstream.errors import InvalidDefinition
+from hookstream.io.metrics import registry
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": m.Problem, "description": text}
@@ -92,9 +93,11 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
         ready = ctx.ready()
         return PlainTextResponse("ready\n" if ready else "loading\n", 200 if ready else 503)
 
+    exported = registry("admin")
+
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(exported), media_type=CONTENT_TYPE_LATEST)
 
     # -- webhooks ----------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ class Ingest:
         # by (instance, outcome) and instance: known instances, "unknown" for the rest
         self._requests = metrics.Children(metrics.INGEST_REQUESTS.labels)
         self._delays = metrics.Children(metrics.GLPI_DELAY.labels)
+        self.exported = metrics.registry("ingest")
 
     def server(self, parser: Parser = "auto") -> web.Server:
         """The low-level server (no router: four paths), reading GLPI's UPDATE too."""
@@ -79,7 +80,7 @@ class Ingest:
             ok = self.ready()
             return web.Response(status=200 if ok else 503, text="ready\n" if ok else "loading\n")
         if request.path == "/metrics":
-            return web.Response(body=generate_latest(),
+            return web.Response(body=generate_latest(self.exported),
                                 headers={"Content-Type": CONTENT_TYPE_LATEST})
         return _answer(404, "not found: POST /glpi/{instance}/{itemtype}")
 

@@ -248,7 +248,7 @@ def run_logstore(
     cons.subscribe(list(ingest.roles))
     database = Database(store, _waiter(should_stop, lambda: gauges.report(settings, group, cons)))
     health = serve(settings.metrics_port, ready=lambda: database.ready,
-                   host=settings.metrics_host)
+                   host=settings.metrics_host, registry=metrics.registry("logstore"))
     next_prune = clock()
     try:
         while not should_stop():

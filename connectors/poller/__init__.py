@@ -85,7 +85,7 @@ def run_poller(settings: Settings) -> int:
     threads = [threading.Thread(target=_run_instance, args=(settings, n, config, stop),
                                 name=f"poller-{n}", daemon=True) for n in names]
     health = serve(settings.metrics_port, ready=lambda: all(t.is_alive() for t in threads),
-                   host=settings.metrics_host)
+                   host=settings.metrics_host, registry=metrics.registry("poller"))
     for thread in threads:
         thread.start()
     while any(t.is_alive() for t in threads) and not stop.wait(1.0):

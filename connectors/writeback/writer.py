@@ -119,7 +119,8 @@ def run_writeback(settings: Settings) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     table = TableFollower(settings, [settings.topic(WEBHOOKS)], apply)
     table.catch_up()
-    health = serve(settings.metrics_port, ready=lambda: table.caught_up, host=settings.metrics_host)
+    health = serve(settings.metrics_port, ready=lambda: table.caught_up, host=settings.metrics_host,
+                   registry=metrics.registry("writeback"))
     writer = HistoryWriter(lambda name: client_for(settings, name), settings.writeback_rate_per_s)
     cons = consumer(settings, f"{settings.topic_prefix}hookstream-writeback")
     cons.subscribe([settings.topic(ATTEMPTS)])

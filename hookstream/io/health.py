@@ -13,22 +13,23 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from hookstream.io.kafka_link import LINK
 
 
 def serve(
-    port: int, ready: Callable[[], bool], host: str = "0.0.0.0"
+    port: int, ready: Callable[[], bool], host: str = "0.0.0.0", *, registry: CollectorRegistry
 ) -> ThreadingHTTPServer | None:
-    """Start the endpoint on `port` in a daemon thread (0 = off); returns the server."""
+    """Start the endpoint on `port` in a daemon thread (0 = off); returns the server.
+    /metrics serves `registry`: the component's own, io/metrics.registry(component)."""
     if not port:
         return None
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.startswith("/metrics"):
-                self._answer(200, generate_latest(), CONTENT_TYPE_LATEST)
+                self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif self.path == "/healthz":
                 self._answer(200, b"ok\n")
             elif self.path == "/readyz":

@@ -2,8 +2,14 @@
 
 Incremented at the edges (processor and delivery loops), never inside the core; the
 periodic gauges (lag, retry backlog, DLQ depth, circuits) are filled by io/gauges.py.
-docs/metrics.md lists every metric with its type, labels, unit and meaning. io/health.py
-serves them on each component's operations port.
+docs/metrics.md lists every metric with its type, labels, unit, meaning and component.
+
+Families are declared unregistered (`registry=None`): each component serves
+`registry(component)`, its own families (COMPONENTS) plus the process and platform
+collectors, on its operations port (io/health.py; ingest and admin on their own HTTP
+servers), so no component exports another's empty histograms. prometheus_client's default
+REGISTRY holds every family, for reading a value in-process (tests, a REPL); no endpoint
+serves it.
 
 A GLPI instance is labelled `glpi_instance`, never `instance`: Prometheus keeps `instance`
 for the scrape target and would rename ours to `exported_instance`.
@@ -22,7 +28,17 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, TypeVar
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -99,7 +115,6 @@ class Snapshot(Collector):
         self.name, self.documentation, self.labelnames = name, documentation, labelnames
         self._by_owner: dict[str, dict[tuple[str, ...], float]] = {}
         self._lock = threading.Lock()
-        REGISTRY.register(self)
 
     def replace(self, owner: str, values: Mapping[tuple[str, ...], float]) -> None:
         for labels in values:
@@ -131,80 +146,91 @@ class Snapshot(Collector):
 
 # -- processor -------------------------------------------------------------------------
 EVENTS = Counter("hookstream_processor_events_total", "Item change events processed",
-                 ["glpi_instance"])
+                 ["glpi_instance"], registry=None)
 REQUESTS_PLANNED = Counter("hookstream_processor_deliveries_total",
-                           "Delivery requests produced by the processor", ["glpi_instance"])
+                           "Delivery requests produced by the processor", ["glpi_instance"],
+                           registry=None)
 RENDER_ERRORS = PerWebhook(Counter("hookstream_render_errors_total",
-                                   "Templates that failed to render", ["webhook_id"]))
+                                   "Templates that failed to render", ["webhook_id"],
+                                   registry=None))
 UNDECODABLE = Counter("hookstream_undecodable_total", "Records that could not be decoded",
-                      ["topic"])
+                      ["topic"], registry=None)
 
 # -- delivery --------------------------------------------------------------------------
 ATTEMPTS = PerWebhook(Counter("hookstream_delivery_attempts_total",
-                              "Delivery attempts by outcome", ["webhook_id", "outcome"]))
+                              "Delivery attempts by outcome", ["webhook_id", "outcome"],
+                              registry=None))
 GONE = PerWebhook(Counter("hookstream_endpoint_gone_total", "Targets that answered 410 Gone",
-                          ["webhook_id"]))
+                          ["webhook_id"], registry=None))
 LATENCY = PerWebhook(Histogram(
     "hookstream_delivery_seconds", "HTTP attempt duration", ["webhook_id"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)))
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=None))
 # created_at (the processor made the request) to the end of the attempt that delivered it
 DELIVERY_LAG = Histogram("hookstream_delivery_lag_seconds",
                          "From delivery request created to delivered, retries included",
-                       buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 600, 3600, 21600, 86400))
-IN_FLIGHT = Gauge("hookstream_delivery_in_flight", "HTTP requests in flight")
+                         buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 600, 3600, 21600, 86400),
+                         registry=None)
+IN_FLIGHT = Gauge("hookstream_delivery_in_flight", "HTTP requests in flight", registry=None)
 
 # -- ingest (GLPI native webhooks in; the instance label is a configured instance) ------
 INGEST_REQUESTS = Counter("hookstream_ingest_requests_total",
                           "GLPI webhook requests by instance and outcome",
-                          ["glpi_instance", "outcome"])
+                          ["glpi_instance", "outcome"], registry=None)
 INGEST_PRODUCE = Histogram("hookstream_ingest_produce_seconds",
                            "From produce to Kafka's acknowledgement, per ingested event",
-                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 3))
+                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 3),
+                           registry=None)
 GLPI_DELAY = Histogram("hookstream_ingest_glpi_delay_seconds",
                        "Receive time minus X-GLPI-timestamp: how far behind GLPI's cron is",
-                       ["glpi_instance"], buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600))
+                       ["glpi_instance"], buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+                       registry=None)
 INGEST_INEXACT = Counter("hookstream_ingest_inexact_bodies_total",
                          "Accepted bodies hookstream's default payload would not reproduce "
-                         "byte for byte", ["glpi_instance"])
+                         "byte for byte", ["glpi_instance"], registry=None)
 
 # -- poller (GLPI API changes in; the instance label is a configured instance) ----------
 POLLER_API_CALLS = Counter("hookstream_poller_api_calls_total",
-                           "Calls the poller made to GLPI's REST API", ["glpi_instance"])
+                           "Calls the poller made to GLPI's REST API", ["glpi_instance"],
+                           registry=None)
 POLLER_CHANGES = Counter("hookstream_poller_changes_total",
                          "Changes the poller found and produced",
-                         ["glpi_instance", "itemtype", "event"])
+                         ["glpi_instance", "itemtype", "event"], registry=None)
 POLLER_OWN_CHANGES = Counter("hookstream_poller_own_changes_total",
                              "Changes made only by the integration's own GLPI user, not produced",
-                             ["glpi_instance", "itemtype"])
+                             ["glpi_instance", "itemtype"], registry=None)
 POLLER_LATENCY = Histogram("hookstream_poller_poll_seconds",
                            "One poll of a stream: search, read, produce, move the cursor",
                            ["glpi_instance", "itemtype"],
-                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                           registry=None)
 POLLER_CURSOR_AGE = Gauge("hookstream_poller_cursor_age_seconds",
                           "Seconds since a stream was last read up to GLPI's latest change",
-                          ["glpi_instance", "itemtype"])
+                          ["glpi_instance", "itemtype"], registry=None)
 POLLER_ERRORS = Counter("hookstream_poller_errors_total",
                         "Polls that failed (GLPI or Kafka), each followed by a backoff",
-                        ["glpi_instance", "itemtype"])
+                        ["glpi_instance", "itemtype"], registry=None)
 WRITEBACK = Counter("hookstream_writeback_total",
                     "Attempts written back into GLPI item history, by outcome",
-                    ["glpi_instance", "outcome"])
+                    ["glpi_instance", "outcome"], registry=None)
 
 # -- log store (operation: write or prune; never the database URL) ----------------------
 LOGSTORE_RECORDS = Counter("hookstream_logstore_records_total",
                            "Records the log store read, by outcome (written, undecodable)",
-                           ["outcome"])
+                           ["outcome"], registry=None)
 LOGSTORE_WRITE = Histogram("hookstream_logstore_write_seconds",
                            "One batch written to the log store database (one transaction)",
-                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                           registry=None)
 LOGSTORE_PRUNED = Counter("hookstream_logstore_pruned_deliveries_total",
-                          "Deliveries (with their attempts) deleted by the log store's retention")
+                          "Deliveries (with their attempts) deleted by the log store's retention",
+                          registry=None)
 LOGSTORE_DB_ERRORS = Counter("hookstream_logstore_db_errors_total",
                              "Log store database operations that failed (unreachable, locked)",
-                             ["operation"])
+                             ["operation"], registry=None)
 
 # -- every component -------------------------------------------------------------------
-READY = Gauge("hookstream_ready", "1 once the component's tables are caught up", ["component"])
+READY = Gauge("hookstream_ready", "1 once the component's tables are caught up", ["component"],
+              registry=None)
 
 # -- periodic gauges (io/gauges.py) ----------------------------------------------------
 CONSUMER_LAG = Snapshot(
@@ -235,3 +261,37 @@ WEBHOOK_INFO = Snapshot("hookstream_webhook_info",
 def configure(webhook_cap: int) -> None:
     """Apply Settings.metrics_webhook_cap (before the first labels are handed out)."""
     WEBHOOK_IDS.cap = ORIGINS.cap = webhook_cap
+
+
+# -- who exports what --------------------------------------------------------------------
+Family = Counter | Gauge | Histogram | Snapshot
+_CONSUMER: tuple[Family, ...] = (READY, CONSUMER_LAG)  # a component with a consumer group
+COMPONENTS: dict[str, tuple[Family, ...]] = {
+    "processor": (EVENTS, REQUESTS_PLANNED, RENDER_ERRORS.metric, UNDECODABLE, *_CONSUMER),
+    "delivery": (
+        ATTEMPTS.metric, GONE.metric, LATENCY.metric, DELIVERY_LAG, IN_FLIGHT, UNDECODABLE,
+        *_CONSUMER, RETRY_DUE, RETRY_WAITING, DLQ_DEPTH, OLDEST_UNDELIVERED, CIRCUIT_OPEN,
+        WEBHOOK_INFO,
+    ),
+    "ingest": (INGEST_REQUESTS, INGEST_PRODUCE, GLPI_DELAY, INGEST_INEXACT, READY),
+    "poller": (POLLER_API_CALLS, POLLER_CHANGES, POLLER_OWN_CHANGES, POLLER_LATENCY,
+               POLLER_CURSOR_AGE, POLLER_ERRORS, READY),
+    "writeback": (WRITEBACK, READY),
+    "logstore": (LOGSTORE_RECORDS, LOGSTORE_WRITE, LOGSTORE_PRUNED, LOGSTORE_DB_ERRORS,
+                 *_CONSUMER),
+    "admin": (READY,),  # the admin API and the console
+}
+_PLATFORM = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)  # process_*, python_*
+
+
+def registry(component: str) -> CollectorRegistry:
+    """What `component` (a `hookstream run` name) serves on /metrics: its own families
+    and Python's process and platform collectors."""
+    built = CollectorRegistry()
+    for family in (*COMPONENTS[component], *_PLATFORM):
+        built.register(family)
+    return built
+
+
+for _family in dict.fromkeys(f for families in COMPONENTS.values() for f in families):
+    REGISTRY.register(_family)

@@ -171,6 +171,67 @@ def test_dlq_depth_counts_what_is_still_dead_lettered() -> None:
     assert DeadLetterCount(("t",), "t").depth({}) == {("t",): 0.0}
 
 
+# The families each `hookstream run` component exports, spelled out: a family moving to
+# another component, or a component picking up one, has to change this on purpose.
+LAG_READY = {"hookstream_consumer_lag", "hookstream_ready"}
+EXPORTED = {
+    "processor": {"hookstream_processor_events_total", "hookstream_processor_deliveries_total",
+                  "hookstream_render_errors_total", "hookstream_undecodable_total", *LAG_READY},
+    "delivery": {
+        "hookstream_delivery_attempts_total", "hookstream_endpoint_gone_total",
+        "hookstream_delivery_seconds", "hookstream_delivery_lag_seconds",
+        "hookstream_delivery_in_flight", "hookstream_undecodable_total", "hookstream_retry_due",
+        "hookstream_retry_waiting", "hookstream_dlq_depth",
+        "hookstream_oldest_undelivered_seconds", "hookstream_circuit_open",
+        "hookstream_webhook_info", *LAG_READY},
+    "ingest": {"hookstream_ingest_requests_total", "hookstream_ingest_produce_seconds",
+               "hookstream_ingest_glpi_delay_seconds", "hookstream_ingest_inexact_bodies_total",
+               "hookstream_ready"},
+    "poller": {"hookstream_poller_api_calls_total", "hookstream_poller_changes_total",
+               "hookstream_poller_own_changes_total", "hookstream_poller_poll_seconds",
+               "hookstream_poller_cursor_age_seconds", "hookstream_poller_errors_total",
+               "hookstream_ready"},
+    "writeback": {"hookstream_writeback_total", "hookstream_ready"},
+    "logstore": {"hookstream_logstore_records_total", "hookstream_logstore_write_seconds",
+                 "hookstream_logstore_pruned_deliveries_total",
+                 "hookstream_logstore_db_errors_total", *LAG_READY},
+    "admin": {"hookstream_ready"},
+}
+
+
+def exported(component: str) -> set[str]:
+    """The families in a component's /metrics output, by their exposed names."""
+    text = generate_latest(metrics.registry(component)).decode()
+    return {line.split()[2] + ("_total" if line.split()[3] == "counter"
+                               and not line.split()[2].endswith("_total") else "")
+            for line in text.splitlines() if line.startswith("# TYPE ")}
+
+
+@pytest.mark.parametrize("component", sorted(EXPORTED))
+def test_each_component_exports_its_own_families_only(component: str) -> None:
+    got = exported(component)
+    assert {n for n in got if n.startswith("hookstream_")} == EXPORTED[component]
+    assert {"process_cpu_seconds_total", "python_info"} <= got  # process and platform
+    others = set().union(*EXPORTED.values()) - EXPORTED[component]
+    assert not got & others
+
+
+def test_every_run_component_has_a_registry_and_docs_say_who_exports_what() -> None:
+    from hookstream.cli.pipeline import COMPONENTS as RUN
+
+    assert set(metrics.COMPONENTS) == set(RUN) == set(EXPORTED)
+    by_family: dict[str, set[str]] = {}
+    for component, families in EXPORTED.items():
+        for family in families:
+            by_family.setdefault(family, set()).add(component)
+    for line in DOCS.read_text().splitlines():
+        if m := re.match(r"\| `(hookstream_\w+)` \|.*\| ([a-z, ]+) \|$", line):
+            said = m.group(2)
+            components = set(EXPORTED) if said == "every component" else set(said.split(", "))
+            assert components == by_family.pop(m.group(1)), m.group(1)
+    assert not by_family, f"not in docs/metrics.md: {sorted(by_family)}"
+
+
 def test_no_created_series_and_no_second_circuit_metric() -> None:
     metrics.ATTEMPTS.labels("hook-created", "delivered").inc()
     metrics.DELIVERY_LAG.observe(1.5)
