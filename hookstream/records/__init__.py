@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hookstream.records.audit import AuditAction, AuditRecord, send_result
 from hookstream.records.codec import (
     Codec,
     header,
@@ -25,6 +26,7 @@ from hookstream.records.events import (
 from hookstream.records.instances import DEFAULT_TOLERANCE_S, InstanceRecord, is_timezone
 from hookstream.records.topics import (
     ATTEMPTS,
+    AUDIT,
     DELIVERIES,
     DLQ,
     ENTITIES,
@@ -41,6 +43,7 @@ from hookstream.records.topics import (
 
 __all__ = [
     "ATTEMPTS",
+    "AUDIT",
     "DEFAULT_TOLERANCE_S",
     "DELIVERIES",
     "DLQ",
@@ -52,6 +55,8 @@ __all__ = [
     "REDRIVEN",
     "WEBHOOKS",
     "AttemptRecord",
+    "AuditAction",
+    "AuditRecord",
     "BadLine",
     "Codec",
     "DeliveryRequest",
@@ -72,6 +77,7 @@ __all__ = [
     "parse_event_lines",
     "record_to_json",
     "retry_topics",
+    "send_result",
     "topic_schema",
     "topic_specs",
 ]
