@@ -75,7 +75,7 @@ class RedriveCount:
         """ "12 deliveries, 4 of them to a target answering 401, 8 to one answering 500". """
         total = self.total
         head = f"{total} {'delivery' if total == 1 else 'deliveries'}"
-        parts = []
+        parts: list[str] = []
         for status, n in sorted(self.by_status.items(), key=lambda kv: (-kv[1], kv[0] or 0)):
             answer = "giving no answer" if status is None else f"answering {status}"
             parts.append(f"{n} {'of them ' if not parts else ''}"

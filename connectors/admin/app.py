@@ -36,7 +36,7 @@ from connectors.logstore import (
 from connectors.logstore.queries import BadCursor, BadFilter
 from hookstream.control.webhooks import redacted
 from hookstream.errors import InvalidDefinition
-from hookstream.records import AuditAction, send_result
+from hookstream.records import AuditAction, redrive_target, send_result
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": m.Problem, "description": text}
@@ -275,7 +275,7 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
         if body.webhook_id is not None:
             instance = visible(p, body.webhook_id).instance
         done = ctx.redrive(body.webhook_id, body.since_ms, body.rate_per_s, p.instances)
-        ctx.audit(p, AuditAction.REDRIVE, body.webhook_id or _scope_name(p),
+        ctx.audit(p, AuditAction.REDRIVE, redrive_target(body.webhook_id, p.instances),
                   f"redriven {done}", instance)
         return {"redriven": done}
 
@@ -292,11 +292,6 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
 
     mount_console(app, ctx, tokens)
     return app
-
-
-def _scope_name(p: Principal) -> str:
-    """What a redrive of every webhook covers, as the audit trail names it."""
-    return "dlq" if p.instances is None else "dlq of " + "|".join(sorted(p.instances))
 
 
 def _fields(where: DeliveryFilter) -> dict[str, Any]:

@@ -37,9 +37,10 @@ def list_audit(engine: Engine, where: AuditFilter, instances: Sequence[str] | No
     if where.action:
         query = query.where(c.action == where.action)
     if where.before_ms is not None:
-        same_ms = (and_(c.at_ms == where.before_ms, c.audit_id < where.before_id)
-                   if where.before_id else False)
-        query = query.where(or_(c.at_ms < where.before_ms, same_ms))
+        older = c.at_ms < where.before_ms
+        if where.before_id:
+            older = or_(older, and_(c.at_ms == where.before_ms, c.audit_id < where.before_id))
+        query = query.where(older)
     query = query.order_by(c.at_ms.desc(), c.audit_id.desc()).limit(limit)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]

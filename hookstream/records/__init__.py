@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hookstream.records.audit import AuditAction, AuditRecord, send_result
+from hookstream.records.audit import AuditAction, AuditRecord, redrive_target, send_result
 from hookstream.records.codec import (
     Codec,
     header,
@@ -76,6 +76,7 @@ __all__ = [
     "parse_event_line",
     "parse_event_lines",
     "record_to_json",
+    "redrive_target",
     "retry_topics",
     "send_result",
     "topic_schema",

@@ -51,3 +51,11 @@ def send_result(outcome: str, status_code: int | None, error: str | None) -> str
     "failed (connection refused)"."""
     said = f"HTTP {status_code}" if status_code is not None else (error or "no answer")
     return f"{outcome} ({said[:200]})"
+
+
+def redrive_target(webhook_id: str | None, instances: frozenset[str] | None) -> str:
+    """What a redrive covers, as the audit trail names it: a webhook, every webhook
+    ("dlq"), or every webhook of a scoped token's instances."""
+    if webhook_id:
+        return webhook_id
+    return "dlq" if instances is None else "dlq of " + "|".join(sorted(instances))
