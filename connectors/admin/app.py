@@ -36,7 +36,7 @@ from connectors.logstore import (
 from connectors.logstore.queries import BadCursor, BadFilter
 from hookstream.control.webhooks import redacted
 from hookstream.errors import InvalidDefinition
-from hookstream.records import AuditAction, redrive_target, send_result
+from hookstream.records import AuditAction, only_instance, redrive_target, send_result
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": m.Problem, "description": text}
@@ -271,7 +271,7 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
     def redrive(p: Actor, body: m.RedriveIn) -> dict[str, Any]:
         """Without webhook_id, every webhook the token sees: a token scoped to instances
         redrives within its instances only."""
-        instance = None
+        instance = only_instance(p.instances)
         if body.webhook_id is not None:
             instance = visible(p, body.webhook_id).instance
         done = ctx.redrive(body.webhook_id, body.since_ms, body.rate_per_s, p.instances)

@@ -33,7 +33,7 @@ from connectors.console.session import (
 )
 from connectors.console.web import Console, Refused, Viewer
 from connectors.logstore import delivery_detail
-from hookstream.records import AuditAction, redrive_target, send_result
+from hookstream.records import AuditAction, only_instance, redrive_target, send_result
 
 MAX_RATE_PER_S = 100_000.0
 
@@ -119,7 +119,7 @@ def action_routes(console: Console) -> APIRouter:
             raise Refused(422, "Since and rate must be numbers.") from None
         if not (0 < hours <= 24 * 366 and 0 <= rate <= MAX_RATE_PER_S and since_ms >= 0):
             raise Refused(422, "Since must be within a year; the rate at most 100000/s.")
-        instance = None
+        instance = only_instance(v.principal.instances)
         if webhook_id is not None:
             found = ctx.webhook(webhook_id)
             if found is None or not v.principal.sees(found.instance):

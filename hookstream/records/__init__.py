@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hookstream.records.audit import AuditAction, AuditRecord, redrive_target, send_result
+from hookstream.records.audit import AuditAction, AuditRecord, only_instance, redrive_target, send_result
 from hookstream.records.codec import (
     Codec,
     header,
@@ -73,6 +73,7 @@ __all__ = [
     "header_items",
     "is_timezone",
     "make_event",
+    "only_instance",
     "parse_event_line",
     "parse_event_lines",
     "record_to_json",

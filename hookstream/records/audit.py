@@ -53,6 +53,11 @@ def send_result(outcome: str, status_code: int | None, error: str | None) -> str
     return f"{outcome} ({said[:200]})"
 
 
+def only_instance(instances: frozenset[str] | None) -> str | None:
+    """The instance a write of a token scoped to one instance is on (None: several, all)."""
+    return next(iter(instances)) if instances is not None and len(instances) == 1 else None
+
+
 def redrive_target(webhook_id: str | None, instances: frozenset[str] | None) -> str:
     """What a redrive covers, as the audit trail names it: a webhook, every webhook
     ("dlq"), or every webhook of a scoped token's instances."""

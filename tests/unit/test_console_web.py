@@ -226,7 +226,8 @@ def test_a_read_only_token_cannot_act_and_a_scoped_one_sees_its_instance_only(
     done = client.post("/dlq/redrive", data={"csrf": csrf, "webhook": "", "confirm": "yes"})
     assert done.status_code == 303 and ctx.sent == []
     assert [r[3] for r in ctx.redriven] == [frozenset({"glpi-a"})]
-    assert ctx.audited[-1][:4] == ("team-a", "dlq.redrive", "dlq of glpi-a", "redriven 12")
+    assert ctx.audited[-1] == ("team-a", "dlq.redrive", "dlq of glpi-a", "redriven 12",
+                               "glpi-a", "console")
 
 
 def test_a_tampered_expired_or_foreign_session_is_no_session(setup: Any) -> None:
