@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from hookstream.records.audit import AuditAction, AuditRecord, only_instance, redrive_target, send_result
+from hookstream.records.audit import (
+    AuditAction,
+    AuditRecord,
+    only_instance,
+    redrive_target,
+    send_result,
+)
 from hookstream.records.codec import (
     Codec,
     header,
