@@ -344,7 +344,9 @@ def test_every_write_is_in_the_audit_trail_with_its_token_name(api: Api) -> None
     with RunningLogStore(api.settings):  # the log store keeps the topic
 
         def seen(token: str) -> list[dict[str, Any]]:
-            return api.call("GET", "/v1/audit?limit=500", token=token).json()["items"]
+            items: list[dict[str, Any]] = api.call("GET", "/v1/audit?limit=500",
+                                                   token=token).json()["items"]
+            return items
 
         assert wait_until(lambda: len(seen("admin")) >= len(records), 60)
     mine = api.call("GET", "/v1/audit?token=team-a&action=webhook.put").json()["items"]
