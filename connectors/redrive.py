@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -51,10 +52,52 @@ def _ledger(settings: Settings) -> RedriveLedger:
     return ledger
 
 
+def selected(request: DeliveryRequest, webhook_id: str | None,
+             instances: Collection[str] | None) -> bool:
+    """Whether a redrive of `webhook_id` (None: every webhook) within `instances` (None:
+    every instance) takes this dead-lettered delivery: the one rule of redrive and its count."""
+    return ((not webhook_id or request.webhook_id == webhook_id)
+            and (instances is None or request.instance in instances))
+
+
+@dataclass(frozen=True, slots=True)
+class RedriveCount:
+    """What a redrive would send again, by the status its target last answered (None: no
+    answer: a timeout, a refused connection, a blocked address)."""
+
+    by_status: dict[int | None, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+    def summary(self) -> str:
+        """ "12 deliveries, 4 of them to a target answering 401, 8 to one answering 500". """
+        total = self.total
+        head = f"{total} {'delivery' if total == 1 else 'deliveries'}"
+        parts: list[str] = []
+        for status, n in sorted(self.by_status.items(), key=lambda kv: (-kv[1], kv[0] or 0)):
+            answer = "giving no answer" if status is None else f"answering {status}"
+            parts.append(f"{n} {'of them ' if not parts else ''}"
+                         f"{'to a target' if not parts else 'to one'} {answer}")
+        return head if total == 0 else ", ".join([head, *parts])
+
+
+def count_redrive(settings: Settings, webhook_id: str | None = None, since_ms: int = 0,
+                  instances: Collection[str] | None = None) -> RedriveCount:
+    """How many dead letters `redrive` with the same arguments would send again now."""
+    counts = Counter(d.request.last_status
+                     for d in dead_letters(settings, webhook_id, since_ms, instances)
+                     if not d.redriven)
+    return RedriveCount(dict(counts))
+
+
 def dead_letters(
-    settings: Settings, webhook_id: str | None = None, since_ms: int = 0
+    settings: Settings, webhook_id: str | None = None, since_ms: int = 0,
+    instances: Collection[str] | None = None,
 ) -> Iterator[DeadLetter]:
-    """DLQ records, oldest first per partition, filtered by webhook and time of arrival."""
+    """DLQ records, oldest first per partition, filtered by webhook, instance and time of
+    arrival."""
     codec, done = codec_for(settings), _ledger(settings)
     for msg in read_all(settings, settings.topic(DLQ)):
         _, dead_at = msg.timestamp()
@@ -64,7 +107,7 @@ def dead_letters(
             request = codec.decode(msg.value(), msg.headers(), DeliveryRequest)
         except DecodeError:
             continue  # an undecodable delivery cannot be redriven; `consume` shows it
-        if webhook_id and request.webhook_id != webhook_id:
+        if not selected(request, webhook_id, instances):
             continue
         partition, offset = msg.partition() or 0, msg.offset() or 0
         yield DeadLetter(position(partition, offset), dead_at, request,
@@ -78,8 +121,10 @@ def redrive(
     rate_per_s: float = 0.0,
     batch: int = 100,
     on_progress: Callable[[int], None] = lambda n: None,
+    instances: Collection[str] | None = None,
 ) -> int:
-    """Republish matching DLQ records not yet redriven; returns how many."""
+    """Republish matching DLQ records not yet redriven; returns how many. `instances`
+    (None: all) bounds it to a scoped token's instances."""
     codec = codec_for(settings)
     deliveries, ledger = settings.topic(DELIVERIES), settings.topic(REDRIVEN)
     # One id for every redrive: a second redrive running at once fences the first.
@@ -91,7 +136,7 @@ def redrive(
         lambda: _ledger(settings),
     )
     count, started = 0, time.monotonic()
-    for dead in dead_letters(settings, webhook_id, since_ms):
+    for dead in dead_letters(settings, webhook_id, since_ms, instances):
         if dead.redriven:
             continue
         fresh = dead.request.evolve(

@@ -23,11 +23,13 @@ from connectors.admin import models as m
 from connectors.admin.auth import Principal, authenticate
 from connectors.admin.context import AdminContext
 from connectors.logstore import (
+    AuditFilter,
     Cursor,
     DeliveryFilter,
     Page,
     delivery_detail,
     last_item,
+    list_audit,
     list_deliveries,
     queue_view,
 )
@@ -35,6 +37,7 @@ from connectors.logstore.queries import BadCursor, BadFilter
 from hookstream.control.webhooks import redacted
 from hookstream.errors import InvalidDefinition
 from hookstream.io.metrics import registry
+from hookstream.records import AuditAction, only_instance, redrive_target, send_result
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": m.Problem, "description": text}
@@ -133,12 +136,14 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
             definition, state = ctx.put_webhook(raw)
         except InvalidDefinition as e:
             raise _problem(422, *_scrubbed(e.errors, raw)) from None
+        ctx.audit(p, AuditAction.WEBHOOK_PUT, webhook_id, state, definition.instance)
         return {"webhook": redacted(definition), "state": state}
 
     @app.delete("/v1/webhooks/{webhook_id}", status_code=204)
     def delete_webhook(p: Actor, webhook_id: m.WebhookId) -> Response:
-        visible(p, webhook_id)
+        found = visible(p, webhook_id)
         ctx.delete_webhook(webhook_id)
+        ctx.audit(p, AuditAction.WEBHOOK_DELETE, webhook_id, "deleted", found.instance)
         return Response(status_code=204)
 
     @app.post("/v1/webhooks/{webhook_id}/preview", response_model=m.PreviewOut)
@@ -243,21 +248,48 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
 
     @app.post("/v1/deliveries/{delivery_id}/send", response_model=m.SendOut)
     def send_now(p: Actor, delivery_id: m.DeliveryId) -> dict[str, Any]:
-        if delivery_detail(ctx.engine, delivery_id, p.scope) is None:
+        found = delivery_detail(ctx.engine, delivery_id, p.scope)
+        if found is None:
             raise _problem(404, f"no delivery {delivery_id}")
         record = ctx.force_send(delivery_id)
         if record is None:
             raise _problem(404, f"delivery {delivery_id} or its webhook is no longer there")
+        result = send_result(str(record.outcome), record.status_code, record.error)
+        ctx.audit(p, AuditAction.SEND_NOW, delivery_id, result, found["instance"])
         return {"outcome": record.outcome, "status_code": record.status_code,
                 "error": record.error}
 
+    @app.get("/v1/dlq/redrive", response_model=m.RedriveCountOut)
+    def redrive_count(p: Reader, f: Annotated[m.RedriveQuery, Query()]) -> dict[str, Any]:
+        """What POST /v1/dlq/redrive with the same values would send again, sent nothing."""
+        if f.webhook_id is not None:
+            visible(p, f.webhook_id)
+        count = ctx.count_redrive(f.webhook_id, f.since_ms, p.instances)
+        return {"count": count.total, "summary": count.summary(),
+                "by_status": [{"status_code": s, "count": n}
+                              for s, n in sorted(count.by_status.items(),
+                                                 key=lambda kv: kv[0] or 0)]}
+
     @app.post("/v1/dlq/redrive", response_model=m.RedriveOut)
     def redrive(p: Actor, body: m.RedriveIn) -> dict[str, Any]:
-        if p.instances is not None:
-            if body.webhook_id is None:
-                raise _problem(422, "webhook_id: required for a token scoped to instances")
-            visible(p, body.webhook_id)
-        return {"redriven": ctx.redrive(body.webhook_id, body.since_ms, body.rate_per_s)}
+        """Without webhook_id, every webhook the token sees: a token scoped to instances
+        redrives within its instances only."""
+        instance = only_instance(p.instances)
+        if body.webhook_id is not None:
+            instance = visible(p, body.webhook_id).instance
+        done = ctx.redrive(body.webhook_id, body.since_ms, body.rate_per_s, p.instances)
+        ctx.audit(p, AuditAction.REDRIVE, redrive_target(body.webhook_id, p.instances),
+                  f"redriven {done}", instance)
+        return {"redriven": done}
+
+    # -- the audit trail ---------------------------------------------------------------
+
+    @app.get("/v1/audit", response_model=m.AuditPage)
+    def audit(p: Reader, f: Annotated[m.AuditQuery, Query()]) -> dict[str, Any]:
+        """Writes made through this API and the console, newest first; a token scoped to
+        instances sees those on its instances."""
+        where = AuditFilter(f.token, f.action, f.before_ms, f.before_id)
+        return {"items": list_audit(ctx.engine, where, p.scope, f.limit)}
 
     from connectors.console import mount_console  # the web console at /, on these tokens
 

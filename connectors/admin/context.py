@@ -13,25 +13,30 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlalchemy import Engine, text
 
-from connectors.redrive import find_delivery, force_send, redrive
+from connectors.admin.auth import Principal
+from connectors.redrive import RedriveCount, count_redrive, find_delivery, force_send, redrive
 from connectors.sender import Target
 from hookstream.config import Settings
 from hookstream.control.admin import preview
 from hookstream.control.webhooks import build, validate
-from hookstream.errors import InvalidDefinition, TransientError
+from hookstream.errors import HookstreamError, InvalidDefinition, TransientError
 from hookstream.io import TableFollower, codec_for, flush, producer, webhook_and_entity_applier
 from hookstream.matching import EntityTable
 from hookstream.policy import secret_box
 from hookstream.records import (
+    AUDIT,
     ENTITIES,
     INSTANCES,
     WEBHOOKS,
     AttemptRecord,
+    AuditAction,
+    AuditRecord,
     InstanceRecord,
     WebhookDefinition,
     parse_event_line,
@@ -169,5 +174,38 @@ class AdminContext:
             return None
         return force_send(self.settings, request, Target.of(definition, self.box), self.clock)
 
-    def redrive(self, webhook_id: str | None, since_ms: int, rate_per_s: float) -> int:
-        return redrive(self.settings, webhook_id, since_ms, rate_per_s)
+    def redrive(self, webhook_id: str | None, since_ms: int, rate_per_s: float,
+                instances: Collection[str] | None = None) -> int:
+        return redrive(self.settings, webhook_id, since_ms, rate_per_s, instances=instances)
+
+    def count_redrive(self, webhook_id: str | None, since_ms: int,
+                      instances: Collection[str] | None = None) -> RedriveCount:
+        return count_redrive(self.settings, webhook_id, since_ms, instances)
+
+    # -- the audit trail ---------------------------------------------------------------
+
+    def audit(self, who: Principal, action: AuditAction, target: str, result: str,
+              instance: str | None = None, via: str = "api") -> AuditRecord:
+        """Record one write: a log line naming the token, and a record on hookstream.audit.
+        The write has happened: a record Kafka does not take is logged as an error, and the
+        answer to the caller still says what was done."""
+        record = AuditRecord(uuid.uuid4().hex, int(self.clock() * 1000), who.name,
+                             str(action), target, result, instance, via)
+        log.info("%s", record.line())
+        topic = self.settings.topic(AUDIT)
+        errors: list[str] = []
+
+        def acked(err: Any, msg: Any) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        try:
+            value, headers = self.codec.encode(record, topic)
+            prod = producer(self.settings)
+            prod.produce(topic, value, who.name.encode(), headers=headers, on_delivery=acked)
+            flush(prod)
+        except HookstreamError as e:
+            errors.append(str(e))
+        if errors:
+            log.error("audit record %s not published: %s", record.audit_id, errors[0])
+        return record

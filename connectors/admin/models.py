@@ -159,11 +159,58 @@ class SendOut(BaseModel):
 
 class RedriveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    webhook_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
-                                   description="required for a token scoped to instances")
+    webhook_id: str | None = Field(default=None, pattern=WEBHOOK_ID,
+                                   description="none: every webhook the token sees")
     since_ms: int = Field(default=0, ge=0, le=MAX_INT, description="dead-lettered since")
     rate_per_s: float = Field(default=0.0, ge=0.0, le=100_000.0, description="0: no limit")
 
 
 class RedriveOut(BaseModel):
     redriven: int
+
+
+class RedriveQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    webhook_id: str | None = Field(default=None, pattern=WEBHOOK_ID)
+    since_ms: int = Field(default=0, ge=0, le=MAX_INT, description="dead-lettered since")
+
+
+class StatusCount(BaseModel):
+    status_code: int | None = Field(description="the target's last answer; null: none")
+    count: int
+
+
+class RedriveCountOut(BaseModel):
+    count: int
+    summary: str = Field(description='"12 deliveries, 4 of them to a target answering 401"')
+    by_status: list[StatusCount]
+
+
+AuditActionName = Literal["delivery.send", "dlq.redrive", "webhook.put", "webhook.delete",
+                          "token.login", "token.logout"]
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str | None = Field(default=None, pattern=NAME, description="a token's name")
+    action: AuditActionName | None = None
+    before_ms: int | None = Field(default=None, ge=0, le=MAX_INT,
+                                  description="the next page: the last row's at_ms")
+    before_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{1,64}$",
+                                  description="with before_ms: the last row's audit_id")
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class AuditEntry(BaseModel):
+    audit_id: str
+    at_ms: int
+    token: str
+    action: str
+    target: str
+    result: str
+    instance: str | None
+    via: str
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]

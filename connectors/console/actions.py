@@ -5,13 +5,18 @@ in an HttpOnly, SameSite=Strict cookie (Secure over HTTPS). The login form has a
 its own (a cookie and a field), so another site cannot log a browser in under its token.
 Actions go through `Console.action_form` (same origin, the session's CSRF token, a
 writable token) and then the admin context's own calls, the same as the API's routes.
+
+Acting takes care: resending a delivery already delivered, and every redrive, first
+answer a page saying what would happen (how many, to targets answering what), whose form
+posts again with `confirm=yes`. Each action's result comes back as a flash message of
+the session (never from the URL), and each write goes to the audit trail with the
+token's name.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route annotations at run
 # time, and those naming local aliases (Who, Text) must be objects, not strings.
 
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -28,6 +33,7 @@ from connectors.console.session import (
 )
 from connectors.console.web import Console, Refused, Viewer
 from connectors.logstore import delivery_detail
+from hookstream.records import AuditAction, only_instance, redrive_target, send_result
 
 MAX_RATE_PER_S = 100_000.0
 
@@ -61,6 +67,8 @@ def action_routes(console: Console) -> APIRouter:
             return login_page(request, 401, "This token is not valid.")
         digest = next(d for d, p in console.tokens.items() if p is principal)
         _, cookie = console.signer.new_session(digest, console.clock())
+        await run_in_threadpool(ctx.audit, principal, AuditAction.LOGIN, "console", "ok",
+                                None, "console")
         answer = RedirectResponse("/queue", 303)
         _set_cookie(request, answer, COOKIE, cookie, SESSION_TTL_S)
         answer.delete_cookie(LOGIN_COOKIE, path="/login")
@@ -69,26 +77,33 @@ def action_routes(console: Console) -> APIRouter:
     @router.post("/logout")
     async def logout(request: Request, v: Who) -> Response:
         await console.action_form(request, v, writes=False)
+        await run_in_threadpool(ctx.audit, v.principal, AuditAction.LOGOUT, "console", "ok",
+                                None, "console")
         answer = RedirectResponse("/login", 303)
         answer.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return answer
 
     @router.post("/deliveries/{delivery_id}/send")
     async def send(request: Request, v: Who, delivery_id: str) -> Response:
-        await console.action_form(request, v)
+        form = await console.action_form(request, v)
         scope = v.principal.scope
-        if not DELIVERY_ID.match(delivery_id) or await run_in_threadpool(
-                delivery_detail, ctx.engine, delivery_id, scope) is None:
+        found = None if not DELIVERY_ID.match(delivery_id) else await run_in_threadpool(
+            delivery_detail, ctx.engine, delivery_id, scope)
+        if found is None:
             return console.render(request, "not_found.html", 404, viewer=v,
                                   what=f"delivery {delivery_id}")
+        if found["state"] == "delivered" and form.get("confirm") != "yes":
+            return console.render(request, "confirm_send.html", viewer=v, d=found)
         record = await run_in_threadpool(ctx.force_send, delivery_id)
         if record is None:
             return console.render(request, "not_found.html", 404, viewer=v,
                                   what=f"delivery {delivery_id} or its webhook")
-        query = {"sent": str(record.outcome)}
-        if record.status_code is not None:
-            query["status"] = str(record.status_code)
-        return RedirectResponse(f"/deliveries/{delivery_id}?{urlencode(query)}", 303)
+        result = send_result(str(record.outcome), record.status_code, record.error)
+        await run_in_threadpool(ctx.audit, v.principal, AuditAction.SEND_NOW, delivery_id,
+                                result, found["instance"], "console")
+        kind = "success" if str(record.outcome) == "delivered" else "failure"
+        return console.flash(request, RedirectResponse(f"/deliveries/{delivery_id}", 303), v,
+                             kind, f"Sent now: {result}.")
 
     @router.post("/dlq/redrive")
     async def redrive(request: Request, v: Who) -> Response:
@@ -97,20 +112,33 @@ def action_routes(console: Console) -> APIRouter:
         try:
             hours = float(form.get("since_hours") or 24)
             rate = float(form.get("rate_per_s") or 0)
+            since = form.get("since_ms")
+            since_ms = int(since) if since else max(
+                0, int((console.clock() - hours * 3600) * 1000))
         except ValueError:
             raise Refused(422, "Since and rate must be numbers.") from None
-        if not (0 < hours <= 24 * 366 and 0 <= rate <= MAX_RATE_PER_S):
+        if not (0 < hours <= 24 * 366 and 0 <= rate <= MAX_RATE_PER_S and since_ms >= 0):
             raise Refused(422, "Since must be within a year; the rate at most 100000/s.")
-        if webhook_id is None and v.principal.instances is not None:
-            raise Refused(422, "Choose a webhook: this token is scoped to instances.")
+        instance = only_instance(v.principal.instances)
         if webhook_id is not None:
             found = ctx.webhook(webhook_id)
             if found is None or not v.principal.sees(found.instance):
                 return console.render(request, "not_found.html", 404, viewer=v,
                                       what=f"webhook {webhook_id}")
-        since_ms = max(0, int((console.clock() - hours * 3600) * 1000))
-        count = await run_in_threadpool(ctx.redrive, webhook_id, since_ms, rate)
-        return RedirectResponse(f"/queue?{urlencode({'redriven': count})}", 303)
+            instance = found.instance
+        instances = v.principal.instances  # a scoped token redrives within its instances
+        if form.get("confirm") != "yes":
+            count = await run_in_threadpool(ctx.count_redrive, webhook_id, since_ms, instances)
+            return console.render(request, "confirm_redrive.html", viewer=v, count=count,
+                                  webhook_id=webhook_id, since_ms=since_ms, rate=rate,
+                                  hours=hours)
+        done = await run_in_threadpool(ctx.redrive, webhook_id, since_ms, rate, instances)
+        target = redrive_target(webhook_id, instances)
+        await run_in_threadpool(ctx.audit, v.principal, AuditAction.REDRIVE, target,
+                                f"redriven {done}", instance, "console")
+        kind, text = ("success", f"Redriven: {done} dead-lettered deliveries sent again.") \
+            if done else ("info", "Nothing to redrive: no dead-lettered delivery matched.")
+        return console.flash(request, RedirectResponse("/queue", 303), v, kind, text)
 
     return router
 

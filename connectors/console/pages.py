@@ -11,7 +11,7 @@ found" in both.
 
 import re
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -21,15 +21,17 @@ from connectors.console.search import destination, matching_webhooks, terms
 from connectors.console.stats import day_counts, recent_item
 from connectors.console.web import Console, Viewer
 from connectors.logstore import (
+    AuditFilter,
     DeliveryFilter,
     delivery_detail,
     last_item,
+    list_audit,
     list_deliveries,
     queue_view,
 )
 from connectors.logstore.queries import OUTCOMES, STATES, BadFilter
 from hookstream.control.webhooks import redacted
-from hookstream.records import WebhookDefinition
+from hookstream.records import AuditAction, WebhookDefinition
 
 DELIVERY_ID = re.compile(r"^[0-9a-f]{1,64}$")
 PAGE = 50
@@ -77,12 +79,12 @@ def page_routes(console: Console) -> APIRouter:
                 "rows": rows[:GROUPS_SHOWN], "more_rows": max(0, len(rows) - GROUPS_SHOWN)}
 
     @router.get("/queue")
-    def queue(request: Request, v: Who, redriven: int | None = None) -> HTMLResponse:
+    def queue(request: Request, v: Who) -> HTMLResponse:
         try:
             values = queue_values(request, v)
         except BadFilter as e:
             return bad_filter(request, v, e)
-        return console.render(request, "queue.html", **values, redriven=redriven,
+        return console.render(request, "queue.html", **values,
                               webhooks=visible_webhooks(v), live_query=str(request.url.query))
 
     @router.get("/queue/live")
@@ -116,15 +118,33 @@ def page_routes(console: Console) -> APIRouter:
                               ids=ids, id_prefix=t.id_prefix)
 
     @router.get("/deliveries/{delivery_id}")
-    def delivery(request: Request, v: Who, delivery_id: str,
-                 sent: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None,
-                 status: Annotated[int | None, Query(ge=100, le=599)] = None) -> HTMLResponse:
+    def delivery(request: Request, v: Who, delivery_id: str) -> HTMLResponse:
         found = None if not DELIVERY_ID.match(delivery_id) else delivery_detail(
             ctx.engine, delivery_id, v.principal.scope)
         if found is None:
             return not_found(request, v, f"delivery {delivery_id}")
-        return console.render(request, "delivery.html", viewer=v, d=found, sent=sent,
-                              sent_status=status)
+        return console.render(request, "delivery.html", viewer=v, d=found)
+
+    @router.get("/audit")
+    def audit(request: Request, v: Who, token: Text = None,
+              action: Annotated[str | None, Query(max_length=32)] = None,
+              before_ms: Annotated[int | None, Query(ge=0, le=2**53)] = None,
+              before_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{1,64}$")] = None,
+              ) -> HTMLResponse:
+        """The audit trail, newest first, filtered by token name and action; a token
+        scoped to instances sees the writes on its instances."""
+        token, action = token or None, action or None
+        rows = list_audit(ctx.engine, AuditFilter(token, action, before_ms, before_id),
+                          v.principal.scope, PAGE + 1)
+        older = None
+        if len(rows) > PAGE:
+            rows, last = rows[:PAGE], rows[PAGE - 1]
+            query = {k: val for k, val in (("token", token), ("action", action)) if val}
+            older = "/audit?" + urlencode({**query, "before_ms": last["at_ms"],
+                                           "before_id": last["audit_id"]})
+        return console.render(request, "audit.html", viewer=v, rows=rows, token=token,
+                              action=action, actions=[str(a) for a in AuditAction],
+                              older=older)
 
     @router.get("/webhooks")
     def webhooks(request: Request, v: Who) -> HTMLResponse:

@@ -20,8 +20,11 @@ from connectors.admin.auth import Principal
 
 COOKIE = "hookstream_session"
 LOGIN_COOKIE = "hookstream_login"  # the login form's own CSRF nonce (login CSRF)
+FLASH_COOKIE = "hookstream_flash"  # an action's result, shown once by the next page
 SESSION_TTL_S = 8 * 3600
 LOGIN_TTL_S = 15 * 60
+FLASH_TTL_S = 5 * 60
+FLASH_KINDS = ("success", "failure", "info")
 
 
 def _b64(data: bytes) -> str:
@@ -30,6 +33,14 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class Flash:
+    """An action's result for the next page: its kind (success, failure, info) styles it."""
+
+    kind: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +114,24 @@ class Signer:
             if hmac.compare_digest(self.session_id(digest), session.sid):
                 found = principal
         return found
+
+    # -- flash messages: the result of an action, set by the server, shown once ---------
+
+    def new_flash(self, flash: Flash, sid: str, now_s: float) -> str:
+        """A cookie value holding `flash` for the session `sid` only."""
+        return self.sign("flash", {"k": flash.kind, "t": flash.text[:500], "s": sid,
+                                   "e": int(now_s) + FLASH_TTL_S})
+
+    def flash(self, value: str | None, sid: str, now_s: float) -> Flash | None:
+        """The flash in a cookie value, if signed here for this session and not expired."""
+        payload = self.check("flash", value, now_s)
+        if payload is None or not isinstance(payload.get("s"), str) or not hmac.compare_digest(
+                str(payload["s"]), sid):
+            return None
+        kind, text = payload.get("k"), payload.get("t")
+        if kind not in FLASH_KINDS or not isinstance(text, str):
+            return None
+        return Flash(str(kind), text)
 
     # -- the login form's nonce --------------------------------------------------------
 

@@ -22,7 +22,15 @@ from markupsafe import Markup
 
 from connectors.admin.auth import Principal
 from connectors.admin.context import AdminContext
-from connectors.console.session import COOKIE, Session, Signer, same_secret
+from connectors.console.session import (
+    COOKIE,
+    FLASH_COOKIE,
+    FLASH_TTL_S,
+    Flash,
+    Session,
+    Signer,
+    same_secret,
+)
 
 FORM_MAX_BYTES = 64 * 1024
 LONG_TEXT = 400  # longer bodies are collapsed in <details>
@@ -92,8 +100,26 @@ class Console:
 
     def render(self, request: Request, name: str, status: int = 200, **values: Any
                ) -> HTMLResponse:
-        html = self.env.get_template(name).render(request=request, **values)
-        return HTMLResponse(html, status, headers=HEADERS)
+        """A page; a full page (not an htmx fragment) of a session shows its pending
+        flash message, and deletes it: shown once, gone on reload."""
+        viewer = values.get("viewer")
+        flash = None
+        pending = request.cookies.get(FLASH_COOKIE)
+        if pending and isinstance(viewer, Viewer) and not request.headers.get("hx-request"):
+            flash = self.signer.flash(pending, viewer.session.sid, self.clock())
+        html = self.env.get_template(name).render(request=request, flash=flash, **values)
+        page = HTMLResponse(html, status, headers=HEADERS)
+        if pending and flash is not None:
+            page.delete_cookie(FLASH_COOKIE, path="/", httponly=True, samesite="strict")
+        return page
+
+    def flash(self, request: Request, response: Response, viewer: Viewer, kind: str,
+              text: str) -> Response:
+        """`response` (a redirect) carrying a result for the next page of this session."""
+        value = self.signer.new_flash(Flash(kind, text), viewer.session.sid, self.clock())
+        response.set_cookie(FLASH_COOKIE, value, max_age=FLASH_TTL_S, path="/", httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https")
+        return response
 
     def viewer(self, request: Request) -> Viewer:
         """The FastAPI dependency of every page: the session's principal, or LoginRequired."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from connectors.logstore.audit import AuditFilter, list_audit
 from connectors.logstore.queries import (
     Cursor,
     DeliveryFilter,
@@ -18,6 +19,7 @@ from connectors.logstore.store import LogStore, database_url, open_engine
 
 __all__ = [
     "LATEST",
+    "AuditFilter",
     "Cursor",
     "DeliveryFilter",
     "LogStore",
@@ -26,6 +28,7 @@ __all__ = [
     "database_url",
     "delivery_detail",
     "last_item",
+    "list_audit",
     "list_deliveries",
     "migrate",
     "open_engine",

@@ -5,7 +5,7 @@ SQLAlchemy Core describes the tables once; each dialect renders its own DDL and 
 `migrate` applies, each in its own transaction, those above the version recorded in
 `schema_migrations`, so a store opened by a newer release is upgraded in place and a
 store already up to date is left alone. The Table objects below are the shape
-migration 1 created (and 2 for `items`); a later change is explicit DDL in its own
+migration 1 created (2 for `items`, 5 for `audit`); a later change is explicit DDL in its own
 migration (3 and 4: indexes), so every store, new or upgraded, ends up the same.
 """
 
@@ -123,6 +123,24 @@ items = Table(
 )
 
 
+# The audit trail (from hookstream.audit): who wrote what, through the API or the console.
+audit = Table(
+    "audit",
+    metadata,
+    Column("audit_id", String(64), primary_key=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("token", String(255), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("instance", String(255)),
+    Column("via", String(16), nullable=False),
+    Index("ix_audit_time", "at_ms", "audit_id"),
+    Index("ix_audit_token_time", "token", "at_ms", "audit_id"),
+    Index("ix_audit_action_time", "action", "at_ms", "audit_id"),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -167,11 +185,16 @@ def _v4(conn: Connection) -> None:
         conn.execute(text(f"CREATE INDEX {name} ON deliveries ({columns})"))
 
 
+def _v5(conn: Connection) -> None:
+    audit.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and attempts", _v1),
     Migration(2, "items: the last state of each item seen", _v2),
     Migration(3, "queue view index covers created_at", _v3),
     Migration(4, "an index per filter of the queries log, in page order", _v4),
+    Migration(5, "audit: every write through the admin API or the console", _v5),
 )
 LATEST = MIGRATIONS[-1].version
 

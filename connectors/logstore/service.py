@@ -38,10 +38,12 @@ from hookstream.io import codec_for, consumer, gauges, metrics, watermarks
 from hookstream.io.health import serve
 from hookstream.records import (
     ATTEMPTS,
+    AUDIT,
     DELIVERIES,
     DLQ,
     ITEM_CHANGES,
     AttemptRecord,
+    AuditRecord,
     Codec,
     DeliveryRequest,
     ItemChangeEvent,
@@ -60,6 +62,7 @@ class TopicRole:
     source: Source | None  # None: the attempts or the item changes topic
     tier: str | None = None
     items: bool = False  # glpi.item-changes: the last state of each item
+    audit: bool = False  # hookstream.audit: the writes made through the admin API
 
 
 def topic_roles(settings: Settings) -> dict[str, TopicRole]:
@@ -69,6 +72,7 @@ def topic_roles(settings: Settings) -> dict[str, TopicRole]:
         settings.topic(DLQ): TopicRole(Source.DLQ),
         settings.topic(ATTEMPTS): TopicRole(None),
         settings.topic(ITEM_CHANGES): TopicRole(None, items=True),
+        settings.topic(AUDIT): TopicRole(None, audit=True),
     }
     for name, tier in zip(retry_topics(settings), settings.retry_tiers, strict=True):
         roles[name] = TopicRole(Source.TIER, tier)
@@ -81,11 +85,12 @@ class Rows(NamedTuple):
     deliveries: list[DeliveryRow]
     attempts: list[AttemptRow]
     items: list[ItemRow]
+    audit: list[AuditRecord]
 
     @property
     def records(self) -> int:
-        """Records these rows come from: each gave one delivery fragment or one item row."""
-        return len(self.deliveries) + len(self.items)
+        """Records these rows come from: each gave one delivery fragment, item or audit row."""
+        return len(self.deliveries) + len(self.items) + len(self.audit)
 
 
 class Ingest:
@@ -98,7 +103,7 @@ class Ingest:
         self.limit = settings.logstore_body_max_bytes
 
     def rows(self, messages: Iterable[Message]) -> Rows:
-        rows = Rows([], [], [])
+        rows = Rows([], [], [], [])
         for msg in messages:
             if msg.error() is not None:
                 continue
@@ -107,6 +112,9 @@ class Ingest:
             if role is None:
                 continue
             try:
+                if role.audit:
+                    rows.audit.append(self.codec.decode(msg.value(), msg.headers(), AuditRecord))
+                    continue
                 if role.items:
                     event = self.codec.decode(msg.value(), msg.headers(), ItemChangeEvent)
                     rows.items.append(ItemRow(event))

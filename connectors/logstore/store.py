@@ -41,9 +41,10 @@ from connectors.logstore.rows import (
     latest_items,
     merge_all,
 )
-from connectors.logstore.schema import attempts, deliveries, items, migrate
+from connectors.logstore.schema import attempts, audit, deliveries, items, migrate
 from hookstream.config import Settings
 from hookstream.errors import ConfigError, TransientError
+from hookstream.records import AuditRecord
 
 
 def database_url(settings: Settings) -> str:
@@ -154,6 +155,11 @@ def _upsert_items(dialect: str) -> Any:
     )
 
 
+def _insert_audit(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(audit).on_conflict_do_nothing(index_elements=[audit.c.audit_id])
+
+
 def item_params(row: ItemRow) -> dict[str, Any]:
     e = row.event
     return {"instance": e.instance, "itemtype": e.itemtype, "items_id": e.items_id,
@@ -244,6 +250,7 @@ class LogStore:
         self._upsert = _upsert_deliveries(dialect)
         self._insert_attempts = _insert_attempts(dialect)
         self._upsert_items = _upsert_items(dialect)
+        self._insert_audit = _insert_audit(dialect)
         self._summaries = _summaries()
 
     def write(
@@ -251,11 +258,14 @@ class LogStore:
         fragments: Sequence[DeliveryRow],
         attempt_rows: Sequence[AttemptRow],
         item_rows: Sequence[ItemRow] = (),
+        audit_rows: Sequence[AuditRecord] = (),
     ) -> None:
         """Write one batch in one transaction; returns once it is committed. TransientError
         if the database cannot be reached; writing the batch again then is harmless."""
         merged = merge_all(list(fragments))
         with _unreachable_is_transient(self.engine, "write"), self.engine.begin() as conn:
+            if audit_rows:  # each record once, whatever re-reads it
+                conn.execute(self._insert_audit, [r.to_dict() for r in audit_rows])
             if item_rows:
                 conn.execute(self._upsert_items,
                              [item_params(r) for r in latest_items(list(item_rows))])
@@ -277,6 +287,7 @@ class LogStore:
             conn.execute(delete(attempts))
             conn.execute(delete(deliveries))
             conn.execute(delete(items))
+            conn.execute(delete(audit))
 
     def prune(
         self,

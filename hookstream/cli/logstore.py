@@ -207,7 +207,8 @@ def register(sub: Any) -> None:
 
     admin = sub.add_parser("admin", help="the admin API")
     admin.add_argument("action", choices=["token"], help="token: a new bearer token")
-    admin.add_argument("--name", required=True, help="who holds it (shown in logs)")
+    admin.add_argument("--name", required=True,
+                       help="who holds it (named in the audit trail and log line of each write)")
     admin.add_argument("--instances", default="*", help="'*' or instances joined by '|'")
     admin.add_argument("--mode", choices=["ro", "rw"], default="ro")
     admin.set_defaults(func=cmd_admin)

@@ -64,7 +64,8 @@ COMPONENTS: dict[str, list[Grant]] = {
         *_READERS,
     ],
     "logstore": [
-        *_topics((t.DELIVERIES, RETRY, t.DLQ, t.ATTEMPTS, t.ITEM_CHANGES, *TABLES), "READ"),
+        *_topics((t.DELIVERIES, RETRY, t.DLQ, t.ATTEMPTS, t.ITEM_CHANGES, t.AUDIT, *TABLES),
+                 "READ"),
         _group("hookstream-logstore", prefixed_by_settings=True),
         *_READERS,
     ],
@@ -85,7 +86,7 @@ COMPONENTS: dict[str, list[Grant]] = {
     ],
     "admin": [
         *_topics((*TABLES, t.DELIVERIES, RETRY, t.DLQ, t.ATTEMPTS, t.REDRIVEN), "READ"),
-        *_topics((*TABLES, t.ATTEMPTS), "WRITE"),
+        *_topics((*TABLES, t.ATTEMPTS, t.AUDIT), "WRITE"),
         *_REDRIVE,
         *_READERS,
     ],

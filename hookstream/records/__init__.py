@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from hookstream.records.audit import (
+    AuditAction,
+    AuditRecord,
+    only_instance,
+    redrive_target,
+    send_result,
+)
 from hookstream.records.codec import (
     Codec,
     header,
@@ -25,6 +32,7 @@ from hookstream.records.events import (
 from hookstream.records.instances import DEFAULT_TOLERANCE_S, InstanceRecord, is_timezone
 from hookstream.records.topics import (
     ATTEMPTS,
+    AUDIT,
     DELIVERIES,
     DLQ,
     ENTITIES,
@@ -41,6 +49,7 @@ from hookstream.records.topics import (
 
 __all__ = [
     "ATTEMPTS",
+    "AUDIT",
     "DEFAULT_TOLERANCE_S",
     "DELIVERIES",
     "DLQ",
@@ -52,6 +61,8 @@ __all__ = [
     "REDRIVEN",
     "WEBHOOKS",
     "AttemptRecord",
+    "AuditAction",
+    "AuditRecord",
     "BadLine",
     "Codec",
     "DeliveryRequest",
@@ -68,10 +79,13 @@ __all__ = [
     "header_items",
     "is_timezone",
     "make_event",
+    "only_instance",
     "parse_event_line",
     "parse_event_lines",
     "record_to_json",
+    "redrive_target",
     "retry_topics",
+    "send_result",
     "topic_schema",
     "topic_specs",
 ]

@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 import fastavro
 
 from hookstream.errors import ConfigError, DecodeError, TransientError
+from hookstream.records.audit import AuditRecord
 from hookstream.records.cursor import PollCursor
 from hookstream.records.definitions import WebhookDefinition
 from hookstream.records.events import (
@@ -49,6 +50,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         EntityRecord,
         InstanceRecord,
         PollCursor,
+        AuditRecord,
     )
 }
 

@@ -19,6 +19,7 @@ DLQ = "hookstream.dlq"
 ATTEMPTS = "hookstream.attempts"
 REDRIVEN = "hookstream.dlq-redriven"  # ledger: DLQ positions already redriven
 POLLER_CURSORS = "hookstream.poller-cursors"  # GLPI API poller: position per stream
+AUDIT = "hookstream.audit"  # every write through the admin API or the console
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t(REDRIVEN), tables, _COMPACT),
         TopicSpec(t(POLLER_CURSORS), tables, _COMPACT),
         TopicSpec(t(ITEM_CHANGES_DLQ), n, _delete(30)),
+        TopicSpec(t(AUDIT), tables, _delete(365)),
     ]
     for name, delay in zip(
         retry_topics(settings), settings.retry_tiers_s, strict=True
@@ -75,6 +77,7 @@ def avro_topics(settings: Settings) -> dict[str, str]:
         t(DLQ): "DeliveryRequest",
         t(ATTEMPTS): "AttemptRecord",
         t(POLLER_CURSORS): "PollCursor",
+        t(AUDIT): "AuditRecord",
     }
     topics.update(dict.fromkeys(retry_topics(settings), "DeliveryRequest"))
     return topics

@@ -26,10 +26,12 @@ from hookstream.control import current_webhooks
 from hookstream.control.instances import apply_instances
 from hookstream.records import (
     ATTEMPTS,
+    AUDIT,
     DELIVERIES,
     DLQ,
     ITEM_CHANGES,
     AttemptRecord,
+    AuditRecord,
     DeliveryRequest,
     make_event,
 )
@@ -293,15 +295,30 @@ def test_preview_renders_dates_in_the_instance_time_zone(api: Api, tmp_path: Pat
     assert api.call("DELETE", "/v1/webhooks/hook-dates").status_code == 204
 
 
-def test_force_send_and_redrive_through_the_api(api: Api) -> None:
+def test_force_send_and_redrive_through_the_api(api: Api, caplog: pytest.LogCaptureFixture
+                                               ) -> None:
     dead_id = api.ids["b"][0]
     api.receiver.on("/b", statuses=[200])
-    sent = api.call("POST", f"/v1/deliveries/{dead_id}/send")
+    with caplog.at_level(logging.INFO, logger="connectors.admin.context"):
+        sent = api.call("POST", f"/v1/deliveries/{dead_id}/send")
     assert sent.status_code == 200 and sent.json() == {
         "outcome": "delivered", "status_code": 200, "error": None}
+    # the component's log line names the token (never its secret)
+    assert (f"token admin (api): delivery.send {dead_id} [glpi-b]: delivered (HTTP 200)"
+            in [r.getMessage() for r in caplog.records])
     assert [a.outcome for a in read(api.settings, ATTEMPTS, AttemptRecord)
             if a.delivery_id == dead_id] == ["dead_lettered", "delivered"]
-    assert api.call("POST", "/v1/dlq/redrive", token="team-a", json={}).status_code == 422
+    # the count first, with the same rule as the redrive
+    count = api.call("GET", "/v1/dlq/redrive?webhook_id=hook-b").json()
+    assert count == {"count": 2, "summary": "2 deliveries, 2 of them to a target answering 410",
+                     "by_status": [{"status_code": 410, "count": 2}]}
+    assert api.call("GET", "/v1/dlq/redrive", token="team-a").json()["count"] == 0
+    assert api.call("GET", "/v1/dlq/redrive?webhook_id=hook-b",
+                    token="team-a").status_code == 404
+    # a token scoped to glpi-a redrives within glpi-a: glpi-b's dead letters stay
+    assert api.call("POST", "/v1/dlq/redrive", token="team-a", json={}).json() == {
+        "redriven": 0}
+    assert api.call("GET", "/v1/dlq/redrive?webhook_id=hook-b").json()["count"] == 2
     done = api.call("POST", "/v1/dlq/redrive", json={"webhook_id": "hook-b", "rate_per_s": 50})
     assert done.json() == {"redriven": 2}
     assert api.call("POST", "/v1/dlq/redrive", json={"webhook_id": "hook-b"}).json() == {
@@ -310,6 +327,35 @@ def test_force_send_and_redrive_through_the_api(api: Api) -> None:
                 if r.webhook_id == "hook-b"]
     assert len(redriven) == 4 and {r.delivery_id for r in redriven[2:]} == set(api.ids["b"])
     assert len(read(api.settings, DLQ, DeliveryRequest)) == 2
+
+
+def test_every_write_is_in_the_audit_trail_with_its_token_name(api: Api) -> None:
+    assert api.call("PUT", "/v1/webhooks/hook-audit", token="team-a", json={
+        "instance": "glpi-a", "name": "audited", "itemtype": "Ticket", "event": "update",
+        "url": "https://example.test/hook"}).status_code == 200
+    assert api.call("DELETE", "/v1/webhooks/hook-audit", token="team-a").status_code == 204
+    records = read(api.settings, AUDIT, AuditRecord)
+    assert [(r.token, r.action, r.target, r.result) for r in records
+            if r.token == "team-a"][-2:] == [
+        ("team-a", "webhook.put", "hook-audit", "created"),
+        ("team-a", "webhook.delete", "hook-audit", "deleted")]
+    for r in records:
+        assert all(secret not in str(r) for secret in api.tokens.values())
+    with RunningLogStore(api.settings):  # the log store keeps the topic
+
+        def seen(token: str) -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = api.call("GET", "/v1/audit?limit=500",
+                                                   token=token).json()["items"]
+            return items
+
+        assert wait_until(lambda: len(seen("admin")) >= len(records), 60)
+    mine = api.call("GET", "/v1/audit?token=team-a&action=webhook.put").json()["items"]
+    assert [(e["result"], e["instance"], e["via"]) for e in mine
+            if e["target"] == "hook-audit"] == [("created", "glpi-a", "api")]
+    assert {e["action"] for e in seen("admin")} >= {"webhook.put", "webhook.delete"}
+    # a scoped token reads the writes on its own instance only
+    assert {e["instance"] for e in seen("team-b")} <= {"glpi-b"}
+    assert {e["instance"] for e in seen("team-a")} == {"glpi-a"}
 
 
 def test_health_metrics_and_openapi(api: Api) -> None:

@@ -190,19 +190,60 @@ def test_a_delivery_arrives_in_the_queue_and_opens(console: Console) -> None:
     page.context.close()
 
 
-def test_force_send_a_dead_lettered_delivery_shows_the_new_attempt(console: Console) -> None:
+def flash(page: Any) -> tuple[str, str] | None:
+    """The page's flash message: (kind, text), or None."""
+    shown = page.locator("#flash")
+    if shown.count() == 0:
+        return None
+    return shown.get_attribute("data-kind"), shown.inner_text()
+
+
+def test_force_send_results_are_flashed_once_and_a_failure_looks_like_one(
+        console: Console) -> None:
     page = logged_in(console)
     first = console.dead[0]
     page.goto(f"{console.url}/deliveries/{first}")
     reload_until(page, lambda: "dead_lettered" in page.locator("#state").inner_text())
     assert page.locator("li.attempt").count() == 1
     assert "HTTP 410" in page.locator("li.attempt").first.inner_text()
+    page.get_by_role("button", name="Send now").click()  # the receiver still answers 410
+    page.wait_for_url(f"**/deliveries/{first}")
+    assert flash(page) == ("failure", "Sent now: failed (HTTP 410).")
+    assert page.locator("#flash").get_attribute("role") == "alert"
+    assert page.locator("#flash").evaluate("e => getComputedStyle(e).color") == "rgb(164, 22, 26)"
+    shot(page, "force-send-failed")
+    page.reload()
+    assert flash(page) is None  # shown once
     console.receiver.on("/dead", statuses=[200])  # the receiver is fixed
     page.get_by_role("button", name="Send now").click()
-    assert page.locator("#sent").inner_text() == "Sent now: delivered (HTTP 200)."
-    reload_until(page, lambda: page.locator("li.attempt").count() == 2)
-    assert "HTTP 200" in page.locator("li.attempt").nth(1).inner_text()
+    page.wait_for_url(f"**/deliveries/{first}")
+    assert flash(page) == ("success", "Sent now: delivered (HTTP 200).")
+    assert page.locator("#flash").evaluate("e => getComputedStyle(e).color") == "rgb(30, 107, 52)"
     shot(page, "force-send")
+    page.reload()
+    assert flash(page) is None  # gone on reload
+    reload_until(page, lambda: page.locator("li.attempt").count() == 3)
+    # a result in the URL does nothing
+    page.goto(f"{console.url}/deliveries/{first}?sent=delivered&status=200")
+    assert flash(page) is None and "Sent now" not in page.content()
+    page.context.close()
+
+
+def test_resending_a_delivered_delivery_asks_for_confirmation(console: Console) -> None:
+    page = logged_in(console)
+    page.goto(f"{console.url}/deliveries/{console.b}")
+    reload_until(page, lambda: page.locator("#state").inner_text().startswith("delivered"))
+    before = len(console.receiver.requests("/ok"))
+    page.get_by_role("button", name="Send now").click()
+    page.locator("#confirm-send").wait_for()
+    assert "already delivered" in page.locator("#confirm-send").inner_text()
+    shot(page, "confirm-send")
+    time.sleep(0.5)
+    assert len(console.receiver.requests("/ok")) == before  # nothing sent yet
+    page.get_by_role("button", name="Yes, send it again").click()
+    page.wait_for_url(f"**/deliveries/{console.b}")
+    assert flash(page) == ("success", "Sent now: delivered (HTTP 200).")
+    assert len(console.receiver.requests("/ok")) == before + 1
     page.context.close()
 
 
@@ -217,12 +258,46 @@ def test_redrive_from_the_dead_letter_queue(console: Console) -> None:
     before = len(console.receiver.requests("/dead"))
     page.locator("#redrive-webhook").select_option("to-dead")
     page.get_by_role("button", name="Redrive").click()
-    page.wait_for_url("**/queue?redriven=*")
-    assert page.locator("#redriven").inner_text().startswith("Redriven: 2 ")
+    # the count first, by the targets' last answers; nothing sent yet
+    assert page.locator("#redrive-count").inner_text() == (
+        "2 deliveries, 2 of them to a target answering 410.")
+    shot(page, "redrive-confirm")
+    assert len(console.receiver.requests("/dead")) == before
+    page.get_by_role("button", name="Redrive 2").click()
+    page.wait_for_url("**/queue")
+    assert flash(page) == ("success", "Redriven: 2 dead-lettered deliveries sent again.")
     # The redriven deliveries succeed; the live counts follow without a reload.
     page.locator("#total-dead", has_text=re.compile("^0$")).wait_for()
     assert wait_until(lambda: len(console.receiver.requests("/dead")) >= before + 2, 30)
     shot(page, "redrive")
+    page.context.close()
+
+
+def test_the_audit_page_lists_the_actions_with_the_token_name(console: Console) -> None:
+    page = logged_in(console, "team-a")  # another token logs in
+    page.goto(console.url + "/queue")
+    page.get_by_role("button", name="Redrive").click()  # every webhook of glpi-a
+    assert page.locator("#redrive-count").inner_text() == "0 deliveries."  # all redriven
+    page.get_by_role("link", name="Back to the queue").click()
+    page.context.close()
+    page = logged_in(console)
+    page.goto(console.url + "/audit")
+    reload_until(page, lambda: page.locator("#audit tr[data-action='dlq.redrive']").count() >= 1)
+    sends = page.locator("#audit tr[data-action='delivery.send']")
+    assert sends.count() >= 3 and "admin" in sends.first.inner_text()
+    page.locator("#audit-action").select_option("delivery.send")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/audit?**action=delivery.send**")
+    actions = {page.locator("#audit tbody tr").nth(i).get_attribute("data-action")
+               for i in range(page.locator("#audit tbody tr").count())}
+    assert actions == {"delivery.send"}
+    page.locator("#audit-token").fill("team-a")
+    page.locator("#audit-action").select_option("")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/audit?token=team-a**")
+    tokens = page.locator("#audit td.token").all_inner_texts()
+    assert tokens and set(tokens) == {"team-a"}
+    shot(page, "audit")
     page.context.close()
 
 

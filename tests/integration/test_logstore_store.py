@@ -13,10 +13,12 @@ from sqlalchemy import Engine, insert, select, text
 
 from connectors.logstore import (
     LATEST,
+    AuditFilter,
     Cursor,
     DeliveryFilter,
     LogStore,
     delivery_detail,
+    list_audit,
     list_deliveries,
     migrate,
     open_engine,
@@ -27,7 +29,7 @@ from connectors.logstore.queries import BadFilter, page_query
 from connectors.logstore.rows import Source, from_attempt, from_request
 from connectors.logstore.schema import attempts, deliveries
 from hookstream.config import Settings, load_settings
-from hookstream.records import DeliveryRequest, delivery_id_for
+from hookstream.records import AuditRecord, DeliveryRequest, delivery_id_for
 from tests.pg import postgres_server
 
 T0 = 1_700_000_000_000
@@ -216,7 +218,7 @@ def test_a_store_at_version_1_is_upgraded_in_place(kind: str, tmp_path: Path,
     LogStore(eng).write(f, a)  # no items: version 1 has no such table
     before = snapshot(eng)
     assert schema_version(eng) == 1
-    assert migrate(eng) == [2, 3, 4] and schema_version(eng) == LATEST == 4
+    assert migrate(eng) == [2, 3, 4, 5] and schema_version(eng) == LATEST == 5
     assert snapshot(eng) == before
     eng.dispose()
 
@@ -353,3 +355,33 @@ def test_each_filter_reads_its_index_on_sqlite(tmp_path: Path, where: DeliveryFi
         plan = " ".join(str(r[-1]) for r in conn.execute(text(f"EXPLAIN QUERY PLAN {query}")))
     eng.dispose()
     assert index in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_audit_rows_are_written_once_and_read_newest_first_within_a_scope(engine: Engine
+                                                                          ) -> None:
+    store = LogStore(engine)
+    records = [AuditRecord(f"{n:032x}", T0 + n // 2, token, action, f"t{n}", "ok", instance,
+                           "api")
+               for n, (token, action, instance) in enumerate(
+                   [("alice", "delivery.send", "glpi-a"), ("bob", "dlq.redrive", None),
+                    ("alice", "webhook.put", "glpi-b"), ("alice", "delivery.send", "glpi-a"),
+                    ("carol", "token.login", None)])]
+    store.write([], [], [], records[:3])
+    store.write([], [], [], records)  # a batch read again: each record once
+    rows = list_audit(engine, AuditFilter())
+    assert [r["target"] for r in rows] == ["t4", "t3", "t2", "t1", "t0"]
+    assert rows[0] == {"audit_id": f"{4:032x}", "at_ms": T0 + 2, "token": "carol",
+                       "action": "token.login", "target": "t4", "result": "ok",
+                       "instance": None, "via": "api"}
+    assert [r["target"] for r in list_audit(engine, AuditFilter(token="alice"))] == [
+        "t3", "t2", "t0"]
+    assert [r["target"] for r in list_audit(engine, AuditFilter("alice", "delivery.send"))
+            ] == ["t3", "t0"]
+    assert [r["target"] for r in list_audit(engine, AuditFilter(), ["glpi-a"])] == ["t3", "t0"]
+    # pages: after the last row of one page, the next (ties on at_ms settled by the id)
+    first = list_audit(engine, AuditFilter(), limit=2)
+    last = first[-1]
+    after = list_audit(engine, AuditFilter(before_ms=last["at_ms"], before_id=last["audit_id"]))
+    assert [r["target"] for r in first + after] == ["t4", "t3", "t2", "t1", "t0"]
+    store.clear()
+    assert list_audit(engine, AuditFilter()) == []

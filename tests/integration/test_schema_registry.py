@@ -56,7 +56,7 @@ def test_every_topic_in_wire_format_schemas_registered_on_first_use(
     create_topics(settings)
     records, codec, prod = one_record_per_schema(), codec_for(settings), producer(settings)
     topics = avro_topics(settings)
-    assert len(topics) == 8 + len(settings.retry_tiers)
+    assert len(topics) == 9 + len(settings.retry_tiers)
     for topic, name in topics.items():
         value, headers = codec.encode(records[name], topic)  # type: ignore[arg-type]
         prod.produce(topic, value, b"k", headers=headers)

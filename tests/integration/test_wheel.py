@@ -98,7 +98,7 @@ def test_installed_wheel_round_trips_every_schema(installed: Path, tmp_path: Pat
                                   for k, v in headers]})
     assert {c["schema"] for c in cases} == {
         "ItemChangeEvent", "WebhookDefinition", "DeliveryRequest", "AttemptRecord", "Entity",
-        "Instance"}
+        "Instance", "AuditRecord"}
     done = subprocess.run([str(installed / "bin" / "python"), "-c", ROUND_TRIP],
                           input=json.dumps(cases), cwd=tmp_path, capture_output=True,
                           text=True, timeout=120, check=True)

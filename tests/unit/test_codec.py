@@ -10,6 +10,7 @@ import pytest
 from hookstream.errors import DecodeError
 from hookstream.records import (
     AttemptRecord,
+    AuditRecord,
     Codec,
     DeliveryRequest,
     EntityRecord,
@@ -127,7 +128,9 @@ def sample_records(name: str) -> list[object]:
         allowed_networks=["10.0.0.0/8"],
         timezone="Europe/Paris",
     )
-    return [event, delivery, attempt, webhook, entity, instance]
+    audit = AuditRecord("a" * 32, 1_762_244_132_000, "ops-alice", "dlq.redrive", "wh-1",
+                        "redriven 3", event.instance, "console")
+    return [event, delivery, attempt, webhook, entity, instance, audit]
 
 
 @pytest.mark.parametrize("registry", [None, DictRegistry()], ids=["headers", "wire-format"])

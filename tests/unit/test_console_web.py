@@ -6,6 +6,7 @@ HTTP layer; tests/integration/test_console_browser.py runs the real pipeline."""
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -17,9 +18,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, insert
 
 from connectors.admin import create_app, new_token, parse_tokens, server_options, token_hash
-from connectors.console.session import COOKIE, Signer
+from connectors.console.session import COOKIE, FLASH_COOKIE, Flash, Signer
 from connectors.logstore import migrate
-from connectors.logstore.schema import deliveries
+from connectors.logstore.schema import audit, deliveries
+from connectors.redrive import RedriveCount
 from hookstream.config import Settings
 
 NOW = 1_800_000_000.0
@@ -29,7 +31,10 @@ NOW = 1_800_000_000.0
 class FakeContext:
     engine: Any
     sent: list[str] = field(default_factory=list)
-    redriven: list[tuple[str | None, int, float]] = field(default_factory=list)
+    redriven: list[tuple[str | None, int, float, Any]] = field(default_factory=list)
+    audited: list[tuple[str, str, str, str, str | None, str]] = field(default_factory=list)
+    answer: tuple[str, int | None, str | None] = ("delivered", 200, None)
+    dead: dict[int | None, int] = field(default_factory=lambda: {401: 4, 500: 8})
 
     def clock(self) -> float:
         return NOW
@@ -42,11 +47,21 @@ class FakeContext:
 
     def force_send(self, delivery_id: str) -> Any:
         self.sent.append(delivery_id)
-        return type("Record", (), {"outcome": "delivered", "status_code": 200, "error": None})()
+        outcome, status, error = self.answer
+        return type("Record", (), {"outcome": outcome, "status_code": status, "error": error})()
 
-    def redrive(self, webhook_id: str | None, since_ms: int, rate: float) -> int:
-        self.redriven.append((webhook_id, since_ms, rate))
-        return 0
+    def redrive(self, webhook_id: str | None, since_ms: int, rate: float,
+                instances: Any = None) -> int:
+        self.redriven.append((webhook_id, since_ms, rate, instances))
+        return sum(self.dead.values())
+
+    def count_redrive(self, webhook_id: str | None, since_ms: int, instances: Any = None
+                      ) -> RedriveCount:
+        return RedriveCount(dict(self.dead))
+
+    def audit(self, who: Any, action: Any, target: str, result: str,
+              instance: str | None = None, via: str = "api") -> None:
+        self.audited.append((who.name, str(action), target, result, instance, via))
 
     def ready(self) -> bool:
         return True
@@ -57,11 +72,13 @@ def setup(tmp_path: Path) -> tuple[TestClient, FakeContext, dict[str, str], str]
     engine = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
     migrate(engine)
     with engine.begin() as conn:
-        for delivery_id, instance in (("a1", "glpi-a"), ("b1", "glpi-b")):
+        for delivery_id, instance, state in (("a1", "glpi-a", "dead_lettered"),
+                                             ("b1", "glpi-b", "dead_lettered"),
+                                             ("a2", "glpi-a", "delivered")):
             conn.execute(insert(deliveries).values(
                 delivery_id=delivery_id, instance=instance, webhook_id=f"hook-{instance}",
                 itemtype="Ticket", items_id=1, event="update", created_at=int(NOW * 1000),
-                attempts=0, state="dead_lettered"))
+                attempts=0, state=state))
     plain, lines = {}, []
     for name, instances, mode in (("admin", "*", "rw"), ("reader", "*", "ro"),
                                   ("team-a", "glpi-a", "rw")):
@@ -181,7 +198,7 @@ def test_actions_without_the_csrf_token_are_refused(setup: Any) -> None:
     sent = client.post("/deliveries/a1/send", data={"csrf": csrf},
                        headers={"Origin": "http://console.test"})
     assert sent.status_code == 303
-    assert sent.headers["location"] == "/deliveries/a1?sent=delivered&status=200"
+    assert sent.headers["location"] == "/deliveries/a1"  # the result is not in the URL
     assert ctx.sent == ["a1"]
 
 
@@ -202,8 +219,15 @@ def test_a_read_only_token_cannot_act_and_a_scoped_one_sees_its_instance_only(
     assert client.get("/items/glpi-b/Ticket/1").status_code == 404
     queue = client.get("/queue").text
     assert "hook-glpi-a" in queue and "hook-glpi-b" not in queue
-    refused = client.post("/dlq/redrive", data={"csrf": csrf, "webhook": ""})
-    assert refused.status_code == 422 and ctx.sent == [] and ctx.redriven == []
+    # a scoped token redrives within its instances: the count first, then only its own
+    asked = client.post("/dlq/redrive", data={"csrf": csrf, "webhook": ""})
+    assert asked.status_code == 200 and ctx.redriven == []
+    assert "every webhook of glpi-a" in asked.text
+    done = client.post("/dlq/redrive", data={"csrf": csrf, "webhook": "", "confirm": "yes"})
+    assert done.status_code == 303 and ctx.sent == []
+    assert [r[3] for r in ctx.redriven] == [frozenset({"glpi-a"})]
+    assert ctx.audited[-1] == ("team-a", "dlq.redrive", "dlq of glpi-a", "redriven 12",
+                               "glpi-a", "console")
 
 
 def test_a_tampered_expired_or_foreign_session_is_no_session(setup: Any) -> None:
@@ -230,3 +254,86 @@ def test_signer_sessions_expire_and_end_with_their_token() -> None:
     assert signer.principal(parse_tokens([new_token("y")[1]]), session) is None
     with pytest.raises(ValueError):
         Signer(b"short")
+
+
+def flash_of(page: Any) -> tuple[str, str] | None:
+    found = re.search(r'<p class="flash flash-(\w+)"[^>]*>([^<]*)</p>', page.text)
+    return None if found is None else (found.group(1), found.group(2))
+
+
+def test_a_send_result_is_a_flash_of_the_session_shown_once(setup: Any) -> None:
+    client, ctx, plain, _ = setup
+    csrf = login(client, plain["admin"])
+    sent = client.post("/deliveries/a1/send", data={"csrf": csrf})
+    [cookie] = set_cookie_headers(sent, FLASH_COOKIE)
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert flash_of(client.get("/deliveries/a1")) == ("success", "Sent now: delivered (HTTP 200).")
+    assert flash_of(client.get("/deliveries/a1")) is None  # gone on reload
+    # a failure is styled as one
+    ctx.answer = ("failed", 500, None)
+    client.post("/deliveries/a1/send", data={"csrf": csrf})
+    assert flash_of(client.get("/deliveries/a1")) == ("failure", "Sent now: failed (HTTP 500).")
+    # the URL says nothing
+    page = client.get("/deliveries/a1?sent=delivered&status=200")
+    assert flash_of(page) is None and "Sent now" not in page.text
+    assert client.get("/queue?redriven=99").text.count("Redriven") == 0
+
+
+def test_a_flash_is_for_its_own_session_only() -> None:
+    signer = Signer(b"f" * 32)
+    value = signer.new_flash(Flash("failure", "Sent now: failed (HTTP 401)."), "sid-1", NOW)
+    assert signer.flash(value, "sid-1", NOW + 1) == Flash("failure", "Sent now: failed (HTTP 401).")
+    assert signer.flash(value, "sid-2", NOW + 1) is None
+    assert signer.flash(value, "sid-1", NOW + 301) is None  # expired
+    assert Signer(b"g" * 32).flash(value, "sid-1", NOW) is None
+
+
+def test_resending_a_delivered_delivery_asks_first(setup: Any) -> None:
+    client, ctx, plain, _ = setup
+    csrf = login(client, plain["admin"])
+    asked = client.post("/deliveries/a2/send", data={"csrf": csrf})
+    assert asked.status_code == 200 and ctx.sent == []
+    assert "already <b>delivered</b>" in asked.text and 'name="confirm" value="yes"' in asked.text
+    done = client.post("/deliveries/a2/send", data={"csrf": csrf, "confirm": "yes"})
+    assert done.status_code == 303 and ctx.sent == ["a2"]
+    assert ctx.audited == [("admin", "token.login", "console", "ok", None, "console"),
+                           ("admin", "delivery.send", "a2", "delivered (HTTP 200)", "glpi-a",
+                            "console")]
+
+
+def test_a_redrive_shows_its_count_before_it_runs(setup: Any) -> None:
+    client, ctx, plain, _ = setup
+    csrf = login(client, plain["admin"])
+    asked = client.post("/dlq/redrive", data={"csrf": csrf, "since_hours": "2"})
+    assert asked.status_code == 200 and ctx.redriven == []
+    assert ("12 deliveries, 8 of them to a target answering 500, 4 to one answering 401"
+            in asked.text)
+    since = re.search(r'name="since_ms" value="(\d+)"', asked.text).group(1)  # type: ignore[union-attr]
+    assert abs(int(since) / 1000 - (time.time() - 7200)) < 60  # the console's own clock
+    done = client.post("/dlq/redrive", data={"csrf": csrf, "since_ms": since, "confirm": "yes"})
+    assert done.headers["location"] == "/queue"
+    assert ctx.redriven == [(None, int(since), 0.0, None)]
+    assert flash_of(client.get("/queue")) == (
+        "success", "Redriven: 12 dead-lettered deliveries sent again.")
+
+
+def test_the_audit_page_filters_by_token_and_action_within_the_scope(setup: Any) -> None:
+    client, ctx, plain, _ = setup
+    with ctx.engine.begin() as conn:
+        for n, (token, action, instance) in enumerate((
+                ("alice", "delivery.send", "glpi-a"), ("bob", "dlq.redrive", "glpi-b"),
+                ("alice", "webhook.put", "glpi-b"), ("alice", "token.login", None))):
+            conn.execute(insert(audit).values(
+                audit_id=f"{n:032x}", at_ms=int(NOW * 1000) + n, token=token, action=action,
+                target=f"t{n}", result="ok", instance=instance, via="api"))
+    login(client, plain["admin"])
+
+    def tokens(path: str) -> list[str]:
+        return re.findall(r'<td class="token">([^<]+)</td>', client.get(path).text)
+
+    assert tokens("/audit") == ["alice", "alice", "bob", "alice"]  # newest first
+    assert tokens("/audit?token=alice") == ["alice", "alice", "alice"]
+    assert tokens("/audit?token=alice&action=webhook.put") == ["alice"]
+    client.cookies.clear()
+    login(client, plain["team-a"])
+    assert tokens("/audit") == ["alice"]  # glpi-a's writes only

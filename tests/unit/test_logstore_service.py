@@ -49,7 +49,7 @@ def database(store: FlakyStore, waits: list[float], stop_after: int = 99) -> Dat
     return Database(cast(LogStore, store), wait)
 
 
-ROWS = Rows([object(), object()], [], [object()])  # type: ignore[list-item]
+ROWS = Rows([object(), object()], [], [object()], [])  # type: ignore[list-item]
 
 
 def test_a_failing_write_is_retried_with_capped_backoff_and_one_warning(
@@ -114,3 +114,41 @@ def test_an_unreachable_database_is_a_transient_error_without_the_password() -> 
         assert "s3cret" not in str(caught.value) and "u:***@127.0.0.1:1/x" in str(caught.value)
         assert "\n" not in str(caught.value)
     store.engine.dispose()
+
+
+class Msg:
+    """A consumed message, as much of it as Ingest reads."""
+
+    def __init__(self, topic: str, value: bytes, headers: Any) -> None:
+        self._topic, self._value, self._headers = topic, value, headers
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> Any:
+        return self._headers
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 7
+
+
+def test_the_log_store_reads_the_audit_topic_into_audit_rows() -> None:
+    from connectors.logstore.service import Ingest
+    from hookstream.config import Settings
+    from hookstream.records import AUDIT, AuditRecord, Codec
+
+    settings, codec = Settings(), Codec()
+    record = AuditRecord("f" * 32, 5, "ops-alice", "dlq.redrive", "hook-a", "redriven 2")
+    value, headers = codec.encode(record, settings.topic(AUDIT))
+    ingest = Ingest(settings, cast(LogStore, None), codec)
+    rows = ingest.rows([Msg(settings.topic(AUDIT), value, headers)])  # type: ignore[list-item]
+    assert rows.audit == [record] and rows.deliveries == [] and rows.records == 1
