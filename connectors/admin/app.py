@@ -242,7 +242,7 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
     def send_now(p: Actor, delivery_id: m.DeliveryId) -> dict[str, Any]:
         if delivery_detail(ctx.engine, delivery_id, p.scope) is None:
             raise _problem(404, f"no delivery {delivery_id}")
-        record = ctx.force_send(delivery_id)
+        record = ctx.force_send(delivery_id, p.name)
         if record is None:
             raise _problem(404, f"delivery {delivery_id} or its webhook is no longer there")
         return {"outcome": record.outcome, "status_code": record.status_code,

@@ -81,7 +81,7 @@ def action_routes(console: Console) -> APIRouter:
                 delivery_detail, ctx.engine, delivery_id, scope) is None:
             return console.render(request, "not_found.html", 404, viewer=v,
                                   what=f"delivery {delivery_id}")
-        record = await run_in_threadpool(ctx.force_send, delivery_id)
+        record = await run_in_threadpool(ctx.force_send, delivery_id, v.principal.name)
         if record is None:
             return console.render(request, "not_found.html", 404, viewer=v,
                                   what=f"delivery {delivery_id} or its webhook")

@@ -19,6 +19,7 @@ from hookstream.records.events import (
     ItemChangeEvent,
     Outcome,
     Record,
+    Trigger,
     delivery_id_for,
     make_event,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "Outcome",
     "PollCursor",
     "Record",
+    "Trigger",
     "WebhookDefinition",
     "avro_topics",
     "delivery_id_for",
