@@ -40,7 +40,7 @@ class FakeContext:
     def webhook(self, webhook_id: str) -> Any:
         return None
 
-    def force_send(self, delivery_id: str) -> Any:
+    def force_send(self, delivery_id: str, actor: str | None = None) -> Any:
         self.sent.append(delivery_id)
         return type("Record", (), {"outcome": "delivered", "status_code": 200, "error": None})()
 
