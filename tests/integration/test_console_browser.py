@@ -38,6 +38,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = Path(__file__).resolve().parents[1] / "screenshots" / "console"
 SECRET = "console-secret-Hq7p2"  # a webhook secret: shown on no page
+BEARER = "bearer-token-of-the-target-0123456789abcdefghij"  # a credential: shown masked
 WAIT_MS = 30_000
 TRUSTED_PROXY, UNTRUSTED_PROXY = "127.0.0.2", "127.0.0.3"  # loopback addresses of proxies
 
@@ -81,7 +82,8 @@ def console(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
         net = {"allowed_networks": ["127.0.0.0/8"], "entities_id": 0, "is_recursive": True}
         apply_webhooks(settings, tmp,
                        {"id": "to-ok", "event": "update", "url": receiver.url("/ok"),
-                        "secret": SECRET, **net},
+                        "secret": SECRET, "signature_scheme": "both",
+                        "custom_headers": {"Authorization": f"Bearer {BEARER}"}, **net},
                        {"id": "to-dead", "url": receiver.url("/dead"), "sent_try": 0, **net},
                        {"id": "to-b", "instance": "glpi-b", "url": receiver.url("/ok"), **net})
         dead = [request_for("to-dead", receiver.url("/dead"), n) for n in (1, 2)]
@@ -356,3 +358,49 @@ def test_every_main_page_fits_the_screen(console: Console, screen: str,
     if screen == "phone":  # the check above had something to check: the queue's log is wide
         assert scrolling["queue"], scrolling
     context.close()
+
+
+def test_the_timeline_shows_the_request_sent_and_each_decision(console: Console) -> None:
+    """After the tests above: Ticket 4242 was delivered at once; the second dead delivery
+    answered 410 (not retried), then was redriven and delivered."""
+    import hashlib
+
+    page = logged_in(console)
+    page.goto(console.url + "/queue")
+    page.locator("#live tr", has_text="Ticket 4242").get_by_role(
+        "link", name=re.compile("^[0-9a-f]{12}$")).click()
+    page.wait_for_url("**/deliveries/*")
+    first = page.locator("li.attempt").first
+    assert "Attempt 1" in first.inner_text() and "first send" in first.inner_text()
+    assert first.locator(".decision").inner_text() == "HTTP 200: delivered."
+    first.locator("details.sent summary").click()
+    sent = first.locator("table.request-headers").inner_text()
+    got = console.receiver.requests("/ok")[-1]
+    # the signature headers, exactly as the receiver got them; the bearer token masked
+    for name in ("x-glpi-signature", "x-glpi-timestamp", "webhook-signature"):
+        assert got.headers[name] in sent, name
+    assert f"Bearer ••••({len(BEARER)} chars)" in sent
+    assert BEARER not in page.content() and SECRET not in page.content()
+    # the body: the exact bytes, downloaded, are those the receiver got
+    assert page.locator("#body-sha256").inner_text() == hashlib.sha256(got.body).hexdigest()
+    page.locator("#body-raw-view summary").click()  # the raw toggle: the bytes as sent
+    assert page.locator("#body-raw").inner_text() == got.body.decode()
+    with page.expect_download() as download:
+        page.locator("#body-download").click()
+    data = Path(download.value.path()).read_bytes()
+    assert hashlib.sha256(data).digest() == hashlib.sha256(got.body).digest()
+    shot(page, "timeline-delivered")
+
+    page.goto(f"{console.url}/deliveries/{console.dead[1]}")
+    reload_until(page, lambda: page.locator("li.attempt").count() >= 2)
+    entries = page.locator("li.attempt")
+    assert "Attempt 1" in entries.nth(0).inner_text()
+    assert "HTTP 410: not retried under this webhook's retry policy" in (
+        entries.nth(0).locator(".decision").inner_text())
+    assert "Attempt 2" in entries.nth(1).inner_text()
+    assert "redrive" in entries.nth(1).locator(".trigger").inner_text()
+    assert "delivered" in entries.nth(1).locator(".decision").inner_text()
+    shot(page, "timeline-redriven")
+    page.goto(f"{console.url}/deliveries/{console.dead[0]}")  # force-sent above, by "admin"
+    assert "manual send by admin" in page.locator("li.attempt .trigger").nth(1).inner_text()
+    page.context.close()
