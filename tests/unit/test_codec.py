@@ -238,3 +238,24 @@ def test_records_of_an_earlier_schema_version_still_decode(
     unknown = [("hookstream-schema", name.encode()), ("hookstream-schema-version", b"99")]
     with pytest.raises(DecodeError, match="version 99 is not known"):
         Codec().decode(buf.getvalue(), unknown, RECORD_TYPES[name])
+
+
+def test_an_attempt_record_v3_is_read_by_a_version_2_reader() -> None:
+    """FULL compatibility of the v3 fields: a consumer of the previous release (a log store
+    not yet upgraded) reads the new records, ignoring what it does not know."""
+    import io
+
+    import fastavro
+
+    from hookstream.records import AttemptRecord
+    from hookstream.records.codec import load_schema_text, older_schema_texts
+
+    record = AttemptRecord("d", "w", "glpi", "Ticket", 1, "new", 1, 0, 5, "delivered",
+                           status_code=200, hop=2, trigger="retry", trigger_tier="10s",
+                           request_headers={"X-GLPI-signature": "ab"}, next_step="done.")
+    writer = fastavro.parse_schema(json.loads(load_schema_text("AttemptRecord")))
+    reader = fastavro.parse_schema(json.loads(older_schema_texts("AttemptRecord")[2]))
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, writer, record.to_dict())
+    old = fastavro.schemaless_reader(io.BytesIO(buf.getvalue()), writer, reader)
+    assert old["hop"] == 2 and old["status_code"] == 200 and "trigger" not in old
