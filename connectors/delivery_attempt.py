@@ -22,6 +22,7 @@ from connectors.sender import HttpResult, Target
 from hookstream.io import metrics
 from hookstream.policy import (
     Admission,
+    Cause,
     Charge,
     CircuitBreakers,
     Network,
@@ -29,9 +30,10 @@ from hookstream.policy import (
     SecretBox,
     circuit_charge,
     decide,
+    delay_label,
     tier_of,
 )
-from hookstream.records import DeliveryRequest, Outcome, WebhookDefinition
+from hookstream.records import DeliveryRequest, Outcome, Trigger, WebhookDefinition
 
 
 class Abandoned(Exception):
@@ -123,7 +125,9 @@ class Attempts:
             return
         tiers = target.retry_schedule_s or self._rules.tiers_s
         started_ms = int(self._clock() * 1000)
-        if self._circuits.admit(origin, self._clock()) is Admission.REJECT:
+        admission = self._circuits.admit(origin, self._clock())
+        cause = self._cause(request, topic, admission)
+        if admission is Admission.REJECT:
             observed = Observed(started_ms, started_ms, circuit_open=True, error="circuit open")
         else:
             observed = await self._send(origin, request, target, started_ms,
@@ -140,6 +144,7 @@ class Attempts:
             tier_of(self._rules.topic_delay_s.get(topic), tiers),
             self._rand(),
             challenge_max_age_ms=self._rules.challenge_max_age_ms,
+            cause=cause,
         )
         if decision.forward is None:
             self._stale.finished(request.delivery_id)
@@ -147,6 +152,18 @@ class Attempts:
             metrics.DELIVERY_LAG.observe(
                 max(0, decision.attempt.finished_at - request.created_at) / 1000)
         self._outcomes.decision(tp, offset, decision, tiers)
+
+    def _cause(self, request: DeliveryRequest, topic: str, admission: Admission) -> Cause:
+        """What made this attempt: a copy from a retry tier, the first copy or a redriven
+        one (a copy on hookstream.deliveries past hop 0), or the probe of a half-open
+        circuit, whichever topic its copy came from."""
+        delay_s = self._rules.topic_delay_s.get(topic)
+        tier = None if delay_s is None else delay_label(delay_s)
+        if admission is Admission.PROBE:
+            return Cause(Trigger.PROBE, tier)
+        if tier is not None:
+            return Cause(Trigger.RETRY, tier)
+        return Cause(Trigger.FIRST if request.hop == 0 else Trigger.REDRIVE)
 
     async def _send(
         self, origin: str, request: DeliveryRequest, target: Target, started_ms: int,
@@ -185,6 +202,7 @@ def _observed(result: HttpResult, started_ms: int, finished_ms: int) -> Observed
         blocked=result.blocked is not None,
         challenge_failed=result.challenge_failed is not None,
         token_failed=result.token_failed,
+        request_headers=result.request_headers,
     )
 
 

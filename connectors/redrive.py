@@ -10,6 +10,7 @@ record once: what was committed is in the ledger, what was not is invisible
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
@@ -23,7 +24,7 @@ from connectors.sender import Sender, Target
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, HookstreamError
 from hookstream.io import codec_for, producer, read_all
-from hookstream.policy import Response, Success, classify, parse_networks, secret_box
+from hookstream.policy import Response, Success, classify, explain, parse_networks, secret_box
 from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
@@ -32,6 +33,7 @@ from hookstream.records import (
     AttemptRecord,
     DeliveryRequest,
     Outcome,
+    Trigger,
     retry_topics,
 )
 from hookstream.records.redriven import RedriveLedger, position
@@ -177,10 +179,13 @@ def find_delivery(settings: Settings, delivery_id: str) -> DeliveryRequest | Non
 
 
 def force_send(
-    settings: Settings, request: DeliveryRequest, target: Target, clock: Callable[[], float]
+    settings: Settings, request: DeliveryRequest, target: Target, clock: Callable[[], float],
+    actor: str | None = None,
 ) -> AttemptRecord:
     """GLPI's "send now": one immediate attempt whatever the delivery's state. The attempt
-    is recorded; the delivery's own route (retry or DLQ) is left as it is."""
+    is recorded, with the name of the token that asked for it (`actor`) and the response
+    body when the webhook saves response bodies; the delivery's own route (retry or DLQ)
+    is left as it is."""
 
     async def attempt() -> AttemptRecord:
         allow = parse_networks(settings.allowed_networks)
@@ -194,6 +199,7 @@ def force_send(
                 clock(),
             )
             ok = isinstance(verdict, Success)
+            sent = result.request_headers is not None
             return request.attempt_record(
                 request.attempt + 1,
                 started,
@@ -201,6 +207,16 @@ def force_send(
                 Outcome.DELIVERED if ok else Outcome.FAILED,
                 status_code=result.status,
                 error=result.error,
+                response_headers=result.headers if result.body is not None else {},
+                response_body=result.body,
+                trigger=Trigger.MANUAL,
+                actor=actor,
+                request_method=request.method.upper() if sent else None,
+                request_url=request.url if sent else None,
+                request_headers=result.request_headers or {},
+                body_sha256=hashlib.sha256(request.body).hexdigest() if sent else None,
+                reason=None if ok else getattr(verdict, "reason", result.error),
+                next_step=explain.manual(ok, result.status, result.error),
             )
 
     record = asyncio.run(attempt())

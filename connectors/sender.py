@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import aiohttp
@@ -29,6 +29,7 @@ from hookstream.policy import (
     parse_networks,
     signature_headers,
 )
+from hookstream.policy.redact import redact_headers
 from hookstream.records import DeliveryRequest, WebhookDefinition
 
 
@@ -86,6 +87,8 @@ class HttpResult:
     blocked: str | None = None  # the SSRF guard refused the address
     challenge_failed: str | None = None  # CRA failed: no attempt spent
     token_failed: bool = False  # the OAuth token endpoint failed: the target was not asked
+    # The headers of the request as sent (credentials redacted); None when none was sent.
+    request_headers: dict[str, str] | None = None
 
 
 MAX_CACHED = 10_000  # entries of a cache before the expired ones are swept
@@ -205,24 +208,31 @@ class Sender:
     async def send(
         self, request: DeliveryRequest, target: Target, global_allow: tuple[Network, ...] = ()
     ) -> HttpResult:
-        """One attempt; signs at send time so retries stay within the receiver's tolerance."""
+        """One attempt; signs at send time so retries stay within the receiver's tolerance.
+        The result carries the headers of the request as sent (the signature headers and
+        those the client adds included; credentials redacted)."""
+        sent: dict[str, str] = {}  # filled by _request once the headers are known
         with allowed_networks(target.allow):
             try:
                 if target.use_cra_challenge and not await self._challenge(request.url, target):
                     return HttpResult(
                         challenge_failed="CRA challenge failed", error="CRA challenge failed"
                     )
-                result = await self._request(request, target)
+                result = await self._request(request, target, sent)
                 if result.status == 401 and target.use_oauth:
-                    result = await self._request(request, target, refresh=True)
-                return result
+                    result = await self._request(request, target, sent, refresh=True)
+                return replace(result, request_headers=redact_headers(sent))
             except OAuthFailed as e:
                 return HttpResult(error=f"oauth: {e}", token_failed=True)
             except Exception as e:
-                return _failure(e, target.timeout_s)
+                failure = _failure(e, target.timeout_s)
+                if sent and failure.blocked is None:  # the request may have left
+                    failure = replace(failure, request_headers=redact_headers(sent))
+                return failure
 
     async def _request(
-        self, request: DeliveryRequest, target: Target, refresh: bool = False
+        self, request: DeliveryRequest, target: Target, sent: dict[str, str],
+        refresh: bool = False,
     ) -> HttpResult:
         headers = dict(request.headers)
         headers.update(
@@ -240,6 +250,8 @@ class Sender:
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
             headers["Authorization"] = f"Bearer {token}"
         timeout = aiohttp.ClientTimeout(total=target.timeout_s, connect=min(5.0, target.timeout_s))
+        sent.clear()
+        sent.update(headers)
         async with self.session.request(
             request.method,
             request.url,
@@ -248,6 +260,10 @@ class Sender:
             timeout=timeout,
             allow_redirects=False,
         ) as response:
+            # What went on the wire: ours plus those the client added (Host, Content-Length,
+            # Content-Type, User-Agent, Accept...).
+            sent.clear()
+            sent.update(response.request_info.headers)
             body = (
                 await response.content.read(self.body_cap_bytes)
                 if target.save_response_body

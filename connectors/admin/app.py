@@ -251,7 +251,7 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
         found = delivery_detail(ctx.engine, delivery_id, p.scope)
         if found is None:
             raise _problem(404, f"no delivery {delivery_id}")
-        record = ctx.force_send(delivery_id)
+        record = ctx.force_send(delivery_id, p.name)
         if record is None:
             raise _problem(404, f"delivery {delivery_id} or its webhook is no longer there")
         result = send_result(str(record.outcome), record.status_code, record.error)

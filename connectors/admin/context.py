@@ -165,14 +165,15 @@ class AdminContext:
             timezone = self._timezones.get(webhook.instance, "UTC")
         return preview(webhook, parsed, self.entities, now_ms, timezone)
 
-    def force_send(self, delivery_id: str) -> AttemptRecord | None:
-        """GLPI's "send now", as `hookstream deliveries send`; None when the delivery or
-        its webhook is no longer there."""
+    def force_send(self, delivery_id: str, actor: str | None = None) -> AttemptRecord | None:
+        """GLPI's "send now", as `hookstream deliveries send`, by the token named `actor`;
+        None when the delivery or its webhook is no longer there."""
         request = find_delivery(self.settings, delivery_id)
         definition = None if request is None else self.webhook(request.webhook_id)
         if request is None or definition is None:
             return None
-        return force_send(self.settings, request, Target.of(definition, self.box), self.clock)
+        return force_send(self.settings, request, Target.of(definition, self.box), self.clock,
+                          actor)
 
     def redrive(self, webhook_id: str | None, since_ms: int, rate_per_s: float,
                 instances: Collection[str] | None = None) -> int:

@@ -119,6 +119,15 @@ class Attempt(BaseModel):
     response_body: Body | None
     response_size: int | None
     response_truncated: bool
+    trigger: str = ""  # first, retry, probe, redrive, manual; "" before AttemptRecord v3
+    trigger_tier: str | None = None
+    actor: str | None = None  # the token name of a manual send
+    request_method: str | None = None
+    request_url: str | None = None
+    request_headers: dict[str, str] | None = None  # as sent, credentials masked
+    body_sha256: str | None = None
+    reason: str | None = None
+    next_step: str | None = None  # the decision taken next, in a sentence
 
 
 class DeliveryDetail(Delivery):

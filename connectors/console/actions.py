@@ -94,7 +94,7 @@ def action_routes(console: Console) -> APIRouter:
                                   what=f"delivery {delivery_id}")
         if found["state"] == "delivered" and form.get("confirm") != "yes":
             return console.render(request, "confirm_send.html", viewer=v, d=found)
-        record = await run_in_threadpool(ctx.force_send, delivery_id)
+        record = await run_in_threadpool(ctx.force_send, delivery_id, v.principal.name)
         if record is None:
             return console.render(request, "not_found.html", 404, viewer=v,
                                   what=f"delivery {delivery_id} or its webhook")

@@ -19,7 +19,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from connectors.console.filters import ListView, parse_view
 from connectors.console.search import destination, matching_webhooks, terms
 from connectors.console.stats import day_counts, recent_item
-from connectors.console.web import Console, Viewer
+from connectors.console.timeline import timeline
+from connectors.console.web import HEADERS, Console, Viewer
 from connectors.logstore import (
     AuditFilter,
     DeliveryFilter,
@@ -28,6 +29,7 @@ from connectors.logstore import (
     list_audit,
     list_deliveries,
     queue_view,
+    request_body,
 )
 from connectors.logstore.queries import OUTCOMES, STATES, BadFilter
 from hookstream.control.webhooks import redacted
@@ -123,7 +125,8 @@ def page_routes(console: Console) -> APIRouter:
             ctx.engine, delivery_id, v.principal.scope)
         if found is None:
             return not_found(request, v, f"delivery {delivery_id}")
-        return console.render(request, "delivery.html", viewer=v, d=found)
+        return console.render(request, "delivery.html", viewer=v, d=found,
+                              timeline=timeline(found["attempt_log"]))
 
     @router.get("/audit")
     def audit(request: Request, v: Who, token: Text = None,
@@ -145,6 +148,23 @@ def page_routes(console: Console) -> APIRouter:
         return console.render(request, "audit.html", viewer=v, rows=rows, token=token,
                               action=action, actions=[str(a) for a in AuditAction],
                               older=older)
+
+    @router.get("/deliveries/{delivery_id}/body")
+    def delivery_body(request: Request, v: Who, delivery_id: str) -> Response:
+        """The request body as the exact bytes sent (as stored: a body longer than the
+        store's limit is refused rather than served cut)."""
+        found = None if not DELIVERY_ID.match(delivery_id) else request_body(
+            ctx.engine, delivery_id, v.principal.scope)
+        if found is None:
+            return not_found(request, v, f"delivery {delivery_id}")
+        data, truncated = found
+        if truncated:
+            return console.render(request, "refused.html", 409, viewer=v, message=(
+                "This body was stored truncated (it is longer than the log store keeps): "
+                "its size and SHA-256 are on the delivery page."))
+        return Response(data, 200, media_type="application/octet-stream", headers={
+            **HEADERS, "Content-Disposition":
+                f'attachment; filename="{delivery_id[:12]}-body.bin"'})
 
     @router.get("/webhooks")
     def webhooks(request: Request, v: Who) -> HTMLResponse:

@@ -11,6 +11,7 @@ from connectors.logstore.queries import (
     last_item,
     list_deliveries,
     queue_view,
+    request_body,
 )
 from connectors.logstore.rows import State
 from connectors.logstore.schema import LATEST, migrate, schema_version
@@ -34,6 +35,7 @@ __all__ = [
     "open_engine",
     "queue_view",
     "rebuild",
+    "request_body",
     "run_logstore",
     "schema_version",
 ]

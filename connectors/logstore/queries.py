@@ -223,10 +223,32 @@ def delivery_detail(
             "response_body": body_json(a.response_body),
             "response_size": a.response_size,
             "response_truncated": bool(a.response_truncated),
+            "trigger": a.trigger or "",
+            "trigger_tier": a.trigger_tier,
+            "actor": a.actor,
+            "request_method": a.request_method,
+            "request_url": a.request_url,
+            "request_headers": json.loads(a.request_headers) if a.request_headers else None,
+            "body_sha256": a.body_sha256,
+            "reason": a.reason,
+            "next_step": a.next_step,
         }
         for a in tried
     ]
     return detail
+
+
+def request_body(
+    engine: Engine, delivery_id: str, instances: Sequence[str] | None = None
+) -> tuple[bytes, bool] | None:
+    """A delivery's stored request body, exact bytes, and whether it was cut to the limit."""
+    c = deliveries.c
+    with engine.connect() as conn:
+        row = conn.execute(select(c.body, c.body_truncated).where(
+            c.delivery_id == delivery_id, _scope(instances))).first()
+    if row is None:
+        return None
+    return bytes(row.body or b""), bool(row.body_truncated)
 
 
 def queue_view(

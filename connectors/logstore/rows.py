@@ -23,6 +23,7 @@ from enum import StrEnum
 
 import orjson
 
+from hookstream.policy.redact import redact_headers
 from hookstream.records import AttemptRecord, DeliveryRequest, ItemChangeEvent, Outcome
 
 
@@ -57,11 +58,9 @@ _ATTEMPT_STATE = {
 }
 # Attempts that did not spend one of the webhook's tries.
 NOT_SPENT = (Outcome.DEFERRED, Outcome.CIRCUIT_OPEN, Outcome.RENDER_ERROR)
-
-# Header names whose values are credentials: redacted before they are stored.
-_SECRET_HEADER_WORDS = ("signature", "authorization", "token", "secret", "api-key", "apikey",
-                        "cookie", "password")
-REDACTED = "<redacted>"
+# Attempts that sent no request to the target: not counted, not numbered (the queue's
+# "Attempts" column and the delivery page's "Attempt N" count requests sent).
+NO_REQUEST = (*NOT_SPENT, Outcome.CHALLENGE_FAILED, Outcome.BLOCKED)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -127,18 +126,19 @@ class AttemptRow:
     error: str | None
     response_headers: str  # JSON
     response_body: Body | None
+    trigger: str = ""
+    trigger_tier: str | None = None
+    actor: str | None = None
+    request_method: str | None = None
+    request_url: str | None = None
+    request_headers: str | None = None  # JSON, credentials redacted
+    body_sha256: str | None = None
+    reason: str | None = None
+    next_step: str | None = None
 
     @property
     def spent(self) -> bool:
         return self.outcome not in NOT_SPENT
-
-
-def redact_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Headers with the values of credential-bearing names replaced."""
-    return {
-        name: REDACTED if any(w in name.lower() for w in _SECRET_HEADER_WORDS) else value
-        for name, value in headers.items()
-    }
 
 
 def _json(data: dict[str, str]) -> str:
@@ -194,7 +194,8 @@ def from_attempt(
         event=record.event,
         created_at=record.started_at,  # a request copy, when read, gives an earlier time
         state_key=key,
-        last_error=None if state is None else record.error,
+        # The reason the DLQ record carries (`hookstream dlq list`), else the error.
+        last_error=None if state is None else (record.reason or record.error),
     )
     attempt = AttemptRow(
         partition=partition,
@@ -211,6 +212,18 @@ def from_attempt(
         response_body=None
         if record.response_body is None
         else Body.of(record.response_body, body_limit),
+        trigger=record.trigger,
+        trigger_tier=record.trigger_tier,
+        actor=record.actor,
+        request_method=record.request_method,
+        request_url=record.request_url,
+        # Redacted again: records written before v3 never carry these; a sender of another
+        # release might not have redacted.
+        request_headers=_json(redact_headers(record.request_headers))
+        if record.request_headers else None,
+        body_sha256=record.body_sha256,
+        reason=record.reason,
+        next_step=record.next_step,
     )
     return fragment, attempt
 

@@ -6,7 +6,9 @@ SQLAlchemy Core describes the tables once; each dialect renders its own DDL and 
 `schema_migrations`, so a store opened by a newer release is upgraded in place and a
 store already up to date is left alone. The Table objects below are the shape
 migration 1 created (2 for `items`, 5 for `audit`); a later change is explicit DDL in its own
-migration (3 and 4: indexes), so every store, new or upgraded, ends up the same.
+migration (3 and 4: indexes; 6 adds the attempt columns it finds missing, which the
+Table object already has for a new store), so every store, new or upgraded, ends up
+the same.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
     select,
     text,
 )
@@ -99,6 +102,18 @@ attempts = Table(
     Column("response_size", Integer),
     Column("response_sha256", String(64)),
     Column("response_truncated", Boolean),
+    # Migration 5: what made the attempt, the request as sent, the decision taken next.
+    *(column for column in (
+        Column("trigger", String(16)),
+        Column("trigger_tier", String(16)),
+        Column("actor", String(255)),
+        Column("request_method", String(16)),
+        Column("request_url", Text),
+        Column("request_headers", Text),  # JSON, credentials redacted
+        Column("body_sha256", String(64)),
+        Column("reason", Text),
+        Column("next_step", Text),
+    )),
     PrimaryKeyConstraint("kafka_partition", "kafka_offset"),
     Index("ix_attempts_delivery", "delivery_id", "hop", "finished_at"),
 )
@@ -189,12 +204,25 @@ def _v5(conn: Connection) -> None:
     audit.create(conn)
 
 
+ATTEMPT_COLUMNS_V6 = ("trigger", "trigger_tier", "actor", "request_method", "request_url",
+                      "request_headers", "body_sha256", "reason", "next_step")
+
+
+def _v6(conn: Connection) -> None:
+    present = {c["name"] for c in inspect(conn).get_columns("attempts")}
+    for name in ATTEMPT_COLUMNS_V6:
+        if name not in present:
+            kind = attempts.c[name].type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE attempts ADD COLUMN {name} {kind}"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and attempts", _v1),
     Migration(2, "items: the last state of each item seen", _v2),
     Migration(3, "queue view index covers created_at", _v3),
     Migration(4, "an index per filter of the queries log, in page order", _v4),
     Migration(5, "audit: every write through the admin API or the console", _v5),
+    Migration(6, "attempts: trigger, request as sent, decision", _v6),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -34,7 +34,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from connectors.logstore.rows import (
-    NOT_SPENT,
+    NO_REQUEST,
     AttemptRow,
     DeliveryRow,
     ItemRow,
@@ -181,7 +181,7 @@ def _summaries() -> Any:
         .where(deliveries.c.delivery_id.in_(bindparam("ids", expanding=True)))
         .values(
             attempts=select(func.count())
-            .where(mine, attempts.c.outcome.not_in([str(o) for o in NOT_SPENT]))
+            .where(mine, attempts.c.outcome.not_in([str(o) for o in NO_REQUEST]))
             .scalar_subquery(),
             last_status=last(attempts.c.status_code),
             last_outcome=last(attempts.c.outcome),
@@ -238,6 +238,15 @@ def attempt_params(row: AttemptRow) -> dict[str, Any]:
         "response_size": None if body is None else body.size,
         "response_sha256": None if body is None else body.sha256,
         "response_truncated": None if body is None else body.truncated,
+        "trigger": row.trigger,
+        "trigger_tier": row.trigger_tier,
+        "actor": row.actor,
+        "request_method": row.request_method,
+        "request_url": row.request_url,
+        "request_headers": row.request_headers,
+        "body_sha256": row.body_sha256,
+        "reason": row.reason,
+        "next_step": row.next_step,
     }
 
 

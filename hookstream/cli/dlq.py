@@ -78,7 +78,7 @@ def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
     if target is None:
         print(f"webhook {request.webhook_id} no longer exists", file=sys.stderr)
         return 1
-    record = force_send(settings, request, target, time.time)
+    record = force_send(settings, request, target, time.time, "command line")
     print(f"{record.outcome}: status {record.status_code} {record.error or ''}".rstrip())
     return 0 if record.outcome == "delivered" else 1
 

@@ -17,7 +17,15 @@ from hookstream.policy.ingest import (
     signature_valid,
     source_allowed,
 )
-from hookstream.policy.outcomes import DLQ_TIER, Charge, Decision, Observed, circuit_charge, decide
+from hookstream.policy.outcomes import (
+    DLQ_TIER,
+    Cause,
+    Charge,
+    Decision,
+    Observed,
+    circuit_charge,
+    decide,
+)
 from hookstream.policy.replay import AcceptedRequests
 from hookstream.policy.retry import (
     DEFAULT_TIERS_S,
@@ -65,6 +73,7 @@ __all__ = [
     "AcceptedRequests",
     "AdaptiveLimit",
     "Admission",
+    "Cause",
     "Challenge",
     "Charge",
     "CircuitBreakers",

@@ -12,10 +12,12 @@ what the target itself answered (or failed to answer) is charged to it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from hookstream.policy import explain
 from hookstream.policy.retry import (
     DeadLetter,
     Delivered,
@@ -48,6 +50,17 @@ class Observed:
     circuit_open: bool = False
     deferred: bool = False
     token_failed: bool = False  # the OAuth token endpoint failed: the target was not asked
+    # The headers sent on the wire (credentials redacted); None when no request was made.
+    request_headers: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """What made the attempt happen: an AttemptRecord's trigger, tier and actor."""
+
+    trigger: str = ""
+    tier: str | None = None
+    actor: str | None = None
 
 
 class Charge(StrEnum):
@@ -102,6 +115,7 @@ def decide(
     rand: float,
     *,
     challenge_max_age_ms: int | None = None,
+    cause: Cause = Cause(),
 ) -> Decision:
     """The attempt record and the forward record for one attempt (or skipped attempt).
 
@@ -113,7 +127,9 @@ def decide(
     hop = request.hop + 1  # every forwarded copy supersedes the record it came from
     number = request.attempt + 1 if spent else request.attempt
 
-    def record(outcome: Outcome) -> AttemptRecord:
+    sent = observed.request_headers is not None
+
+    def record(outcome: Outcome, next_step: str, reason: str | None = None) -> AttemptRecord:
         return request.attempt_record(
             number,
             observed.started_ms,
@@ -123,6 +139,15 @@ def decide(
             error=observed.error,
             response_headers=observed.response_headers or {},
             response_body=observed.response_body,
+            trigger=cause.trigger,
+            trigger_tier=cause.tier,
+            actor=cause.actor,
+            request_method=request.method.upper() if sent else None,
+            request_url=request.url if sent else None,
+            request_headers=observed.request_headers or {},
+            body_sha256=hashlib.sha256(request.body).hexdigest() if sent else None,
+            reason=reason,
+            next_step=next_step,
         )
 
     def dead(reason: str) -> Forward:
@@ -132,7 +157,8 @@ def decide(
         )
 
     if observed.blocked:
-        return Decision(record(Outcome.BLOCKED), dead(observed.error or "blocked"))
+        why = observed.error or "blocked"
+        return Decision(record(Outcome.BLOCKED, explain.blocked(why), why), dead(why))
     if (
         observed.challenge_failed
         and challenge_max_age_ms is not None
@@ -140,7 +166,8 @@ def decide(
     ):
         age_s = (now_ms - request.created_at) // 1000
         why = f"{observed.error or 'CRA challenge failed'} for {age_s}s, past its maximum age"
-        return Decision(record(Outcome.DEAD_LETTERED), dead(why))
+        return Decision(
+            record(Outcome.DEAD_LETTERED, explain.challenge_expired(why), why), dead(why))
     if not spent:
         later = skip_tier(current_tier, tiers_s, rand, now_ms)
         outcome = (
@@ -151,7 +178,7 @@ def decide(
             else Outcome.DEFERRED
         )
         return Decision(
-            record(outcome),
+            record(outcome, explain.skipped(str(outcome), tiers_s[later.tier]), observed.error),
             Forward(
                 later.tier,
                 request.evolve(
@@ -170,11 +197,13 @@ def decide(
     gone = isinstance(verdict, Permanent) and verdict.gone
     match route:
         case Delivered():
-            return Decision(record(Outcome.DELIVERED), None)
+            return Decision(record(Outcome.DELIVERED, explain.delivered(observed.status)), None)
         case RetryLater(tier=tier, not_before_ms=not_before):
             reason = getattr(verdict, "reason", None)
+            step = explain.retried(observed.status, observed.error, tiers_s[tier], number,
+                                   sent_try)
             return Decision(
-                record(Outcome.RETRY_SCHEDULED),
+                record(Outcome.RETRY_SCHEDULED, step, reason),
                 Forward(
                     tier,
                     request.evolve(
@@ -188,5 +217,8 @@ def decide(
                 ),
             )
         case DeadLetter(reason=reason):
-            return Decision(record(Outcome.DEAD_LETTERED), dead(reason), gone=gone)
+            step = (explain.not_retried(observed.status, observed.error, policy)
+                    if isinstance(verdict, Permanent)
+                    else explain.exhausted(observed.status, observed.error, number, sent_try))
+            return Decision(record(Outcome.DEAD_LETTERED, step, reason), dead(reason), gone=gone)
     raise AssertionError(f"unknown route {route!r}")

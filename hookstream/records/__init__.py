@@ -26,6 +26,7 @@ from hookstream.records.events import (
     ItemChangeEvent,
     Outcome,
     Record,
+    Trigger,
     delivery_id_for,
     make_event,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "Outcome",
     "PollCursor",
     "Record",
+    "Trigger",
     "WebhookDefinition",
     "avro_topics",
     "delivery_id_for",

@@ -31,6 +31,16 @@ class Outcome(StrEnum):
     FAILED = "failed"  # a forced send that failed; the delivery's route is unchanged
 
 
+class Trigger(StrEnum):
+    """What made an attempt happen (AttemptRecord.trigger; empty in records before v3)."""
+
+    FIRST = "first"  # the first copy on hookstream.deliveries
+    RETRY = "retry"  # a copy read from a retry tier (`trigger_tier`)
+    PROBE = "probe"  # the single request of a half-open circuit
+    REDRIVE = "redrive"  # a copy redriven from the DLQ onto hookstream.deliveries
+    MANUAL = "manual"  # "send now" by a token (`actor`)
+
+
 R = TypeVar("R", bound="Record")
 
 
@@ -195,6 +205,16 @@ class AttemptRecord(Record):
     response_body: bytes | None = None
     # the hop of the request copy attempted: orders attempts among the copies (log store)
     hop: int = 0
+    trigger: str = ""  # a Trigger
+    trigger_tier: str | None = None
+    actor: str | None = None  # the token name of a manual send
+    # The request as sent on the wire (credentials redacted): None/empty when none was made.
+    request_method: str | None = None
+    request_url: str | None = None
+    request_headers: dict[str, str] = field(default_factory=dict)
+    body_sha256: str | None = None
+    reason: str | None = None  # why the delivery was retried or dead-lettered
+    next_step: str | None = None  # the decision taken next, in a sentence
 
 
 @dataclass(frozen=True, slots=True)

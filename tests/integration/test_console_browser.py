@@ -38,6 +38,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = Path(__file__).resolve().parents[1] / "screenshots" / "console"
 SECRET = "console-secret-Hq7p2"  # a webhook secret: shown on no page
+BEARER = "bearer-token-of-the-target-0123456789abcdefghij"  # a credential: shown masked
 WAIT_MS = 30_000
 TRUSTED_PROXY, UNTRUSTED_PROXY = "127.0.0.2", "127.0.0.3"  # loopback addresses of proxies
 
@@ -78,11 +79,18 @@ def console(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
     with Receiver() as receiver:
         receiver.on("/ok", statuses=[200])
         receiver.on("/dead", statuses=[410])
+        receiver.on("/unauthorized", statuses=[401])
+        receiver.on("/flaky", statuses=[500, 200])
         net = {"allowed_networks": ["127.0.0.0/8"], "entities_id": 0, "is_recursive": True}
         apply_webhooks(settings, tmp,
                        {"id": "to-ok", "event": "update", "url": receiver.url("/ok"),
-                        "secret": SECRET, **net},
-                       {"id": "to-dead", "url": receiver.url("/dead"), "sent_try": 0, **net},
+                        "secret": SECRET, "signature_scheme": "both",
+                        "custom_headers": {"Authorization": f"Bearer {BEARER}"}, **net},
+                       {"id": "to-dead", "url": receiver.url("/dead"), "sent_try": 0,
+                        "save_response_body": True, **net},
+                       {"id": "to-401", "url": receiver.url("/unauthorized"), "sent_try": 3,
+                        **net},
+                       {"id": "to-flaky", "url": receiver.url("/flaky"), **net},
                        {"id": "to-b", "instance": "glpi-b", "url": receiver.url("/ok"), **net})
         dead = [request_for("to-dead", receiver.url("/dead"), n) for n in (1, 2)]
         b = dataclasses.replace(request_for("to-b", receiver.url("/ok"), 3), instance="glpi-b")
@@ -325,7 +333,7 @@ def test_a_token_scoped_to_instance_a_sees_nothing_of_b(console: Console) -> Non
     page.goto(console.url + "/webhooks")
     ids = page.locator("tr[data-webhook]").evaluate_all(
         "rows => rows.map(r => r.dataset.webhook)")
-    assert sorted(ids) == ["to-dead", "to-ok"]
+    assert sorted(ids) == ["to-401", "to-dead", "to-flaky", "to-ok"]
     page.goto(console.url + "/queue")
     assert "glpi-b" not in page.content() and "to-b" not in page.content()
     shot(page, "scoped-queue")
@@ -431,3 +439,79 @@ def test_every_main_page_fits_the_screen(console: Console, screen: str,
     if screen == "phone":  # the check above had something to check: the queue's log is wide
         assert scrolling["queue"], scrolling
     context.close()
+
+
+def test_the_timeline_shows_the_request_sent_and_each_decision(console: Console) -> None:
+    """After the tests above: Ticket 4242 was delivered at once; the second dead delivery
+    answered 410 (not retried), then was redriven and delivered."""
+    import hashlib
+
+    r401 = request_for("to-401", console.receiver.url("/unauthorized"), 11)
+    flaky = request_for("to-flaky", console.receiver.url("/flaky"), 12)
+    publish(console.settings, [r401, flaky])
+    page = logged_in(console)
+    page.goto(console.url + "/queue")
+    page.locator("#live tr", has_text="Ticket 4242").get_by_role(
+        "link", name=re.compile("^[0-9a-f]{12}$")).click()
+    page.wait_for_url("**/deliveries/*")
+    first = page.locator("li.attempt").first
+    assert "Attempt 1" in first.inner_text() and "first send" in first.inner_text()
+    assert first.locator(".decision").inner_text() == "HTTP 200: delivered."
+    first.locator("details.sent summary").click()
+    sent = first.locator("table.request-headers").inner_text()
+    got = console.receiver.requests("/ok")[-1]
+    # the signature headers, exactly as the receiver got them; the bearer token masked
+    for name in ("x-glpi-signature", "x-glpi-timestamp", "webhook-signature"):
+        assert got.headers[name] in sent, name
+    assert f"Bearer ••••({len(BEARER)} chars)" in sent
+    assert BEARER not in page.content() and SECRET not in page.content()
+    # the body: the exact bytes, downloaded, are those the receiver got
+    assert page.locator("#body-sha256").inner_text() == hashlib.sha256(got.body).hexdigest()
+    page.locator("#body-raw-view summary").click()  # the raw toggle: the bytes as sent
+    assert page.locator("#body-raw").inner_text() == got.body.decode()
+    with page.expect_download() as download:
+        page.locator("#body-download").click()
+    data = Path(download.value.path()).read_bytes()
+    assert hashlib.sha256(data).digest() == hashlib.sha256(got.body).digest()
+    shot(page, "timeline-delivered")
+
+    page.goto(f"{console.url}/deliveries/{console.dead[1]}")
+    reload_until(page, lambda: page.locator("li.attempt").count() >= 2)
+    entries = page.locator("li.attempt")
+    assert "Attempt 1" in entries.nth(0).inner_text()
+    assert "HTTP 410: not retried under this webhook's retry policy" in (
+        entries.nth(0).locator(".decision").inner_text())
+    assert "Attempt 2" in entries.nth(1).inner_text()
+    assert "redrive" in entries.nth(1).locator(".trigger").inner_text()
+    assert "delivered" in entries.nth(1).locator(".decision").inner_text()
+    shot(page, "timeline-redriven")
+    page.goto(f"{console.url}/deliveries/{console.dead[0]}")  # force-sent above, by "admin"
+    manual = page.locator("li.attempt").nth(1)
+    assert "manual send by admin" in manual.locator(".trigger").inner_text()
+    manual.locator("details.response-body summary").click()  # save_response_body is on
+    assert manual.locator("details.response-body pre").inner_text() == '{"ok": true}'
+
+    # 401 under the default policy, sent_try 3: one attempt, and why it was not retried
+    page.goto(f"{console.url}/deliveries/{r401.delivery_id}")
+    reload_until(page, lambda: "dead_lettered" in page.locator("#state").inner_text())
+    assert page.locator("li.attempt").count() == 1
+    assert page.locator("#last-error").inner_text() == "Last error: HTTP 401"
+    assert page.locator("li.attempt .decision").inner_text() == (
+        "HTTP 401: not retried under this webhook's retry policy (default: only no answer, "
+        "408, 425, 429 and 5xx are retried); dead-lettered.")
+    shot(page, "timeline-401")
+
+    # 500 then 200: a retry on the first tier, numbered 2, as the queue's column says
+    page.goto(f"{console.url}/deliveries/{flaky.delivery_id}")
+    reload_until(page, lambda: "delivered" in page.locator("#state").inner_text())
+    entries = page.locator("li.attempt")
+    assert entries.count() == 2
+    assert entries.nth(0).locator(".decision").inner_text() == (
+        "HTTP 500: retried on the 1 s tier (attempt 1 of 4).")
+    assert "Attempt 2" in entries.nth(1).inner_text()
+    assert entries.nth(1).locator(".trigger").inner_text() == "retry (1s tier)"
+    assert "(2 attempts sent)" in page.locator("#attempts-h").inner_text()
+    page.goto(f"{console.url}/deliveries?webhook=to-flaky")
+    assert page.locator(f"tr[data-delivery='{flaky.delivery_id}'] td").nth(7).inner_text() == "2"
+    shot(page, "timeline-retried")
+    page.context.close()

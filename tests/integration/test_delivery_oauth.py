@@ -92,6 +92,10 @@ def test_one_token_for_many_deliveries_replaces_custom_authorization(
         assert r.headers["authorization"] == f"Bearer {token}"
     assert sorted(a.attempt for a in done) == [1] * len(requests)
     assert {a.status_code for a in done} == {200}
+    for a in done:  # the request as sent, on the record: the token masked, signatures kept
+        assert a.request_headers["Authorization"] == f"Bearer ••••({len(token)} chars)"
+        assert a.request_headers["webhook-id"] == a.delivery_id
+        assert token not in repr(a)
 
 
 def test_token_refreshed_once_on_401(settings: Settings, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from connectors.logstore import (
     migrate,
     open_engine,
     queue_view,
+    request_body,
     schema_version,
 )
 from connectors.logstore.queries import BadFilter, page_query
@@ -115,7 +116,7 @@ def test_detail_has_redacted_headers_truncated_bodies_and_every_attempt(engine: 
     LogStore(engine).write(f, a)
     detail = delivery_detail(engine, f[0].delivery_id)
     assert detail is not None
-    assert detail["request"]["headers"] == {"Authorization": "<redacted>"}
+    assert detail["request"]["headers"] == {"Authorization": "Bearer ••••(12 chars)"}
     assert "secret-token" not in repr(detail)
     assert [x["outcome"] for x in detail["attempt_log"]] == ["retry_scheduled", "delivered"]
     first = detail["attempt_log"][0]
@@ -218,7 +219,7 @@ def test_a_store_at_version_1_is_upgraded_in_place(kind: str, tmp_path: Path,
     LogStore(eng).write(f, a)  # no items: version 1 has no such table
     before = snapshot(eng)
     assert schema_version(eng) == 1
-    assert migrate(eng) == [2, 3, 4, 5] and schema_version(eng) == LATEST == 5
+    assert migrate(eng) == [2, 3, 4, 5, 6] and schema_version(eng) == LATEST == 6
     assert snapshot(eng) == before
     eng.dispose()
 
@@ -385,3 +386,50 @@ def test_audit_rows_are_written_once_and_read_newest_first_within_a_scope(engine
     assert [r["target"] for r in first + after] == ["t4", "t3", "t2", "t1", "t0"]
     store.clear()
     assert list_audit(engine, AuditFilter()) == []
+
+
+def test_an_attempt_keeps_its_trigger_request_and_decision(engine: Engine) -> None:
+    r0 = req(1)
+    sent = {"X-GLPI-signature": "ab" * 32, "X-GLPI-timestamp": "1700000000",
+            "Authorization": "Bearer secret-token"}
+    record = r0.attempt_record(
+        1, T0, T0 + 7, "dead_lettered", status_code=401, trigger="first",
+        request_method="POST", request_url=r0.url, request_headers=sent,
+        body_sha256="0" * 64, reason="HTTP 401",
+        next_step="HTTP 401: not retried under this webhook's retry policy; dead-lettered.")
+    dead = r0.evolve(hop=1, attempt=1, last_error="HTTP 401", last_status=401)
+    fragment, row = from_attempt(record, 0, 1, 64)
+    LogStore(engine).write([from_request(r0, Source.DELIVERIES, None, 64), fragment,
+                            from_request(dead, Source.DLQ, None, 64)], [row])
+    detail = delivery_detail(engine, r0.delivery_id)
+    assert detail is not None
+    assert detail["state"] == "dead_lettered" and detail["last_error"] == "HTTP 401"
+    [a] = detail["attempt_log"]
+    assert a["trigger"] == "first" and a["request_method"] == "POST"
+    assert a["request_headers"] == {"X-GLPI-signature": "ab" * 32,
+                                    "X-GLPI-timestamp": "1700000000",
+                                    "Authorization": "Bearer ••••(12 chars)"}
+    assert a["next_step"].startswith("HTTP 401: not retried") and a["reason"] == "HTTP 401"
+    assert "secret-token" not in repr(detail)
+    assert request_body(engine, r0.delivery_id) == (b'{"n": 1}', False)
+    assert request_body(engine, r0.delivery_id, ["other"]) is None
+
+
+def test_migrations_5_and_6_add_audit_and_the_attempt_columns_to_a_version_4_store(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, inspect
+
+    from connectors.logstore.schema import ATTEMPT_COLUMNS_V6, MIGRATIONS, migrations_table
+
+    eng = create_engine(f"sqlite:///{tmp_path / 'v4.db'}")
+    with eng.begin() as conn:  # a store as release 4 left it: attempts without the columns
+        migrations_table.create(conn)
+        conn.execute(text(
+            "CREATE TABLE attempts (kafka_partition INTEGER, kafka_offset BIGINT)"))
+        for m in MIGRATIONS[1:4]:
+            conn.execute(insert(migrations_table).values(
+                version=m.version, description=m.description, applied_at=0))
+        conn.execute(insert(migrations_table).values(version=1, description="x", applied_at=0))
+    assert migrate(eng) == [5, 6]
+    columns = {c["name"] for c in inspect(eng).get_columns("attempts")}
+    assert set(ATTEMPT_COLUMNS_V6) <= columns
+    eng.dispose()

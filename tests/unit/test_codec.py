@@ -204,20 +204,26 @@ def test_event_id_is_stable_and_content_sensitive() -> None:
     assert a.entities_id == 3  # taken from item.entity.id
 
 
-@pytest.mark.parametrize(("name", "added"), [
-    ("WebhookDefinition", {"escaping": "hookstream"}),
-    ("AttemptRecord", {"hop": 0}),
-    ("Instance", {"timezone": "UTC"}),
+_ATTEMPT_V3 = {"trigger": "", "trigger_tier": None, "actor": None, "request_method": None,
+               "request_url": None, "request_headers": {}, "body_sha256": None,
+               "reason": None, "next_step": None}
+
+
+@pytest.mark.parametrize(("name", "version", "added"), [
+    ("WebhookDefinition", 1, {"escaping": "hookstream"}),
+    ("AttemptRecord", 1, {"hop": 0, **_ATTEMPT_V3}),
+    ("AttemptRecord", 2, _ATTEMPT_V3),
+    ("Instance", 1, {"timezone": "UTC"}),
 ])
-def test_records_of_an_earlier_schema_version_still_decode(name: str, added: dict[str, object]
-                                                           ) -> None:
+def test_records_of_an_earlier_schema_version_still_decode(
+        name: str, version: int, added: dict[str, object]) -> None:
     import io
 
     import fastavro
 
     from hookstream.records.codec import RECORD_TYPES, older_schema_texts
 
-    [(version, text)] = older_schema_texts(name).items()
+    text = older_schema_texts(name)[version]
     old_schema = fastavro.parse_schema(json.loads(text))
     record = next(r for r in sample_records("Ticket.json") if type(r).schema_name == name)
     old_fields = {f["name"] for f in json.loads(text)["fields"]}
@@ -235,3 +241,24 @@ def test_records_of_an_earlier_schema_version_still_decode(name: str, added: dic
     unknown = [("hookstream-schema", name.encode()), ("hookstream-schema-version", b"99")]
     with pytest.raises(DecodeError, match="version 99 is not known"):
         Codec().decode(buf.getvalue(), unknown, RECORD_TYPES[name])
+
+
+def test_an_attempt_record_v3_is_read_by_a_version_2_reader() -> None:
+    """FULL compatibility of the v3 fields: a consumer of the previous release (a log store
+    not yet upgraded) reads the new records, ignoring what it does not know."""
+    import io
+
+    import fastavro
+
+    from hookstream.records import AttemptRecord
+    from hookstream.records.codec import load_schema_text, older_schema_texts
+
+    record = AttemptRecord("d", "w", "glpi", "Ticket", 1, "new", 1, 0, 5, "delivered",
+                           status_code=200, hop=2, trigger="retry", trigger_tier="10s",
+                           request_headers={"X-GLPI-signature": "ab"}, next_step="done.")
+    writer = fastavro.parse_schema(json.loads(load_schema_text("AttemptRecord")))
+    reader = fastavro.parse_schema(json.loads(older_schema_texts("AttemptRecord")[2]))
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, writer, record.to_dict())
+    old = fastavro.schemaless_reader(io.BytesIO(buf.getvalue()), writer, reader)
+    assert old["hop"] == 2 and old["status_code"] == 200 and "trigger" not in old

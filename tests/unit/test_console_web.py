@@ -45,7 +45,7 @@ class FakeContext:
     def webhook(self, webhook_id: str) -> Any:
         return None
 
-    def force_send(self, delivery_id: str) -> Any:
+    def force_send(self, delivery_id: str, actor: str | None = None) -> Any:
         self.sent.append(delivery_id)
         outcome, status, error = self.answer
         return type("Record", (), {"outcome": outcome, "status_code": status, "error": error})()
