@@ -415,7 +415,8 @@ def test_an_attempt_keeps_its_trigger_request_and_decision(engine: Engine) -> No
     assert request_body(engine, r0.delivery_id, ["other"]) is None
 
 
-def test_migrations_5_and_6_add_audit_and_the_attempt_columns_to_a_version_4_store(tmp_path: Path) -> None:
+def test_migrations_5_and_6_add_audit_and_attempt_columns_to_a_v4_store(
+        tmp_path: Path) -> None:
     from sqlalchemy import create_engine, inspect
 
     from connectors.logstore.schema import ATTEMPT_COLUMNS_V6, MIGRATIONS, migrations_table
