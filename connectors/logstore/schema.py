@@ -6,7 +6,7 @@ SQLAlchemy Core describes the tables once; each dialect renders its own DDL and 
 `schema_migrations`, so a store opened by a newer release is upgraded in place and a
 store already up to date is left alone. The Table objects below are the shape
 migration 1 created (2 for `items`, 5 for `audit`); a later change is explicit DDL in its own
-migration (3 and 4: indexes; 6 adds the attempt columns it finds missing, which the
+migration (3, 4 and 7: indexes; 6 adds the attempt columns it finds missing, which the
 Table object already has for a new store), so every store, new or upgraded, ends up
 the same.
 """
@@ -216,6 +216,16 @@ def _v6(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE attempts ADD COLUMN {name} {kind}"))
 
 
+def _v7(conn: Connection) -> None:
+    # The console's picture of each webhook: attempts of the last 24 hours by time (the
+    # chart, joined to their deliveries by id), and a webhook's latest attempted delivery
+    # (what delivery last saw of its target's circuit) as one seek per webhook.
+    conn.execute(text("CREATE INDEX ix_attempts_finished "
+                      "ON attempts (finished_at, outcome, delivery_id)"))
+    conn.execute(text("CREATE INDEX ix_deliveries_webhook_attempt "
+                      "ON deliveries (webhook_id, last_attempt_at, delivery_id)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and attempts", _v1),
     Migration(2, "items: the last state of each item seen", _v2),
@@ -223,6 +233,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "an index per filter of the queries log, in page order", _v4),
     Migration(5, "audit: every write through the admin API or the console", _v5),
     Migration(6, "attempts: trigger, request as sent, decision", _v6),
+    Migration(7, "indexes of the console's picture of each webhook", _v7),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -24,6 +24,7 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_COOLDOWN_S = 600.0  # the longest an origin stays open before a probe may go (default)
 
 
 class CircuitState(StrEnum):
@@ -64,7 +65,7 @@ class CircuitBreakers:
     """
 
     def __init__(self, failure_threshold: int = 5, cooldown_s: float = 30.0,
-                 max_cooldown_s: float = 600.0, *, max_tracked: int = 10_000) -> None:
+                 max_cooldown_s: float = MAX_COOLDOWN_S, *, max_tracked: int = 10_000) -> None:
         if failure_threshold < 1:
             raise ValueError(f"failure_threshold must be at least 1, got {failure_threshold}")
         if cooldown_s <= 0:

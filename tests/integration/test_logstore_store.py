@@ -219,7 +219,7 @@ def test_a_store_at_version_1_is_upgraded_in_place(kind: str, tmp_path: Path,
     LogStore(eng).write(f, a)  # no items: version 1 has no such table
     before = snapshot(eng)
     assert schema_version(eng) == 1
-    assert migrate(eng) == [2, 3, 4, 5, 6] and schema_version(eng) == LATEST == 6
+    assert migrate(eng) == [2, 3, 4, 5, 6, 7] and schema_version(eng) == LATEST == 7
     assert snapshot(eng) == before
     eng.dispose()
 
@@ -424,13 +424,15 @@ def test_migrations_5_and_6_add_audit_and_attempt_columns_to_a_v4_store(
     eng = create_engine(f"sqlite:///{tmp_path / 'v4.db'}")
     with eng.begin() as conn:  # a store as release 4 left it: attempts without the columns
         migrations_table.create(conn)
-        conn.execute(text(
-            "CREATE TABLE attempts (kafka_partition INTEGER, kafka_offset BIGINT)"))
+        conn.execute(text("CREATE TABLE attempts (kafka_partition INTEGER, "
+                          "kafka_offset BIGINT, delivery_id TEXT, finished_at BIGINT, "
+                          "outcome TEXT)"))
+        deliveries.create(conn)
         for m in MIGRATIONS[1:4]:
             conn.execute(insert(migrations_table).values(
                 version=m.version, description=m.description, applied_at=0))
         conn.execute(insert(migrations_table).values(version=1, description="x", applied_at=0))
-    assert migrate(eng) == [5, 6]
+    assert migrate(eng) == [5, 6, 7]
     columns = {c["name"] for c in inspect(eng).get_columns("attempts")}
     assert set(ATTEMPT_COLUMNS_V6) <= columns
     eng.dispose()
