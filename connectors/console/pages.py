@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from connectors.console.filters import ListView, parse_view
+from connectors.console.picture import MAX_OPEN_MS, pictures
 from connectors.console.search import destination, matching_webhooks, terms
 from connectors.console.stats import day_counts, recent_item
 from connectors.console.timeline import timeline
@@ -168,9 +169,13 @@ def page_routes(console: Console) -> APIRouter:
 
     @router.get("/webhooks")
     def webhooks(request: Request, v: Who) -> HTMLResponse:
-        counts = day_counts(ctx.engine, v.principal.scope, console.now_ms())
-        return console.render(request, "webhooks.html", viewer=v, webhooks=visible_webhooks(v),
-                              counts=counts)
+        now_ms = console.now_ms()
+        hooks = visible_webhooks(v)
+        counts = day_counts(ctx.engine, v.principal.scope, now_ms)
+        shown = pictures(ctx.engine, [w.id for w in hooks], v.principal.scope, now_ms,
+                         every_webhook=True)
+        return console.render(request, "webhooks.html", viewer=v, webhooks=hooks,
+                              counts=counts, pictures=shown, max_open_min=MAX_OPEN_MS // 60_000)
 
     @router.get("/webhooks/{webhook_id}")
     def webhook(request: Request, v: Who, webhook_id: str,
@@ -183,9 +188,12 @@ def page_routes(console: Console) -> APIRouter:
                            DeliveryFilter(webhook_id=webhook_id))
         except BadFilter as e:
             return bad_filter(request, v, e)
+        [picture] = pictures(ctx.engine, [webhook_id], v.principal.scope, console.now_ms(),
+                             css_class="chart chart-large").values()
         return console.render(
             request, "webhook.html", viewer=v, w=found, definition=redacted(found),
-            preview=_preview(console, v, found, items_id), items_id=items_id, log=log)
+            preview=_preview(console, v, found, items_id), items_id=items_id, log=log,
+            picture=picture)
 
     @router.get("/items/{instance}/{itemtype}/{items_id}")
     def item(request: Request, v: Who, instance: str, itemtype: str, items_id: int

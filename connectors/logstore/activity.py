@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Select, func, select
 
 from connectors.logstore.schema import attempts, deliveries
 from hookstream.records import Outcome
@@ -50,22 +50,35 @@ def hourly_attempts(engine: Engine, webhook_ids: Sequence[str] | None,
     """Per webhook: attempts finished in each of the last 24 clock hours, by outcome
     (delivered, retry_scheduled, dead_lettered), keyed (hour since the epoch, outcome).
     `webhook_ids` None: every webhook."""
+    counts: dict[str, dict[tuple[int, str], int]] = {}
+    with engine.connect() as conn:
+        for webhook_id, h, outcome, count in conn.execute(
+                hourly_query(webhook_ids, instances, now_ms)):
+            counts.setdefault(webhook_id, {})[(int(h), outcome)] = count
+    return counts
+
+
+def hourly_query(webhook_ids: Sequence[str] | None, instances: Sequence[str] | None,
+                 now_ms: int) -> Select[Any]:
+    """The grouped SELECT of `hourly_attempts`: a range of `ix_attempts_finished`, each
+    attempt joined to its delivery by primary key."""
     a, d = attempts.c, deliveries.c
-    hour = (a.finished_at // HOUR_MS).label("hour")
-    query = (select(d.webhook_id, hour, a.outcome, func.count())
-             .select_from(attempts.join(deliveries, d.delivery_id == a.delivery_id))
-             .where(a.finished_at >= first_hour(now_ms) * HOUR_MS,
-                    a.outcome.in_([str(o) for o in CHARTED]))
-             .group_by(d.webhook_id, hour, a.outcome))
+    # The 24 hours' attempts first, then each one's delivery by primary key: materialised,
+    # so that SQLite without statistics (no ANALYZE) does not rather walk an instance's or
+    # a webhook's whole log for the scope's condition.
+    recent = (select(a.delivery_id, (a.finished_at // HOUR_MS).label("hour"), a.outcome)
+              .where(a.finished_at >= first_hour(now_ms) * HOUR_MS,
+                     a.outcome.in_([str(o) for o in CHARTED]))
+              .cte("recent").prefix_with("MATERIALIZED"))
+    r = recent.c
+    query = (select(d.webhook_id, r.hour, r.outcome, func.count())
+             .select_from(recent.join(deliveries, d.delivery_id == r.delivery_id))
+             .group_by(d.webhook_id, r.hour, r.outcome))
     if webhook_ids is not None:
         query = query.where(d.webhook_id.in_(list(webhook_ids)))
     if instances is not None:
         query = query.where(d.instance.in_(list(instances)))
-    counts: dict[str, dict[tuple[int, str], int]] = {}
-    with engine.connect() as conn:
-        for webhook_id, h, outcome, count in conn.execute(query):
-            counts.setdefault(webhook_id, {})[(int(h), outcome)] = count
-    return counts
+    return query
 
 
 def latest_deliveries(engine: Engine, webhook_ids: Sequence[str],
@@ -88,22 +101,29 @@ def _latest(engine: Engine, webhook_ids: Sequence[str], instances: Sequence[str]
     ids = list(dict.fromkeys(webhook_ids))
     with engine.connect() as conn:
         for start in range(0, len(ids), SEEKS_PER_STATEMENT):
-            seeks = [_seek(w, instances, order) for w in ids[start:start + SEEKS_PER_STATEMENT]]
-            rows = conn.execute(select(d.webhook_id, d.delivery_id, d.created_at, d.state,
-                                       d.last_status, d.last_outcome, d.last_attempt_at)
-                                .where(d.delivery_id.in_(seeks)))
-            for r in rows:
+            chunk = ids[start:start + SEEKS_PER_STATEMENT]
+            for r in conn.execute(latest_query(chunk, instances, order)):
                 found[r.webhook_id] = Latest(r.delivery_id, r.created_at, r.state,
                                              r.last_status, r.last_outcome, r.last_attempt_at)
     return found
 
 
-def _seek(webhook_id: str, instances: Sequence[str] | None, order: Any) -> Any:
+def latest_query(webhook_ids: Sequence[str], instances: Sequence[str] | None,
+                 order: Any) -> Select[Any]:
+    """The SELECT of `_latest`: the rows whose ids one index seek per webhook found, kept
+    if the scope holds them (a seek scoped itself would rather walk the instance's log)."""
+    d = deliveries.c
+    query = select(d.webhook_id, d.delivery_id, d.created_at, d.state, d.last_status,
+                   d.last_outcome, d.last_attempt_at).where(
+        d.delivery_id.in_([_seek(w, order) for w in webhook_ids]))
+    if instances is not None:
+        query = query.where(d.instance.in_(list(instances)))
+    return query
+
+
+def _seek(webhook_id: str, order: Any) -> Any:
     """The id of the webhook's latest delivery by `order`: one index seek."""
     x = deliveries.alias("x")
     column = x.c[order.name]
-    query = (select(x.c.delivery_id).where(x.c.webhook_id == webhook_id, column.is_not(None))
-             .order_by(column.desc(), x.c.delivery_id.desc()).limit(1))
-    if instances is not None:
-        query = query.where(x.c.instance.in_(list(instances)))
-    return query.scalar_subquery()
+    return (select(x.c.delivery_id).where(x.c.webhook_id == webhook_id, column.is_not(None))
+            .order_by(column.desc(), x.c.delivery_id.desc()).limit(1).scalar_subquery())

@@ -391,15 +391,18 @@ def test_forwarded_headers_from_an_untrusted_address_do_not_count(console: Conso
 
 
 SCREENS = {"phone": {"width": 390, "height": 844}, "laptop": {"width": 1366, "height": 768}}
-# what sticks out of the window, apart from what is inside a table (tables scroll)
+# what sticks out of the window, apart from what is inside a table or its .table-scroll box
+# (they scroll); the scrolling boxes: a table in no .table-scroll, or a .table-scroll
 OVERFLOW = """() => {
   const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
     + (typeof e.className === 'string' && e.className ? '.' + e.className : '');
+  const boxes = 'table, .table-scroll';
   const outside = [...document.body.querySelectorAll('*')].filter(e => {
     const r = e.getBoundingClientRect();
-    return r.width > 0 && r.right > innerWidth + 1 && !e.parentElement.closest('table');
+    return r.width > 0 && r.right > innerWidth + 1 && !e.parentElement.closest(boxes);
   }).map(name);
-  const tables = [...document.querySelectorAll('table')];
+  const tables = [...document.querySelectorAll(boxes)].filter(
+    t => !t.parentElement.closest('.table-scroll'));
   return {scroll: document.documentElement.scrollWidth, width: innerWidth, outside,
           scrolling: tables.filter(t => t.scrollWidth > t.clientWidth + 1).map(name),
           stuck: tables.filter(t => t.scrollWidth > t.clientWidth + 1

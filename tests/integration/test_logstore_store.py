@@ -436,3 +436,90 @@ def test_migrations_5_and_6_add_audit_and_attempt_columns_to_a_v4_store(
     columns = {c["name"] for c in inspect(eng).get_columns("attempts")}
     assert set(ATTEMPT_COLUMNS_V6) <= columns
     eng.dispose()
+
+
+HOUR = 3_600_000
+NOW = T0 + 30 * HOUR
+
+
+def activity(engine: Engine) -> dict[str, str]:
+    """hook-1 (glpi-a): one delivery retried then delivered, one dead-lettered, one
+    delivered before the 24 hours; hook-2 (glpi-b): one skipped by an open circuit.
+    The delivery ids by name."""
+    store, offset = LogStore(engine), 0
+    ids = {}
+    for name, n, webhook, instance, steps in (
+            ("retried", 1, "hook-1", "glpi-a", [(3, "retry_scheduled", 503),
+                                                 (2, "delivered", 200)]),
+            ("dead", 2, "hook-1", "glpi-a", [(1, "dead_lettered", 410)]),
+            ("old", 3, "hook-1", "glpi-a", [(25, "delivered", 200)]),
+            ("skipped", 4, "hook-2", "glpi-b", [(0.2, "circuit_open", None)])):
+        r = req(n, instance, webhook, created_at=NOW - int(steps[0][0] * HOUR) - 5)
+        ids[name] = r.delivery_id
+        fragments, rows = [from_request(r, Source.DELIVERIES, None, 64)], []
+        for attempt, (hours_ago, outcome, status) in enumerate(steps, 1):
+            at = NOW - int(hours_ago * HOUR)
+            hop = r.evolve(hop=attempt - 1)
+            f, a = from_attempt(hop.attempt_record(attempt, at - 3, at, outcome,
+                                                   status_code=status), 0, offset, 64)
+            offset += 1
+            fragments.append(f)
+            rows.append(a)
+        if name == "dead":
+            fragments.append(from_request(r.evolve(hop=1, attempt=1, last_status=410,
+                                                   last_error="HTTP 410"), Source.DLQ, None, 64))
+        store.write(fragments, rows)
+    return ids
+
+
+def test_attempts_per_hour_per_webhook_within_the_scope(engine: Engine) -> None:
+    from connectors.logstore.activity import first_hour, hourly_attempts
+
+    activity(engine)
+    hour = NOW // HOUR
+    hook_1 = {(hour - 3, "retry_scheduled"): 1, (hour - 2, "delivered"): 1,
+              (hour - 1, "dead_lettered"): 1}  # not the delivery 25 h ago; no circuit skip
+    assert first_hour(NOW) == hour - 23
+    assert hourly_attempts(engine, None, None, NOW) == {"hook-1": hook_1}
+    assert hourly_attempts(engine, ["hook-1"], ["glpi-a"], NOW) == {"hook-1": hook_1}
+    assert hourly_attempts(engine, None, ["glpi-b"], NOW) == {}
+    assert hourly_attempts(engine, ["hook-2"], None, NOW) == {}
+    # 26 hours later, what was 25 h ago is out and nothing else is in
+    assert hourly_attempts(engine, None, None, NOW + 26 * HOUR) == {}
+
+
+def test_each_webhooks_latest_delivery_and_attempt_within_the_scope(engine: Engine) -> None:
+    from connectors.logstore.activity import latest_attempted, latest_deliveries
+
+    ids = activity(engine)
+    last = latest_deliveries(engine, ["hook-1", "hook-2", "hook-none"], None)
+    assert set(last) == {"hook-1", "hook-2"}
+    assert (last["hook-1"].delivery_id, last["hook-1"].state, last["hook-1"].last_status) == (
+        ids["dead"], "dead_lettered", 410)
+    attempted = latest_attempted(engine, ["hook-1", "hook-2"], None)
+    assert (attempted["hook-2"].last_outcome, attempted["hook-2"].last_attempt_at) == (
+        "circuit_open", NOW - int(0.2 * HOUR))
+    assert attempted["hook-1"].delivery_id == ids["dead"]
+    # a token of glpi-a sees nothing of hook-2's deliveries
+    assert set(latest_deliveries(engine, ["hook-1", "hook-2"], ["glpi-a"])) == {"hook-1"}
+    assert set(latest_attempted(engine, ["hook-1", "hook-2"], ["glpi-a"])) == {"hook-1"}
+
+
+def test_the_pictures_queries_read_their_indexes_on_sqlite(tmp_path: Path) -> None:
+    from connectors.logstore.activity import hourly_query, latest_query
+
+    eng = open_engine(store_settings("sqlite", tmp_path))
+
+    def plan(query: Any) -> str:
+        sql = query.compile(eng, compile_kwargs={"literal_binds": True})
+        with eng.connect() as conn:
+            return " ".join(str(r[-1]) for r in conn.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+
+    for chart in (hourly_query(None, None, NOW), hourly_query(["hook-1"], ["glpi-a"], NOW)):
+        found = plan(chart)  # a range of the last 24 hours, not the whole log
+        assert "ix_attempts_finished" in found and "SCAN attempts" not in found, found
+    for order, index in ((deliveries.c.created_at, "ix_deliveries_webhook "),
+                         (deliveries.c.last_attempt_at, "ix_deliveries_webhook_attempt")):
+        found = plan(latest_query(["hook-1", "hook-2"], ["glpi-a"], order))
+        assert found.count(index) == 2 and "SCAN" not in found, found  # a seek per webhook
+    eng.dispose()
