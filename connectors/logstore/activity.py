@@ -96,7 +96,6 @@ def latest_attempted(engine: Engine, webhook_ids: Sequence[str],
 
 def _latest(engine: Engine, webhook_ids: Sequence[str], instances: Sequence[str] | None,
             order: Any) -> dict[str, Latest]:
-    d = deliveries.c
     found: dict[str, Latest] = {}
     ids = list(dict.fromkeys(webhook_ids))
     with engine.connect() as conn:
