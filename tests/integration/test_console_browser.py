@@ -81,6 +81,7 @@ def console(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
         receiver.on("/dead", statuses=[410])
         receiver.on("/unauthorized", statuses=[401])
         receiver.on("/flaky", statuses=[500, 200])
+        receiver.on("/picture", statuses=[500, 410, 200])  # then 200 on every request
         net = {"allowed_networks": ["127.0.0.0/8"], "entities_id": 0, "is_recursive": True}
         apply_webhooks(settings, tmp,
                        {"id": "to-ok", "event": "update", "url": receiver.url("/ok"),
@@ -91,7 +92,9 @@ def console(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
                        {"id": "to-401", "url": receiver.url("/unauthorized"), "sent_try": 3,
                         **net},
                        {"id": "to-flaky", "url": receiver.url("/flaky"), **net},
-                       {"id": "to-b", "instance": "glpi-b", "url": receiver.url("/ok"), **net})
+                       {"id": "to-b", "instance": "glpi-b", "url": receiver.url("/ok"), **net},
+                       {"id": "to-picture", "instance": "glpi-b", "url": receiver.url("/picture"),
+                        **net})
         dead = [request_for("to-dead", receiver.url("/dead"), n) for n in (1, 2)]
         b = dataclasses.replace(request_for("to-b", receiver.url("/ok"), 3), instance="glpi-b")
         publish(settings, [*dead, b])
@@ -519,4 +522,43 @@ def test_the_timeline_shows_the_request_sent_and_each_decision(console: Console)
     page.goto(f"{console.url}/deliveries?webhook=to-flaky")
     assert page.locator(f"tr[data-delivery='{flaky.delivery_id}'] td").nth(7).inner_text() == "2"
     shot(page, "timeline-retried")
+    page.context.close()
+
+
+def test_each_webhook_shows_its_last_delivery_circuit_and_last_24_hours(
+        console: Console) -> None:
+    """to-picture: two deliveries answered 500 (retried, then 200) and 410 (dead-lettered),
+    then a third, the last created, answered 200."""
+    url = console.receiver.url("/picture")
+    now = int(time.time() * 1000)
+    first, second, last = (dataclasses.replace(request_for("to-picture", url, 30 + n),
+                                               instance="glpi-b", created_at=now + n)
+                           for n in range(3))
+    publish(console.settings, [first, second])
+    assert wait_until(lambda: len(console.receiver.requests("/picture")) >= 3, 30)
+    publish(console.settings, [last])
+    assert wait_until(lambda: len(console.receiver.requests("/picture")) >= 4, 30)
+    label = "Last 24 hours: 2 delivered, 1 retried, 1 dead-lettered"
+    page = logged_in(console)
+    page.goto(console.url + "/webhooks")
+    row = page.locator("tr[data-webhook=to-picture]")
+    reload_until(page, lambda: row.locator("svg.chart").get_attribute("aria-label") == label)
+    assert row.locator("svg.chart title").first.inner_text() == label
+    assert row.locator("svg.chart rect.dead_lettered").count() == 1
+    cell = row.locator("td.last")
+    assert "delivered" in cell.locator(".state").inner_text()
+    assert cell.locator(".status").inner_text() == "HTTP 200"
+    assert cell.get_by_role("link").get_attribute("href") == f"/deliveries/{last.delivery_id}"
+    assert row.locator(".circuit-state").inner_text() == "closed"
+    # every webhook has its chart; one that sent nothing says zeros
+    assert page.locator("#webhooks tbody tr").count() == page.locator("#webhooks svg.chart").count()
+    shot(page, "webhooks-picture")
+    row.get_by_role("link", name="to-picture").click()
+    page.wait_for_url("**/webhooks/to-picture")
+    assert page.locator("#activity-chart svg").get_attribute("aria-label") == label
+    assert "HTTP 200" in page.locator("#last-delivery").inner_text()
+    circuit = page.locator("#circuit").inner_text()
+    assert circuit.startswith("closed, as last seen by delivery at"), circuit
+    assert "derived from the log store" in page.locator("#circuit-how").inner_text()
+    shot(page, "webhook-picture")
     page.context.close()
