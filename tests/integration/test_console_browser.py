@@ -543,7 +543,7 @@ def test_each_webhook_shows_its_last_delivery_circuit_and_last_24_hours(
     page.goto(console.url + "/webhooks")
     row = page.locator("tr[data-webhook=to-picture]")
     reload_until(page, lambda: row.locator("svg.chart").get_attribute("aria-label") == label)
-    assert row.locator("svg.chart title").first.inner_text() == label
+    assert row.locator("svg.chart > title").text_content() == label
     assert row.locator("svg.chart rect.dead_lettered").count() == 1
     cell = row.locator("td.last")
     assert "delivered" in cell.locator(".state").inner_text()
