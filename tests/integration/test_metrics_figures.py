@@ -24,7 +24,7 @@ import pytest
 from hookstream.config import Settings
 from hookstream.records import DELIVERIES, DLQ, retry_topics
 from tests.integration.harness import apply_webhooks, cli_env, publish, request_for, wait_until
-from tests.integration.test_metrics_prometheus import LOOPBACK, Prometheus, free_port, pytestmark
+from tests.integration.test_metrics_prometheus import LOOPBACK, Prometheus, pytestmark, scraped
 from tests.receiver import Receiver
 
 __all__ = ["pytestmark"]
@@ -79,25 +79,8 @@ def pipeline(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Pro
             *(request_for("hook-a", refused.url("/a"), 10 + n) for n in range(3)),
             *(request_for("hook-b", refused.url("/b"), 20 + n) for n in range(2)),
         ])
-        ports = {"hookstream-delivery": free_port(), "hookstream-logstore": free_port()}
-        processes = [
-            subprocess.Popen(
-                [sys.executable, "-m", "hookstream.cli", "run", job.split("-")[1]],
-                env=cli_env(settings, metrics_port=str(port), metrics_host="127.0.0.1",
-                            metrics_interval_s="1"),
-                stdout=subprocess.DEVNULL, stderr=(tmp_path / f"{job}.log").open("wb"),
-            )
-            for job, port in ports.items()
-        ]
-        prometheus = Prometheus(tmp_path, ports)
-        try:
+        with scraped(settings, tmp_path, ("delivery", "logstore")) as (prometheus, _):
             yield settings, prometheus
-        finally:
-            prometheus.stop()
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.wait(30)
 
 
 def test_oldest_undelivered_matches_the_queue_on_every_tier(

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,32 @@ def variable_values(prometheus: Prometheus, variable: dict[str, Any]) -> set[str
     return {series[label] for series in answer.get("data", []) if label in series}
 
 
+@contextmanager
+def scraped(settings: Settings, tmp_path: Path, components: tuple[str, ...], **extra: str
+            ) -> Iterator[tuple[Prometheus, dict[str, int]]]:
+    """`hookstream run C` for each component, its metrics on a port of its own scraped
+    every second by a real Prometheus; all stopped at the end."""
+    ports = {f"hookstream-{c}": free_port() for c in components}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "hookstream.cli", "run", job.split("-")[1]],
+            env=cli_env(settings, metrics_port=str(port), metrics_host="127.0.0.1",
+                        metrics_interval_s="1", **extra),
+            stdout=subprocess.DEVNULL, stderr=(tmp_path / f"{job}.log").open("wb"),
+        )
+        for job, port in ports.items()
+    ]
+    prometheus = Prometheus(tmp_path, ports)
+    try:
+        yield prometheus, ports
+    finally:
+        prometheus.stop()
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
+
+
 def ticket(n: int, urgency: int) -> dict[str, Any]:
     return {**fixture_item("Ticket.json"), "id": n, "name": f"Printer {n}", "urgency": urgency,
             "entity": {"id": 0, "name": "Root", "completename": "Root"}}
@@ -149,27 +176,9 @@ def run(settings: Settings, tmp_path: Path) -> Iterator[tuple[Prometheus, dict[s
             for n in range(40)
         ]
         publish(settings, [*events[:20], b"\x00garbage", *events[20:]], ITEM_CHANGES)
-        ports = {"hookstream-processor": free_port(), "hookstream-delivery": free_port(),
-                 "hookstream-logstore": free_port()}
-        processes = [
-            subprocess.Popen(
-                [sys.executable, "-m", "hookstream.cli", "run", job.split("-")[1]],
-                env=cli_env(settings, metrics_port=str(port), metrics_host="127.0.0.1",
-                            metrics_interval_s="1",
-                            circuit_cooldown_s="60"),
-                stdout=subprocess.DEVNULL, stderr=(tmp_path / f"{job}.log").open("wb"),
-            )
-            for job, port in ports.items()
-        ]
-        prometheus = Prometheus(tmp_path, ports)
-        try:
-            yield prometheus, ports
-        finally:
-            prometheus.stop()
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.wait(30)
+        with scraped(settings, tmp_path, ("processor", "delivery", "logstore"),
+                     circuit_cooldown_s="60") as both:
+            yield both
 
 
 def test_every_dashboard_panel_has_data_and_metrics_are_promtool_clean(

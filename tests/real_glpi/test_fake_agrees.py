@@ -17,11 +17,13 @@ Answer = dict[str, Any]
 FAR = "2100-01-01 00:00:00"
 
 
-def search(itemtype: str, *criteria: tuple[str, str, str], **params: str) -> str:
+def search(itemtype: str, *criteria: tuple[str, str, str], shown: tuple[str, ...] = (),
+           **params: str) -> str:
+    """search/:itemtype with criteria (field, searchtype, value) and columns shown."""
     query = [f"criteria[{n}][field]={f}&criteria[{n}][searchtype]={t}&criteria[{n}][value]={v}"
              for n, (f, t, v) in enumerate(criteria)]
-    query += [f"{k.replace('_', '[', 1) + ']' if k.startswith('forcedisplay') else k}={v}"
-              for k, v in params.items()]
+    query += [f"forcedisplay[{n}]={option}" for n, option in enumerate(shown)]
+    query += [f"{k}={v}" for k, v in params.items()]
     return f"search/{itemtype}?" + "&".join(query)
 
 
@@ -37,16 +39,16 @@ REQUESTS: list[tuple[str, str, str, Any, str]] = [
     ("a session token GLPI never gave", "GET", "Ticket/", None, "bogus"),
     ("no session token", "GET", "Ticket/", None, "none"),
     ("a search that finds nothing", "GET", search("Ticket", ("19", "morethan", FAR),
-                                                  forcedisplay_0="2"), None, "user"),
+                                                  shown=("2",)), None, "user"),
     ("a search with a searchtype GLPI does not know", "GET",
-     search("Ticket", ("19", "nosuchtype", "x"), forcedisplay_0="2", sort="19", order="ASC"),
+     search("Ticket", ("19", "nosuchtype", "x"), shown=("2",), sort="19", order="ASC"),
      None, "user"),
     ("a search on a ticket's opening date (15)", "GET",
-     search("Ticket", ("15", "morethan", FAR), forcedisplay_0="2"), None, "user"),
+     search("Ticket", ("15", "morethan", FAR), shown=("2",)), None, "user"),
     ("a search on option 15 of a Computer, which has none", "GET",
      search("Computer", ("15", "morethan", "2020-01-01")), None, "user"),
     ("a page of a search", "GET", search("Ticket", ("19", "morethan", "2000-01-01 00:00:00"),
-                                         forcedisplay_0="2", forcedisplay_1="19", sort="19",
+                                         shown=("2", "19"), sort="19",
                                          order="ASC", range="0-0"), None, "user"),
     ("an empty list", "GET", "Monitor/", None, "user"),
     ("a range past the end", "GET", "Ticket/?range=5000-5010", None, "user"),
