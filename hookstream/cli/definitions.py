@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from hookstream.cli import replay
 from hookstream.config import Settings
 from hookstream.errors import UsageError
 
@@ -29,6 +30,10 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
         found = admin.delete_webhook(settings, args.id)
         print(f"{args.id}: {'deleted' if found else 'not found'}")
         return 0 if found else 1
+    if args.action == "replay":
+        from hookstream.cli.replay import cmd_replay
+
+        return cmd_replay(args, settings)
     for row in admin.list_webhooks(settings):
         print(
             json.dumps(row, ensure_ascii=False)
@@ -108,10 +113,11 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any) -> None:
     webhooks = sub.add_parser("webhooks", help="webhook definitions on the compacted topic")
-    webhooks.add_argument("action", choices=["apply", "delete", "list"])
-    webhooks.add_argument("id", nargs="?", help="the webhook to delete")
+    webhooks.add_argument("action", choices=["apply", "delete", "list", "replay"])
+    webhooks.add_argument("id", nargs="?", help="the webhook to delete or replay into")
     webhooks.add_argument("-f", "--file", help="YAML file or directory (apply)")
     webhooks.add_argument("--json", action="store_true", help="list as JSON lines")
+    replay.add_options(webhooks)
     webhooks.set_defaults(func=cmd_webhooks)
 
     entities = sub.add_parser("entities", help="GLPI entity trees on the compacted topic")
