@@ -70,12 +70,13 @@ def setup(settings: Settings, tmp_path: Path, in_range: int) -> list[ItemChangeE
                     ticket_event(2002, status=6),  # closed: the filter says no
                     ticket_event(2003, event="update"),  # another event
                     ticket_event(2004, instance="glpi-b")]  # another instance
+    # in time order, as records reach Kafka
     records: list[tuple[int, ItemChangeEvent | bytes]] = [
         (T0 - 60_000, ticket_event(3001)),  # matches, before the range
-        (T0 + (RANGE_S + 60) * 1000, ticket_event(3002)),  # matches, after it
         (T0 + 1000, b"\x00not avro"),
+        *((T0 + 2000 + n * 10, e) for n, e in enumerate([*not_matching, *matching])),
+        (T0 + (RANGE_S + 60) * 1000, ticket_event(3002)),  # matches, after it
     ]
-    records += [(T0 + 2000 + n * 10, e) for n, e in enumerate([*not_matching, *matching])]
     publish_at(settings, records)
     return matching
 
