@@ -1,4 +1,5 @@
-"""The admin HTTP API (FastAPI): webhooks, the queries log, the queue, force send, redrive.
+"""The admin HTTP API (FastAPI): webhooks, the queries log, the queue, force send, redrive,
+replay.
 
 Every /v1 route needs a bearer token (401 without a known one). A token scoped to some
 instances sees nothing of the others: their webhooks and deliveries answer 404 as if
@@ -34,10 +35,12 @@ from connectors.logstore import (
     queue_view,
 )
 from connectors.logstore.queries import BadCursor, BadFilter
+from hookstream.control.replay import ReplayBusy, ReplayJob, ReplayRun
 from hookstream.control.webhooks import redacted
 from hookstream.errors import InvalidDefinition
 from hookstream.io.metrics import registry
 from hookstream.records import AuditAction, only_instance, redrive_target, send_result
+from hookstream.records.replays import replay_identity
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": m.Problem, "description": text}
@@ -282,6 +285,38 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
                   f"redriven {done}", instance)
         return {"redriven": done}
 
+    @app.post("/v1/webhooks/{webhook_id}/replays", response_model=m.ReplayOut,
+              status_code=202, responses={409: {"model": m.Problem,
+                                                "description": "this replay is running"}})
+    def start_replay(p: Actor, webhook_id: m.WebhookId, body: m.ReplayIn) -> dict[str, Any]:
+        """Replay the events that reached glpi.item-changes in the range into this webhook,
+        as it is defined now: new deliveries with new ids, each event at most once however
+        often the same replay is started. Runs in the background: read its progress with
+        GET .../replays/{replay_id}."""
+        found = visible(p, webhook_id)
+        if body.until_ms is not None and body.until_ms <= body.since_ms:
+            raise _problem(422, "until_ms must be after since_ms")
+        replay_id = body.replay_id or replay_identity(
+            webhook_id, str(body.since_ms), None if body.until_ms is None else str(body.until_ms))
+        job = ReplayJob(webhook_id, replay_id, body.since_ms, body.until_ms, body.rate_per_s,
+                        body.dry_run)
+        try:
+            run = ctx.replay(p, job, found.instance)
+        except ReplayBusy as e:
+            raise _problem(409, str(e)) from e
+        return replay_out(run)
+
+    @app.get("/v1/webhooks/{webhook_id}/replays/{replay_id}", response_model=m.ReplayOut)
+    def replay_progress(p: Reader, webhook_id: m.WebhookId,
+                        replay_id: Annotated[str, Path(pattern=m.REPLAY_ID)]) -> dict[str, Any]:
+        """A replay started through this admin process (console or API): its progress, or
+        its final count."""
+        visible(p, webhook_id)
+        run = ctx.replays.get(replay_id)
+        if run is None or run.job.webhook_id != webhook_id:
+            raise _problem(404, f"no replay {replay_id} of webhook {webhook_id} here")
+        return replay_out(run)
+
     # -- the audit trail ---------------------------------------------------------------
 
     @app.get("/v1/audit", response_model=m.AuditPage)
@@ -295,6 +330,17 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
 
     mount_console(app, ctx, tokens)
     return app
+
+
+def replay_out(run: ReplayRun) -> dict[str, Any]:
+    """A run as ReplayOut has it."""
+    status, count = run.status, run.status.count
+    state = ("running" if run.running else "failed" if run.error
+             else "finished" if status.finished else "stopped")
+    return {"replay_id": status.replay_id, "webhook_id": status.webhook_id, "state": state,
+            "dry_run": status.dry_run, "done": status.done, "total": status.total,
+            "read": count.read, "matched": count.matched, "replayed": count.replayed,
+            "already": count.already, "skipped": count.skipped, "error": run.error}
 
 
 def _fields(where: DeliveryFilter) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Webhook definitions (and entities and instances' time zones, for previews) are f
 from the compacted topics in a background thread, so a request never reads a whole topic.
 Writes go through the validation of `webhooks apply` (control.webhooks.validate and build)
 and are published to the same topic; force send and redrive are connectors/redrive.py's,
-the same code as the CLI's.
+the same code as the CLI's, and so is replay (control/replay.py), run in the background.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from connectors.redrive import RedriveCount, count_redrive, find_delivery, force
 from connectors.sender import Target
 from hookstream.config import Settings
 from hookstream.control.admin import preview
+from hookstream.control.replay import BackgroundReplays, ReplayJob, ReplayRun
 from hookstream.control.webhooks import build, validate
 from hookstream.errors import HookstreamError, InvalidDefinition, TransientError
 from hookstream.io import TableFollower, codec_for, flush, producer, webhook_and_entity_applier
@@ -67,6 +68,7 @@ class AdminContext:
         )
         self._thread = threading.Thread(target=self._follow, daemon=True, name="admin-tables")
         self._thread.start()
+        self.replays = BackgroundReplays(settings)
 
     # -- the webhooks table ----------------------------------------------------------
 
@@ -111,6 +113,7 @@ class AdminContext:
             time.sleep(0.05)
 
     def close(self) -> None:
+        self.replays.close()
         self._stop.set()
         self._thread.join(10)
 
@@ -182,6 +185,23 @@ class AdminContext:
     def count_redrive(self, webhook_id: str | None, since_ms: int,
                       instances: Collection[str] | None = None) -> RedriveCount:
         return count_redrive(self.settings, webhook_id, since_ms, instances)
+
+    def replay(self, who: Principal, job: ReplayJob, instance: str, via: str = "api"
+               ) -> ReplayRun:
+        """Start a replay in the background (ReplayBusy when it is running). A replay that
+        writes is audited when it starts and when it ends, with its count."""
+        if job.dry_run:
+            return self.replays.start(job)
+
+        def ended(run: ReplayRun) -> None:
+            said = run.error or run.status.count.summary()
+            self.audit(who, AuditAction.REPLAY, job.webhook_id,
+                       f"replay {job.replay_id} ended: {said}"[:500], instance, via)
+
+        run = self.replays.start(job, ended)
+        self.audit(who, AuditAction.REPLAY, job.webhook_id, f"replay {job.replay_id} started",
+                   instance, via)
+        return run
 
     # -- the audit trail ---------------------------------------------------------------
 

@@ -13,6 +13,7 @@ MAX_INT = 2**53  # within SQLite's and PostgreSQL's BIGINT, and exact in JSON
 NAME = r"^[^\x00-\x1f\x7f]{1,255}$"
 
 WEBHOOK_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+REPLAY_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # records.replays.REPLAY_ID
 WebhookId = Annotated[str, Path(pattern=WEBHOOK_ID)]
 DeliveryId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")]
 StateName = Literal["pending", "waiting", "delivered", "dead_lettered", "render_error",
@@ -178,6 +179,34 @@ class RedriveOut(BaseModel):
     redriven: int
 
 
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since_ms: int = Field(ge=0, le=MAX_INT, description="events that reached Kafka from then")
+    until_ms: int | None = Field(default=None, ge=0, le=MAX_INT,
+                                 description="and before then; none: the end of the topic "
+                                             "when the replay began")
+    rate_per_s: float = Field(default=0.0, ge=0.0, le=100_000.0, description="0: no limit")
+    dry_run: bool = Field(default=False, description="count only, write nothing")
+    replay_id: str | None = Field(default=None, pattern=REPLAY_ID,
+                                  description="none: from the webhook and the range; the "
+                                              "same replay started again continues")
+
+
+class ReplayOut(BaseModel):
+    replay_id: str
+    webhook_id: str
+    state: Literal["running", "finished", "stopped", "failed"]
+    dry_run: bool
+    done: int = Field(description="records of this run's range read so far")
+    total: int = Field(description="records in this run's range")
+    read: int
+    matched: int
+    replayed: int = Field(description="deliveries written by this run (a dry run: would be)")
+    already: int = Field(description="deliveries written by earlier runs of this replay")
+    skipped: int = Field(description="undecodable, or the template failed")
+    error: str | None = None
+
+
 class RedriveQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     webhook_id: str | None = Field(default=None, pattern=WEBHOOK_ID)
@@ -196,7 +225,7 @@ class RedriveCountOut(BaseModel):
 
 
 AuditActionName = Literal["delivery.send", "dlq.redrive", "webhook.put", "webhook.delete",
-                          "token.login", "token.logout"]
+                          "webhook.replay", "token.login", "token.logout"]
 
 
 class AuditQuery(BaseModel):

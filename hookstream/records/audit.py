@@ -18,6 +18,7 @@ from hookstream.records.events import Record
 class AuditAction(StrEnum):
     SEND_NOW = "delivery.send"
     REDRIVE = "dlq.redrive"
+    REPLAY = "webhook.replay"
     WEBHOOK_PUT = "webhook.put"
     WEBHOOK_DELETE = "webhook.delete"
     LOGIN = "token.login"
