@@ -198,10 +198,11 @@ class AdminContext:
             self.audit(who, AuditAction.REPLAY, job.webhook_id,
                        f"replay {job.replay_id} ended: {said}"[:500], instance, via)
 
-        run = self.replays.start(job, ended)
-        self.audit(who, AuditAction.REPLAY, job.webhook_id, f"replay {job.replay_id} started",
-                   instance, via)
-        return run
+        def started() -> None:
+            self.audit(who, AuditAction.REPLAY, job.webhook_id,
+                       f"replay {job.replay_id} started", instance, via)
+
+        return self.replays.start(job, started, ended)
 
     # -- the audit trail ---------------------------------------------------------------
 

@@ -381,9 +381,10 @@ class BackgroundReplays:
         self._runs: dict[str, ReplayRun] = {}
         self._stopping = threading.Event()
 
-    def start(self, job: ReplayJob,
+    def start(self, job: ReplayJob, on_start: Callable[[], None] = lambda: None,
               on_end: Callable[[ReplayRun], None] = lambda run: None) -> ReplayRun:
-        """Start a run; ReplayBusy when one of the same replay is going."""
+        """Start a run; ReplayBusy when one of the same replay is going. `on_start` is
+        called before the run begins, `on_end` when it has ended."""
         check_replay_id(job.replay_id)
         with self._lock:
             current = self._runs.get(job.replay_id)
@@ -398,6 +399,7 @@ class BackgroundReplays:
                 if self._runs[oldest].running:
                     break
                 del self._runs[oldest]
+        on_start()
         threading.Thread(target=self._run, args=(job, on_end), daemon=True,
                          name=f"replay {job.replay_id}").start()
         return run
@@ -419,8 +421,9 @@ class BackgroundReplays:
                                  lambda run: replace(run, status=final, ended=True))
         except HookstreamError as e:
             log.warning("replay %s of %s: %s", job.replay_id, job.webhook_id, e)
+            error = str(e)
             ended = self._update(job.replay_id,
-                                 lambda run: replace(run, error=str(e), ended=True))
+                                 lambda run: replace(run, error=error, ended=True))
         on_end(ended)
 
     def _update(self, replay_id: str, change: Callable[[ReplayRun], ReplayRun]) -> ReplayRun:
