@@ -312,7 +312,7 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
         """A replay started through this admin process (console or API): its progress, or
         its final count."""
         visible(p, webhook_id)
-        run = ctx.replays.get(replay_id)
+        run = ctx.replay_run(replay_id)
         if run is None or run.job.webhook_id != webhook_id:
             raise _problem(404, f"no replay {replay_id} of webhook {webhook_id} here")
         return replay_out(run)

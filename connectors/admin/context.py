@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -24,7 +25,13 @@ from connectors.redrive import RedriveCount, count_redrive, find_delivery, force
 from connectors.sender import Target
 from hookstream.config import Settings
 from hookstream.control.admin import preview
-from hookstream.control.replay import BackgroundReplays, ReplayJob, ReplayRun
+from hookstream.control.replay import (
+    BackgroundReplays,
+    ReplayJob,
+    ReplayRun,
+    ReplayStatus,
+    replay,
+)
 from hookstream.control.webhooks import build, validate
 from hookstream.errors import HookstreamError, InvalidDefinition, TransientError
 from hookstream.io import TableFollower, codec_for, flush, producer, webhook_and_entity_applier
@@ -185,6 +192,14 @@ class AdminContext:
     def count_redrive(self, webhook_id: str | None, since_ms: int,
                       instances: Collection[str] | None = None) -> RedriveCount:
         return count_redrive(self.settings, webhook_id, since_ms, instances)
+
+    def count_replay(self, job: ReplayJob) -> ReplayStatus:
+        """What the replay would do now: a dry run, waited for."""
+        return replay(self.settings, replace(job, dry_run=True))
+
+    def replay_run(self, replay_id: str) -> ReplayRun | None:
+        """A replay started by this process, as it goes or as it ended."""
+        return self.replays.get(replay_id)
 
     def replay(self, who: Principal, job: ReplayJob, instance: str, via: str = "api"
                ) -> ReplayRun:
