@@ -4,7 +4,8 @@ One table, printed by `hookstream kafka acls` as kafka-acls.sh commands or a Str
 KafkaUser, and granted by the tests to a broker that denies whatever no ACL allows. Kafka
 implies DESCRIBE from READ and WRITE, so DESCRIBE is listed only where nothing else is.
 Topic names take the `topic_prefix`; so do the groups and transactional ids that the
-components name with it (logstore, writeback, the processor's and redrive's transactions).
+components name with it (logstore, writeback, the processor's, redrive's and replay's
+transactions, replay's groups).
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ _REDRIVE = [
     *_topics((t.DLQ, t.REDRIVEN, t.ATTEMPTS), "READ"),
     *_topics((t.DELIVERIES, t.REDRIVEN), "WRITE"),
     Grant("transactional-id", "hookstream-redrive", ("WRITE",)),
+]
+# a replay (control/replay.py): its progress is a group's offsets, one group and one
+# transactional id per replay, both named `{prefix}hookstream-replay-{replay id}`
+_REPLAY = [
+    *_topics((t.ITEM_CHANGES,), "READ"),
+    *_topics((t.DELIVERIES,), "WRITE"),
+    Grant("group", "hookstream-replay-", ("READ",), prefixed=True),
+    Grant("transactional-id", "hookstream-replay-", ("WRITE",), prefixed=True),
 ]
 
 COMPONENTS: dict[str, list[Grant]] = {
@@ -88,6 +97,7 @@ COMPONENTS: dict[str, list[Grant]] = {
         *_topics((*TABLES, t.DELIVERIES, RETRY, t.DLQ, t.ATTEMPTS, t.REDRIVEN), "READ"),
         *_topics((*TABLES, t.ATTEMPTS, t.AUDIT), "WRITE"),
         *_REDRIVE,
+        *_REPLAY,
         *_READERS,
     ],
     # the command line of whoever deploys: topics, definitions, redrive
@@ -95,6 +105,7 @@ COMPONENTS: dict[str, list[Grant]] = {
         Grant("topic", "", ("CREATE", "DESCRIBE_CONFIGS"), prefixed=True),
         Grant("topic", "", ("READ", "WRITE"), prefixed=True),
         *_REDRIVE,
+        *_REPLAY,
         Grant("group", "hookstream-", ("READ",), prefixed=True, with_prefix=False),
     ],
 }
