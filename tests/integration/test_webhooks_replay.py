@@ -161,3 +161,20 @@ def test_a_missing_webhook_is_one_line_and_exit_code_2(settings: Settings) -> No
     assert done.returncode == 2
     assert done.stderr == "hookstream: no webhook 'nope'\n"
     assert done.stdout == ""
+
+
+def test_without_until_the_end_stays_where_the_first_run_fixed_it(
+        settings: Settings, tmp_path: Path) -> None:
+    matching = setup(settings, tmp_path, 4)
+    open_ended = ReplayJob(HOOK, "open", T0)
+    first = replay(settings, ReplayJob(HOOK, "open", T0, limit=1))
+    assert first.count.replayed == 1 and not first.finished
+    # the range ended where the topic ended when the replay began: 3002 (after --until
+    # above, inside this range) is in it, an event arriving now is not
+    later = ticket_event(4001)
+    publish_at(settings, [(int(time.time() * 1000), later)])
+    rest = replay(settings, open_ended)
+    assert rest.finished and (rest.count.replayed, rest.count.already) == (len(matching), 1)
+    ids = set(replayed(settings))
+    assert replay_delivery_id(later.event_id, HOOK, "open") not in ids
+    assert len(ids) == len(matching) + 1  # the range's matches and 3002
