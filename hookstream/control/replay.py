@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from hookstream.config import Settings
 from hookstream.control.admin import current_webhooks, load_entities
@@ -35,10 +35,10 @@ from hookstream.io import (
     bounded,
     codec_for,
     consumer,
+    end_of_partition,
     kafka_errors,
     producer,
     retried,
-    translate,
     watermarks,
 )
 from hookstream.matching import EntityTable, RenderFailure, WebhookIndex, plan
@@ -190,10 +190,8 @@ class _Run:
             msg = self.consumer.poll(0.5)
             if msg is None:
                 continue
-            p, error = msg.partition() or 0, msg.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    raise translate(error, f"reading {self.topic}")
+            p = msg.partition() or 0
+            if end_of_partition(msg, f"reading {self.topic}"):
                 self._finish(p, progress, pending)  # only control records were left
                 continue
             if p not in pending:
