@@ -123,8 +123,9 @@ class Acl:
 
 
 def acls(component: str, principal: str, topic_prefix: str = "") -> list[Acl]:
-    """The ALLOW rules `principal` needs to run `component` (a key of COMPONENTS)."""
-    rules = []
+    """The ALLOW rules `principal` needs to run `component` (a key of COMPONENTS), each
+    once (redrive and replay both write deliveries, for one)."""
+    rules: dict[Acl, None] = {}
     for grant in COMPONENTS[component]:
         name = (topic_prefix if grant.with_prefix else "") + grant.name
         if grant.resource == "cluster":
@@ -133,8 +134,8 @@ def acls(component: str, principal: str, topic_prefix: str = "") -> list[Acl]:
         if grant.prefixed and not name:
             name, pattern = "*", "LITERAL"  # every topic (an empty prefix is no prefix)
         for operation in grant.operations:
-            rules.append(Acl(principal, grant.resource, name, pattern, operation))
-    return rules
+            rules[Acl(principal, grant.resource, name, pattern, operation)] = None
+    return list(rules)
 
 
 _FLAG = {"topic": "--topic", "group": "--group", "transactional-id": "--transactional-id",

@@ -118,3 +118,19 @@ def test_bad_replay_arguments_are_one_line_and_exit_code_2(
         argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert capsys.readouterr().err == f"hookstream: {message}\n"
+
+
+def test_admin_and_operator_hold_a_replays_acls_each_once() -> None:
+    from hookstream.control.acls import COMPONENTS, Acl, acls
+
+    for component in COMPONENTS:
+        rules = acls(component, "User:x", "p.")
+        assert len(rules) == len(set(rules)), component
+    for component in ("admin", "operator"):
+        rules = set(acls(component, "User:x", "p."))
+        assert {Acl("User:x", "group", "p.hookstream-replay-", "PREFIXED", "READ"),
+                Acl("User:x", "transactional-id", "p.hookstream-replay-", "PREFIXED", "WRITE"),
+                } <= rules
+    admin = set(acls("admin", "User:x", "p."))
+    assert {Acl("User:x", "topic", "p.glpi.item-changes", "LITERAL", "READ"),
+            Acl("User:x", "topic", "p.hookstream.deliveries", "LITERAL", "WRITE")} <= admin
