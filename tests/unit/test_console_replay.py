@@ -119,6 +119,15 @@ def test_replay_asks_with_a_dry_runs_count_then_runs_once_and_shows_progress(
     assert "every 1s" not in ended.text and "<b>finished</b>" in ended.text
     assert ("40 of 40 events of the range read: 7 matched, 5 replayed, 2 already replayed "
             "before, 0 skipped.") in ended.text
+    assert 'id="replay-continue"' not in ended.text
+    stopped = replace(ctx.runs[replay_id], status=replace(final, finished=False),
+                      error="a replay transaction failed")
+    shown = client.get(f"/webhooks/hook-a/replays/{replay_id}").text
+    assert stopped.error is not None and "<b>finished</b>" in shown
+    ctx.runs[replay_id] = stopped
+    shown = client.get(f"/webhooks/hook-a/replays/{replay_id}").text
+    assert "<b>failed</b>" in shown and 'id="replay-continue"' in shown
+    assert f'name="since_ms" value="{since_ms}"' in shown  # the same replay, continued
     assert client.get("/webhooks/hook-a/replays/other").status_code == 404
 
 
