@@ -35,7 +35,8 @@ from connectors.logstore import (
     queue_view,
 )
 from connectors.logstore.queries import BadCursor, BadFilter
-from hookstream.control.replay import ReplayBusy, ReplayJob, ReplayRun
+from hookstream.control.replay import ReplayJob
+from hookstream.control.replay_runs import ReplayBusy, ReplayRun
 from hookstream.control.webhooks import redacted
 from hookstream.errors import InvalidDefinition
 from hookstream.io.metrics import registry

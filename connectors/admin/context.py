@@ -25,13 +25,8 @@ from connectors.redrive import RedriveCount, count_redrive, find_delivery, force
 from connectors.sender import Target
 from hookstream.config import Settings
 from hookstream.control.admin import preview
-from hookstream.control.replay import (
-    BackgroundReplays,
-    ReplayJob,
-    ReplayRun,
-    ReplayStatus,
-    replay,
-)
+from hookstream.control.replay import ReplayJob, ReplayStatus, replay
+from hookstream.control.replay_runs import BackgroundReplays, ReplayRun
 from hookstream.control.webhooks import build, validate
 from hookstream.errors import HookstreamError, InvalidDefinition, TransientError
 from hookstream.io import TableFollower, codec_for, flush, producer, webhook_and_entity_applier

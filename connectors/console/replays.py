@@ -17,7 +17,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from connectors.console.web import Console, Refused, Viewer
-from hookstream.control.replay import ReplayBusy, ReplayJob, check_replay_id
+from hookstream.control.replay import ReplayJob, check_replay_id
+from hookstream.control.replay_runs import ReplayBusy
 from hookstream.errors import HookstreamError
 from hookstream.records import WebhookDefinition
 from hookstream.records.replays import replay_identity

@@ -25,20 +25,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from hookstream.config import Settings
 from hookstream.control.admin import current_webhooks, load_entities
 from hookstream.control.instances import current_instances
-from hookstream.errors import DecodeError, HookstreamError, KafkaFailed, UsageError
+from hookstream.control.replay_txn import ReplayTransactions
+from hookstream.errors import DecodeError, KafkaFailed, UsageError
 from hookstream.io import (
     bounded,
     codec_for,
     consumer,
     end_of_partition,
     kafka_errors,
-    producer,
-    retried,
     watermarks,
 )
 from hookstream.matching import EntityTable, RenderFailure, WebhookIndex, plan
@@ -158,7 +157,7 @@ class _Run:
         group = replay_group(settings, job.replay_id)
         # First the producer: its init aborts a transaction a killed run left open, whose
         # offsets would otherwise keep `committed` waiting.
-        self.txn = None if job.dry_run else _Transactions(settings, group, self.timeout_s)
+        self.txn = None if job.dry_run else ReplayTransactions(settings, group, self.timeout_s)
         self.consumer: Consumer = consumer(settings, group, {"enable.partition.eof": True})
 
     def close(self) -> None:
@@ -288,143 +287,3 @@ def _advanced(pr: PartitionProgress, position: int, step: ReplayCount) -> Partit
     return replace(pr, position=position, read=pr.read + step.read,
                    matched=pr.matched + step.matched, replayed=pr.replayed + step.replayed,
                    skipped=pr.skipped + step.skipped)
-
-
-class _Transactions:
-    """The replay's transactions: deliveries, then the progress as offsets, committed
-    together. A failure aborts what is open and raises: nothing of it was written, and
-    the next run reads those events again."""
-
-    def __init__(self, settings: Settings, transactional_id: str, timeout_s: float):
-        self.timeout_s = timeout_s
-        self.open = 0  # deliveries in the open transaction
-        self._began = False
-        self._producer: Producer = producer(settings, transactional_id=transactional_id)
-        retried(lambda: self._producer.init_transactions(timeout_s), timeout_s + 5,
-                "initialising the replay's transactions")
-
-    def produce(self, topic: str, value: bytes, key: bytes,
-                headers: list[tuple[str, str | bytes | None]]) -> None:
-        self._begin()
-        with kafka_errors("producing a replayed delivery"):
-            while True:
-                try:
-                    self._producer.produce(topic, value, key, headers=headers)
-                    break
-                except BufferError:  # the local queue is full: let acknowledgements drain it
-                    self._producer.poll(0.1)
-        self._producer.poll(0)
-        self.open += 1
-
-    def commit(self, topic: str, progress: dict[int, PartitionProgress],
-               source: Consumer) -> None:
-        """Commit the open deliveries with `progress`, or abort them and raise."""
-        self._begin()
-        offsets = [TopicPartition(topic, p, pr.position, metadata=pr.metadata())
-                   for p, pr in sorted(progress.items())]
-        try:
-            group = source.consumer_group_metadata()
-            retried(lambda: self._producer.send_offsets_to_transaction(
-                offsets, group, self.timeout_s), self.timeout_s + 5,
-                "committing the replay's progress")
-            retried(lambda: self._producer.commit_transaction(self.timeout_s),
-                    self.timeout_s + 5, "committing a replay transaction")
-        except HookstreamError as e:
-            self._abort()
-            raise KafkaFailed(f"{e}; nothing of the open transaction was written: run the "
-                              "replay again to continue") from e
-        self._began, self.open = False, 0
-
-    def _begin(self) -> None:
-        if not self._began:
-            with kafka_errors("beginning a replay transaction"):
-                self._producer.begin_transaction()
-            self._began = True
-
-    def _abort(self) -> None:
-        try:
-            bounded(lambda: self._producer.abort_transaction(self.timeout_s),
-                    self.timeout_s + 5, "aborting a replay transaction")
-        except KafkaFailed as e:  # the broker aborts it at the transaction timeout
-            log.warning("%s", e)
-
-
-class ReplayBusy(HookstreamError):
-    """A run of this replay is already going in this process."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayRun:
-    """A run started in the background (admin API, console): its last status, whether it
-    has ended, and the error that ended it if one did (nothing of its open transaction
-    was written: starting it again continues)."""
-
-    job: ReplayJob
-    status: ReplayStatus
-    ended: bool = False
-    error: str | None = None
-
-    @property
-    def running(self) -> bool:
-        return not self.ended
-
-
-class BackgroundReplays:
-    """Replays run on threads of this process, one run per replay id at a time, their
-    status kept for reading (the last `keep`)."""
-
-    def __init__(self, settings: Settings, keep: int = 100):
-        self._settings, self._keep = settings, keep
-        self._lock = threading.Lock()
-        self._runs: dict[str, ReplayRun] = {}
-        self._stopping = threading.Event()
-
-    def start(self, job: ReplayJob, on_start: Callable[[], None] = lambda: None,
-              on_end: Callable[[ReplayRun], None] = lambda run: None) -> ReplayRun:
-        """Start a run; ReplayBusy when one of the same replay is going. `on_start` is
-        called before the run begins, `on_end` when it has ended."""
-        check_replay_id(job.replay_id)
-        with self._lock:
-            current = self._runs.get(job.replay_id)
-            if current is not None and current.running:
-                raise ReplayBusy(f"replay {job.replay_id} is running")
-            run = ReplayRun(job, ReplayStatus(job.replay_id, job.webhook_id, ReplayCount(),
-                                              0, 0, dry_run=job.dry_run))
-            self._runs.pop(job.replay_id, None)
-            self._runs[job.replay_id] = run
-            while len(self._runs) > self._keep:
-                oldest = next(iter(self._runs))
-                if self._runs[oldest].running:
-                    break
-                del self._runs[oldest]
-        on_start()
-        threading.Thread(target=self._run, args=(job, on_end), daemon=True,
-                         name=f"replay {job.replay_id}").start()
-        return run
-
-    def get(self, replay_id: str) -> ReplayRun | None:
-        with self._lock:
-            return self._runs.get(replay_id)
-
-    def close(self) -> None:
-        self._stopping.set()
-
-    def _run(self, job: ReplayJob, on_end: Callable[[ReplayRun], None]) -> None:
-        def seen(status: ReplayStatus) -> None:
-            self._update(job.replay_id, lambda run: replace(run, status=status))
-
-        try:
-            final = replay(self._settings, job, seen, stopping=self._stopping)
-            ended = self._update(job.replay_id,
-                                 lambda run: replace(run, status=final, ended=True))
-        except HookstreamError as e:
-            log.warning("replay %s of %s: %s", job.replay_id, job.webhook_id, e)
-            error = str(e)
-            ended = self._update(job.replay_id,
-                                 lambda run: replace(run, error=error, ended=True))
-        on_end(ended)
-
-    def _update(self, replay_id: str, change: Callable[[ReplayRun], ReplayRun]) -> ReplayRun:
-        with self._lock:
-            run = self._runs[replay_id] = change(self._runs[replay_id])
-            return run

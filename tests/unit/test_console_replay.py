@@ -17,7 +17,8 @@ from sqlalchemy import create_engine
 
 from connectors.admin import create_app, new_token, parse_tokens
 from connectors.logstore import migrate
-from hookstream.control.replay import ReplayBusy, ReplayJob, ReplayRun, ReplayStatus
+from hookstream.control.replay import ReplayJob, ReplayStatus
+from hookstream.control.replay_runs import ReplayBusy, ReplayRun
 from hookstream.records import WebhookDefinition
 from hookstream.records.replays import ReplayCount, replay_identity
 from tests.unit.test_console_web import FakeContext, login
