@@ -122,8 +122,8 @@ def replay(
     stopping: threading.Event | None = None,
 ) -> ReplayStatus:
     """Run (or continue) a replay; its last status. UsageError for a webhook that does
-    not exist or cannot be compiled; KafkaFailed when a transaction fails (what it held
-    is not written: run the replay again)."""
+    not exist or cannot be compiled; KafkaFailed when a transaction fails (run the
+    replay again: it continues from what was committed)."""
     check_replay_id(job.replay_id)
     definition = current_webhooks(settings).get(job.webhook_id)
     if definition is None:

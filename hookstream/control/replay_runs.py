@@ -23,8 +23,8 @@ class ReplayBusy(HookstreamError):
 @dataclass(frozen=True, slots=True)
 class ReplayRun:
     """A run started in the background (admin API, console): its last status, whether it
-    has ended, and the error that ended it if one did (nothing of its open transaction
-    was written: starting it again continues)."""
+    has ended, and the error that ended it if one did (starting the same replay again
+    continues it from what was committed)."""
 
     job: ReplayJob
     status: ReplayStatus

@@ -4,7 +4,7 @@ The progress is the offsets of the replay's own consumer group, sent to the tran
 with the range's end and counts in their metadata, so a delivery is on Kafka exactly when
 its event counts as replayed. Unlike the redrive's transactions (connectors/redrive_txn.py)
 it does not produce a failed transaction again: it aborts it and says so, and the next run
-of the replay reads those events again, which a rerun must handle anyway.
+of the replay continues from the committed progress, as after a kill.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 class ReplayTransactions:
     """The replay's transactions: deliveries, then the progress as offsets, committed
-    together. A failure aborts what is open and raises: nothing of it was written, and
-    the next run reads those events again."""
+    together. A failure aborts what is open and raises: the transaction is on Kafka whole
+    (a commit whose answer was lost) or not at all, and the next run continues from the
+    progress that is."""
 
     def __init__(self, settings: Settings, transactional_id: str, timeout_s: float):
         self.timeout_s = timeout_s
@@ -54,7 +55,8 @@ class ReplayTransactions:
         offsets = [TopicPartition(topic, p, pr.position, metadata=pr.metadata())
                    for p, pr in sorted(progress.items())]
         try:
-            group = source.consumer_group_metadata()
+            with kafka_errors("reading the replay's group"):
+                group = source.consumer_group_metadata()
             retried(lambda: self._producer.send_offsets_to_transaction(
                 offsets, group, self.timeout_s), self.timeout_s + 5,
                 "committing the replay's progress")
@@ -62,8 +64,8 @@ class ReplayTransactions:
                     self.timeout_s + 5, "committing a replay transaction")
         except HookstreamError as e:
             self._abort()
-            raise KafkaFailed(f"{e}; nothing of the open transaction was written: run the "
-                              "replay again to continue") from e
+            raise KafkaFailed(f"{e}; the open transaction is on Kafka whole or not at all: "
+                              "run the replay again to continue") from e
         self._began, self.open = False, 0
 
     def _begin(self) -> None:
