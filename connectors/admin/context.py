@@ -3,7 +3,7 @@
 Webhook definitions (and entities and instances' time zones, for previews) are followed
 from the compacted topics in a background thread, so a request never reads a whole topic.
 Writes go through the validation of `webhooks apply` (control.webhooks.validate and build)
-and are published to the same topic; force send and redrive are connectors/redrive.py's,
+and are published to the same topic; force send and redrive are connectors/delivery/redrive/'s,
 the same code as the CLI's.
 """
 
@@ -20,8 +20,14 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from connectors.admin.auth import Principal
-from connectors.redrive import RedriveCount, count_redrive, find_delivery, force_send, redrive
-from connectors.sender import Target
+from connectors.delivery.http import Target
+from connectors.delivery.redrive import (
+    RedriveCount,
+    count_redrive,
+    find_delivery,
+    force_send,
+    redrive,
+)
 from hookstream.config import Settings
 from hookstream.control.admin import preview
 from hookstream.control.webhooks import build, validate

@@ -19,9 +19,9 @@ from sqlalchemy import create_engine, insert
 
 from connectors.admin import create_app, new_token, parse_tokens, server_options, token_hash
 from connectors.console.session import COOKIE, FLASH_COOKIE, Flash, Signer
+from connectors.delivery.redrive import RedriveCount
 from connectors.logstore import migrate
 from connectors.logstore.schema import audit, deliveries
-from connectors.redrive import RedriveCount
 from hookstream.config import Settings
 
 NOW = 1_800_000_000.0

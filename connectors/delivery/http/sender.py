@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import aiohttp
 
-from connectors.guard import allowed_networks, is_blocked
+from connectors.delivery.http.guard import allowed_networks, is_blocked
 from hookstream.errors import OAuthFailed
 from hookstream.policy import (
     Network,
