@@ -20,6 +20,7 @@ class AuditAction(StrEnum):
     REDRIVE = "dlq.redrive"
     WEBHOOK_PUT = "webhook.put"
     WEBHOOK_DELETE = "webhook.delete"
+    WEBHOOK_ROTATE_SECRET = "webhook.rotate_secret"
     LOGIN = "token.login"
     LOGOUT = "token.logout"
 
