@@ -52,7 +52,7 @@ def _rotate_secret(args: argparse.Namespace, settings: Settings) -> int:
     try:
         grace_s = parse_grace(args.grace)
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(f"--{e}") from None
     new_secret = sys.stdin.readline().strip() if args.secret == "-" else args.secret
     definition, secret = admin.rotate_secret(settings, args.id, grace_s, new_secret)
     if definition.previous_secret_encrypted:
