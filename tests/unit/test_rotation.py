@@ -19,7 +19,7 @@ import pytest
 from cryptography.fernet import Fernet
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from connectors.sender import Target
+from connectors.delivery.http import Target
 from hookstream.control import load_definitions, redacted
 from hookstream.policy import (
     SecretBox,
