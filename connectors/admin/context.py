@@ -29,12 +29,12 @@ from connectors.delivery.redrive import (
     redrive,
 )
 from hookstream.config import Settings
-from hookstream.control.admin import preview
+from hookstream.control.admin import expired_secrets_dropped, preview
 from hookstream.control.webhooks import build, validate
 from hookstream.errors import HookstreamError, InvalidDefinition, TransientError
 from hookstream.io import TableFollower, codec_for, flush, producer, webhook_and_entity_applier
 from hookstream.matching import EntityTable
-from hookstream.policy import rotated, secret_box, without_expired_secret
+from hookstream.policy import rotated, secret_box
 from hookstream.records import (
     AUDIT,
     ENTITIES,
@@ -107,16 +107,12 @@ class AdminContext:
     def sweep_expired_secrets(self) -> list[str]:
         """Republish every webhook whose rotated-out secret is past its grace period,
         without it, so the secret leaves the compacted topic; the ids swept."""
-        now_ms = int(self.clock() * 1000)
-        swept = []
-        for webhook_id, definition in self.webhooks().items():
-            without = without_expired_secret(definition, now_ms)
-            if without is not definition:
-                self._publish(webhook_id, without)
-                log.info("webhook %s: previous secret past its grace period, dropped (v%d)",
-                         webhook_id, without.version)
-                swept.append(webhook_id)
-        return swept
+        swept = expired_secrets_dropped(self.webhooks(), int(self.clock() * 1000))
+        for definition in swept:
+            self._publish(definition.id, definition)
+            log.info("webhook %s: previous secret past its grace period, dropped (v%d)",
+                     definition.id, definition.version)
+        return [d.id for d in swept]
 
     def ready(self) -> bool:
         if not self._follower.caught_up:

@@ -21,7 +21,7 @@ from standardwebhooks.webhooks import Webhook
 
 from connectors.admin import AdminContext
 from hookstream.config import Settings
-from hookstream.control import current_webhooks
+from hookstream.control import admin, current_webhooks
 from hookstream.io import read_all
 from hookstream.policy import secret_box
 from hookstream.records import WEBHOOKS, Codec, WebhookDefinition
@@ -152,3 +152,27 @@ def test_rotate_secret_generates_a_secret_and_refuses_an_unknown_id(
         2, "hookstream: plain: the new secret is the current one\n")
     assert secret not in same.stderr + same.stdout
     assert current_webhooks(settings)["plain"].version == 2  # nothing published
+
+
+def test_apply_and_rotate_drop_the_expired_secrets_of_every_webhook(
+        settings: Settings, tmp_path: Path) -> None:
+    """With no admin service running, the next `webhooks apply` (or rotate-secret) removes
+    expired secrets from the topic, also of webhooks it was not given."""
+    apply_webhooks(settings, tmp_path, {"id": "one", "url": "https://example.test/1"},
+                   {"id": "two", "url": "https://example.test/2"})
+    start_ms = int(time.time() * 1000)
+    admin.rotate_secret(settings, "one", HOUR_S, NEW, now_ms=start_ms)
+    admin.rotate_secret(settings, "two", 2 * HOUR_S, NEW, now_ms=start_ms)
+    path = tmp_path / "two.yaml"
+    path.write_text("id: two\ninstance: glpi-a\nname: two\nitemtype: Ticket\nevent: new\n"
+                    "url: https://example.test/2\nis_active: true\n")
+    # an hour later: one's grace period is over, two's runs
+    [(two, state)] = admin.apply_webhooks(settings, path, now_ms=start_ms + HOUR_S * 1000)
+    assert (two.version, state, two.previous_secret_until_ms) == (
+        2, "unchanged", start_ms + 2 * HOUR_S * 1000)
+    one = latest_definition(settings, "one")
+    assert (one.version, one.previous_secret_encrypted, one.previous_secret_until_ms) == (3, "", 0)
+    # two hours later, a rotation of one also sweeps two
+    admin.rotate_secret(settings, "one", 0, "third-secret", now_ms=start_ms + 2 * HOUR_S * 1000)
+    two = latest_definition(settings, "two")
+    assert (two.version, two.previous_secret_encrypted) == (3, "")
