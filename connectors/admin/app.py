@@ -40,6 +40,7 @@ from hookstream.control.replay_runs import ReplayBusy, ReplayRun
 from hookstream.control.webhooks import redacted
 from hookstream.errors import InvalidDefinition
 from hookstream.io.metrics import registry
+from hookstream.policy import parse_grace
 from hookstream.records import AuditAction, only_instance, redrive_target, send_result
 from hookstream.records.replays import replay_identity
 
@@ -142,6 +143,20 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
             raise _problem(422, *_scrubbed(e.errors, raw)) from None
         ctx.audit(p, AuditAction.WEBHOOK_PUT, webhook_id, state, definition.instance)
         return {"webhook": redacted(definition), "state": state}
+
+    @app.post("/v1/webhooks/{webhook_id}/rotate-secret", response_model=m.WebhookPut)
+    def rotate_secret(p: Actor, webhook_id: m.WebhookId,
+                      body: m.RotateSecretIn) -> dict[str, Any]:
+        """The new secret signs at once; the current one signs beside it (Standard Webhooks
+        only) for the grace period, then leaves the definitions topic."""
+        found = visible(p, webhook_id)
+        try:
+            definition = ctx.rotate_secret(found, body.secret, parse_grace(body.grace))
+        except ValueError as e:  # no secret in the message: "is the current one", a grace
+            raise _problem(422, str(e)) from None
+        ctx.audit(p, AuditAction.WEBHOOK_ROTATE_SECRET, webhook_id,
+                  f"rotated, v{definition.version}", definition.instance)
+        return {"webhook": redacted(definition), "state": "updated"}
 
     @app.delete("/v1/webhooks/{webhook_id}", status_code=204)
     def delete_webhook(p: Actor, webhook_id: m.WebhookId) -> Response:

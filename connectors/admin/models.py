@@ -37,6 +37,16 @@ class WebhookPut(BaseModel):
     state: Literal["created", "updated", "unchanged"]
 
 
+class RotateSecretIn(BaseModel):
+    """The new secret is chosen by the caller, so no secret ever travels in an answer."""
+
+    model_config = ConfigDict(extra="forbid")
+    secret: str = Field(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f\x7f]+$",
+                        description="the new secret (a whsec_ secret or any other string)")
+    grace: str = Field(default="24h", max_length=16,
+                       description="how long the previous secret signs too: 24h, 90m, 7d, 0")
+
+
 class ItemRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
     instance: str = Field(pattern=NAME)

@@ -43,7 +43,7 @@ def rate_per_s(value: str | None) -> float:
 
 
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.redrive import dead_letters, redrive
+    from connectors.delivery.redrive import dead_letters, redrive
 
     since = since_ms(args.since)
     if args.action == "list":
@@ -61,7 +61,7 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.redrive import find_delivery, force_send, target_for
+    from connectors.delivery.redrive import find_delivery, force_send, target_for
 
     if args.action != "send":
         from hookstream.cli.logstore import cmd_deliveries_log

@@ -49,6 +49,12 @@ from hookstream.policy.retry import (
     tier_topics,
     topic_of,
 )
+from hookstream.policy.rotation import (
+    parse_grace,
+    previous_secret_live,
+    rotated,
+    without_expired_secret,
+)
 from hookstream.policy.secrets import SecretBox, secret_box
 from hookstream.policy.signing import (
     cra_expected_answer,
@@ -111,9 +117,12 @@ __all__ = [
     "next_route",
     "origin_of",
     "parse_delay",
+    "parse_grace",
     "parse_networks",
     "parse_payload",
     "parse_retry_after",
+    "previous_secret_live",
+    "rotated",
     "secret_box",
     "signature_headers",
     "signature_valid",
@@ -125,4 +134,5 @@ __all__ = [
     "tier_of",
     "tier_topics",
     "topic_of",
+    "without_expired_secret",
 ]

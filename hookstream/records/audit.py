@@ -21,6 +21,7 @@ class AuditAction(StrEnum):
     REPLAY = "webhook.replay"
     WEBHOOK_PUT = "webhook.put"
     WEBHOOK_DELETE = "webhook.delete"
+    WEBHOOK_ROTATE_SECRET = "webhook.rotate_secret"
     LOGIN = "token.login"
     LOGOUT = "token.logout"
 

@@ -378,6 +378,41 @@ def test_a_replay_through_the_api_runs_in_the_background_once_and_is_audited(api
                    "already replayed before 0, skipped 0")]
 
 
+def test_rotate_secret_keeps_the_old_one_for_the_grace_period_and_is_audited(api: Api
+                                                                          ) -> None:
+    new_secret = "rotated-secret-Yv7Qm2"
+    body = {"instance": "glpi-a", "name": "rotating", "itemtype": "Ticket", "event": "new",
+            "url": "https://example.test/hook", "secret": SECRET}
+    assert api.call("PUT", "/v1/webhooks/hook-rot", token="team-a", json=body).status_code == 200
+    before_ms = int(time.time() * 1000)
+    rotated = api.call("POST", "/v1/webhooks/hook-rot/rotate-secret", token="team-a",
+                       json={"secret": new_secret, "grace": "2h"})
+    assert rotated.status_code == 200, rotated.text
+    shown = rotated.json()["webhook"]
+    assert (shown["version"], shown["secret"], shown["previous_secret"]) == (
+        2, "<redacted>", "<redacted>")
+    assert 0 <= shown["previous_secret_until_ms"] - before_ms - 7_200_000 < 60_000
+    assert new_secret not in rotated.text and SECRET not in rotated.text
+    assert api.call("GET", "/v1/webhooks/hook-rot").json()["previous_secret"] == "<redacted>"
+    topic = current_webhooks(api.settings)["hook-rot"]
+    assert topic.previous_secret_until_ms == shown["previous_secret_until_ms"]
+    # refused: the current secret again, a bad grace, a read-only token
+    for payload, token, status in (({"secret": new_secret}, "team-a", 422),
+                                   ({"secret": "x", "grace": "soon"}, "team-a", 422),
+                                   ({"secret": "x"}, "reader", 403)):
+        refused = api.call("POST", "/v1/webhooks/hook-rot/rotate-secret", token=token,
+                           json=payload)
+        assert refused.status_code == status, (payload, token, refused.text)
+        assert new_secret not in refused.text
+    assert "is the current one" in api.call(
+        "POST", "/v1/webhooks/hook-rot/rotate-secret", json={"secret": new_secret}).text
+    assert current_webhooks(api.settings)["hook-rot"].version == 2
+    records = [r for r in read(api.settings, AUDIT, AuditRecord) if r.target == "hook-rot"]
+    assert [(r.token, r.action, r.result) for r in records][-1:] == [
+        ("team-a", "webhook.rotate_secret", "rotated, v2")]
+    assert api.call("DELETE", "/v1/webhooks/hook-rot", token="team-a").status_code == 204
+
+
 def test_every_write_is_in_the_audit_trail_with_its_token_name(api: Api) -> None:
     assert api.call("PUT", "/v1/webhooks/hook-audit", token="team-a", json={
         "instance": "glpi-a", "name": "audited", "itemtype": "Ticket", "event": "update",

@@ -331,6 +331,26 @@ def test_preview_a_webhook(console: Console) -> None:
     page.context.close()
 
 
+def test_rotate_a_secret_from_the_webhook_page(console: Console) -> None:
+    new_secret = "console-rotated-secret-4Qx"
+    page = logged_in(console)
+    page.goto(console.url + "/webhooks/to-flaky")
+    form = page.locator("#rotate-secret")
+    form.get_by_label("New secret").fill(new_secret)
+    form.get_by_label("Grace period").fill("2h")
+    form.get_by_role("button", name="Rotate secret").click()
+    page.wait_for_url("**/webhooks/to-flaky")
+    assert page.locator("#flash").inner_text() == (
+        "Secret rotated (v2): the previous secret also signs Standard Webhooks signatures "
+        "for 2h.")
+    definition = page.locator("#definition").inner_text()
+    assert re.search(r"previous_secret\s+<redacted>", definition)
+    assert re.search(r"previous_secret_until_ms\s+[1-9][0-9]{12}", definition)
+    assert new_secret not in page.content() and SECRET not in page.content()
+    shot(page, "webhook-rotated")
+    page.context.close()
+
+
 def test_a_token_scoped_to_instance_a_sees_nothing_of_b(console: Console) -> None:
     page = logged_in(console, "team-a")
     page.goto(console.url + "/webhooks")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from connectors.redrive import redrive
+from connectors.delivery.redrive import redrive
 from hookstream.config import Settings
 from hookstream.control import admin
 from hookstream.control.replay import ReplayJob, replay

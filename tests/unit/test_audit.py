@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from connectors.redrive import RedriveCount, selected
+from connectors.delivery.redrive import RedriveCount, selected
 from hookstream.config import Settings
 from hookstream.control.acls import acls
 from hookstream.records import (

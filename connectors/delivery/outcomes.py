@@ -18,8 +18,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from connectors.delivery_ports import TP, Message, RecordSink, RecordSource
-from connectors.offsets import OffsetTracker
+from connectors.delivery.offsets import OffsetTracker
+from connectors.delivery.ports import TP, Message, RecordSink, RecordSource
 from hookstream.errors import DecodeError
 from hookstream.io import Throttled, denied, metrics
 from hookstream.policy import DLQ_TIER, Decision, topic_of

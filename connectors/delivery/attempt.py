@@ -1,11 +1,11 @@
 """One delivery: its stale check, circuit admission, limits, the HTTP attempt, the
 decision of the pure core, and its outcome records.
 
-    stale copy?        dropped, offset freed (delivery_stale)
+    stale copy?        dropped, offset freed (stale)
     circuit open?      `circuit_open`, next tier, no request
-    else               wait for the limits (delivery_limits), send, charge the circuit and
+    else               wait for the limits (limits), send, charge the circuit and
                        the adaptive limit with what the target did (policy.circuit_charge)
-    then               decide() -> attempt record + retry or DLQ record (delivery_outcomes)
+    then               decide() -> attempt record + retry or DLQ record (outcomes)
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from connectors.delivery_limits import Limits
-from connectors.delivery_outcomes import OutcomeWriter
-from connectors.delivery_ports import TP, HttpSender
-from connectors.delivery_stale import StaleFilter
-from connectors.sender import HttpResult, Target
+from connectors.delivery.http.sender import HttpResult, Target
+from connectors.delivery.limits import Limits
+from connectors.delivery.outcomes import OutcomeWriter
+from connectors.delivery.ports import TP, HttpSender
+from connectors.delivery.stale import StaleFilter
 from hookstream.io import metrics
 from hookstream.policy import (
     Admission,
