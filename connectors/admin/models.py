@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from hookstream.records import AuditAction
+
 MAX_INT = 2**53  # within SQLite's and PostgreSQL's BIGINT, and exact in JSON
 # Names and ids: printable, bounded (PostgreSQL refuses NUL in text; no control characters)
 NAME = r"^[^\x00-\x1f\x7f]{1,255}$"
@@ -234,14 +236,10 @@ class RedriveCountOut(BaseModel):
     by_status: list[StatusCount]
 
 
-AuditActionName = Literal["delivery.send", "dlq.redrive", "webhook.put", "webhook.delete",
-                          "webhook.replay", "token.login", "token.logout"]
-
-
 class AuditQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     token: str | None = Field(default=None, pattern=NAME, description="a token's name")
-    action: AuditActionName | None = None
+    action: AuditAction | None = None  # the enum itself: a new action is queryable at once
     before_ms: int | None = Field(default=None, ge=0, le=MAX_INT,
                                   description="the next page: the last row's at_ms")
     before_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{1,64}$",
