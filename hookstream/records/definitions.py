@@ -49,3 +49,7 @@ class WebhookDefinition(Record):
     rate_limit_per_s: float = 0.0
     allowed_networks: list[str] = field(default_factory=list)
     escaping: str = "hookstream"  # custom body: "hookstream" (JSON-safe) or "glpi" (as GLPI)
+    # Auto-disable: set by the log store with is_active false, cleared by `webhooks enable`.
+    disabled_reason: str = ""
+    disabled_at_ms: int = 0
+    enabled_at_ms: int = 0  # failures before the last re-enable do not count
