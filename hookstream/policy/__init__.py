@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hookstream.policy.autodisable import Disable, TargetHealth, counts, observe, verdict
 from hookstream.policy.circuit import Admission, CircuitBreakers, CircuitState, origin_of
 from hookstream.policy.concurrency import AdaptiveLimit
 from hookstream.policy.ingest import (
@@ -65,6 +66,11 @@ from hookstream.policy.signing import (
 from hookstream.policy.ssrf import Network, blocked_reason, literal_ipv4, parse_networks
 
 __all__ = [
+    "Disable",
+    "TargetHealth",
+    "counts",
+    "observe",
+    "verdict",
     "DEFAULT_TIERS_S",
     "DLQ_TIER",
     "JITTER",
