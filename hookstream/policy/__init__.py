@@ -66,11 +66,6 @@ from hookstream.policy.signing import (
 from hookstream.policy.ssrf import Network, blocked_reason, literal_ipv4, parse_networks
 
 __all__ = [
-    "Disable",
-    "TargetHealth",
-    "counts",
-    "observe",
-    "verdict",
     "DEFAULT_TIERS_S",
     "DLQ_TIER",
     "JITTER",
@@ -87,6 +82,7 @@ __all__ = [
     "DeadLetter",
     "Decision",
     "Delivered",
+    "Disable",
     "IncomingRequest",
     "IngestInstance",
     "Network",
@@ -99,11 +95,13 @@ __all__ = [
     "Retryable",
     "SecretBox",
     "Success",
+    "TargetHealth",
     "Verdict",
     "assess",
     "blocked_reason",
     "circuit_charge",
     "classify",
+    "counts",
     "cra_expected_answer",
     "cra_token",
     "cra_url",
@@ -115,6 +113,7 @@ __all__ = [
     "glpi_signature",
     "literal_ipv4",
     "next_route",
+    "observe",
     "origin_of",
     "parse_delay",
     "parse_networks",
@@ -131,4 +130,5 @@ __all__ = [
     "tier_of",
     "tier_topics",
     "topic_of",
+    "verdict",
 ]
