@@ -80,7 +80,6 @@ class AutoDisable:
             # as published, so the next batch does not publish it again before it is read back
             self.webhooks[ident] = disabled(webhook, found.reason, now_ms)
             metrics.WEBHOOKS_DISABLED.labels(webhook.instance).inc()
-            metrics.OPERATIONAL_EVENTS.labels("webhook.disabled").inc()
             log.warning("webhook %s disabled: %s", ident, found.reason)
             done += 1
         return done

@@ -29,14 +29,30 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
         found = admin.delete_webhook(settings, args.id)
         print(f"{args.id}: {'deleted' if found else 'not found'}")
         return 0 if found else 1
+    if args.action == "enable":
+        if not args.id:
+            raise UsageError("hookstream webhooks enable needs a webhook ID")
+        enabled = admin.enable_webhook(settings, args.id, int(time.time() * 1000))
+        if enabled is None:
+            print(f"{args.id}: not found")
+            return 1
+        definition, changed = enabled
+        print(f"{args.id} v{definition.version}: {'enabled' if changed else 'already active'}")
+        return 0
     for row in admin.list_webhooks(settings):
         print(
             json.dumps(row, ensure_ascii=False)
             if args.json
             else f"{row['id']:<30} v{row['version']:<4} {row['instance']:<16} {row['itemtype']:<14}"
-            f" {row['event']:<7} {'active' if row['is_active'] else 'inactive':<8} {row['url']}"
+            f" {row['event']:<7} {_state(row):<8} {row['url']}"
         )
     return 0
+
+
+def _state(row: dict[str, Any]) -> str:
+    if row["is_active"]:
+        return "active"
+    return "disabled" if row["disabled_at_ms"] else "inactive"  # disabled: by auto-disable
 
 
 def cmd_entities(args: argparse.Namespace, settings: Settings) -> int:
@@ -108,8 +124,8 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any) -> None:
     webhooks = sub.add_parser("webhooks", help="webhook definitions on the compacted topic")
-    webhooks.add_argument("action", choices=["apply", "delete", "list"])
-    webhooks.add_argument("id", nargs="?", help="the webhook to delete")
+    webhooks.add_argument("action", choices=["apply", "delete", "enable", "list"])
+    webhooks.add_argument("id", nargs="?", help="the webhook to delete or enable")
     webhooks.add_argument("-f", "--file", help="YAML file or directory (apply)")
     webhooks.add_argument("--json", action="store_true", help="list as JSON lines")
     webhooks.set_defaults(func=cmd_webhooks)

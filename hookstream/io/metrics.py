@@ -230,8 +230,8 @@ LOGSTORE_DB_ERRORS = Counter("hookstream_logstore_db_errors_total",
 
 # -- operational events and auto-disable ------------------------------------------------
 OPERATIONAL_EVENTS = Counter("hookstream_operational_events_total",
-                             "Operational events produced on hookstream.operations, by type "
-                             "(webhook.disabled, delivery.dead_lettered, circuit.opened)",
+                             "Operational events the delivery process produced, by type "
+                             "(delivery.dead_lettered, circuit.opened)",
                              ["type"], registry=None)
 WEBHOOKS_DISABLED = Counter("hookstream_webhooks_disabled_total",
                             "Webhooks the log store disabled: their target failed every "
@@ -287,7 +287,7 @@ COMPONENTS: dict[str, tuple[Family, ...]] = {
                POLLER_CURSOR_AGE, POLLER_ERRORS, READY),
     "writeback": (WRITEBACK, READY),
     "logstore": (LOGSTORE_RECORDS, LOGSTORE_WRITE, LOGSTORE_PRUNED, LOGSTORE_DB_ERRORS,
-                 OPERATIONAL_EVENTS, WEBHOOKS_DISABLED, *_CONSUMER),
+                 WEBHOOKS_DISABLED, *_CONSUMER),
     "admin": (READY,),  # the admin API and the console
 }
 _PLATFORM = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)  # process_*, python_*
