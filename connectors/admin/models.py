@@ -36,6 +36,36 @@ class WebhookPut(BaseModel):
     state: Literal["created", "updated", "unchanged"]
 
 
+class WebhookEnabled(BaseModel):
+    webhook: dict[str, Any]
+    state: Literal["enabled", "already active"]
+
+
+class OperationsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    webhook_id: str | None = Field(default=None, pattern=NAME)
+    before_ms: int | None = Field(default=None, ge=0, le=MAX_INT,
+                                  description="the next page: the last row's at_ms")
+    before_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{1,64}$",
+                                  description="with before_ms: the last row's event_id")
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class OperationEntry(BaseModel):
+    event_id: str
+    type: str
+    at_ms: int
+    instance: str
+    webhook_id: str
+    reason: str
+    delivery_id: str | None
+    origin: str | None
+
+
+class OperationsPage(BaseModel):
+    items: list[OperationEntry]
+
+
 class ItemRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
     instance: str = Field(pattern=NAME)
@@ -196,7 +226,7 @@ class RedriveCountOut(BaseModel):
 
 
 AuditActionName = Literal["delivery.send", "dlq.redrive", "webhook.put", "webhook.delete",
-                          "token.login", "token.logout"]
+                          "webhook.enable", "token.login", "token.logout"]
 
 
 class AuditQuery(BaseModel):

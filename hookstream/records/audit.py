@@ -20,6 +20,7 @@ class AuditAction(StrEnum):
     REDRIVE = "dlq.redrive"
     WEBHOOK_PUT = "webhook.put"
     WEBHOOK_DELETE = "webhook.delete"
+    WEBHOOK_ENABLE = "webhook.enable"
     LOGIN = "token.login"
     LOGOUT = "token.logout"
 
