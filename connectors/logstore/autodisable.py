@@ -8,8 +8,9 @@ webhook.disabled event on hookstream.operations, then the next version of the
 definition, inactive, with its reason and time. The processor stops planning
 deliveries for it; those already planned go on through their retries and the DLQ.
 
-The current definitions come from following hookstream.webhooks (a webhook inactive
-already, or unknown, is left alone; `enabled_at_ms` tells which failures still count).
+The current definitions come from following hookstream.webhooks, from the first batch
+with attempts on (a webhook inactive already, or unknown, is left alone; `enabled_at_ms`
+tells which failures still count); a webhooks topic not there yet only postpones it.
 A publication that fails is logged and tried again at the next batch that touches the
 webhook: failing targets keep producing attempts while their retries run.
 
@@ -28,7 +29,7 @@ from connectors.logstore.store import LogStore
 from hookstream.config import Settings
 from hookstream.control.admin import disable_webhook
 from hookstream.control.switch import disabled
-from hookstream.errors import HookstreamError
+from hookstream.errors import HookstreamError, TransientError
 from hookstream.io import TableFollower, codec_for, metrics, webhook_and_entity_applier
 from hookstream.policy import verdict
 from hookstream.records import WEBHOOKS, WebhookDefinition
@@ -44,11 +45,23 @@ class AutoDisable:
         self._clock = clock
         self._after_ms = int(settings.autodisable_after_s * 1000)
         self.webhooks: dict[str, WebhookDefinition] = {}
-        self._tables = TableFollower(
-            settings, [settings.topic(WEBHOOKS)],
-            webhook_and_entity_applier(settings, codec_for(settings), self._on_webhook, None),
-        )
-        self._tables.catch_up()
+        self._tables: TableFollower | None = None  # followed from the first check on
+
+    def _follow(self) -> TableFollower:
+        """The webhooks table, read to its end the first time (TransientError while the
+        topic cannot be read: the next check tries again)."""
+        if self._tables is None:
+            tables = TableFollower(
+                self._settings, [self._settings.topic(WEBHOOKS)],
+                webhook_and_entity_applier(self._settings, codec_for(self._settings),
+                                           self._on_webhook, None))
+            try:
+                tables.catch_up()
+            except TransientError:
+                tables.close()
+                raise
+            self._tables = tables
+        return self._tables
 
     def _on_webhook(self, webhook_id: str, definition: WebhookDefinition | None) -> None:
         if definition is None:
@@ -58,8 +71,9 @@ class AutoDisable:
 
     def check(self, webhook_ids: Iterable[str]) -> int:
         """Disable those of `webhook_ids` whose target has failed long enough; how many.
-        TransientError if the database cannot be read (the next batch asks again)."""
-        self._tables.poll(0)
+        TransientError if the database or the webhooks topic cannot be read (the next batch
+        asks again)."""
+        self._follow().poll(0)
         active = {i: d for i in set(webhook_ids)
                   if (d := self.webhooks.get(i)) is not None and d.is_active}
         if not active:
@@ -85,4 +99,5 @@ class AutoDisable:
         return done
 
     def close(self) -> None:
-        self._tables.close()
+        if self._tables is not None:
+            self._tables.close()

@@ -58,7 +58,7 @@ def fold_health(conn: Connection, samples: Sequence[HealthSample]) -> None:
     conn.execute(upsert, [{"webhook_id": ident, "last_success_ms": h.last_success_ms,
                            "first_failure_ms": h.first_failure_ms,
                            "last_failure_ms": h.last_failure_ms}
-                          for ident, h in current.items() if ident in ids])
+                          for ident, h in current.items()])
 
 
 def read_health_in(conn: Connection, webhook_ids: Iterable[str]) -> dict[str, TargetHealth]:
