@@ -8,6 +8,7 @@ in-process (processor, delivery, log store) and receivers on loopback.
 - A dead-lettered delivery and an opened circuit each produce their event; the operational
   webhook subscribed to dead letters fails itself, and its own dead letter makes no event
   (no loop).
+- Each webhook's target health folds the same in SQLite and in a real PostgreSQL.
 """
 
 from __future__ import annotations
@@ -22,8 +23,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hookstream.config import Settings
+import pytest
+
+from connectors.logstore import LogStore, open_engine
+from connectors.logstore.health import HealthSample
+from hookstream.config import Settings, load_settings
 from hookstream.control import current_webhooks
+from hookstream.policy import TargetHealth
 from hookstream.records import (
     DELIVERIES,
     ITEM_CHANGES,
@@ -44,6 +50,7 @@ from tests.integration.harness import (
     wait_until,
 )
 from tests.integration.logstore_harness import RunningLogStore
+from tests.pg import postgres_server
 from tests.receiver import Receiver
 
 LOOPBACK = {"allowed_networks": ["127.0.0.0/8"]}
@@ -173,3 +180,21 @@ def test_dead_letters_and_open_circuits_make_events_without_a_loop(
     assert circuits[0].origin == flaky.url("")
     assert json.loads(opened[0].body)["item"]["origin"] == circuits[0].origin
     assert len(ops_failing.requests("/ops")) == 1  # its failure fed nothing back to it
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_target_health_folds_the_same_in_both_databases(kind: str, tmp_path: Path) -> None:
+    """The fold's upsert in each dialect: batches in any order, a batch written twice."""
+    url = postgres_server().database_url() if kind == "postgresql" else ""
+    settings = load_settings(env={}, check_dns=False, state_dir=str(tmp_path / "state"),
+                             logstore_url=url)
+    store = LogStore(open_engine(settings))
+    day = 86_400_000
+    store.write([], [], health=[HealthSample("w", 5 * day, False)])
+    batch = [HealthSample("w", day, False), HealthSample("w", 2 * day, True),
+             HealthSample("w", 3 * day, False), HealthSample("x", day, True)]
+    store.write([], [], health=batch)
+    store.write([], [], health=batch)
+    assert store.health(["w", "x", "y"]) == {"w": TargetHealth(2 * day, 3 * day, 5 * day),
+                                             "x": TargetHealth(day, None, None)}
+    store.engine.dispose()
