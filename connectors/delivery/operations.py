@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from connectors.delivery.ports import RecordSink
-from hookstream.io import metrics
+from hookstream.errors import KafkaFailed
+from hookstream.io import kafka_errors, metrics
 from hookstream.policy import CircuitState
 from hookstream.records import (
     OPERATIONAL_ITEMTYPE,
@@ -68,8 +69,13 @@ class OperationalEvents:
             f"{origin}:{at_ms}", delivery_id=request.delivery_id, origin=origin)
         metrics.OPERATIONAL_EVENTS.labels(event.type).inc()
         topic, key, value, headers = self._encoded(event)
-        self._producer.produce(topic, value, key, headers=headers,
-                               on_delivery=_logged_if_lost(event))
+        try:
+            with kafka_errors(f"producing {event.type}"):
+                self._producer.produce(topic, value, key, headers=headers,
+                                       on_delivery=_logged_if_lost(event))
+        except (BufferError, KafkaFailed) as e:  # a notice: never worth holding a delivery
+            log.warning("operational event %s about %s not produced: %s", event.type,
+                        event.webhook_id, e)
 
     def _encoded(self, event: OperationalEvent) -> tuple[str, bytes, Any, Any]:
         value, headers = self._codec.encode(event, self._topic)

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from connectors.delivery.http import HttpResult
 from hookstream.records import OPERATIONS, DeliveryRequest, OperationalEvent
 from tests.unit.delivery_fakes import (
+    ATTEMPTS,
     CODEC,
     DELIVERIES,
     DLQ,
@@ -83,3 +85,25 @@ def test_an_operational_webhook_opening_its_circuit_says_nothing(tmp_path: Path)
     asyncio.run(run_until(svc, lambda: consumer.stored.get((DELIVERIES, 0)) == 1))
     assert len(sender.sent) == 1 and svc.circuits.not_closed()  # opened, silently
     assert events(producer) == []
+
+
+class FullForOperations(FakeProducer):
+    """A local queue that is full when the circuit's notice is produced."""
+
+    def produce(self, topic: str, *args: Any, **kwargs: Any) -> None:
+        if topic == OPERATIONS:
+            raise BufferError("Local: Queue full")
+        super().produce(topic, *args, **kwargs)
+
+
+def test_a_circuit_notice_that_cannot_be_produced_holds_nothing_up(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, circuit_failure_threshold=1)
+    consumer, producer = FakeConsumer(), FullForOperations()
+    sender = RecordingSender(lambda r, t: HttpResult(503))
+    for n in range(2):
+        consumer.add(DELIVERIES, 0, request("w1", URL, n))
+    svc = service(settings, consumer, producer, sender, webhook(settings, "w1", URL,
+                                                                sent_try=10))
+    asyncio.run(run_until(svc, lambda: consumer.stored.get((DELIVERIES, 0)) == 2))
+    assert len(sender.sent) == 1 and svc.circuits.not_closed()
+    assert [a.outcome for a in producer.on(ATTEMPTS)] == ["retry_scheduled", "circuit_open"]
