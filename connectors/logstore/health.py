@@ -45,7 +45,7 @@ def _insert(dialect: str) -> Any:
 def fold_health(conn: Connection, samples: Sequence[HealthSample]) -> None:
     """Fold `samples` into their webhooks' rows (one read, one upsert per webhook)."""
     ids = sorted({s.webhook_id for s in samples})
-    current = read_health_in(conn, ids)
+    current = read_health_in(conn, ids, lock=True)
     for sample in samples:
         health = current.get(sample.webhook_id, TargetHealth())
         current[sample.webhook_id] = observe(health, sample.finished_ms, sample.success)
@@ -61,11 +61,18 @@ def fold_health(conn: Connection, samples: Sequence[HealthSample]) -> None:
                           for ident, h in current.items()])
 
 
-def read_health_in(conn: Connection, webhook_ids: Iterable[str]) -> dict[str, TargetHealth]:
-    ids, c, found = list(webhook_ids), webhook_health.c, {}
+def read_health_in(conn: Connection, webhook_ids: Iterable[str], lock: bool = False
+                   ) -> dict[str, TargetHealth]:
+    """`lock`: rows locked until the transaction ends (PostgreSQL; SQLite's writer lock
+    does the same for its single file), so log store replicas folding the same webhook
+    at once do not lose one another's attempts; taken in id order, no deadlock."""
+    ids, c, found = sorted(webhook_ids), webhook_health.c, {}
     for start in range(0, len(ids), 500):  # bounded IN lists
         query = select(c.webhook_id, c.last_success_ms, c.first_failure_ms, c.last_failure_ms
-                       ).where(c.webhook_id.in_(ids[start:start + 500]))
+                       ).where(c.webhook_id.in_(ids[start:start + 500])
+                       ).order_by(c.webhook_id)
+        if lock:
+            query = query.with_for_update()
         for row in conn.execute(query):
             found[row.webhook_id] = TargetHealth(row.last_success_ms, row.first_failure_ms,
                                                  row.last_failure_ms)
