@@ -32,6 +32,7 @@ from connectors.logstore import (
     last_item,
     list_audit,
     list_deliveries,
+    list_operations,
     queue_view,
 )
 from connectors.logstore.queries import BadCursor, BadFilter
@@ -164,6 +165,15 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
         ctx.delete_webhook(webhook_id)
         ctx.audit(p, AuditAction.WEBHOOK_DELETE, webhook_id, "deleted", found.instance)
         return Response(status_code=204)
+
+    @app.post("/v1/webhooks/{webhook_id}/enable", response_model=m.WebhookEnabled)
+    def enable_webhook(p: Actor, webhook_id: m.WebhookId) -> dict[str, Any]:
+        """`hookstream webhooks enable`: active again, its auto-disable record cleared
+        (failures before now no longer count towards disabling it again)."""
+        definition, changed = ctx.enable_webhook(visible(p, webhook_id))
+        state = "enabled" if changed else "already active"
+        ctx.audit(p, AuditAction.WEBHOOK_ENABLE, webhook_id, state, definition.instance)
+        return {"webhook": redacted(definition), "state": state}
 
     @app.post("/v1/webhooks/{webhook_id}/preview", response_model=m.PreviewOut)
     def preview(p: Reader, webhook_id: m.WebhookId, body: m.PreviewIn) -> dict[str, Any]:
@@ -341,6 +351,15 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
         instances sees those on its instances."""
         where = AuditFilter(f.token, f.action, f.before_ms, f.before_id)
         return {"items": list_audit(ctx.engine, where, p.scope, f.limit)}
+
+    # -- operational events ------------------------------------------------------------
+
+    @app.get("/v1/operations", response_model=m.OperationsPage)
+    def operations(p: Reader, f: Annotated[m.OperationsQuery, Query()]) -> dict[str, Any]:
+        """webhook.disabled, delivery.dead_lettered and circuit.opened, newest first, as the
+        log store keeps them; a token scoped to instances sees those of its instances."""
+        return {"items": list_operations(ctx.engine, p.scope, f.webhook_id, f.before_ms,
+                                         f.before_id, f.limit)}
 
     from connectors.console import mount_console  # the web console at /, on these tokens
 

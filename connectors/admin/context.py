@@ -33,6 +33,7 @@ from hookstream.config import Settings
 from hookstream.control.admin import expired_secrets_dropped, preview
 from hookstream.control.replay import ReplayJob, ReplayStatus, replay
 from hookstream.control.replay_runs import BackgroundReplays, ReplayRun
+from hookstream.control.switch import enabled
 from hookstream.control.webhooks import build, validate
 from hookstream.errors import HookstreamError, InvalidDefinition, TransientError
 from hookstream.io import TableFollower, codec_for, flush, producer, webhook_and_entity_applier
@@ -191,6 +192,15 @@ class AdminContext:
 
     def delete_webhook(self, webhook_id: str) -> None:
         self._publish(webhook_id, None)
+
+    def enable_webhook(self, webhook: WebhookDefinition) -> tuple[WebhookDefinition, bool]:
+        """`webhooks enable`: the webhook active again, its auto-disable record cleared;
+        and whether it changed (False: it was active already)."""
+        if webhook.is_active:
+            return webhook, False
+        definition = enabled(webhook, int(self.clock() * 1000))
+        self._publish(definition.id, definition)
+        return definition, True
 
     def preview(self, webhook: WebhookDefinition, event: dict[str, Any]) -> dict[str, Any]:
         now_ms = int(self.clock() * 1000)

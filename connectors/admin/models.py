@@ -49,6 +49,36 @@ class RotateSecretIn(BaseModel):
                        description="how long the previous secret signs too: 24h, 90m, 7d, 0")
 
 
+class WebhookEnabled(BaseModel):
+    webhook: dict[str, Any]
+    state: Literal["enabled", "already active"]
+
+
+class OperationsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    webhook_id: str | None = Field(default=None, pattern=NAME)
+    before_ms: int | None = Field(default=None, ge=0, le=MAX_INT,
+                                  description="the next page: the last row's at_ms")
+    before_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{1,64}$",
+                                  description="with before_ms: the last row's event_id")
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class OperationEntry(BaseModel):
+    event_id: str
+    type: str
+    at_ms: int
+    instance: str
+    webhook_id: str
+    reason: str
+    delivery_id: str | None
+    origin: str | None
+
+
+class OperationsPage(BaseModel):
+    items: list[OperationEntry]
+
+
 class ItemRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
     instance: str = Field(pattern=NAME)

@@ -35,6 +35,7 @@ from connectors.delivery.attempt import AttemptRules, Attempts, Targets
 from connectors.delivery.http.guard import guarded_connector
 from connectors.delivery.http.sender import Sender
 from connectors.delivery.limits import Limits
+from connectors.delivery.operations import OperationalEvents
 from connectors.delivery.outcomes import OutcomeTopics, OutcomeWriter
 from connectors.delivery.ports import TP, HttpSender, Message, RecordSink, RecordSource, Tables
 from connectors.delivery.recall import Recall
@@ -57,6 +58,7 @@ from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
     DLQ,
+    OPERATIONS,
     WEBHOOKS,
     Codec,
     DeliveryRequest,
@@ -136,6 +138,7 @@ class DeliveryService:
         self._producer: RecordSink = sink or cast(
             RecordSink, producer(settings, PRODUCER_CONFIG))
         loop_later = self._later
+        operations = OperationalEvents(self.codec, settings.topic(OPERATIONS), self._producer)
         self.outcomes = OutcomeWriter(
             self._consumer,
             self._producer,
@@ -143,6 +146,7 @@ class DeliveryService:
             OutcomeTopics(settings.topic(ATTEMPTS), settings.topic(DLQ), tier_topics,
                           self._tiers_s),
             loop_later,
+            operations,
         )
         self.tiers = TierScheduler(
             self._consumer, clock, self._topic_delay, self._dispatch, self.outcomes.done
@@ -160,7 +164,7 @@ class DeliveryService:
                              int(max_age_s * 1000) if max_age_s > 0 else None,
                              self._global_allow)
         self.attempts = Attempts(rules, self.targets.get, self.circuits, self.limits, self.stale,
-                                 self.outcomes, clock, rand)
+                                 self.outcomes, clock, rand, operations)
         self.attempts.sender = sender
 
     @property

@@ -36,12 +36,22 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
         from hookstream.cli.replay import cmd_replay
 
         return cmd_replay(args, settings)
+    if args.action == "enable":
+        if not args.id:
+            raise UsageError("hookstream webhooks enable needs a webhook ID")
+        enabled = admin.enable_webhook(settings, args.id, int(time.time() * 1000))
+        if enabled is None:
+            print(f"{args.id}: not found")
+            return 1
+        definition, changed = enabled
+        print(f"{args.id} v{definition.version}: {'enabled' if changed else 'already active'}")
+        return 0
     for row in admin.list_webhooks(settings):
         print(
             json.dumps(row, ensure_ascii=False)
             if args.json
             else f"{row['id']:<30} v{row['version']:<4} {row['instance']:<16} {row['itemtype']:<14}"
-            f" {row['event']:<7} {'active' if row['is_active'] else 'inactive':<8} {row['url']}"
+            f" {row['event']:<7} {_state(row):<8} {row['url']}"
         )
     return 0
 
@@ -69,6 +79,10 @@ def _rotate_secret(args: argparse.Namespace, settings: Settings) -> int:
     if args.secret is None:  # generated: shown this once, for the receiver's owner
         print(f"new secret: {secret}")
     return 0
+def _state(row: dict[str, Any]) -> str:
+    if row["is_active"]:
+        return "active"
+    return "disabled" if row["disabled_at_ms"] else "inactive"  # disabled: by auto-disable
 
 
 def cmd_entities(args: argparse.Namespace, settings: Settings) -> int:
@@ -140,9 +154,10 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any) -> None:
     webhooks = sub.add_parser("webhooks", help="webhook definitions on the compacted topic")
-    webhooks.add_argument("action", choices=["apply", "delete", "list", "rotate-secret",
-                                             "replay"])
-    webhooks.add_argument("id", nargs="?", help="the webhook to delete, rotate or replay into")
+    webhooks.add_argument("action", choices=["apply", "delete", "enable", "list",
+                                             "rotate-secret", "replay"])
+    webhooks.add_argument("id", nargs="?",
+                          help="the webhook to delete, enable, rotate or replay into")
     webhooks.add_argument("-f", "--file", help="YAML file or directory (apply)")
     webhooks.add_argument("--grace", default="24h",
                           help="rotate-secret: how long the previous secret signs too (24h)")

@@ -58,7 +58,7 @@ _REPLAY = [
 
 COMPONENTS: dict[str, list[Grant]] = {
     "processor": [
-        *_topics((t.ITEM_CHANGES, *TABLES), "READ"),
+        *_topics((t.ITEM_CHANGES, t.OPERATIONS, *TABLES), "READ"),
         *_topics((t.DELIVERIES, t.ATTEMPTS, t.DLQ, t.ITEM_CHANGES_DLQ), "WRITE"),
         _group("hookstream-processor"),
         *_READERS,
@@ -66,15 +66,16 @@ COMPONENTS: dict[str, list[Grant]] = {
     ],
     "delivery": [
         *_topics((t.DELIVERIES, RETRY, *TABLES, t.ATTEMPTS, t.DLQ), "READ"),
-        *_topics((RETRY, t.DLQ, t.ATTEMPTS), "WRITE"),
+        *_topics((RETRY, t.DLQ, t.ATTEMPTS, t.OPERATIONS), "WRITE"),
         *_topics((t.ITEM_CHANGES_DLQ,), "DESCRIBE"),  # its size, in the gauges
         _group("hookstream-delivery"),
         _group("hookstream-delivery-recall"),
         *_READERS,
     ],
     "logstore": [
-        *_topics((t.DELIVERIES, RETRY, t.DLQ, t.ATTEMPTS, t.ITEM_CHANGES, t.AUDIT, *TABLES),
-                 "READ"),
+        *_topics((t.DELIVERIES, RETRY, t.DLQ, t.ATTEMPTS, t.ITEM_CHANGES, t.AUDIT,
+                  t.OPERATIONS, *TABLES), "READ"),
+        *_topics((t.WEBHOOKS, t.OPERATIONS), "WRITE"),  # auto-disable
         _group("hookstream-logstore", prefixed_by_settings=True),
         *_READERS,
     ],

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from hookstream.config import Settings
+from hookstream.control.switch import disabled, disabled_event, enabled
 from hookstream.control.webhooks import load_definitions, redacted
 from hookstream.errors import InvalidDefinition, UsageError
 from hookstream.io import codec_for, delivery_callback, flush, producer, read_all
@@ -32,10 +33,12 @@ from hookstream.policy import (
 )
 from hookstream.records import (
     ENTITIES,
+    OPERATIONS,
     WEBHOOKS,
     Codec,
     EntityRecord,
     ItemChangeEvent,
+    OperationalEvent,
     WebhookDefinition,
 )
 from hookstream.render import RenderLimits
@@ -131,6 +134,31 @@ def delete_webhook(settings: Settings, webhook_id: str) -> bool:
         return False
     _publish(settings, settings.topic(WEBHOOKS), [(webhook_id, None)])
     return True
+
+
+def enable_webhook(settings: Settings, webhook_id: str, now_ms: int
+                   ) -> tuple[WebhookDefinition, bool] | None:
+    """Publish `webhook_id` active again (its auto-disable record cleared): the definition
+    and whether it changed (False: it was active already); None if there is no such webhook."""
+    current = current_webhooks(settings).get(webhook_id)
+    if current is None:
+        return None
+    if current.is_active:
+        return current, False
+    definition = enabled(current, now_ms)
+    _publish(settings, settings.topic(WEBHOOKS), [(webhook_id, definition)])
+    return definition, True
+
+
+def disable_webhook(settings: Settings, webhook: WebhookDefinition, reason: str, at_ms: int
+                    ) -> OperationalEvent:
+    """Auto-disable: the webhook.disabled event, then the inactive definition. A crash
+    between the two publishes the event again next time (same event id)."""
+    definition = disabled(webhook, reason, at_ms)
+    event = disabled_event(definition)
+    _publish(settings, settings.topic(OPERATIONS), [(webhook.id, event)])
+    _publish(settings, settings.topic(WEBHOOKS), [(webhook.id, definition)])
+    return event
 
 
 def list_webhooks(settings: Settings) -> list[dict[str, Any]]:

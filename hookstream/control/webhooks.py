@@ -27,7 +27,7 @@ from hookstream.policy import (
     parse_networks,
     without_expired_secret,
 )
-from hookstream.records import WebhookDefinition
+from hookstream.records import OPERATIONAL_ITEMTYPE, OperationType, WebhookDefinition
 from hookstream.render import ESCAPING_MODES, compile_templates
 
 EVENTS = ("new", "update", "delete")
@@ -77,6 +77,8 @@ ITEMTYPES = frozenset(
 CUSTOM_ASSET = re.compile(r"^Glpi\\CustomAsset\\\w+Asset$")
 WEBHOOK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
+# Set by hookstream, never by YAML: auto-disable's record, cleared by `webhooks enable`.
+AUTO_DISABLE = ("disabled_reason", "disabled_at_ms", "enabled_at_ms")
 # YAML keys that are not stored as-is: plain secrets and the readable retry schedule.
 INPUT_ONLY = {"secret": str, "clientsecret": str, "retry_schedule": list}
 STORED = {f.name for f in fields(WebhookDefinition)} - {
@@ -86,6 +88,7 @@ STORED = {f.name for f in fields(WebhookDefinition)} - {
     "retry_schedule_s",
     "previous_secret_encrypted",  # set by rotate-secret only
     "previous_secret_until_ms",
+    *AUTO_DISABLE,
 }
 
 
@@ -123,9 +126,14 @@ def validate(raw: Any, tiers_s: Sequence[int], global_allow: Sequence[str] = ())
     if ident and not WEBHOOK_ID.match(ident):
         errors.append(f"id {ident!r} must be 1-100 of [A-Za-z0-9._-]")
     itemtype = str(raw.get("itemtype", ""))
-    if itemtype and itemtype not in ITEMTYPES and not CUSTOM_ASSET.match(itemtype):
+    operational = itemtype == OPERATIONAL_ITEMTYPE
+    if (itemtype and itemtype not in ITEMTYPES and not CUSTOM_ASSET.match(itemtype)
+            and not operational):
         errors.append(f"unknown itemtype {itemtype!r}")
-    if raw.get("event") and raw["event"] not in EVENTS:
+    if operational and raw.get("event") and raw["event"] not in set(OperationType):
+        errors.append(f"unknown event {raw['event']!r}: {OPERATIONAL_ITEMTYPE} webhooks take "
+                      f"{', '.join(OperationType)}")
+    elif not operational and raw.get("event") and raw["event"] not in EVENTS:
         errors.append(f"unknown event {raw['event']!r}: GLPI raises only new, update, delete")
     method = str(raw.get("http_method", "post")).lower()
     if method not in METHODS:
@@ -270,6 +278,8 @@ def build(
     )
     replaced = previous is None or secret != box.decrypt(previous.secret_encrypted)
     rotation = None if replaced or previous is None else without_expired_secret(previous, now_ms)
+    if previous is not None:
+        values |= _kept_state(previous, bool(values.get("is_active", False)))
     candidate = WebhookDefinition(
         version=previous.version if previous else 1,
         secret_encrypted=box.encrypt(secret or generate_secret()),
@@ -288,6 +298,17 @@ def build(
             return previous
         candidate = replace(candidate, version=previous.version + 1)
     return candidate
+
+
+def _kept_state(previous: WebhookDefinition, active_wanted: bool) -> dict[str, Any]:
+    """What an apply keeps of hookstream's own state: an auto-disabled webhook stays
+    disabled, with its reason, though its YAML says `is_active: true` (only `webhooks
+    enable` brings it back); a YAML that disables it takes the webhook out of auto-disable."""
+    kept: dict[str, Any] = {"enabled_at_ms": previous.enabled_at_ms}
+    if previous.disabled_at_ms and active_wanted:
+        kept |= {"is_active": False, "disabled_reason": previous.disabled_reason,
+                 "disabled_at_ms": previous.disabled_at_ms}
+    return kept
 
 
 def _public(webhook: WebhookDefinition) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hookstream.policy.autodisable import Disable, TargetHealth, counts, observe, verdict
 from hookstream.policy.circuit import Admission, CircuitBreakers, CircuitState, origin_of
 from hookstream.policy.concurrency import AdaptiveLimit
 from hookstream.policy.ingest import (
@@ -87,6 +88,7 @@ __all__ = [
     "DeadLetter",
     "Decision",
     "Delivered",
+    "Disable",
     "IncomingRequest",
     "IngestInstance",
     "Network",
@@ -99,11 +101,13 @@ __all__ = [
     "Retryable",
     "SecretBox",
     "Success",
+    "TargetHealth",
     "Verdict",
     "assess",
     "blocked_reason",
     "circuit_charge",
     "classify",
+    "counts",
     "cra_expected_answer",
     "cra_token",
     "cra_url",
@@ -115,6 +119,7 @@ __all__ = [
     "glpi_signature",
     "literal_ipv4",
     "next_route",
+    "observe",
     "origin_of",
     "parse_delay",
     "parse_grace",
@@ -134,5 +139,6 @@ __all__ = [
     "tier_of",
     "tier_topics",
     "topic_of",
+    "verdict",
     "without_expired_secret",
 ]

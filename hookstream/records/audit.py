@@ -22,6 +22,7 @@ class AuditAction(StrEnum):
     WEBHOOK_PUT = "webhook.put"
     WEBHOOK_DELETE = "webhook.delete"
     WEBHOOK_ROTATE_SECRET = "webhook.rotate_secret"
+    WEBHOOK_ENABLE = "webhook.enable"
     LOGIN = "token.login"
     LOGOUT = "token.logout"
 

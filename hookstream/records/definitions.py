@@ -52,3 +52,7 @@ class WebhookDefinition(Record):
     # A rotated-out secret, signing beside the current one until its grace period ends.
     previous_secret_encrypted: str = ""
     previous_secret_until_ms: int = 0
+    # Auto-disable: set by the log store with is_active false, cleared by `webhooks enable`.
+    disabled_reason: str = ""
+    disabled_at_ms: int = 0
+    enabled_at_ms: int = 0  # failures before the last re-enable do not count
