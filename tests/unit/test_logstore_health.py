@@ -57,13 +57,13 @@ def test_apply_keeps_an_auto_disabled_webhook_disabled(tmp_path: Path) -> None:
     box = secret_box(load_settings(env={}, check_dns=False, state_dir=str(tmp_path / "s")))
     raw = {"id": "h", "instance": "glpi-a", "name": "h", "itemtype": "Ticket", "event": "new",
            "url": "https://t.example/h", "is_active": True, "secret": "s" * 40}
-    applied = build(raw, box, None)
+    applied = build(raw, box, None, T0)
     off = disabled(applied, "every attempt failed", T0)
-    again = build(raw, box, off)
+    again = build(raw, box, off, T0)
     assert again is off  # the same YAML applied again: nothing to publish
-    changed = build({**raw, "name": "renamed"}, box, off)
+    changed = build({**raw, "name": "renamed"}, box, off, T0)
     assert (changed.is_active, changed.disabled_reason, changed.disabled_at_ms) == (
         False, "every attempt failed", T0)
     assert changed.version == off.version + 1
-    turned_off = build({**raw, "is_active": False}, box, off)  # the operator's own choice
+    turned_off = build({**raw, "is_active": False}, box, off, T0)  # the operator's own choice
     assert (turned_off.is_active, turned_off.disabled_at_ms) == (False, 0)
