@@ -1,8 +1,12 @@
 """One delivery attempt over HTTP: CRA challenge, OAuth token, signing at send time.
 
 `Sender.send` never raises for the target's behaviour: it returns an `HttpResult`
-saying what happened (a status, no response, blocked, or challenge failed). Errors never
-carry a secret: messages are built from exception types and the target's origin only.
+saying what happened (a status, no response, blocked, or challenge failed). Only the
+exceptions a receiver or the network can cause are translated (`NO_ANSWER`, as httpx's
+transport maps httpcore's); any other exception is hookstream's own bug and raises, so it
+is never mistaken for a target that did not answer (charging its circuit, retrying).
+Errors never carry a secret: messages are built from exception types and the target's
+origin only.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import TypeVar
 import aiohttp
 
 from connectors.delivery.http.guard import allowed_networks, is_blocked
-from hookstream.errors import OAuthFailed
+from hookstream.errors import BlockedDestination, OAuthFailed
 from hookstream.policy import (
     Network,
     RetryPolicy,
@@ -90,6 +94,12 @@ class HttpResult:
     # The headers of the request as sent (credentials redacted); None when none was sent.
     request_headers: dict[str, str] | None = None
 
+
+# What a request may raise for the receiver's or the network's doing: aiohttp's client
+# errors (refused, reset, DNS, bad answer), timeouts, socket errors, the SSRF guard's
+# refusal. Everything else propagates.
+NO_ANSWER: tuple[type[BaseException], ...] = (
+    aiohttp.ClientError, TimeoutError, OSError, BlockedDestination)
 
 MAX_CACHED = 10_000  # entries of a cache before the expired ones are swept
 
@@ -169,11 +179,17 @@ class OAuthTokens:
         ) as response:
             if response.status != 200:
                 raise OAuthFailed(f"token endpoint answered HTTP {response.status}")
-            answer = await response.json(content_type=None)
+            try:
+                answer = await response.json(content_type=None)
+            except ValueError as e:  # the endpoint's answer, not hookstream, is at fault
+                raise OAuthFailed("token endpoint answer is not JSON") from e
         token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
             raise OAuthFailed("token endpoint answer has no access_token")
-        lifetime = float(answer.get("expires_in") or 3600)
+        try:
+            lifetime = float(answer.get("expires_in") or 3600)
+        except (TypeError, ValueError) as e:
+            raise OAuthFailed("token endpoint answer has an invalid expires_in") from e
         # Renew a little early so a token never expires in flight.
         self._tokens[key] = (token, self._clock() + lifetime - min(30.0, lifetime * 0.1))
         _sweep(self._tokens, lambda entry: entry[1], self._clock())
@@ -224,7 +240,7 @@ class Sender:
                 return replace(result, request_headers=redact_headers(sent))
             except OAuthFailed as e:
                 return HttpResult(error=f"oauth: {e}", token_failed=True)
-            except Exception as e:
+            except NO_ANSWER as e:
                 failure = _failure(e, target.timeout_s)
                 if sent and failure.blocked is None:  # the request may have left
                     failure = replace(failure, request_headers=redact_headers(sent))
@@ -312,7 +328,7 @@ class Sender:
             ).strip() == cra_expected_answer(target.secret, token)
 
 
-def _failure(error: Exception, timeout_s: float) -> HttpResult:
+def _failure(error: BaseException, timeout_s: float) -> HttpResult:
     blocked = is_blocked(error)
     if blocked:
         return HttpResult(blocked=blocked, error=f"blocked: {blocked}")
@@ -320,6 +336,4 @@ def _failure(error: Exception, timeout_s: float) -> HttpResult:
         return HttpResult(error=f"timeout after {timeout_s:g}s")
     if isinstance(error, aiohttp.ClientConnectorError):
         return HttpResult(error=f"connection failed: {error.os_error.strerror or 'error'}")
-    if isinstance(error, aiohttp.ClientError):
-        return HttpResult(error=f"{type(error).__name__}")
-    return HttpResult(error=f"{type(error).__name__}")
+    return HttpResult(error=type(error).__name__)
