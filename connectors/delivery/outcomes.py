@@ -16,14 +16,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from connectors.delivery.offsets import OffsetTracker
 from connectors.delivery.ports import TP, Message, RecordSink, RecordSource
-from hookstream.errors import DecodeError
-from hookstream.io import Throttled, denied, metrics
+from hookstream.errors import DecodeError, KafkaFailed, KafkaFatal
+from hookstream.io import (
+    Partitions,
+    Throttled,
+    denied,
+    is_topic_denied,
+    kafka_errors,
+    metrics,
+    translate,
+)
 from hookstream.policy import DLQ_TIER, Decision, topic_of
-from hookstream.records import Codec, DeliveryRequest, Record
+from hookstream.records import Codec, DeliveryRequest, Record, dead_letter_headers
 
 log = logging.getLogger(__name__)
 Raw = tuple[str, Any, Any, Any]  # topic, key, value, headers
@@ -32,7 +40,7 @@ Raw = tuple[str, Any, Any, Any]  # topic, key, value, headers
 class OutcomeWriter:
     def __init__(self, consumer: RecordSource, producer: RecordSink, codec: Codec,
                  topics: OutcomeTopics, later: Callable[[float, Callable[[], None]], Any]):
-        self._consumer = consumer
+        self._partitions = Partitions(consumer)
         self._producer = producer
         self._codec = codec
         self._topics = topics
@@ -83,25 +91,15 @@ class OutcomeWriter:
         if not self._committable:
             return
         ready, self._committable = self._committable, {}
-        offsets = [TopicPartition(t, p, o) for (t, p), o in ready.items()
-                   if (t, p) in self._trackers]  # not revoked meanwhile
-        if offsets:
-            try:
-                self._consumer.store_offsets(offsets=offsets)
-            except KafkaException as e:
-                log.debug("store_offsets failed (revoked?): %s", e)
+        self._partitions.store_offsets(
+            {tp: offset for tp, offset in ready.items() if tp in self._trackers})
 
     def revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         """Offsets already durable but not stored yet are stored before the partitions go,
         so the new owner does not repeat those deliveries."""
         revoked = [(tp.topic, tp.partition) for tp in partitions]
-        ready = [TopicPartition(t, p, self._committable.pop((t, p)))
-                 for t, p in revoked if (t, p) in self._committable]
-        if ready:
-            try:
-                consumer.store_offsets(offsets=ready)
-            except KafkaException as e:
-                log.debug("store_offsets on revoke failed: %s", e)
+        self._partitions.store_offsets(
+            {tp: self._committable.pop(tp) for tp in revoked if tp in self._committable})
         for key in revoked:
             self._trackers.pop(key, None)
             self._next.pop(key, None)
@@ -144,8 +142,8 @@ class OutcomeWriter:
         self.count("undecodable")
         metrics.UNDECODABLE.labels(msg.topic() or "").inc()
         tp, offset = (msg.topic() or "", msg.partition() or 0), msg.offset() or 0
-        headers = [*list(msg.headers() or []), ("hookstream-error", error.reason.encode())]
-        self._produce(tp, offset, [(self._topics.dlq, msg.key(), msg.value(), headers)])
+        self._produce(tp, offset, [(self._topics.dlq, msg.key(), msg.value(),
+                                    dead_letter_headers(msg.headers(), error))])
 
     def _encoded(self, topic: str, record: Record) -> Raw:
         value, headers = self._codec.encode(record, topic)
@@ -160,13 +158,14 @@ class OutcomeWriter:
 
         def acked(record: Raw) -> Callable[[Any, Any], None]:
             def on_delivery(err: Any, msg: Any) -> None:
-                if err is not None and err.fatal():
-                    self.fatal = f"producing to {record[0]} failed: {err}"
-                    return
                 if err is not None:
+                    failure = translate(err, f"producing to {record[0]}")
+                    if isinstance(failure, KafkaFatal):
+                        self.fatal = str(failure)
+                        return
                     # Not durable: produce it again shortly; the offset waits for it.
                     self.unacknowledged += 1
-                    self._failed(record, err, on_delivery)
+                    self._failed(record, failure, on_delivery)
                     return
                 remaining[0] -= 1
                 if remaining[0] == 0:
@@ -180,16 +179,19 @@ class OutcomeWriter:
     def _send(self, record: Raw, on_delivery: Callable[[Any, Any], None]) -> None:
         topic, key, value, headers = record
         try:
-            self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+            with kafka_errors(f"producing to {topic}"):
+                self._producer.produce(topic, value, key, headers=headers,
+                                       on_delivery=on_delivery)
         except BufferError:  # the local queue is full (broker away for long): wait
             self._later(0.5, lambda: self._send(record, on_delivery))
-        except KafkaException as e:  # refused at once (a topic known to deny this client)
-            self._failed(record, e.args[0], on_delivery)
+        except KafkaFailed as e:  # refused at once (a topic known to deny this client)
+            self._failed(record, e, on_delivery)
 
-    def _failed(self, record: Raw, err: Any, on_delivery: Callable[[Any, Any], None]) -> None:
+    def _failed(self, record: Raw, failure: KafkaFailed,
+                on_delivery: Callable[[Any, Any], None]) -> None:
         """A produce that did not reach Kafka: said (once a minute), tried again in 1 s."""
-        reason = str(err)
-        if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        reason = str(failure)
+        if is_topic_denied(failure):
             reason, self.denied_at = denied("WRITE", "topic", record[0]), time.monotonic()
         self._failures.warning(f"producing to {record[0]} failed, trying again: {reason}")
         self._later(1.0, lambda: self._send(record, on_delivery))

@@ -41,8 +41,9 @@ from connectors.delivery.recall import Recall
 from connectors.delivery.stale import StaleFilter
 from connectors.delivery.tiers import DUE, TierScheduler
 from hookstream.config import Settings
-from hookstream.errors import DecodeError
+from hookstream.errors import DecodeError, KafkaFailed
 from hookstream.io import (
+    Partitions,
     TableFollower,
     codec_for,
     consumer,
@@ -50,6 +51,7 @@ from hookstream.io import (
     health,
     metrics,
     producer,
+    reachable,
     webhook_and_entity_applier,
 )
 from hookstream.policy import CircuitBreakers, origin_of, parse_networks, secret_box
@@ -176,9 +178,7 @@ class DeliveryService:
             return False  # a write refused for a missing ACL, lately: outcomes pile up
         if not self._own_clients or time.monotonic() - self._kafka_seen_at < READY_PROBE_S:
             return True
-        try:
-            cast(Any, self._producer).list_topics(self._inputs[0], timeout=2)
-        except Exception:  # KafkaException: no broker answered
+        if not reachable(cast(Any, self._producer), self._inputs[0]):
             return False
         self._kafka_seen_at = time.monotonic()
         return True
@@ -255,8 +255,8 @@ class DeliveryService:
         self._producer.poll(0)
         self.outcomes.store_offsets()
         try:
-            self._consumer.commit(asynchronous=False)
-        except Exception as e:  # KafkaException: nothing stored since the last commit
+            Partitions(self._consumer).commit()
+        except KafkaFailed as e:  # e.g. nothing stored since the last commit
             log.debug("final commit: %s", e)
         self._consumer.close()
         self._tables.close()

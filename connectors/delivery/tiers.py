@@ -17,9 +17,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from connectors.delivery.ports import TP, RecordSource
+from hookstream.io import Partitions
 from hookstream.policy import JITTER
 from hookstream.records import DeliveryRequest
 
@@ -34,7 +35,7 @@ class TierScheduler:
     def __init__(self, consumer: RecordSource, clock: Callable[[], float],
                  topic_delay_s: dict[str, int], dispatch: Dispatch,
                  release: Callable[[TP, int], None], max_held: int = MAX_HELD):
-        self._consumer = consumer
+        self._partitions = Partitions(consumer)
         self._clock = clock
         self._topic_delay_s = topic_delay_s
         self._dispatch = dispatch
@@ -83,17 +84,13 @@ class TierScheduler:
         at `resume_at_ms`)."""
         reasons = self._paused.get(tp)
         if reasons is None:
-            part = TopicPartition(tp[0], tp[1], next_offset)
-            try:
-                self._consumer.pause([part])
-            except KafkaException as e:
-                log.debug("pause of %s failed (revoked?): %s", tp, e)
+            if not self._partitions.pause(tp):
                 return
             # Recorded even if the seek fails (a broker away): a partition paused in the
             # client must be resumed, and `lift` seeks again before resuming.
             reasons = self._paused[tp] = set()
             self._positions[tp] = next_offset
-            self._seek(tp, next_offset)
+            self._partitions.seek(tp, next_offset)
         reasons.add(reason)
         if resume_at_ms is not None:
             delay_s = max(0.0, resume_at_ms / 1000 - self._clock())
@@ -112,17 +109,9 @@ class TierScheduler:
         timer = self._timers.pop(tp, None)
         if timer is not None:
             timer.cancel()
-        self._seek(tp, self._positions.pop(tp))  # records dropped while paused: read again
-        try:
-            self._consumer.resume([TopicPartition(tp[0], tp[1])])
-        except KafkaException as e:
-            log.debug("resume of %s failed (revoked?): %s", tp, e)
-
-    def _seek(self, tp: TP, offset: int) -> None:
-        try:
-            self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
-        except KafkaException as e:
-            log.debug("seek of %s failed (revoked?): %s", tp, e)
+        # Records fetched while paused were dropped: read them again.
+        self._partitions.seek(tp, self._positions.pop(tp))
+        self._partitions.resume(tp)
 
     def revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         for part in partitions:

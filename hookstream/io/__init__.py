@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hookstream.io.bounded import HUNG, bounded, retried
 from hookstream.io.kafka import (
+    Partitions,
     admin,
     consumer,
     create_topics,
@@ -11,9 +12,12 @@ from hookstream.io.kafka import (
     denied,
     denied_topics,
     flush,
+    is_topic_denied,
     kafka_errors,
     producer,
+    reachable,
     read_all,
+    read_ranges,
     translate,
     watermarks,
 )
@@ -25,6 +29,7 @@ __all__ = [
     "HUNG",
     "LINK",
     "HttpSchemaRegistry",
+    "Partitions",
     "TableFollower",
     "Throttled",
     "admin",
@@ -36,9 +41,12 @@ __all__ = [
     "denied",
     "denied_topics",
     "flush",
+    "is_topic_denied",
     "kafka_errors",
     "producer",
+    "reachable",
     "read_all",
+    "read_ranges",
     "read_table",
     "retried",
     "translate",

@@ -11,6 +11,7 @@ from hookstream.records.audit import (
 )
 from hookstream.records.codec import (
     Codec,
+    dead_letter_headers,
     header,
     header_items,
     record_to_json,
@@ -76,6 +77,7 @@ __all__ = [
     "Trigger",
     "WebhookDefinition",
     "avro_topics",
+    "dead_letter_headers",
     "delivery_id_for",
     "header",
     "header_items",

@@ -14,6 +14,7 @@ from tests.unit.delivery_fakes import (
     DELIVERIES,
     DLQ,
     FakeConsumer,
+    FakeMessage,
     FakeProducer,
     RecordingSender,
     request,
@@ -222,3 +223,20 @@ def test_records_of_a_revoked_partition_not_yet_sent_are_abandoned(tmp_path: Pat
     assert [r.items_id for r in sender.sent] == [0]  # the one in flight, nothing more
     assert len(svc.stale) <= 1  # the abandoned ones are not remembered as handled
     assert consumer.stored.get((DELIVERIES, 0)) is None  # the new owner repeats from 0
+
+
+def test_an_undecodable_record_goes_to_the_dlq_as_it_came_with_why_and_where(
+        tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    consumer, producer, sender = FakeConsumer(), FakeProducer(), RecordingSender()
+    consumer.queued.append(FakeMessage(DELIVERIES, 0, 0, b"\x00garbage", [("x-kept", b"1")],
+                                       b"k"))
+    consumer.add(DELIVERIES, 0, request("w1", URL, 1))
+    svc = service(settings, consumer, producer, sender, webhook(settings, "w1", URL))
+    asyncio.run(run_until(svc, lambda: consumer.stored.get((DELIVERIES, 0)) == 2))
+    [(_, value, headers)] = [r for r in producer.records if r[0] == DLQ]
+    assert value == b"\x00garbage" and [r.delivery_id for r in sender.sent] == ["w1-1"]
+    named = dict(headers)
+    assert named["x-kept"] == b"1" and named["hookstream-error"] == b"no hookstream-schema header"
+    assert named["hookstream-source"] == f"{DELIVERIES}:0:0".encode()
+    assert svc.stats["undecodable"] == 1
