@@ -29,10 +29,10 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
+from connectors.delivery.schedule import earliest_due_ms
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, KafkaFailed
 from hookstream.io import consumer, kafka_errors, read_ranges
-from hookstream.policy import JITTER
 from hookstream.records import ATTEMPTS, DLQ, AttemptRecord, Codec, DeliveryRequest, Outcome
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,7 @@ class Recall:
                 continue
             _, produced_ms = msg.timestamp()
             if request.not_before > now_ms:
-                delay_s = self._topic_delay_s.get(at[0], 0)
-                if produced_ms + (1 - JITTER) * delay_s * 1000 > now_ms:
+                if earliest_due_ms(produced_ms, self._topic_delay_s.get(at[0], 0)) > now_ms:
                     stopped.add(at)  # nothing behind it is due yet
                 continue
             hop = candidates.get(request.delivery_id, request.hop)

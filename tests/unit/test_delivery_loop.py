@@ -161,7 +161,7 @@ def test_an_unacknowledged_outcome_is_produced_again(tmp_path: Path) -> None:
     consumer.add(DELIVERIES, 0, request("w1", URL, 1))
     svc = service(settings, consumer, producer, sender, webhook(settings, "w1", URL))
     asyncio.run(run_until(svc, lambda: consumer.stored.get((DELIVERIES, 0)) == 1))
-    assert producer.failed == 1 and svc.outcomes.unacknowledged == 1
+    assert producer.failed == 1 and svc.records.unacknowledged == 1
     assert [a.outcome for a in producer.on(ATTEMPTS)] == ["delivered"]
     assert len(sender.sent) == 1  # the outcome is produced again, not the request sent again
 
@@ -193,7 +193,7 @@ def test_a_not_yet_due_retry_is_held_and_its_partition_paused(tmp_path: Path) ->
 
     asyncio.run(scenario())
     assert [r.delivery_id for r in sender.sent] == ["w1-1"]
-    assert svc.tiers.held == 0
+    assert svc.schedule.held == 0
 
 
 def test_records_of_a_revoked_partition_not_yet_sent_are_abandoned(tmp_path: Path) -> None:

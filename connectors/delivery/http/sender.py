@@ -22,64 +22,17 @@ from typing import TypeVar
 import aiohttp
 
 from connectors.delivery.http.guard import allowed_networks, is_blocked
+from connectors.delivery.http.targets import Target
 from hookstream.errors import BlockedDestination, OAuthFailed
 from hookstream.policy import (
     Network,
-    RetryPolicy,
-    SecretBox,
     cra_expected_answer,
     cra_token,
     cra_url,
-    parse_networks,
     signature_headers,
 )
 from hookstream.policy.redact import redact_headers
-from hookstream.records import DeliveryRequest, WebhookDefinition
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What sending needs of a webhook, secrets decrypted (in memory only, never logged)."""
-
-    webhook_id: str
-    version: int
-    secret: str = field(repr=False)
-    signature_scheme: str
-    timeout_s: float
-    retry_policy: RetryPolicy
-    sent_try: int
-    retry_schedule_s: tuple[int, ...]
-    use_cra_challenge: bool
-    use_oauth: bool
-    oauth_url: str
-    clientid: str
-    clientsecret: str = field(repr=False)
-    save_response_body: bool
-    allow: tuple[Network, ...]
-    max_in_flight: int = 0  # 0 = only the global and per-origin bounds
-    rate_limit_per_s: float = 0.0  # 0 = unlimited
-
-    @classmethod
-    def of(cls, d: WebhookDefinition, box: SecretBox) -> Target:
-        return cls(
-            d.id,
-            d.version,
-            box.decrypt(d.secret_encrypted),
-            d.signature_scheme,
-            d.timeout_s,
-            RetryPolicy(d.retry_policy),
-            d.sent_try,
-            tuple(d.retry_schedule_s),
-            d.use_cra_challenge,
-            d.use_oauth,
-            d.oauth_url,
-            d.clientid,
-            box.decrypt(d.clientsecret_encrypted),
-            d.save_response_body,
-            parse_networks(d.allowed_networks),
-            d.max_in_flight,
-            d.rate_limit_per_s,
-        )
+from hookstream.records import DeliveryRequest
 
 
 @dataclass(frozen=True, slots=True)
