@@ -126,11 +126,11 @@ class Checkpoint:
         until `reason` is lifted, by `lift` or at `resume_at_ms`."""
         reasons = self._paused.get(tp)
         if reasons is None:
-            if not self._partitions.pause(tp):
+            position = self._next.get(tp) if from_offset is None else from_offset
+            if position is None or not self._partitions.pause(tp):
                 return  # revoked meanwhile
             # Recorded even if the seek fails (a broker away): a partition paused in the
             # client must be resumed, and `lift` seeks again before resuming.
-            position = self._next[tp] if from_offset is None else from_offset
             reasons = self._paused[tp] = set()
             self._positions[tp] = position
             self._partitions.seek(tp, position)
