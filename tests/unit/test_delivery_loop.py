@@ -4,11 +4,14 @@ recording sender (STYLE.md 10). The integration tests run the same loop on real 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 from connectors.delivery.http import HttpResult
+from hookstream.records import DeliveryRequest
 from tests.unit.delivery_fakes import (
     ATTEMPTS,
     DELIVERIES,
@@ -240,3 +243,25 @@ def test_an_undecodable_record_goes_to_the_dlq_as_it_came_with_why_and_where(
     assert named["x-kept"] == b"1" and named["hookstream-error"] == b"no hookstream-schema header"
     assert named["hookstream-source"] == f"{DELIVERIES}:0:0".encode()
     assert svc.stats["undecodable"] == 1
+
+
+def test_a_bug_while_sending_is_said_loudly_not_taken_for_no_answer(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = settings_for(tmp_path, circuit_failure_threshold=1)
+    consumer, producer = FakeConsumer(), FakeProducer()
+
+    def script(r: DeliveryRequest, target: object) -> HttpResult:
+        if r.delivery_id == "w1-1":
+            raise ValueError("a bug of hookstream's own")
+        return HttpResult(200)
+
+    sender = RecordingSender(script)
+    for n in (1, 2):
+        consumer.add(DELIVERIES, 0, request("w1", URL, n))
+    svc = service(settings, consumer, producer, sender, webhook(settings, "w1", URL))
+    with caplog.at_level(logging.ERROR, "connectors.delivery.worker"):
+        asyncio.run(run_until(svc, lambda: len(producer.on(ATTEMPTS)) == 1))
+    assert [(a.delivery_id, a.outcome) for a in producer.on(ATTEMPTS)] == [("w1-2", "delivered")]
+    assert not svc.circuits.not_closed()  # the target was not blamed
+    assert (DELIVERIES, 0) not in consumer.stored  # w1-1 is delivered again after a restart
+    assert "delivery of w1-1 failed" in caplog.text and "a bug" in caplog.text
