@@ -59,7 +59,7 @@ from hookstream.records import (
     Outcome,
     Record,
     as_item_change,
-    header_items,
+    dead_letter_headers,
 )
 from hookstream.render import RenderLimits
 from processors.clients import (
@@ -304,14 +304,8 @@ class Processor:
         self._batch[("undecodable", msg.topic() or "")] += 1
         located = error.at(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
         log.warning("%s", located)
-        headers = [
-            *header_items(msg.headers()),
-            ("hookstream-error", located.reason.encode()),
-            ("hookstream-source", f"{msg.topic()}:{msg.partition()}:{msg.offset()}".encode()),
-        ]
-        clients.producer.produce(
-            self.topics[ITEM_CHANGES_DLQ], msg.value(), msg.key(), headers=headers
-        )
+        clients.producer.produce(self.topics[ITEM_CHANGES_DLQ], msg.value(), msg.key(),
+                                 headers=dead_letter_headers(msg.headers(), located))
 
 
 _METRICS: dict[str, Callable[[str], Counter]] = {

@@ -1,15 +1,17 @@
 """Delivery: hookstream.deliveries and the retry tiers -> HTTP, and the DLQ's way back.
 
-    service     the consumer loop: fetch, receive, rebalance, readiness
-    attempt     one delivery: admit, send, decide, record, release
-    tiers       retry tiers: hold not-yet-due records, pause and resume partitions
-    outcomes    attempt, retry and DLQ records; offsets once they are durable
-    offsets     the lowest offset not yet durable, per partition
+One attempt reads in one direction, each module calling only the ones below it:
+
+    service     the loop: fetch, receive, store offsets; rebalances and readiness
+    schedule    retry tiers: submit what is due, hold what is not on a timer
+    worker      one delivery: submit, admit, send, decide, record, release
+    checkpoint  offsets once outcomes are durable; pauses; one generation per partition
+    record      attempt, retry and DLQ records, produced until Kafka acknowledges them
     limits      global, per-origin (adaptive), per-webhook and rate limits
     stale       one record of a delivery at a time; drop copies already handled
     recall      what Kafka knows of handled copies, read on assignment
-    ports       the narrow protocols of Kafka and HTTP the loop is tested through
-    http/       the sender (signing, CRA, OAuth) and the SSRF-guarded connector
+    ports       the narrow protocols of Kafka and HTTP, and the shared TP and Job
+    http/       targets, the sender (signing, CRA, OAuth) and the SSRF-guarded connector
     redrive/    dead letters back onto the deliveries topic, and force send
 """
 

@@ -5,9 +5,9 @@
 
 An origin's deliveries wait in memory, in the order they were read, for a slot of the
 origin. Their number is bounded: once an origin holds `max_queued_per_origin`, the
-loop pauses the partitions that feed it (`saturated`), and resumes them once the origin
-is down to half of that (`on_relieved`). So a slow receiver is paced by its own answers,
-not failed with `deferred` records.
+worker pauses the partitions that feed it (`hold` says so), and resumes them once the
+origin is down to half of that (`release` says so). So a slow receiver is paced by its
+own answers, not failed with `deferred` records.
 
 State is kept only while used: an origin or webhook with nothing in flight, nothing
 waiting and no rate slot ahead is forgotten (a fresh origin starts probing again).
@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from connectors.delivery.http.sender import Target
+from connectors.delivery.http.targets import Target
 from hookstream.policy import AdaptiveLimit
 
 
@@ -44,12 +44,10 @@ class _Webhook:
 
 class Limits:
     def __init__(self, max_in_flight: int, max_per_origin: int, max_queued_per_origin: int,
-                 on_relieved: Callable[[str], None] = lambda origin: None,
                  clock: Callable[[], float] = time.monotonic):
         self._global = asyncio.Semaphore(max_in_flight)
         self._max_per_origin = max_per_origin
         self._max_queued = max_queued_per_origin
-        self._on_relieved = on_relieved
         self._clock = clock
         self._origins: dict[str, _Origin] = {}
         self._webhooks: dict[tuple[str, int], _Webhook] = {}  # (webhook id, max_in_flight)
@@ -66,23 +64,16 @@ class Limits:
             state.saturated = True
         return state.saturated
 
-    def release(self, origin: str) -> None:
-        """The delivery dispatched with `hold` is finished."""
+    def release(self, origin: str) -> bool:
+        """The delivery dispatched with `hold` is finished; True once a saturated origin is
+        relieved (what feeds it may be read again)."""
         state = self._origins[origin]
         state.held -= 1
-        if state.saturated and state.held <= self._max_queued // 2:
+        relieved = state.saturated and state.held <= self._max_queued // 2
+        if relieved:
             state.saturated = False
-            self._on_relieved(origin)
         self._forget_origin(origin, state)
-
-    def held(self, origin: str) -> int:
-        state = self._origins.get(origin)
-        return 0 if state is None else state.held
-
-    def allowed(self, origin: str) -> int:
-        """The origin's current adaptive in-flight limit (for metrics and tests)."""
-        state = self._origins.get(origin)
-        return 0 if state is None else state.limit.allowed
+        return relieved
 
     def tracked(self) -> tuple[int, int]:
         """(origins, webhooks) with state: bounded by what is in use."""
@@ -114,16 +105,13 @@ class Limits:
             if hook.users == 0 and hook.next_slot_s <= self._clock():
                 self._webhooks.pop(key, None)
 
-    def sample(self, origin: str, latency_s: float, failed: bool, in_flight: int) -> None:
-        """Feed a finished request's latency and verdict to the origin's adaptive limit."""
+    def sample(self, origin: str, latency_s: float, failed: bool) -> None:
+        """Feed a request's latency and verdict, while it still holds its slot, to the
+        origin's adaptive limit."""
         state = self._origins.get(origin)
         if state is not None:
-            state.limit.sample(latency_s, failed, in_flight, self._clock())
+            state.limit.sample(latency_s, failed, state.in_flight, self._clock())
             self._wake(state)
-
-    def in_flight(self, origin: str) -> int:
-        state = self._origins.get(origin)
-        return 0 if state is None else state.in_flight
 
     async def _pace(self, hook: _Webhook, rate_per_s: float) -> None:
         """The webhook's rate limit: each send takes the next 1/rate time slot."""

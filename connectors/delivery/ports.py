@@ -1,4 +1,5 @@
-"""What the delivery loop needs of Kafka and HTTP: narrow protocols (STYLE.md 10).
+"""What the delivery loop needs of Kafka and HTTP: narrow protocols (STYLE.md 10), and
+the two types every part of it shares (`TP`, `Job`).
 
 The service is given objects with these methods; in production the confluent-kafka
 Consumer and Producer and the aiohttp `Sender`, in unit tests small in-memory fakes and
@@ -8,16 +9,33 @@ a recording sender, so the loop's decisions are tested without a broker or a net
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import TopicPartition
 
-from connectors.delivery.http.sender import HttpResult, Target
+from connectors.delivery.http import HttpResult, Target
 from hookstream.policy import Network
 from hookstream.records import DeliveryRequest
 
-TP = tuple[str, int]  # (topic, partition)
-Headers = list[tuple[str, bytes]] | None
+
+class TP(NamedTuple):
+    """A partition of a topic (a plain (topic, partition) pair compares equal)."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A delivery request read from `tp` at `offset` while this process owned the
+    partition as `generation` (checkpoint)."""
+
+    tp: TP
+    offset: int
+    request: DeliveryRequest
+    generation: int
+
 
 
 class Message(Protocol):
@@ -77,4 +95,4 @@ class Tables(Protocol):
     def close(self) -> None: ...
 
 
-__all__ = ["TP", "HttpSender", "Message", "RecordSink", "RecordSource", "Tables"]
+__all__ = ["TP", "HttpSender", "Job", "Message", "RecordSink", "RecordSource", "Tables"]

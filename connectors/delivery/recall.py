@@ -27,12 +27,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
+from connectors.delivery.schedule import earliest_due_ms
 from hookstream.config import Settings
-from hookstream.errors import DecodeError
-from hookstream.io import consumer
-from hookstream.policy import JITTER
+from hookstream.errors import DecodeError, KafkaFailed
+from hookstream.io import consumer, kafka_errors, read_ranges
 from hookstream.records import ATTEMPTS, DLQ, AttemptRecord, Codec, DeliveryRequest, Outcome
 
 log = logging.getLogger(__name__)
@@ -59,29 +59,38 @@ class Recall:
         self._deadline = started + self._timeout_s  # one budget for every call below
         reader = consumer(self._settings, RECALL_GROUP, {"enable.partition.eof": True})
         try:
-            committed = owner.committed(assigned, timeout=self._left())
-            candidates, since_ms = self._candidates(reader, committed)
-            if not candidates:
-                return []
-            numbers = sorted({tp.partition for tp in assigned})
-            topics = {tp.topic for tp in assigned} | {self._settings.topic(DLQ)}
-            after = [TopicPartition(t, p, since_ms) for t in topics for p in numbers]
-            attempts = self._settings.topic(ATTEMPTS)
-            meta = reader.list_topics(attempts, timeout=self._left()).topics[attempts]
-            after += [TopicPartition(attempts, p, since_ms) for p in meta.partitions]
-            starts = reader.offsets_for_times(after, timeout=self._left())
-            known = self._evidence(reader, [tp for tp in starts if tp.offset >= 0], candidates)
-        except KafkaException as e:  # the broker is not back yet: start with less memory
+            with kafka_errors("the stale-copy recall"):
+                candidates, known = self._known(owner, reader, assigned)
+        except KafkaFailed as e:  # the broker is not back yet: start with less memory
             log.warning("stale-copy recall skipped after %.1fs (Kafka): %s",
                         time.monotonic() - started, e)
             return []
         finally:
             reader.close()
+        if not candidates:
+            return []
         took_s = time.monotonic() - started
         log.log(logging.WARNING if took_s > 2 else logging.INFO,
                 "stale-copy recall: %d candidates, %d known handled, %.1fs", len(candidates),
                 len(known), took_s)
         return list(known.items())
+
+    def _known(self, owner: Any, reader: Any, assigned: list[TopicPartition]
+               ) -> tuple[dict[str, int], dict[str, float]]:
+        """The candidates (step 1) and the hops known handled among them (steps 2, 3)."""
+        committed = owner.committed(assigned, timeout=self._left())
+        candidates, since_ms = self._candidates(reader, committed)
+        if not candidates:
+            return candidates, {}
+        numbers = sorted({tp.partition for tp in assigned})
+        topics = {tp.topic for tp in assigned} | {self._settings.topic(DLQ)}
+        after = [TopicPartition(t, p, since_ms) for t in topics for p in numbers]
+        attempts = self._settings.topic(ATTEMPTS)
+        meta = reader.list_topics(attempts, timeout=self._left()).topics[attempts]
+        after += [TopicPartition(attempts, p, since_ms) for p in meta.partitions]
+        starts = reader.offsets_for_times(after, timeout=self._left())
+        known = self._evidence(reader, [tp for tp in starts if tp.offset >= 0], candidates)
+        return candidates, known
 
     def _left(self) -> float:
         return max(0.5, self._deadline - time.monotonic())
@@ -106,8 +115,7 @@ class Recall:
                 continue
             _, produced_ms = msg.timestamp()
             if request.not_before > now_ms:
-                delay_s = self._topic_delay_s.get(at[0], 0)
-                if produced_ms + (1 - JITTER) * delay_s * 1000 > now_ms:
+                if earliest_due_ms(produced_ms, self._topic_delay_s.get(at[0], 0)) > now_ms:
                     stopped.add(at)  # nothing behind it is due yet
                 continue
             hop = candidates.get(request.delivery_id, request.hop)
@@ -158,22 +166,6 @@ class Recall:
         """The records of each (start, end) range, at most `max_records` per range."""
         if not ranges:
             return
-        ends = {(tp.topic, tp.partition): min(end, tp.offset + self._max_records)
-                for tp, end in ranges}
-        reader.assign([tp for tp, _ in ranges])
-        while ends and time.monotonic() < self._deadline:
-            for msg in reader.consume(1000, 0.2):
-                tp = (msg.topic(), msg.partition())
-                error = msg.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        ends.pop(tp, None)
-                    continue
-                end = ends.get(tp)
-                if end is None:
-                    continue
-                if msg.offset() + 1 >= end:
-                    del ends[tp]
-                if msg.offset() < end:
-                    yield msg
+        capped = [(tp, min(end, tp.offset + self._max_records)) for tp, end in ranges]
+        yield from read_ranges(reader, capped, self._deadline)
         reader.unassign()

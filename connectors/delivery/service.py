@@ -1,7 +1,8 @@
 """The delivery consumer: hookstream.deliveries and the retry tiers -> HTTP.
 
-A thin loop: fetch records, hand each to its part, store offsets (the parts are listed
-in the package's docstring; the decisions are hookstream.policy's).
+A thin loop: fetch records, receive each (checkpoint it, decode it, hand it to the
+schedule, which submits it to the worker when due), store offsets. The parts are listed
+in the package's docstring; the decisions are hookstream.policy's.
 
 Kafka and HTTP come in through the narrow protocols of ports, so the loop's
 decisions are unit-tested with in-memory fakes and a recording sender.
@@ -31,18 +32,27 @@ import aiohttp
 import uvloop
 from confluent_kafka import TopicPartition
 
-from connectors.delivery.attempt import AttemptRules, Attempts, Targets
+from connectors.delivery.checkpoint import DUE, Checkpoint
+from connectors.delivery.http import Sender, Targets
 from connectors.delivery.http.guard import guarded_connector
-from connectors.delivery.http.sender import Sender
 from connectors.delivery.limits import Limits
 from connectors.delivery.operations import OperationalEvents
-from connectors.delivery.outcomes import OutcomeTopics, OutcomeWriter
-from connectors.delivery.ports import TP, HttpSender, Message, RecordSink, RecordSource, Tables
+from connectors.delivery.ports import (
+    TP,
+    HttpSender,
+    Job,
+    Message,
+    RecordSink,
+    RecordSource,
+    Tables,
+)
 from connectors.delivery.recall import Recall
+from connectors.delivery.record import OutcomeTopics, Records
+from connectors.delivery.schedule import Schedule
 from connectors.delivery.stale import StaleFilter
-from connectors.delivery.tiers import DUE, TierScheduler
+from connectors.delivery.worker import AttemptRules, Worker
 from hookstream.config import Settings
-from hookstream.errors import DecodeError
+from hookstream.errors import DecodeError, KafkaFailed
 from hookstream.io import (
     TableFollower,
     codec_for,
@@ -51,9 +61,10 @@ from hookstream.io import (
     health,
     metrics,
     producer,
+    reachable,
     webhook_and_entity_applier,
 )
-from hookstream.policy import CircuitBreakers, origin_of, parse_networks, secret_box
+from hookstream.policy import CircuitBreakers, parse_networks, secret_box
 from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
@@ -91,7 +102,16 @@ PRODUCER_CONFIG = {
 }
 
 
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    """The group consumer's properties (the settings may add to them here, e.g. a member's
+    static identity)."""
+    return dict(CONSUMER_CONFIG)
+
+
 class DeliveryService:
+    """The loop: fetch, receive (decode, schedule, submit to the worker), store offsets;
+    rebalances (recall on assignment, checkpoint on revoke) and readiness."""
+
     def __init__(
         self,
         settings: Settings,
@@ -106,24 +126,15 @@ class DeliveryService:
     ):
         self.settings = settings
         self.clock = clock
-        self.rand = rand
         self.codec = codec or codec_for(settings)
         self.targets = Targets(secret_box(settings))
         self.webhooks = self.targets.webhooks
-        self._global_allow = parse_networks(settings.allowed_networks)
-        self._tiers_s = settings.retry_tiers_s
+        tiers_s = settings.retry_tiers_s
         tier_topics = retry_topics(settings)
-        self._topic_delay = dict(zip(tier_topics, self._tiers_s, strict=True))
+        topic_delay_s = dict(zip(tier_topics, tiers_s, strict=True))
         self._inputs = [settings.topic(DELIVERIES), *tier_topics]
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()
-        self.circuits = CircuitBreakers(
-            settings.circuit_failure_threshold, settings.circuit_cooldown_s
-        )
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._task_done: asyncio.Future[None] | None = None  # set when a task finishes
-        self._origins: dict[str, str] = {}  # url -> origin (or its fallback)
-        self._feeding: dict[str, set[TP]] = {}  # saturated origin -> partitions paused for it
         self._tables = tables or TableFollower(
             settings,
             [settings.topic(WEBHOOKS)],
@@ -132,57 +143,51 @@ class DeliveryService:
         # confluent-kafka's clients satisfy the protocols; their stubs spell them otherwise.
         self._own_clients = source is None
         self._kafka_seen_at = 0.0  # when Kafka last answered a readiness probe
-        self._recall = None if source else Recall(settings, self.codec, self._topic_delay, clock)
+        self._recall = None if source else Recall(settings, self.codec, topic_delay_s, clock)
         self._consumer: RecordSource = source or cast(
-            RecordSource, consumer(settings, GROUP, CONSUMER_CONFIG))
+            RecordSource, consumer(settings, GROUP, consumer_config(settings)))
         self._producer: RecordSink = sink or cast(
             RecordSink, producer(settings, PRODUCER_CONFIG))
-        loop_later = self._later
         operations = OperationalEvents(self.codec, settings.topic(OPERATIONS), self._producer)
-        self.outcomes = OutcomeWriter(
-            self._consumer,
-            self._producer,
-            self.codec,
-            OutcomeTopics(settings.topic(ATTEMPTS), settings.topic(DLQ), tier_topics,
-                          self._tiers_s),
-            loop_later,
-            operations,
+        self.checkpoint = Checkpoint(self._consumer, clock)
+        self.records = Records(
+            self._producer, self.codec,
+            OutcomeTopics(settings.topic(ATTEMPTS), settings.topic(DLQ), tier_topics, tiers_s),
+            self.checkpoint, operations,
         )
-        self.tiers = TierScheduler(
-            self._consumer, clock, self._topic_delay, self._dispatch, self.outcomes.done
+        self.circuits = CircuitBreakers(
+            settings.circuit_failure_threshold, settings.circuit_cooldown_s
         )
-        self.stale = StaleFilter()
         self.limits = Limits(
             settings.max_in_flight,
             settings.max_in_flight_per_origin,
             settings.max_queued_per_origin,
-            on_relieved=self._relieved,
         )
-        self._max_tasks = 4 * settings.max_in_flight + settings.max_queued_per_origin
+        self.stale = StaleFilter()
         max_age_s = settings.cra_challenge_max_age_s
-        rules = AttemptRules(self._tiers_s, self._topic_delay,
+        rules = AttemptRules(tiers_s, topic_delay_s,
                              int(max_age_s * 1000) if max_age_s > 0 else None,
-                             self._global_allow)
-        self.attempts = Attempts(rules, self.targets.get, self.circuits, self.limits, self.stale,
-                                 self.outcomes, clock, rand, operations)
-        self.attempts.sender = sender
+                             parse_networks(settings.allowed_networks),
+                             4 * settings.max_in_flight + settings.max_queued_per_origin)
+        self.worker = Worker(rules, self.targets, self.circuits, self.limits, self.stale,
+                             self.checkpoint, self.records, clock, rand, operations)
+        self.worker.sender = sender
+        self.schedule = Schedule(self.checkpoint, clock, topic_delay_s, self.worker.submit)
 
     @property
     def stats(self) -> dict[str, int]:
-        return self.outcomes.stats
+        return self.records.stats
 
     def is_ready(self) -> bool:
         """/readyz: the webhooks table is caught up, the loop runs, and Kafka answers
         (asked at most every READY_PROBE_S, from the endpoint's thread)."""
         if not self.ready.is_set() or self.stopping.is_set():
             return False
-        if time.monotonic() - self.outcomes.denied_at < DENIED_UNREADY_S:
+        if time.monotonic() - self.records.denied_at < DENIED_UNREADY_S:
             return False  # a write refused for a missing ACL, lately: outcomes pile up
         if not self._own_clients or time.monotonic() - self._kafka_seen_at < READY_PROBE_S:
             return True
-        try:
-            cast(Any, self._producer).list_topics(self._inputs[0], timeout=2)
-        except Exception:  # KafkaException: no broker answered
+        if not reachable(cast(Any, self._producer), self._inputs[0]):
             return False
         self._kafka_seen_at = time.monotonic()
         return True
@@ -203,37 +208,34 @@ class DeliveryService:
             on_lost=self._on_revoke,
         )
         async with self._http() as sender:
-            self.attempts.sender = sender
+            self.worker.sender = sender
             try:
-                while not self.stopping.is_set() and self.outcomes.fatal is None:
+                while not self.stopping.is_set() and self.records.fatal is None:
                     self._tables.poll(0)
                     self._producer.poll(0)
-                    self.outcomes.store_offsets()
+                    self.checkpoint.store_offsets()
                     if self._own_clients:  # the operators' gauges (lag, tiers, circuits)
                         gauges.report(self.settings, GROUP, cast(Any, self._consumer),
-                                      self.tiers.paused(DUE), self.circuits, self.webhooks)
-                    if len(self._tasks) >= self._max_tasks:
-                        # Until a task finishes (what asyncio.wait(FIRST_COMPLETED) does,
-                        # without a callback on every task).
-                        self._task_done = loop.create_future()
-                        await self._task_done
-                        self._task_done = None
+                                      self.checkpoint.paused(DUE), self.circuits, self.webhooks)
+                    if self.worker.full:
+                        await self.worker.room()
                         continue
                     batch = await loop.run_in_executor(None, self._fetch)
                     for msg in batch:
                         self._receive(msg)
             finally:
                 await self._drain()
-        if self.outcomes.fatal:
-            raise RuntimeError(self.outcomes.fatal)
+        if self.records.fatal:
+            raise RuntimeError(self.records.fatal)
 
     @asynccontextmanager
     async def _http(self) -> AsyncIterator[HttpSender]:
-        if self.attempts.sender is not None:
-            yield self.attempts.sender
+        if self.worker.sender is not None:
+            yield self.worker.sender
             return
         connector = guarded_connector(
-            self._global_allow, limit=0, ttl_dns_cache=60, enable_cleanup_closed=True
+            parse_networks(self.settings.allowed_networks), limit=0, ttl_dns_cache=60,
+            enable_cleanup_closed=True,
         )
         async with aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
@@ -252,86 +254,46 @@ class DeliveryService:
                 batch += self._consumer.consume(499, 0)
         return cast(list[Message], batch)
 
+    def _receive(self, msg: Message) -> None:
+        if msg.error() is not None:
+            return
+        tp, offset = TP(msg.topic() or "", msg.partition() or 0), msg.offset() or 0
+        if self.checkpoint.is_paused(tp):
+            return  # fetched before the pause took effect; it is read again on resume
+        generation = self.checkpoint.read(tp, offset)
+        try:
+            request = self.codec.decode(msg.value(), msg.headers(), DeliveryRequest)
+        except DecodeError as e:
+            self.records.undecodable(msg, e.at(tp.topic, tp.partition, offset))
+            return
+        _, produced_ms = msg.timestamp()
+        self.schedule.receive(Job(tp, offset, request, generation), produced_ms)
+
     async def _drain(self, timeout_s: float = 30.0) -> None:
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=timeout_s)
+        await self.worker.drain(timeout_s)
         self._producer.flush(30)
         self._producer.poll(0)
-        self.outcomes.store_offsets()
+        self.checkpoint.store_offsets()
         try:
-            self._consumer.commit(asynchronous=False)
-        except Exception as e:  # KafkaException: nothing stored since the last commit
+            self.checkpoint.commit()
+        except KafkaFailed as e:  # e.g. nothing stored since the last commit
             log.debug("final commit: %s", e)
         self._consumer.close()
         self._tables.close()
 
-    def _later(self, delay_s: float, callback: Callable[[], None]) -> Any:
-        return asyncio.get_running_loop().call_later(delay_s, callback)
+    # -- rebalances (called in the fetching thread) ---------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        """Called in the fetching thread: what Kafka knows of handled copies seeds the
-        stale filter (on the loop, before the records fetched next are received)."""
+        """What Kafka knows of handled copies seeds the stale filter (on the loop, before
+        the records fetched next are received)."""
         if self._recall is not None:
             hops = self._recall.hops(consumer, partitions)
             if hops:
                 self._loop.call_soon_threadsafe(self.stale.seed, hops)
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self.outcomes.revoke(consumer, partitions)
-        self.tiers.revoke(consumer, partitions)
+        self.checkpoint.revoke(TP(tp.topic, tp.partition) for tp in partitions)
 
-    def _receive(self, msg: Message) -> None:
-        if msg.error() is not None:
-            return
-        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
-        tp = (topic, partition)
-        if self.tiers.is_paused(tp):
-            return  # fetched before the pause took effect; it is read again on resume
-        self.outcomes.track(tp, offset)
-        try:
-            request = self.codec.decode(msg.value(), msg.headers(), DeliveryRequest)
-        except DecodeError as e:
-            self.outcomes.undecodable(msg, e.at(topic, partition, offset))
-            return
-        _, produced_ms = msg.timestamp()
-        self.tiers.receive(tp, offset, produced_ms, request)
-
-    # -- one delivery --------------------------------------------------------------------
-
-    def _dispatch(self, tp: TP, offset: int, request: DeliveryRequest, topic: str) -> None:
-        origin = self._origin(request.url)
-        if self.limits.hold(origin):
-            # The origin holds as many deliveries as it may: stop reading what feeds it.
-            self.tiers.pause(tp, self.outcomes.next_offset(tp), f"origin {origin}")
-            self._feeding.setdefault(origin, set()).add(tp)
-        task = asyncio.get_running_loop().create_task(
-            self.attempts.deliver(tp, offset, request, topic, origin,
-                                  self.outcomes.generation(tp))
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._task_finished)
-
-    def _relieved(self, origin: str) -> None:
-        for tp in self._feeding.pop(origin, ()):
-            self.tiers.lift(tp, f"origin {origin}")
-
-    def _task_finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        waiter = self._task_done
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _origin(self, url: str) -> str:
-        origin = self._origins.get(url)
-        if origin is None:
-            try:
-                origin = origin_of(url)
-            except ValueError:
-                origin = url[:64]
-            if len(self._origins) >= 100_000:
-                self._origins.clear()
-            self._origins[url] = origin
-        return origin
 
 def run_delivery(settings: Settings) -> int:
     """`hookstream run delivery`: until SIGTERM or SIGINT."""

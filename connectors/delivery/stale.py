@@ -19,10 +19,19 @@ import math
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from hookstream.records import DeliveryRequest
 
 MAX_REMEMBERED = 200_000  # delivery ids whose latest hop is kept
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A record taken as the one handling its delivery's hop."""
+
+    delivery_id: str
+    previous_hop: float  # the highest hop handled before it (-1: none known)
 
 
 class StaleFilter:
@@ -47,23 +56,21 @@ class StaleFilter:
             del self._busy[delivery_id]
             done.set()
 
-    def admit(self, request: DeliveryRequest) -> bool:
-        """False for a stale copy (a hop already handled); else remember this hop."""
-        if request.hop <= self._handled.get(request.delivery_id, -1.0):
-            return False
+    def claim(self, request: DeliveryRequest) -> Claim | None:
+        """None for a stale copy (a hop already handled); else this hop is remembered as
+        handled, and the claim can undo that (`unclaim`)."""
+        previous = self._handled.get(request.delivery_id, -1.0)
+        if request.hop <= previous:
+            return None
         self._remember(request.delivery_id, float(request.hop))
-        return True
+        return Claim(request.delivery_id, previous)
 
-    def handled(self, delivery_id: str) -> float:
-        """The highest hop handled (-1 for none known)."""
-        return self._handled.get(delivery_id, -1.0)
-
-    def restore(self, delivery_id: str, hop: float) -> None:
-        """Undo an `admit` whose record was given up before it was handled."""
-        if hop < 0:
-            self._handled.pop(delivery_id, None)
+    def unclaim(self, claim: Claim) -> None:
+        """Undo a claim whose record was given up before it was handled."""
+        if claim.previous_hop < 0:
+            self._handled.pop(claim.delivery_id, None)
         else:
-            self._remember(delivery_id, hop)
+            self._remember(claim.delivery_id, claim.previous_hop)
 
     def finished(self, delivery_id: str) -> None:
         """The delivery needs nothing more (delivered or dead-lettered): every copy is stale."""

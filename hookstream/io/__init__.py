@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hookstream.io.bounded import HUNG, bounded, retried
 from hookstream.io.kafka import (
+    Partitions,
     admin,
     consumer,
     create_topics,
@@ -12,9 +13,12 @@ from hookstream.io.kafka import (
     denied_topics,
     end_of_partition,
     flush,
+    is_topic_denied,
     kafka_errors,
     producer,
+    reachable,
     read_all,
+    read_ranges,
     translate,
     watermarks,
 )
@@ -26,6 +30,7 @@ __all__ = [
     "HUNG",
     "LINK",
     "HttpSchemaRegistry",
+    "Partitions",
     "TableFollower",
     "Throttled",
     "admin",
@@ -38,9 +43,12 @@ __all__ = [
     "denied_topics",
     "end_of_partition",
     "flush",
+    "is_topic_denied",
     "kafka_errors",
     "producer",
+    "reachable",
     "read_all",
+    "read_ranges",
     "read_table",
     "retried",
     "translate",

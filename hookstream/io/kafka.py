@@ -9,8 +9,9 @@ error codes.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -29,6 +30,7 @@ from hookstream.errors import (
 from hookstream.io.kafka_link import LINK
 from hookstream.records import topic_specs
 
+log = logging.getLogger(__name__)
 
 def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     """The properties every client shares: the brokers, connection security, the
@@ -224,6 +226,63 @@ def translate(error: KafkaException | KafkaError, what: str) -> KafkaFailed:
     return KafkaFailed(message, code)
 
 
+def is_topic_denied(failure: KafkaFailed) -> bool:
+    """Whether `failure` is the broker denying this client a topic (an ACL is missing)."""
+    return failure.code == "TOPIC_AUTHORIZATION_FAILED"
+
+
+def reachable(client: Producer | Consumer | AdminClient, topic: str, timeout_s: float = 2.0
+              ) -> bool:
+    """Whether a broker answers a metadata request about `topic` within `timeout_s`."""
+    try:
+        client.list_topics(topic, timeout=timeout_s)
+    except KafkaException:
+        return False
+    return True
+
+
+class Partitions:
+    """Calls on a group consumer's partitions, which a rebalance may take at any moment.
+
+    librdkafka refuses a pause, resume, seek or offset store on a partition no longer
+    assigned. That refusal is expected (the partition's new owner reads it again from the
+    committed offsets): each call returns whether it took, and a refusal is logged at debug.
+    Partitions are (topic, partition) pairs; offsets are the next to read or to commit.
+    """
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+
+    def pause(self, tp: tuple[str, int]) -> bool:
+        return self._call(f"pausing {tp}", lambda: self._consumer.pause([TopicPartition(*tp)]))
+
+    def resume(self, tp: tuple[str, int]) -> bool:
+        return self._call(f"resuming {tp}", lambda: self._consumer.resume([TopicPartition(*tp)]))
+
+    def seek(self, tp: tuple[str, int], offset: int) -> bool:
+        return self._call(f"seeking {tp}",
+                          lambda: self._consumer.seek(TopicPartition(*tp, offset)))
+
+    def store_offsets(self, offsets: Mapping[tuple[str, int], int]) -> bool:
+        parts = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        return not parts or self._call(
+            "storing offsets", lambda: self._consumer.store_offsets(offsets=parts))
+
+    def commit(self) -> None:
+        """Commit the stored offsets now (KafkaFailed if the broker does not take them)."""
+        with kafka_errors("committing offsets"):
+            self._consumer.commit(asynchronous=False)
+
+    @staticmethod
+    def _call(what: str, call: Callable[[], object]) -> bool:
+        try:
+            call()
+        except KafkaException as e:
+            log.debug("%s (revoked?)", translate(e, what))
+            return False
+        return True
+
+
 @contextmanager
 def kafka_errors(what: str) -> Iterator[None]:
     """Run a block of Kafka calls; a `KafkaException` leaves it translated (`translate`)."""
@@ -342,27 +401,11 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 30.0) -> Iterato
             meta = cons.list_topics(topic, timeout=timeout_s).topics[topic]
         if meta.error is not None:
             raise TransientError(f"topic {topic}: {meta.error}")
-        parts = [TopicPartition(topic, p, 0) for p in meta.partitions]
-        ends = {}
-        for tp in parts:
-            low, high = watermarks(cons, tp, timeout_s)
-            if high > low:
-                ends[tp.partition] = high
-            tp.offset = low
-        cons.assign(parts)
-        deadline = time.monotonic() + timeout_s
-        while ends and time.monotonic() < deadline:
-            msg = cons.poll(0.5)
-            if msg is None:
-                continue
-            partition, error = msg.partition() or 0, msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    ends.pop(partition, None)
-                continue
-            yield msg
-            if (msg.offset() or 0) + 1 >= ends.get(partition, 0):
-                ends.pop(partition, None)
+        ranges = []
+        for p in meta.partitions:
+            low, high = watermarks(cons, TopicPartition(topic, p), timeout_s)
+            ranges.append((TopicPartition(topic, p, low), high))
+        yield from read_ranges(cons, ranges, time.monotonic() + timeout_s)
     finally:
         cons.close()
 
@@ -377,6 +420,33 @@ def end_of_partition(msg: Message, what: str) -> bool:
     if error.code() == KafkaError._PARTITION_EOF:
         return True
     raise translate(error, what)
+
+
+def read_ranges(reader: Consumer, ranges: Sequence[tuple[TopicPartition, int]],
+                deadline: float) -> Iterator[Message]:
+    """The records of each (start, end) range, the start included and the end not, read
+    side by side until every range is read or `deadline` (time.monotonic()) has passed.
+    The reader is assigned the ranges' partitions (its config enables partition EOF, which
+    ends a range early where records were removed or aborted)."""
+    ends = {(tp.topic, tp.partition): end for tp, end in ranges if tp.offset < end}
+    if not ends:
+        return
+    reader.assign([tp for tp, _ in ranges if (tp.topic, tp.partition) in ends])
+    while ends and time.monotonic() < deadline:
+        with kafka_errors("reading to the end"):
+            batch = reader.consume(1000, 0.2)
+        for msg in batch:
+            at, error = (msg.topic() or "", msg.partition() or 0), msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    ends.pop(at, None)
+                continue
+            end, offset = ends.get(at), msg.offset() or 0
+            if end is None or offset >= end:
+                continue
+            if offset + 1 >= end:
+                del ends[at]
+            yield msg
 
 
 def delivery_callback(errors: list[str]) -> Callable[[KafkaError | None, Message], None]:

@@ -11,6 +11,7 @@ from hookstream.records.audit import (
 )
 from hookstream.records.codec import (
     Codec,
+    dead_letter_headers,
     header,
     header_items,
     record_to_json,
@@ -89,6 +90,7 @@ __all__ = [
     "WebhookDefinition",
     "as_item_change",
     "avro_topics",
+    "dead_letter_headers",
     "delivery_id_for",
     "header",
     "header_items",

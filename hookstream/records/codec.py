@@ -65,6 +65,17 @@ def header_items(headers: MessageHeaders) -> Headers:
     return list(headers.items() if isinstance(headers, dict) else (headers or []))
 
 
+def dead_letter_headers(headers: MessageHeaders, error: DecodeError) -> Headers:
+    """The headers of an undecodable record sent on to a DLQ as it came: its own, why
+    (`hookstream-error`) and where it was read (`hookstream-source`, topic:partition:offset,
+    from the located `error`), so nothing is lost and an operator can find its origin."""
+    return [
+        *header_items(headers),
+        ("hookstream-error", error.reason.encode()),
+        ("hookstream-source", f"{error.topic}:{error.partition}:{error.offset}".encode()),
+    ]
+
+
 def header(headers: MessageHeaders, name: str) -> bytes | None:
     """The value of header `name`, as bytes."""
     items = headers.items() if isinstance(headers, dict) else (headers or [])

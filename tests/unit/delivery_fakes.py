@@ -129,20 +129,6 @@ class FakeConsumer:
         self.closed = True
 
 
-class FakeError:
-    def __init__(self, fatal: bool = False) -> None:
-        self._fatal = fatal
-
-    def fatal(self) -> bool:
-        return self._fatal
-
-    def code(self) -> int:
-        return KafkaError._MSG_TIMED_OUT
-
-    def __str__(self) -> str:
-        return "Local: Message timed out"
-
-
 @dataclass
 class FakeProducer:
     """Keeps produced records; acknowledges them on poll, failing the first `fail` ones."""
@@ -164,7 +150,7 @@ class FakeProducer:
         for callback, record in pending:
             if self.failed < self.fail:
                 self.failed += 1
-                callback(FakeError(), None)
+                callback(KafkaError(KafkaError._MSG_TIMED_OUT), None)
             else:
                 self.records.append(record)
                 callback(None, None)

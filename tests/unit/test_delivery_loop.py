@@ -4,16 +4,20 @@ recording sender (STYLE.md 10). The integration tests run the same loop on real 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 from connectors.delivery.http import HttpResult
+from hookstream.records import DeliveryRequest
 from tests.unit.delivery_fakes import (
     ATTEMPTS,
     DELIVERIES,
     DLQ,
     FakeConsumer,
+    FakeMessage,
     FakeProducer,
     RecordingSender,
     request,
@@ -160,7 +164,7 @@ def test_an_unacknowledged_outcome_is_produced_again(tmp_path: Path) -> None:
     consumer.add(DELIVERIES, 0, request("w1", URL, 1))
     svc = service(settings, consumer, producer, sender, webhook(settings, "w1", URL))
     asyncio.run(run_until(svc, lambda: consumer.stored.get((DELIVERIES, 0)) == 1))
-    assert producer.failed == 1 and svc.outcomes.unacknowledged == 1
+    assert producer.failed == 1 and svc.records.unacknowledged == 1
     assert [a.outcome for a in producer.on(ATTEMPTS)] == ["delivered"]
     assert len(sender.sent) == 1  # the outcome is produced again, not the request sent again
 
@@ -192,7 +196,7 @@ def test_a_not_yet_due_retry_is_held_and_its_partition_paused(tmp_path: Path) ->
 
     asyncio.run(scenario())
     assert [r.delivery_id for r in sender.sent] == ["w1-1"]
-    assert svc.tiers.held == 0
+    assert svc.schedule.held == 0
 
 
 def test_records_of_a_revoked_partition_not_yet_sent_are_abandoned(tmp_path: Path) -> None:
@@ -222,3 +226,42 @@ def test_records_of_a_revoked_partition_not_yet_sent_are_abandoned(tmp_path: Pat
     assert [r.items_id for r in sender.sent] == [0]  # the one in flight, nothing more
     assert len(svc.stale) <= 1  # the abandoned ones are not remembered as handled
     assert consumer.stored.get((DELIVERIES, 0)) is None  # the new owner repeats from 0
+
+
+def test_an_undecodable_record_goes_to_the_dlq_as_it_came_with_why_and_where(
+        tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    consumer, producer, sender = FakeConsumer(), FakeProducer(), RecordingSender()
+    consumer.queued.append(FakeMessage(DELIVERIES, 0, 0, b"\x00garbage", [("x-kept", b"1")],
+                                       b"k"))
+    consumer.add(DELIVERIES, 0, request("w1", URL, 1))
+    svc = service(settings, consumer, producer, sender, webhook(settings, "w1", URL))
+    asyncio.run(run_until(svc, lambda: consumer.stored.get((DELIVERIES, 0)) == 2))
+    [(_, value, headers)] = [r for r in producer.records if r[0] == DLQ]
+    assert value == b"\x00garbage" and [r.delivery_id for r in sender.sent] == ["w1-1"]
+    named = dict(headers)
+    assert named["x-kept"] == b"1" and named["hookstream-error"] == b"no hookstream-schema header"
+    assert named["hookstream-source"] == f"{DELIVERIES}:0:0".encode()
+    assert svc.stats["undecodable"] == 1
+
+
+def test_a_bug_while_sending_is_said_loudly_not_taken_for_no_answer(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = settings_for(tmp_path, circuit_failure_threshold=1)
+    consumer, producer = FakeConsumer(), FakeProducer()
+
+    def script(r: DeliveryRequest, target: object) -> HttpResult:
+        if r.delivery_id == "w1-1":
+            raise ValueError("a bug of hookstream's own")
+        return HttpResult(200)
+
+    sender = RecordingSender(script)
+    for n in (1, 2):
+        consumer.add(DELIVERIES, 0, request("w1", URL, n))
+    svc = service(settings, consumer, producer, sender, webhook(settings, "w1", URL))
+    with caplog.at_level(logging.ERROR, "connectors.delivery.worker"):
+        asyncio.run(run_until(svc, lambda: len(producer.on(ATTEMPTS)) == 1))
+    assert [(a.delivery_id, a.outcome) for a in producer.on(ATTEMPTS)] == [("w1-2", "delivered")]
+    assert not svc.circuits.not_closed()  # the target was not blamed
+    assert (DELIVERIES, 0) not in consumer.stored  # w1-1 is delivered again after a restart
+    assert "delivery of w1-1 failed" in caplog.text and "a bug" in caplog.text

@@ -1,8 +1,12 @@
 """One delivery attempt over HTTP: CRA challenge, OAuth token, signing at send time.
 
 `Sender.send` never raises for the target's behaviour: it returns an `HttpResult`
-saying what happened (a status, no response, blocked, or challenge failed). Errors never
-carry a secret: messages are built from exception types and the target's origin only.
+saying what happened (a status, no response, blocked, or challenge failed). Only the
+exceptions a receiver or the network can cause are translated (`NO_ANSWER`, as httpx's
+transport maps httpcore's); any other exception is hookstream's own bug and raises, so it
+is never mistaken for a target that did not answer (charging its circuit, retrying).
+Errors never carry a secret: messages are built from exception types and the target's
+origin only.
 """
 
 from __future__ import annotations
@@ -18,74 +22,17 @@ from typing import TypeVar
 import aiohttp
 
 from connectors.delivery.http.guard import allowed_networks, is_blocked
-from hookstream.errors import OAuthFailed
+from connectors.delivery.http.targets import Target
+from hookstream.errors import BlockedDestination, OAuthFailed
 from hookstream.policy import (
     Network,
-    RetryPolicy,
-    SecretBox,
     cra_expected_answer,
     cra_token,
     cra_url,
-    parse_networks,
     signature_headers,
 )
 from hookstream.policy.redact import redact_headers
-from hookstream.records import DeliveryRequest, WebhookDefinition
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What sending needs of a webhook, secrets decrypted (in memory only, never logged)."""
-
-    webhook_id: str
-    version: int
-    secret: str = field(repr=False)
-    signature_scheme: str
-    timeout_s: float
-    retry_policy: RetryPolicy
-    sent_try: int
-    retry_schedule_s: tuple[int, ...]
-    use_cra_challenge: bool
-    use_oauth: bool
-    oauth_url: str
-    clientid: str
-    clientsecret: str = field(repr=False)
-    save_response_body: bool
-    allow: tuple[Network, ...]
-    max_in_flight: int = 0  # 0 = only the global and per-origin bounds
-    rate_limit_per_s: float = 0.0  # 0 = unlimited
-    # A rotated-out secret: Standard Webhooks signatures carry it too until then (epoch s).
-    previous_secret: str = field(repr=False, default="")
-    previous_secret_until_s: float = 0.0
-
-    def previous_secrets(self, now_s: float) -> tuple[str, ...]:
-        """The rotated-out secret while its grace period runs at `now_s`; none after."""
-        live = self.previous_secret and now_s < self.previous_secret_until_s
-        return (self.previous_secret,) if live else ()
-
-    @classmethod
-    def of(cls, d: WebhookDefinition, box: SecretBox) -> Target:
-        return cls(
-            d.id,
-            d.version,
-            box.decrypt(d.secret_encrypted),
-            d.signature_scheme,
-            d.timeout_s,
-            RetryPolicy(d.retry_policy),
-            d.sent_try,
-            tuple(d.retry_schedule_s),
-            d.use_cra_challenge,
-            d.use_oauth,
-            d.oauth_url,
-            d.clientid,
-            box.decrypt(d.clientsecret_encrypted),
-            d.save_response_body,
-            parse_networks(d.allowed_networks),
-            d.max_in_flight,
-            d.rate_limit_per_s,
-            box.decrypt(d.previous_secret_encrypted),
-            d.previous_secret_until_ms / 1000,
-        )
+from hookstream.records import DeliveryRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +47,12 @@ class HttpResult:
     # The headers of the request as sent (credentials redacted); None when none was sent.
     request_headers: dict[str, str] | None = None
 
+
+# What a request may raise for the receiver's or the network's doing: aiohttp's client
+# errors (refused, reset, DNS, bad answer), timeouts, socket errors, the SSRF guard's
+# refusal. Everything else propagates.
+NO_ANSWER: tuple[type[BaseException], ...] = (
+    aiohttp.ClientError, TimeoutError, OSError, BlockedDestination)
 
 MAX_CACHED = 10_000  # entries of a cache before the expired ones are swept
 
@@ -179,11 +132,17 @@ class OAuthTokens:
         ) as response:
             if response.status != 200:
                 raise OAuthFailed(f"token endpoint answered HTTP {response.status}")
-            answer = await response.json(content_type=None)
+            try:
+                answer = await response.json(content_type=None)
+            except ValueError as e:  # the endpoint's answer, not hookstream, is at fault
+                raise OAuthFailed("token endpoint answer is not JSON") from e
         token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
             raise OAuthFailed("token endpoint answer has no access_token")
-        lifetime = float(answer.get("expires_in") or 3600)
+        try:
+            lifetime = float(answer.get("expires_in") or 3600)
+        except (TypeError, ValueError) as e:
+            raise OAuthFailed("token endpoint answer has an invalid expires_in") from e
         # Renew a little early so a token never expires in flight.
         self._tokens[key] = (token, self._clock() + lifetime - min(30.0, lifetime * 0.1))
         _sweep(self._tokens, lambda entry: entry[1], self._clock())
@@ -234,7 +193,7 @@ class Sender:
                 return replace(result, request_headers=redact_headers(sent))
             except OAuthFailed as e:
                 return HttpResult(error=f"oauth: {e}", token_failed=True)
-            except Exception as e:
+            except NO_ANSWER as e:
                 failure = _failure(e, target.timeout_s)
                 if sent and failure.blocked is None:  # the request may have left
                     failure = replace(failure, request_headers=redact_headers(sent))
@@ -324,7 +283,7 @@ class Sender:
             ).strip() == cra_expected_answer(target.secret, token)
 
 
-def _failure(error: Exception, timeout_s: float) -> HttpResult:
+def _failure(error: BaseException, timeout_s: float) -> HttpResult:
     blocked = is_blocked(error)
     if blocked:
         return HttpResult(blocked=blocked, error=f"blocked: {blocked}")
@@ -332,6 +291,4 @@ def _failure(error: Exception, timeout_s: float) -> HttpResult:
         return HttpResult(error=f"timeout after {timeout_s:g}s")
     if isinstance(error, aiohttp.ClientConnectorError):
         return HttpResult(error=f"connection failed: {error.os_error.strerror or 'error'}")
-    if isinstance(error, aiohttp.ClientError):
-        return HttpResult(error=f"{type(error).__name__}")
-    return HttpResult(error=f"{type(error).__name__}")
+    return HttpResult(error=type(error).__name__)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from connectors.delivery.http import Sender, Target
 from connectors.delivery.http.guard import guarded_connector
-from connectors.delivery.http.sender import Sender, Target
 from connectors.delivery.redrive.ledger import LedgeredTransactions, Redriven
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, HookstreamError
