@@ -22,6 +22,7 @@ import asyncio
 import logging
 import random
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -37,19 +38,21 @@ from connectors.delivery.http.sender import Sender
 from connectors.delivery.limits import Limits
 from connectors.delivery.outcomes import OutcomeTopics, OutcomeWriter
 from connectors.delivery.ports import TP, HttpSender, Message, RecordSink, RecordSource, Tables
-from connectors.delivery.recall import Recall
+from connectors.delivery.recall import Recall, RecallGate
 from connectors.delivery.stale import StaleFilter
 from connectors.delivery.tiers import DUE, TierScheduler
 from hookstream.config import Settings
-from hookstream.errors import DecodeError
+from hookstream.errors import DecodeError, KafkaFailed
 from hookstream.io import (
     TableFollower,
     codec_for,
     consumer,
     gauges,
     health,
+    leave_group,
     metrics,
     producer,
+    static_membership,
     webhook_and_entity_applier,
 )
 from hookstream.policy import CircuitBreakers, origin_of, parse_networks, secret_box
@@ -101,6 +104,7 @@ class DeliveryService:
         sender: HttpSender | None = None,
         tables: Tables | None = None,
         codec: Codec | None = None,
+        recall: Recall | None = None,
     ):
         self.settings = settings
         self.clock = clock
@@ -130,9 +134,11 @@ class DeliveryService:
         # confluent-kafka's clients satisfy the protocols; their stubs spell them otherwise.
         self._own_clients = source is None
         self._kafka_seen_at = 0.0  # when Kafka last answered a readiness probe
-        self._recall = None if source else Recall(settings, self.codec, self._topic_delay, clock)
-        self._consumer: RecordSource = source or cast(
-            RecordSource, consumer(settings, GROUP, CONSUMER_CONFIG))
+        self._recall = recall or (
+            None if source else Recall(settings, self.codec, self._topic_delay, clock))
+        self._assignments = 0  # counts assignments; each starts a recall (RecallGate)
+        self._consumer: RecordSource = source or cast(RecordSource, consumer(
+            settings, GROUP, {**CONSUMER_CONFIG, **static_membership(settings)}))
         self._producer: RecordSink = sink or cast(
             RecordSink, producer(settings, PRODUCER_CONFIG))
         loop_later = self._later
@@ -144,10 +150,15 @@ class DeliveryService:
                           self._tiers_s),
             loop_later,
         )
-        self.tiers = TierScheduler(
-            self._consumer, clock, self._topic_delay, self._dispatch, self.outcomes.done
-        )
         self.stale = StaleFilter()
+        self.gate = RecallGate(
+            self._dispatch, self.stale.seed, self.outcomes.generation,
+            pause=lambda tp: self.tiers.pause(tp, self.outcomes.next_offset(tp), "recall"),
+            lift=lambda tp: self.tiers.lift(tp, "recall"),
+        )
+        self.tiers = TierScheduler(
+            self._consumer, clock, self._topic_delay, self.gate.dispatch, self.outcomes.done
+        )
         self.limits = Limits(
             settings.max_in_flight,
             settings.max_in_flight_per_origin,
@@ -258,6 +269,11 @@ class DeliveryService:
             self._consumer.commit(asynchronous=False)
         except Exception as e:  # KafkaException: nothing stored since the last commit
             log.debug("final commit: %s", e)
+        if self.settings.group_instance_id and self._own_clients:
+            try:  # a static member stopped (SIGTERM): its partitions go to the others now
+                leave_group(cast(Any, self._consumer))
+            except KafkaFailed as e:  # they wait for its session timeout instead
+                log.warning("%s", e)
         self._consumer.close()
         self._tables.close()
 
@@ -265,12 +281,33 @@ class DeliveryService:
         return asyncio.get_running_loop().call_later(delay_s, callback)
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        """Called in the fetching thread: what Kafka knows of handled copies seeds the
-        stale filter (on the loop, before the records fetched next are received)."""
-        if self._recall is not None:
-            hops = self._recall.hops(consumer, partitions)
-            if hops:
-                self._loop.call_soon_threadsafe(self.stale.seed, hops)
+        """Called in the fetching thread: the recall of what Kafka knows of handled copies
+        starts beside the loop, and the gate holds what it may make stale until it ends
+        (posted to the loop, so before the records fetched next are received)."""
+        if self._recall is None or not partitions:
+            return
+        self._assignments += 1
+        assignment, post = self._assignments, self._loop.call_soon_threadsafe
+        post(self.gate.assigned, assignment)
+        threading.Thread(target=self._recall_beside, args=(consumer, partitions, assignment),
+                         name="stale-copy recall", daemon=True).start()
+
+    def _recall_beside(self, consumer: Any, partitions: list[TopicPartition],
+                       assignment: int) -> None:
+        assert self._recall is not None
+        post = self._loop.call_soon_threadsafe
+        hops: list[tuple[str, float]] = []
+        try:
+            hops = self._recall.hops(
+                consumer, partitions,
+                lambda in_question: post(self.gate.known, assignment, in_question))
+        except RuntimeError as e:  # the consumer was closed meanwhile (stopping)
+            log.debug("stale-copy recall abandoned: %s", e)
+        finally:
+            try:
+                post(self.gate.recalled, assignment, hops)
+            except RuntimeError:  # the loop is closed: the process is stopping
+                pass
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self.outcomes.revoke(consumer, partitions)
