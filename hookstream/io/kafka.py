@@ -172,14 +172,15 @@ def leave_group(consumer: Consumer, timeout_s: float = 5.0) -> None:
     """Leave the group before `close()`, also as a static member (which close() alone does
     not: KIP-345 keeps it in the group for its session timeout, waiting for its restart).
 
-    librdkafka sends the LeaveGroup once the revocation is served (a consume call), and
-    only if the client is not terminating yet: hence unsubscribe, then consume until the
-    assignment is gone. Best effort: the group notices a member that did not leave on its
-    session timeout."""
+    librdkafka sends the LeaveGroup once the revocation is served (a consume call), after a
+    rebalance in progress, and only if the client is not terminating yet: hence
+    unsubscribe, then consume until the member id is dropped (it is when the LeaveGroup
+    goes). Best effort: the group notices a member that did not leave on its session
+    timeout."""
     deadline = time.monotonic() + timeout_s
     with kafka_errors("leaving the group"):
         consumer.unsubscribe()
-        while consumer.assignment() and time.monotonic() < deadline:
+        while consumer.memberid() and time.monotonic() < deadline:
             consumer.consume(1, 0.1)  # serves the revocation; records are not read any more
         consumer.consume(1, 0.1)  # and lets the LeaveGroup go out
 
