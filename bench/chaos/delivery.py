@@ -11,7 +11,8 @@ delivery ids (its capacity is fixed per scenario). DeliveryRequests are publishe
 --rate straight to hookstream.deliveries (ingest and processor have their own suites),
 each carrying its produce time in its body, while the fault is applied:
 
-    kill     SIGKILL one delivery process three times (restarted after each kill)
+    kill     SIGKILL one delivery process three times, at 15, 30 and 45 % of the stream
+             (restarted under the same name at once after each kill)
     restart  the broker stopped and started again 12 s later
     pause    the broker SIGSTOPped for --pause-s, then SIGCONTed
     slow     the receiver at 300 requests/s (3 workers x 10 ms), events at 5 x --rate
@@ -300,7 +301,9 @@ def fault(name: str, args: argparse.Namespace, broker: LocalBroker,
             time.sleep(0.05)
 
     if name == "kill":
-        for fraction in (0.2, 0.45, 0.7):
+        # Early, so that the stream goes on well after the last restart (--events 6000:
+        # kills 4.5 s apart, then 16 s of stream) and every restarted process has work.
+        for fraction in (0.15, 0.3, 0.45):
             at(fraction)
             log(f"kill: SIGKILL pid {deliveries[0].process.pid} at {sent[0]} events")
             deliveries[0].process.kill()

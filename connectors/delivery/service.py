@@ -47,6 +47,7 @@ from hookstream.io import (
     TableFollower,
     codec_for,
     consumer,
+    ends_the_consumer,
     gauges,
     health,
     leave_group,
@@ -314,7 +315,10 @@ class DeliveryService:
         self.tiers.revoke(consumer, partitions)
 
     def _receive(self, msg: Message) -> None:
-        if msg.error() is not None:
+        error = msg.error()
+        if error is not None:
+            if ends_the_consumer(error):  # fenced: another process took our group_instance_id
+                self.outcomes.fatal = f"the Kafka consumer stopped: {error.str()}"
             return
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         tp = (topic, partition)

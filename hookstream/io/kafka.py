@@ -185,6 +185,12 @@ def leave_group(consumer: Consumer, timeout_s: float = 5.0) -> None:
         consumer.consume(1, 0.1)  # and lets the LeaveGroup go out
 
 
+def ends_the_consumer(error: KafkaError) -> bool:
+    """Whether a consumer's error event means it is done for good: librdkafka's _FATAL, as
+    when another member joined the group under its group.instance.id (fenced)."""
+    return bool(error.code() == KafkaError._FATAL or error.fatal())
+
+
 def admin(settings: Settings, overrides: Overrides | None = None) -> AdminClient:
     return _built(AdminClient, client_config(settings, **(overrides or {})))
 

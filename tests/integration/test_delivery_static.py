@@ -163,6 +163,26 @@ def test_a_static_member_stopped_hands_its_partitions_over_at_once(
         stop(staying)
 
 
+def test_a_second_process_under_the_same_name_fences_the_first(
+        setup: tuple[Settings, Receiver], tmp_path: Path) -> None:
+    settings, receiver = setup
+    log = tmp_path / "delivery.log"
+    first = start(settings, "delivery-0", log)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        assert wait_until(lambda: members(settings) == ["delivery-0"], 30), log.read_text()
+        second = start(settings, "delivery-0", log)  # a misconfiguration
+        assert first.wait(30) != 0  # Kafka fenced it: it stops, and says why
+        assert "the Kafka consumer stopped" in log.read_text()
+        publish(settings, requests(receiver, 0, 20))  # the second one has the partitions
+        assert wait_until(lambda: len(ids_received(receiver)) == 20, 30), log.read_text()
+        assert second.poll() is None
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+
+
 class HeldRecall(Recall):
     """The real recall, whose evidence is read only once the test lets it."""
 
