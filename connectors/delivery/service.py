@@ -6,14 +6,22 @@ in the package's docstring; the decisions are hookstream.policy's).
 Kafka and HTTP come in through the narrow protocols of ports, so the loop's
 decisions are unit-tested with in-memory fakes and a recording sender.
 
-Group settings: a killed member's partitions must be resumed by another member within
-15 s. The broker notices a dead member after `session.timeout.ms` (9 s; heartbeats every
-2 s, so three may be lost to a slow network before it is declared dead); the survivors
-then rejoin at their next heartbeat (<= 2 s) and resume from the committed offsets, about
-12 s in all. Static membership would not help (a killed static member's partitions wait
-for its session timeout, and only its own restart takes them back without a rebalance);
-cooperative rebalancing would, but the stale-copy filter needs the range assignor, which
-gives partition p of every input topic to one member, and range is an eager assignor.
+Group settings. With `group_instance_id` set (the Helm chart sets each pod's name), the
+consumer is a static member (KIP-345): a process restarted under the same name gets its
+previous partitions back as soon as it has joined, without a rebalance and without waiting
+for the dead process's session timeout; on SIGTERM it leaves the group explicitly
+(`leave_group`: a static member's close() alone does not), so a rolling update or a
+scale-down hands its partitions over at once. A member that dies and does not come back
+(a lost node), or any member without a `group_instance_id` (dynamic, the default), holds
+its partitions until `session.timeout.ms` (9 s; heartbeats every 2 s, so three may be
+lost to a slow network before it is declared dead); the survivors then rejoin at their
+next heartbeat (<= 2 s) and resume from the committed offsets. Two processes must never
+share a name: Kafka fences the older one, which stops (`ends_the_consumer`).
+
+The assignment is eager (range): the stale-copy filter needs partition p of every input
+topic at one member, which range gives and the cooperative assignors do not promise.
+The stale-copy recall that follows an assignment runs beside the loop (RecallGate): only
+deliveries it may find handled wait for it.
 """
 
 from __future__ import annotations
@@ -78,7 +86,7 @@ CONSUMER_CONFIG = {
     # delivery (same key) on the deliveries and retry topics meet (stale).
     "partition.assignment.strategy": "range",
     "fetch.wait.max.ms": 20,
-    "session.timeout.ms": 9000,  # see the module docstring
+    "session.timeout.ms": 9000,  # see the module docstring (group settings)
     "heartbeat.interval.ms": 2000,
     # A broker back from a restart is reconnected to within a second, not librdkafka's
     # default of up to 10 s of backoff.
