@@ -7,7 +7,8 @@
     offsets     the lowest offset not yet durable, per partition
     limits      global, per-origin (adaptive), per-webhook and rate limits
     stale       one record of a delivery at a time; drop copies already handled
-    recall      what Kafka knows of handled copies, read on assignment
+    recall      what Kafka knows of handled copies, read beside the loop after an
+                assignment, and the gate holding only the deliveries in question
     ports       the narrow protocols of Kafka and HTTP the loop is tested through
     http/       the sender (signing, CRA, OAuth) and the SSRF-guarded connector
     redrive/    dead letters back onto the deliveries topic, and force send
