@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import socket
 import types
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ import yaml
 from hookstream.errors import ConfigError
 
 ENV_PREFIX = "HOOKSTREAM_"
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,249}")  # what Kafka takes as a group.instance.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,11 @@ class Settings:
     # abort, init): a call still blocked after it (librdkafka #5456) is abandoned with its
     # client, and new clients are built
     kafka_call_timeout_s: float = 10.0
+    # static group membership (KIP-345) of delivery and the processor: a name this process
+    # alone holds (the Helm chart's StatefulSets give each pod its own name). A process
+    # restarted under the same name takes its partitions back at once; empty = dynamic
+    # membership, where a killed member's partitions wait its session timeout
+    group_instance_id: str = ""
     # the local development broker
     state_dir: str = "~/.local/state/hookstream"
     cache_dir: str = "~/.cache/hookstream"
@@ -333,6 +340,10 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
 
     errors += poller_problems(settings.poller_timezone, settings.poller_intervals)
     errors += _trusted_proxies_problems(settings.trusted_proxies)
+    instance_id = settings.group_instance_id
+    if instance_id and (not _INSTANCE_ID.fullmatch(instance_id) or instance_id in (".", "..")):
+        errors.append(f"group_instance_id {instance_id!r} must be 1 to 249 "
+                      "letters, digits, '.', '_' or '-' (a pod name is)")
     errors += _schema_registry_problems(settings)
     errors += _kafka_security_problems(settings)
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -29,8 +29,17 @@ from confluent_kafka import (
 )
 
 from hookstream.config import Settings
-from hookstream.errors import ConfigError, KafkaFatal
-from hookstream.io import LINK, bounded, consumer, kafka_errors, producer, retried
+from hookstream.errors import ConfigError, KafkaFailed, KafkaFatal
+from hookstream.io import (
+    LINK,
+    bounded,
+    consumer,
+    kafka_errors,
+    leave_group,
+    producer,
+    retried,
+    static_membership,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +113,9 @@ class TransactionalClients:
                 # expires: the restarted broker makes the rebuilt consumer wait for it.
                 "session.timeout.ms": 10_000,
                 "error_cb": self._error,
+                # a pod's name (README, Kubernetes): a restarted process takes its
+                # partitions back at once; a rebuilt consumer replaces its predecessor
+                **static_membership(settings),
             },
         )
 
@@ -248,6 +260,11 @@ class TransactionalClients:
 
         def close_and_drop() -> None:
             try:
+                if self._stopping.is_set() and self._settings.group_instance_id:
+                    try:  # a static member leaves only when the process stops (README)
+                        leave_group(clients[0], 3.0)  # type: ignore[arg-type]
+                    except KafkaFailed as e:
+                        log.warning("%s", e)
                 clients[0].close()  # type: ignore[attr-defined]
             finally:
                 clients.clear()

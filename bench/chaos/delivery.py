@@ -11,16 +11,21 @@ delivery ids (its capacity is fixed per scenario). DeliveryRequests are publishe
 --rate straight to hookstream.deliveries (ingest and processor have their own suites),
 each carrying its produce time in its body, while the fault is applied:
 
-    kill     SIGKILL one delivery process three times (restarted after each kill)
+    kill     SIGKILL one delivery process three times, at 15, 30 and 45 % of the stream
+             (restarted under the same name at once after each kill)
     restart  the broker stopped and started again 12 s later
     pause    the broker SIGSTOPped for --pause-s, then SIGCONTed
     slow     the receiver at 300 requests/s (3 workers x 10 ms), events at 5 x --rate
 
 Printed per scenario: events, delivered (unique ids), lost, duplicate requests, p99 and
 maximum produce -> first receipt, the time the stream needed against what the receiver's
-capacity allows, and whether the delivery processes were alive at the end. --code runs
-the delivery processes (and topic/webhook set-up) from another checkout, e.g. the code
-before a change, for before/after tables.
+capacity allows, and whether the delivery processes were alive at the end. For `kill`,
+also the time from each restarted process's start to its first delivery (its
+`hookstream_delivery_attempts_total{outcome="delivered"}` above 0, polled every 50 ms;
+"killed" if the next kill came first). The two processes run under the names
+delivery-0 and delivery-1 (`group_instance_id`: static membership; code that predates the
+setting ignores it). --code runs the delivery processes (and topic/webhook set-up) from
+another checkout, e.g. the code before a change, for before/after tables.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +44,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.request import urlopen
 
 import yaml
 
@@ -117,6 +124,45 @@ def cli(code: Path, settings: Settings, *args: str, log_to: Path | None = None,
     return proc
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Delivery:
+    """One `hookstream run delivery` under a name of its own, with its metrics port."""
+
+    def __init__(self, code: Path, settings: Settings, logs: Path, slot: int) -> None:
+        self.port = free_port()
+        self.started = time.monotonic()
+        self.first_delivery_s: float | None = None  # after the start
+        self.process = cli(code, settings, "run", "delivery", log_to=logs, wait=False, env={
+            "HOOKSTREAM_GROUP_INSTANCE_ID": f"delivery-{slot}",
+            "HOOKSTREAM_METRICS_PORT": str(self.port),
+            "HOOKSTREAM_METRICS_HOST": "127.0.0.1"})
+
+    def watch(self) -> None:
+        """Until its first delivery, or its end."""
+        def poll() -> None:
+            while self.process.poll() is None and time.monotonic() - self.started < 120:
+                if self.delivered() > 0:
+                    self.first_delivery_s = time.monotonic() - self.started
+                    return
+                time.sleep(0.05)
+        threading.Thread(target=poll, daemon=True).start()
+
+    def delivered(self) -> float:
+        try:
+            with urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=1) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return 0.0  # not serving yet
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("hookstream_delivery_attempts_total{")
+                   and 'outcome="delivered"' in line)
+
+
 def publisher(settings: Settings, url: str, events: int, rate: float, sent: list[int],
               prefix: str = "e") -> None:
     codec, prod, topic = Codec(), producer(settings), settings.topic(DELIVERIES)
@@ -175,7 +221,8 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     receiver = Receiver(workers, service_s)
     code = Path(args.code)
     logs = state / "delivery.log"
-    processes: list[subprocess.Popen[bytes]] = []
+    deliveries: list[Delivery] = []
+    restarted: list[Delivery] = []
     try:
         cli(code, settings, "topics", "create")
         hooks = state / "hooks.yaml"
@@ -184,8 +231,8 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
              "event": "new", "is_active": True, "url": receiver.url, "timeout_s": 2,
              "sent_try": 10, "allowed_networks": ["127.0.0.0/8"]} for i in range(6)]}))
         cli(code, settings, "webhooks", "apply", "-f", str(hooks))
-        for _ in range(2):
-            processes.append(cli(code, settings, "run", "delivery", log_to=logs, wait=False))
+        for slot in range(2):
+            deliveries.append(Delivery(code, settings, logs, slot))
         warm_up(settings, receiver)
         sent = [0]
         rate = 5 * args.rate if name == "slow" else args.rate  # faster than the receiver
@@ -193,7 +240,7 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
                                 args=(settings, receiver.url, args.events, rate, sent))
         started = time.monotonic()
         feed.start()
-        fault(name, args, broker, processes, sent, code, settings, logs)
+        fault(name, args, broker, deliveries, restarted, sent, code, settings, logs)
         feed.join()
         stream_s = args.events / rate
         deadline = time.monotonic() + DRAIN_S
@@ -201,8 +248,9 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             time.sleep(0.5)
         finished_s = time.monotonic() - started
         time.sleep(2)  # repeats still in flight are counted
-        alive = all(p.poll() is None for p in processes)
+        alive = all(d.process.poll() is None for d in deliveries)
     finally:
+        processes = [d.process for d in deliveries]
         for p in processes:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -222,6 +270,8 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "p99_s": lags[int(0.99 * (len(lags) - 1))] if lags else None,
         "max_s": lags[-1] if lags else None, "finished_s": round(finished_s, 1),
         "stream_s": round(max(stream_s, allowed_s), 1), "alive": alive,
+        # per restart: seconds from its start to its first delivery, None if killed first
+        "first_after_restart_s": [d.first_delivery_s for d in restarted],
     }
 
 
@@ -244,19 +294,23 @@ def pause_broker(broker: LocalBroker, pause_s: float) -> float:
 
 
 def fault(name: str, args: argparse.Namespace, broker: LocalBroker,
-          processes: list[subprocess.Popen[bytes]], sent: list[int], code: Path,
+          deliveries: list[Delivery], restarted: list[Delivery], sent: list[int], code: Path,
           settings: Settings, logs: Path) -> None:
     def at(fraction: float) -> None:
         while sent[0] < fraction * args.events:
             time.sleep(0.05)
 
     if name == "kill":
-        for fraction in (0.2, 0.45, 0.7):
+        # Early, so that the stream goes on well after the last restart (--events 6000:
+        # kills 4.5 s apart, then 16 s of stream) and every restarted process has work.
+        for fraction in (0.15, 0.3, 0.45):
             at(fraction)
-            log(f"kill: SIGKILL pid {processes[0].pid} at {sent[0]} events")
-            processes[0].kill()
-            processes[0].wait()
-            processes[0] = cli(code, settings, "run", "delivery", log_to=logs, wait=False)
+            log(f"kill: SIGKILL pid {deliveries[0].process.pid} at {sent[0]} events")
+            deliveries[0].process.kill()
+            deliveries[0].process.wait()
+            deliveries[0] = Delivery(code, settings, logs, 0)  # the same name again
+            deliveries[0].watch()
+            restarted.append(deliveries[0])
     elif name == "restart":
         at(0.3)
         log(f"restart: broker stopped at {sent[0]} events")
@@ -285,13 +339,17 @@ def main() -> None:
             log(json.dumps(row))
             rows.append(row)
     print(f"\n{'scenario':<9} {'events':>6} {'deliv.':>6} {'lost':>5} {'dupl.':>5} "
-          f"{'p99 s':>7} {'max s':>7} {'took s':>7} {'needs s':>7} alive")
+          f"{'p99 s':>7} {'max s':>7} {'took s':>7} {'needs s':>7} alive  first after restart s")
     for r in rows:
         p99 = f"{r['p99_s']:.2f}" if r["p99_s"] is not None else "-"
         mx = f"{r['max_s']:.2f}" if r["max_s"] is not None else "-"
         print(f"{r['scenario']:<9} {r['events']:>6} {r['delivered']:>6} {r['lost']:>5} "
               f"{r['duplicates']:>5} {p99:>7} {mx:>7} {r['finished_s']:>7} "
-              f"{r['stream_s']:>7} {r['alive']}")
+              f"{r['stream_s']:>7} {r['alive']!s:<5}  {firsts(r['first_after_restart_s'])}")
+
+
+def firsts(seconds: list[float | None]) -> str:
+    return " ".join("killed" if s is None else f"{s:.1f}" for s in seconds) or "-"
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ One attempt reads in one direction, each module calling only the ones below it:
     record      attempt, retry and DLQ records, produced until Kafka acknowledges them
     limits      global, per-origin (adaptive), per-webhook and rate limits
     stale       one record of a delivery at a time; drop copies already handled
-    recall      what Kafka knows of handled copies, read on assignment
+    recall      what Kafka knows of handled copies, read beside the loop after an
+                assignment, and the gate holding only the deliveries in question
     ports       the narrow protocols of Kafka and HTTP, and the shared TP and Job
     http/       targets, the sender (signing, CRA, OAuth) and the SSRF-guarded connector
     redrive/    dead letters back onto the deliveries topic, and force send

@@ -7,14 +7,22 @@ in the package's docstring; the decisions are hookstream.policy's.
 Kafka and HTTP come in through the narrow protocols of ports, so the loop's
 decisions are unit-tested with in-memory fakes and a recording sender.
 
-Group settings: a killed member's partitions must be resumed by another member within
-15 s. The broker notices a dead member after `session.timeout.ms` (9 s; heartbeats every
-2 s, so three may be lost to a slow network before it is declared dead); the survivors
-then rejoin at their next heartbeat (<= 2 s) and resume from the committed offsets, about
-12 s in all. Static membership would not help (a killed static member's partitions wait
-for its session timeout, and only its own restart takes them back without a rebalance);
-cooperative rebalancing would, but the stale-copy filter needs the range assignor, which
-gives partition p of every input topic to one member, and range is an eager assignor.
+Group settings. With `group_instance_id` set (the Helm chart sets each pod's name), the
+consumer is a static member (KIP-345): a process restarted under the same name gets its
+previous partitions back as soon as it has joined, without a rebalance and without waiting
+for the dead process's session timeout; on SIGTERM it leaves the group explicitly
+(`leave_group`: a static member's close() alone does not), so a rolling update or a
+scale-down hands its partitions over at once. A member that dies and does not come back
+(a lost node), or any member without a `group_instance_id` (dynamic, the default), holds
+its partitions until `session.timeout.ms` (9 s; heartbeats every 2 s, so three may be
+lost to a slow network before it is declared dead); the survivors then rejoin at their
+next heartbeat (<= 2 s) and resume from the committed offsets. Two processes must never
+share a name: Kafka fences the older one, which stops (`ends_the_consumer`).
+
+The assignment is eager (range): the stale-copy filter needs partition p of every input
+topic at one member, which range gives and the cooperative assignors do not promise.
+The stale-copy recall that follows an assignment runs beside the loop (RecallGate): only
+deliveries it may find handled wait for it.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import asyncio
 import logging
 import random
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -46,7 +55,7 @@ from connectors.delivery.ports import (
     RecordSource,
     Tables,
 )
-from connectors.delivery.recall import Recall
+from connectors.delivery.recall import Recall, RecallGate
 from connectors.delivery.record import OutcomeTopics, Records
 from connectors.delivery.schedule import Schedule
 from connectors.delivery.stale import StaleFilter
@@ -57,11 +66,14 @@ from hookstream.io import (
     TableFollower,
     codec_for,
     consumer,
+    ends_the_consumer,
     gauges,
     health,
+    leave_group,
     metrics,
     producer,
     reachable,
+    static_membership,
     webhook_and_entity_applier,
 )
 from hookstream.policy import CircuitBreakers, parse_networks, secret_box
@@ -87,7 +99,7 @@ CONSUMER_CONFIG = {
     # delivery (same key) on the deliveries and retry topics meet (stale).
     "partition.assignment.strategy": "range",
     "fetch.wait.max.ms": 20,
-    "session.timeout.ms": 9000,  # see the module docstring
+    "session.timeout.ms": 9000,  # see the module docstring (group settings)
     "heartbeat.interval.ms": 2000,
     # A broker back from a restart is reconnected to within a second, not librdkafka's
     # default of up to 10 s of backoff.
@@ -103,9 +115,8 @@ PRODUCER_CONFIG = {
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
-    """The group consumer's properties (the settings may add to them here, e.g. a member's
-    static identity)."""
-    return dict(CONSUMER_CONFIG)
+    """The group consumer's properties, with the member's static identity if it has one."""
+    return {**CONSUMER_CONFIG, **static_membership(settings)}
 
 
 class DeliveryService:
@@ -123,6 +134,7 @@ class DeliveryService:
         sender: HttpSender | None = None,
         tables: Tables | None = None,
         codec: Codec | None = None,
+        recall: Recall | None = None,
     ):
         self.settings = settings
         self.clock = clock
@@ -143,7 +155,9 @@ class DeliveryService:
         # confluent-kafka's clients satisfy the protocols; their stubs spell them otherwise.
         self._own_clients = source is None
         self._kafka_seen_at = 0.0  # when Kafka last answered a readiness probe
-        self._recall = None if source else Recall(settings, self.codec, topic_delay_s, clock)
+        self._recall = recall or (
+            None if source else Recall(settings, self.codec, topic_delay_s, clock))
+        self._assignments = 0  # counts assignments; each starts a recall (RecallGate)
         self._consumer: RecordSource = source or cast(
             RecordSource, consumer(settings, GROUP, consumer_config(settings)))
         self._producer: RecordSink = sink or cast(
@@ -172,7 +186,12 @@ class DeliveryService:
         self.worker = Worker(rules, self.targets, self.circuits, self.limits, self.stale,
                              self.checkpoint, self.records, clock, rand, operations)
         self.worker.sender = sender
-        self.schedule = Schedule(self.checkpoint, clock, topic_delay_s, self.worker.submit)
+        self.gate = RecallGate(
+            self.worker.submit, self.stale.seed, self.checkpoint.owns,
+            pause=lambda tp: self.checkpoint.pause(tp, "recall"),
+            lift=lambda tp: self.checkpoint.lift(tp, "recall"),
+        )
+        self.schedule = Schedule(self.checkpoint, clock, topic_delay_s, self.gate.submit)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -255,7 +274,10 @@ class DeliveryService:
         return cast(list[Message], batch)
 
     def _receive(self, msg: Message) -> None:
-        if msg.error() is not None:
+        error = msg.error()
+        if error is not None:
+            if ends_the_consumer(error):  # fenced: another process took our group_instance_id
+                self.records.fatal = f"the Kafka consumer stopped: {error.str()}"
             return
         tp, offset = TP(msg.topic() or "", msg.partition() or 0), msg.offset() or 0
         if self.checkpoint.is_paused(tp):
@@ -278,18 +300,44 @@ class DeliveryService:
             self.checkpoint.commit()
         except KafkaFailed as e:  # e.g. nothing stored since the last commit
             log.debug("final commit: %s", e)
+        if self.settings.group_instance_id and self._own_clients:
+            try:  # a static member stopped (SIGTERM): its partitions go to the others now
+                leave_group(cast(Any, self._consumer))
+            except KafkaFailed as e:  # they wait for its session timeout instead
+                log.warning("%s", e)
         self._consumer.close()
         self._tables.close()
 
     # -- rebalances (called in the fetching thread) ---------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        """What Kafka knows of handled copies seeds the stale filter (on the loop, before
-        the records fetched next are received)."""
-        if self._recall is not None:
-            hops = self._recall.hops(consumer, partitions)
-            if hops:
-                self._loop.call_soon_threadsafe(self.stale.seed, hops)
+        """Called in the fetching thread: the recall of what Kafka knows of handled copies
+        starts beside the loop, and the gate holds what it may make stale until it ends
+        (posted to the loop, so before the records fetched next are received)."""
+        if self._recall is None or not partitions:
+            return
+        self._assignments += 1
+        assignment, post = self._assignments, self._loop.call_soon_threadsafe
+        post(self.gate.assigned, assignment)
+        threading.Thread(target=self._recall_beside, args=(consumer, partitions, assignment),
+                         name="stale-copy recall", daemon=True).start()
+
+    def _recall_beside(self, consumer: Any, partitions: list[TopicPartition],
+                       assignment: int) -> None:
+        assert self._recall is not None
+        post = self._loop.call_soon_threadsafe
+        hops: list[tuple[str, float]] = []
+        try:
+            hops = self._recall.hops(
+                consumer, partitions,
+                lambda in_question: post(self.gate.known, assignment, in_question))
+        except RuntimeError as e:  # the consumer was closed meanwhile (stopping)
+            log.debug("stale-copy recall abandoned: %s", e)
+        finally:
+            try:
+                post(self.gate.recalled, assignment, hops)
+            except RuntimeError:  # the loop is closed: the process is stopping
+                pass
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self.checkpoint.revoke(TP(tp.topic, tp.partition) for tp in partitions)

@@ -106,6 +106,7 @@ _OWNED = {
     "sasl.oauthbearer.client.secret": "the kafka_oauth_client_secret setting",
     "sasl.oauthbearer.scope": "the kafka_oauth_scope setting",
     "group.id": "hookstream (one group per component)",
+    "group.instance.id": "the group_instance_id setting (delivery's and the processor's groups)",
     "transactional.id": "hookstream (the processor's and redrive's transactions)",
     "enable.idempotence": "hookstream's delivery guarantees",
     "isolation.level": "hookstream's delivery guarantees",
@@ -161,6 +162,35 @@ def consumer(settings: Settings, group: str, overrides: Overrides | None = None)
         "isolation.level": "read_committed",
     }
     return _built(Consumer, client_config(settings, **{**config, **(overrides or {})}))
+
+
+def static_membership(settings: Settings) -> dict[str, str]:
+    """The consumer property of static group membership (KIP-345), for the consumers of
+    delivery's and the processor's groups only: {} without a `group_instance_id`."""
+    return {"group.instance.id": settings.group_instance_id} if settings.group_instance_id else {}
+
+
+def leave_group(consumer: Consumer, timeout_s: float = 5.0) -> None:
+    """Leave the group before `close()`, also as a static member (which close() alone does
+    not: KIP-345 keeps it in the group for its session timeout, waiting for its restart).
+
+    librdkafka sends the LeaveGroup once the revocation is served (a consume call), after a
+    rebalance in progress, and only if the client is not terminating yet: hence
+    unsubscribe, then consume until the member id is dropped (it is when the LeaveGroup
+    goes). Best effort: the group notices a member that did not leave on its session
+    timeout."""
+    deadline = time.monotonic() + timeout_s
+    with kafka_errors("leaving the group"):
+        consumer.unsubscribe()
+        while consumer.memberid() and time.monotonic() < deadline:
+            consumer.consume(1, 0.1)  # serves the revocation; records are not read any more
+        consumer.consume(1, 0.1)  # and lets the LeaveGroup go out
+
+
+def ends_the_consumer(error: KafkaError) -> bool:
+    """Whether a consumer's error event means it is done for good: librdkafka's _FATAL, as
+    when another member joined the group under its group.instance.id (fenced)."""
+    return bool(error.code() == KafkaError._FATAL or error.fatal())
 
 
 def admin(settings: Settings, overrides: Overrides | None = None) -> AdminClient:

@@ -126,3 +126,23 @@ def test_schema_registry_secrets_come_from_files(tmp_path: Path) -> None:
     assert settings.schema_registry_password == "pa55w0rd"
     assert not settings.schema_registry_auto_register
     assert "pa55w0rd" not in repr(settings)
+
+
+@pytest.mark.parametrize("name", ["hookstream-delivery-0", "delivery.1", "d_2", "x" * 249])
+def test_a_group_instance_id_is_what_kafka_takes(name: str) -> None:
+    settings = load_settings(env={"HOOKSTREAM_GROUP_INSTANCE_ID": name}, check_dns=False)
+    assert settings.group_instance_id == name
+    assert load_settings(env={}, check_dns=False).group_instance_id == ""  # dynamic
+
+
+@pytest.mark.parametrize("name", ["delivery 0", "d/0", "é", ".", "..", "x" * 250])
+def test_a_group_instance_id_kafka_would_refuse_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"group_instance_id .* must be 1 to 249"):
+        load_settings(env={"HOOKSTREAM_GROUP_INSTANCE_ID": name}, check_dns=False)
+
+
+def test_static_membership_is_for_the_group_consumers_only() -> None:
+    from hookstream.io import static_membership
+
+    assert static_membership(Settings()) == {}
+    assert static_membership(Settings(group_instance_id="d-0")) == {"group.instance.id": "d-0"}

@@ -90,6 +90,11 @@ def by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any
     return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
 
 
+def workloads(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The components' Deployments and StatefulSets."""
+    return {**by_kind(objects, "Deployment"), **by_kind(objects, "StatefulSet")}
+
+
 def test_chart_settings_are_in_sync_with_the_settings_class() -> None:
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "helm_sync.py"), "--check"],
                           capture_output=True, text=True)
@@ -142,7 +147,7 @@ def test_values_schema_rejects_a_wrong_value(tools: Path) -> None:
 def test_every_component_is_deployed_with_probes_and_security(
     everything: list[dict[str, Any]],
 ) -> None:
-    deployments = by_kind(everything, "Deployment")
+    deployments = workloads(everything)
     assert sorted(deployments) == sorted(f"hs-hookstream-{c}" for c in COMPONENTS)
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
@@ -160,6 +165,45 @@ def test_every_component_is_deployed_with_probes_and_security(
         else:
             assert "replicas" not in deployment["spec"]  # KEDA owns the replica count
     assert sorted(by_kind(everything, "PodDisruptionBudget")) == sorted(deployments)
+
+
+def test_delivery_and_the_processor_are_statefulsets_whose_pods_join_under_their_names(
+    everything: list[dict[str, Any]],
+) -> None:
+    stateful = by_kind(everything, "StatefulSet")
+    assert sorted(stateful) == ["hs-hookstream-delivery", "hs-hookstream-processor"]
+    assert sorted(stateful) == sorted(f"hs-hookstream-{c}" for c, v in COMPONENTS.items()
+                                      if v.get("stableIdentity"))
+    for name, workload in stateful.items():
+        spec = workload["spec"]
+        assert spec["serviceName"] == name  # the component's Service
+        assert spec["podManagementPolicy"] == "Parallel"
+        assert spec["updateStrategy"] == {"type": "RollingUpdate"} and "strategy" not in spec
+        (container,) = spec["template"]["spec"]["containers"]
+        identity = [e for e in container["env"] if e["name"] == "HOOKSTREAM_GROUP_INSTANCE_ID"]
+        assert identity == [{"name": "HOOKSTREAM_GROUP_INSTANCE_ID",
+                             "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+        # env wins over envFrom: the ConfigMap's empty group_instance_id does not apply
+        assert {"configMapRef": {"name": "hs-hookstream-config"}} in container["envFrom"]
+    for name, workload in by_kind(everything, "Deployment").items():
+        env = workload["spec"]["template"]["spec"]["containers"][0].get("env", [])
+        assert all(e["name"] != "HOOKSTREAM_GROUP_INSTANCE_ID" for e in env), name
+    scaled = by_kind(everything, "ScaledObject")
+    targets = {n: so["spec"]["scaleTargetRef"] for n, so in scaled.items()}
+    assert targets["hs-hookstream-delivery"] == {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "name": "hs-hookstream-delivery"}
+    assert targets["hs-hookstream-admin"]["kind"] == "Deployment"
+
+
+def test_hpa_targets_the_statefulsets(tools: Path) -> None:
+    hpas = by_kind(docs(template(tools, "hpa-values.yaml")), "HorizontalPodAutoscaler")
+    assert {h["spec"]["scaleTargetRef"]["kind"] for h in hpas.values()} == {"StatefulSet"}
+
+
+def test_one_group_instance_id_for_every_pod_is_refused(tools: Path) -> None:
+    done = helm(tools, "template", "hs", str(CHART), "--kube-version", KUBE_VERSION,
+                "--set", "config.group_instance_id=delivery")
+    assert done.returncode != 0 and "fences" in done.stderr
 
 
 def ingress_routes(objects: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
@@ -216,7 +260,7 @@ EXISTING_SECRETS = {
 def pod_settings(objects: list[dict[str, Any]], pod: dict[str, Any], mounts: Path) -> Settings:
     """The Settings a pod's container would load: envFrom (ConfigMap, then Secret), then
     env (secretKeyRef read from EXISTING_SECRETS), with projected volumes written under
-    `mounts` (each item a file) in place of their mount paths."""
+    `mounts` (each item a file) in place of their mount paths; a pod's name is a-pod-0."""
     (container,) = pod["containers"]
     env: dict[str, str] = {}
     for source in container["envFrom"]:
@@ -225,7 +269,12 @@ def pod_settings(objects: list[dict[str, Any]], pod: dict[str, Any], mounts: Pat
         else:
             env |= by_kind(objects, "Secret")[source["secretRef"]["name"]]["stringData"]
     for entry in container.get("env", []):
-        ref = entry["valueFrom"]["secretKeyRef"] if "valueFrom" in entry else None
+        source = entry.get("valueFrom", {})
+        if "fieldRef" in source:  # the pod's name, as the downward API gives it
+            assert source["fieldRef"] == {"fieldPath": "metadata.name"}
+            env[entry["name"]] = "a-pod-0"
+            continue
+        ref = source.get("secretKeyRef")
         env[entry["name"]] = EXISTING_SECRETS[ref["name"], ref["key"]] if ref else entry["value"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     for mount in container["volumeMounts"]:
@@ -246,7 +295,7 @@ def test_configmap_and_secret_map_the_settings_one_to_one(
     secret = by_kind(everything, "Secret")["hs-hookstream-secrets"]["stringData"]
     names = {f"HOOKSTREAM_{f.name.upper()}" for f in dataclasses.fields(Settings)}
     assert set(config) | set(secret) == names and not set(config) & set(secret)
-    pod = by_kind(everything, "Deployment")["hs-hookstream-processor"]["spec"]["template"]["spec"]
+    pod = workloads(everything)["hs-hookstream-processor"]["spec"]["template"]["spec"]
     loaded = pod_settings(everything, pod, tmp_path)
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert loaded.metrics_port == values["config"]["metrics_port"] == 9400
@@ -277,7 +326,7 @@ def test_hpa_fallback_and_existing_secret(tools: Path) -> None:
     assert sorted(hpas) == ["hs-hookstream-delivery", "hs-hookstream-processor"]
     assert all(h["spec"]["maxReplicas"] == 6 for h in hpas.values())  # 20 asked, 6 partitions
     assert not by_kind(objects, "ScaledObject") and not by_kind(objects, "Secret")
-    pod = by_kind(objects, "Deployment")["hs-hookstream-delivery"]["spec"]["template"]["spec"]
+    pod = workloads(objects)["hs-hookstream-delivery"]["spec"]["template"]["spec"]
     assert {"secretRef": {"name": "hookstream-prod"}} in pod["containers"][0]["envFrom"]
 
 
@@ -285,7 +334,7 @@ def test_network_policy_lets_out_only_the_components_that_call_out(
     everything: list[dict[str, Any]],
 ) -> None:
     policies = by_kind(everything, "NetworkPolicy")
-    assert sorted(policies) == sorted(by_kind(everything, "Deployment"))
+    assert sorted(policies) == sorted(workloads(everything))
     for name, policy in policies.items():
         egress_blocks = [b for rule in policy["spec"]["egress"] for b in rule.get("to", [])]
         open_out = any(b.get("ipBlock", {}).get("cidr") == "0.0.0.0/0" for b in egress_blocks)
@@ -315,7 +364,7 @@ def test_every_container_runs_a_command_the_cli_accepts(
     from hookstream.cli import build_parser
 
     jobs = [o for o in everything if o["kind"] == "Job"]
-    pods = [o["spec"]["template"]["spec"] for o in [*by_kind(everything, "Deployment").values(),
+    pods = [o["spec"]["template"]["spec"] for o in [*workloads(everything).values(),
                                                     *jobs]]
     assert len(pods) == len(COMPONENTS) + 1  # and the topics job
     for pod in pods:
@@ -330,9 +379,9 @@ def test_values_schema_rejects_a_setting_that_does_not_exist(tools: Path) -> Non
 
 
 def kafka_pods(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every pod that builds Kafka clients: the component Deployments and the topics Job."""
+    """Every pod that builds Kafka clients: the components' workloads and the topics Job."""
     return {name: o["spec"]["template"]["spec"] for name, o in
-            [*by_kind(objects, "Deployment").items(), *by_kind(objects, "Job").items()]}
+            [*workloads(objects).items(), *by_kind(objects, "Job").items()]}
 
 
 def test_kafka_security_reaches_every_component_and_the_topics_job(
@@ -373,6 +422,8 @@ def test_kafka_credentials_come_only_from_secrets(tools: Path, tmp_path: Path) -
         for pod in kafka_pods(objects).values():
             for entry in pod["containers"][0].get("env", []):
                 assert set(entry) == {"name", "valueFrom"}, entry  # never a literal value
+                if entry["name"] == "HOOKSTREAM_GROUP_INSTANCE_ID":
+                    continue  # the pod's name (downward API)
                 assert set(entry["valueFrom"]) == {"secretKeyRef"}
         chart_secrets = by_kind(objects, "Secret")["hs-hookstream-secrets"]["stringData"].values()
         secrets = [s for s in chart_secrets if s]

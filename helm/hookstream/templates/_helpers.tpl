@@ -145,6 +145,9 @@ Explicit env wins over envFrom, so these replace the chart Secret's empty keys. 
 
 {{/* What the chart refuses to render, each with the values to use instead. */}}
 {{- define "hookstream.validate" -}}
+{{- if .Values.config.group_instance_id }}
+{{- fail "config.group_instance_id would give every pod the same name, and Kafka fences a member when another joins under its name: leave it empty, the StatefulSets (components.*.stableIdentity) give each pod its own" }}
+{{- end }}
 {{- if contains "@" .Values.config.schema_registry_url }}
 {{- fail "config.schema_registry_url must not hold credentials (user:password@host): the ConfigMap would show them in clear text. Give the URL without them and the credentials through a Secret (secrets.*, or existingSecret; see the chart README, \"Kafka security\")" }}
 {{- end }}
@@ -172,4 +175,9 @@ Explicit env wins over envFrom, so these replace the chart Secret's empty keys. 
 {{- fail (printf "kafka.sasl.mechanism %s needs kafka.sasl.existingSecret (or topicsJob.kafkaSecret)" $k.sasl.mechanism) }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* A component's workload: a StatefulSet where pods need a stable identity (components.*.stableIdentity). */}}
+{{- define "hookstream.workloadKind" -}}
+{{- ternary "StatefulSet" "Deployment" (default false .stableIdentity) -}}
 {{- end -}}
