@@ -140,7 +140,7 @@ def validate(raw: Any, tiers_s: Sequence[int], global_allow: Sequence[str] = ())
         errors.append(f"http_method {method!r} is not one of {', '.join(METHODS)}")
     if raw.get("signature_scheme", "glpi") not in SCHEMES:
         errors.append(f"signature_scheme must be one of {', '.join(SCHEMES)}")
-    if raw.get("retry_policy", "default") not in set(RetryPolicy):
+    if raw.get("retry_policy", RetryPolicy.GLPI) not in set(RetryPolicy):
         errors.append("retry_policy must be glpi or default")
     escaping = raw.get("escaping", "hookstream")
     if escaping not in ESCAPING_MODES:
