@@ -149,3 +149,14 @@ def test_timeline_numbers_requests_and_collapses_circuit_skips() -> None:
         "manual send by ops"]
     assert requests_sent(log) == 4  # the queue's "Attempts" column: the last number
     assert trigger_text(attempt("delivered")) == "not recorded"
+
+
+def test_timeline_names_the_retry_policy_that_judged_each_answer() -> None:
+    entries = timeline([
+        attempt("retry_scheduled", "first", status_code=401, retry_policy="glpi"),
+        attempt("circuit_open", "retry", trigger_tier="10s"),  # no answer to judge
+        attempt("dead_lettered", "retry", status_code=410, retry_policy="default"),
+        attempt("delivered", "redrive", status_code=200),  # logged before v4: none named
+    ])
+    assert [e.policy for e in entries] == [
+        "GLPI's retry policy", None, "the default retry policy", None]
