@@ -92,17 +92,19 @@ STORED = {f.name for f in fields(WebhookDefinition)} - {
 }
 
 
+def definition_files(path: Path) -> list[Path]:
+    """The files a path of definitions stands for: itself, or a directory's YAML files."""
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
+
+
 def read_documents(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(source, raw mapping) for every webhook in a file or directory."""
-    files = (
-        sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
-        if path.is_dir()
-        else [path]
-    )
-    for file in files:
+    for file in definition_files(path):
         try:
-            docs = list(yaml.safe_load_all(file.read_text()))
-        except (OSError, yaml.YAMLError) as e:
+            docs = list(yaml.safe_load_all(file.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
             raise InvalidDefinition(str(file), [f"cannot read YAML: {e}"]) from e
         position = 0
         for doc in docs:
