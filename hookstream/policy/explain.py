@@ -30,8 +30,8 @@ _POLICY_RULE = {
     RetryPolicy.DEFAULT: "default: only no answer, 408, 425, 429 and 5xx are retried",
     RetryPolicy.GLPI: "GLPI's: any status of 400 and above but 410, or no answer, is retried",
 }
+# Only GLPI's counts as delivered what the other does not (a 3xx).
 _SUCCESS_RULE = {
-    RetryPolicy.DEFAULT: "default: only a 2xx status is a success",
     RetryPolicy.GLPI: "GLPI's: any status below 400 is a success; redirects are not followed",
 }
 
