@@ -171,6 +171,7 @@ class Attempt(BaseModel):
     body_sha256: str | None = None
     reason: str | None = None
     next_step: str | None = None  # the decision taken next, in a sentence
+    retry_policy: str | None = None  # glpi or default: the rule that judged the answer
 
 
 class DeliveryDetail(Delivery):

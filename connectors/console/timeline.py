@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.logstore.rows import NO_REQUEST
-from hookstream.policy import explain
+from hookstream.policy import RetryPolicy, explain
 from hookstream.records import Outcome, Trigger
 
 SKIPS = frozenset({Outcome.CIRCUIT_OPEN, Outcome.DEFERRED, Outcome.CHALLENGE_FAILED})
@@ -41,6 +41,21 @@ class Entry:
     @property
     def last(self) -> dict[str, Any]:
         return self.attempts[-1]
+
+    @property
+    def policy(self) -> str | None:
+        """The retry policy that judged the answer, as read; None when none was asked (no
+        request sent) or the attempt was logged before attempts named it."""
+        return policy_text(self.last.get("retry_policy"))
+
+
+def policy_text(policy: str | None) -> str | None:
+    """"GLPI's retry policy", "the default retry policy"."""
+    if policy == RetryPolicy.GLPI:
+        return "GLPI's retry policy"
+    if policy == RetryPolicy.DEFAULT:
+        return "the default retry policy"
+    return policy  # a policy of a later release: shown as recorded
 
 
 def trigger_text(attempt: dict[str, Any]) -> str:

@@ -80,6 +80,7 @@ def convert(
         if key in hook:
             out[key] = bool(hook[key])
     out["http_method"] = str(hook.get("http_method") or "post").lower()
+    out["retry_policy"] = "glpi"  # GLPI retried any status >= 400: said, not left to a default
     headers = hook.get("custom_headers")
     if isinstance(headers, str) and headers.strip():
         try:

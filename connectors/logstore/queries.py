@@ -232,6 +232,7 @@ def delivery_detail(
             "body_sha256": a.body_sha256,
             "reason": a.reason,
             "next_step": a.next_step,
+            "retry_policy": a.retry_policy,
         }
         for a in tried
     ]

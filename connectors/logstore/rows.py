@@ -135,6 +135,7 @@ class AttemptRow:
     body_sha256: str | None = None
     reason: str | None = None
     next_step: str | None = None
+    retry_policy: str | None = None  # the policy that judged the answer; None before v4
 
     @property
     def spent(self) -> bool:
@@ -224,6 +225,7 @@ def from_attempt(
         body_sha256=record.body_sha256,
         reason=record.reason,
         next_step=record.next_step,
+        retry_policy=record.retry_policy,
     )
     return fragment, attempt
 

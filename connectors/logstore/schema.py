@@ -7,8 +7,8 @@ SQLAlchemy Core describes the tables once; each dialect renders its own DDL and 
 store already up to date is left alone. The Table objects below are the shape
 migration 1 created (2 for `items`, 5 for `audit`, 8 for `operations` and
 `webhook_health`); a later change is explicit DDL in its own
-migration (3, 4 and 7: indexes; 6 adds the attempt columns it finds missing, which the
-Table object already has for a new store), so every store, new or upgraded, ends up
+migration (3, 4 and 7: indexes; 6 and 9 add the attempt columns they find missing, which
+the Table object already has for a new store), so every store, new or upgraded, ends up
 the same.
 """
 
@@ -115,6 +115,7 @@ attempts = Table(
         Column("reason", Text),
         Column("next_step", Text),
     )),
+    Column("retry_policy", String(16)),  # migration 9: the policy that judged the answer
     PrimaryKeyConstraint("kafka_partition", "kafka_offset"),
     Index("ix_attempts_delivery", "delivery_id", "hop", "finished_at"),
 )
@@ -238,12 +239,16 @@ ATTEMPT_COLUMNS_V6 = ("trigger", "trigger_tier", "actor", "request_method", "req
                       "request_headers", "body_sha256", "reason", "next_step")
 
 
-def _v6(conn: Connection) -> None:
+def _add_missing_attempt_columns(conn: Connection, names: tuple[str, ...]) -> None:
     present = {c["name"] for c in inspect(conn).get_columns("attempts")}
-    for name in ATTEMPT_COLUMNS_V6:
+    for name in names:
         if name not in present:
             kind = attempts.c[name].type.compile(dialect=conn.dialect)
             conn.execute(text(f"ALTER TABLE attempts ADD COLUMN {name} {kind}"))
+
+
+def _v6(conn: Connection) -> None:
+    _add_missing_attempt_columns(conn, ATTEMPT_COLUMNS_V6)
 
 
 def _v7(conn: Connection) -> None:
@@ -261,6 +266,13 @@ def _v8(conn: Connection) -> None:
     webhook_health.create(conn)
 
 
+ATTEMPT_COLUMNS_V9 = ("retry_policy",)
+
+
+def _v9(conn: Connection) -> None:
+    _add_missing_attempt_columns(conn, ATTEMPT_COLUMNS_V9)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and attempts", _v1),
     Migration(2, "items: the last state of each item seen", _v2),
@@ -270,6 +282,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "attempts: trigger, request as sent, decision", _v6),
     Migration(7, "indexes of the console's picture of each webhook", _v7),
     Migration(8, "operational events, and each webhook's target health (auto-disable)", _v8),
+    Migration(9, "attempts: the retry policy that judged the answer", _v9),
 )
 LATEST = MIGRATIONS[-1].version
 

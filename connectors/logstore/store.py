@@ -262,6 +262,7 @@ def attempt_params(row: AttemptRow) -> dict[str, Any]:
         "body_sha256": row.body_sha256,
         "reason": row.reason,
         "next_step": row.next_step,
+        "retry_policy": row.retry_policy,
     }
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
 
 from hookstream.cli import replay
+from hookstream.cli.files import checked, read_text
 from hookstream.config import Settings
 from hookstream.errors import UsageError
 
@@ -17,11 +19,13 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from hookstream.control import admin
+    from hookstream.control.webhooks import definition_files
 
     if args.action == "apply":
         if not args.file:
             raise UsageError("hookstream webhooks apply needs -f FILE_OR_DIR")
-        for definition, state in admin.apply_webhooks(settings, Path(args.file)):
+        path = checked("-f", args.file, definition_files(Path(args.file)))
+        for definition, state in admin.apply_webhooks(settings, path):
             print(f"{definition.id} v{definition.version}: {state}")
         return 0
     if args.action == "rotate-secret":
@@ -86,11 +90,9 @@ def _state(row: dict[str, Any]) -> str:
 
 
 def cmd_entities(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
-
     from hookstream.control import apply_entities
 
-    print(f"published {apply_entities(settings, Path(args.file))} entities")
+    print(f"published {apply_entities(settings, checked('-f', args.file))} entities")
     return 0
 
 
@@ -99,6 +101,7 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
 
     from hookstream.control import admin, load_definitions
     from hookstream.control.instances import current_instances
+    from hookstream.control.webhooks import definition_files
     from hookstream.errors import TransientError
     from hookstream.matching import EntityTable
     from hookstream.policy import secret_box
@@ -108,10 +111,11 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--timezone {args.timezone!r} is not an IANA time zone such as "
                          "Europe/Paris")
     now_ms = int(time.time() * 1000)
+    event_text = read_text("--event", args.event)
     source = Path(args.webhook)
-    if source.exists():
+    if source.exists() or _names_a_file(args.webhook):
         found = load_definitions(
-            source,
+            checked("--webhook", args.webhook, definition_files(source)),
             secret_box(settings),
             {},
             settings.retry_tiers_s,
@@ -131,12 +135,15 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         webhook = current[args.webhook]
     try:
+        event = admin.event_from_json(event_text, webhook.instance, now_ms)
+    except ValueError as e:
+        raise UsageError(f"--event {args.event}: {e}") from None
+    try:
         entities, instances = admin.load_entities(settings), current_instances(settings)
     except TransientError:  # offline preview: entity scope without the synced tree, UTC
         entities, instances = EntityTable(), {}
     instance = instances.get(webhook.instance)
     timezone = args.timezone or (instance.timezone if instance else "UTC")
-    event = admin.event_from_file(Path(args.event), webhook.instance, now_ms)
     result = admin.preview(webhook, event, entities, now_ms, timezone)
     if not result["matches"]:
         print(f"no match: {result['reason']}")
@@ -150,6 +157,11 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     print()
     print(result["body"])
     return 0
+
+
+def _names_a_file(value: str) -> bool:
+    """A --webhook value that is meant as a file, not a published id, even if missing."""
+    return "/" in value or os.sep in value or value.endswith((".yaml", ".yml"))
 
 
 def register(sub: Any) -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hookstream.cli.files import checked, output_directory
 from hookstream.config import Settings
 from hookstream.errors import UsageError
 
@@ -17,7 +18,7 @@ def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "apply":
         if not args.file:
             raise UsageError("hookstream instances apply needs -f FILE")
-        for record, state in instances.apply_instances(settings, Path(args.file)):
+        for record, state in instances.apply_instances(settings, checked("-f", args.file)):
             print(f"{record.name} v{record.version}: {state}")
         return 0
     if args.action == "delete":
@@ -43,6 +44,8 @@ def cmd_glpi(args: argparse.Namespace, settings: Settings) -> int:
 
     from connectors.glpi import GlpiApiError, GlpiUnavailable, client_for
 
+    if args.action == "import-webhooks":  # before asking GLPI anything
+        output_directory("-o", args.output)
     try:
         with client_for(settings, args.instance) as client:
             if args.action == "sync-entities":
@@ -102,7 +105,10 @@ def _import_webhooks(args: argparse.Namespace, settings: Settings, client: Any) 
     from hookstream.control import admin
 
     imported = import_webhooks(client, settings.retry_tiers_s)
-    path = write(imported, Path(args.output), args.instance)
+    try:
+        path = write(imported, Path(args.output), args.instance)
+    except OSError as e:
+        raise UsageError(f"-o {args.output}: cannot write: {e.strerror or e}") from None
     print(f"{len(imported)} GLPI webhook(s) of {args.instance} written to {path}")
     for item in imported:
         state = "commented out" if item.commented else "ok"

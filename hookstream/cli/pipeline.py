@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from hookstream.cli.files import read_text
 from hookstream.config import Settings
 
 
@@ -79,25 +80,27 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from hookstream.io import codec_for, delivery_callback, flush, producer
     from hookstream.records import ITEM_CHANGES, BadLine, parse_event_lines
 
+    # Read whole before producing: a file unreadable half-way publishes nothing. Split on
+    # "\n" only, as reading a file does: U+2028 may stand unescaped inside a JSON string.
+    lines = read_text("--file", args.file).split("\n")
     codec, prod, topic = codec_for(settings), producer(settings), settings.topic(ITEM_CHANGES)
     failures: list[str] = []
     sent = bad = 0
-    with open(args.file, encoding="utf-8") as lines:
-        for parsed in parse_event_lines(lines, args.instance, int(time.time() * 1000)):
-            if isinstance(parsed, BadLine):
-                bad += 1
-                print(f"{args.file}:{parsed.line_no}: {parsed.reason}", file=sys.stderr)
-                continue
-            value, headers = codec.encode(parsed, topic)
-            prod.produce(
-                topic,
-                value,
-                parsed.key().encode(),
-                headers=headers,
-                on_delivery=delivery_callback(failures),
-            )
-            prod.poll(0)
-            sent += 1
+    for parsed in parse_event_lines(lines, args.instance, int(time.time() * 1000)):
+        if isinstance(parsed, BadLine):
+            bad += 1
+            print(f"{args.file}:{parsed.line_no}: {parsed.reason}", file=sys.stderr)
+            continue
+        value, headers = codec.encode(parsed, topic)
+        prod.produce(
+            topic,
+            value,
+            parsed.key().encode(),
+            headers=headers,
+            on_delivery=delivery_callback(failures),
+        )
+        prod.poll(0)
+        sent += 1
     flush(prod)
     for failure in failures:
         print(f"not published: {failure}", file=sys.stderr)

@@ -168,9 +168,8 @@ def list_webhooks(settings: Settings) -> list[dict[str, Any]]:
 def apply_entities(settings: Settings, path: Path) -> int:
     """Publish entity trees from YAML: {instance: NAME, entities: [{id, parent_id, name}]}."""
     records = []
-    for doc in yaml.safe_load_all(path.read_text()):
-        rows = [(int(e["id"]), e.get("parent_id"), str(e["name"])) for e in doc["entities"]]
-        for entity in build_tree(str(doc["instance"]), rows):
+    for instance, rows in _entity_trees(path):
+        for entity in build_tree(instance, rows):
             records.append(
                 (
                     f"{entity.instance}:{entity.id}",
@@ -186,6 +185,23 @@ def apply_entities(settings: Settings, path: Path) -> int:
             )
     _publish(settings, settings.topic(ENTITIES), records)
     return len(records)
+
+
+def _entity_trees(path: Path) -> list[tuple[str, list[tuple[int, Any, str]]]]:
+    """(instance, [(id, parent_id, name)]) of each YAML document; InvalidDefinition, naming
+    the file, for one that cannot be read or is not of that shape."""
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise InvalidDefinition(str(path), [f"cannot read YAML: {e}"]) from e
+    try:
+        return [(str(doc["instance"]),
+                 [(int(e["id"]), e.get("parent_id"), str(e["name"])) for e in doc["entities"]])
+                for doc in docs]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise InvalidDefinition(str(path), [
+            "expected {instance: NAME, entities: [{id, parent_id, name}, ...]} "
+            f"({type(e).__name__}: {e})"]) from e
 
 
 def load_entities(settings: Settings) -> EntityTable:
@@ -237,9 +253,16 @@ def preview(
     }
 
 
-def event_from_file(path: Path, instance: str, now_ms: int) -> ItemChangeEvent:
-    """An event file: the JSON line format of `hookstream produce`, as one object."""
+def event_from_json(text: str, instance: str, now_ms: int) -> ItemChangeEvent:
+    """An event file's text: the JSON line format of `hookstream produce`, as one object
+    (pretty-printed or not; its own `instance` wins). ValueError says what is wrong."""
     from hookstream.records import parse_event_line
 
-    data = json.loads(path.read_text())
-    return parse_event_line(json.dumps(data), data.get("instance", instance), now_ms, "preview")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return parse_event_line(json.dumps(data), str(data.get("instance", instance)), now_ms,
+                            "preview")

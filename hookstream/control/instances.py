@@ -42,8 +42,8 @@ REDACTED = "<redacted>"
 
 def _documents(path: Path) -> Iterator[tuple[str, Any]]:
     try:
-        docs = list(yaml.safe_load_all(path.read_text()))
-    except (OSError, yaml.YAMLError) as e:
+        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise InvalidDefinition(str(path), [f"cannot read YAML: {e}"]) from e
     position = 0
     for doc in docs:

@@ -92,17 +92,19 @@ STORED = {f.name for f in fields(WebhookDefinition)} - {
 }
 
 
+def definition_files(path: Path) -> list[Path]:
+    """The files a path of definitions stands for: itself, or a directory's YAML files."""
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
+
+
 def read_documents(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(source, raw mapping) for every webhook in a file or directory."""
-    files = (
-        sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
-        if path.is_dir()
-        else [path]
-    )
-    for file in files:
+    for file in definition_files(path):
         try:
-            docs = list(yaml.safe_load_all(file.read_text()))
-        except (OSError, yaml.YAMLError) as e:
+            docs = list(yaml.safe_load_all(file.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
             raise InvalidDefinition(str(file), [f"cannot read YAML: {e}"]) from e
         position = 0
         for doc in docs:
@@ -140,7 +142,7 @@ def validate(raw: Any, tiers_s: Sequence[int], global_allow: Sequence[str] = ())
         errors.append(f"http_method {method!r} is not one of {', '.join(METHODS)}")
     if raw.get("signature_scheme", "glpi") not in SCHEMES:
         errors.append(f"signature_scheme must be one of {', '.join(SCHEMES)}")
-    if raw.get("retry_policy", "default") not in set(RetryPolicy):
+    if raw.get("retry_policy", RetryPolicy.GLPI) not in set(RetryPolicy):
         errors.append("retry_policy must be glpi or default")
     escaping = raw.get("escaping", "hookstream")
     if escaping not in ESCAPING_MODES:

@@ -1,7 +1,12 @@
 """The decision taken after an attempt, as one plain sentence for the console. Pure.
 
     delivered            "HTTP 200: delivered."
+                         "HTTP 302: delivered under this webhook's retry policy (GLPI's:
+                          any status below 400 is a success; redirects are not followed)."
     retry_scheduled      "HTTP 500: retried on the 10 s tier (attempt 1 of 4)."
+                         "HTTP 401: retried on the 10 s tier (attempt 1 of 4) under this
+                          webhook's retry policy (GLPI's: any status of 400 and above but
+                          410, or no answer, is retried)."
     dead_lettered        "HTTP 401: not retried under this webhook's retry policy (default:
                           only no answer, 408, 425, 429 and 5xx are); dead-lettered."
                          "HTTP 500: dead-lettered, retries exhausted after 4 attempt(s)
@@ -11,6 +16,10 @@
     deferred             "target's queue full: moved to the 10 s tier without a request."
     blocked              "blocked by the SSRF guard: dead-lettered (...)."
     failed (manual)      "manual send failed (HTTP 500): the delivery's route is unchanged."
+
+The retry policy is named whenever it decided: always when an answer is not retried, and
+when the two policies would have judged the answer differently (a 4xx retried or a 3xx
+delivered under GLPI's); the attempt record names it in every case (`retry_policy`).
 """
 
 from __future__ import annotations
@@ -19,7 +28,11 @@ from hookstream.policy.retry import RetryPolicy
 
 _POLICY_RULE = {
     RetryPolicy.DEFAULT: "default: only no answer, 408, 425, 429 and 5xx are retried",
-    RetryPolicy.GLPI: "GLPI's: any status of 400 and above, or no answer, is retried",
+    RetryPolicy.GLPI: "GLPI's: any status of 400 and above but 410, or no answer, is retried",
+}
+# Only GLPI's counts as delivered what the other does not (a 3xx).
+_SUCCESS_RULE = {
+    RetryPolicy.GLPI: "GLPI's: any status below 400 is a success; redirects are not followed",
 }
 
 
@@ -38,14 +51,21 @@ def what_happened(status: int | None, error: str | None) -> str:
     return f"no answer: {error}" if error else "no answer"
 
 
-def delivered(status: int | None) -> str:
-    return f"{what_happened(status, None)}: delivered."
+def delivered(status: int | None, decided_by: RetryPolicy | None = None) -> str:
+    """`decided_by`: the policy, when the other one would not have counted it delivered."""
+    if decided_by is None:
+        return f"{what_happened(status, None)}: delivered."
+    return (f"{what_happened(status, None)}: delivered under this webhook's retry policy "
+            f"({_SUCCESS_RULE[decided_by]}).")
 
 
 def retried(status: int | None, error: str | None, tier_s: int, attempt: int,
-            sent_try: int) -> str:
+            sent_try: int, decided_by: RetryPolicy | None = None) -> str:
+    """`decided_by`: the policy, when the other one would not have retried."""
+    rule = "" if decided_by is None else (
+        f" under this webhook's retry policy ({_POLICY_RULE[decided_by]})")
     return (f"{what_happened(status, error)}: retried on the {tier_name(tier_s)} tier "
-            f"(attempt {attempt} of {sent_try + 1}).")
+            f"(attempt {attempt} of {sent_try + 1}){rule}.")
 
 
 def not_retried(status: int | None, error: str | None, policy: RetryPolicy) -> str:

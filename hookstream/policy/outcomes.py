@@ -1,6 +1,7 @@
 """What follows an attempt: the attempt record and where the delivery goes next. Pure.
 
-Sent(result)            classify + next_route: delivered, retry tier, or DLQ
+Sent(result)            classify + next_route: delivered, retry tier, or DLQ; the
+                        record names the retry policy that judged the answer
 Blocked(reason)         DLQ at once, outcome `blocked`
 ChallengeFailed         next tier, no attempt spent, outcome `challenge_failed`; once
                         the delivery is older than the maximum age: DLQ, `dead_lettered`
@@ -26,6 +27,7 @@ from hookstream.policy.retry import (
     RetryLater,
     RetryPolicy,
     classify,
+    decisive,
     next_route,
     skip_tier,
 )
@@ -129,7 +131,8 @@ def decide(
 
     sent = observed.request_headers is not None
 
-    def record(outcome: Outcome, next_step: str, reason: str | None = None) -> AttemptRecord:
+    def record(outcome: Outcome, next_step: str, reason: str | None = None,
+               judged_by: RetryPolicy | None = None) -> AttemptRecord:
         return request.attempt_record(
             number,
             observed.started_ms,
@@ -148,6 +151,7 @@ def decide(
             body_sha256=hashlib.sha256(request.body).hexdigest() if sent else None,
             reason=reason,
             next_step=next_step,
+            retry_policy=None if judged_by is None else judged_by.value,
         )
 
     def dead(reason: str) -> Forward:
@@ -190,20 +194,23 @@ def decide(
                 ),
             ),
         )
-    verdict = classify(
-        policy, Response(observed.status, observed.error, observed.retry_after), now_ms / 1000
-    )
+    response = Response(observed.status, observed.error, observed.retry_after)
+    verdict = classify(policy, response, now_ms / 1000)
+    decided_by = policy if decisive(response, now_ms / 1000) else None  # named in the sentence
     route = next_route(number, sent_try, verdict, tiers_s, rand, now_ms)
     gone = isinstance(verdict, Permanent) and verdict.gone
     match route:
         case Delivered():
-            return Decision(record(Outcome.DELIVERED, explain.delivered(observed.status)), None)
+            return Decision(
+                record(Outcome.DELIVERED, explain.delivered(observed.status, decided_by),
+                       judged_by=policy),
+                None)
         case RetryLater(tier=tier, not_before_ms=not_before):
             reason = getattr(verdict, "reason", None)
             step = explain.retried(observed.status, observed.error, tiers_s[tier], number,
-                                   sent_try)
+                                   sent_try, decided_by)
             return Decision(
-                record(Outcome.RETRY_SCHEDULED, step, reason),
+                record(Outcome.RETRY_SCHEDULED, step, reason, judged_by=policy),
                 Forward(
                     tier,
                     request.evolve(
@@ -220,5 +227,6 @@ def decide(
             step = (explain.not_retried(observed.status, observed.error, policy)
                     if isinstance(verdict, Permanent)
                     else explain.exhausted(observed.status, observed.error, number, sent_try))
-            return Decision(record(Outcome.DEAD_LETTERED, step, reason), dead(reason), gone=gone)
+            return Decision(record(Outcome.DEAD_LETTERED, step, reason, judged_by=policy),
+                            dead(reason), gone=gone)
     raise AssertionError(f"unknown route {route!r}")

@@ -42,10 +42,11 @@ _LABEL = re.compile(r"([0-9]+)([smhd])")
 
 
 class RetryPolicy(StrEnum):
-    """Which outcomes a webhook retries."""
+    """Which outcomes a webhook retries. 410 Gone is never retried under either."""
 
     GLPI = "glpi"
-    """GLPI's rule: any status >= 400, or no response, is retried; below 400 is success."""
+    """GLPI's rule, the default: any status >= 400 but 410, or no response, is retried;
+    below 400 is success."""
     DEFAULT = "default"
     """Retry only what may pass: no response, 408, 425, 429 and 5xx."""
 
@@ -124,6 +125,9 @@ def classify(policy: RetryPolicy, response: Response, now_s: float) -> Verdict:
     success, as GLPI counts every status below 400; under the default policy it is
     a permanent failure, since the payload never reached its handler.
 
+    410 Gone is permanent under both: the target says the endpoint is gone for good,
+    and retrying it for hours would only hold the delivery back from the DLQ.
+
     `Retry-After` is read from any retryable response under either policy: it only
     moves the retry within bounds (see `next_route`), so honouring it is safe.
     `now_s` (Unix seconds) resolves the HTTP-date form of that header.
@@ -134,20 +138,26 @@ def classify(policy: RetryPolicy, response: Response, now_s: float) -> Verdict:
     reason = _reason(f"HTTP {status}", response.error)
     hint = None if response.retry_after is None else parse_retry_after(response.retry_after,
                                                                         now_s)
+    if status == 410:
+        return Permanent(reason, gone=True)
     if policy is RetryPolicy.GLPI:
         return Success() if status < 400 else Retryable(reason, hint)
     if 200 <= status < 300:
         return Success()
     if 300 <= status < 400:
         return Permanent(_reason(f"HTTP {status}: redirect not followed (3xx)", response.error))
-    if status == 410:
-        return Permanent(reason, gone=True)
     # 5xx and beyond: a server-side fault may pass, and a dropped delivery costs more
     # than a bounded number of retries.
     if status >= 500 or status in _RETRYABLE_4XX:
         return Retryable(reason, hint)
     # The remaining 4xx, and 1xx, which is never a valid final answer.
     return Permanent(reason)
+
+
+def decisive(response: Response, now_s: float) -> bool:
+    """Whether the policy decides the verdict: the two policies judge `response` apart (a
+    3xx, or a 4xx other than 408, 410, 425 and 429)."""
+    return len({type(classify(policy, response, now_s)) for policy in RetryPolicy}) > 1
 
 
 def _reason(head: str, detail: str | None) -> str:

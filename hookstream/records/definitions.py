@@ -43,7 +43,7 @@ class WebhookDefinition(Record):
     filter: str = ""
     signature_scheme: str = "glpi"
     retry_schedule_s: list[int] = field(default_factory=list)
-    retry_policy: str = "default"
+    retry_policy: str = "glpi"  # a RetryPolicy: GLPI's rule unless "default" is chosen
     timeout_s: float = 5.0
     max_in_flight: int = 0
     rate_limit_per_s: float = 0.0

@@ -215,6 +215,9 @@ class AttemptRecord(Record):
     body_sha256: str | None = None
     reason: str | None = None  # why the delivery was retried or dead-lettered
     next_step: str | None = None  # the decision taken next, in a sentence
+    # The RetryPolicy that judged the answer (or its absence); None when none was asked:
+    # blocked, circuit open, deferred, CRA challenge failed, render error.
+    retry_policy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,7 +90,7 @@ def console(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
                        {"id": "to-dead", "url": receiver.url("/dead"), "sent_try": 0,
                         "save_response_body": True, **net},
                        {"id": "to-401", "url": receiver.url("/unauthorized"), "sent_try": 3,
-                        **net},
+                        "retry_policy": "default", **net},
                        {"id": "to-flaky", "url": receiver.url("/flaky"), **net},
                        {"id": "to-b", "instance": "glpi-b", "url": receiver.url("/ok"), **net},
                        {"id": "to-picture", "instance": "glpi-b", "url": receiver.url("/picture"),
@@ -527,6 +527,8 @@ def test_the_timeline_shows_the_request_sent_and_each_decision(console: Console)
     assert page.locator("li.attempt .decision").inner_text() == (
         "HTTP 401: not retried under this webhook's retry policy (default: only no answer, "
         "408, 425, 429 and 5xx are retried); dead-lettered.")
+    assert page.locator("li.attempt .retry-policy").inner_text() == (
+        "under the default retry policy")
     shot(page, "timeline-401")
 
     # 500 then 200: a retry on the first tier, numbered 2, as the queue's column says

@@ -29,6 +29,12 @@ def attempts(settings: Settings, delivery_id: str) -> list[AttemptRecord]:
     return read(settings, ATTEMPTS, AttemptRecord, lambda a: a.delivery_id == delivery_id)
 
 
+def judged_by(settings: Settings, requests: list[DeliveryRequest]) -> dict[str, str | None]:
+    """The retry policy named by each delivery's attempts; empty until every one has one."""
+    found = {a.delivery_id: a.retry_policy for a in read(settings, ATTEMPTS, AttemptRecord)}
+    return found if all(r.delivery_id in found for r in requests) else {}
+
+
 def test_glpi_and_standard_signatures_verify(settings: Settings, tmp_path: Path) -> None:
     with Receiver() as receiver:
         apply_webhooks(
@@ -101,6 +107,7 @@ def test_exhausted_and_permanent_failures_go_to_the_dlq(settings: Settings, tmp_
         receiver.on("/down", statuses=[503])
         receiver.on("/missing", statuses=[404])
         receiver.on("/glpi-missing", statuses=[404, 200])
+        receiver.on("/gone", statuses=[410])
         apply_webhooks(
             settings,
             tmp_path,
@@ -110,24 +117,28 @@ def test_exhausted_and_permanent_failures_go_to_the_dlq(settings: Settings, tmp_
                 "sent_try": 1,
                 "allowed_networks": LOOPBACK,
             },
-            {"id": "missing", "url": receiver.url("/missing"), "allowed_networks": LOOPBACK},
             {
-                "id": "glpi-missing",
-                "url": receiver.url("/glpi-missing"),
-                "retry_policy": "glpi",
+                "id": "missing",
+                "url": receiver.url("/missing"),
+                "retry_policy": "default",
                 "allowed_networks": LOOPBACK,
             },
+            # no retry_policy: GLPI's rule, the default
+            {"id": "glpi-missing", "url": receiver.url("/glpi-missing"),
+             "allowed_networks": LOOPBACK},
+            {"id": "gone", "url": receiver.url("/gone"), "allowed_networks": LOOPBACK},
         )
-        down, missing, glpi = (
+        down, missing, glpi, gone = (
             request_for("down", receiver.url("/down"), 1),
             request_for("missing", receiver.url("/missing"), 2),
             request_for("glpi-missing", receiver.url("/glpi-missing"), 3),
+            request_for("gone", receiver.url("/gone"), 4),
         )
-        publish(settings, [down, missing, glpi])
+        publish(settings, [down, missing, glpi, gone])
         with RunningDelivery(settings):
             dead = wait_until(
                 lambda: (
-                    len(read(settings, DLQ, DeliveryRequest)) >= 2
+                    len(read(settings, DLQ, DeliveryRequest)) >= 3
                     and read(settings, DLQ, DeliveryRequest)
                 ),
                 timeout_s=30,
@@ -138,14 +149,22 @@ def test_exhausted_and_permanent_failures_go_to_the_dlq(settings: Settings, tmp_
                     a for a in attempts(settings, glpi.delivery_id) if a.outcome == "delivered"
                 ]
             )
+            judged = wait_until(lambda: judged_by(settings, [missing, glpi, gone, down]))
     by_webhook = {d.webhook_id: d for d in dead}
-    assert set(by_webhook) == {"down", "missing"}
+    assert set(by_webhook) == {"down", "missing", "gone"}
     assert by_webhook["down"].attempt == 2 and "retries exhausted" in (
         by_webhook["down"].last_error or ""
     )
     assert by_webhook["missing"].attempt == 1 and by_webhook["missing"].last_status == 404
+    # 410 Gone: permanent under GLPI's rule too
+    assert by_webhook["gone"].attempt == 1 and by_webhook["gone"].last_status == 410
     assert len(receiver.requests("/down")) == 2 and len(receiver.requests("/missing")) == 1
     assert len(receiver.requests("/glpi-missing")) == 2  # GLPI's policy retries a 404
+    assert len(receiver.requests("/gone")) == 1
+    # each attempt names the rule that judged it
+    assert (judged[missing.delivery_id], judged[glpi.delivery_id],
+            judged[gone.delivery_id], judged[down.delivery_id]) == (
+        "default", "glpi", "glpi", "glpi")
 
 
 def test_ssrf_guard_blocks_loopback_without_allow_list(settings: Settings, tmp_path: Path) -> None:
@@ -264,7 +283,9 @@ def test_webhook_rate_limit_spaces_requests(settings: Settings, tmp_path: Path) 
 def test_redirects_are_not_followed(settings: Settings, tmp_path: Path) -> None:
     with Receiver() as receiver:
         receiver.on("/moved", statuses=[302], headers={"Location": receiver.url("/elsewhere")})
+        # the default policy: a 3xx is a failure (GLPI's counts any status below 400)
         apply_webhooks(settings, tmp_path, {"id": "moved", "url": receiver.url("/moved"),
+                                            "retry_policy": "default",
                                             "allowed_networks": LOOPBACK})
         request = request_for("moved", receiver.url("/moved"))
         publish(settings, [request])

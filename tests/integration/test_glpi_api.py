@@ -226,6 +226,7 @@ def test_import_webhooks_writes_yaml_that_applies_and_notes_what_is_not_carried(
     assert (first.itemtype, first.event, first.url, first.is_active, first.is_recursive) == (
         "Ticket", "new", "https://hooks.example.com/tickets", True, True)
     assert json.loads(first.filter)[0]["value"] == "notold"
+    assert {d.retry_policy for d in loaded.values()} == {"glpi"}
     assert first.custom_headers == {"X-Team": "{{ item.entity.name }}"}
     assert loaded["glpi-a-12"].filter == ""  # the unknown search option stayed a comment
     [internal] = [i for i in imported if i.glpi_id == 13]

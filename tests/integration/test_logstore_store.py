@@ -219,7 +219,7 @@ def test_a_store_at_version_1_is_upgraded_in_place(kind: str, tmp_path: Path,
     LogStore(eng).write(f, a)  # no items: version 1 has no such table
     before = snapshot(eng)
     assert schema_version(eng) == 1
-    assert migrate(eng) == [2, 3, 4, 5, 6, 7] and schema_version(eng) == LATEST == 7
+    assert migrate(eng) == [2, 3, 4, 5, 6, 7, 8, 9] and schema_version(eng) == LATEST == 9
     assert snapshot(eng) == before
     eng.dispose()
 
@@ -395,7 +395,7 @@ def test_an_attempt_keeps_its_trigger_request_and_decision(engine: Engine) -> No
     record = r0.attempt_record(
         1, T0, T0 + 7, "dead_lettered", status_code=401, trigger="first",
         request_method="POST", request_url=r0.url, request_headers=sent,
-        body_sha256="0" * 64, reason="HTTP 401",
+        body_sha256="0" * 64, reason="HTTP 401", retry_policy="default",
         next_step="HTTP 401: not retried under this webhook's retry policy; dead-lettered.")
     dead = r0.evolve(hop=1, attempt=1, last_error="HTTP 401", last_status=401)
     fragment, row = from_attempt(record, 0, 1, 64)
@@ -410,6 +410,7 @@ def test_an_attempt_keeps_its_trigger_request_and_decision(engine: Engine) -> No
                                     "X-GLPI-timestamp": "1700000000",
                                     "Authorization": "Bearer ••••(12 chars)"}
     assert a["next_step"].startswith("HTTP 401: not retried") and a["reason"] == "HTTP 401"
+    assert a["retry_policy"] == "default"
     assert "secret-token" not in repr(detail)
     assert request_body(engine, r0.delivery_id) == (b'{"n": 1}', False)
     assert request_body(engine, r0.delivery_id, ["other"]) is None
@@ -432,9 +433,31 @@ def test_migrations_5_and_6_add_audit_and_attempt_columns_to_a_v4_store(
             conn.execute(insert(migrations_table).values(
                 version=m.version, description=m.description, applied_at=0))
         conn.execute(insert(migrations_table).values(version=1, description="x", applied_at=0))
-    assert migrate(eng) == [5, 6, 7]
+    assert migrate(eng) == [5, 6, 7, 8, 9]
     columns = {c["name"] for c in inspect(eng).get_columns("attempts")}
-    assert set(ATTEMPT_COLUMNS_V6) <= columns
+    assert set(ATTEMPT_COLUMNS_V6) <= columns and "retry_policy" in columns
+    eng.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_migration_9_adds_the_retry_policy_to_a_v8_store_keeping_its_attempts(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import connectors.logstore.schema as schema
+
+    eng = open_engine(store_settings(kind, tmp_path), migrate_schema=False)
+    with monkeypatch.context() as patched:
+        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:8])
+        assert migrate(eng) == [1, 2, 3, 4, 5, 6, 7, 8]
+    with eng.begin() as conn:  # migration 1 of this release already has the column:
+        conn.execute(text("ALTER TABLE attempts DROP COLUMN retry_policy"))  # as 8 left it
+        conn.execute(text("INSERT INTO attempts (kafka_partition, kafka_offset, delivery_id, "
+                          "attempt, hop, started_at, finished_at, outcome, status_code, "
+                          "response_headers) VALUES (0, 9, 'old', 1, 0, 1, 2, "
+                          "'dead_lettered', 401, '{}')"))
+    assert migrate(eng) == [9] and schema_version(eng) == LATEST
+    with eng.connect() as conn:
+        [row] = conn.execute(select(attempts.c.status_code, attempts.c.retry_policy)).all()
+    assert tuple(row) == (401, None)  # an attempt logged before v4 names no policy
     eng.dispose()
 
 

@@ -69,8 +69,11 @@ def pipeline(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Pro
         apply_webhooks(
             settings, tmp_path,
             {"id": "hook-down", "url": down.url("/in"), "allowed_networks": LOOPBACK},
-            {"id": "hook-a", "url": refused.url("/a"), "allowed_networks": LOOPBACK},
-            {"id": "hook-b", "url": refused.url("/b"), "allowed_networks": LOOPBACK},
+            # the default policy: a 401 is dead-lettered at once (GLPI's would retry it)
+            {"id": "hook-a", "url": refused.url("/a"), "retry_policy": "default",
+             "allowed_networks": LOOPBACK},
+            {"id": "hook-b", "url": refused.url("/b"), "retry_policy": "default",
+             "allowed_networks": LOOPBACK},
         )
         old_ms = int(time.time() * 1000) - AGE_S * 1000
         publish(settings, [

@@ -71,6 +71,23 @@ def seen(**kw: object) -> Observed:
      "circuit open: moved to the 10 s tier without a request."),
     (seen(blocked=True, error="blocked: loopback"), REQUEST, RetryPolicy.DEFAULT,
      "blocked by the SSRF guard: dead-lettered (blocked: loopback)."),
+    # GLPI's rule, named where the two policies part: a 4xx retried, a 3xx delivered
+    (seen(status=401), REQUEST, RetryPolicy.GLPI,
+     "HTTP 401: retried on the 10 s tier (attempt 1 of 4) under this webhook's retry policy "
+     "(GLPI's: any status of 400 and above but 410, or no answer, is retried)."),
+    (seen(status=302), REQUEST, RetryPolicy.GLPI,
+     "HTTP 302: delivered under this webhook's retry policy (GLPI's: any status below 400 "
+     "is a success; redirects are not followed)."),
+    (seen(status=500), REQUEST, RetryPolicy.GLPI,
+     "HTTP 500: retried on the 10 s tier (attempt 1 of 4)."),
+    (seen(status=429), REQUEST, RetryPolicy.GLPI,
+     "HTTP 429: retried on the 10 s tier (attempt 1 of 4)."),
+    (seen(status=200), REQUEST, RetryPolicy.GLPI, "HTTP 200: delivered."),
+    (seen(status=410), REQUEST, RetryPolicy.GLPI,
+     "HTTP 410: not retried under this webhook's retry policy (GLPI's: any status of 400 and "
+     "above but 410, or no answer, is retried); dead-lettered."),
+    (seen(status=403), REQUEST.evolve(attempt=3), RetryPolicy.GLPI,
+     "HTTP 403: dead-lettered, retries exhausted after 4 attempt(s) (sent_try 3 allows 4)."),
 ])
 def test_decision_sentences(observed: Observed, copy: DeliveryRequest,
                             policy: RetryPolicy, sentence: str) -> None:
@@ -132,3 +149,14 @@ def test_timeline_numbers_requests_and_collapses_circuit_skips() -> None:
         "manual send by ops"]
     assert requests_sent(log) == 4  # the queue's "Attempts" column: the last number
     assert trigger_text(attempt("delivered")) == "not recorded"
+
+
+def test_timeline_names_the_retry_policy_that_judged_each_answer() -> None:
+    entries = timeline([
+        attempt("retry_scheduled", "first", status_code=401, retry_policy="glpi"),
+        attempt("circuit_open", "retry", trigger_tier="10s"),  # no answer to judge
+        attempt("dead_lettered", "retry", status_code=410, retry_policy="default"),
+        attempt("delivered", "redrive", status_code=200),  # logged before v4: none named
+    ])
+    assert [e.policy for e in entries] == [
+        "GLPI's retry policy", None, "the default retry policy", None]

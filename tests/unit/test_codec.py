@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 
@@ -97,6 +98,7 @@ def sample_records(name: str) -> list[object]:
         error="Service Unavailable",
         response_headers={"retry-after": "5"},
         response_body=b"busy",
+        retry_policy="glpi",
     )
     webhook = WebhookDefinition(
         id="wh-1",
@@ -205,9 +207,10 @@ def test_event_id_is_stable_and_content_sensitive() -> None:
 
 
 _DEFINITION_V3 = {"previous_secret_encrypted": "", "previous_secret_until_ms": 0}
+_ATTEMPT_V4 = {"retry_policy": None}
 _ATTEMPT_V3 = {"trigger": "", "trigger_tier": None, "actor": None, "request_method": None,
                "request_url": None, "request_headers": {}, "body_sha256": None,
-               "reason": None, "next_step": None}
+               "reason": None, "next_step": None, **_ATTEMPT_V4}
 
 
 @pytest.mark.parametrize(("name", "version", "added"), [
@@ -215,6 +218,7 @@ _ATTEMPT_V3 = {"trigger": "", "trigger_tier": None, "actor": None, "request_meth
     ("WebhookDefinition", 2, _DEFINITION_V3),
     ("AttemptRecord", 1, {"hop": 0, **_ATTEMPT_V3}),
     ("AttemptRecord", 2, _ATTEMPT_V3),
+    ("AttemptRecord", 3, _ATTEMPT_V4),
     ("Instance", 1, {"timezone": "UTC"}),
 ])
 def test_records_of_an_earlier_schema_version_still_decode(
@@ -264,3 +268,77 @@ def test_an_attempt_record_v3_is_read_by_a_version_2_reader() -> None:
     fastavro.schemaless_writer(buf, writer, record.to_dict())
     old = fastavro.schemaless_reader(io.BytesIO(buf.getvalue()), writer, reader)
     assert old["hop"] == 2 and old["status_code"] == 200 and "trigger" not in old
+
+
+@pytest.mark.parametrize("reader_version", [1, 2, 3])
+def test_an_attempt_record_v4_is_read_by_every_earlier_reader(reader_version: int) -> None:
+    """FULL compatibility of `retry_policy`: a log store or consumer of an earlier release
+    reads v4 records, without the field it does not know."""
+    import io
+
+    import fastavro
+
+    from hookstream.records.codec import load_schema_text, older_schema_texts
+
+    record = AttemptRecord("d", "w", "glpi", "Ticket", 1, "new", 2, 0, 5, "retry_scheduled",
+                           status_code=401, hop=1, trigger="first", retry_policy="glpi")
+    writer = fastavro.parse_schema(json.loads(load_schema_text("AttemptRecord")))
+    reader = fastavro.parse_schema(
+        json.loads(older_schema_texts("AttemptRecord")[reader_version]))
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, writer, record.to_dict())
+    old = fastavro.schemaless_reader(io.BytesIO(buf.getvalue()), writer, reader)
+    assert old["status_code"] == 401 and old["outcome"] == "retry_scheduled"
+    assert "retry_policy" not in old
+
+
+def test_attempt_records_of_every_version_decode_into_the_current_one() -> None:
+    """v1..v4 written, each read by the current codec: the policy only from v4 on."""
+    import io
+
+    import fastavro
+
+    from hookstream.records.codec import load_schema_text, older_schema_texts
+
+    texts = {**older_schema_texts("AttemptRecord"), 4: load_schema_text("AttemptRecord")}
+    assert sorted(texts) == [1, 2, 3, 4]
+    record = AttemptRecord("d", "w", "glpi", "Ticket", 1, "new", 1, 0, 5, "dead_lettered",
+                           status_code=410, retry_policy="default")
+    for version, text in texts.items():
+        schema = json.loads(text)
+        names = {f["name"] for f in schema["fields"]}
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, fastavro.parse_schema(schema),
+                                   {k: v for k, v in record.to_dict().items() if k in names})
+        headers = [("hookstream-schema", b"AttemptRecord"),
+                   ("hookstream-schema-version", str(version).encode())]
+        decoded = Codec().decode(buf.getvalue(), headers, AttemptRecord)
+        assert decoded.status_code == 410
+        assert decoded.retry_policy == ("default" if version == 4 else None)
+
+
+def test_every_webhook_definition_version_carries_its_retry_policy() -> None:
+    """GLPI's rule is the default for definitions built without the field (YAML, API), but
+    no stored record lacks it: every version of the schema has it, so a definition
+    published as `default` keeps `default` whichever release reads it."""
+    import io
+
+    import fastavro
+
+    from hookstream.records.codec import load_schema_text, older_schema_texts
+
+    texts = {**older_schema_texts("WebhookDefinition"), 0: load_schema_text("WebhookDefinition")}
+    for text in texts.values():
+        assert "retry_policy" in {f["name"] for f in json.loads(text)["fields"]}
+    [current] = [f for f in json.loads(texts[0])["fields"] if f["name"] == "retry_policy"]
+    declared = {f.name: f.default for f in dataclasses.fields(WebhookDefinition)}
+    assert current["default"] == "glpi" == declared["retry_policy"]
+    old = fastavro.parse_schema(json.loads(texts[1]))
+    chosen = next(r for r in sample_records("Ticket.json") if isinstance(r, WebhookDefinition))
+    for policy in ("default", "glpi"):
+        data = {k: v for k, v in chosen.to_dict().items() if k != "escaping"}
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, old, {**data, "retry_policy": policy})
+        headers = [("hookstream-schema", b"WebhookDefinition"),
+                   ("hookstream-schema-version", b"1")]
+        assert Codec().decode(buf.getvalue(), headers, WebhookDefinition).retry_policy == policy

@@ -22,7 +22,7 @@ from connectors.admin import create_app, new_token, parse_tokens, server_options
 from connectors.console.session import COOKIE, FLASH_COOKIE, Flash, Signer
 from connectors.delivery.redrive import RedriveCount
 from connectors.logstore import migrate
-from connectors.logstore.schema import audit, deliveries
+from connectors.logstore.schema import attempts, audit, deliveries
 from hookstream.config import Settings
 from hookstream.policy import SecretBox, rotated
 from hookstream.records import WebhookDefinition
@@ -385,3 +385,26 @@ def test_rotating_a_secret_from_the_console_is_audited_and_repeats_no_secret(
     reader = login(client, plain["reader"])
     assert client.post("/webhooks/hook-glpi-a/rotate-secret",
                        data={"csrf": reader, "secret": "x"}).status_code == 403
+
+
+def test_the_delivery_page_and_the_api_name_the_retry_policy_of_each_attempt(
+        setup: Any) -> None:
+    client, ctx, plain, _ = setup
+    start = int(NOW * 1000)
+    with ctx.engine.begin() as conn:
+        for offset, outcome, status, policy in ((1, "retry_scheduled", 401, "glpi"),
+                                                (2, "circuit_open", None, None),
+                                                (3, "dead_lettered", 410, "glpi")):
+            conn.execute(insert(attempts).values(
+                kafka_partition=0, kafka_offset=offset, delivery_id="a1", attempt=1,
+                hop=offset, started_at=start + offset, finished_at=start + offset + 1,
+                outcome=outcome, status_code=status, response_headers="{}",
+                retry_policy=policy))
+    login(client, plain["reader"])
+    page = client.get("/deliveries/a1").text
+    assert page.count('<span class="retry-policy"') == 2  # none for the skip: no answer
+    assert "under GLPI&#39;s retry policy" in page  # HTML-escaped by Jinja
+    client.cookies.clear()
+    api = client.get("/v1/deliveries/a1",
+                     headers={"Authorization": f"Bearer {plain['reader']}"}).json()
+    assert [a["retry_policy"] for a in api["attempt_log"]] == ["glpi", None, "glpi"]

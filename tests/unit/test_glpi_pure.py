@@ -51,6 +51,14 @@ def test_convert_keeps_glpi_fields_and_notes_what_it_cannot_carry() -> None:
     assert [n.split(":")[0] for n in imported.notes] == ["secret", "clientsecret"]
     assert imported.commented  # apply would refuse OAuth without its client secret
     assert d["use_oauth"] is True and d["clientid"] == "cid"
+    assert d["retry_policy"] == "glpi"  # written out: GLPI retried any status >= 400
+
+
+def test_an_imported_webhook_keeps_glpis_retry_rule_in_its_yaml() -> None:
+    hook = {"id": 4, "name": "n", "itemtype": "Ticket", "event": "new", "url": "https://h/x"}
+    imported = convert("glpi-a", hook, [], (10, 60))
+    assert not imported.commented
+    assert "\nretry_policy: glpi\n" in imported.yaml_text()
 
 
 def test_a_body_hookstream_would_encode_otherwise_is_accepted_and_flagged() -> None:

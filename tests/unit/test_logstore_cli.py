@@ -38,7 +38,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[DeliveryReque
     rows = [from_request(r, Source.DELIVERIES, None, 100) for r in requests]
     fragment, attempt = from_attempt(
         requests[0].attempt_record(1, T0 + 5, T0 + 9, "dead_lettered", status_code=404,
-                                   error="404 Not Found"), 0, 0, 100)
+                                   error="404 Not Found", retry_policy="default"), 0, 0, 100)
     LogStore(engine).write([*rows, fragment], [attempt])
     engine.dispose()
     return requests
@@ -69,6 +69,7 @@ def test_deliveries_show(store: list[DeliveryRequest], capsys: pytest.CaptureFix
     shown = json.loads(capsys.readouterr().out)
     assert shown["request"]["headers"] == {"X-GLPI-signature": "abc"}  # not a secret
     assert shown["attempt_log"][0]["status_code"] == 404
+    assert shown["attempt_log"][0]["retry_policy"] == "default"  # the rule that decided
     assert main(["deliveries", "show", "feed"]) == 1
     assert "no delivery feed" in capsys.readouterr().err
 

@@ -59,3 +59,33 @@ def test_exhausted_retries_and_gone_endpoints_go_to_the_dlq() -> None:
     assert gone.gone and gone.forward is not None and gone.forward.tier == DLQ_TIER
     glpi = decide(REQUEST, observed(status=404), RetryPolicy.GLPI, 3, TIERS, 0, 0.5)
     assert glpi.attempt.outcome == "retry_scheduled"  # GLPI retries every status >= 400
+
+
+@pytest.mark.parametrize("seen, policy, outcome, judged_by", [
+    (observed(status=401), RetryPolicy.GLPI, "retry_scheduled", "glpi"),
+    (observed(status=401), RetryPolicy.DEFAULT, "dead_lettered", "default"),
+    (observed(status=410), RetryPolicy.GLPI, "dead_lettered", "glpi"),
+    (observed(status=302), RetryPolicy.GLPI, "delivered", "glpi"),
+    (observed(status=302), RetryPolicy.DEFAULT, "dead_lettered", "default"),
+    (observed(status=204), RetryPolicy.DEFAULT, "delivered", "default"),
+    (observed(error="timeout after 5s"), RetryPolicy.GLPI, "retry_scheduled", "glpi"),
+    (observed(token_failed=True, error="oauth: HTTP 500"), RetryPolicy.DEFAULT,
+     "retry_scheduled", "default"),
+    # no answer was judged: no policy named
+    (observed(blocked=True, error="blocked: loopback"), RetryPolicy.GLPI, "blocked", None),
+    (observed(circuit_open=True), RetryPolicy.GLPI, "circuit_open", None),
+    (observed(deferred=True), RetryPolicy.GLPI, "deferred", None),
+    (observed(challenge_failed=True), RetryPolicy.GLPI, "challenge_failed", None),
+])
+def test_the_attempt_record_names_the_policy_that_judged_the_answer(
+        seen: Observed, policy: RetryPolicy, outcome: str, judged_by: str | None) -> None:
+    decision = decide(REQUEST, seen, policy, sent_try=3, tiers_s=TIERS, current_tier=0,
+                      rand=0.5)
+    assert (decision.attempt.outcome, decision.attempt.retry_policy) == (outcome, judged_by)
+
+
+def test_gone_is_permanent_under_both_policies() -> None:
+    for policy in RetryPolicy:
+        gone = decide(REQUEST, observed(status=410), policy, 3, TIERS, 0, 0.5)
+        assert gone.gone and gone.forward is not None and gone.forward.tier == DLQ_TIER
+        assert gone.attempt.attempt == 2 and gone.attempt.outcome == "dead_lettered"

@@ -1,4 +1,5 @@
-"""docker-compose.yml cannot run here: check it parses and names real entry points."""
+"""docker-compose.yml cannot run here: check it parses and names real entry points; the
+package layout the import contracts name."""
 
 from __future__ import annotations
 
@@ -38,3 +39,16 @@ def test_dockerfile_installs_the_wheel_as_a_non_root_user() -> None:
     final = dockerfile.rsplit("\nFROM ", 1)[1]
     assert "pip install -e" not in dockerfile and "--no-index --find-links /wheels" in final
     assert "USER 10001" in final and "COPY hookstream" not in final  # only the wheels
+
+
+def test_every_part_of_hookstream_but_the_cli_is_kept_from_connectors_and_processors() -> None:
+    """The import contract lists hookstream's parts by name: a new one must be added to it."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    [contract] = [c for c in contracts["contracts"]
+                  if c["name"] == "Only the CLI imports connectors and processors"]
+    assert contract["type"] == "forbidden"
+    assert contract["forbidden_modules"] == ["connectors", "processors"]
+    parts = {f"hookstream.{p.stem if p.suffix == '.py' else p.name}"
+             for p in (ROOT / "hookstream").iterdir()
+             if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()}
+    assert set(contract["source_modules"]) == parts - {"hookstream.cli"}

@@ -79,9 +79,10 @@ CLASSIFY_TABLE = [
     (301, S, P),
     (400, R, P),
     (401, R, P),
+    (403, R, P),
     (404, R, P),
     (408, R, R),
-    (410, R, G),
+    (410, G, G),  # Gone is permanent under both rules
     (413, R, P),
     (422, R, P),
     (425, R, R),
@@ -122,6 +123,15 @@ def test_classify_reasons() -> None:
     assert classify(RetryPolicy.DEFAULT, Response(302), NOW_S) == Permanent(
         "HTTP 302: redirect not followed (3xx)")
     assert classify(RetryPolicy.GLPI, Response(404), NOW_S) == Retryable("HTTP 404", None)
+    assert classify(RetryPolicy.GLPI, Response(410), NOW_S) == Permanent("HTTP 410", gone=True)
+
+
+def test_glpis_rule_is_the_default_and_the_other_an_explicit_choice() -> None:
+    from hookstream.records import WebhookDefinition
+
+    bare = WebhookDefinition("w", 1, "glpi", "w", "Ticket", "new", "https://x.test/", "enc")
+    assert RetryPolicy(bare.retry_policy) is RetryPolicy.GLPI
+    assert {p.value for p in RetryPolicy} == {"glpi", "default"}
 
 
 def test_classify_reads_retry_after_on_retryable_responses() -> None:

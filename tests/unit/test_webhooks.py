@@ -88,3 +88,26 @@ def test_secrets_are_generated_encrypted_and_kept_across_applies(tmp_path: Path)
     shown = redacted(changed)
     assert shown["secret"] == shown["clientsecret"] == "<redacted>"
     assert "topsecret" not in str(shown) and secret not in str(shown)
+
+
+def test_glpis_retry_rule_unless_the_definition_chooses_the_default(tmp_path: Path) -> None:
+    import dataclasses
+
+    path = write(tmp_path, """
+webhooks:
+  - {id: bare, instance: g, name: n, itemtype: Ticket, event: new, url: "https://x"}
+  - {id: chosen, instance: g, name: n, itemtype: Ticket, event: new, url: "https://x",
+     retry_policy: default}
+  - {id: said, instance: g, name: n, itemtype: Ticket, event: new, url: "https://x",
+     retry_policy: glpi}
+""")
+    loaded = {d.id: d.retry_policy for d in load_definitions(path, BOX, {}, TIERS)}
+    assert loaded == {"bare": "glpi", "chosen": "default", "said": "glpi"}
+    # a definition stored as `default` (by an earlier release, or by choice) and applied
+    # again without the field takes GLPI's rule, as a new version
+    [old] = [d for d in load_definitions(path, BOX, {}, TIERS) if d.id == "bare"]
+    stored = dataclasses.replace(old, retry_policy="default")
+    single = write(tmp_path, "id: bare\ninstance: g\nname: n\nitemtype: Ticket\nevent: new\n"
+                             "url: https://x\n")
+    [applied] = load_definitions(single, BOX, {"bare": stored}, TIERS)
+    assert (applied.retry_policy, applied.version) == ("glpi", stored.version + 1)

@@ -217,6 +217,7 @@ def force_send(
                 body_sha256=hashlib.sha256(request.body).hexdigest() if sent else None,
                 reason=None if ok else getattr(verdict, "reason", result.error),
                 next_step=explain.manual(ok, result.status, result.error),
+                retry_policy=target.retry_policy.value,
             )
 
     record = asyncio.run(attempt())
