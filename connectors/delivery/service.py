@@ -227,7 +227,7 @@ class DeliveryService:
             on_lost=self._on_revoke,
         )
         async with self._http() as sender:
-            self.worker.sender = sender
+            self.worker.open(sender)
             try:
                 while not self.stopping.is_set() and self.records.fatal is None:
                     self._tables.poll(0)

@@ -82,6 +82,7 @@ class Worker:
         self._room: asyncio.Future[None] | None = None  # set when a task finishes
         self._origins: dict[str, str] = {}  # url -> origin (or its fallback)
         self._feeding: dict[str, set[TP]] = {}  # saturated origin -> partitions paused for it
+        self._closed = False  # draining: no new job starts
 
     # -- tasks ----------------------------------------------------------------------------
 
@@ -96,14 +97,25 @@ class Worker:
         await self._room
         self._room = None
 
+    def open(self, sender: HttpSender) -> None:
+        """Take jobs, sent through `sender` (the loop's HTTP session), until `drain`."""
+        self.sender, self._closed = sender, False
+
     async def drain(self, timeout_s: float) -> None:
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=timeout_s)
+        """Stop taking jobs (one submitted from now on, e.g. by a retry's timer, is left
+        unhandled: its offset is not stored, so the next owner reads it again), then wait
+        for the deliveries under way, those started while waiting included."""
+        self._closed = True
+        deadline = time.monotonic() + timeout_s
+        while self._tasks and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=left)
 
     # -- one delivery ---------------------------------------------------------------------
 
     def submit(self, job: Job) -> None:
         """Start delivering `job`, holding a place in its origin's queue until it ends."""
+        if self._closed:
+            return
         origin = self._origin(job.request.url)
         if self._limits.hold(origin):
             # The origin holds as many deliveries as it may: stop reading what feeds it.

@@ -265,3 +265,31 @@ def test_a_bug_while_sending_is_said_loudly_not_taken_for_no_answer(
     assert not svc.circuits.not_closed()  # the target was not blamed
     assert (DELIVERIES, 0) not in consumer.stored  # w1-1 is delivered again after a restart
     assert "delivery of w1-1 failed" in caplog.text and "a bug" in caplog.text
+
+
+def test_a_retry_falling_due_while_draining_is_left_for_the_next_owner(tmp_path: Path) -> None:
+    """Once the loop stops, a held retry whose timer fires starts no request (the HTTP
+    session is about to close: it would fail as "Connector is closed" and be charged to
+    the target); its offset is not stored, so the next owner reads it again."""
+    settings = settings_for(tmp_path)
+    consumer, producer, sender = FakeConsumer(), FakeProducer(), RecordingSender()
+    consumer.add(DELIVERIES, 0, request("w1", URL, 0))  # in flight when the stop comes
+    consumer.add(RETRY_2S, 1, request("w1", URL, 1, attempt=1, hop=1, not_before=1_000_100),
+                 produced_ms=999_900)  # held 0.1 s on a timer
+    svc = service(settings, consumer, producer, sender, webhook(settings, "w1", URL))
+
+    async def scenario() -> None:
+        sender.gate = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(svc.run())
+        async with asyncio.timeout(5):
+            while not (sender.sent and svc.schedule.held):
+                await asyncio.sleep(0.005)
+            svc.stopping.set()  # drain: waits for w1-0, while the retry's timer fires
+            await asyncio.sleep(0.3)
+            sender.gate.set()
+            await task
+
+    asyncio.run(scenario())
+    assert [r.items_id for r in sender.sent] == [0]
+    assert consumer.stored.get((RETRY_2S, 1)) is None
+    assert consumer.stored.get((DELIVERIES, 0)) == 1
