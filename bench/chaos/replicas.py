@@ -4,7 +4,8 @@ replica each time, replicas are SIGKILLed, and the receiver still gets each deli
 Run by hand, never by the tests' default run (loopback only, bounded in time):
 
     .venv/bin/python bench/chaos/replicas.py [--events 1000] [--rate 25] [--lose 0.3]
-        [--kills 6] [--processor-kills 1] [--bootstrap HOST:PORT]
+        [--retry-s 2] [--kills 6] [--processor-kills 1] [--delivery-restarts 2]
+        [--bootstrap HOST:PORT]
         [--code /path/to/another/checkout] [--keep DIR]
 
 A LocalBroker of its own (or --bootstrap's, with topics of a prefix of their own), three
@@ -14,7 +15,8 @@ GLPI instance and one webhook matching every new Ticket, signed with Standard We
 each request carries its delivery id (`webhook-id`), and a receiver that records them.
 
 GLPI's webhook queue (bench/chaos/pipeline.py's Glpi) makes a row per event at --rate and
-POSTs it until a 2xx, unchanged: same body, same X-GLPI-timestamp, same signature. The
+POSTs it until a 2xx, every --retry-s (GLPI: a minute), unchanged: same body, same
+X-GLPI-timestamp, same signature. The
 proxy sends each request to the next replica in turn, and a row it has seen before to
 the replica after the one that had it last, so each retry lands on a replica other than
 the last; a replica refusing connections (killed, restarting) is skipped, as a Service
@@ -22,7 +24,10 @@ drops an endpoint that is not ready. With probability --lose it drops the replic
 answer and gives GLPI a 502 (the connection cut after the event was produced: GLPI
 resends, and the event is on Kafka twice). Meanwhile the replicas are SIGKILLed --kills
 times in turn, and a processor --processor-kills times, from 10 % to 80 % of the stream
-(each restarted at once, as Kubernetes does, and ready before the next kill).
+(each restarted at once, as Kubernetes does, and ready before the next kill); delivery is
+restarted --delivery-restarts times with SIGTERM (a rolling update: nothing in flight is
+lost or repeated, but the new process's stale-copy filter starts without the ids the old
+one delivered, so a copy that reaches it is sent again unless the processor skipped it).
 
 Printed: events, POSTs through the proxy, answers it dropped, kills, copies on
 glpi.item-changes (records beyond the first per event id), answers `"duplicate": true`
@@ -51,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pipeline
 import yaml
 from aiohttp import web
 from delivery import DRAIN_S, REPO, cli, log
@@ -225,7 +231,7 @@ def scenario(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         receiver.forget()
         proxy.posts = proxy.lost_answers = proxy.duplicate_answers = 0
         glpi.start()
-        faults(args, glpi, ingests, processors, kills)
+        faults(args, glpi, ingests, processors, delivery, kills)
         deadline = time.monotonic() + args.events / args.rate + DRAIN_S
         while len(receiver.first) < args.events and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -247,6 +253,7 @@ def scenario(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     return {
         "events": args.events, "posts": proxy.posts, "lost_answers": proxy.lost_answers,
         "ingest_kills": kills["ingest"], "processor_kills": kills["processor"],
+        "delivery_restarts": kills["delivery"],
         **on_kafka, "duplicate_answers": proxy.duplicate_answers,
         "delivered": len(got), "lost": args.events - len(got),
         "duplicate_ids": sum(n - 1 for n in receiver.by_delivery.values()),
@@ -256,17 +263,22 @@ def scenario(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 
 
 def faults(args: argparse.Namespace, glpi: Glpi, ingests: list[Component],
-           processors: list[Component], kills: Counter[str]) -> None:
+           processors: list[Component], delivery: Component, kills: Counter[str]) -> None:
     victims = [ingests[n % REPLICAS] for n in range(args.kills)]
-    for n in range(args.processor_kills):  # spread among the replica kills
-        victims.insert((n + 1) * len(victims) // (args.processor_kills + 1),
-                       processors[n % PROCESSORS])
+    for extra in ([processors[n % PROCESSORS] for n in range(args.processor_kills)],
+                  [delivery] * args.delivery_restarts):
+        for n, part in enumerate(extra):  # spread among the replica kills
+            victims.insert((n + 1) * len(victims) // (len(extra) + 1), part)
     for n, part in enumerate(victims):
         fraction = 0.1 + 0.7 * n / max(1, len(victims) - 1)
         while glpi.queued < fraction * args.events and glpi.is_alive():
             time.sleep(0.05)
-        log(f"SIGKILL {part.kind} on port {part.port} at {glpi.queued} rows queued")
-        part.kill()
+        if part is delivery:
+            log(f"SIGTERM delivery at {glpi.queued} rows queued")
+            part.stop()
+        else:
+            log(f"SIGKILL {part.kind} on port {part.port} at {glpi.queued} rows queued")
+            part.kill()
         kills[part.kind] += 1
         part.start()
         part.wait_ready()
@@ -296,11 +308,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=25.0, help="rows per second")
     parser.add_argument("--lose", type=float, default=0.3, help="share of answers dropped")
     parser.add_argument("--kills", type=int, default=6, help="ingest replica SIGKILLs")
+    parser.add_argument("--retry-s", type=float, default=2.0, help="GLPI's resend delay")
     parser.add_argument("--processor-kills", type=int, default=1)
+    parser.add_argument("--delivery-restarts", type=int, default=2)
     parser.add_argument("--bootstrap", help="a running broker instead of one of its own")
     parser.add_argument("--code", default=str(REPO), help="checkout whose components run")
     parser.add_argument("--keep", help="a folder for the broker and component logs, kept")
     args = parser.parse_args()
+    pipeline.RETRY_S = args.retry_s  # read by Glpi at each resend
     log(f"replicas: {args.events} events at {args.rate:.0f}/s, {REPLICAS} ingest replicas, "
         f"{args.lose:.0%} of answers lost, {args.kills} + {args.processor_kills} SIGKILLs")
     with tempfile.TemporaryDirectory(prefix="hookstream-chaos-replicas-") as tmp:
@@ -309,6 +324,7 @@ def main() -> None:
         row = scenario(args, folder)
     log(json.dumps({"scenario": "replicas", **row}))
     heads = ("events", "posts", "lost_answers", "ingest_kills", "processor_kills",
+             "delivery_restarts",
              "copies_on_kafka", "duplicate_answers", "requests", "duplicate_requests",
              "delivered", "lost", "duplicate_ids", "p99_s", "max_s", "alive")
     print("\n| " + " | ".join(heads) + " |")
