@@ -20,8 +20,8 @@ def test_retries_on_other_replicas_and_killed_replicas_give_each_delivery_once(
 ) -> None:
     run = subprocess.run(
         [sys.executable, str(CHAOS), "--bootstrap", kafka_bootstrap, "--events", "200",
-         "--rate", "20", "--lose", "0.3", "--kills", "3", "--processor-kills", "1", "--delivery-restarts", "1",
-         "--keep", str(tmp_path)],
+         "--rate", "20", "--lose", "0.3", "--kills", "3", "--processor-kills", "1",
+         "--delivery-restarts", "1", "--keep", str(tmp_path)],
         cwd=CHAOS.parent, capture_output=True, text=True, timeout=240, check=False,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
