@@ -280,7 +280,7 @@ class Processor:
         partitions no longer read are dropped."""
         with kafka_errors("reading the assignment"):
             assigned = {tp.partition for tp in clients.consumer.assignment()}
-        firsts = {msg.partition() or 0: msg for msg in reversed(batch)}
+        firsts = {msg.partition() or 0: msg for msg in reversed(batch)}  # the earliest wins
         self.recent.keep_only(assigned | set(firsts))
         spans = [span for partition, msg in firsts.items()
                  if (span := self.recent.span(partition, msg.offset() or 0, _timestamp_ms(msg)))]
