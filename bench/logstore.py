@@ -13,7 +13,9 @@ directory (WAL, synchronous=FULL: the settings the log store runs with).
    own code (codec, rows, LogStore.write) in batches of logstore_batch_size: records/s and
    attempts/s (what one log store process can absorb, Kafka fetch excluded), and attempts
    per CPU second of this process (on a shared machine, wall time depends on the load;
-   with SQLite the database work is in this process, with PostgreSQL it is not).
+   with SQLite the database work is in this process, with PostgreSQL it is not). Each
+   batch folds its attempts into the webhooks' target health, as the log store does for
+   auto-disable; `--without-health` leaves that out, to measure its cost.
 2. Queries: `--deliveries` rows loaded (200 webhooks, 10 instances, 50,000 items, 5 % of
    them not delivered), then 300 of each: the queries log of one webhook (first page and
    the page after), an item's view, one delivery's detail, the queue view: p50 / p95 ms.
@@ -50,6 +52,7 @@ from connectors.logstore import (
     open_engine,
     queue_view,
 )
+from connectors.logstore.health import health_sample
 from connectors.logstore.rows import Source, from_attempt, from_request
 from connectors.logstore.schema import deliveries
 from connectors.logstore.store import delivery_params
@@ -72,7 +75,8 @@ def request(n: int) -> DeliveryRequest:
     )
 
 
-def write_rate(settings: Settings, count: int) -> tuple[float, float, float]:
+def write_rate(settings: Settings, count: int, health: bool = True
+               ) -> tuple[float, float, float]:
     codec, limit = Codec(), settings.logstore_body_max_bytes
     encoded = []
     for n in range(count):
@@ -86,14 +90,17 @@ def write_rate(settings: Settings, count: int) -> tuple[float, float, float]:
     batch = settings.logstore_batch_size // 2  # two records a delivery
     started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, count, batch):
-        fragments, attempt_rows = [], []
+        fragments, attempt_rows, samples = [], [], []
         for offset, ((rv, rh), (av, ah)) in enumerate(encoded[start:start + batch], start):
             req = codec.decode(rv, rh, DeliveryRequest)
             fragments.append(from_request(req, Source.DELIVERIES, None, limit))
-            fragment, row = from_attempt(codec.decode(av, ah, AttemptRecord), 0, offset, limit)
+            attempt = codec.decode(av, ah, AttemptRecord)
+            fragment, row = from_attempt(attempt, 0, offset, limit)
             fragments.append(fragment)
             attempt_rows.append(row)
-        store.write(fragments, attempt_rows)
+            if health and (sample := health_sample(attempt)) is not None:
+                samples.append(sample)
+        store.write(fragments, attempt_rows, health=samples)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     engine.dispose()
     return 2 * count / elapsed, count / elapsed, count / cpu
@@ -230,6 +237,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     parser.add_argument("--part", choices=["write", "queries", "filters"],
                         help="only this part (default: write and queries)")
+    parser.add_argument("--without-health", action="store_true",
+                        help="write without folding auto-disable's target health (its cost)")
     args = parser.parse_args()
     parts = (args.part,) if args.part else ("write", "queries") if args.deliveries else (
         "write",)
@@ -251,7 +260,8 @@ def main() -> None:
                 settings = load_settings(env={}, check_dns=False, state_dir=state,
                                          logstore_url=url)
                 if part == "write":
-                    records, attempts, per_cpu = write_rate(settings, args.attempts)
+                    records, attempts, per_cpu = write_rate(settings, args.attempts,
+                                                            not args.without_health)
                     print(f"{kind}: write {records:,.0f} records/s = {attempts:,.0f} attempts/s"
                           f" (+ their delivery requests), batches of "
                           f"{settings.logstore_batch_size}; {per_cpu:,.0f} attempts per CPU "

@@ -89,6 +89,8 @@ class Settings:
     allowed_networks: tuple[str, ...] = ()
     circuit_failure_threshold: int = 5
     circuit_cooldown_s: float = 30.0
+    # a webhook whose target failed every attempt this long is disabled (0 = never; Svix: 5 days)
+    autodisable_after_s: float = 432_000.0
     cra_cache_s: float = 300.0
     # a CRA challenge failing for a delivery older than this sends it to the DLQ (0 = never)
     cra_challenge_max_age_s: float = 86_400.0
@@ -316,6 +318,8 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
         errors.append("replication_factor and min_insync_replicas must be 0 (automatic) or more")
     elif settings.replication_factor and settings.min_insync_replicas > settings.replication_factor:
         errors.append("min_insync_replicas cannot exceed replication_factor")
+    if settings.autodisable_after_s < 0:
+        errors.append("autodisable_after_s must be 0 (never) or more")
     if not 0 < settings.broker_port < 65535:
         errors.append("broker_port must be between 1 and 65534")
     if not settings.retry_tiers:

@@ -56,12 +56,15 @@ from hookstream.records import (
     INSTANCES,
     ITEM_CHANGES,
     ITEM_CHANGES_DLQ,
+    OPERATIONS,
     WEBHOOKS,
     DeliveryRequest,
     InstanceRecord,
     ItemChangeEvent,
+    OperationalEvent,
     Outcome,
     Record,
+    as_item_change,
     header_items,
 )
 from hookstream.render import RenderLimits
@@ -99,6 +102,8 @@ class Processor:
             name: settings.topic(name)
             for name in (ITEM_CHANGES, ITEM_CHANGES_DLQ, DELIVERIES, DLQ, ATTEMPTS)
         }
+        # Operational events are matched as events too (webhooks about webhooks).
+        self.operations_topic = settings.topic(OPERATIONS)
         self.stopping = stopping or threading.Event()
         self.ready = threading.Event()
         # what committed transactions hold (an aborted batch read again counts once)
@@ -213,7 +218,7 @@ class Processor:
         if clients is None:
             clients = self._clients = self._new_clients()
         if not self._started:
-            clients.start([self.topics[ITEM_CHANGES]])
+            clients.start([self.topics[ITEM_CHANGES], self.operations_topic])
             self._started, self._recover = True, False
             self._processing()
         if self._recover:  # after an outage, once a broker answers, before any batch
@@ -305,7 +310,7 @@ class Processor:
     def _transform(self, clients: TransactionalClients, msg: Message, now_ms: int) -> None:
         self._batch_stats["events"] += 1
         try:
-            event = self.codec.decode(msg.value(), msg.headers(), ItemChangeEvent)
+            event = self._event(msg)
             self._batch[("events", event.instance)] += 1
         except DecodeError as e:
             self._dead_letter_input(clients, msg, e)
@@ -322,6 +327,11 @@ class Processor:
                 self._send(clients, DELIVERIES, result.key(), result)
                 self._batch_stats["deliveries"] += 1
                 self._batch[("planned", result.instance)] += 1
+
+    def _event(self, msg: Message) -> ItemChangeEvent:
+        if msg.topic() == self.operations_topic:
+            return as_item_change(self.codec.decode(msg.value(), msg.headers(), OperationalEvent))
+        return self.codec.decode(msg.value(), msg.headers(), ItemChangeEvent)
 
     def _send(self, clients: TransactionalClients, topic: str, key: str, record: Record) -> None:
         value, headers = self.codec.encode(record, self.topics[topic])

@@ -1,4 +1,5 @@
-"""The admin HTTP API (FastAPI): webhooks, the queries log, the queue, force send, redrive.
+"""The admin HTTP API (FastAPI): webhooks, the queries log, the queue, force send, redrive,
+replay.
 
 Every /v1 route needs a bearer token (401 without a known one). A token scoped to some
 instances sees nothing of the others: their webhooks and deliveries answer 404 as if
@@ -31,13 +32,18 @@ from connectors.logstore import (
     last_item,
     list_audit,
     list_deliveries,
+    list_operations,
     queue_view,
 )
 from connectors.logstore.queries import BadCursor, BadFilter
+from hookstream.control.replay import ReplayJob
+from hookstream.control.replay_runs import ReplayBusy, ReplayRun
 from hookstream.control.webhooks import redacted
 from hookstream.errors import InvalidDefinition
 from hookstream.io.metrics import registry
+from hookstream.policy import parse_grace
 from hookstream.records import AuditAction, only_instance, redrive_target, send_result
+from hookstream.records.replays import replay_identity
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": m.Problem, "description": text}
@@ -139,12 +145,35 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
         ctx.audit(p, AuditAction.WEBHOOK_PUT, webhook_id, state, definition.instance)
         return {"webhook": redacted(definition), "state": state}
 
+    @app.post("/v1/webhooks/{webhook_id}/rotate-secret", response_model=m.WebhookPut)
+    def rotate_secret(p: Actor, webhook_id: m.WebhookId,
+                      body: m.RotateSecretIn) -> dict[str, Any]:
+        """The new secret signs at once; the current one signs beside it (Standard Webhooks
+        only) for the grace period, then leaves the definitions topic."""
+        found = visible(p, webhook_id)
+        try:
+            definition = ctx.rotate_secret(found, body.secret, parse_grace(body.grace))
+        except ValueError as e:  # no secret in the message: "is the current one", a grace
+            raise _problem(422, str(e)) from None
+        ctx.audit(p, AuditAction.WEBHOOK_ROTATE_SECRET, webhook_id,
+                  f"rotated, v{definition.version}", definition.instance)
+        return {"webhook": redacted(definition), "state": "updated"}
+
     @app.delete("/v1/webhooks/{webhook_id}", status_code=204)
     def delete_webhook(p: Actor, webhook_id: m.WebhookId) -> Response:
         found = visible(p, webhook_id)
         ctx.delete_webhook(webhook_id)
         ctx.audit(p, AuditAction.WEBHOOK_DELETE, webhook_id, "deleted", found.instance)
         return Response(status_code=204)
+
+    @app.post("/v1/webhooks/{webhook_id}/enable", response_model=m.WebhookEnabled)
+    def enable_webhook(p: Actor, webhook_id: m.WebhookId) -> dict[str, Any]:
+        """`hookstream webhooks enable`: active again, its auto-disable record cleared
+        (failures before now no longer count towards disabling it again)."""
+        definition, changed = ctx.enable_webhook(visible(p, webhook_id))
+        state = "enabled" if changed else "already active"
+        ctx.audit(p, AuditAction.WEBHOOK_ENABLE, webhook_id, state, definition.instance)
+        return {"webhook": redacted(definition), "state": state}
 
     @app.post("/v1/webhooks/{webhook_id}/preview", response_model=m.PreviewOut)
     def preview(p: Reader, webhook_id: m.WebhookId, body: m.PreviewIn) -> dict[str, Any]:
@@ -282,6 +311,38 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
                   f"redriven {done}", instance)
         return {"redriven": done}
 
+    @app.post("/v1/webhooks/{webhook_id}/replays", response_model=m.ReplayOut,
+              status_code=202, responses={409: {"model": m.Problem,
+                                                "description": "this replay is running"}})
+    def start_replay(p: Actor, webhook_id: m.WebhookId, body: m.ReplayIn) -> dict[str, Any]:
+        """Replay the events that reached glpi.item-changes in the range into this webhook,
+        as it is defined now: new deliveries with new ids, each event at most once however
+        often the same replay is started. Runs in the background: read its progress with
+        GET .../replays/{replay_id}."""
+        found = visible(p, webhook_id)
+        if body.until_ms is not None and body.until_ms <= body.since_ms:
+            raise _problem(422, "until_ms must be after since_ms")
+        replay_id = body.replay_id or replay_identity(
+            webhook_id, str(body.since_ms), None if body.until_ms is None else str(body.until_ms))
+        job = ReplayJob(webhook_id, replay_id, body.since_ms, body.until_ms, body.rate_per_s,
+                        body.dry_run)
+        try:
+            run = ctx.replay(p, job, found.instance)
+        except ReplayBusy as e:
+            raise _problem(409, str(e)) from e
+        return replay_out(run)
+
+    @app.get("/v1/webhooks/{webhook_id}/replays/{replay_id}", response_model=m.ReplayOut)
+    def replay_progress(p: Reader, webhook_id: m.WebhookId,
+                        replay_id: Annotated[str, Path(pattern=m.REPLAY_ID)]) -> dict[str, Any]:
+        """A replay started through this admin process (console or API): its progress, or
+        its final count."""
+        visible(p, webhook_id)
+        run = ctx.replay_run(replay_id)
+        if run is None or run.job.webhook_id != webhook_id:
+            raise _problem(404, f"no replay {replay_id} of webhook {webhook_id} here")
+        return replay_out(run)
+
     # -- the audit trail ---------------------------------------------------------------
 
     @app.get("/v1/audit", response_model=m.AuditPage)
@@ -291,10 +352,30 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
         where = AuditFilter(f.token, f.action, f.before_ms, f.before_id)
         return {"items": list_audit(ctx.engine, where, p.scope, f.limit)}
 
+    # -- operational events ------------------------------------------------------------
+
+    @app.get("/v1/operations", response_model=m.OperationsPage)
+    def operations(p: Reader, f: Annotated[m.OperationsQuery, Query()]) -> dict[str, Any]:
+        """webhook.disabled, delivery.dead_lettered and circuit.opened, newest first, as the
+        log store keeps them; a token scoped to instances sees those of its instances."""
+        return {"items": list_operations(ctx.engine, p.scope, f.webhook_id, f.before_ms,
+                                         f.before_id, f.limit)}
+
     from connectors.console import mount_console  # the web console at /, on these tokens
 
     mount_console(app, ctx, tokens)
     return app
+
+
+def replay_out(run: ReplayRun) -> dict[str, Any]:
+    """A run as ReplayOut has it."""
+    status, count = run.status, run.status.count
+    state = ("running" if run.running else "failed" if run.error
+             else "finished" if status.finished else "stopped")
+    return {"replay_id": status.replay_id, "webhook_id": status.webhook_id, "state": state,
+            "dry_run": status.dry_run, "done": status.done, "total": status.total,
+            "read": count.read, "matched": count.matched, "replayed": count.replayed,
+            "already": count.already, "skipped": count.skipped, "error": run.error}
 
 
 def _fields(where: DeliveryFilter) -> dict[str, Any]:

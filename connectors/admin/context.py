@@ -3,8 +3,8 @@
 Webhook definitions (and entities and instances' time zones, for previews) are followed
 from the compacted topics in a background thread, so a request never reads a whole topic.
 Writes go through the validation of `webhooks apply` (control.webhooks.validate and build)
-and are published to the same topic; force send and redrive are connectors/redrive.py's,
-the same code as the CLI's.
+and are published to the same topic; force send and redrive are connectors/delivery/redrive/'s,
+the same code as the CLI's, and so is replay (control/replay.py), run in the background.
 """
 
 from __future__ import annotations
@@ -15,20 +15,30 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Engine, text
 
 from connectors.admin.auth import Principal
-from connectors.redrive import RedriveCount, count_redrive, find_delivery, force_send, redrive
-from connectors.sender import Target
+from connectors.delivery.http import Target
+from connectors.delivery.redrive import (
+    RedriveCount,
+    count_redrive,
+    find_delivery,
+    force_send,
+    redrive,
+)
 from hookstream.config import Settings
-from hookstream.control.admin import preview
+from hookstream.control.admin import expired_secrets_dropped, preview
+from hookstream.control.replay import ReplayJob, ReplayStatus, replay
+from hookstream.control.replay_runs import BackgroundReplays, ReplayRun
+from hookstream.control.switch import enabled
 from hookstream.control.webhooks import build, validate
 from hookstream.errors import HookstreamError, InvalidDefinition, TransientError
 from hookstream.io import TableFollower, codec_for, flush, producer, webhook_and_entity_applier
 from hookstream.matching import EntityTable
-from hookstream.policy import secret_box
+from hookstream.policy import rotated, secret_box
 from hookstream.records import (
     AUDIT,
     ENTITIES,
@@ -47,10 +57,11 @@ log = logging.getLogger(__name__)
 
 class AdminContext:
     def __init__(self, settings: Settings, engine: Engine,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, sweep_every_s: float = 60.0):
         self.settings = settings
         self.engine = engine
         self.clock = clock
+        self._sweep_every_s = sweep_every_s
         self.codec = codec_for(settings)
         self.box = secret_box(settings)
         self._lock = threading.Lock()
@@ -67,6 +78,7 @@ class AdminContext:
         )
         self._thread = threading.Thread(target=self._follow, daemon=True, name="admin-tables")
         self._thread.start()
+        self.replays = BackgroundReplays(settings)
 
     # -- the webhooks table ----------------------------------------------------------
 
@@ -85,13 +97,27 @@ class AdminContext:
                 self._timezones[name] = instance.timezone
 
     def _follow(self) -> None:
+        next_sweep = time.monotonic()
         while not self._stop.is_set():
             try:
                 self._follower.poll(0.2)
+                if self._follower.caught_up and time.monotonic() >= next_sweep:
+                    self.sweep_expired_secrets()
+                    next_sweep = time.monotonic() + self._sweep_every_s
             except Exception:  # a broker outage: keep serving what is known, log it
                 log.warning("following the webhooks topic failed", exc_info=True)
                 self._stop.wait(1.0)
         self._follower.close()
+
+    def sweep_expired_secrets(self) -> list[str]:
+        """Republish every webhook whose rotated-out secret is past its grace period,
+        without it, so the secret leaves the compacted topic; the ids swept."""
+        swept = expired_secrets_dropped(self.webhooks(), int(self.clock() * 1000))
+        for definition in swept:
+            self._publish(definition.id, definition)
+            log.info("webhook %s: previous secret past its grace period, dropped (v%d)",
+                     definition.id, definition.version)
+        return [d.id for d in swept]
 
     def ready(self) -> bool:
         if not self._follower.caught_up:
@@ -111,6 +137,7 @@ class AdminContext:
             time.sleep(0.05)
 
     def close(self) -> None:
+        self.replays.close()
         self._stop.set()
         self._thread.join(10)
 
@@ -149,14 +176,31 @@ class AdminContext:
         if problems:
             raise InvalidDefinition(str(raw.get("id", "webhook")), problems)
         previous = self.webhook(str(raw["id"]))
-        definition = build(raw, self.box, previous)
+        definition = build(raw, self.box, previous, int(self.clock() * 1000))
         if definition is previous:
             return definition, "unchanged"
         self._publish(definition.id, definition)
         return definition, "created" if previous is None else "updated"
 
+    def rotate_secret(self, webhook: WebhookDefinition, new_secret: str,
+                      grace_s: int) -> WebhookDefinition:
+        """Publish `webhook` with `new_secret` current and its secret kept for `grace_s`;
+        ValueError when the new secret is the current one."""
+        definition = rotated(webhook, new_secret, grace_s, int(self.clock() * 1000), self.box)
+        self._publish(definition.id, definition)
+        return definition
+
     def delete_webhook(self, webhook_id: str) -> None:
         self._publish(webhook_id, None)
+
+    def enable_webhook(self, webhook: WebhookDefinition) -> tuple[WebhookDefinition, bool]:
+        """`webhooks enable`: the webhook active again, its auto-disable record cleared;
+        and whether it changed (False: it was active already)."""
+        if webhook.is_active:
+            return webhook, False
+        definition = enabled(webhook, int(self.clock() * 1000))
+        self._publish(definition.id, definition)
+        return definition, True
 
     def preview(self, webhook: WebhookDefinition, event: dict[str, Any]) -> dict[str, Any]:
         now_ms = int(self.clock() * 1000)
@@ -182,6 +226,32 @@ class AdminContext:
     def count_redrive(self, webhook_id: str | None, since_ms: int,
                       instances: Collection[str] | None = None) -> RedriveCount:
         return count_redrive(self.settings, webhook_id, since_ms, instances)
+
+    def count_replay(self, job: ReplayJob) -> ReplayStatus:
+        """What the replay would do now: a dry run, waited for."""
+        return replay(self.settings, replace(job, dry_run=True))
+
+    def replay_run(self, replay_id: str) -> ReplayRun | None:
+        """A replay started by this process, as it goes or as it ended."""
+        return self.replays.get(replay_id)
+
+    def replay(self, who: Principal, job: ReplayJob, instance: str, via: str = "api"
+               ) -> ReplayRun:
+        """Start a replay in the background (ReplayBusy when it is running). A replay that
+        writes is audited when it starts and when it ends, with its count."""
+        if job.dry_run:
+            return self.replays.start(job)
+
+        def ended(run: ReplayRun) -> None:
+            said = run.error or run.status.count.summary()
+            self.audit(who, AuditAction.REPLAY, job.webhook_id,
+                       f"replay {job.replay_id} ended: {said}"[:500], instance, via)
+
+        def started() -> None:
+            self.audit(who, AuditAction.REPLAY, job.webhook_id,
+                       f"replay {job.replay_id} started", instance, via)
+
+        return self.replays.start(job, started, ended)
 
     # -- the audit trail ---------------------------------------------------------------
 

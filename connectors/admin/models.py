@@ -8,11 +8,14 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from hookstream.records import AuditAction
+
 MAX_INT = 2**53  # within SQLite's and PostgreSQL's BIGINT, and exact in JSON
 # Names and ids: printable, bounded (PostgreSQL refuses NUL in text; no control characters)
 NAME = r"^[^\x00-\x1f\x7f]{1,255}$"
 
 WEBHOOK_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+REPLAY_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # records.replays.REPLAY_ID
 WebhookId = Annotated[str, Path(pattern=WEBHOOK_ID)]
 DeliveryId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")]
 StateName = Literal["pending", "waiting", "delivered", "dead_lettered", "render_error",
@@ -34,6 +37,46 @@ class WebhookList(BaseModel):
 class WebhookPut(BaseModel):
     webhook: dict[str, Any]
     state: Literal["created", "updated", "unchanged"]
+
+
+class RotateSecretIn(BaseModel):
+    """The new secret is chosen by the caller, so no secret ever travels in an answer."""
+
+    model_config = ConfigDict(extra="forbid")
+    secret: str = Field(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f\x7f]+$",
+                        description="the new secret (a whsec_ secret or any other string)")
+    grace: str = Field(default="24h", max_length=16,
+                       description="how long the previous secret signs too: 24h, 90m, 7d, 0")
+
+
+class WebhookEnabled(BaseModel):
+    webhook: dict[str, Any]
+    state: Literal["enabled", "already active"]
+
+
+class OperationsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    webhook_id: str | None = Field(default=None, pattern=NAME)
+    before_ms: int | None = Field(default=None, ge=0, le=MAX_INT,
+                                  description="the next page: the last row's at_ms")
+    before_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{1,64}$",
+                                  description="with before_ms: the last row's event_id")
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class OperationEntry(BaseModel):
+    event_id: str
+    type: str
+    at_ms: int
+    instance: str
+    webhook_id: str
+    reason: str
+    delivery_id: str | None
+    origin: str | None
+
+
+class OperationsPage(BaseModel):
+    items: list[OperationEntry]
 
 
 class ItemRef(BaseModel):
@@ -178,6 +221,34 @@ class RedriveOut(BaseModel):
     redriven: int
 
 
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since_ms: int = Field(ge=0, le=MAX_INT, description="events that reached Kafka from then")
+    until_ms: int | None = Field(default=None, ge=0, le=MAX_INT,
+                                 description="and before then; none: the end of the topic "
+                                             "when the replay began")
+    rate_per_s: float = Field(default=0.0, ge=0.0, le=100_000.0, description="0: no limit")
+    dry_run: bool = Field(default=False, description="count only, write nothing")
+    replay_id: str | None = Field(default=None, pattern=REPLAY_ID,
+                                  description="none: from the webhook and the range; the "
+                                              "same replay started again continues")
+
+
+class ReplayOut(BaseModel):
+    replay_id: str
+    webhook_id: str
+    state: Literal["running", "finished", "stopped", "failed"]
+    dry_run: bool
+    done: int = Field(description="records of this run's range read so far")
+    total: int = Field(description="records in this run's range")
+    read: int
+    matched: int
+    replayed: int = Field(description="deliveries written by this run (a dry run: would be)")
+    already: int = Field(description="deliveries written by earlier runs of this replay")
+    skipped: int = Field(description="undecodable, or the template failed")
+    error: str | None = None
+
+
 class RedriveQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     webhook_id: str | None = Field(default=None, pattern=WEBHOOK_ID)
@@ -195,14 +266,10 @@ class RedriveCountOut(BaseModel):
     by_status: list[StatusCount]
 
 
-AuditActionName = Literal["delivery.send", "dlq.redrive", "webhook.put", "webhook.delete",
-                          "token.login", "token.logout"]
-
-
 class AuditQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     token: str | None = Field(default=None, pattern=NAME, description="a token's name")
-    action: AuditActionName | None = None
+    action: AuditAction | None = None  # the enum itself: a new action is queryable at once
     before_ms: int | None = Field(default=None, ge=0, le=MAX_INT,
                                   description="the next page: the last row's at_ms")
     before_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{1,64}$",

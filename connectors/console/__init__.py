@@ -20,7 +20,9 @@ from fastapi.staticfiles import StaticFiles
 from connectors.admin.auth import Principal
 from connectors.admin.context import AdminContext
 from connectors.console.actions import action_routes
+from connectors.console.operations import operation_routes
 from connectors.console.pages import page_routes
+from connectors.console.replays import replay_routes
 from connectors.console.session import Signer
 from connectors.console.web import Console, LoginRequired, Refused, login_redirect
 
@@ -41,6 +43,8 @@ def mount_console(app: FastAPI, ctx: AdminContext, tokens: dict[str, Principal],
     app.add_exception_handler(LoginRequired, login_required)
     app.add_exception_handler(Refused, refused)
     app.include_router(action_routes(console))
+    app.include_router(replay_routes(console))
+    app.include_router(operation_routes(console))
     app.include_router(page_routes(console))
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
     return console

@@ -1,4 +1,4 @@
-"""Logging in and out, and the console's two actions: force send and redrive.
+"""Logging in and out, and the console's actions: force send, redrive, secret rotation.
 
 Login checks the token with the admin API's `authenticate` and keeps only a signed session
 in an HttpOnly, SameSite=Strict cookie (Secure over HTTPS). The login form has a nonce of
@@ -33,6 +33,7 @@ from connectors.console.session import (
 )
 from connectors.console.web import Console, Refused, Viewer
 from connectors.logstore import delivery_detail
+from hookstream.policy import parse_grace
 from hookstream.records import AuditAction, only_instance, redrive_target, send_result
 
 MAX_RATE_PER_S = 100_000.0
@@ -139,6 +140,28 @@ def action_routes(console: Console) -> APIRouter:
         kind, text = ("success", f"Redriven: {done} dead-lettered deliveries sent again.") \
             if done else ("info", "Nothing to redrive: no dead-lettered delivery matched.")
         return console.flash(request, RedirectResponse("/queue", 303), v, kind, text)
+
+    @router.post("/webhooks/{webhook_id}/rotate-secret")
+    async def rotate_secret(request: Request, v: Who, webhook_id: str) -> Response:
+        form = await console.action_form(request, v)
+        found = ctx.webhook(webhook_id)
+        if found is None or not v.principal.sees(found.instance):
+            return console.render(request, "not_found.html", 404, viewer=v,
+                                  what=f"webhook {webhook_id}")
+        try:  # the messages name no secret: "is the current one", "grace '2x' is not ..."
+            grace_s = parse_grace(form.get("grace") or "24h")
+            done = await run_in_threadpool(ctx.rotate_secret, found, form.get("secret", ""),
+                                           grace_s)
+        except ValueError as e:
+            raise Refused(422, f"Not rotated: {e}.") from None
+        await run_in_threadpool(ctx.audit, v.principal, AuditAction.WEBHOOK_ROTATE_SECRET,
+                                webhook_id, f"rotated, v{done.version}", done.instance,
+                                "console")
+        kept = (f"the previous secret also signs Standard Webhooks signatures for "
+                f"{form.get('grace') or '24h'}" if done.previous_secret_encrypted
+                else "the previous secret no longer signs")
+        return console.flash(request, RedirectResponse(f"/webhooks/{webhook_id}", 303), v,
+                             "success", f"Secret rotated (v{done.version}): {kept}.")
 
     return router
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from connectors.logstore.audit import AuditFilter, list_audit
+from connectors.logstore.health import list_operations
 from connectors.logstore.queries import (
     Cursor,
     DeliveryFilter,
@@ -31,6 +32,7 @@ __all__ = [
     "last_item",
     "list_audit",
     "list_deliveries",
+    "list_operations",
     "migrate",
     "open_engine",
     "queue_view",

@@ -5,7 +5,8 @@ SQLAlchemy Core describes the tables once; each dialect renders its own DDL and 
 `migrate` applies, each in its own transaction, those above the version recorded in
 `schema_migrations`, so a store opened by a newer release is upgraded in place and a
 store already up to date is left alone. The Table objects below are the shape
-migration 1 created (2 for `items`, 5 for `audit`); a later change is explicit DDL in its own
+migration 1 created (2 for `items`, 5 for `audit`, 8 for `operations` and
+`webhook_health`); a later change is explicit DDL in its own
 migration (3, 4 and 7: indexes; 6 adds the attempt columns it finds missing, which the
 Table object already has for a new store), so every store, new or upgraded, ends up
 the same.
@@ -156,6 +157,35 @@ audit = Table(
 )
 
 
+# Operational events (from hookstream.operations): webhook.disabled, delivery.dead_lettered,
+# circuit.opened, as the console lists them.
+operations = Table(
+    "operations",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("instance", String(255), nullable=False),
+    Column("webhook_id", String(255), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("delivery_id", String(64)),
+    Column("origin", Text),
+    Index("ix_operations_time", "at_ms", "event_id"),
+    Index("ix_operations_webhook_time", "webhook_id", "at_ms", "event_id"),
+)
+
+# What the attempts say of each webhook's target (hookstream.policy.TargetHealth): the
+# record auto-disable decides on, folded in as attempts are written.
+webhook_health = Table(
+    "webhook_health",
+    metadata,
+    Column("webhook_id", String(255), primary_key=True),
+    Column("last_success_ms", BigInteger),
+    Column("first_failure_ms", BigInteger),
+    Column("last_failure_ms", BigInteger),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -226,6 +256,11 @@ def _v7(conn: Connection) -> None:
                       "ON deliveries (webhook_id, last_attempt_at, delivery_id)"))
 
 
+def _v8(conn: Connection) -> None:
+    operations.create(conn)
+    webhook_health.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and attempts", _v1),
     Migration(2, "items: the last state of each item seen", _v2),
@@ -234,6 +269,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "audit: every write through the admin API or the console", _v5),
     Migration(6, "attempts: trigger, request as sent, decision", _v6),
     Migration(7, "indexes of the console's picture of each webhook", _v7),
+    Migration(8, "operational events, and each webhook's target health (auto-disable)", _v8),
 )
 LATEST = MIGRATIONS[-1].version
 

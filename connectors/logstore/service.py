@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from connectors.logstore.autodisable import AutoDisable
+from connectors.logstore.health import HealthSample, health_sample
 from connectors.logstore.rows import (
     AttemptRow,
     DeliveryRow,
@@ -42,11 +44,13 @@ from hookstream.records import (
     DELIVERIES,
     DLQ,
     ITEM_CHANGES,
+    OPERATIONS,
     AttemptRecord,
     AuditRecord,
     Codec,
     DeliveryRequest,
     ItemChangeEvent,
+    OperationalEvent,
     retry_topics,
 )
 
@@ -63,6 +67,7 @@ class TopicRole:
     tier: str | None = None
     items: bool = False  # glpi.item-changes: the last state of each item
     audit: bool = False  # hookstream.audit: the writes made through the admin API
+    operations: bool = False  # hookstream.operations: operational events
 
 
 def topic_roles(settings: Settings) -> dict[str, TopicRole]:
@@ -73,6 +78,7 @@ def topic_roles(settings: Settings) -> dict[str, TopicRole]:
         settings.topic(ATTEMPTS): TopicRole(None),
         settings.topic(ITEM_CHANGES): TopicRole(None, items=True),
         settings.topic(AUDIT): TopicRole(None, audit=True),
+        settings.topic(OPERATIONS): TopicRole(None, operations=True),
     }
     for name, tier in zip(retry_topics(settings), settings.retry_tiers, strict=True):
         roles[name] = TopicRole(Source.TIER, tier)
@@ -86,11 +92,14 @@ class Rows(NamedTuple):
     attempts: list[AttemptRow]
     items: list[ItemRow]
     audit: list[AuditRecord]
+    operations: list[OperationalEvent]
+    health: list[HealthSample]  # the attempts auto-disable counts
 
     @property
     def records(self) -> int:
-        """Records these rows come from: each gave one delivery fragment, item or audit row."""
-        return len(self.deliveries) + len(self.items) + len(self.audit)
+        """Records these rows come from: each gave one delivery fragment, item, audit or
+        operations row."""
+        return len(self.deliveries) + len(self.items) + len(self.audit) + len(self.operations)
 
 
 class Ingest:
@@ -103,7 +112,7 @@ class Ingest:
         self.limit = settings.logstore_body_max_bytes
 
     def rows(self, messages: Iterable[Message]) -> Rows:
-        rows = Rows([], [], [], [])
+        rows = Rows([], [], [], [], [], [])
         for msg in messages:
             if msg.error() is not None:
                 continue
@@ -115,6 +124,10 @@ class Ingest:
                 if role.audit:
                     rows.audit.append(self.codec.decode(msg.value(), msg.headers(), AuditRecord))
                     continue
+                if role.operations:
+                    rows.operations.append(
+                        self.codec.decode(msg.value(), msg.headers(), OperationalEvent))
+                    continue
                 if role.items:
                     event = self.codec.decode(msg.value(), msg.headers(), ItemChangeEvent)
                     rows.items.append(ItemRow(event))
@@ -125,6 +138,8 @@ class Ingest:
                         record, msg.partition() or 0, msg.offset() or 0, self.limit
                     )
                     rows.attempts.append(attempt)
+                    if (sample := health_sample(record)) is not None:
+                        rows.health.append(sample)
                 else:
                     request = self.codec.decode(msg.value(), msg.headers(), DeliveryRequest)
                     fragment = from_request(request, role.source, role.tier, self.limit)
@@ -227,6 +242,15 @@ def _waiter(should_stop: Callable[[], bool], tick: Callable[[], None]
     return wait
 
 
+def _disable_failing(autodisable: AutoDisable, rows: Rows) -> None:
+    """Auto-disable's check of the webhooks this batch has attempts of. A database that
+    fails now is not a reason to hold the batch: their next attempts ask again."""
+    try:
+        autodisable.check({s.webhook_id for s in rows.health})
+    except TransientError as e:
+        log.warning("auto-disable check skipped: %s", e)
+
+
 def _commit(cons: Consumer) -> None:
     """The batch's offsets, synchronously (a crash right after re-reads nothing that is not
     in the store). A failure is not fatal: a consumer out of its group after a long outage
@@ -251,6 +275,7 @@ def run_logstore(
     engine = open_engine(settings)
     store = LogStore(engine)
     ingest = Ingest(settings, store, codec_for(settings))
+    autodisable = AutoDisable(settings, store, clock) if settings.autodisable_after_s else None
     group = settings.topic_prefix + GROUP
     cons = consumer(settings, group)
     cons.subscribe(list(ingest.roles))
@@ -265,14 +290,19 @@ def run_logstore(
                         if m.error() is None]
             gauges.report(settings, group, cons)  # lag, every few seconds
             if messages:
-                if not database.write(ingest.rows(messages)):
+                rows = ingest.rows(messages)
+                if not database.write(rows):
                     break  # stopping during an outage: the batch is read again next time
+                if autodisable is not None and rows.health:
+                    _disable_failing(autodisable, rows)
                 _commit(cons)
             if clock() >= next_prune:
                 database.prune(settings.logstore_retention_days, clock)
                 next_prune = clock() + PRUNE_EVERY_S
     finally:
         cons.close()
+        if autodisable is not None:
+            autodisable.close()
         engine.dispose()
         if health is not None:
             health.shutdown()

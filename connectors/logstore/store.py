@@ -10,7 +10,7 @@ there, and the upserts make that harmless.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,12 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from connectors.logstore.health import (
+    HealthSample,
+    fold_health,
+    insert_operations,
+    read_health_in,
+)
 from connectors.logstore.rows import (
     NO_REQUEST,
     AttemptRow,
@@ -41,10 +47,19 @@ from connectors.logstore.rows import (
     latest_items,
     merge_all,
 )
-from connectors.logstore.schema import attempts, audit, deliveries, items, migrate
+from connectors.logstore.schema import (
+    attempts,
+    audit,
+    deliveries,
+    items,
+    migrate,
+    operations,
+    webhook_health,
+)
 from hookstream.config import Settings
 from hookstream.errors import ConfigError, TransientError
-from hookstream.records import AuditRecord
+from hookstream.policy import TargetHealth
+from hookstream.records import AuditRecord, OperationalEvent
 
 
 def database_url(settings: Settings) -> str:
@@ -268,6 +283,8 @@ class LogStore:
         attempt_rows: Sequence[AttemptRow],
         item_rows: Sequence[ItemRow] = (),
         audit_rows: Sequence[AuditRecord] = (),
+        operation_rows: Sequence[OperationalEvent] = (),
+        health: Sequence[HealthSample] = (),
     ) -> None:
         """Write one batch in one transaction; returns once it is committed. TransientError
         if the database cannot be reached; writing the batch again then is harmless."""
@@ -275,6 +292,10 @@ class LogStore:
         with _unreachable_is_transient(self.engine, "write"), self.engine.begin() as conn:
             if audit_rows:  # each record once, whatever re-reads it
                 conn.execute(self._insert_audit, [r.to_dict() for r in audit_rows])
+            if operation_rows:
+                insert_operations(conn, operation_rows)
+            if health:
+                fold_health(conn, health)
             if item_rows:
                 conn.execute(self._upsert_items,
                              [item_params(r) for r in latest_items(list(item_rows))])
@@ -290,6 +311,12 @@ class LogStore:
             for start in range(0, len(ids), 500):  # bounded IN lists
                 conn.execute(self._summaries, {"ids": ids[start:start + 500]})
 
+    def health(self, webhook_ids: Iterable[str]) -> dict[str, TargetHealth]:
+        """The target health of these webhooks (those with a counted attempt);
+        TransientError if the database cannot be reached."""
+        with _unreachable_is_transient(self.engine, "read"), self.engine.connect() as conn:
+            return read_health_in(conn, webhook_ids)
+
     def clear(self) -> None:
         """Delete every row (a rebuild starts from here)."""
         with self.engine.begin() as conn:
@@ -297,6 +324,8 @@ class LogStore:
             conn.execute(delete(deliveries))
             conn.execute(delete(items))
             conn.execute(delete(audit))
+            conn.execute(delete(operations))
+            conn.execute(delete(webhook_health))
 
     def prune(
         self,
@@ -330,6 +359,8 @@ class LogStore:
                 conn.execute(delete(deliveries).where(deliveries.c.delivery_id.in_(ids)))
             deleted, batches = deleted + len(ids), batches + 1
         self._prune_items(cutoff)
+        with self.engine.begin() as conn:  # a few a day: one statement
+            conn.execute(delete(operations).where(operations.c.at_ms < cutoff))
         return deleted
 
     def _prune_items(self, cutoff_ms: int, slice_ms: int = 3_600_000) -> None:

@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from hookstream.cli import replay
 from hookstream.config import Settings
 from hookstream.errors import UsageError
 
@@ -23,20 +24,65 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
         for definition, state in admin.apply_webhooks(settings, Path(args.file)):
             print(f"{definition.id} v{definition.version}: {state}")
         return 0
+    if args.action == "rotate-secret":
+        return _rotate_secret(args, settings)
     if args.action == "delete":
         if not args.id:
             raise UsageError("hookstream webhooks delete needs a webhook ID")
         found = admin.delete_webhook(settings, args.id)
         print(f"{args.id}: {'deleted' if found else 'not found'}")
         return 0 if found else 1
+    if args.action == "replay":
+        from hookstream.cli.replay import cmd_replay
+
+        return cmd_replay(args, settings)
+    if args.action == "enable":
+        if not args.id:
+            raise UsageError("hookstream webhooks enable needs a webhook ID")
+        enabled = admin.enable_webhook(settings, args.id, int(time.time() * 1000))
+        if enabled is None:
+            print(f"{args.id}: not found")
+            return 1
+        definition, changed = enabled
+        print(f"{args.id} v{definition.version}: {'enabled' if changed else 'already active'}")
+        return 0
     for row in admin.list_webhooks(settings):
         print(
             json.dumps(row, ensure_ascii=False)
             if args.json
             else f"{row['id']:<30} v{row['version']:<4} {row['instance']:<16} {row['itemtype']:<14}"
-            f" {row['event']:<7} {'active' if row['is_active'] else 'inactive':<8} {row['url']}"
+            f" {row['event']:<7} {_state(row):<8} {row['url']}"
         )
     return 0
+
+
+def _rotate_secret(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from hookstream.control import admin
+    from hookstream.policy import parse_grace
+
+    if not args.id:
+        raise UsageError("hookstream webhooks rotate-secret needs a webhook ID")
+    try:
+        grace_s = parse_grace(args.grace)
+    except ValueError as e:
+        raise UsageError(f"--{e}") from None
+    new_secret = sys.stdin.readline().strip() if args.secret == "-" else args.secret
+    definition, secret = admin.rotate_secret(settings, args.id, grace_s, new_secret)
+    if definition.previous_secret_encrypted:
+        until = datetime.fromtimestamp(definition.previous_secret_until_ms / 1000, UTC)
+        kept = f"the previous secret also signs until {until:%Y-%m-%d %H:%M:%S} UTC"
+    else:
+        kept = "the previous secret no longer signs"
+    print(f"{definition.id} v{definition.version}: secret rotated; {kept}")
+    if args.secret is None:  # generated: shown this once, for the receiver's owner
+        print(f"new secret: {secret}")
+    return 0
+def _state(row: dict[str, Any]) -> str:
+    if row["is_active"]:
+        return "active"
+    return "disabled" if row["disabled_at_ms"] else "inactive"  # disabled: by auto-disable
 
 
 def cmd_entities(args: argparse.Namespace, settings: Settings) -> int:
@@ -108,10 +154,17 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any) -> None:
     webhooks = sub.add_parser("webhooks", help="webhook definitions on the compacted topic")
-    webhooks.add_argument("action", choices=["apply", "delete", "list"])
-    webhooks.add_argument("id", nargs="?", help="the webhook to delete")
+    webhooks.add_argument("action", choices=["apply", "delete", "enable", "list",
+                                             "rotate-secret", "replay"])
+    webhooks.add_argument("id", nargs="?",
+                          help="the webhook to delete, enable, rotate or replay into")
     webhooks.add_argument("-f", "--file", help="YAML file or directory (apply)")
+    webhooks.add_argument("--grace", default="24h",
+                          help="rotate-secret: how long the previous secret signs too (24h)")
+    webhooks.add_argument("--secret", help="rotate-secret: the new secret, - to read it from "
+                          "stdin (default: generated and printed once)")
     webhooks.add_argument("--json", action="store_true", help="list as JSON lines")
+    replay.add_options(webhooks)
     webhooks.set_defaults(func=cmd_webhooks)
 
     entities = sub.add_parser("entities", help="GLPI entity trees on the compacted topic")

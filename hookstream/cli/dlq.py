@@ -11,8 +11,8 @@ from hookstream.config import Settings
 from hookstream.errors import UsageError
 
 
-def _since_ms(value: str | None) -> int:
-    """--since: an ISO date-time, or a duration back from now such as 30m, 2h, 1d."""
+def since_ms(value: str | None, option: str = "--since") -> int:
+    """--since (or `option`): an ISO date-time, or a duration back from now such as 30m, 2h, 1d."""
     if not value:
         return 0
     from datetime import datetime
@@ -26,10 +26,10 @@ def _since_ms(value: str | None) -> int:
     try:
         return int(datetime.fromisoformat(value).timestamp() * 1000)
     except ValueError as e:
-        raise UsageError(f"--since {value!r}: not a date-time nor a duration like 2h") from e
+        raise UsageError(f"{option} {value!r}: not a date-time nor a duration like 2h") from e
 
 
-def _rate_per_s(value: str | None) -> float:
+def rate_per_s(value: str | None) -> float:
     """--rate: N or N/s, a positive number; none means as fast as possible."""
     if not value:
         return 0.0
@@ -43,9 +43,9 @@ def _rate_per_s(value: str | None) -> float:
 
 
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.redrive import dead_letters, redrive
+    from connectors.delivery.redrive import dead_letters, redrive
 
-    since = _since_ms(args.since)
+    since = since_ms(args.since)
     if args.action == "list":
         for dead in dead_letters(settings, args.webhook, since):
             r = dead.request
@@ -53,7 +53,7 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
                   f"{r.itemtype}#{r.items_id} {r.event:<6} attempts={r.attempt} "
                   f"{'redriven ' if dead.redriven else ''}{r.last_error or ''}")
         return 0
-    rate = _rate_per_s(args.rate)
+    rate = rate_per_s(args.rate)
     count = redrive(settings, args.webhook, since, rate,
                     on_progress=lambda n: print(f"  {n} redriven...", file=sys.stderr))
     print(f"redrove {count} delivery(ies) to {settings.topic('hookstream.deliveries')}")
@@ -61,7 +61,7 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors.redrive import find_delivery, force_send, target_for
+    from connectors.delivery.redrive import find_delivery, force_send, target_for
 
     if args.action != "send":
         from hookstream.cli.logstore import cmd_deliveries_log

@@ -4,7 +4,8 @@ One table, printed by `hookstream kafka acls` as kafka-acls.sh commands or a Str
 KafkaUser, and granted by the tests to a broker that denies whatever no ACL allows. Kafka
 implies DESCRIBE from READ and WRITE, so DESCRIBE is listed only where nothing else is.
 Topic names take the `topic_prefix`; so do the groups and transactional ids that the
-components name with it (logstore, writeback, the processor's and redrive's transactions).
+components name with it (logstore, writeback, the processor's, redrive's and replay's
+transactions, replay's groups).
 """
 
 from __future__ import annotations
@@ -46,10 +47,18 @@ _REDRIVE = [
     *_topics((t.DELIVERIES, t.REDRIVEN), "WRITE"),
     Grant("transactional-id", "hookstream-redrive", ("WRITE",)),
 ]
+# a replay (control/replay.py): its progress is a group's offsets, one group and one
+# transactional id per replay, both named `{prefix}hookstream-replay-{replay id}`
+_REPLAY = [
+    *_topics((t.ITEM_CHANGES,), "READ"),
+    *_topics((t.DELIVERIES,), "WRITE"),
+    Grant("group", "hookstream-replay-", ("READ",), prefixed=True),
+    Grant("transactional-id", "hookstream-replay-", ("WRITE",), prefixed=True),
+]
 
 COMPONENTS: dict[str, list[Grant]] = {
     "processor": [
-        *_topics((t.ITEM_CHANGES, *TABLES), "READ"),
+        *_topics((t.ITEM_CHANGES, t.OPERATIONS, *TABLES), "READ"),
         *_topics((t.DELIVERIES, t.ATTEMPTS, t.DLQ, t.ITEM_CHANGES_DLQ), "WRITE"),
         _group("hookstream-processor"),
         *_READERS,
@@ -57,15 +66,16 @@ COMPONENTS: dict[str, list[Grant]] = {
     ],
     "delivery": [
         *_topics((t.DELIVERIES, RETRY, *TABLES, t.ATTEMPTS, t.DLQ), "READ"),
-        *_topics((RETRY, t.DLQ, t.ATTEMPTS), "WRITE"),
+        *_topics((RETRY, t.DLQ, t.ATTEMPTS, t.OPERATIONS), "WRITE"),
         *_topics((t.ITEM_CHANGES_DLQ,), "DESCRIBE"),  # its size, in the gauges
         _group("hookstream-delivery"),
         _group("hookstream-delivery-recall"),
         *_READERS,
     ],
     "logstore": [
-        *_topics((t.DELIVERIES, RETRY, t.DLQ, t.ATTEMPTS, t.ITEM_CHANGES, t.AUDIT, *TABLES),
-                 "READ"),
+        *_topics((t.DELIVERIES, RETRY, t.DLQ, t.ATTEMPTS, t.ITEM_CHANGES, t.AUDIT,
+                  t.OPERATIONS, *TABLES), "READ"),
+        *_topics((t.WEBHOOKS, t.OPERATIONS), "WRITE"),  # auto-disable
         _group("hookstream-logstore", prefixed_by_settings=True),
         *_READERS,
     ],
@@ -88,6 +98,7 @@ COMPONENTS: dict[str, list[Grant]] = {
         *_topics((*TABLES, t.DELIVERIES, RETRY, t.DLQ, t.ATTEMPTS, t.REDRIVEN), "READ"),
         *_topics((*TABLES, t.ATTEMPTS, t.AUDIT), "WRITE"),
         *_REDRIVE,
+        *_REPLAY,
         *_READERS,
     ],
     # the command line of whoever deploys: topics, definitions, redrive
@@ -95,6 +106,7 @@ COMPONENTS: dict[str, list[Grant]] = {
         Grant("topic", "", ("CREATE", "DESCRIBE_CONFIGS"), prefixed=True),
         Grant("topic", "", ("READ", "WRITE"), prefixed=True),
         *_REDRIVE,
+        *_REPLAY,
         Grant("group", "hookstream-", ("READ",), prefixed=True, with_prefix=False),
     ],
 }
@@ -112,8 +124,9 @@ class Acl:
 
 
 def acls(component: str, principal: str, topic_prefix: str = "") -> list[Acl]:
-    """The ALLOW rules `principal` needs to run `component` (a key of COMPONENTS)."""
-    rules = []
+    """The ALLOW rules `principal` needs to run `component` (a key of COMPONENTS), each
+    once (redrive and replay both write deliveries, for one)."""
+    rules: dict[Acl, None] = {}
     for grant in COMPONENTS[component]:
         name = (topic_prefix if grant.with_prefix else "") + grant.name
         if grant.resource == "cluster":
@@ -122,8 +135,8 @@ def acls(component: str, principal: str, topic_prefix: str = "") -> list[Acl]:
         if grant.prefixed and not name:
             name, pattern = "*", "LITERAL"  # every topic (an empty prefix is no prefix)
         for operation in grant.operations:
-            rules.append(Acl(principal, grant.resource, name, pattern, operation))
-    return rules
+            rules[Acl(principal, grant.resource, name, pattern, operation)] = None
+    return list(rules)
 
 
 _FLAG = {"topic": "--topic", "group": "--group", "transactional-id": "--transactional-id",

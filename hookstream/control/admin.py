@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 import yaml
 
 from hookstream.config import Settings
+from hookstream.control.switch import disabled, disabled_event, enabled
 from hookstream.control.webhooks import load_definitions, redacted
-from hookstream.errors import InvalidDefinition
+from hookstream.errors import InvalidDefinition, UsageError
 from hookstream.io import codec_for, delivery_callback, flush, producer, read_all
 from hookstream.matching import (
     EntityTable,
@@ -22,13 +24,21 @@ from hookstream.matching import (
     plan,
     why_not,
 )
-from hookstream.policy import secret_box, signature_headers
+from hookstream.policy import (
+    generate_secret,
+    rotated,
+    secret_box,
+    signature_headers,
+    without_expired_secret,
+)
 from hookstream.records import (
     ENTITIES,
+    OPERATIONS,
     WEBHOOKS,
     Codec,
     EntityRecord,
     ItemChangeEvent,
+    OperationalEvent,
     WebhookDefinition,
 )
 from hookstream.render import RenderLimits
@@ -67,18 +77,56 @@ def _publish(settings: Settings, topic: str, records: Sequence[tuple[str, Any]])
         raise InvalidDefinition(topic, [f"not published: {e}" for e in errors])
 
 
-def apply_webhooks(settings: Settings, path: Path) -> list[tuple[WebhookDefinition, str]]:
-    """Validate every webhook under `path`, then publish those that changed."""
+def apply_webhooks(
+    settings: Settings, path: Path, now_ms: int | None = None
+) -> list[tuple[WebhookDefinition, str]]:
+    """Validate every webhook under `path`, then publish those that changed. Rotated-out
+    secrets past their grace period are dropped on the way, from every webhook."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     current = current_webhooks(settings)
     definitions = load_definitions(
-        path, secret_box(settings), current, settings.retry_tiers_s, settings.allowed_networks
+        path, secret_box(settings), current, settings.retry_tiers_s, settings.allowed_networks,
+        now_ms,
     )
     changed = [d for d in definitions if current.get(d.id) is not d]
-    _publish(settings, settings.topic(WEBHOOKS), [(d.id, d) for d in changed])
+    applied = {d.id for d in definitions}
+    swept = [d for d in expired_secrets_dropped(current, now_ms) if d.id not in applied]
+    _publish(settings, settings.topic(WEBHOOKS), [(d.id, d) for d in [*changed, *swept]])
     return [
         (d, ("created" if d.id not in current else "updated") if d in changed else "unchanged")
         for d in definitions
     ]
+
+
+def expired_secrets_dropped(
+    webhooks: dict[str, WebhookDefinition], now_ms: int
+) -> list[WebhookDefinition]:
+    """The webhooks whose rotated-out secret is past its grace period, without it: what
+    a sweep republishes so that the secret leaves the compacted topic too."""
+    swept = (without_expired_secret(d, now_ms) for d in webhooks.values())
+    return [d for d in swept if d is not webhooks[d.id]]
+
+
+def rotate_secret(
+    settings: Settings, webhook_id: str, grace_s: int, new_secret: str | None = None,
+    now_ms: int | None = None,
+) -> tuple[WebhookDefinition, str]:
+    """Make `new_secret` (or a generated one) the webhook's secret, the current one signing
+    beside it for `grace_s`; publish it, with every other webhook's expired secret dropped.
+    Returns the definition and the new secret. UsageError for an unknown webhook or a new
+    secret that is empty or the current one."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    current = current_webhooks(settings)
+    if webhook_id not in current:
+        raise UsageError(f"no webhook {webhook_id!r}")
+    secret = new_secret if new_secret is not None else generate_secret()
+    try:
+        definition = rotated(current[webhook_id], secret, grace_s, now_ms, secret_box(settings))
+    except ValueError as e:
+        raise UsageError(f"{webhook_id}: {e}") from None
+    swept = [d for d in expired_secrets_dropped(current, now_ms) if d.id != webhook_id]
+    _publish(settings, settings.topic(WEBHOOKS), [(d.id, d) for d in [definition, *swept]])
+    return definition, secret
 
 
 def delete_webhook(settings: Settings, webhook_id: str) -> bool:
@@ -86,6 +134,31 @@ def delete_webhook(settings: Settings, webhook_id: str) -> bool:
         return False
     _publish(settings, settings.topic(WEBHOOKS), [(webhook_id, None)])
     return True
+
+
+def enable_webhook(settings: Settings, webhook_id: str, now_ms: int
+                   ) -> tuple[WebhookDefinition, bool] | None:
+    """Publish `webhook_id` active again (its auto-disable record cleared): the definition
+    and whether it changed (False: it was active already); None if there is no such webhook."""
+    current = current_webhooks(settings).get(webhook_id)
+    if current is None:
+        return None
+    if current.is_active:
+        return current, False
+    definition = enabled(current, now_ms)
+    _publish(settings, settings.topic(WEBHOOKS), [(webhook_id, definition)])
+    return definition, True
+
+
+def disable_webhook(settings: Settings, webhook: WebhookDefinition, reason: str, at_ms: int
+                    ) -> OperationalEvent:
+    """Auto-disable: the webhook.disabled event, then the inactive definition. A crash
+    between the two publishes the event again next time (same event id)."""
+    definition = disabled(webhook, reason, at_ms)
+    event = disabled_event(definition)
+    _publish(settings, settings.topic(OPERATIONS), [(webhook.id, event)])
+    _publish(settings, settings.topic(WEBHOOKS), [(webhook.id, definition)])
+    return event
 
 
 def list_webhooks(settings: Settings) -> list[dict[str, Any]]:

@@ -25,8 +25,9 @@ from hookstream.policy import (
     literal_ipv4,
     parse_delay,
     parse_networks,
+    without_expired_secret,
 )
-from hookstream.records import WebhookDefinition
+from hookstream.records import OPERATIONAL_ITEMTYPE, OperationType, WebhookDefinition
 from hookstream.render import ESCAPING_MODES, compile_templates
 
 EVENTS = ("new", "update", "delete")
@@ -76,6 +77,8 @@ ITEMTYPES = frozenset(
 CUSTOM_ASSET = re.compile(r"^Glpi\\CustomAsset\\\w+Asset$")
 WEBHOOK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
+# Set by hookstream, never by YAML: auto-disable's record, cleared by `webhooks enable`.
+AUTO_DISABLE = ("disabled_reason", "disabled_at_ms", "enabled_at_ms")
 # YAML keys that are not stored as-is: plain secrets and the readable retry schedule.
 INPUT_ONLY = {"secret": str, "clientsecret": str, "retry_schedule": list}
 STORED = {f.name for f in fields(WebhookDefinition)} - {
@@ -83,6 +86,9 @@ STORED = {f.name for f in fields(WebhookDefinition)} - {
     "secret_encrypted",
     "clientsecret_encrypted",
     "retry_schedule_s",
+    "previous_secret_encrypted",  # set by rotate-secret only
+    "previous_secret_until_ms",
+    *AUTO_DISABLE,
 }
 
 
@@ -120,9 +126,14 @@ def validate(raw: Any, tiers_s: Sequence[int], global_allow: Sequence[str] = ())
     if ident and not WEBHOOK_ID.match(ident):
         errors.append(f"id {ident!r} must be 1-100 of [A-Za-z0-9._-]")
     itemtype = str(raw.get("itemtype", ""))
-    if itemtype and itemtype not in ITEMTYPES and not CUSTOM_ASSET.match(itemtype):
+    operational = itemtype == OPERATIONAL_ITEMTYPE
+    if (itemtype and itemtype not in ITEMTYPES and not CUSTOM_ASSET.match(itemtype)
+            and not operational):
         errors.append(f"unknown itemtype {itemtype!r}")
-    if raw.get("event") and raw["event"] not in EVENTS:
+    if operational and raw.get("event") and raw["event"] not in set(OperationType):
+        errors.append(f"unknown event {raw['event']!r}: {OPERATIONAL_ITEMTYPE} webhooks take "
+                      f"{', '.join(OperationType)}")
+    elif not operational and raw.get("event") and raw["event"] not in EVENTS:
         errors.append(f"unknown event {raw['event']!r}: GLPI raises only new, update, delete")
     method = str(raw.get("http_method", "post")).lower()
     if method not in METHODS:
@@ -242,9 +253,15 @@ def build(
     raw: Mapping[str, Any],
     box: SecretBox,
     previous: WebhookDefinition | None,
+    now_ms: int,
 ) -> WebhookDefinition:
     """A validated mapping to a definition. An omitted secret keeps the previous one (or is
-    generated as GLPI does); the version moves on only when something changed."""
+    generated as GLPI does); the version moves on only when something changed.
+
+    A secret rotated out by `rotate-secret` is kept through its grace period and dropped
+    once it is over (at `now_ms`). A `secret` that differs from the current one replaces
+    it at once, and drops any rotated-out secret with it: use rotate-secret for a grace
+    period."""
     values = {k: v for k, v in raw.items() if k in STORED}
     values["http_method"] = str(values.get("http_method", "post")).lower()
     values["filter"] = _filter_text(raw.get("filter"))
@@ -259,25 +276,45 @@ def build(
     client_secret = raw.get("clientsecret") or (
         box.decrypt(previous.clientsecret_encrypted) if previous else ""
     )
+    replaced = previous is None or secret != box.decrypt(previous.secret_encrypted)
+    rotation = None if replaced or previous is None else without_expired_secret(previous, now_ms)
+    if previous is not None:
+        values |= _kept_state(previous, bool(values.get("is_active", False)))
     candidate = WebhookDefinition(
         version=previous.version if previous else 1,
         secret_encrypted=box.encrypt(secret or generate_secret()),
         clientsecret_encrypted=box.encrypt(client_secret),
+        previous_secret_encrypted=rotation.previous_secret_encrypted if rotation else "",
+        previous_secret_until_ms=rotation.previous_secret_until_ms if rotation else 0,
         **values,
     )
     if previous is not None:
-        same_secrets = box.decrypt(candidate.secret_encrypted) == box.decrypt(
-            previous.secret_encrypted
-        ) and client_secret == box.decrypt(previous.clientsecret_encrypted)
+        same_secrets = (
+            not replaced
+            and client_secret == box.decrypt(previous.clientsecret_encrypted)
+            and candidate.previous_secret_encrypted == previous.previous_secret_encrypted
+        )
         if same_secrets and _public(candidate) == _public(previous):
             return previous
         candidate = replace(candidate, version=previous.version + 1)
     return candidate
 
 
+def _kept_state(previous: WebhookDefinition, active_wanted: bool) -> dict[str, Any]:
+    """What an apply keeps of hookstream's own state: an auto-disabled webhook stays
+    disabled, with its reason, though its YAML says `is_active: true` (only `webhooks
+    enable` brings it back); a YAML that disables it takes the webhook out of auto-disable."""
+    kept: dict[str, Any] = {"enabled_at_ms": previous.enabled_at_ms}
+    if previous.disabled_at_ms and active_wanted:
+        kept |= {"is_active": False, "disabled_reason": previous.disabled_reason,
+                 "disabled_at_ms": previous.disabled_at_ms}
+    return kept
+
+
 def _public(webhook: WebhookDefinition) -> dict[str, Any]:
     data = webhook.to_dict()
-    for key in ("version", "secret_encrypted", "clientsecret_encrypted"):
+    for key in ("version", "secret_encrypted", "clientsecret_encrypted",
+                "previous_secret_encrypted"):
         data.pop(key)
     return data
 
@@ -288,9 +325,11 @@ def load_definitions(
     current: Mapping[str, WebhookDefinition],
     tiers_s: Sequence[int],
     global_allow: Sequence[str] = (),
+    now_ms: int = 0,
 ) -> list[WebhookDefinition]:
     """Every webhook under `path`, validated; InvalidDefinition lists every error of every
-    webhook, and then none of them is returned."""
+    webhook, and then none of them is returned. `now_ms` judges whether a rotated-out secret
+    of a webhook in `current` is past its grace period (0: none is)."""
     errors: list[str] = []
     raws: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
@@ -306,7 +345,7 @@ def load_definitions(
         raise InvalidDefinition(str(path), errors)
     if not raws:
         raise InvalidDefinition(str(path), ["no webhook found"])
-    return [build(raw, box, current.get(str(raw["id"]))) for raw in raws]
+    return [build(raw, box, current.get(str(raw["id"])), now_ms) for raw in raws]
 
 
 def redacted(webhook: WebhookDefinition) -> dict[str, Any]:
@@ -315,4 +354,6 @@ def redacted(webhook: WebhookDefinition) -> dict[str, Any]:
     data["version"] = webhook.version
     data["secret"] = "<redacted>" if webhook.secret_encrypted else ""
     data["clientsecret"] = "<redacted>" if webhook.clientsecret_encrypted else ""
+    # A rotated-out secret: only whether there is one, and until when it signs.
+    data["previous_secret"] = "<redacted>" if webhook.previous_secret_encrypted else ""
     return data

@@ -367,6 +367,18 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 30.0) -> Iterato
         cons.close()
 
 
+def end_of_partition(msg: Message, what: str) -> bool:
+    """Whether a polled message is librdkafka's end-of-partition event (with
+    `enable.partition.eof`); False for a record; a failed message raises its error,
+    translated."""
+    error = msg.error()
+    if error is None:
+        return False
+    if error.code() == KafkaError._PARTITION_EOF:
+        return True
+    raise translate(error, what)
+
+
 def delivery_callback(errors: list[str]) -> Callable[[KafkaError | None, Message], None]:
     """A producer callback that collects delivery failures into `errors`."""
 

@@ -234,6 +234,15 @@ LOGSTORE_DB_ERRORS = Counter("hookstream_logstore_db_errors_total",
                              "Log store database operations that failed (unreachable, locked)",
                              ["operation"], registry=None)
 
+# -- operational events and auto-disable ------------------------------------------------
+OPERATIONAL_EVENTS = Counter("hookstream_operational_events_total",
+                             "Operational events the delivery process produced, by type "
+                             "(delivery.dead_lettered, circuit.opened)",
+                             ["type"], registry=None)
+WEBHOOKS_DISABLED = Counter("hookstream_webhooks_disabled_total",
+                            "Webhooks the log store disabled: their target failed every "
+                            "attempt for autodisable_after_s", ["glpi_instance"], registry=None)
+
 # -- every component -------------------------------------------------------------------
 READY = Gauge("hookstream_ready", "1 once the component's tables are caught up", ["component"],
               registry=None)
@@ -278,14 +287,14 @@ COMPONENTS: dict[str, tuple[Family, ...]] = {
     "delivery": (
         ATTEMPTS.metric, GONE.metric, LATENCY.metric, DELIVERY_LAG, IN_FLIGHT, UNDECODABLE,
         *_CONSUMER, RETRY_DUE, RETRY_WAITING, DLQ_DEPTH, OLDEST_UNDELIVERED, CIRCUIT_OPEN,
-        WEBHOOK_INFO,
+        WEBHOOK_INFO, OPERATIONAL_EVENTS,
     ),
     "ingest": (INGEST_REQUESTS, INGEST_PRODUCE, GLPI_DELAY, INGEST_INEXACT, READY),
     "poller": (POLLER_API_CALLS, POLLER_CHANGES, POLLER_OWN_CHANGES, POLLER_LATENCY,
                POLLER_CURSOR_AGE, POLLER_ERRORS, READY),
     "writeback": (WRITEBACK, READY),
     "logstore": (LOGSTORE_RECORDS, LOGSTORE_WRITE, LOGSTORE_PRUNED, LOGSTORE_DB_ERRORS,
-                 *_CONSUMER),
+                 WEBHOOKS_DISABLED, *_CONSUMER),
     "admin": (READY,),  # the admin API and the console
 }
 _PLATFORM = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)  # process_*, python_*

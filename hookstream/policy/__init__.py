@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hookstream.policy.autodisable import Disable, TargetHealth, counts, observe, verdict
 from hookstream.policy.circuit import Admission, CircuitBreakers, CircuitState, origin_of
 from hookstream.policy.concurrency import AdaptiveLimit
 from hookstream.policy.ingest import (
@@ -49,6 +50,12 @@ from hookstream.policy.retry import (
     tier_topics,
     topic_of,
 )
+from hookstream.policy.rotation import (
+    parse_grace,
+    previous_secret_live,
+    rotated,
+    without_expired_secret,
+)
 from hookstream.policy.secrets import SecretBox, secret_box
 from hookstream.policy.signing import (
     cra_expected_answer,
@@ -81,6 +88,7 @@ __all__ = [
     "DeadLetter",
     "Decision",
     "Delivered",
+    "Disable",
     "IncomingRequest",
     "IngestInstance",
     "Network",
@@ -93,11 +101,13 @@ __all__ = [
     "Retryable",
     "SecretBox",
     "Success",
+    "TargetHealth",
     "Verdict",
     "assess",
     "blocked_reason",
     "circuit_charge",
     "classify",
+    "counts",
     "cra_expected_answer",
     "cra_token",
     "cra_url",
@@ -109,11 +119,15 @@ __all__ = [
     "glpi_signature",
     "literal_ipv4",
     "next_route",
+    "observe",
     "origin_of",
     "parse_delay",
+    "parse_grace",
     "parse_networks",
     "parse_payload",
     "parse_retry_after",
+    "previous_secret_live",
+    "rotated",
     "secret_box",
     "signature_headers",
     "signature_valid",
@@ -125,4 +139,6 @@ __all__ = [
     "tier_of",
     "tier_topics",
     "topic_of",
+    "verdict",
+    "without_expired_secret",
 ]

@@ -109,21 +109,28 @@ def standard_headers(
 
 
 def signature_headers(
-    scheme: str, secret: str, delivery_id: str, body: bytes, timestamp_s: int
+    scheme: str,
+    secret: str,
+    delivery_id: str,
+    body: bytes,
+    timestamp_s: int,
+    previous: Sequence[str] = (),
 ) -> dict[str, str]:
     """Signature headers for `scheme`: "glpi", "standard" or "both".
 
     The delivery id is the Standard Webhooks message id: it is stable across
-    attempts, which is what lets receivers deduplicate retries.
+    attempts, which is what lets receivers deduplicate retries. `previous` lists
+    secrets still in their rotation grace period: the Standard Webhooks header
+    carries their signatures after the current one's; GLPI's single header has
+    room for one signature, the current secret's.
     """
     if scheme == "glpi":
         return glpi_headers(secret, body, timestamp_s)
+    standard = standard_headers([secret, *previous], delivery_id, body, timestamp_s)
     if scheme == "standard":
-        return standard_headers(secret, delivery_id, body, timestamp_s)
+        return standard
     if scheme == "both":
-        return glpi_headers(secret, body, timestamp_s) | standard_headers(
-            secret, delivery_id, body, timestamp_s
-        )
+        return glpi_headers(secret, body, timestamp_s) | standard
     raise ValueError(f"unknown signature scheme {scheme!r}, expected one of {SCHEMES}")
 
 

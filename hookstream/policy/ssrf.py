@@ -4,7 +4,7 @@ Webhook URLs are written by GLPI administrators, and a GLPI account with the
 `config` right must not turn hookstream into a proxy towards the cluster's own
 network, the loopback interface or a cloud metadata service. This module answers
 one question, "may we connect to this address?", for the address the socket is
-about to connect to; `connectors/guard.py` asks it at connect time.
+about to connect to; `connectors/delivery/http/guard.py` asks it at connect time.
 
 Nothing here resolves names or opens sockets.
 """

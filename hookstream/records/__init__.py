@@ -31,6 +31,13 @@ from hookstream.records.events import (
     make_event,
 )
 from hookstream.records.instances import DEFAULT_TOLERANCE_S, InstanceRecord, is_timezone
+from hookstream.records.operations import (
+    OPERATIONAL_ITEMTYPE,
+    OperationalEvent,
+    OperationType,
+    as_item_change,
+    operational_event,
+)
 from hookstream.records.topics import (
     ATTEMPTS,
     AUDIT,
@@ -40,6 +47,7 @@ from hookstream.records.topics import (
     INSTANCES,
     ITEM_CHANGES,
     ITEM_CHANGES_DLQ,
+    OPERATIONS,
     POLLER_CURSORS,
     REDRIVEN,
     WEBHOOKS,
@@ -58,6 +66,8 @@ __all__ = [
     "INSTANCES",
     "ITEM_CHANGES",
     "ITEM_CHANGES_DLQ",
+    "OPERATIONAL_ITEMTYPE",
+    "OPERATIONS",
     "POLLER_CURSORS",
     "REDRIVEN",
     "WEBHOOKS",
@@ -70,11 +80,14 @@ __all__ = [
     "EntityRecord",
     "InstanceRecord",
     "ItemChangeEvent",
+    "OperationType",
+    "OperationalEvent",
     "Outcome",
     "PollCursor",
     "Record",
     "Trigger",
     "WebhookDefinition",
+    "as_item_change",
     "avro_topics",
     "delivery_id_for",
     "header",
@@ -82,6 +95,7 @@ __all__ = [
     "is_timezone",
     "make_event",
     "only_instance",
+    "operational_event",
     "parse_event_line",
     "parse_event_lines",
     "record_to_json",

@@ -18,8 +18,11 @@ from hookstream.records.events import Record
 class AuditAction(StrEnum):
     SEND_NOW = "delivery.send"
     REDRIVE = "dlq.redrive"
+    REPLAY = "webhook.replay"
     WEBHOOK_PUT = "webhook.put"
     WEBHOOK_DELETE = "webhook.delete"
+    WEBHOOK_ROTATE_SECRET = "webhook.rotate_secret"
+    WEBHOOK_ENABLE = "webhook.enable"
     LOGIN = "token.login"
     LOGOUT = "token.logout"
 

@@ -35,6 +35,7 @@ from hookstream.records.events import (
     Record,
 )
 from hookstream.records.instances import InstanceRecord
+from hookstream.records.operations import OperationalEvent
 
 SCHEMA_HEADER = "hookstream-schema"
 VERSION_HEADER = "hookstream-schema-version"
@@ -51,6 +52,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         InstanceRecord,
         PollCursor,
         AuditRecord,
+        OperationalEvent,
     )
 }
 

@@ -49,3 +49,10 @@ class WebhookDefinition(Record):
     rate_limit_per_s: float = 0.0
     allowed_networks: list[str] = field(default_factory=list)
     escaping: str = "hookstream"  # custom body: "hookstream" (JSON-safe) or "glpi" (as GLPI)
+    # A rotated-out secret, signing beside the current one until its grace period ends.
+    previous_secret_encrypted: str = ""
+    previous_secret_until_ms: int = 0
+    # Auto-disable: set by the log store with is_active false, cleared by `webhooks enable`.
+    disabled_reason: str = ""
+    disabled_at_ms: int = 0
+    enabled_at_ms: int = 0  # failures before the last re-enable do not count

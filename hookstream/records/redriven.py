@@ -3,7 +3,7 @@
 Each ledger record is keyed by the DLQ position it redrove, `partition:offset`; its value
 is the delivery id (a tombstone, no value, withdraws the entry, as compaction would). A
 DLQ record is still dead-lettered while its position is not in the ledger. The one rule,
-used by `hookstream dlq list` and redrive (connectors/redrive.py) and by the
+used by `hookstream dlq list` and redrive (connectors/delivery/redrive/) and by the
 `hookstream_dlq_depth` gauge (io/dlq_depth.py).
 
 Positions are kept as integer offsets per partition, never payloads, and can be dropped

@@ -20,6 +20,7 @@ ATTEMPTS = "hookstream.attempts"
 REDRIVEN = "hookstream.dlq-redriven"  # ledger: DLQ positions already redriven
 POLLER_CURSORS = "hookstream.poller-cursors"  # GLPI API poller: position per stream
 AUDIT = "hookstream.audit"  # every write through the admin API or the console
+OPERATIONS = "hookstream.operations"  # operational events: webhook.disabled, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t(POLLER_CURSORS), tables, _COMPACT),
         TopicSpec(t(ITEM_CHANGES_DLQ), n, _delete(30)),
         TopicSpec(t(AUDIT), tables, _delete(365)),
+        TopicSpec(t(OPERATIONS), tables, _delete(30)),
     ]
     for name, delay in zip(
         retry_topics(settings), settings.retry_tiers_s, strict=True
@@ -78,6 +80,7 @@ def avro_topics(settings: Settings) -> dict[str, str]:
         t(ATTEMPTS): "AttemptRecord",
         t(POLLER_CURSORS): "PollCursor",
         t(AUDIT): "AuditRecord",
+        t(OPERATIONS): "OperationalEvent",
     }
     topics.update(dict.fromkeys(retry_topics(settings), "DeliveryRequest"))
     return topics

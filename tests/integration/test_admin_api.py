@@ -35,6 +35,7 @@ from hookstream.records import (
     DeliveryRequest,
     make_event,
 )
+from hookstream.records.replays import replay_delivery_id
 from tests.integration.harness import (
     RunningDelivery,
     apply_webhooks,
@@ -131,7 +132,7 @@ def routes(api: Api) -> list[tuple[str, str]]:
     for path, methods in spec["paths"].items():
         concrete = (path.replace("{webhook_id}", "hook-a").replace("{delivery_id}", api.ids["a"][0])
                     .replace("{instance}", "glpi-a").replace("{itemtype}", "Ticket")
-                    .replace("{items_id}", "1"))
+                    .replace("{items_id}", "1").replace("{replay_id}", "r1"))
         filled += [(method.upper(), concrete) for method in methods]
     return filled
 
@@ -327,6 +328,89 @@ def test_force_send_and_redrive_through_the_api(api: Api, caplog: pytest.LogCapt
                 if r.webhook_id == "hook-b"]
     assert len(redriven) == 4 and {r.delivery_id for r in redriven[2:]} == set(api.ids["b"])
     assert len(read(api.settings, DLQ, DeliveryRequest)) == 2
+
+
+def test_a_replay_through_the_api_runs_in_the_background_once_and_is_audited(api: Api
+                                                                             ) -> None:
+    seen = make_event("glpi-a", "Ticket", 9, "new", {"id": 9, "name": "seen in glpi-a"},
+                      occurred_at=0, entities_id=0)
+
+    def until_ended(replay_id: str) -> dict[str, Any]:
+        path = f"/v1/webhooks/hook-a/replays/{replay_id}"
+        ended = wait_until(lambda: (a := api.call("GET", path).json())["state"] != "running"
+                           and a, 60)
+        assert isinstance(ended, dict)
+        return ended
+
+    dry = api.call("POST", "/v1/webhooks/hook-a/replays", json={"since_ms": 0, "dry_run": True})
+    assert dry.status_code == 202 and dry.json()["dry_run"] is True
+    replay_id = dry.json()["replay_id"]
+    assert {k: until_ended(replay_id)[k] for k in ("state", "read", "matched", "replayed")} == {
+        "state": "finished", "read": 2, "matched": 1, "replayed": 1}  # glpi-b's is not hook-a's
+    ours = {replay_delivery_id(seen.event_id, "hook-a", replay_id)}
+
+    def written() -> list[str]:
+        return [r.delivery_id for r in read(api.settings, DELIVERIES, DeliveryRequest)
+                if r.delivery_id in ours]
+
+    assert written() == []  # a dry run writes nothing
+    started = api.call("POST", "/v1/webhooks/hook-a/replays", token="team-a",
+                       json={"since_ms": 0})
+    assert started.status_code == 202 and started.json()["replay_id"] == replay_id
+    first = until_ended(replay_id)
+    assert (first["state"], first["replayed"], first["already"]) == ("finished", 1, 0)
+    api.call("POST", "/v1/webhooks/hook-a/replays", json={"since_ms": 0})
+    again = until_ended(replay_id)
+    assert (again["replayed"], again["already"]) == (0, 1)  # the same replay: nothing twice
+    assert written() == list(ours)
+
+    assert api.call("POST", "/v1/webhooks/hook-b/replays", token="team-a",
+                    json={"since_ms": 0}).status_code == 404
+    assert api.call("POST", "/v1/webhooks/hook-a/replays",
+                    json={"since_ms": 5, "until_ms": 5}).status_code == 422
+    assert api.call("GET", "/v1/webhooks/hook-a/replays/nope").status_code == 404
+    assert api.call("GET", f"/v1/webhooks/hook-b/replays/{replay_id}").status_code == 404
+    audited = wait_until(lambda: [(r.token, r.result) for r in read(
+        api.settings, AUDIT, AuditRecord) if r.action == "webhook.replay"] or None)
+    assert audited[:2] == [
+        ("team-a", f"replay {replay_id} started"),
+        ("team-a", f"replay {replay_id} ended: read 2 events, matched 1, replayed 1, "
+                   "already replayed before 0, skipped 0")]
+
+
+def test_rotate_secret_keeps_the_old_one_for_the_grace_period_and_is_audited(api: Api
+                                                                          ) -> None:
+    new_secret = "rotated-secret-Yv7Qm2"
+    body = {"instance": "glpi-a", "name": "rotating", "itemtype": "Ticket", "event": "new",
+            "url": "https://example.test/hook", "secret": SECRET}
+    assert api.call("PUT", "/v1/webhooks/hook-rot", token="team-a", json=body).status_code == 200
+    before_ms = int(time.time() * 1000)
+    rotated = api.call("POST", "/v1/webhooks/hook-rot/rotate-secret", token="team-a",
+                       json={"secret": new_secret, "grace": "2h"})
+    assert rotated.status_code == 200, rotated.text
+    shown = rotated.json()["webhook"]
+    assert (shown["version"], shown["secret"], shown["previous_secret"]) == (
+        2, "<redacted>", "<redacted>")
+    assert 0 <= shown["previous_secret_until_ms"] - before_ms - 7_200_000 < 60_000
+    assert new_secret not in rotated.text and SECRET not in rotated.text
+    assert api.call("GET", "/v1/webhooks/hook-rot").json()["previous_secret"] == "<redacted>"
+    topic = current_webhooks(api.settings)["hook-rot"]
+    assert topic.previous_secret_until_ms == shown["previous_secret_until_ms"]
+    # refused: the current secret again, a bad grace, a read-only token
+    for payload, token, status in (({"secret": new_secret}, "team-a", 422),
+                                   ({"secret": "x", "grace": "soon"}, "team-a", 422),
+                                   ({"secret": "x"}, "reader", 403)):
+        refused = api.call("POST", "/v1/webhooks/hook-rot/rotate-secret", token=token,
+                           json=payload)
+        assert refused.status_code == status, (payload, token, refused.text)
+        assert new_secret not in refused.text
+    assert "is the current one" in api.call(
+        "POST", "/v1/webhooks/hook-rot/rotate-secret", json={"secret": new_secret}).text
+    assert current_webhooks(api.settings)["hook-rot"].version == 2
+    records = [r for r in read(api.settings, AUDIT, AuditRecord) if r.target == "hook-rot"]
+    assert [(r.token, r.action, r.result) for r in records][-1:] == [
+        ("team-a", "webhook.rotate_secret", "rotated, v2")]
+    assert api.call("DELETE", "/v1/webhooks/hook-rot", token="team-a").status_code == 204
 
 
 def test_every_write_is_in_the_audit_trail_with_its_token_name(api: Api) -> None:

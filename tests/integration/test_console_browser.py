@@ -331,6 +331,26 @@ def test_preview_a_webhook(console: Console) -> None:
     page.context.close()
 
 
+def test_rotate_a_secret_from_the_webhook_page(console: Console) -> None:
+    new_secret = "console-rotated-secret-4Qx"
+    page = logged_in(console)
+    page.goto(console.url + "/webhooks/to-flaky")
+    form = page.locator("#rotate-secret")
+    form.get_by_label("New secret").fill(new_secret)
+    form.get_by_label("Grace period").fill("2h")
+    form.get_by_role("button", name="Rotate secret").click()
+    page.wait_for_url("**/webhooks/to-flaky")
+    assert page.locator("#flash").inner_text() == (
+        "Secret rotated (v2): the previous secret also signs Standard Webhooks signatures "
+        "for 2h.")
+    definition = page.locator("#definition").inner_text()
+    assert re.search(r"previous_secret\s+<redacted>", definition)
+    assert re.search(r"previous_secret_until_ms\s+[1-9][0-9]{12}", definition)
+    assert new_secret not in page.content() and SECRET not in page.content()
+    shot(page, "webhook-rotated")
+    page.context.close()
+
+
 def test_a_token_scoped_to_instance_a_sees_nothing_of_b(console: Console) -> None:
     page = logged_in(console, "team-a")
     page.goto(console.url + "/webhooks")
@@ -562,3 +582,37 @@ def test_each_webhook_shows_its_last_delivery_circuit_and_last_24_hours(
     assert "derived from the log store" in page.locator("#circuit-how").inner_text()
     shot(page, "webhook-picture")
     page.context.close()
+
+
+def test_replay_into_a_webhook_added_after_the_fact(console: Console, tmp_path: Path) -> None:
+    """Last in this module: it adds a webhook. Events that reached Kafka before the webhook
+    existed, replayed into it from its page: the count first, then the progress and the
+    final count."""
+    console.receiver.on("/late", statuses=[200])
+    now_ms = int(time.time() * 1000)
+    publish(console.settings, [make_event(
+        "glpi-a", "Ticket", 7000 + n, "update", {"id": 7000 + n, "name": f"before the hook {n}"},
+        occurred_at=now_ms, entities_id=0) for n in range(3)], ITEM_CHANGES)  # type: ignore[list-item]
+    apply_webhooks(console.settings, tmp_path, {
+        "id": "to-late", "event": "update", "url": console.receiver.url("/late"),
+        "allowed_networks": ["127.0.0.0/8"], "entities_id": 0, "is_recursive": True,
+        "filter": [{"field": 1, "searchtype": "contains", "value": "before the hook"}]})
+    page = logged_in(console)
+    page.goto(console.url + "/webhooks/to-late")
+    reload_until(page, lambda: page.locator("#replay-start").count() == 1)
+    page.get_by_label("Events of the last").fill("1")
+    page.get_by_label("At most").fill("0")
+    page.locator("#replay-start").click()
+    page.wait_for_url("**/webhooks/to-late/replay")
+    assert re.fullmatch(r"Events since .+: \d+ read, 3 matching the webhook as it is defined "
+                        r"now, 3 to replay\.", page.locator("#replay-count").inner_text())
+    shot(page, "replay-confirm")
+    page.locator("#confirm").click()
+    page.wait_for_url("**/webhooks/to-late/replays/*")
+    page.locator("#replay-state", has_text="finished").wait_for()  # polled, no reload
+    assert re.fullmatch(r"(\d+) of \1 events of the range read: 3 matched, 3 replayed, "
+                        r"0 already replayed before, 0 skipped\.",
+                        page.locator("#replay-count").inner_text())
+    shot(page, "replay-finished")
+    got = console.receiver.wait_for(3, path="/late", timeout_s=60)
+    assert sorted(r.body.count(b"before the hook") for r in got) == [1, 1, 1]

@@ -3,7 +3,7 @@
 The delivery process runs as `python -m hookstream.cli run delivery`, configured only
 through HOOKSTREAM_* variables. It is killed once part of the load has reached the
 receiver; a second process takes over from the committed offsets (after the dead
-member's session times out: 9 s, see connectors/delivery.py). The scenario runs once per
+member's session times out: 9 s, see connectors/delivery/service.py). The scenario runs once per
 module; the tests below check what it recorded.
 """
 

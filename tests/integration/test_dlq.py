@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from connectors.redrive import dead_letters, redrive
+from connectors.delivery.redrive import dead_letters, redrive
 from hookstream.config import Settings
 from hookstream.records import ATTEMPTS, DELIVERIES, DLQ, AttemptRecord, DeliveryRequest
 from tests.integration.harness import (

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from connectors.redrive import redrive
+from connectors.delivery.redrive import redrive
 from hookstream.config import Settings
 from hookstream.control import admin
+from hookstream.control.replay import ReplayJob, replay
 from hookstream.errors import KafkaFailed
 from hookstream.io import create_topics
 from hookstream.io import kafka as kafka_io
@@ -83,7 +84,7 @@ def test_the_pipeline_runs_with_each_component_as_its_own_least_privileged_princ
     kafka: SecureKafka, tmp_path: Path, prefix: str
 ) -> None:
     users = {user: as_user(kafka, user, tmp_path, prefix)
-             for user in ("operator", "processor", "ingest", "delivery", "logstore")}
+             for user in ("operator", "processor", "ingest", "delivery", "logstore", "admin")}
     operator = users["operator"]
     create_topics(operator)
     apply_instances(operator, tmp_path)
@@ -115,6 +116,11 @@ def test_the_pipeline_runs_with_each_component_as_its_own_least_privileged_princ
                 assert redrive(operator) == 1
                 assert wait_until(lambda: outcomes(operator, "gone") == ["dead_lettered"] * 2)
                 assert len(receiver.requests("/gone")) == 2
+                # a replay, as the admin API runs it (a group and a transaction of its own)
+                replayed = replay(users["admin"], ReplayJob("ok", "secure", 0))
+                assert (replayed.count.matched, replayed.count.replayed) == (1, 1)
+                again = receiver.wait_for(2, path="/ok", timeout_s=60)
+                assert len(again) == 2 and again[1].body == delivered.body
         finally:
             processor.stopping.set()
             thread.join(30)

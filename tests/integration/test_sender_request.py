@@ -8,7 +8,7 @@ import hashlib
 
 import aiohttp
 
-from connectors.sender import HttpResult, Sender, Target
+from connectors.delivery.http import HttpResult, Sender, Target
 from hookstream.policy import RetryPolicy
 from hookstream.records import DeliveryRequest, delivery_id_for
 from tests.receiver import Receiver

@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from connectors.delivery import DeliveryService
-from connectors.sender import HttpResult, Target
+from connectors.delivery.http import HttpResult, Target
 from hookstream.config import Settings, load_settings
 from hookstream.policy import Network, secret_box
 from hookstream.records import (

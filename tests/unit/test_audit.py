@@ -8,11 +8,13 @@ import dataclasses
 
 import pytest
 
-from connectors.redrive import RedriveCount, selected
+from connectors.admin.models import AuditQuery
+from connectors.delivery.redrive import RedriveCount, selected
 from hookstream.config import Settings
 from hookstream.control.acls import acls
 from hookstream.records import (
     AUDIT,
+    AuditAction,
     AuditRecord,
     DeliveryRequest,
     avro_topics,
@@ -91,3 +93,11 @@ def test_the_audit_topic_is_registered_and_granted() -> None:
     assert grants("admin") == {"WRITE"}
     assert grants("logstore") == {"READ"}
     assert grants("delivery") == grants("processor") == set()
+
+
+def test_every_audit_action_can_be_queried() -> None:
+    """The API's filter is the enum itself: an action added later is queryable at once."""
+    for action in AuditAction:
+        assert AuditQuery(action=action.value).action is action
+    with pytest.raises(ValueError):
+        AuditQuery(action="webhook.unknown")

@@ -25,6 +25,11 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
      "--since 'yesterday': not a date-time nor a duration like 2h"),
     (["webhooks", "apply"], "hookstream webhooks apply needs -f FILE_OR_DIR"),
     (["webhooks", "delete"], "hookstream webhooks delete needs a webhook ID"),
+    (["webhooks", "rotate-secret"], "hookstream webhooks rotate-secret needs a webhook ID"),
+    (["webhooks", "rotate-secret", "w", "--grace", "2x"],
+     "--grace '2x' is not a period such as 24h, 90m, 7d or 0 (at most 30d)"),
+    (["webhooks", "rotate-secret", "w", "--grace", "31d"],
+     "--grace '31d' is not a period such as 24h, 90m, 7d or 0 (at most 30d)"),
     (["instances", "apply"], "hookstream instances apply needs -f FILE"),
     (["instances", "delete"], "hookstream instances delete needs an instance NAME"),
 ])

@@ -204,13 +204,15 @@ def test_event_id_is_stable_and_content_sensitive() -> None:
     assert a.entities_id == 3  # taken from item.entity.id
 
 
+_DEFINITION_V3 = {"previous_secret_encrypted": "", "previous_secret_until_ms": 0}
 _ATTEMPT_V3 = {"trigger": "", "trigger_tier": None, "actor": None, "request_method": None,
                "request_url": None, "request_headers": {}, "body_sha256": None,
                "reason": None, "next_step": None}
 
 
 @pytest.mark.parametrize(("name", "version", "added"), [
-    ("WebhookDefinition", 1, {"escaping": "hookstream"}),
+    ("WebhookDefinition", 1, {"escaping": "hookstream", **_DEFINITION_V3}),
+    ("WebhookDefinition", 2, _DEFINITION_V3),
     ("AttemptRecord", 1, {"hop": 0, **_ATTEMPT_V3}),
     ("AttemptRecord", 2, _ATTEMPT_V3),
     ("Instance", 1, {"timezone": "UTC"}),

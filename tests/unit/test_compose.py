@@ -87,7 +87,7 @@ def test_prometheus_scrapes_every_component_with_the_rules(
     if shutil.which("promtool"):
         done = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
                               capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0 and "9 rules found" in done.stdout, done.stdout + done.stderr
+        assert done.returncode == 0 and "10 rules found" in done.stdout, done.stdout + done.stderr
 
 
 def test_grafana_is_provisioned_with_the_dashboards(services: dict[str, Any]) -> None:

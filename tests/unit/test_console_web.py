@@ -14,17 +14,21 @@ from typing import Any
 
 import pytest
 import uvicorn
+from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, insert
 
 from connectors.admin import create_app, new_token, parse_tokens, server_options, token_hash
 from connectors.console.session import COOKIE, FLASH_COOKIE, Flash, Signer
+from connectors.delivery.redrive import RedriveCount
 from connectors.logstore import migrate
 from connectors.logstore.schema import audit, deliveries
-from connectors.redrive import RedriveCount
 from hookstream.config import Settings
+from hookstream.policy import SecretBox, rotated
+from hookstream.records import WebhookDefinition
 
 NOW = 1_800_000_000.0
+BOX = SecretBox(Fernet.generate_key().decode())
 
 
 @dataclass
@@ -35,6 +39,7 @@ class FakeContext:
     audited: list[tuple[str, str, str, str, str | None, str]] = field(default_factory=list)
     answer: tuple[str, int | None, str | None] = ("delivered", 200, None)
     dead: dict[int | None, int] = field(default_factory=lambda: {401: 4, 500: 8})
+    hooks: dict[str, WebhookDefinition] = field(default_factory=dict)
 
     def clock(self) -> float:
         return NOW
@@ -43,7 +48,13 @@ class FakeContext:
         return {}
 
     def webhook(self, webhook_id: str) -> Any:
-        return None
+        return self.hooks.get(webhook_id)
+
+    def rotate_secret(self, webhook: WebhookDefinition, new_secret: str,
+                      grace_s: int) -> WebhookDefinition:
+        done = rotated(webhook, new_secret, grace_s, int(NOW * 1000), BOX)
+        self.hooks[webhook.id] = done
+        return done
 
     def force_send(self, delivery_id: str, actor: str | None = None) -> Any:
         self.sent.append(delivery_id)
@@ -337,3 +348,40 @@ def test_the_audit_page_filters_by_token_and_action_within_the_scope(setup: Any)
     client.cookies.clear()
     login(client, plain["team-a"])
     assert tokens("/audit") == ["alice"]  # glpi-a's writes only
+
+
+def test_rotating_a_secret_from_the_console_is_audited_and_repeats_no_secret(
+        setup: Any) -> None:
+    client, ctx, plain, _ = setup
+    for instance in ("glpi-a", "glpi-b"):
+        ctx.hooks[f"hook-{instance}"] = WebhookDefinition(
+            f"hook-{instance}", 1, instance, "n", "Ticket", "new", "https://example.test/h",
+            BOX.encrypt("old-secret-old-secret"))
+    csrf = login(client, plain["team-a"])
+    done = client.post("/webhooks/hook-glpi-a/rotate-secret",
+                       data={"csrf": csrf, "secret": "new-secret-new-secret", "grace": "2h"})
+    assert done.status_code == 303 and done.headers["location"] == "/webhooks/hook-glpi-a"
+    assert flash_of(client.get("/queue")) == (
+        "success", "Secret rotated (v2): the previous secret also signs Standard Webhooks "
+        "signatures for 2h.")
+    rotated_hook = ctx.hooks["hook-glpi-a"]
+    assert BOX.decrypt(rotated_hook.previous_secret_encrypted) == "old-secret-old-secret"
+    assert rotated_hook.previous_secret_until_ms == int(NOW * 1000) + 7_200_000
+    assert ctx.audited[-1] == ("team-a", "webhook.rotate_secret", "hook-glpi-a", "rotated, v2",
+                               "glpi-a", "console")
+    again = client.post("/webhooks/hook-glpi-a/rotate-secret",
+                        data={"csrf": csrf, "secret": "new-secret-new-secret"})
+    assert again.status_code == 422 and "the new secret is the current one" in again.text
+    assert "new-secret-new-secret" not in again.text
+    bad = client.post("/webhooks/hook-glpi-a/rotate-secret",
+                      data={"csrf": csrf, "secret": "third", "grace": "soon"})
+    assert bad.status_code == 422 and "grace &#39;soon&#39; is not a period" in bad.text
+    assert client.post("/webhooks/hook-glpi-b/rotate-secret",  # another instance's
+                       data={"csrf": csrf, "secret": "x"}).status_code == 404
+    assert client.post("/webhooks/hook-glpi-a/rotate-secret",
+                       data={"secret": "x"}).status_code == 403  # no CSRF token
+    assert [a[1] for a in ctx.audited] == ["token.login", "webhook.rotate_secret"]
+    assert ctx.hooks["hook-glpi-a"].version == 2
+    reader = login(client, plain["reader"])
+    assert client.post("/webhooks/hook-glpi-a/rotate-secret",
+                       data={"csrf": reader, "secret": "x"}).status_code == 403

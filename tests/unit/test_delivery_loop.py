@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from connectors.sender import HttpResult
+from connectors.delivery.http import HttpResult
 from tests.unit.delivery_fakes import (
     ATTEMPTS,
     DELIVERIES,

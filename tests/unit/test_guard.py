@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from connectors.guard import (
+from connectors.delivery.http.guard import (
     BlockedAddressError,
     allowed_networks,
     check_url,

@@ -49,7 +49,7 @@ def database(store: FlakyStore, waits: list[float], stop_after: int = 99) -> Dat
     return Database(cast(LogStore, store), wait)
 
 
-ROWS = Rows([object(), object()], [], [object()], [])  # type: ignore[list-item]
+ROWS = Rows([object(), object()], [], [object()], [], [], [])  # type: ignore[list-item]
 
 
 def test_a_failing_write_is_retried_with_capped_backoff_and_one_warning(

@@ -185,7 +185,7 @@ EXPORTED = {
         "hookstream_delivery_in_flight", "hookstream_undecodable_total", "hookstream_retry_due",
         "hookstream_retry_waiting", "hookstream_dlq_depth",
         "hookstream_oldest_undelivered_seconds", "hookstream_circuit_open",
-        "hookstream_webhook_info", *LAG_READY},
+        "hookstream_webhook_info", "hookstream_operational_events_total", *LAG_READY},
     "ingest": {"hookstream_ingest_requests_total", "hookstream_ingest_produce_seconds",
                "hookstream_ingest_glpi_delay_seconds", "hookstream_ingest_inexact_bodies_total",
                "hookstream_ready"},
@@ -196,7 +196,8 @@ EXPORTED = {
     "writeback": {"hookstream_writeback_total", "hookstream_ready"},
     "logstore": {"hookstream_logstore_records_total", "hookstream_logstore_write_seconds",
                  "hookstream_logstore_pruned_deliveries_total",
-                 "hookstream_logstore_db_errors_total", *LAG_READY},
+                 "hookstream_logstore_db_errors_total", "hookstream_webhooks_disabled_total",
+                 *LAG_READY},
     "admin": {"hookstream_ready"},
 }
 

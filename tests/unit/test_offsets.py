@@ -1,4 +1,4 @@
-from connectors.offsets import OffsetTracker
+from connectors.delivery.offsets import OffsetTracker
 
 
 def test_commits_only_up_to_the_lowest_pending_offset() -> None:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import TopicPartition
 
-from connectors.sender import HttpResult, Target
+from connectors.delivery.http.sender import HttpResult, Target
 from hookstream.policy import Network
 from hookstream.records import DeliveryRequest
 
@@ -63,7 +63,7 @@ class RecordSink(Protocol):
 
 
 class HttpSender(Protocol):
-    """One HTTP attempt (connectors.sender.Sender)."""
+    """One HTTP attempt (connectors.delivery.http.sender.Sender)."""
 
     async def send(self, request: DeliveryRequest, target: Target,
                    global_allow: tuple[Network, ...] = ()) -> HttpResult: ...

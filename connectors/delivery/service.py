@@ -1,14 +1,9 @@
 """The delivery consumer: hookstream.deliveries and the retry tiers -> HTTP.
 
-A thin loop: fetch records, hand each to its part, store offsets.
+A thin loop: fetch records, hand each to its part, store offsets (the parts are listed
+in the package's docstring; the decisions are hookstream.policy's).
 
-    delivery_tiers     hold not-yet-due retries, pause and resume partitions
-    delivery_stale     one record of a delivery at a time; drop copies already handled
-    delivery_limits    global, per-origin (adaptive), per-webhook and rate limits
-    hookstream.policy  the decisions: circuit admission and charge, decide(), tier topics
-    delivery_outcomes  attempt, retry and DLQ records; offsets once they are durable
-
-Kafka and HTTP come in through the narrow protocols of delivery_ports, so the loop's
+Kafka and HTTP come in through the narrow protocols of ports, so the loop's
 decisions are unit-tested with in-memory fakes and a recording sender.
 
 Group settings: a killed member's partitions must be resumed by another member within
@@ -36,15 +31,16 @@ import aiohttp
 import uvloop
 from confluent_kafka import TopicPartition
 
-from connectors.delivery_attempt import AttemptRules, Attempts, Targets
-from connectors.delivery_limits import Limits
-from connectors.delivery_outcomes import OutcomeTopics, OutcomeWriter
-from connectors.delivery_ports import TP, HttpSender, Message, RecordSink, RecordSource, Tables
-from connectors.delivery_recall import Recall
-from connectors.delivery_stale import StaleFilter
-from connectors.delivery_tiers import DUE, TierScheduler
-from connectors.guard import guarded_connector
-from connectors.sender import Sender
+from connectors.delivery.attempt import AttemptRules, Attempts, Targets
+from connectors.delivery.http.guard import guarded_connector
+from connectors.delivery.http.sender import Sender
+from connectors.delivery.limits import Limits
+from connectors.delivery.operations import OperationalEvents
+from connectors.delivery.outcomes import OutcomeTopics, OutcomeWriter
+from connectors.delivery.ports import TP, HttpSender, Message, RecordSink, RecordSource, Tables
+from connectors.delivery.recall import Recall
+from connectors.delivery.stale import StaleFilter
+from connectors.delivery.tiers import DUE, TierScheduler
 from hookstream.config import Settings
 from hookstream.errors import DecodeError
 from hookstream.io import (
@@ -62,6 +58,7 @@ from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
     DLQ,
+    OPERATIONS,
     WEBHOOKS,
     Codec,
     DeliveryRequest,
@@ -76,7 +73,7 @@ CONSUMER_CONFIG = {
     "enable.auto.offset.store": False,
     "auto.commit.interval.ms": 500,
     # range: partition p of every topic to one consumer, so that the copies of a
-    # delivery (same key) on the deliveries and retry topics meet (delivery_stale).
+    # delivery (same key) on the deliveries and retry topics meet (stale).
     "partition.assignment.strategy": "range",
     "fetch.wait.max.ms": 20,
     "session.timeout.ms": 9000,  # see the module docstring
@@ -141,6 +138,7 @@ class DeliveryService:
         self._producer: RecordSink = sink or cast(
             RecordSink, producer(settings, PRODUCER_CONFIG))
         loop_later = self._later
+        operations = OperationalEvents(self.codec, settings.topic(OPERATIONS), self._producer)
         self.outcomes = OutcomeWriter(
             self._consumer,
             self._producer,
@@ -148,6 +146,7 @@ class DeliveryService:
             OutcomeTopics(settings.topic(ATTEMPTS), settings.topic(DLQ), tier_topics,
                           self._tiers_s),
             loop_later,
+            operations,
         )
         self.tiers = TierScheduler(
             self._consumer, clock, self._topic_delay, self._dispatch, self.outcomes.done
@@ -165,7 +164,7 @@ class DeliveryService:
                              int(max_age_s * 1000) if max_age_s > 0 else None,
                              self._global_allow)
         self.attempts = Attempts(rules, self.targets.get, self.circuits, self.limits, self.stale,
-                                 self.outcomes, clock, rand)
+                                 self.outcomes, clock, rand, operations)
         self.attempts.sender = sender
 
     @property

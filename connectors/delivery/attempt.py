@@ -1,11 +1,11 @@
 """One delivery: its stale check, circuit admission, limits, the HTTP attempt, the
 decision of the pure core, and its outcome records.
 
-    stale copy?        dropped, offset freed (delivery_stale)
+    stale copy?        dropped, offset freed (stale)
     circuit open?      `circuit_open`, next tier, no request
-    else               wait for the limits (delivery_limits), send, charge the circuit and
+    else               wait for the limits (limits), send, charge the circuit and
                        the adaptive limit with what the target did (policy.circuit_charge)
-    then               decide() -> attempt record + retry or DLQ record (delivery_outcomes)
+    then               decide() -> attempt record + retry or DLQ record (outcomes)
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from connectors.delivery_limits import Limits
-from connectors.delivery_outcomes import OutcomeWriter
-from connectors.delivery_ports import TP, HttpSender
-from connectors.delivery_stale import StaleFilter
-from connectors.sender import HttpResult, Target
+from connectors.delivery.http.sender import HttpResult, Target
+from connectors.delivery.limits import Limits
+from connectors.delivery.operations import OperationalEvents
+from connectors.delivery.outcomes import OutcomeWriter
+from connectors.delivery.ports import TP, HttpSender
+from connectors.delivery.stale import StaleFilter
 from hookstream.io import metrics
 from hookstream.policy import (
     Admission,
@@ -80,7 +81,7 @@ class Attempts:
     def __init__(self, rules: AttemptRules, target: Callable[[str], Target | None],
                  circuits: CircuitBreakers, limits: Limits, stale: StaleFilter,
                  outcomes: OutcomeWriter, clock: Callable[[], float],
-                 rand: Callable[[], float]):
+                 rand: Callable[[], float], operations: OperationalEvents | None = None):
         self._rules = rules
         self._target = target
         self._circuits = circuits
@@ -89,6 +90,7 @@ class Attempts:
         self._outcomes = outcomes
         self._clock = clock
         self._rand = rand
+        self._operations = operations
         self.sender: HttpSender | None = None  # set by the service once its session is open
 
     async def deliver(
@@ -134,7 +136,11 @@ class Attempts:
                                         lambda: self._outcomes.owns(tp, generation))
             charge = circuit_charge(observed)
             if charge is not Charge.NONE:
-                self._circuits.record(origin, charge is Charge.SUCCESS, self._clock())
+                before = self._circuits.state(origin)
+                after = self._circuits.record(origin, charge is Charge.SUCCESS, self._clock())
+                if self._operations is not None:
+                    self._operations.circuit_recorded(origin, before, after, request,
+                                                      observed.finished_ms)
         decision = decide(
             request,
             observed,

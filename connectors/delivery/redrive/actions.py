@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from connectors.guard import guarded_connector
-from connectors.redrive_txn import LedgeredTransactions, Redriven
-from connectors.sender import Sender, Target
+from connectors.delivery.http.guard import guarded_connector
+from connectors.delivery.http.sender import Sender, Target
+from connectors.delivery.redrive.ledger import LedgeredTransactions, Redriven
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, HookstreamError
 from hookstream.io import codec_for, producer, read_all

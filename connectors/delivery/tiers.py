@@ -6,7 +6,7 @@ lengthens), so once a fetched record's produce time + 0.8 x delay is in the futu
 nothing behind it is due before then: the partition is paused and resumed on a timer at
 that moment. The loop never sleeps and no partition holds up another.
 
-A partition is also paused while an origin it feeds is saturated (see delivery_limits):
+A partition is also paused while an origin it feeds is saturated (see limits):
 pauses carry a reason, and a partition resumes once no reason is left.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from connectors.delivery_ports import TP, RecordSource
+from connectors.delivery.ports import TP, RecordSource
 from hookstream.policy import JITTER
 from hookstream.records import DeliveryRequest
 

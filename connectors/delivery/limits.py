@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from connectors.sender import Target
+from connectors.delivery.http.sender import Target
 from hookstream.policy import AdaptiveLimit
 
 

@@ -18,8 +18,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from connectors.delivery_ports import TP, Message, RecordSink, RecordSource
-from connectors.offsets import OffsetTracker
+from connectors.delivery.offsets import OffsetTracker
+from connectors.delivery.operations import OperationalEvents
+from connectors.delivery.ports import TP, Message, RecordSink, RecordSource
 from hookstream.errors import DecodeError
 from hookstream.io import Throttled, denied, metrics
 from hookstream.policy import DLQ_TIER, Decision, topic_of
@@ -31,8 +32,10 @@ Raw = tuple[str, Any, Any, Any]  # topic, key, value, headers
 
 class OutcomeWriter:
     def __init__(self, consumer: RecordSource, producer: RecordSink, codec: Codec,
-                 topics: OutcomeTopics, later: Callable[[float, Callable[[], None]], Any]):
+                 topics: OutcomeTopics, later: Callable[[float, Callable[[], None]], Any],
+                 operations: OperationalEvents | None = None):
         self._consumer = consumer
+        self._operations = operations
         self._producer = producer
         self._codec = codec
         self._topics = topics
@@ -130,6 +133,8 @@ class OutcomeWriter:
             topic = (self._topics.dlq if forward.tier == DLQ_TIER else
                      self._topics.tiers[topic_of(forward.tier, tiers_s, self._topics.tiers_s)])
             raw.append(self._encoded(topic, forward.request))
+            if forward.tier == DLQ_TIER and self._operations is not None:
+                raw += self._operations.dead_lettered(forward.request, attempt)
         self._produce(tp, offset, raw)
 
     def dead(self, tp: TP, offset: int, request: DeliveryRequest, reason: str) -> None:

@@ -9,7 +9,7 @@ every input topic to one consumer, so the copies meet here: the filter remembers
 delivery id, the highest hop handled (infinity once delivered or dead-lettered).
 
 `seed` takes what was read back from Kafka when partitions are assigned (see
-delivery_recall), so the filter's memory survives restarts.
+recall), so the filter's memory survives restarts.
 """
 
 from __future__ import annotations

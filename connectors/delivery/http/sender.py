@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import aiohttp
 
-from connectors.guard import allowed_networks, is_blocked
+from connectors.delivery.http.guard import allowed_networks, is_blocked
 from hookstream.errors import OAuthFailed
 from hookstream.policy import (
     Network,
@@ -54,6 +54,14 @@ class Target:
     allow: tuple[Network, ...]
     max_in_flight: int = 0  # 0 = only the global and per-origin bounds
     rate_limit_per_s: float = 0.0  # 0 = unlimited
+    # A rotated-out secret: Standard Webhooks signatures carry it too until then (epoch s).
+    previous_secret: str = field(repr=False, default="")
+    previous_secret_until_s: float = 0.0
+
+    def previous_secrets(self, now_s: float) -> tuple[str, ...]:
+        """The rotated-out secret while its grace period runs at `now_s`; none after."""
+        live = self.previous_secret and now_s < self.previous_secret_until_s
+        return (self.previous_secret,) if live else ()
 
     @classmethod
     def of(cls, d: WebhookDefinition, box: SecretBox) -> Target:
@@ -75,6 +83,8 @@ class Target:
             parse_networks(d.allowed_networks),
             d.max_in_flight,
             d.rate_limit_per_s,
+            box.decrypt(d.previous_secret_encrypted),
+            d.previous_secret_until_ms / 1000,
         )
 
 
@@ -235,13 +245,15 @@ class Sender:
         refresh: bool = False,
     ) -> HttpResult:
         headers = dict(request.headers)
+        now_s = self.clock()
         headers.update(
             signature_headers(
                 target.signature_scheme,
                 target.secret,
                 request.delivery_id,
                 request.body,
-                int(self.clock()),
+                int(now_s),
+                target.previous_secrets(now_s),
             )
         )
         token = ""
