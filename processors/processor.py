@@ -268,7 +268,8 @@ class Processor:
             self._aborts.warning(f"transaction aborted, the batch will be read again: {reason}")
             clients.abort_and_rewind(first_offsets(batch))
             return False
-        self.recent.commit({tp.partition: tp.offset for tp in offsets})
+        self.recent.commit({tp.partition: tp.offset for tp in offsets
+                            if tp.topic == self.topics[ITEM_CHANGES]})
         for (name, label), n in self._batch.items():
             self._counters[name](label).inc(n)
         for name, n in self._batch_stats.items():
@@ -282,10 +283,13 @@ class Processor:
         """The memory of each partition of the batch that this process's does not end
         where the batch starts (a restart, a partition newly assigned, a batch committed
         whose outcome was not learned), read back from the partition; memories of
-        partitions no longer read are dropped."""
+        partitions no longer read are dropped. Of glpi.item-changes only: operational
+        events are hookstream's own, not GLPI's resends."""
+        topic = self.topics[ITEM_CHANGES]
         with kafka_errors("reading the assignment"):
-            assigned = {tp.partition for tp in clients.consumer.assignment()}
-        firsts = {msg.partition() or 0: msg for msg in reversed(batch)}  # the earliest wins
+            assigned = {tp.partition for tp in clients.consumer.assignment() if tp.topic == topic}
+        firsts = {msg.partition() or 0: msg for msg in reversed(batch)  # the earliest wins
+                  if msg.topic() == topic}
         self.recent.keep_only(assigned | set(firsts))
         spans = [span for partition, msg in firsts.items()
                  if (span := self.recent.span(partition, msg.offset() or 0, _timestamp_ms(msg)))]
@@ -301,7 +305,7 @@ class Processor:
                 return  # never planned: no copy of it can be skipped
             copies[msg.partition() or 0].append(Copy(event.event_id, _timestamp_ms(msg)))
 
-        clients.read_back(self.topics[ITEM_CHANGES], spans, remember)
+        clients.read_back(topic, spans, remember)
         for span in spans:
             self.recent.rebuild(span, copies[span.partition])
         log.info("event ids of partitions %s read back: %d records in %.1fs",
@@ -315,7 +319,9 @@ class Processor:
         except DecodeError as e:
             self._dead_letter_input(clients, msg, e)
             return
-        if self.recent.is_copy(msg.partition() or 0, Copy(event.event_id, _timestamp_ms(msg))):
+        if msg.topic() == self.topics[ITEM_CHANGES] and self.recent.is_copy(
+            msg.partition() or 0, Copy(event.event_id, _timestamp_ms(msg))
+        ):
             self._batch_stats["duplicates"] += 1
             self._batch[("duplicates", event.instance)] += 1
             return
