@@ -82,6 +82,11 @@ class Settings:
     # processor
     processor_batch_size: int = 1000
     processor_batch_ms: int = 50
+    # copies of one event (same event id: a GLPI retry that reached another ingest replica,
+    # a poller page read twice) are skipped when the partition's previous copy is at most
+    # this old and this many records back (per input partition; README "Guarantees")
+    processor_dedup_window_s: float = 3900.0
+    processor_dedup_entries: int = 100_000
     render_timeout_s: float = 0.5
     max_body_bytes: int = 1_048_576
     # delivery
@@ -303,6 +308,7 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
         "partitions",
         "table_partitions",
         "processor_batch_size",
+        "processor_dedup_entries",
         "max_in_flight",
         "max_in_flight_per_origin",
         "max_queued_per_origin",
@@ -313,6 +319,8 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
     ):
         if getattr(settings, name) < 1:
             errors.append(f"{name} must be at least 1")
+    if settings.processor_dedup_window_s <= 0:
+        errors.append("processor_dedup_window_s must be more than 0")
     if settings.replication_factor < 0 or settings.min_insync_replicas < 0:
         errors.append("replication_factor and min_insync_replicas must be 0 (automatic) or more")
     elif settings.replication_factor and settings.min_insync_replicas > settings.replication_factor:

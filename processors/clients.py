@@ -16,6 +16,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,7 +40,9 @@ from hookstream.io import (
     producer,
     retried,
     static_membership,
+    translate,
 )
+from processors.dedup import Span
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,7 @@ class TransactionalClients:
         on_unreachable: Callable[[str], None],
     ):
         self._bound_s = settings.kafka_call_timeout_s
+        self._group = group
         self._stopping = stopping
         self._on_unreachable = on_unreachable
         # The same transactional id on every rebuild: the new producer's init fences the
@@ -237,6 +241,64 @@ class TransactionalClients:
                     self.consumer.seek(tp)  # starts from the committed offset anyway
         except Exception as e:
             raise KafkaFatal(f"the transaction could not be aborted and rewound: {e}") from e
+
+    def read_back(self, topic: str, spans: list[Span], each: Callable[[Message], None]) -> None:
+        """Call `each` with every record of the spans (processors.dedup.Span), in offset
+        order per partition, read by a consumer of its own that joins no group, so the
+        group consumer's position and membership are untouched. KafkaFailed when the
+        broker fails, or sends nothing for three call bounds (the batch that needed the
+        spans is aborted and read again)."""
+        reader = consumer(self._settings, f"{self._group}-read-back")
+        try:
+            with kafka_errors(f"reading {topic} back"):
+                self._read_back(reader, topic, spans, each)
+        finally:
+            try:
+                bounded(reader.close, 5.0, "closing the read-back consumer")
+            except KafkaFailed as e:
+                log.warning("%s", e)
+
+    def _read_back(self, reader: Consumer, topic: str, spans: list[Span],
+                   each: Callable[[Message], None]) -> None:
+        timeout_s, _ = self._call_s()
+        timed = [TopicPartition(topic, s.partition, s.since_ms) for s in spans
+                 if s.since_ms is not None]
+        found: dict[int, int] = {}
+        for tp in reader.offsets_for_times(timed, timeout=timeout_s) if timed else []:
+            if tp.error is not None:
+                raise translate(tp.error, f"finding {topic}[{tp.partition}] by time")
+            found[tp.partition] = tp.offset
+        starts: dict[int, int] = {}
+        for span in spans:  # from the first record timestamped since_ms or later
+            first = found.get(span.partition, span.from_offset)
+            if first < 0:  # none is: nothing to read
+                first = span.until_offset
+            starts[span.partition] = max(span.from_offset, first)
+        until = {s.partition: s.until_offset for s in spans
+                 if starts[s.partition] < s.until_offset}
+        if not until:
+            return
+        reader.assign([TopicPartition(topic, p, starts[p]) for p in until])
+        stall_s = 3 * timeout_s
+        deadline = time.monotonic() + stall_s
+        # Each span ends before a record the group consumer has read (the batch's first),
+        # visible to this read_committed reader too: reaching it ends the span.
+        while until:
+            if self._stopping.is_set() or time.monotonic() > deadline:
+                raise KafkaFailed(f"reading {topic} back: nothing from partitions "
+                                  f"{sorted(until)} for {stall_s:.0f}s", "_TIMED_OUT")
+            for msg in reader.consume(1000, 0.2):
+                deadline = time.monotonic() + stall_s
+                partition, error = msg.partition() or 0, msg.error()
+                if error is not None:
+                    raise translate(error, f"reading {topic}[{partition}] back")
+                if partition not in until:
+                    continue
+                offset = msg.offset() or 0
+                if offset < until[partition]:
+                    each(msg)
+                if offset >= until[partition] - 1:
+                    del until[partition]
 
     def probe(self, topic: str) -> None:
         """A metadata request: raises while no broker answers."""

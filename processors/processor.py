@@ -5,6 +5,12 @@ transaction holding its delivery requests, render failures (attempt record and D
 entry), undecodable inputs (glpi.item-changes.dlq) and the batch's input offsets, so a
 crash or rebalance never loses nor duplicates a delivery request.
 
+An event already planned that comes again (the same event id: a GLPI retry that reached
+another ingest replica) is skipped: processors.dedup holds the recent ids of each input
+partition, read back from the partition itself (`_recall`) when this process's memory
+does not end where a batch starts (a restart, a partition newly assigned), so whatever
+process reads a partition decides alike.
+
 The loop survives the broker: every Kafka call is bounded (processors.clients), an
 abortable failure aborts the batch and reads it again, a fatal one (fenced, or a call
 that hung) rebuilds the clients, which rejoin the group and resume from the committed
@@ -23,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
 
-from confluent_kafka import Message
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 from prometheus_client import Counter
 
 from hookstream.config import Settings
@@ -68,6 +74,7 @@ from processors.clients import (
     first_offsets,
     next_offsets,
 )
+from processors.dedup import Copy, RecentEvents, Span
 
 log = logging.getLogger(__name__)
 GROUP = "hookstream-processor"
@@ -100,7 +107,11 @@ class Processor:
         self.stopping = stopping or threading.Event()
         self.ready = threading.Event()
         # what committed transactions hold (an aborted batch read again counts once)
-        self.stats = {"events": 0, "deliveries": 0, "render_errors": 0, "undecodable": 0}
+        self.stats = {"events": 0, "deliveries": 0, "render_errors": 0, "undecodable": 0,
+                      "duplicates": 0}
+        self.recent = RecentEvents(int(settings.processor_dedup_window_s * 1000),
+                                   settings.processor_dedup_entries)
+        self._forgotten = 0  # recent.total_forgotten already counted in the metric
         self.rebuilds = 0  # times the clients were rebuilt after a fatal failure
         # Counted per batch and added on commit, so an aborted batch read again counts once.
         self._batch: Tally[tuple[str, str]] = Tally()
@@ -143,6 +154,11 @@ class Processor:
             self.index.remove(webhook_id)
 
     def _on_instance(self, name: str, instance: InstanceRecord | None) -> None:
+        window_s = self.settings.processor_dedup_window_s
+        if instance is not None and instance.timestamp_tolerance_s + 300 > window_s:
+            log.warning("instance %s: timestamp tolerance %ss exceeds the event id memory of "
+                        "%.0fs; raise processor_dedup_window_s", name,
+                        instance.timestamp_tolerance_s, window_s)
         if instance is None or instance.timezone == self.limits.timezone:
             self.instance_limits.pop(name, None)
         else:
@@ -226,13 +242,16 @@ class Processor:
     def _process(self, clients: TransactionalClients, batch: list[Message]) -> bool:
         """One batch in one transaction; False when it was aborted (it is read again)."""
         self._batch, self._batch_stats = Tally(), Tally()
+        offsets = next_offsets(batch)
+        self.recent.begin()
         try:
             clients.begin()
+            self._recall(clients, batch)
             now_ms = int(self.clock() * 1000)
             with kafka_errors("producing the batch"):
                 for msg in batch:
                     self._transform(clients, msg, now_ms)
-            clients.commit(next_offsets(batch))
+            clients.commit(offsets)
         except KafkaFatal:
             raise
         except KafkaFailed as e:  # abortable, retriable past its attempts, or unclassified
@@ -249,11 +268,48 @@ class Processor:
             self._aborts.warning(f"transaction aborted, the batch will be read again: {reason}")
             clients.abort_and_rewind(first_offsets(batch))
             return False
+        self.recent.commit({tp.partition: tp.offset for tp in offsets
+                            if tp.topic == self.topics[ITEM_CHANGES]})
         for (name, label), n in self._batch.items():
             self._counters[name](label).inc(n)
         for name, n in self._batch_stats.items():
             self.stats[name] += n
+        if (forgotten := self.recent.total_forgotten) > self._forgotten:
+            metrics.DEDUP_FORGOTTEN.inc(forgotten - self._forgotten)
+            self._forgotten = forgotten
         return True
+
+    def _recall(self, clients: TransactionalClients, batch: list[Message]) -> None:
+        """The memory of each partition of the batch that this process's does not end
+        where the batch starts (a restart, a partition newly assigned, a batch committed
+        whose outcome was not learned), read back from the partition; memories of
+        partitions no longer read are dropped. Of glpi.item-changes only: operational
+        events are hookstream's own, not GLPI's resends."""
+        topic = self.topics[ITEM_CHANGES]
+        with kafka_errors("reading the assignment"):
+            assigned = {tp.partition for tp in clients.consumer.assignment() if tp.topic == topic}
+        firsts = {msg.partition() or 0: msg for msg in reversed(batch)  # the earliest wins
+                  if msg.topic() == topic}
+        self.recent.keep_only(assigned | set(firsts))
+        spans = [span for partition, msg in firsts.items()
+                 if (span := self.recent.span(partition, msg.offset() or 0, _timestamp_ms(msg)))]
+        if not spans:
+            return
+        started = time.monotonic()
+        copies: dict[int, list[Copy]] = {span.partition: [] for span in spans}
+
+        def remember(msg: Message) -> None:
+            try:
+                event = self.codec.decode(msg.value(), msg.headers(), ItemChangeEvent)
+            except DecodeError:
+                return  # never planned: no copy of it can be skipped
+            copies[msg.partition() or 0].append(Copy(event.event_id, _timestamp_ms(msg)))
+
+        clients.read_back(topic, spans, remember)
+        for span in spans:
+            self.recent.rebuild(span, copies[span.partition])
+        log.info("event ids of partitions %s read back: %d records in %.1fs",
+                 _spans(spans), sum(map(len, copies.values())), time.monotonic() - started)
 
     def _transform(self, clients: TransactionalClients, msg: Message, now_ms: int) -> None:
         self._batch_stats["events"] += 1
@@ -262,6 +318,12 @@ class Processor:
             self._batch[("events", event.instance)] += 1
         except DecodeError as e:
             self._dead_letter_input(clients, msg, e)
+            return
+        if msg.topic() == self.topics[ITEM_CHANGES] and self.recent.is_copy(
+            msg.partition() or 0, Copy(event.event_id, _timestamp_ms(msg))
+        ):
+            self._batch_stats["duplicates"] += 1
+            self._batch[("duplicates", event.instance)] += 1
             return
         limits = self.instance_limits.get(event.instance, self.limits)
         for result in plan(event, self.index, self.entities, now_ms, limits):
@@ -313,7 +375,17 @@ _METRICS: dict[str, Callable[[str], Counter]] = {
     "planned": metrics.REQUESTS_PLANNED.labels,
     "render_errors": metrics.RENDER_ERRORS.labels,
     "undecodable": metrics.UNDECODABLE.labels,
+    "duplicates": metrics.DUPLICATE_EVENTS.labels,
 }
+
+
+def _timestamp_ms(msg: Message) -> int | None:
+    kind, value = msg.timestamp()
+    return None if kind == TIMESTAMP_NOT_AVAILABLE or value < 0 else int(value)
+
+
+def _spans(spans: list[Span]) -> str:
+    return ", ".join(f"{s.partition} [{s.from_offset}, {s.until_offset})" for s in spans)
 
 
 def run_processor(settings: Settings) -> int:

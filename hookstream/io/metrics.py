@@ -155,6 +155,12 @@ RENDER_ERRORS = PerWebhook(Counter("hookstream_render_errors_total",
                                    registry=None))
 UNDECODABLE = Counter("hookstream_undecodable_total", "Records that could not be decoded",
                       ["topic"], registry=None)
+DUPLICATE_EVENTS = Counter("hookstream_processor_duplicate_events_total",
+                           "Copies of an event already planned (same event id), skipped",
+                           ["glpi_instance"], registry=None)
+DEDUP_FORGOTTEN = Counter("hookstream_processor_dedup_forgotten_total",
+                          "Event ids dropped by the per-partition bound inside their window",
+                          registry=None)
 
 # -- delivery --------------------------------------------------------------------------
 ATTEMPTS = PerWebhook(Counter("hookstream_delivery_attempts_total",
@@ -276,7 +282,8 @@ def configure(webhook_cap: int) -> None:
 Family = Counter | Gauge | Histogram | Snapshot
 _CONSUMER: tuple[Family, ...] = (READY, CONSUMER_LAG)  # a component with a consumer group
 COMPONENTS: dict[str, tuple[Family, ...]] = {
-    "processor": (EVENTS, REQUESTS_PLANNED, RENDER_ERRORS.metric, UNDECODABLE, *_CONSUMER),
+    "processor": (EVENTS, REQUESTS_PLANNED, RENDER_ERRORS.metric, UNDECODABLE, DUPLICATE_EVENTS,
+                  DEDUP_FORGOTTEN, *_CONSUMER),
     "delivery": (
         ATTEMPTS.metric, GONE.metric, LATENCY.metric, DELIVERY_LAG, IN_FLIGHT, UNDECODABLE,
         *_CONSUMER, RETRY_DUE, RETRY_WAITING, DLQ_DEPTH, OLDEST_UNDELIVERED, CIRCUIT_OPEN,

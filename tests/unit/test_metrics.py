@@ -176,7 +176,9 @@ def test_dlq_depth_counts_what_is_still_dead_lettered() -> None:
 LAG_READY = {"hookstream_consumer_lag", "hookstream_ready"}
 EXPORTED = {
     "processor": {"hookstream_processor_events_total", "hookstream_processor_deliveries_total",
-                  "hookstream_render_errors_total", "hookstream_undecodable_total", *LAG_READY},
+                  "hookstream_render_errors_total", "hookstream_undecodable_total",
+                  "hookstream_processor_duplicate_events_total",
+                  "hookstream_processor_dedup_forgotten_total", *LAG_READY},
     "delivery": {
         "hookstream_delivery_attempts_total", "hookstream_endpoint_gone_total",
         "hookstream_delivery_seconds", "hookstream_delivery_lag_seconds",
