@@ -46,6 +46,12 @@ class OffsetTracker:
             committable = head + 1
         return committable
 
+    def unread(self, offset: int) -> None:
+        """The last record read, at `offset`, is given back unhandled (it is read again
+        later): forgotten, so nothing is committed past it until it is read again."""
+        if self._pending and self._pending[-1] == offset:
+            self._pending.pop()
+
     def __len__(self) -> int:
         return len(self._pending)
 
@@ -83,6 +89,13 @@ class Checkpoint:
         committable = tracker.done(offset)
         if committable is not None:
             self._committable[tp] = committable
+
+    def unread(self, tp: TP, offset: int) -> None:
+        """The record at `offset`, the last read of `tp`, is given back unhandled, to be read
+        again from a pause at `offset`: never committed past meanwhile (`done` would be)."""
+        tracker = self._trackers.get(tp)
+        if tracker is not None:
+            tracker.unread(offset)
 
     def store_offsets(self) -> None:
         """Store, in one call, the committable offset of every partition that advanced."""

@@ -44,7 +44,7 @@ class Schedule:
             self._submit(job)
             return
         if self.held >= self._max_held:
-            self._checkpoint.done(tp, job.offset)  # not held: read again after the pause
+            self._checkpoint.unread(tp, job.offset)  # not held: read again after the pause
             self._checkpoint.pause(tp, DUE, job.offset, max(request.not_before, now_ms + 1000))
             return
         self.held += 1

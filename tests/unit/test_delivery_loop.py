@@ -293,3 +293,24 @@ def test_a_retry_falling_due_while_draining_is_left_for_the_next_owner(tmp_path:
     assert [r.items_id for r in sender.sent] == [0]
     assert consumer.stored.get((RETRY_2S, 1)) is None
     assert consumer.stored.get((DELIVERIES, 0)) == 1
+
+
+def test_a_retry_not_held_because_the_schedule_is_full_is_not_committed(
+        tmp_path: Path) -> None:
+    """Past the schedule's bound a not-yet-due retry is given back and its partition paused
+    at it: its offset must not be stored meanwhile, or a crash then would lose it."""
+    settings = settings_for(tmp_path)
+    consumer, producer, sender = FakeConsumer(), FakeProducer(), RecordingSender()
+    consumer.add(RETRY_2S, 1, request("w1", URL, 1, attempt=1, hop=1, not_before=1_000_500),
+                 produced_ms=999_900)
+    svc = service(settings, consumer, producer, sender, webhook(settings, "w1", URL))
+    svc.schedule._max_held = 0
+
+    async def scenario() -> None:
+        await run_until(svc, lambda: bool(consumer.pauses))
+        await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert consumer.pauses[0][:2] == (RETRY_2S, 1)
+    assert sender.sent == []
+    assert consumer.stored.get((RETRY_2S, 1)) is None
