@@ -32,6 +32,7 @@ from hookstream.render import ESCAPING_MODES, compile_templates
 EVENTS = ("new", "update", "delete")
 METHODS = ("post", "get", "put", "patch", "update")
 SCHEMES = ("glpi", "standard", "both")
+ORDERINGS = ("none", "per_item")
 ITEMTYPES = frozenset(
     [
         "Ticket",
@@ -131,6 +132,9 @@ def validate(raw: Any, tiers_s: Sequence[int], global_allow: Sequence[str] = ())
         errors.append(f"signature_scheme must be one of {', '.join(SCHEMES)}")
     if raw.get("retry_policy", "default") not in set(RetryPolicy):
         errors.append("retry_policy must be glpi or default")
+    if raw.get("ordering", "none") not in ORDERINGS:
+        errors.append(f"ordering {raw['ordering']!r} is not none or per_item (the deliveries of"
+                      " one item one at a time, in event order)")
     escaping = raw.get("escaping", "hookstream")
     if escaping not in ESCAPING_MODES:
         errors.append(f"escaping must be one of {', '.join(ESCAPING_MODES)}")

@@ -49,3 +49,4 @@ class WebhookDefinition(Record):
     rate_limit_per_s: float = 0.0
     allowed_networks: list[str] = field(default_factory=list)
     escaping: str = "hookstream"  # custom body: "hookstream" (JSON-safe) or "glpi" (as GLPI)
+    ordering: str = "none"  # "per_item": one delivery of an item at a time, in event order

@@ -210,7 +210,8 @@ _ATTEMPT_V3 = {"trigger": "", "trigger_tier": None, "actor": None, "request_meth
 
 
 @pytest.mark.parametrize(("name", "version", "added"), [
-    ("WebhookDefinition", 1, {"escaping": "hookstream"}),
+    ("WebhookDefinition", 1, {"escaping": "hookstream", "ordering": "none"}),
+    ("WebhookDefinition", 2, {"ordering": "none"}),
     ("AttemptRecord", 1, {"hop": 0, **_ATTEMPT_V3}),
     ("AttemptRecord", 2, _ATTEMPT_V3),
     ("Instance", 1, {"timezone": "UTC"}),
