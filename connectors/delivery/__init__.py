@@ -6,6 +6,7 @@
     outcomes    attempt, retry and DLQ records; offsets once they are durable
     offsets     the lowest offset not yet durable, per partition
     limits      global, per-origin (adaptive), per-webhook and rate limits
+    ordering    ordering: per_item: one delivery of an item at a time, retries in place
     stale       one record of a delivery at a time; drop copies already handled
     recall      what Kafka knows of handled copies, read on assignment
     ports       the narrow protocols of Kafka and HTTP the loop is tested through

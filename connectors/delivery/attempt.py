@@ -151,7 +151,7 @@ class Attempts:
         if decision.attempt.outcome == Outcome.DELIVERED:
             metrics.DELIVERY_LAG.observe(
                 max(0, decision.attempt.finished_at - request.created_at) / 1000)
-        self._outcomes.decision(tp, offset, decision, tiers)
+        self._outcomes.decision(tp, offset, decision, tiers, generation)
 
     def _cause(self, request: DeliveryRequest, topic: str, admission: Admission) -> Cause:
         """What made this attempt: a copy from a retry tier, the first copy or a redriven

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -27,6 +27,14 @@ from hookstream.records import Codec, DeliveryRequest, Record
 
 log = logging.getLogger(__name__)
 Raw = tuple[str, Any, Any, Any]  # topic, key, value, headers
+
+
+class InPlace(Protocol):
+    """Retries kept in memory instead of forwarded to a tier (connectors.delivery.ordering)."""
+
+    def keeps(self, tp: TP, offset: int, topic: str, copy: DeliveryRequest, owned: bool
+              ) -> bool: ...
+    def finished(self, tp: TP, offset: int) -> None: ...
 
 
 class OutcomeWriter:
@@ -47,6 +55,7 @@ class OutcomeWriter:
         self.fatal: str | None = None  # the producer is unusable: the loop stops
         self.denied_at = 0.0  # when Kafka last refused a write for a missing ACL (monotonic)
         self._failures = Throttled(log)  # the same failure retried: said once a minute
+        self.in_place: InPlace | None = None  # set by the service (ordering)
 
     # -- offsets -------------------------------------------------------------------------
 
@@ -73,6 +82,8 @@ class OutcomeWriter:
         committable = tracker.done(offset)
         if committable is not None:
             self._committable[tp] = committable
+        if self.in_place is not None:
+            self.in_place.finished(tp, offset)
 
     def pending(self, tp: TP) -> int:
         tracker = self._trackers.get(tp)
@@ -109,9 +120,10 @@ class OutcomeWriter:
 
     # -- records -------------------------------------------------------------------------
 
-    def decision(self, tp: TP, offset: int, decision: Decision, tiers_s: tuple[int, ...]
-                 ) -> None:
-        """The attempt record, and the retry or DLQ record, of one decision."""
+    def decision(self, tp: TP, offset: int, decision: Decision, tiers_s: tuple[int, ...],
+                 generation: int | None = None) -> None:
+        """The attempt record, and the retry or DLQ record, of one decision (made while
+        `tp` was owned as of `generation`)."""
         attempt = decision.attempt
         self.count(attempt.outcome)
         key = (attempt.webhook_id, attempt.outcome)
@@ -129,6 +141,11 @@ class OutcomeWriter:
         if forward is not None:
             topic = (self._topics.dlq if forward.tier == DLQ_TIER else
                      self._topics.tiers[topic_of(forward.tier, tiers_s, self._topics.tiers_s)])
+            if (forward.tier != DLQ_TIER and self.in_place is not None
+                    and self.in_place.keeps(tp, offset, topic, forward.request,
+                                            generation is None or self.owns(tp, generation))):
+                self._produce(tp, offset, raw, settles=False)  # the attempt record only
+                return
             raw.append(self._encoded(topic, forward.request))
         self._produce(tp, offset, raw)
 
@@ -155,7 +172,9 @@ class OutcomeWriter:
     def count(self, name: str) -> None:
         self.stats[name] = self.stats.get(name, 0) + 1
 
-    def _produce(self, tp: TP, offset: int, records: list[Raw]) -> None:
+    def _produce(self, tp: TP, offset: int, records: list[Raw], settles: bool = True) -> None:
+        """Produce `records`; once Kafka has them all, the record at `offset` is done
+        (unless it does not `settle` it: a retry kept in place)."""
         remaining = [len(records)]
 
         def acked(record: Raw) -> Callable[[Any, Any], None]:
@@ -169,7 +188,7 @@ class OutcomeWriter:
                     self._failed(record, err, on_delivery)
                     return
                 remaining[0] -= 1
-                if remaining[0] == 0:
+                if remaining[0] == 0 and settles:
                     self.done(tp, offset)
             return on_delivery
 

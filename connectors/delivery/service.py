@@ -35,6 +35,7 @@ from connectors.delivery.attempt import AttemptRules, Attempts, Targets
 from connectors.delivery.http.guard import guarded_connector
 from connectors.delivery.http.sender import Sender
 from connectors.delivery.limits import Limits
+from connectors.delivery.ordering import Ordering
 from connectors.delivery.outcomes import OutcomeTopics, OutcomeWriter
 from connectors.delivery.ports import TP, HttpSender, Message, RecordSink, RecordSource, Tables
 from connectors.delivery.recall import Recall
@@ -52,7 +53,14 @@ from hookstream.io import (
     producer,
     webhook_and_entity_applier,
 )
-from hookstream.policy import CircuitBreakers, origin_of, parse_networks, secret_box
+from hookstream.policy import (
+    PER_ITEM,
+    CircuitBreakers,
+    HeldBound,
+    origin_of,
+    parse_networks,
+    secret_box,
+)
 from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
@@ -148,6 +156,12 @@ class DeliveryService:
             self._consumer, clock, self._topic_delay, self._dispatch, self.outcomes.done
         )
         self.stale = StaleFilter()
+        self.ordering = Ordering(
+            settings.topic(DELIVERIES), self._ordered, self._dispatch, self.tiers,
+            self.outcomes.next_offset, self.stale, clock,
+            HeldBound(settings.ordering_max_held, settings.ordering_max_held_bytes),
+            self.outcomes.count)
+        self.outcomes.in_place = self.ordering
         self.limits = Limits(
             settings.max_in_flight,
             settings.max_in_flight_per_origin,
@@ -275,6 +289,7 @@ class DeliveryService:
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self.outcomes.revoke(consumer, partitions)
         self.tiers.revoke(consumer, partitions)
+        self.ordering.revoke(consumer, partitions)
 
     def _receive(self, msg: Message) -> None:
         if msg.error() is not None:
@@ -295,6 +310,8 @@ class DeliveryService:
     # -- one delivery --------------------------------------------------------------------
 
     def _dispatch(self, tp: TP, offset: int, request: DeliveryRequest, topic: str) -> None:
+        if self.ordering.waits(tp, offset, request):
+            return  # behind an earlier delivery of its item: goes once that one is finished
         origin = self._origin(request.url)
         if self.limits.hold(origin):
             # The origin holds as many deliveries as it may: stop reading what feeds it.
@@ -306,6 +323,10 @@ class DeliveryService:
         )
         self._tasks.add(task)
         task.add_done_callback(self._task_finished)
+
+    def _ordered(self, webhook_id: str) -> bool:
+        definition = self.webhooks.get(webhook_id)
+        return definition is not None and definition.ordering == PER_ITEM
 
     def _relieved(self, origin: str) -> None:
         for tp in self._feeding.pop(origin, ()):

@@ -18,6 +18,7 @@ import yaml
 from hookstream.errors import InvalidCriteria, InvalidDefinition, InvalidTemplate
 from hookstream.matching import compile_criteria
 from hookstream.policy import (
+    ORDERINGS,
     RetryPolicy,
     SecretBox,
     blocked_reason,
@@ -32,7 +33,6 @@ from hookstream.render import ESCAPING_MODES, compile_templates
 EVENTS = ("new", "update", "delete")
 METHODS = ("post", "get", "put", "patch", "update")
 SCHEMES = ("glpi", "standard", "both")
-ORDERINGS = ("none", "per_item")
 ITEMTYPES = frozenset(
     [
         "Ticket",

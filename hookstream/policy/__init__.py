@@ -1,4 +1,5 @@
-"""Pure delivery decisions: retry routing, outcomes, circuit breaking, signing, SSRF, secrets."""
+"""Pure delivery decisions: retry routing, outcomes, order per item, circuit breaking, signing,
+SSRF, secrets."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from hookstream.policy.ingest import (
     signature_valid,
     source_allowed,
 )
+from hookstream.policy.ordering import ORDERINGS, PER_ITEM, HeldBound, ItemQueues, Waiting
 from hookstream.policy.outcomes import (
     DLQ_TIER,
     Cause,
@@ -69,6 +71,8 @@ __all__ = [
     "DLQ_TIER",
     "JITTER",
     "NO_TIER",
+    "ORDERINGS",
+    "PER_ITEM",
     "Accept",
     "AcceptedRequests",
     "AdaptiveLimit",
@@ -81,8 +85,10 @@ __all__ = [
     "DeadLetter",
     "Decision",
     "Delivered",
+    "HeldBound",
     "IncomingRequest",
     "IngestInstance",
+    "ItemQueues",
     "Network",
     "Observed",
     "Permanent",
@@ -94,6 +100,7 @@ __all__ = [
     "SecretBox",
     "Success",
     "Verdict",
+    "Waiting",
     "assess",
     "blocked_reason",
     "circuit_charge",
