@@ -38,6 +38,7 @@ from confluent_kafka import TopicPartition
 from connectors.delivery.ports import TP
 from connectors.delivery.stale import StaleFilter
 from connectors.delivery.tiers import Dispatch, TierScheduler
+from hookstream.io import metrics
 from hookstream.policy import HeldBound, ItemQueues
 from hookstream.records import DeliveryRequest
 
@@ -163,6 +164,7 @@ class Ordering:
     def _hold(self, tp: TP, size: int) -> None:
         self.held += 1
         self.held_bytes += size
+        metrics.ORDERING_HELD.set(self.held)
         if self._bound.over(self.held, self.held_bytes) and tp not in self._paused:
             self._paused.add(tp)
             self._tiers.pause(tp, self._next_offset(tp), ORDERING)
@@ -173,6 +175,7 @@ class Ordering:
         self._resume_if_relieved()
 
     def _resume_if_relieved(self) -> None:
+        metrics.ORDERING_HELD.set(self.held)
         if self._paused and self._bound.relieved(self.held, self.held_bytes):
             paused, self._paused = self._paused, set()
             for tp in paused:

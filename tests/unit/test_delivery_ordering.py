@@ -13,6 +13,7 @@ from confluent_kafka import TopicPartition
 from connectors.delivery import DeliveryService
 from connectors.delivery.http import HttpResult, Target
 from connectors.delivery.ordering import ORDERING
+from hookstream.io import metrics
 from hookstream.records import DeliveryRequest
 from tests.unit.delivery_fakes import (
     ATTEMPTS,
@@ -29,6 +30,11 @@ from tests.unit.delivery_fakes import (
 )
 
 URL = "https://hooks.example.com/in"
+
+
+def held_gauge() -> float:
+    return float(metrics.ORDERING_HELD._value.get())
+
 TP0 = (DELIVERIES, 0)
 RETRY_TOPICS = ("hookstream.retry.1s", "hookstream.retry.2s", "hookstream.retry.3s")
 
@@ -167,6 +173,7 @@ def test_past_the_held_bound_the_partition_is_paused_and_resumed_below_half(
             # 1 and 2 wait behind 0: the bound of 2 is reached, reading stops after 2.
             assert consumer.pauses[0] == (DELIVERIES, 0, 3)
             assert svc.tiers.paused(ORDERING) == [TP0] and svc.ordering.held == 2
+            assert held_gauge() == 2.0  # the gauge operators see
             sender.gate.set()
             while consumer.stored.get(TP0) != 6:
                 await asyncio.sleep(0.005)
@@ -190,7 +197,7 @@ def test_a_revoke_drops_what_is_held_and_the_new_owner_reads_it_again(
         sender.gate = asyncio.Event()
         task = asyncio.get_running_loop().create_task(svc.run())
         async with asyncio.timeout(5):
-            while svc.ordering.held < 3:
+            while svc.ordering.held < 3 or not sender.in_flight:  # the head is sent
                 await asyncio.sleep(0.005)
             svc._on_revoke(consumer, [TopicPartition(DELIVERIES, 0)])  # a rebalance
             assert (svc.ordering.held, svc.ordering.held_bytes) == (0, 0)
@@ -222,7 +229,7 @@ def test_a_head_failing_while_revoked_is_read_again_and_sent_not_forwarded(
         sender.gate = asyncio.Event()
         task = asyncio.get_running_loop().create_task(svc.run())
         async with asyncio.timeout(5):
-            while svc.ordering.held < 1:
+            while svc.ordering.held < 1 or not sender.in_flight:  # the head is sent
                 await asyncio.sleep(0.005)
             svc._on_revoke(consumer, [TopicPartition(DELIVERIES, 0)])
             sender.gate.set()  # the head fails, its partition no longer owned
