@@ -4,27 +4,26 @@ Run by hand (loopback only, bounded in time; the slow test runs it small):
 
     .venv/bin/python bench/chaos/ordering.py [--events 3000] [--items 200] [--rate 200]
         [--kills 3] [--fail 0.3] [--origins 4] [--tiers 1s,5s,10s] [--drain-s 120]
-        [--bootstrap HOST:PORT]
-        [--keep DIR] [--code CHECKOUT]
+        [--ordering per_item|none] [--bootstrap HOST:PORT] [--keep DIR] [--code CHECKOUT]
 
 A Kafka broker of its own (LocalBroker on free ports in a temporary directory) unless
 --bootstrap names one; a topic prefix of its own. One webhook with `ordering: per_item`
-and `sent_try: 20`; two `hookstream run delivery` processes; a receiver that answers
-503 to a share --fail of requests (a seeded generator) and records, per item, the order
-of the first successful receipt of each event, on --origins ports (the items spread over
-them: each origin's adaptive in-flight limit settles near 3 under 30 % of 5xx, see
-hookstream/policy/concurrency.py). DeliveryRequests are published at --rate,
-the events of --items items interleaved (event n is item n % items, its rank n // items),
-each carrying its produce time; one delivery process is SIGKILLed --kills times, evenly
-through the stream, and restarted after each kill.
+(or --ordering none, for the figures without it) and `sent_try: 20`; two `hookstream run
+delivery` processes; a receiver that answers 503 to a share --fail of requests (a seeded
+generator) and records, per item, the order of the first successful receipt of each
+event, on --origins ports (the items spread over them: each origin's adaptive in-flight
+limit settles near 3 under 30 % of 5xx, see hookstream/policy/concurrency.py).
+DeliveryRequests are published at --rate, the events of --items items interleaved (event
+n is item n % items, its rank n // items), each carrying its produce time; one delivery
+process is SIGKILLed --kills times, evenly through the stream, and restarted after each.
 
 Printed: events, items, requests the receiver failed, kills, lost (not received within
 --drain-s after the last event), order violations (an event first received after a later
 event of its item), repeats (successful requests beyond the first per event), and the p99
 and maximum produce -> first successful receipt. The retry tiers are --tiers (a failed
 delivery holds the later ones of its item for its retry delay); the circuit breaker's
-threshold is 20 failures in a row, so 30 % random failures do not open
-it (an open circuit only makes everyone wait: not what is measured here).
+threshold is 20 failures in a row, so 30 % random failures do not open it (an open
+circuit only makes everyone wait: not what is measured here).
 """
 
 from __future__ import annotations
@@ -158,7 +157,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         hooks.write_text(yaml.safe_dump({"webhooks": [
             {"instance": "glpi", "name": "ordered", "id": "ordered", "itemtype": "Ticket",
              "event": "new", "is_active": True, "url": receiver.urls[0], "timeout_s": 2,
-             "sent_try": 20, "ordering": "per_item", "allowed_networks": ["127.0.0.0/8"]}]}))
+             "sent_try": 20, "ordering": args.ordering,
+             "allowed_networks": ["127.0.0.0/8"]}]}))
         cli(code, settings, "webhooks", "apply", "-f", str(hooks), env=env)
         for _ in range(2):
             processes.append(cli(code, settings, "run", "delivery", log_to=logs, wait=False,
@@ -227,13 +227,15 @@ def main() -> None:
     parser.add_argument("--fail", type=float, default=0.3)
     parser.add_argument("--origins", type=int, default=4)
     parser.add_argument("--tiers", default="1s,5s,10s", help="the retry schedule")
+    parser.add_argument("--ordering", default="per_item", choices=("per_item", "none"),
+                        help="the webhook's option (none: the figures without it)")
     parser.add_argument("--drain-s", type=float, default=120.0)
     parser.add_argument("--bootstrap", default="", help="a running broker instead of one's own")
     parser.add_argument("--keep", default="", help="a directory to keep logs and state in")
     parser.add_argument("--code", default=str(REPO), help="checkout whose delivery runs")
     args = parser.parse_args()
-    log(f"ordering: {args.events} events of {args.items} items at {args.rate:.0f}/s, "
-        f"{args.fail:.0%} failed, {args.kills} kills")
+    log(f"ordering {args.ordering}: {args.events} events of {args.items} items at "
+        f"{args.rate:.0f}/s, {args.fail:.0%} failed, {args.kills} kills")
     if args.keep:
         row = run(args, Path(args.keep))
     else:

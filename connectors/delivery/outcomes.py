@@ -173,8 +173,8 @@ class OutcomeWriter:
         self.stats[name] = self.stats.get(name, 0) + 1
 
     def _produce(self, tp: TP, offset: int, records: list[Raw], settles: bool = True) -> None:
-        """Produce `records`; once Kafka has them all, the record at `offset` is done
-        (unless it does not `settle` it: a retry kept in place)."""
+        """Produce `records`; once Kafka has them all, the record at `offset` is done,
+        unless `settles` is False (a retry kept in place: the record is not finished)."""
         remaining = [len(records)]
 
         def acked(record: Raw) -> Callable[[Any, Any], None]:
