@@ -157,8 +157,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         hooks.write_text(yaml.safe_dump({"webhooks": [
             {"instance": "glpi", "name": "ordered", "id": "ordered", "itemtype": "Ticket",
              "event": "new", "is_active": True, "url": receiver.urls[0], "timeout_s": 2,
-             "sent_try": 20, "ordering": args.ordering,
-             "allowed_networks": ["127.0.0.0/8"]}]}))
+             "sent_try": 20, "allowed_networks": ["127.0.0.0/8"],
+             # omitted when none: --code may run a checkout from before the option
+             **({"ordering": args.ordering} if args.ordering != "none" else {})}]}))
         cli(code, settings, "webhooks", "apply", "-f", str(hooks), env=env)
         for _ in range(2):
             processes.append(cli(code, settings, "run", "delivery", log_to=logs, wait=False,
@@ -172,7 +173,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         log("warmed up: both delivery processes in the group")
         sent = [0]
         feed = threading.Thread(target=publish, args=(settings, receiver.urls, args.events,
-                                                      args.items, args.rate, sent))
+                                                      args.items, args.rate, sent),
+                                daemon=True)  # an interrupted run does not wait for it
         feed.start()
         for k in range(args.kills):
             while sent[0] < (k + 1) / (args.kills + 1) * args.events and feed.is_alive():

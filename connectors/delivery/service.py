@@ -279,8 +279,10 @@ class DeliveryService:
         return asyncio.get_running_loop().call_later(delay_s, callback)
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        """Called in the fetching thread: what Kafka knows of handled copies seeds the
-        stale filter (on the loop, before the records fetched next are received)."""
+        """Called in the fetching thread: partitions still paused from before a revoke are
+        resumed, and what Kafka knows of handled copies seeds the stale filter (on the
+        loop, before the records fetched next are received)."""
+        self.tiers.assign(consumer, partitions)
         if self._recall is not None:
             hops = self._recall.hops(consumer, partitions)
             if hops:

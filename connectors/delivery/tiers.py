@@ -20,6 +20,8 @@ from typing import Any
 from confluent_kafka import KafkaException, TopicPartition
 
 from connectors.delivery.ports import TP, RecordSource
+from hookstream.errors import KafkaFailed
+from hookstream.io import kafka_errors
 from hookstream.policy import JITTER
 from hookstream.records import DeliveryRequest
 
@@ -123,6 +125,16 @@ class TierScheduler:
             self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
         except KafkaException as e:
             log.debug("seek of %s failed (revoked?): %s", tp, e)
+
+    def assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Resume what is assigned: librdkafka keeps a partition paused through a rebalance
+        that gives it back to this consumer (eager assignors), but its reasons were
+        forgotten on revoke, so nothing would ever lift it."""
+        try:
+            with kafka_errors("resume on assignment"):
+                consumer.resume(partitions)
+        except KafkaFailed as e:
+            log.debug("%s", e)
 
     def revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         for part in partitions:

@@ -222,3 +222,20 @@ def test_records_of_a_revoked_partition_not_yet_sent_are_abandoned(tmp_path: Pat
     assert [r.items_id for r in sender.sent] == [0]  # the one in flight, nothing more
     assert len(svc.stale) <= 1  # the abandoned ones are not remembered as handled
     assert consumer.stored.get((DELIVERIES, 0)) is None  # the new owner repeats from 0
+
+
+def test_a_partition_paused_when_revoked_is_resumed_when_assigned_again(tmp_path: Path) -> None:
+    """librdkafka keeps a partition paused through an eager rebalance that gives it back,
+    while the scheduler forgets why it paused it on revoke: it must be resumed, or its
+    retries wait forever (seen in bench/chaos/ordering.py --ordering none)."""
+    from confluent_kafka import TopicPartition
+
+    settings = settings_for(tmp_path)
+    consumer, producer, sender = FakeConsumer(), FakeProducer(), RecordingSender()
+    svc = service(settings, consumer, producer, sender, webhook(settings, "w1", URL))
+    tier = [TopicPartition(RETRY_2S, 0)]
+    svc.tiers.pause((RETRY_2S, 0), 5, "origin a")
+    assert (RETRY_2S, 0) in consumer.paused
+    svc._on_revoke(consumer, tier)
+    svc._on_assign(consumer, tier)
+    assert (RETRY_2S, 0) not in consumer.paused and not svc.tiers.is_paused((RETRY_2S, 0))
