@@ -6,7 +6,9 @@ memory, their offsets not done, so a crash or a rebalance reads them again, in t
 order. A head that fails is retried in place: kept here on a timer with the delay
 decide() chose (schedule, jitter, Retry-After, a circuit-open or CRA wait without an
 attempt spent), never forwarded to a retry tier, so nothing behind it can overtake it and
-no copy exists elsewhere; its attempt records are produced as usual. Once the head's
+no copy exists elsewhere (so the copy keeps the record's hop: read again after a
+revoke, the record is not taken for one superseded by its own retry); its attempt records
+are produced as usual. Once the head's
 outcome is durable (delivered, dead-lettered, or dropped as a stale copy), the next
 waiting delivery of its key goes. Other keys, webhooks and partitions are never held.
 
@@ -148,6 +150,9 @@ class Ordering:
         return 0 if queues is None else len(queues)
 
     def _retry_later(self, tp: TP, offset: int, topic: str, copy: DeliveryRequest) -> None:
+        # The copy keeps the hop of the record: no other copy of it exists, and the stale
+        # filter must not take the record, read again after a revoke, for one superseded.
+        copy = copy.evolve(hop=copy.hop - 1)
         size = len(copy.body)
         delay_s = max(0.0, copy.not_before / 1000 - self._clock())
         timer = asyncio.get_running_loop().call_later(
@@ -159,6 +164,7 @@ class Ordering:
     def _retry_due(self, tp: TP, offset: int, topic: str, copy: DeliveryRequest) -> None:
         retry = self._retries[tp].pop(offset)
         self._release(retry.size)
+        self._stale.restore(copy.delivery_id, copy.hop - 1)  # its own hop is admitted again
         self._dispatch(tp, offset, copy, topic)
 
     def _hold(self, tp: TP, size: int) -> None:

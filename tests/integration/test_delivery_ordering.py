@@ -17,7 +17,13 @@ import pytest
 
 from hookstream.records import DELIVERIES, DeliveryRequest, delivery_id_for, retry_topics
 from tests.conftest import settings_for
-from tests.integration.harness import RunningDelivery, apply_webhooks, publish, read
+from tests.integration.harness import (
+    RunningDelivery,
+    apply_webhooks,
+    attempts_of,
+    publish,
+    read,
+)
 from tests.receiver import OrderReceiver
 
 LOOPBACK = ["127.0.0.0/8"]
@@ -88,7 +94,10 @@ def test_per_item_order_survives_failures_and_a_rebalance(
           f"lost {len(lost)}, order violations {receiver.violations()}; "
           f"other items delivered during {flowed} of {failures} waits")
     assert len(requests) // 3 <= stopped_at < len(requests), "not stopped mid-stream"
-    assert not lost
+    assert not lost, [(json.loads(r.body), receiver.order.get(r.items_id),
+                       [(a.outcome, a.attempt, a.hop, a.trigger) for a in attempts_of(
+                           settings, "ordered") if a.delivery_id == r.delivery_id])
+                      for r in requests if r.delivery_id in lost]
     assert receiver.violations() == 0
     assert all(len(seqs) == EVENTS_PER_ITEM for seqs in receiver.order.values())
     assert receiver.failed >= len(requests) // 10  # failures were there to be retried

@@ -97,7 +97,7 @@ def test_a_failed_head_is_retried_in_place_and_nothing_of_its_item_overtakes_it(
     assert [(a.delivery_id, a.attempt, a.hop) for a in retry] == [("w1-0", 1, 0)]
     assert [r for topic in RETRY_TOPICS for r in producer.on(topic)] == []  # no copy
     second = [a for a in producer.on(ATTEMPTS) if a.delivery_id == "w1-0"][-1]
-    assert (second.attempt, second.hop, second.trigger) == (2, 1, "retry")
+    assert (second.attempt, second.hop, second.trigger) == (2, 0, "retry")  # same record
     assert svc.ordering.held == 0 and svc.ordering.holds(TP0) == 0
     assert svc.stats["retried_in_place"] == 1
 
@@ -296,3 +296,48 @@ def test_a_copy_on_a_retry_tier_is_not_held(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert sorted(r.delivery_id for r in sender.sent) == ["w1-0", "w1-9"]
+
+
+def test_a_retry_waiting_for_its_slot_when_revoked_is_read_again_and_sent(
+        tmp_path: Path) -> None:
+    """The retry in place of item 7 waits for the origin's one slot (item 8 hangs in it)
+    when the partition is revoked: given up, and read again, it is sent, not taken for a
+    copy superseded by its own retry."""
+    config = settings_for(tmp_path, max_in_flight_per_origin=4)  # starts at 1 in flight
+    consumer, producer = FakeConsumer(), FakeProducer()
+    hanging, sent = asyncio.Event(), []
+    tries: dict[str, int] = {}
+
+    async def receiver(r: DeliveryRequest, t: Target, allow: object = ()) -> HttpResult:
+        sent.append(r.delivery_id)
+        tries[r.delivery_id] = tries.get(r.delivery_id, 0) + 1
+        if r.delivery_id == "w1-1" and tries["w1-1"] == 1:
+            await hanging.wait()
+        return HttpResult(503 if tries[r.delivery_id] == 1 and r.items_id == 7 else 200)
+
+    sender = RecordingSender()
+    sender.send = receiver  # type: ignore[method-assign]
+    consumer.add(DELIVERIES, 0, of_item(0, 7))
+    consumer.add(DELIVERIES, 0, of_item(1, 8))
+    svc = service(config, consumer, producer, sender,
+                  webhook(config, "w1", URL, ordering="per_item"))
+
+    async def scenario() -> None:
+        task = asyncio.get_running_loop().create_task(svc.run())
+        async with asyncio.timeout(5):
+            while svc.stats.get("retried_in_place", 0) < 1 or svc.ordering.held:
+                await asyncio.sleep(0.005)  # the retry is due and waits for the slot
+            svc._on_revoke(consumer, [TopicPartition(DELIVERIES, 0)])
+            hanging.set()
+            while svc.stats.get("abandoned_on_revoke", 0) < 1:
+                await asyncio.sleep(0.005)
+            consumer.seek(TopicPartition(DELIVERIES, 0, 0))  # assigned again, read again
+            while consumer.stored.get(TP0) != 2:
+                await asyncio.sleep(0.005)
+        svc.stopping.set()
+        await task
+
+    asyncio.run(scenario())
+    assert sent.count("w1-0") == 2  # failed once, then sent again after the revoke
+    assert 0 in delivered(svc, producer)
+    assert svc.stats.get("stale_dropped", 0) == 1  # w1-1, delivered before the revoke
