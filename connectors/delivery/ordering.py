@@ -6,11 +6,11 @@ memory, their offsets not done, so a crash or a rebalance reads them again, in t
 order. A head that fails is retried in place: kept here on a timer with the delay
 decide() chose (schedule, jitter, Retry-After, a circuit-open or CRA wait without an
 attempt spent), never forwarded to a retry tier, so nothing behind it can overtake it and
-no copy exists elsewhere (so the copy keeps the record's hop: read again after a
-revoke, the record is not taken for one superseded by its own retry); its attempt records
-are produced as usual. Once the head's
-outcome is durable (delivered, dead-lettered, or dropped as a stale copy), the next
-waiting delivery of its key goes. Other keys, webhooks and partitions are never held.
+no copy exists elsewhere (the copy keeps the record's hop: read again after a revoke, the
+record is not taken for one superseded by its own retry); its attempt records are
+produced as usual. Once the head's outcome is durable (delivered, dead-lettered, or
+dropped as a stale copy), the next waiting delivery of its key goes. Other keys, webhooks
+and partitions are never held.
 
     waits(tp, offset, request)        the service's dispatch asks: hold it back?
     keeps(tp, offset, topic, copy, owned)
