@@ -104,6 +104,10 @@ class Settings:
     # deliveries an origin may hold in memory, waiting for its adaptive in-flight limit,
     # before the partitions feeding it are paused
     max_queued_per_origin: int = 1000
+    # ordering: per_item webhooks: deliveries held in memory behind the earlier one of their
+    # item (and heads waiting for their retry) before the partitions adding to them pause
+    ordering_max_held: int = 10_000
+    ordering_max_held_bytes: int = 67_108_864
     response_body_cap_bytes: int = 65_536
     # ingest: GLPI 11 native webhooks in (`hookstream run ingest`)
     ingest_host: str = "0.0.0.0"
@@ -312,6 +316,8 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
         "max_in_flight",
         "max_in_flight_per_origin",
         "max_queued_per_origin",
+        "ordering_max_held",
+        "ordering_max_held_bytes",
         "circuit_failure_threshold",
         "ingest_dedup_entries",
         "ingest_max_body_bytes",

@@ -149,3 +149,65 @@ class Receiver:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class OrderReceiver:
+    """A receiver that fails a share of requests (503, chosen by a seeded generator) and
+    records, per item, the order of the first successful receipt of each event.
+
+    Bodies are JSON {"id": delivery id, "item": item id, "seq": the event's rank in its
+    item}. `order[item]` lists the seqs in the order first delivered; `at` holds
+    (time, item, ok) of every request, for what flowed while an item waited."""
+
+    def __init__(self, fail: float, seed: int = 23) -> None:
+        import json
+        import random
+
+        self.order: dict[int, list[int]] = {}
+        self.first: dict[str, float] = {}
+        self.at: list[tuple[float, int, bool]] = []
+        self.requests = 0
+        self.failed = 0
+        lock, rand, me = threading.Lock(), random.Random(seed), self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                data = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                with lock:
+                    ok = rand.random() >= fail
+                    me.requests += 1
+                    me.failed += not ok
+                    me.at.append((time.monotonic(), int(data["item"]), ok))
+                    if ok and data["id"] not in me.first:
+                        me.first[data["id"]] = time.monotonic()
+                        me.order.setdefault(int(data["item"]), []).append(int(data["seq"]))
+                self.send_response(200 if ok else 503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/in"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def violations(self) -> int:
+        """Events first delivered after a later event of their item."""
+        count = 0
+        for seqs in self.order.values():
+            highest = -1
+            for seq in seqs:
+                count += seq < highest
+                highest = max(highest, seq)
+        return count
+
+    def __enter__(self) -> OrderReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -8,6 +8,7 @@ One attempt reads in one direction, each module calling only the ones below it:
     checkpoint  offsets once outcomes are durable; pauses; one generation per partition
     record      attempt, retry and DLQ records, produced until Kafka acknowledges them
     limits      global, per-origin (adaptive), per-webhook and rate limits
+    ordering    ordering: per_item: one delivery of an item at a time, retries in place
     stale       one record of a delivery at a time; drop copies already handled
     recall      what Kafka knows of handled copies, read beside the loop after an
                 assignment, and the gate holding only the deliveries in question

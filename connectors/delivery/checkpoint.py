@@ -67,6 +67,8 @@ class Checkpoint:
         self._paused: dict[TP, set[str]] = {}  # partition -> the reasons it is paused for
         self._positions: dict[TP, int] = {}  # where a paused partition is read again from
         self._timers: dict[TP, asyncio.TimerHandle] = {}
+        # Told each record whose outcome is durable (ordering: the next of its item goes).
+        self.finished: Callable[[TP, int], None] | None = None
 
     # -- reading and ownership ------------------------------------------------------------
 
@@ -89,6 +91,8 @@ class Checkpoint:
         committable = tracker.done(offset)
         if committable is not None:
             self._committable[tp] = committable
+        if self.finished is not None:
+            self.finished(tp, offset)
 
     def unread(self, tp: TP, offset: int) -> None:
         """The record at `offset`, the last read of `tp`, is given back unhandled, to be read
@@ -107,6 +111,13 @@ class Checkpoint:
     def commit(self) -> None:
         """Commit what is stored now (KafkaFailed if the broker does not take it)."""
         self._partitions.commit()
+
+    def assign(self, assigned: Iterable[TP]) -> None:
+        """Resume what is assigned: librdkafka keeps a partition paused through an eager
+        rebalance that gives it back to this consumer, but its reasons were forgotten on
+        revoke, so nothing would ever lift it."""
+        for tp in assigned:
+            self._partitions.resume(tp)
 
     def revoke(self, revoked: Iterable[TP]) -> None:
         """Offsets already durable but not stored yet are stored before the partitions go,

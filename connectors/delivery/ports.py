@@ -35,6 +35,12 @@ class Job:
     offset: int
     request: DeliveryRequest
     generation: int
+    via: str | None = None  # a retry kept in place (ordering): the tier it counts as read from
+
+    @property
+    def topic(self) -> str:
+        """The topic the record counts as read from (its tier, for a retry in place)."""
+        return self.via or self.tp.topic
 
 
 

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from connectors.delivery.checkpoint import Checkpoint
 from connectors.delivery.operations import OperationalEvents
@@ -48,11 +48,18 @@ class Outgoing:
     headers: Any
 
 
+class InPlace(Protocol):
+    """Retries kept in memory instead of forwarded to a tier (connectors.delivery.ordering)."""
+
+    def keeps(self, job: Job, topic: str, copy: DeliveryRequest, owned: bool) -> bool: ...
+
+
 class Records:
     def __init__(self, producer: RecordSink, codec: Codec, topics: OutcomeTopics,
                  checkpoint: Checkpoint, operations: OperationalEvents | None = None):
         self._producer = producer
         self._operations = operations
+        self.in_place: InPlace | None = None  # retries kept in memory (ordering), if any
         self._codec = codec
         self._topics = topics
         self._checkpoint = checkpoint
@@ -82,6 +89,11 @@ class Records:
         if forward is not None:
             topic = (self._topics.dlq if forward.tier == DLQ_TIER else
                      self._topics.tiers[topic_of(forward.tier, tiers_s, self._topics.tiers_s)])
+            if (forward.tier != DLQ_TIER and self.in_place is not None
+                    and self.in_place.keeps(job, topic, forward.request,
+                                            self._checkpoint.owns(job.tp, job.generation))):
+                self._produce(job.tp, job.offset, records, settles=False)  # the attempt only
+                return
             records.append(self._encoded(topic, forward.request))
             if forward.tier == DLQ_TIER and self._operations is not None:
                 records += [Outgoing(*event) for event in
@@ -111,8 +123,10 @@ class Records:
         key = record.key() if isinstance(record, DeliveryRequest) else ""
         return Outgoing(topic, key.encode(), value, headers)
 
-    def _produce(self, tp: TP, offset: int, records: list[Outgoing]) -> None:
-        """Produce `records`; once Kafka has acknowledged them all, `offset` is done."""
+    def _produce(self, tp: TP, offset: int, records: list[Outgoing], settles: bool = True
+                 ) -> None:
+        """Produce `records`; once Kafka has acknowledged them all, `offset` is done, unless
+        `settles` is False (a retry kept in place: the record is not finished)."""
         remaining = [len(records)]
 
         def acknowledged(record: Outgoing) -> Acknowledged:
@@ -127,7 +141,7 @@ class Records:
                     self._failed(record, failure, on_delivery)
                     return
                 remaining[0] -= 1
-                if remaining[0] == 0:
+                if remaining[0] == 0 and settles:
                     self._checkpoint.done(tp, offset)
             return on_delivery
 

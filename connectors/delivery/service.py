@@ -46,6 +46,7 @@ from connectors.delivery.http import Sender, Targets
 from connectors.delivery.http.guard import guarded_connector
 from connectors.delivery.limits import Limits
 from connectors.delivery.operations import OperationalEvents
+from connectors.delivery.ordering import Ordering
 from connectors.delivery.ports import (
     TP,
     HttpSender,
@@ -76,7 +77,7 @@ from hookstream.io import (
     static_membership,
     webhook_and_entity_applier,
 )
-from hookstream.policy import CircuitBreakers, parse_networks, secret_box
+from hookstream.policy import PER_ITEM, CircuitBreakers, HeldBound, parse_networks, secret_box
 from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
@@ -186,8 +187,15 @@ class DeliveryService:
         self.worker = Worker(rules, self.targets, self.circuits, self.limits, self.stale,
                              self.checkpoint, self.records, clock, rand, operations)
         self.worker.sender = sender
+        self.ordering = Ordering(
+            settings.topic(DELIVERIES), self._ordered, self.worker.submit, self.checkpoint,
+            self.stale, clock,
+            HeldBound(settings.ordering_max_held, settings.ordering_max_held_bytes),
+            self.records.count)
+        self.records.in_place = self.ordering
+        self.checkpoint.finished = self.ordering.finished
         self.gate = RecallGate(
-            self.worker.submit, self.stale.seed, self.checkpoint.owns,
+            self.ordering.submit, self.stale.seed, self.checkpoint.owns,
             pause=lambda tp: self.checkpoint.pause(tp, "recall"),
             lift=lambda tp: self.checkpoint.lift(tp, "recall"),
         )
@@ -311,9 +319,11 @@ class DeliveryService:
     # -- rebalances (called in the fetching thread) ---------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        """Called in the fetching thread: the recall of what Kafka knows of handled copies
-        starts beside the loop, and the gate holds what it may make stale until it ends
-        (posted to the loop, so before the records fetched next are received)."""
+        """Called in the fetching thread: partitions still paused from before a revoke are
+        resumed; the recall of what Kafka knows of handled copies starts beside the loop,
+        and the gate holds what it may make stale until it ends (posted to the loop, so
+        before the records fetched next are received)."""
+        self.checkpoint.assign(TP(tp.topic, tp.partition) for tp in partitions)
         if self._recall is None or not partitions:
             return
         self._assignments += 1
@@ -340,7 +350,14 @@ class DeliveryService:
                 pass
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self.checkpoint.revoke(TP(tp.topic, tp.partition) for tp in partitions)
+        revoked = [TP(tp.topic, tp.partition) for tp in partitions]
+        self.checkpoint.revoke(revoked)
+        self.ordering.revoke(revoked)
+
+    def _ordered(self, webhook_id: str) -> bool:
+        """Whether the webhook's deliveries go one at a time per item (`ordering: per_item`)."""
+        definition = self.webhooks.get(webhook_id)
+        return definition is not None and definition.ordering == PER_ITEM
 
 
 def run_delivery(settings: Settings) -> int:

@@ -161,7 +161,7 @@ class Worker:
                 target.retry_policy,
                 target.sent_try,
                 tiers,
-                tier_of(self._rules.topic_delay_s.get(job.tp.topic), tiers),
+                tier_of(self._rules.topic_delay_s.get(job.topic), tiers),
                 self._rand(),
                 challenge_max_age_ms=self._rules.challenge_max_age_ms,
                 cause=self._cause(job, admission),
@@ -226,7 +226,7 @@ class Worker:
         """What made this attempt: a copy from a retry tier, the first copy or a redriven
         one (a copy on hookstream.deliveries past hop 0), or the probe of a half-open
         circuit, whichever topic its copy came from."""
-        delay_s = self._rules.topic_delay_s.get(job.tp.topic)
+        delay_s = self._rules.topic_delay_s.get(job.topic)
         tier = None if delay_s is None else delay_label(delay_s)
         if admission is Admission.PROBE:
             return Cause(Trigger.PROBE, tier)

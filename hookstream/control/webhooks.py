@@ -18,6 +18,7 @@ import yaml
 from hookstream.errors import InvalidCriteria, InvalidDefinition, InvalidTemplate
 from hookstream.matching import compile_criteria
 from hookstream.policy import (
+    ORDERINGS,
     RetryPolicy,
     SecretBox,
     blocked_reason,
@@ -144,6 +145,9 @@ def validate(raw: Any, tiers_s: Sequence[int], global_allow: Sequence[str] = ())
         errors.append(f"signature_scheme must be one of {', '.join(SCHEMES)}")
     if raw.get("retry_policy", RetryPolicy.GLPI) not in set(RetryPolicy):
         errors.append("retry_policy must be glpi or default")
+    if raw.get("ordering", "none") not in ORDERINGS:
+        errors.append(f"ordering {raw['ordering']!r} is not none or per_item (the deliveries of"
+                      " one item one at a time, in event order)")
     escaping = raw.get("escaping", "hookstream")
     if escaping not in ESCAPING_MODES:
         errors.append(f"escaping must be one of {', '.join(ESCAPING_MODES)}")

@@ -177,6 +177,9 @@ DELIVERY_LAG = Histogram("hookstream_delivery_lag_seconds",
                          buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 600, 3600, 21600, 86400),
                          registry=None)
 IN_FLIGHT = Gauge("hookstream_delivery_in_flight", "HTTP requests in flight", registry=None)
+ORDERING_HELD = Gauge("hookstream_delivery_ordering_held",
+                      "Deliveries held in memory by ordering: per_item (waiting behind an earlier"
+                      " one of their item, or for their retry in place)", registry=None)
 
 # -- ingest (GLPI native webhooks in; the instance label is a configured instance) ------
 INGEST_REQUESTS = Counter("hookstream_ingest_requests_total",
@@ -285,7 +288,8 @@ COMPONENTS: dict[str, tuple[Family, ...]] = {
     "processor": (EVENTS, REQUESTS_PLANNED, RENDER_ERRORS.metric, UNDECODABLE, DUPLICATE_EVENTS,
                   DEDUP_FORGOTTEN, *_CONSUMER),
     "delivery": (
-        ATTEMPTS.metric, GONE.metric, LATENCY.metric, DELIVERY_LAG, IN_FLIGHT, UNDECODABLE,
+        ATTEMPTS.metric, GONE.metric, LATENCY.metric, DELIVERY_LAG, IN_FLIGHT, ORDERING_HELD,
+        UNDECODABLE,
         *_CONSUMER, RETRY_DUE, RETRY_WAITING, DLQ_DEPTH, OLDEST_UNDELIVERED, CIRCUIT_OPEN,
         WEBHOOK_INFO, OPERATIONAL_EVENTS,
     ),

@@ -1,4 +1,5 @@
-"""Pure delivery decisions: retry routing, outcomes, circuit breaking, signing, SSRF, secrets."""
+"""Pure delivery decisions: retry routing, outcomes, order per item, circuit breaking, signing,
+SSRF, secrets."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from hookstream.policy.ingest import (
     signature_valid,
     source_allowed,
 )
+from hookstream.policy.ordering import ORDERINGS, PER_ITEM, HeldBound, ItemQueues, Waiting
 from hookstream.policy.outcomes import (
     DLQ_TIER,
     Cause,
@@ -76,6 +78,8 @@ __all__ = [
     "DLQ_TIER",
     "JITTER",
     "NO_TIER",
+    "ORDERINGS",
+    "PER_ITEM",
     "Accept",
     "AcceptedRequests",
     "AdaptiveLimit",
@@ -89,8 +93,10 @@ __all__ = [
     "Decision",
     "Delivered",
     "Disable",
+    "HeldBound",
     "IncomingRequest",
     "IngestInstance",
+    "ItemQueues",
     "Network",
     "Observed",
     "Permanent",
@@ -103,6 +109,7 @@ __all__ = [
     "Success",
     "TargetHealth",
     "Verdict",
+    "Waiting",
     "assess",
     "blocked_reason",
     "circuit_charge",

@@ -56,3 +56,4 @@ class WebhookDefinition(Record):
     disabled_reason: str = ""
     disabled_at_ms: int = 0
     enabled_at_ms: int = 0  # failures before the last re-enable do not count
+    ordering: str = "none"  # "per_item": one delivery of an item at a time, in event order

@@ -206,7 +206,8 @@ def test_event_id_is_stable_and_content_sensitive() -> None:
     assert a.entities_id == 3  # taken from item.entity.id
 
 
-_DEFINITION_V3 = {"previous_secret_encrypted": "", "previous_secret_until_ms": 0}
+_DEFINITION_V3 = {"previous_secret_encrypted": "", "previous_secret_until_ms": 0,
+                  "ordering": "none"}
 _ATTEMPT_V4 = {"retry_policy": None}
 _ATTEMPT_V3 = {"trigger": "", "trigger_tier": None, "actor": None, "request_method": None,
                "request_url": None, "request_headers": {}, "body_sha256": None,

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from connectors.delivery.http import HttpResult
+from connectors.delivery.ports import TP
 from hookstream.records import DeliveryRequest
 from tests.unit.delivery_fakes import (
     ATTEMPTS,
@@ -314,3 +315,20 @@ def test_a_retry_not_held_because_the_schedule_is_full_is_not_committed(
     assert consumer.pauses[0][:2] == (RETRY_2S, 1)
     assert sender.sent == []
     assert consumer.stored.get((RETRY_2S, 1)) is None
+
+
+def test_a_partition_paused_when_revoked_is_resumed_when_assigned_again(tmp_path: Path) -> None:
+    """librdkafka keeps a partition paused through an eager rebalance that gives it back,
+    while the checkpoint forgets why it paused it on revoke: it must be resumed, or its
+    retries wait forever (seen in bench/chaos/ordering.py --ordering none)."""
+    from confluent_kafka import TopicPartition
+
+    settings = settings_for(tmp_path)
+    consumer, producer, sender = FakeConsumer(), FakeProducer(), RecordingSender()
+    svc = service(settings, consumer, producer, sender, webhook(settings, "w1", URL))
+    tier = [TopicPartition(RETRY_2S, 0)]
+    svc.checkpoint.pause(TP(RETRY_2S, 0), "origin a", 5)
+    assert (RETRY_2S, 0) in consumer.paused
+    svc._on_revoke(consumer, tier)
+    svc._on_assign(consumer, tier)
+    assert (RETRY_2S, 0) not in consumer.paused and not svc.checkpoint.is_paused(TP(RETRY_2S, 0))

@@ -182,7 +182,8 @@ EXPORTED = {
     "delivery": {
         "hookstream_delivery_attempts_total", "hookstream_endpoint_gone_total",
         "hookstream_delivery_seconds", "hookstream_delivery_lag_seconds",
-        "hookstream_delivery_in_flight", "hookstream_undecodable_total", "hookstream_retry_due",
+        "hookstream_delivery_in_flight", "hookstream_delivery_ordering_held",
+        "hookstream_undecodable_total", "hookstream_retry_due",
         "hookstream_retry_waiting", "hookstream_dlq_depth",
         "hookstream_oldest_undelivered_seconds", "hookstream_circuit_open",
         "hookstream_webhook_info", "hookstream_operational_events_total", *LAG_READY},

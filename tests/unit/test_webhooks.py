@@ -36,6 +36,8 @@ def write(tmp_path: Path, text: str) -> Path:
     ({"http_method": "delete"}, "http_method 'delete'"),
     ({"signature_scheme": "md5"}, "signature_scheme"),
     ({"retry_policy": "never"}, "retry_policy"),
+    ({"ordering": "per_ticket"}, "ordering 'per_ticket' is not none or per_item"),
+    ({"ordering": True}, "ordering True is not none or per_item"),
     ({"timeout_s": 0}, "timeout_s"),
     ({"sent_try": -1}, "sent_try"),
     ({"retry_schedule": ["7s"]}, "not a configured retry tier"),
@@ -52,7 +54,8 @@ def test_each_invalid_field_is_named(change: dict[str, object], message: str) ->
 def test_valid_definition_has_no_errors() -> None:
     assert validate({**VALID, "url": "http://127.0.0.1/x", "allowed_networks": ["127.0.0.0/8"],
                      "custom_headers": {"X-A": "{{ item.name }}"}, "retry_schedule": ["1m"],
-                     "filter": '[{"field": 12, "searchtype": "equals", "value": "notold"}]'},
+                     "filter": '[{"field": 12, "searchtype": "equals", "value": "notold"}]',
+                     "ordering": "per_item"},
                     TIERS) == []
 
 
@@ -111,3 +114,12 @@ webhooks:
                              "url: https://x\n")
     [applied] = load_definitions(single, BOX, {"bare": stored}, TIERS)
     assert (applied.retry_policy, applied.version) == ("glpi", stored.version + 1)
+
+
+def test_ordering_is_kept_and_defaults_to_none(tmp_path: Path) -> None:
+    base = "id: w1\ninstance: g\nname: n\nitemtype: Ticket\nevent: update\nurl: https://x\n"
+    [plain] = load_definitions(write(tmp_path, base), BOX, {}, TIERS)
+    assert plain.ordering == "none"
+    [ordered] = load_definitions(write(tmp_path, base + "ordering: per_item\n"), BOX,
+                                 {"w1": plain}, TIERS)
+    assert ordered.ordering == "per_item" and ordered.version == 2
