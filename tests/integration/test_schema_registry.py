@@ -21,7 +21,15 @@ from hookstream.config import Settings, load_settings
 from hookstream.errors import ConfigError, TransientError
 from hookstream.io import codec_for, create_topics, flush, producer, read_all
 from hookstream.io.schema_registry import CONTENT_TYPE
-from hookstream.records import ITEM_CHANGES, WEBHOOKS, PollCursor, WebhookDefinition, avro_topics
+from hookstream.records import (
+    ITEM_CHANGES,
+    WEBHOOKS,
+    OperationType,
+    PollCursor,
+    WebhookDefinition,
+    avro_topics,
+    operational_event,
+)
 from hookstream.records.codec import RECORD_TYPES, load_schema_text, older_schema_texts
 from tests.apicurio import RunningRegistry
 from tests.integration.harness import cli_env
@@ -46,6 +54,9 @@ def one_record_per_schema() -> dict[str, object]:
     records: dict[str, object] = {type(r).schema_name: r  # type: ignore[attr-defined]
                                   for r in sample_records("Ticket.json")}
     records["PollCursor"] = PollCursor("glpi-lyon", "Ticket", "changes", ids_at=[1, 2])
+    records["OperationalEvent"] = operational_event(
+        OperationType.DELIVERY_DEAD_LETTERED, 1_800_000_000_000, "glpi-lyon", "hook-a",
+        "HTTP 410", "d1:1", delivery_id="d1")
     assert set(records) == set(RECORD_TYPES)
     return records
 
@@ -56,7 +67,7 @@ def test_every_topic_in_wire_format_schemas_registered_on_first_use(
     create_topics(settings)
     records, codec, prod = one_record_per_schema(), codec_for(settings), producer(settings)
     topics = avro_topics(settings)
-    assert len(topics) == 9 + len(settings.retry_tiers)
+    assert len(topics) == 10 + len(settings.retry_tiers)
     for topic, name in topics.items():
         value, headers = codec.encode(records[name], topic)  # type: ignore[arg-type]
         prod.produce(topic, value, b"k", headers=headers)

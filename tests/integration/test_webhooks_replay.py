@@ -133,7 +133,9 @@ def test_a_replay_killed_mid_run_and_run_again_writes_each_event_once(
     until = datetime.fromtimestamp(T0 / 1000 + RANGE_S, UTC).isoformat()
     command = [sys.executable, "-m", "hookstream.cli", "webhooks", "replay", HOOK,
                "--since", since, "--until", until]
-    slow = subprocess.Popen([*command, "--rate", "5/s"], env=cli_env(settings), text=True,
+    # 2 a second: 15 s for the 30, so the kill lands mid-run even when reading the topic
+    # to count takes seconds on a loaded machine
+    slow = subprocess.Popen([*command, "--rate", "2/s"], env=cli_env(settings), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # Kill once the first deliveries are in (start-up time varies with the machine's load).
     wait_until(lambda: sum(replayed(settings).values()) >= 5, timeout_s=60)
@@ -146,8 +148,11 @@ def test_a_replay_killed_mid_run_and_run_again_writes_each_event_once(
                            timeout=120, check=False)
     assert rerun.returncode == 0, rerun.stderr
     summary = rerun.stdout.strip().splitlines()[-1]
-    assert summary.endswith(f"replayed {30 - before}, already replayed before {before}, "
-                            "skipped 1"), summary
+    # the undecodable record is counted by whichever run read it (the killed one, or this)
+    assert (summary.endswith(f"replayed {30 - before}, already replayed before {before}, "
+                             "skipped 1")
+            or summary.endswith(f"replayed {30 - before}, already replayed before {before}, "
+                                "skipped 0")), summary
     assert replayed(settings) == Counter(
         {d.delivery_id: 1 for d in read(settings, DELIVERIES, DeliveryRequest)})
     assert sum(replayed(settings).values()) == len(matching)
