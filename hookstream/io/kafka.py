@@ -184,7 +184,8 @@ def leave_group(consumer: Consumer, timeout_s: float = 5.0) -> None:
         consumer.unsubscribe()
         while consumer.memberid() and time.monotonic() < deadline:
             consumer.consume(1, 0.1)  # serves the revocation; records are not read any more
-        consumer.consume(1, 0.1)  # and lets the LeaveGroup go out
+        for _ in range(5):  # and lets the LeaveGroup go out (close() would drop it in flight)
+            consumer.consume(1, 0.1)
 
 
 def ends_the_consumer(error: KafkaError) -> bool:
