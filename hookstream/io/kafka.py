@@ -465,7 +465,10 @@ def read_ranges(reader: Consumer, ranges: Sequence[tuple[TopicPartition, int]],
     reader.assign([tp for tp, _ in ranges if (tp.topic, tp.partition) in ends])
     while ends and time.monotonic() < deadline:
         with kafka_errors("reading to the end"):
-            batch = reader.consume(1000, 0.2)
+            # what is ready, without waiting: consume() with a timeout waits it out unless
+            # the batch fills, which made every small read last a multiple of it; so only
+            # an empty take waits, for its first record
+            batch = reader.consume(1000, 0) or [m for m in [reader.poll(0.2)] if m is not None]
         for msg in batch:
             at, error = (msg.topic() or "", msg.partition() or 0), msg.error()
             if error is not None:
