@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hookstream.records.alerts import AlertEvent, AlertSource, AlertStatus, alert_key
 from hookstream.records.audit import (
     AuditAction,
     AuditRecord,
@@ -40,6 +41,11 @@ from hookstream.records.operations import (
     operational_event,
 )
 from hookstream.records.topics import (
+    ALERT_ACTIONS,
+    ALERT_RULES,
+    ALERT_TICKETS,
+    ALERTS,
+    ALERTS_DLQ,
     ATTEMPTS,
     AUDIT,
     DELIVERIES,
@@ -58,6 +64,11 @@ from hookstream.records.topics import (
 )
 
 __all__ = [
+    "ALERTS",
+    "ALERTS_DLQ",
+    "ALERT_ACTIONS",
+    "ALERT_RULES",
+    "ALERT_TICKETS",
     "ATTEMPTS",
     "AUDIT",
     "DEFAULT_TOLERANCE_S",
@@ -72,6 +83,9 @@ __all__ = [
     "POLLER_CURSORS",
     "REDRIVEN",
     "WEBHOOKS",
+    "AlertEvent",
+    "AlertSource",
+    "AlertStatus",
     "AttemptRecord",
     "AuditAction",
     "AuditRecord",
@@ -88,6 +102,7 @@ __all__ = [
     "Record",
     "Trigger",
     "WebhookDefinition",
+    "alert_key",
     "as_item_change",
     "avro_topics",
     "dead_letter_headers",

@@ -35,6 +35,7 @@ from hookstream.records.events import (
     Record,
 )
 from hookstream.records.instances import InstanceRecord
+from hookstream.records.alerts import AlertEvent
 from hookstream.records.operations import OperationalEvent
 
 SCHEMA_HEADER = "hookstream-schema"
@@ -53,6 +54,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         PollCursor,
         AuditRecord,
         OperationalEvent,
+        AlertEvent,
     )
 }
 
@@ -233,6 +235,8 @@ def topic_schema(topic: str) -> str:
         (".instances", "Instance"),
         (".attempts", "AttemptRecord"),
         (".poller-cursors", "PollCursor"),
+        (".alerts", "AlertEvent"),
+        (".alerts.dlq", "AlertEvent"),
     ):
         if topic.endswith(suffix):
             return name

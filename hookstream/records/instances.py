@@ -29,6 +29,11 @@ class InstanceRecord(Record):
     timestamp_tolerance_s: int = DEFAULT_TOLERANCE_S
     comment: str = ""
     timezone: str = "UTC"  # GLPI's `timezone` setting (IANA name): templates' dates are in it
+    # `run alerts`: each source's route scheme ("bearer" or "hmac") and its secret, encrypted
+    alert_auth: dict[str, str] = field(default_factory=dict)
+    alert_secrets_encrypted: dict[str, str] = field(default_factory=dict)
+    # GLPI user ids integrations act as (webhooks' skip_integration_users)
+    integration_users: list[int] = field(default_factory=list)
 
     def key(self) -> str:
         return self.name

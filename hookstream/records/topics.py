@@ -21,6 +21,12 @@ REDRIVEN = "hookstream.dlq-redriven"  # ledger: DLQ positions already redriven
 POLLER_CURSORS = "hookstream.poller-cursors"  # GLPI API poller: position per stream
 AUDIT = "hookstream.audit"  # every write through the admin API or the console
 OPERATIONS = "hookstream.operations"  # operational events: webhook.disabled, ...
+# monitoring alerts into GLPI tickets (`run alerts`, `run ticketer`)
+ALERTS = "hookstream.alerts"  # AlertEvent, keyed instance:source:fingerprint
+ALERTS_DLQ = "hookstream.alerts.dlq"  # alerts GLPI refused a ticket for, with its message
+ALERT_RULES = "hookstream.alert-rules"  # compacted: which alerts open which tickets
+ALERT_TICKETS = "hookstream.alert-tickets"  # compacted: each alert's ticket, by alert key
+ALERT_ACTIONS = "hookstream.alert-actions"  # what the ticketer did, for the log store
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t(ITEM_CHANGES_DLQ), n, _delete(30)),
         TopicSpec(t(AUDIT), tables, _delete(365)),
         TopicSpec(t(OPERATIONS), tables, _delete(30)),
+        TopicSpec(t(ALERTS), n, _delete(7)),
+        TopicSpec(t(ALERTS_DLQ), n, _delete(30)),
     ]
     for name, delay in zip(
         retry_topics(settings), settings.retry_tiers_s, strict=True
@@ -81,6 +89,8 @@ def avro_topics(settings: Settings) -> dict[str, str]:
         t(POLLER_CURSORS): "PollCursor",
         t(AUDIT): "AuditRecord",
         t(OPERATIONS): "OperationalEvent",
+        t(ALERTS): "AlertEvent",
+        t(ALERTS_DLQ): "AlertEvent",
     }
     topics.update(dict.fromkeys(retry_topics(settings), "DeliveryRequest"))
     return topics
