@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 import fastavro
 
 from hookstream.errors import ConfigError, DecodeError, TransientError
+from hookstream.records.alerts import AlertEvent
 from hookstream.records.audit import AuditRecord
 from hookstream.records.cursor import PollCursor
 from hookstream.records.definitions import WebhookDefinition
@@ -35,7 +36,6 @@ from hookstream.records.events import (
     Record,
 )
 from hookstream.records.instances import InstanceRecord
-from hookstream.records.alerts import AlertEvent
 from hookstream.records.operations import OperationalEvent
 
 SCHEMA_HEADER = "hookstream-schema"
