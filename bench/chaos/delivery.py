@@ -63,6 +63,44 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A receiver's request handler: keep-alive, no access log, empty answers."""
+
+    protocol_version = "HTTP/1.1"
+
+    def answer(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def body(self) -> Any:
+        return json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """`handler` served on a loopback port by a thread; the server and its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.request_queue_size = 1024
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/in"
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process still running, then wait; one that does not stop is killed."""
+    for p in processes:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in processes:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 class Receiver:
     """Counts requests per delivery id and the first receipt time of each."""
 
@@ -73,33 +111,21 @@ class Receiver:
         self.service_s = service_s  # may change while it runs (pipeline.py's slow phase)
         gate, lock, me = threading.Semaphore(workers), threading.Lock(), self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                data = self.body()
                 with gate:
                     if me.service_s:
                         time.sleep(me.service_s)
                 now = time.time()
-                data = json.loads(body)
                 with lock:
                     ident = str(data["id"])
                     me.counts[ident] += 1
                     me.first.setdefault(ident, now)
                     me.produced.setdefault(ident, data.get("produced", now))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.answer(200)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 1024
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/in"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve(Handler)
 
 
 def env_for(settings: Settings) -> dict[str, str]:
@@ -250,15 +276,7 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         time.sleep(2)  # repeats still in flight are counted
         alive = all(d.process.poll() is None for d in deliveries)
     finally:
-        processes = [d.process for d in deliveries]
-        for p in processes:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in processes:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all([d.process for d in deliveries])
         broker.stop()
         receiver.server.shutdown()
     lags = sorted(receiver.first[i] - receiver.produced[i] for i in receiver.first)

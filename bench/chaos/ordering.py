@@ -31,17 +31,15 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import signal
 import subprocess
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import yaml
-from delivery import REPO, cli, log
+from delivery import REPO, QuietHandler, cli, log, serve, stop_all
 
 from hookstream.config import Settings
 from hookstream.devbroker import LocalBroker, free_port_pair
@@ -59,11 +57,9 @@ class OrderReceiver:
         self.requests = self.failed = self.repeats = 0
         lock, rand, me = threading.Lock(), random.Random(seed), self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                data = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                data = self.body()
                 with lock:
                     ok = rand.random() >= fail
                     me.requests += 1
@@ -75,19 +71,11 @@ class OrderReceiver:
                         me.first[ident] = time.time()
                         me.produced[ident] = float(data["produced"])
                         me.order.setdefault(int(data["item"]), []).append(int(data["seq"]))
-                self.send_response(200 if ok else 503)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.answer(200 if ok else 503)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.servers = [ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(origins)]
-        self.urls = [f"http://127.0.0.1:{s.server_address[1]}/in" for s in self.servers]
-        for server in self.servers:
-            server.daemon_threads = True
-            server.request_queue_size = 1024
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+        served = [serve(Handler) for _ in range(origins)]
+        self.servers = [server for server, _ in served]
+        self.urls = [url for _, url in served]
 
     def violations(self) -> int:
         count = 0
@@ -197,14 +185,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         if missing:
             log(f"not received (item, rank): {missing[:20]}; delivery log: {logs}")
     finally:
-        for p in processes:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in processes:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(processes)
         for server in receiver.servers:
             server.shutdown()
         if broker is not None:

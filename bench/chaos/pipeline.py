@@ -173,7 +173,9 @@ class Component:
                 self.kill()
 
 
-def set_up(code: Path, settings: Settings, folder: Path, receiver: Receiver) -> None:
+def set_up(code: Path, settings: Settings, folder: Path, url: str, **webhook: Any) -> None:
+    """Topics, the instance and one webhook on every new ticket, posting to `url` (with
+    `webhook`'s fields on top)."""
     cli(code, settings, "topics", "create")
     instances, hooks = folder / "instances.yaml", folder / "webhooks.yaml"
     instances.write_text(yaml.safe_dump({"instances": [{
@@ -182,9 +184,9 @@ def set_up(code: Path, settings: Settings, folder: Path, receiver: Receiver) -> 
     hooks.write_text(yaml.safe_dump({"webhooks": [{
         "id": "every-ticket", "instance": INSTANCE, "name": "every new ticket",
         "itemtype": "Ticket", "event": "new", "is_active": True, "entities_id": 0,
-        "is_recursive": True, "url": receiver.url, "use_default_payload": False,
+        "is_recursive": True, "url": url, "use_default_payload": False,
         "payload": '{"id": {{ item.id }}}', "timeout_s": 2, "sent_try": 10,
-        "allowed_networks": ["127.0.0.0/8"]}]}))
+        "allowed_networks": ["127.0.0.0/8"], **webhook}]}))
     cli(code, settings, "instances", "apply", "-f", str(instances))
     cli(code, settings, "webhooks", "apply", "-f", str(hooks))
 
@@ -210,7 +212,7 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     glpi = Glpi(parts["ingest"].url, range(1, args.events + 1), rate)
     marks: dict[str, float] = {}
     try:
-        set_up(code, settings, folder, receiver)
+        set_up(code, settings, folder, receiver.url)
         for part in parts.values():
             part.start()
         for part in parts.values():

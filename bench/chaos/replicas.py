@@ -51,16 +51,14 @@ import threading
 import time
 import uuid
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pipeline
-import yaml
 from aiohttp import web
-from delivery import DRAIN_S, REPO, cli, log
-from pipeline import INSTANCE, SECRET, Component, Glpi
+from delivery import DRAIN_S, REPO, QuietHandler, log, serve
+from pipeline import Component, Glpi
 
 from hookstream.config import Settings
 from hookstream.devbroker import LocalBroker, free_port_pair
@@ -79,27 +77,15 @@ class Receiver:
         self.first: dict[str, float] = {}  # item id -> first receipt
         lock, me = threading.Lock(), self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                now, item = time.time(), str(json.loads(body)["id"])
+                now, item = time.time(), str(self.body()["id"])
                 with lock:
                     me.by_delivery[self.headers.get("webhook-id", "")] += 1
                     me.first.setdefault(item, now)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.answer(200)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 1024
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/in"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve(Handler)
 
     def forget(self) -> None:
         self.by_delivery.clear()
@@ -180,23 +166,6 @@ class RoundRobinProxy(threading.Thread):
         return web.Response(status=503, text="no replica ready")
 
 
-def set_up(code: Path, settings: Settings, folder: Path, receiver: Receiver) -> None:
-    cli(code, settings, "topics", "create")
-    instances, hooks = folder / "instances.yaml", folder / "webhooks.yaml"
-    instances.write_text(yaml.safe_dump({"instances": [{
-        "name": INSTANCE, "secret": SECRET, "allowed_networks": ["127.0.0.0/8"],
-        "timestamp_tolerance_s": 3600}]}))
-    hooks.write_text(yaml.safe_dump({"webhooks": [{
-        "id": "every-ticket", "instance": INSTANCE, "name": "every new ticket",
-        "itemtype": "Ticket", "event": "new", "is_active": True, "entities_id": 0,
-        "is_recursive": True, "url": receiver.url, "use_default_payload": False,
-        "payload": '{"id": {{ item.id }}}', "signature_scheme": "standard",
-        "secret": "whsecChaosReplicasChaosReplicas01", "timeout_s": 2, "sent_try": 10,
-        "allowed_networks": ["127.0.0.0/8"]}]}))
-    cli(code, settings, "instances", "apply", "-f", str(instances))
-    cli(code, settings, "webhooks", "apply", "-f", str(hooks))
-
-
 def scenario(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     broker = None
     if args.bootstrap:
@@ -218,7 +187,8 @@ def scenario(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     glpi = Glpi(proxy.url, range(1, args.events + 1), args.rate)
     kills = Counter[str]()
     try:
-        set_up(code, settings, folder, receiver)
+        pipeline.set_up(code, settings, folder, receiver.url, signature_scheme="standard",
+                        secret="whsecChaosReplicasChaosReplicas01")
         for part in parts:
             part.start()
         for part in parts:
