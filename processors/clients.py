@@ -35,6 +35,7 @@ from hookstream.io import (
     LINK,
     bounded,
     consumer,
+    drop_client,
     kafka_errors,
     leave_group,
     producer,
@@ -170,7 +171,7 @@ class TransactionalClients:
         """
         old: list[object] = [self.producer]
         self.producer = self._new_producer()
-        threading.Thread(target=old.clear, daemon=True, name="kafka drop producer").start()
+        drop_client(old)
         self._init_transactions()
         timeout_s, bound_s = self._call_s()
         assignment = self.consumer.assignment()

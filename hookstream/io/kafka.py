@@ -10,6 +10,7 @@ error codes.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -192,6 +193,12 @@ def ends_the_consumer(error: KafkaError) -> bool:
     """Whether a consumer's error event means it is done for good: librdkafka's _FATAL, as
     when another member joined the group under its group.instance.id (fenced)."""
     return bool(error.code() == KafkaError._FATAL or error.fatal())
+
+
+def drop_client(holder: list[object]) -> None:
+    """Let go of a replaced client, held alone by `holder`: librdkafka destroys a client when
+    its last reference goes, which can block during an outage, so it goes on a thread."""
+    threading.Thread(target=holder.clear, daemon=True, name="kafka drop client").start()
 
 
 def admin(settings: Settings, overrides: Overrides | None = None) -> AdminClient:

@@ -12,7 +12,6 @@ committed. Being fenced by another redrive is not retried: two redrives must not
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ from confluent_kafka import Producer
 
 from hookstream.config import Settings
 from hookstream.errors import KafkaFailed, KafkaFatal
-from hookstream.io import bounded, kafka_errors, producer, retried
+from hookstream.io import bounded, drop_client, kafka_errors, producer, retried
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ class LedgeredTransactions:
     def _renew(self) -> None:
         old: list[object] = [self._producer]
         self._producer = self._new_producer()  # fences the old one: its transaction is over
-        threading.Thread(target=old.clear, daemon=True, name="kafka drop producer").start()
+        drop_client(old)
         done = self._redriven_positions()  # the old transaction may have committed
         self._replay([r for r in self._pending if r.position not in done])
 
