@@ -89,7 +89,7 @@ class Alerts:
         now_s = self.clock()
         why = refusal(instance.routes.get(source), source, request.headers, body, now_s)
         if why is not None:
-            log.info("instance %s: %s notification refused: %s", name, source, why)
+            self._warn(f"instance {name}: {source} notification refused: {why}")
             return _reject(source, "unauthorized", 401, f"unauthorized: {why}")
         try:
             events = parse(source, body, name, int(now_s * 1000), self.new_id)
@@ -115,12 +115,16 @@ class Alerts:
         return web.Response(text=json.dumps(body), content_type="application/json")
 
     def _unavailable(self, name: str, source: str, reason: str) -> web.Response:
-        # During an outage every request fails alike: one line per 10 s, the metric counts.
+        self._warn(f"instance {name}: answering 503 to {source}: {reason}")
+        return _reject(source, "kafka_unavailable", 503, "Kafka unavailable; retry later")
+
+    def _warn(self, line: str) -> None:
+        # An outage or a misconfigured sender fails every request alike: one line per 10 s
+        # (the metrics count them all).
         now = time.monotonic()
         if now - self._last_warned >= 10:
             self._last_warned = now
-            log.warning("instance %s: answering 503 to %s: %s", name, source, reason)
-        return _reject(source, "kafka_unavailable", 503, "Kafka unavailable; retry later")
+            log.warning("%s", line)
 
 
 def _reject(source: str, reason: str, status: int, message: str) -> web.Response:
