@@ -106,7 +106,7 @@ def post(alerts: RunningAlerts, source: str, body: bytes,
 
 
 def on_kafka(settings: Settings) -> list[AlertEvent]:
-    return read(settings, ALERTS, AlertEvent)  # type: ignore[no-any-return]
+    return read(settings, ALERTS, AlertEvent)
 
 
 @pytest.fixture
