@@ -121,6 +121,12 @@ class Settings:
     ingest_dedup_ttl_s: float = 3900.0
     # the ingest endpoint's base URL as GLPI reaches it (`hookstream glpi provision`)
     ingest_url: str = ""
+    # alerts: Alertmanager, Grafana and Zabbix notifications in (`hookstream run alerts`)
+    alerts_host: str = "0.0.0.0"
+    alerts_port: int = 8490
+    alerts_max_body_bytes: int = 1_048_576  # larger bodies get 413
+    # answer 503 well within the senders' own timeouts (Grafana's is 30 s), so they retry
+    alerts_produce_timeout_s: float = 5.0
     # poller (`hookstream run poller`): GLPI instances without native webhooks, via the API
     poller_instances: tuple[str, ...] = ()  # empty = every published instance with an api_url
     poller_itemtypes: tuple[str, ...] = ("Ticket", "Change", "Problem", "Computer")
@@ -321,6 +327,7 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
         "circuit_failure_threshold",
         "ingest_dedup_entries",
         "ingest_max_body_bytes",
+        "alerts_max_body_bytes",
         "poller_page_size",
     ):
         if getattr(settings, name) < 1:
@@ -333,6 +340,11 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
         errors.append("min_insync_replicas cannot exceed replication_factor")
     if settings.autodisable_after_s < 0:
         errors.append("autodisable_after_s must be 0 (never) or more")
+    for name in ("ingest_port", "alerts_port"):
+        if not 0 < getattr(settings, name) < 65536:
+            errors.append(f"{name} must be between 1 and 65535")
+    if settings.alerts_produce_timeout_s <= 0:
+        errors.append("alerts_produce_timeout_s must be more than 0")
     if not 0 < settings.broker_port < 65535:
         errors.append("broker_port must be between 1 and 65534")
     if not settings.retry_tiers:

@@ -13,6 +13,7 @@
     └── PermanentError              retrying cannot help
         ├── DecodeError             malformed record bytes (names topic, partition, offset)
         ├── InvalidDefinition       a webhook definition failed validation (lists every error)
+        ├── InvalidAlert            a monitoring tool's body `run alerts` cannot read (its 400)
         ├── InvalidCriteria         a filter that cannot be evaluated
         ├── InvalidTemplate         a template that does not compile
         ├── RenderError             a template that failed while rendering
@@ -70,6 +71,10 @@ class KafkaFatal(KafkaFailed):
 
 class PermanentError(HookstreamError):
     """A failure that retrying cannot fix."""
+
+
+class InvalidAlert(PermanentError):
+    """An alert notification's body is not the source's format; the message says why."""
 
 
 class DecodeError(PermanentError):

@@ -16,6 +16,8 @@ if [ "${1:-}" = "--test" ]; then
   # Prometheus and promtool (metrics, alerts, dashboards); docker-compose (`config` check).
   command -v prometheus >/dev/null || missing+=(prometheus)
   command -v promtool >/dev/null || missing+=(prometheus)
+  # Alertmanager: the real one sends its webhooks to `run alerts` (test_alerts_real.py).
+  command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   # Chromium for the console's browser tests (Playwright drives it by its path).
   [ -x /usr/bin/chromium ] || missing+=(chromium)

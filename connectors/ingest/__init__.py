@@ -3,6 +3,5 @@
 from __future__ import annotations
 
 from connectors.ingest.server import Ingest, run_ingest, serve
-from connectors.ingest.sink import EventSink
 
-__all__ = ["EventSink", "Ingest", "run_ingest", "serve"]
+__all__ = ["Ingest", "run_ingest", "serve"]

@@ -22,21 +22,24 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from connectors.ingest.http import IngestServer, Parser
-from connectors.ingest.instances import InstanceTable
-from connectors.ingest.sink import EventSink
 from hookstream.config import Settings
+from hookstream.control.instances import ingest_view
 from hookstream.errors import TransientError
 from hookstream.io import codec_for, metrics
+from hookstream.io.instances import InstanceTable
+from hookstream.io.sink import EventSink
+from hookstream.io.web import read_at_most
 from hookstream.policy import (
     Accept,
     AcceptedRequests,
     Challenge,
     IncomingRequest,
     IngestInstance,
+    SecretBox,
     assess,
     secret_box,
 )
-from hookstream.records import ITEM_CHANGES
+from hookstream.records import ITEM_CHANGES, InstanceRecord
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +95,7 @@ class Ingest:
         limit = self.settings.ingest_max_body_bytes
         if (request.content_length or 0) > limit:
             return self._reject(name, 413, f"body over {limit} bytes", "too_large")
-        body = await _read_at_most(request, limit)
+        body = await read_at_most(request, limit)
         if body is None:
             return self._reject(name, 413, f"body over {limit} bytes", "too_large")
         now_s = self.clock()
@@ -172,18 +175,6 @@ class Ingest:
         return _answer(status, reason)
 
 
-async def _read_at_most(request: web.BaseRequest, limit: int) -> bytes | None:
-    """The body, or None once it passes `limit` bytes (the rest is not read)."""
-    if request.content_length is not None:  # at most the limit (checked before), and the
-        return await request.content.read()  # parser ends the payload at that length
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(65_536):
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
 def _answer(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
@@ -204,11 +195,12 @@ async def serve(
     stopping = stopping or asyncio.Event()
     loop = asyncio.get_running_loop()
     codec = codec_for(settings)
-    sink = EventSink(settings, settings.topic(ITEM_CHANGES), codec)
-    table: InstanceTable | None = None
+    sink = EventSink(settings, settings.topic(ITEM_CHANGES), codec,
+                     settings.ingest_produce_timeout_s)
+    table: InstanceTable[IngestInstance] | None = None
     runner: web.ServerRunner | None = None
     try:
-        table = InstanceTable(settings, codec, secret_box(settings))
+        table = InstanceTable(settings, codec, _ingest_view(settings, secret_box(settings)))
         await loop.run_in_executor(None, table.start)
         ingest = Ingest(settings, table.get, sink)
         ingest.ready = lambda: table is not None and table.ready
@@ -228,6 +220,19 @@ async def serve(
         if unacked:
             log.warning("%s event(s) not acknowledged at exit: their requests got no 2xx",
                         unacked)
+
+
+def _ingest_view(settings: Settings, box: SecretBox) -> Callable[[InstanceRecord], IngestInstance]:
+    def view(record: InstanceRecord) -> IngestInstance:
+        if record.timestamp_tolerance_s + 300 > settings.ingest_dedup_ttl_s:
+            log.warning(
+                "instance %s: timestamp tolerance %ss exceeds the dedup memory of %.0fs; "
+                "raise ingest_dedup_ttl_s", record.name, record.timestamp_tolerance_s,
+                settings.ingest_dedup_ttl_s,
+            )
+        return ingest_view(record, box)
+
+    return view
 
 
 def run_ingest(settings: Settings) -> int:

@@ -35,6 +35,7 @@ def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
             f"secret={row['secret'] or 'unset'} "
             f"networks={','.join(row['allowed_networks']) or 'any'}"
             f" tolerance={row['timestamp_tolerance_s']}s timezone={row['timezone']}"
+            f" alerts={','.join(f'{s}:{a}' for s, a in row['alert_auth'].items()) or 'none'}"
         )
     return 0
 

@@ -160,6 +160,7 @@ COMPONENTS: dict[str, tuple[str, str]] = {
     "processor": ("processors.processor", "run_processor"),
     "delivery": ("connectors.delivery", "run_delivery"),
     "ingest": ("connectors.ingest", "run_ingest"),
+    "alerts": ("connectors.alerts", "run_alerts"),
     "logstore": ("connectors.logstore", "run_logstore"),
     "admin": ("connectors.admin", "run_admin"),
     "poller": ("connectors.poller", "run_poller"),

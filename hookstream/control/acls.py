@@ -84,6 +84,11 @@ COMPONENTS: dict[str, list[Grant]] = {
         *_topics((t.ITEM_CHANGES,), "WRITE"),
         *_READERS,
     ],
+    "alerts": [
+        *_topics((t.INSTANCES,), "READ"),
+        *_topics((t.ALERTS,), "WRITE"),
+        *_READERS,
+    ],
     "poller": [
         *_topics((*TABLES, t.POLLER_CURSORS), "READ"),
         *_topics((t.ITEM_CHANGES, t.POLLER_CURSORS), "WRITE"),

@@ -11,8 +11,11 @@ A file holds one instance, a list, or `{instances: [...]}`:
         allowed_networks: [10.20.0.0/16]
         timestamp_tolerance_s: 3600
         timezone: Europe/Paris    # GLPI's timezone setting (IANA name); default UTC
+        alerts:                   # `run alerts`: a route per monitoring source it accepts
+          alertmanager: {auth: bearer, secret: ...}   # or env HOOKSTREAM_INSTANCE_GLPI_PROD_
+          grafana: {auth: hmac, secret: ...}          #   ALERTS_GRAFANA_SECRET (and so on)
 
-Omitted secrets keep their published value. The tokens and the secret are stored
+Omitted secrets keep their published value. The tokens and the secrets are stored
 encrypted with the secret box, like webhook secrets, and shown nowhere.
 """
 
@@ -27,16 +30,24 @@ from typing import Any
 
 import yaml
 
+from hookstream.alerting.auth import AlertAuth, AlertInstance, AlertRoute
 from hookstream.config import Settings
 from hookstream.errors import ConfigError, InvalidDefinition
 from hookstream.io import codec_for, delivery_callback, flush, producer, read_all
 from hookstream.policy import IngestInstance, SecretBox, generate_secret, parse_networks, secret_box
-from hookstream.records import DEFAULT_TOLERANCE_S, INSTANCES, InstanceRecord, is_timezone
+from hookstream.records import (
+    DEFAULT_TOLERANCE_S,
+    INSTANCES,
+    AlertSource,
+    InstanceRecord,
+    is_timezone,
+)
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # it appears in URLs and event keys
 SECRETS = ("secret", "app_token", "user_token")
 FIELDS = {"name", "api_url", "allowed_networks", "timestamp_tolerance_s", "comment", "timezone",
-          *SECRETS}
+          "alerts", *SECRETS}
+MIN_ALERT_SECRET = 16  # characters of an alert route's token or key
 REDACTED = "<redacted>"
 
 
@@ -84,6 +95,25 @@ def validate(raw: Any) -> list[str]:
     timezone = raw.get("timezone", "UTC")
     if not is_timezone(timezone):
         errors.append(f"timezone {timezone!r} is not an IANA time zone name such as Europe/Paris")
+    return errors + _alert_problems(raw.get("alerts", {}))
+
+
+def _alert_problems(alerts: Any) -> list[str]:
+    if not isinstance(alerts, dict):
+        return ["alerts must map sources (alertmanager, grafana, zabbix) to {auth, secret}"]
+    errors = []
+    for source, route in alerts.items():
+        where = f"alerts.{source}"
+        if source not in set(AlertSource):
+            errors.append(f"{where}: unknown source (alertmanager, grafana or zabbix)")
+        elif not isinstance(route, dict) or set(route) - {"auth", "secret"}:
+            errors.append(f"{where} must be {{auth: bearer|hmac, secret: ...}}")
+        elif route.get("auth") not in set(AlertAuth):
+            errors.append(f"{where}.auth must be bearer or hmac")
+        elif "secret" in route and (not isinstance(route["secret"], str)
+                                    or len(route["secret"]) < MIN_ALERT_SECRET):
+            errors.append(f"{where}.secret must be a string of at least {MIN_ALERT_SECRET} "
+                          "characters")
     return errors
 
 
@@ -92,15 +122,23 @@ def build(
 ) -> InstanceRecord:
     """A validated mapping to a record; the version moves on only when something changed."""
 
+    def secret_of(stored: str) -> str:
+        return box.decrypt(stored) if stored else ""
+
     def secret(key: str, stored: str) -> str:
         given = raw.get(key)
-        return str(given) if given else (box.decrypt(stored) if stored else "")
+        return str(given) if given else secret_of(stored)
 
     old = previous or InstanceRecord(name=str(raw["name"]), version=0, secret_encrypted="")
     plain = {
         "secret": secret("secret", old.secret_encrypted) or generate_secret(),
         "app_token": secret("app_token", old.app_token_encrypted),
         "user_token": secret("user_token", old.user_token_encrypted),
+    }
+    routes: dict[str, dict[str, str]] = raw.get("alerts", {})
+    alert_secrets = {
+        source: str(route.get("secret") or secret_of(old.alert_secrets_encrypted.get(source, "")))
+        for source, route in routes.items()
     }
     candidate = InstanceRecord(
         name=str(raw["name"]),
@@ -113,12 +151,16 @@ def build(
         timestamp_tolerance_s=int(raw.get("timestamp_tolerance_s", DEFAULT_TOLERANCE_S)),
         comment=str(raw.get("comment", "")),
         timezone=str(raw.get("timezone", "UTC")),
+        alert_auth={source: str(route["auth"]) for source, route in routes.items()},
+        alert_secrets_encrypted={s: box.encrypt(v) for s, v in alert_secrets.items() if v},
     )
     if previous is None:
         return candidate
     same = all(
         plain[k] == secret(k, getattr(previous, f"{k}_encrypted")) for k in SECRETS
-    ) and redacted(candidate) == redacted(previous)
+    ) and alert_secrets == {
+        s: secret_of(v) for s, v in previous.alert_secrets_encrypted.items()
+    } and redacted(candidate) == redacted(previous)
     return previous if same else replace(candidate, version=previous.version + 1)
 
 
@@ -149,6 +191,7 @@ def redacted(instance: InstanceRecord) -> dict[str, Any]:
     data = instance.to_dict()
     for key in SECRETS:
         data[key] = REDACTED if data.pop(f"{key}_encrypted") else ""
+    data["alert_secrets"] = dict.fromkeys(data.pop("alert_secrets_encrypted"), REDACTED)
     return data
 
 
@@ -160,6 +203,21 @@ def ingest_view(instance: InstanceRecord, box: SecretBox) -> IngestInstance:
         networks=tuple(parse_networks(instance.allowed_networks)),
         tolerance_s=instance.timestamp_tolerance_s,
     )
+
+
+def alert_view(
+    instance: InstanceRecord, box: SecretBox, env: Mapping[str, str] | None = None
+) -> AlertInstance:
+    """What `run alerts` needs: each route's scheme and decrypted secret, a secret in the
+    environment (HOOKSTREAM_INSTANCE_<NAME>_ALERTS_<SOURCE>_SECRET) taking precedence."""
+    env = os.environ if env is None else env
+    prefix = f"HOOKSTREAM_INSTANCE_{instance.name.upper().replace('-', '_')}_ALERTS_"
+    stored = instance.alert_secrets_encrypted
+    return AlertInstance(instance.name, {
+        source: AlertRoute(scheme, env.get(f"{prefix}{source.upper()}_SECRET")
+                           or (box.decrypt(stored[source]) if stored.get(source) else ""))
+        for source, scheme in instance.alert_auth.items()
+    })
 
 
 def api_tokens(

@@ -247,6 +247,18 @@ WEBHOOKS_DISABLED = Counter("hookstream_webhooks_disabled_total",
                             "attempt for autodisable_after_s", ["glpi_instance"], registry=None)
 
 # -- every component -------------------------------------------------------------------
+# -- run alerts: monitoring alerts in -------------------------------------------------
+ALERTS_RECEIVED = Counter("hookstream_alerts_received_total",
+                          "Alerts put on Kafka (each alert of a notification), by GLPI instance, "
+                          "source and status", ["instance", "source", "status"], registry=None)
+ALERTS_REJECTED = Counter("hookstream_alerts_rejected_total",
+                          "Alert notifications refused, by source and reason",
+                          ["source", "reason"], registry=None)
+ALERTS_REQUEST = Histogram("hookstream_alerts_request_seconds",
+                           "An alert notification, from its request to its answer", ["source"],
+                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+                           registry=None)
+
 READY = Gauge("hookstream_ready", "1 once the component's tables are caught up", ["component"],
               registry=None)
 
@@ -294,6 +306,7 @@ COMPONENTS: dict[str, tuple[Family, ...]] = {
         WEBHOOK_INFO, OPERATIONAL_EVENTS,
     ),
     "ingest": (INGEST_REQUESTS, INGEST_PRODUCE, GLPI_DELAY, INGEST_INEXACT, READY),
+    "alerts": (ALERTS_RECEIVED, ALERTS_REJECTED, ALERTS_REQUEST, READY),
     "poller": (POLLER_API_CALLS, POLLER_CHANGES, POLLER_OWN_CHANGES, POLLER_LATENCY,
                POLLER_CURSOR_AGE, POLLER_ERRORS, READY),
     "writeback": (WRITEBACK, READY),

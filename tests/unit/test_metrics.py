@@ -190,6 +190,8 @@ EXPORTED = {
     "ingest": {"hookstream_ingest_requests_total", "hookstream_ingest_produce_seconds",
                "hookstream_ingest_glpi_delay_seconds", "hookstream_ingest_inexact_bodies_total",
                "hookstream_ready"},
+    "alerts": {"hookstream_alerts_received_total", "hookstream_alerts_rejected_total",
+               "hookstream_alerts_request_seconds", "hookstream_ready"},
     "poller": {"hookstream_poller_api_calls_total", "hookstream_poller_changes_total",
                "hookstream_poller_own_changes_total", "hookstream_poller_poll_seconds",
                "hookstream_poller_cursor_age_seconds", "hookstream_poller_errors_total",

@@ -1,4 +1,5 @@
-"""Producing ingested events and waiting for Kafka's acknowledgement, from asyncio.
+"""Producing records for HTTP requests and waiting for Kafka's acknowledgement, from asyncio
+(`run ingest`, `run alerts`: a request is answered 2xx only once its records are acknowledged).
 
 One idempotent producer with acks=all (a broker retry never duplicates a record, and an
 acknowledged record is on every in-sync replica). librdkafka runs delivery callbacks
@@ -15,8 +16,8 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from hookstream.config import Settings
 from hookstream.errors import TransientError
-from hookstream.io import producer
-from hookstream.records import Codec, ItemChangeEvent
+from hookstream.io.kafka import producer, translate
+from hookstream.records import AlertEvent, Codec, ItemChangeEvent
 
 POLL_EVERY_S = 0.001
 
@@ -24,11 +25,11 @@ POLL_EVERY_S = 0.001
 class EventSink:
     """`submit(event)` produces it; the future it returns settles on Kafka's answer."""
 
-    def __init__(self, settings: Settings, topic: str, codec: Codec):
+    def __init__(self, settings: Settings, topic: str, codec: Codec, answer_within_s: float):
         self._topic, self._codec = topic, codec
         # A record not acknowledged within the bound is failed by librdkafka itself, so a
-        # broker outage cannot keep records forever that GLPI was told (503) to resend.
-        timeout_ms = int(settings.ingest_produce_timeout_s * 1000)
+        # broker outage cannot keep records forever that the sender was told (503) to resend.
+        timeout_ms = int(answer_within_s * 1000)
         self._producer = producer(
             settings,
             {
@@ -49,7 +50,7 @@ class EventSink:
             self._producer.poll(0)
             await asyncio.sleep(POLL_EVERY_S)
 
-    def submit(self, event: ItemChangeEvent) -> asyncio.Future[None]:
+    def submit(self, event: ItemChangeEvent | AlertEvent) -> asyncio.Future[None]:
         """Produce now; the future settles on Kafka's acknowledgement (TransientError if
         Kafka refuses it). Raises TransientError when the producer queue is full."""
         loop = asyncio.get_running_loop()
@@ -72,8 +73,10 @@ class EventSink:
                 self._topic, value, event.key().encode(), headers=headers,
                 on_delivery=on_delivery,
             )
-        except (BufferError, KafkaException) as e:
-            raise TransientError(f"Kafka producer queue unavailable: {e}") from e
+        except BufferError as e:
+            raise TransientError(f"Kafka producer queue full: {e}") from e
+        except KafkaException as e:
+            raise translate(e, "Kafka producer unavailable") from e
         self._pending += 1
         self._wake.set()
         return done

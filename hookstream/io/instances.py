@@ -1,36 +1,40 @@
-"""The instances table of the ingest endpoint, followed from the compacted topic.
+"""The GLPI instances a running endpoint serves, followed from the compacted topic.
 
 Read whole before readiness, then followed by a daemon thread, so `hookstream instances
-apply` reaches a running endpoint without a restart. Each record is decrypted once, here.
+apply` reaches a running endpoint without a restart. Each record is turned once, here, into
+the endpoint's view of it (`run ingest`: its webhook secret; `run alerts`: its routes).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from confluent_kafka import Message
 
 from hookstream.config import Settings
-from hookstream.control.instances import ingest_view
 from hookstream.errors import HookstreamError
-from hookstream.io import TableFollower
-from hookstream.policy import IngestInstance, SecretBox
+from hookstream.io.tables import TableFollower
 from hookstream.records import INSTANCES, Codec, InstanceRecord
 
 log = logging.getLogger(__name__)
 
+View = TypeVar("View")
 
-class InstanceTable:
-    def __init__(self, settings: Settings, codec: Codec, box: SecretBox):
-        self._codec, self._box = codec, box
-        self._by_name: dict[str, IngestInstance] = {}
-        self._ttl_s = settings.ingest_dedup_ttl_s
+
+class InstanceTable(Generic[View]):
+    """`get(name)`: the view of a published instance; `view` may raise to skip a record."""
+
+    def __init__(self, settings: Settings, codec: Codec, view: Callable[[InstanceRecord], View]):
+        self._codec, self._view = codec, view
+        self._by_name: dict[str, View] = {}
         self._follower = TableFollower(settings, [settings.topic(INSTANCES)], self._apply)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, daemon=True, name="instances")
 
-    def get(self, name: str) -> IngestInstance | None:
+    def get(self, name: str) -> View | None:
         return self._by_name.get(name)
 
     @property
@@ -55,17 +59,10 @@ class InstanceTable:
             self._by_name.pop(name, None)
             return
         try:
-            record = self._codec.decode(value, msg.headers(), InstanceRecord)
-            view = ingest_view(record, self._box)
+            self._by_name[name] = self._view(
+                self._codec.decode(value, msg.headers(), InstanceRecord))
         except (HookstreamError, ValueError) as e:
             log.error("instance %s skipped: %s", name, e)  # errors never carry the secret
-            return
-        if view.tolerance_s + 300 > self._ttl_s:
-            log.warning(
-                "instance %s: timestamp tolerance %ss exceeds the dedup memory of %.0fs; "
-                "raise ingest_dedup_ttl_s", name, view.tolerance_s, self._ttl_s,
-            )
-        self._by_name[name] = view
 
     def close(self) -> None:
         self._stop.set()
