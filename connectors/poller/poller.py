@@ -131,6 +131,14 @@ class InstancePoller:
         metrics.POLLER_OWN_CHANGES.labels(self.instance, cursor.itemtype).inc()
         return True
 
+    def _changed_by(self, itemtype: str, event: str, row: dict[str, Any]) -> int | None:
+        """GLPI's last updater; None when it is the integration's own user on a row that
+        `_own_change` let through: its history holds another user's change too."""
+        changed_by = changed_by_in_row(itemtype, event, row)
+        if self.config.skip_own_changes and changed_by == self.api.user_id():
+            return None
+        return changed_by
+
     def _events(self, cursor: PollCursor, page: list[Change]) -> list[ItemChangeEvent]:
         itemtype, stream = cursor.itemtype, cursor.stream
         rows = self.api.items([(itemtype, c.items_id) for c in page])
@@ -157,7 +165,7 @@ class InstancePoller:
                 occurred_at=int(occurred.timestamp() * 1000) if occurred else 0,
                 entities_id=entity if isinstance(entity, int) else None,
                 source="poller",
-                changed_by=changed_by_in_row(itemtype, event, row),
+                changed_by=self._changed_by(itemtype, event, row),
             ))
         return events
 
