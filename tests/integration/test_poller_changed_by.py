@@ -23,6 +23,8 @@ from tests.fake_glpi_items import HUMAN_USER, FakeGlpiItems
 
 PERSON, INTEGRATION = "person", "integration"
 Seen = tuple[str, str, str, str | None]  # itemtype, item's name in the scenario, event, who
+CONFIG = PollerConfig(itemtypes=("Ticket", "Computer"), intervals_s={}, default_interval_s=1,
+                      page_size=50, tz=ZoneInfo("UTC"), team=False)
 
 
 class Hands(Protocol):
@@ -54,20 +56,17 @@ class Scenario:
     roles: dict[int, str]  # GLPI user id -> role
     out: Recorded
     names: dict[tuple[str, int], str]  # the scenario's items (GLPI may hold others)
-    config: PollerConfig = PollerConfig(itemtypes=("Ticket", "Computer"), intervals_s={},
-                                        default_interval_s=1, page_size=50, tz=ZoneInfo("UTC"),
-                                        team=False, skip_own_changes=False)
     poller: InstancePoller | None = None
 
     def polled(self, skip_own_changes: bool) -> list[Seen]:
         """Every stream read to its end; what the scenario's items gave."""
         cursors = {} if self.poller is None else {
-            c.key(): c for t in self.config.itemtypes for s in (LIVE, TRASH)
+            c.key(): c for t in CONFIG.itemtypes for s in (LIVE, TRASH)
             if (c := self.poller.cursor(t, s)).date_mod}
         self.poller = InstancePoller("glpi-a", self.api, self.out, cursors,
-                                     replace(self.config, skip_own_changes=skip_own_changes))
+                                     replace(CONFIG, skip_own_changes=skip_own_changes))
         before = len(self.out.events)
-        for itemtype in self.config.itemtypes:
+        for itemtype in CONFIG.itemtypes:
             for stream in (LIVE, TRASH):
                 while self.poller.poll(itemtype, stream) > 0:
                     pass
