@@ -98,6 +98,19 @@ def test_replay_skips_what_the_processor_skips() -> None:
                                   INTEGRATION), DeliveryRequest)
 
 
+def test_the_readmes_filter_keeps_tickets_of_the_monitoring_request_source_away() -> None:
+    """Where no event tells who (GLPI 11.0.0-11.0.1): what the integration sets on what it
+    opens, here the request source, as README's No loops section shows."""
+    monitoring = {"id": 9, "name": "Monitoring"}
+    hooks = index_of(webhook("to-chat", filter=json.dumps(
+        [{"field": "request_type.name", "searchtype": "notequals", "value": "Monitoring"}])))
+    by_alert = make_event("glpi-a", "Ticket", 1, "new",
+                          {**fixture_item("Ticket.json"), "request_type": monitoring},
+                          occurred_at=NOW_MS, entities_id=0)
+    assert plan(by_alert, hooks, EntityTable(), NOW_MS) == []
+    assert len(plan(ticket_by(None), hooks, EntityTable(), NOW_MS)) == 1
+
+
 # -- who made the change, per source -------------------------------------------------------
 
 
