@@ -39,7 +39,7 @@ SECRETS = ("secret", "app_token", "user_token")
 FIELDS = {"name", "api_url", "allowed_networks", "timestamp_tolerance_s", "comment", "timezone",
           "integration_users", *SECRETS}
 REDACTED = "<redacted>"
-# GLPI user ids of logins, asked of the instance's GLPI API (connectors.glpi.user_ids);
+# GLPI user ids of logins, asked of the instance's API (connectors.glpi.user_ids_through_glpi);
 # a login GLPI does not know is left out of the answer.
 UserIds = Callable[[InstanceRecord, Sequence[str]], dict[str, int]]
 
