@@ -47,7 +47,7 @@ from hookstream.io import (
     metrics,
     webhook_and_entity_applier,
 )
-from hookstream.matching import EntityTable, RenderFailure, WebhookIndex, plan
+from hookstream.matching import EntityTable, RenderFailure, Skipped, WebhookIndex, plan
 from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
@@ -98,6 +98,7 @@ class Processor:
         # The same limits in each instance's time zone (GLPI renders in its own); an instance
         # not here (unknown, or in UTC) gets `limits`.
         self.instance_limits: dict[str, RenderLimits] = {}
+        self.integration_users: dict[str, frozenset[int]] = {}  # by instance, when it names any
         self.topics = {
             name: settings.topic(name)
             for name in (ITEM_CHANGES, ITEM_CHANGES_DLQ, DELIVERIES, DLQ, ATTEMPTS)
@@ -108,7 +109,7 @@ class Processor:
         self.ready = threading.Event()
         # what committed transactions hold (an aborted batch read again counts once)
         self.stats = {"events": 0, "deliveries": 0, "render_errors": 0, "undecodable": 0,
-                      "duplicates": 0}
+                      "duplicates": 0, "skipped": 0}
         self.recent = RecentEvents(int(settings.processor_dedup_window_s * 1000),
                                    settings.processor_dedup_entries)
         self._forgotten = 0  # recent.total_forgotten already counted in the metric
@@ -159,6 +160,10 @@ class Processor:
             log.warning("instance %s: timestamp tolerance %ss exceeds the event id memory of "
                         "%.0fs; raise processor_dedup_window_s", name,
                         instance.timestamp_tolerance_s, window_s)
+        if instance is None or not instance.integration_users:
+            self.integration_users.pop(name, None)
+        else:
+            self.integration_users[name] = frozenset(instance.integration_users)
         if instance is None or instance.timezone == self.limits.timezone:
             self.instance_limits.pop(name, None)
         else:
@@ -326,9 +331,13 @@ class Processor:
             self._batch[("duplicates", event.instance)] += 1
             return
         limits = self.instance_limits.get(event.instance, self.limits)
-        for result in plan(event, self.index, self.entities, now_ms, limits):
+        integration_users = self.integration_users.get(event.instance, frozenset())
+        for result in plan(event, self.index, self.entities, now_ms, limits, integration_users):
             if isinstance(result, RenderFailure):
                 self._render_failed(clients, result, now_ms)
+            elif isinstance(result, Skipped):
+                self._batch_stats["skipped"] += 1
+                self._batch[("skipped_integration_user", result.instance)] += 1
             else:
                 self._send(clients, DELIVERIES, result.key(), result)
                 self._batch_stats["deliveries"] += 1
@@ -376,6 +385,8 @@ _METRICS: dict[str, Callable[[str], Counter]] = {
     "render_errors": metrics.RENDER_ERRORS.labels,
     "undecodable": metrics.UNDECODABLE.labels,
     "duplicates": metrics.DUPLICATE_EVENTS.labels,
+    "skipped_integration_user": lambda instance: metrics.SKIPPED.labels(instance,
+                                                                        "integration_user"),
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,7 +165,8 @@ class FakeGlpiApi:
         if request.method == "GET" and itemtype in self.unreadable:
             return self.error(403, "ERROR_RIGHT_MISSING", NO_RIGHT, doc=False)
         if request.method == "GET" and not ident:
-            return self._list(itemtype, table, request.query.get("range", "0-50"))
+            return self._list(itemtype, _searched(table, request.query),
+                              request.query.get("range", "0-50"))
         if request.method == "POST" and not ident:
             if itemtype in self.read_only:
                 return self.error(400, "ERROR_GLPI_ADD", NO_RIGHT, doc=False)
@@ -222,6 +224,19 @@ class FakeGlpiApi:
             headers["Content-Range"] = f"{start}-{start + len(page) - 1}/{len(rows)}"
         status = 206 if start + len(page) < len(rows) else 200
         return web.json_response(page, status=status, headers=headers)
+
+
+def _searched(table: dict[int, dict[str, Any]], query: Mapping[str, str]
+              ) -> dict[int, dict[str, Any]]:
+    """GLPI's `searchText[field]=value`: contains, ignoring case; `^value$` is exact."""
+    for key, value in query.items():
+        if key.startswith("searchText[") and key.endswith("]"):
+            field, wanted = key[11:-1], value.lower()
+            exact = wanted.startswith("^") and wanted.endswith("$")
+            table = {k: row for k, row in table.items() if (
+                str(row.get(field, "")).lower() == wanted[1:-1] if exact
+                else wanted in str(row.get(field, "")).lower())}
+    return table
 
 
 def _shown(row: dict[str, Any]) -> dict[str, Any]:

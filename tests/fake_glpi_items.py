@@ -92,7 +92,7 @@ class FakeGlpiItems(FakeGlpiApi):
         """An add or update through the API dates the item; a followup or task added to an
         ITIL item moves that item's date_mod and last updater (updateDateMod)."""
         row, api_user = self.items[itemtype][ident], (API_USER_ID, "hookstream")
-        if itemtype in ITIL:
+        if itemtype in (*ITIL, "Computer"):  # the items the poller reads
             if created:
                 row.setdefault("date_creation", self.stamp())
                 row.setdefault("is_deleted", 0)
@@ -108,8 +108,13 @@ class FakeGlpiItems(FakeGlpiApi):
             self.trash(itemtype, ident, by=(API_USER_ID, "hookstream"))
 
     def trash(self, itemtype: str, items_id: int, by: tuple[int, str] = HUMAN_USER) -> None:
-        # CommonDBTM::deleteFromDB without force: is_deleted = 1 and date_mod = now
+        # CommonDBTM::deleteFromDB without force: is_deleted = 1 and date_mod = now, written
+        # directly: the last updater stays (a history row names who did it)
+        row = self.items[itemtype][items_id]
+        updater = row.get("users_id_lastupdater")
         self.update(itemtype, items_id, by=by, is_deleted=1)
+        if updater is not None:
+            row["users_id_lastupdater"] = updater
 
     def restore(self, itemtype: str, items_id: int) -> None:
         self.update(itemtype, items_id, is_deleted=0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.glpi.access import client_for
+from connectors.glpi.access import client_for, user_ids_through_glpi
 from connectors.glpi.client import GlpiApiError, GlpiClient, GlpiUnavailable, content_range
 from connectors.glpi.entities import entity_records, sync_entities
 
@@ -14,4 +14,5 @@ __all__ = [
     "content_range",
     "entity_records",
     "sync_entities",
+    "user_ids_through_glpi",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -218,3 +218,15 @@ class GlpiClient:
 
     def update_item(self, itemtype: str, items_id: int, fields: dict[str, Any]) -> None:
         self.request("PUT", f"{itemtype}/{items_id}", json={"input": fields})
+
+    def user_ids(self, logins: Sequence[str]) -> dict[str, int]:
+        """The GLPI user id of each login GLPI knows (compared as GLPI does: ignoring case);
+        `^login$` makes GLPI's searchText an exact match instead of "contains"."""
+        found: dict[str, int] = {}
+        for login in logins:
+            rows = self.request("GET", "User/", params={"searchText[name]": f"^{login}$",
+                                                       "range": "0-9"}).json()
+            for row in rows if isinstance(rows, list) else []:
+                if str(row.get("name", "")).lower() == login.lower():
+                    found[login] = int(row["id"])
+        return found

@@ -25,6 +25,7 @@ from connectors.poller.glpi_items import PollerApi
 from hookstream.errors import HookstreamError
 from hookstream.io import metrics
 from hookstream.records import ItemChangeEvent, PollCursor, make_event
+from hookstream.records.changed_by import changed_by_in_row
 from hookstream.records.cursor import (
     LIVE,
     TRASH,
@@ -130,6 +131,14 @@ class InstancePoller:
         metrics.POLLER_OWN_CHANGES.labels(self.instance, cursor.itemtype).inc()
         return True
 
+    def _changed_by(self, itemtype: str, event: str, row: dict[str, Any]) -> int | None:
+        """GLPI's last updater; None when it is the integration's own user on a row that
+        `_own_change` let through: its history holds another user's change too."""
+        changed_by = changed_by_in_row(itemtype, event, row)
+        if self.config.skip_own_changes and changed_by == self.api.user_id():
+            return None
+        return changed_by
+
     def _events(self, cursor: PollCursor, page: list[Change]) -> list[ItemChangeEvent]:
         itemtype, stream = cursor.itemtype, cursor.stream
         rows = self.api.items([(itemtype, c.items_id) for c in page])
@@ -150,13 +159,13 @@ class InstancePoller:
             date_mod = str(row.get("date_mod") or "")
             occurred = parse_glpi_time(date_mod, self.config.tz) if date_mod else None
             entity = row.get("entities_id")
+            event = event_of(stream, row.get("date_creation"), row.get("date_mod")).value
             events.append(make_event(
-                self.instance, itemtype, int(row["id"]),
-                event_of(stream, row.get("date_creation"), row.get("date_mod")).value,
-                item,
+                self.instance, itemtype, int(row["id"]), event, item,
                 occurred_at=int(occurred.timestamp() * 1000) if occurred else 0,
                 entities_id=entity if isinstance(entity, int) else None,
                 source="poller",
+                changed_by=self._changed_by(itemtype, event, row),
             ))
         return events
 

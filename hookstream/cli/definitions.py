@@ -144,7 +144,8 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
         entities, instances = EntityTable(), {}
     instance = instances.get(webhook.instance)
     timezone = args.timezone or (instance.timezone if instance else "UTC")
-    result = admin.preview(webhook, event, entities, now_ms, timezone)
+    integration_users = frozenset(instance.integration_users if instance else ())
+    result = admin.preview(webhook, event, entities, now_ms, timezone, integration_users)
     if not result["matches"]:
         print(f"no match: {result['reason']}")
         return 1

@@ -16,9 +16,13 @@ def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
     from hookstream.control import instances
 
     if args.action == "apply":
+        from connectors.glpi import user_ids_through_glpi
+
         if not args.file:
             raise UsageError("hookstream instances apply needs -f FILE")
-        for record, state in instances.apply_instances(settings, checked("-f", args.file)):
+        applied = instances.apply_instances(settings, checked("-f", args.file),
+                                            user_ids_through_glpi(settings))
+        for record, state in applied:
             print(f"{record.name} v{record.version}: {state}")
         return 0
     if args.action == "delete":

@@ -18,6 +18,7 @@ from hookstream.io import codec_for, delivery_callback, flush, producer, read_al
 from hookstream.matching import (
     EntityTable,
     RenderFailure,
+    Skipped,
     WebhookIndex,
     build_tree,
     compile_webhook,
@@ -223,16 +224,18 @@ def preview(
     entities: EntityTable,
     now_ms: int,
     timezone: str = "UTC",
+    integration_users: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:
     """Exactly what would be sent (secrets redacted), or which condition failed; dates in
-    `timezone`, the instance's."""
+    `timezone`, the instance's, and its `integration_users`."""
     compiled = compile_webhook(webhook)
-    reason = why_not(compiled, event, json.loads(event.item), entities)
+    reason = why_not(compiled, event, json.loads(event.item), entities, integration_users)
     if reason is not None:
         return {"matches": False, "reason": reason}
     index = WebhookIndex()
     index.put(webhook)
     [result] = plan(event, index, entities, now_ms, RenderLimits(timezone=timezone))
+    assert not isinstance(result, Skipped)  # why_not said it fires
     if isinstance(result, RenderFailure):
         return {"matches": True, "render_error": result.reason}
     signed = signature_headers(

@@ -14,6 +14,7 @@ A file holds one instance, a list, or `{instances: [...]}`:
         alerts:                   # `run alerts`: a route per monitoring source it accepts
           alertmanager: {auth: bearer, secret: ...}   # or env HOOKSTREAM_INSTANCE_GLPI_PROD_
           grafana: {auth: hmac, secret: ...}          #   ALERTS_GRAFANA_SECRET (and so on)
+        integration_users: [7, glpi-bot]  # GLPI user ids or logins (resolved through api_url)
 
 Omitted secrets keep their published value. The tokens and the secrets are stored
 encrypted with the secret box, like webhook secrets, and shown nowhere.
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,12 @@ from hookstream.records import (
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # it appears in URLs and event keys
 SECRETS = ("secret", "app_token", "user_token")
 FIELDS = {"name", "api_url", "allowed_networks", "timestamp_tolerance_s", "comment", "timezone",
-          "alerts", *SECRETS}
+          "alerts", "integration_users", *SECRETS}
 MIN_ALERT_SECRET = 16  # characters of an alert route's token or key
 REDACTED = "<redacted>"
+# GLPI user ids of logins, asked of the instance's API (connectors.glpi.user_ids_through_glpi);
+# a login GLPI does not know is left out of the answer.
+UserIds = Callable[[InstanceRecord, Sequence[str]], dict[str, int]]
 
 
 def _documents(path: Path) -> Iterator[tuple[str, Any]]:
@@ -95,6 +99,15 @@ def validate(raw: Any) -> list[str]:
     timezone = raw.get("timezone", "UTC")
     if not is_timezone(timezone):
         errors.append(f"timezone {timezone!r} is not an IANA time zone name such as Europe/Paris")
+    users = raw.get("integration_users", [])
+    if not isinstance(users, list) or not all(
+            (isinstance(u, int) and not isinstance(u, bool) and u > 0)
+            or (isinstance(u, str) and u) for u in users):
+        errors.append("integration_users must be a list of GLPI user ids (positive integers) "
+                      "or logins")
+    elif any(isinstance(u, str) for u in users) and not api_url:
+        errors.append("integration_users: logins are resolved through GLPI's API and this "
+                      "instance has no api_url; give user ids instead")
     return errors + _alert_problems(raw.get("alerts", {}))
 
 
@@ -118,9 +131,11 @@ def _alert_problems(alerts: Any) -> list[str]:
 
 
 def build(
-    raw: Mapping[str, Any], box: SecretBox, previous: InstanceRecord | None
+    raw: Mapping[str, Any], box: SecretBox, previous: InstanceRecord | None,
+    user_ids: UserIds | None = None,
 ) -> InstanceRecord:
-    """A validated mapping to a record; the version moves on only when something changed."""
+    """A validated mapping to a record; the version moves on only when something changed.
+    Logins among `integration_users` are resolved with `user_ids`."""
 
     def secret_of(stored: str) -> str:
         return box.decrypt(stored) if stored else ""
@@ -154,6 +169,7 @@ def build(
         alert_auth={source: str(route["auth"]) for source, route in routes.items()},
         alert_secrets_encrypted={s: box.encrypt(v) for s, v in alert_secrets.items() if v},
     )
+    candidate = replace(candidate, integration_users=_integration_users(raw, candidate, user_ids))
     if previous is None:
         return candidate
     same = all(
@@ -164,8 +180,28 @@ def build(
     return previous if same else replace(candidate, version=previous.version + 1)
 
 
+def _integration_users(raw: Mapping[str, Any], instance: InstanceRecord,
+                       user_ids: UserIds | None) -> list[int]:
+    """The ids given and those of the logins given (asked of GLPI), sorted, once each."""
+    given = raw.get("integration_users", [])
+    ids = {u for u in given if isinstance(u, int)}
+    logins = sorted({u for u in given if isinstance(u, str)})
+    if logins:
+        if user_ids is None:
+            raise InvalidDefinition(instance.name, ["integration_users: logins cannot be "
+                                                    "resolved here; give user ids instead"])
+        found = user_ids(instance, logins)
+        unknown = [login for login in logins if login not in found]
+        if unknown:
+            raise InvalidDefinition(instance.name, [
+                f"integration_users: GLPI knows no user with login {', '.join(unknown)}"])
+        ids |= set(found.values())
+    return sorted(ids)
+
+
 def load_instances(
-    path: Path, box: SecretBox, current: Mapping[str, InstanceRecord]
+    path: Path, box: SecretBox, current: Mapping[str, InstanceRecord],
+    user_ids: UserIds | None = None,
 ) -> list[InstanceRecord]:
     """Every instance in `path`, validated; InvalidDefinition lists every error of every one."""
     errors: list[str] = []
@@ -183,7 +219,7 @@ def load_instances(
         raise InvalidDefinition(str(path), errors)
     if not raws:
         raise InvalidDefinition(str(path), ["no instance found"])
-    return [build(raw, box, current.get(str(raw["name"]))) for raw in raws]
+    return [build(raw, box, current.get(str(raw["name"])), user_ids) for raw in raws]
 
 
 def redacted(instance: InstanceRecord) -> dict[str, Any]:
@@ -267,10 +303,11 @@ def _publish(settings: Settings, records: list[tuple[str, InstanceRecord | None]
         raise InvalidDefinition(topic, [f"not published: {e}" for e in errors])
 
 
-def apply_instances(settings: Settings, path: Path) -> list[tuple[InstanceRecord, str]]:
+def apply_instances(settings: Settings, path: Path, user_ids: UserIds | None = None
+                    ) -> list[tuple[InstanceRecord, str]]:
     """Validate every instance in `path`, then publish those that changed."""
     current = current_instances(settings)
-    records = load_instances(path, secret_box(settings), current)
+    records = load_instances(path, secret_box(settings), current, user_ids)
     changed = [r for r in records if current.get(r.name) is not r]
     _publish(settings, [(r.name, r) for r in changed])
     return [

@@ -40,7 +40,7 @@ from hookstream.io import (
     kafka_errors,
     watermarks,
 )
-from hookstream.matching import EntityTable, RenderFailure, WebhookIndex, plan
+from hookstream.matching import EntityTable, RenderFailure, Skipped, WebhookIndex, plan
 from hookstream.records import (
     DELIVERIES,
     ITEM_CHANGES,
@@ -101,13 +101,17 @@ def replay_group(settings: Settings, replay_id: str) -> str:
 
 def replay_plan(event: ItemChangeEvent, webhook: WebhookIndex, entities: EntityTable,
                 now_ms: int, limits: RenderLimits, replay_id: str,
+                integration_users: frozenset[int] = frozenset(),
                 ) -> DeliveryRequest | RenderFailure | None:
     """The new delivery (or render failure) of one event for the one webhook in
-    `webhook`, or None when that webhook does not fire for it. Pure."""
-    results = plan(event, webhook, entities, now_ms, limits)
+    `webhook`, or None when that webhook does not fire for it or skips it, as the
+    processor does (the instance's `integration_users`). Pure."""
+    results = plan(event, webhook, entities, now_ms, limits, integration_users)
     if not results:
         return None
     [result] = results
+    if isinstance(result, Skipped):
+        return None
     request = result.request if isinstance(result, RenderFailure) else result
     fresh = request.evolve(
         delivery_id=replay_delivery_id(event.event_id, request.webhook_id, replay_id))
@@ -137,7 +141,8 @@ def replay(
     limits = RenderLimits(max_body_bytes=settings.max_body_bytes,
                           max_render_s=settings.render_timeout_s,
                           timezone=instance.timezone if instance else "UTC")
-    run = _Run(settings, job, index, load_entities(settings), limits, clock)
+    run = _Run(settings, job, index, load_entities(settings), limits, clock,
+               frozenset(instance.integration_users if instance else ()))
     try:
         return run.go(on_progress, stopping or threading.Event())
     finally:
@@ -148,9 +153,10 @@ class _Run:
     """One run of a replay: set up, then read the range once."""
 
     def __init__(self, settings: Settings, job: ReplayJob, index: WebhookIndex,
-                 entities: EntityTable, limits: RenderLimits, clock: Callable[[], float]):
+                 entities: EntityTable, limits: RenderLimits, clock: Callable[[], float],
+                 integration_users: frozenset[int]):
         self.settings, self.job, self.index, self.entities = settings, job, index, entities
-        self.limits, self.clock = limits, clock
+        self.limits, self.clock, self.integration_users = limits, clock, integration_users
         self.codec: Codec = codec_for(settings)
         self.topic, self.deliveries = settings.topic(ITEM_CHANGES), settings.topic(DELIVERIES)
         self.timeout_s = settings.kafka_call_timeout_s
@@ -271,7 +277,7 @@ class _Run:
             return ReplayCount(read=1, skipped=1)
         now_ms = int(self.clock() * 1000)
         result = replay_plan(event, self.index, self.entities, now_ms, self.limits,
-                             self.job.replay_id)
+                             self.job.replay_id, self.integration_users)
         if result is None:
             return ReplayCount(read=1)
         if isinstance(result, RenderFailure):

@@ -148,6 +148,8 @@ def validate(raw: Any, tiers_s: Sequence[int], global_allow: Sequence[str] = ())
     if raw.get("ordering", "none") not in ORDERINGS:
         errors.append(f"ordering {raw['ordering']!r} is not none or per_item (the deliveries of"
                       " one item one at a time, in event order)")
+    if not isinstance(raw.get("skip_integration_users", False), bool):
+        errors.append("skip_integration_users must be true or false")
     escaping = raw.get("escaping", "hookstream")
     if escaping not in ESCAPING_MODES:
         errors.append(f"escaping must be one of {', '.join(ESCAPING_MODES)}")

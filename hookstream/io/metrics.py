@@ -158,6 +158,10 @@ UNDECODABLE = Counter("hookstream_undecodable_total", "Records that could not be
 DUPLICATE_EVENTS = Counter("hookstream_processor_duplicate_events_total",
                            "Copies of an event already planned (same event id), skipped",
                            ["glpi_instance"], registry=None)
+SKIPPED = Counter("hookstream_processor_skipped_total",
+                  "Matching webhooks that skipped an event, by why: integration_user (the "
+                  "webhook skips changes by the instance's integration users)",
+                  ["glpi_instance", "reason"], registry=None)
 DEDUP_FORGOTTEN = Counter("hookstream_processor_dedup_forgotten_total",
                           "Event ids dropped by the per-partition bound inside their window",
                           registry=None)
@@ -298,7 +302,7 @@ Family = Counter | Gauge | Histogram | Snapshot
 _CONSUMER: tuple[Family, ...] = (READY, CONSUMER_LAG)  # a component with a consumer group
 COMPONENTS: dict[str, tuple[Family, ...]] = {
     "processor": (EVENTS, REQUESTS_PLANNED, RENDER_ERRORS.metric, UNDECODABLE, DUPLICATE_EVENTS,
-                  DEDUP_FORGOTTEN, *_CONSUMER),
+                  SKIPPED, DEDUP_FORGOTTEN, *_CONSUMER),
     "delivery": (
         ATTEMPTS.metric, GONE.metric, LATENCY.metric, DELIVERY_LAG, IN_FLIGHT, ORDERING_HELD,
         UNDECODABLE,

@@ -20,10 +20,12 @@ from hookstream.matching.entities import (
 )
 from hookstream.matching.plan import (
     RenderFailure,
+    Skipped,
     WebhookIndex,
     compile_webhook,
     load_json,
     plan,
+    skips_change_by,
     why_not,
 )
 
@@ -33,6 +35,7 @@ __all__ = [
     "Entity",
     "EntityTable",
     "RenderFailure",
+    "Skipped",
     "WebhookIndex",
     "build_tree",
     "compile_criteria",
@@ -45,5 +48,6 @@ __all__ = [
     "in_scope",
     "load_json",
     "plan",
+    "skips_change_by",
     "why_not",
 ]

@@ -1,7 +1,8 @@
 """Matching and planning: which webhooks an event fires, and the requests they render.
 
-Pure: `plan` takes an event, the webhook index, the entity table and the clock, and
-returns the delivery requests and render failures, in index order.
+Pure: `plan` takes an event, the webhook index, the entity table, the clock and the
+instance's integration users, and returns the delivery requests, render failures and
+skips, in index order.
 """
 
 from __future__ import annotations
@@ -44,6 +45,23 @@ class RenderFailure:
 
     request: DeliveryRequest  # with an empty body and the reason in last_error
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A webhook that matched but skips the event: it skips integration users' changes
+    and the event was made by one of them (GLPI issue #20902)."""
+
+    webhook_id: str
+    instance: str
+
+
+def skips_change_by(definition: WebhookDefinition, changed_by: int | None,
+                    integration_users: frozenset[int]) -> bool:
+    """Whether `definition` skips a change made by `changed_by`; an unknown author (None)
+    is never skipped: a webhook never loses a person's change for want of a name."""
+    return (definition.skip_integration_users and changed_by is not None
+            and changed_by in integration_users)
 
 
 def compile_webhook(definition: WebhookDefinition) -> CompiledWebhook:
@@ -102,10 +120,15 @@ class WebhookIndex:
 
 
 def why_not(
-    webhook: CompiledWebhook, event: ItemChangeEvent, item: dict[str, Any], entities: EntityTable
+    webhook: CompiledWebhook, event: ItemChangeEvent, item: dict[str, Any], entities: EntityTable,
+    integration_users: frozenset[int] = frozenset(),
 ) -> str | None:
     """None when the webhook fires for the event, else the first condition that failed."""
-    return _why_not(webhook, event, item, _EventContext(event, entities))
+    reason = _why_not(webhook, event, item, _EventContext(event, entities))
+    if reason is None and skips_change_by(webhook.definition, event.changed_by,
+                                          integration_users):
+        return f"changed by integration user {event.changed_by}: the webhook skips them"
+    return reason
 
 
 class _EventContext:
@@ -148,8 +171,10 @@ def plan(
     entities: EntityTable,
     now_ms: int,
     limits: RenderLimits | None = None,
-) -> list[DeliveryRequest | RenderFailure]:
-    """The delivery requests (or render failures) one event yields."""
+    integration_users: frozenset[int] = frozenset(),
+) -> list[DeliveryRequest | RenderFailure | Skipped]:
+    """The delivery requests (or render failures) one event yields, and the matching
+    webhooks that skip it because one of `integration_users` (the instance's) made it."""
     candidates = index.candidates(event.instance, event.itemtype, event.event)
     if not candidates:
         return []
@@ -158,11 +183,14 @@ def plan(
     shared = _EventContext(event, entities)
     default_bodies: dict[str, bytes] = {}  # GLPI's default body, encoded once per event
     limits = limits or DEFAULT_LIMITS
-    out: list[DeliveryRequest | RenderFailure] = []
+    out: list[DeliveryRequest | RenderFailure | Skipped] = []
     for webhook in candidates:
         if _why_not(webhook, event, item, shared) is not None:
             continue
         d = webhook.definition
+        if skips_change_by(d, event.changed_by, integration_users):
+            out.append(Skipped(d.id, event.instance))
+            continue
         try:
             rendered = render_request(
                 webhook.templates, event.event, item, parent, now_s=now_ms / 1000,

@@ -24,6 +24,7 @@ import orjson
 from hookstream.policy.signing import cra_expected_answer, cra_token, glpi_signature
 from hookstream.policy.ssrf import Network
 from hookstream.records import ItemChangeEvent
+from hookstream.records.changed_by import changed_by_in_payload
 from hookstream.render import default_payload
 
 EVENTS = frozenset({"new", "update", "delete"})
@@ -227,6 +228,7 @@ def accept(
         item=_json(item),
         parent_item=None if parent is None else _json(parent),
         source=SOURCE,
+        changed_by=changed_by_in_payload(itemtype, event, item),
     )
     exact: bool | None = None
     if key[0] % EXACT_SAMPLE == 0:

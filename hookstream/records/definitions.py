@@ -57,3 +57,5 @@ class WebhookDefinition(Record):
     disabled_at_ms: int = 0
     enabled_at_ms: int = 0  # failures before the last re-enable do not count
     ordering: str = "none"  # "per_item": one delivery of an item at a time, in event order
+    # GLPI issue #20902: skip events whose changed_by is one of the instance's integration users
+    skip_integration_users: bool = False

@@ -19,7 +19,8 @@ class BadLine:
 
 
 def parse_event_line(line: str, instance: str, now_ms: int, source: str) -> ItemChangeEvent:
-    """One JSON object (itemtype, items_id, event, entities_id, item, parent_item) to an event.
+    """One JSON object (itemtype, items_id, event, entities_id, item, parent_item, and
+    optionally changed_by, a GLPI user id) to an event.
 
     Raises ValueError with a reason a user can act on.
     """
@@ -48,6 +49,9 @@ def parse_event_line(line: str, instance: str, now_ms: int, source: str) -> Item
         not isinstance(entities_id, int) or isinstance(entities_id, bool)
     ):
         raise ValueError("entities_id must be an integer or null")
+    changed_by = data.get("changed_by")
+    if changed_by is not None and (not isinstance(changed_by, int) or isinstance(changed_by, bool)):
+        raise ValueError("changed_by must be a GLPI user id (an integer) or null")
     return make_event(
         instance,
         data["itemtype"],
@@ -58,6 +62,7 @@ def parse_event_line(line: str, instance: str, now_ms: int, source: str) -> Item
         entities_id=entities_id,
         parent_item=parent,
         source=source,
+        changed_by=changed_by,
     )
 
 

@@ -84,6 +84,7 @@ class ItemChangeEvent(Record):
     item: str
     parent_item: str | None = None
     source: str = "unknown"
+    changed_by: int | None = None  # GLPI user id of who made it, where told (changed_by.py)
 
     def key(self) -> str:
         return f"{self.instance}:{self.itemtype}:{self.items_id}"
@@ -107,6 +108,7 @@ def make_event(
     entities_id: int | None = None,
     parent_item: dict[str, Any] | None = None,
     source: str = "unknown",
+    changed_by: int | None = None,
 ) -> ItemChangeEvent:
     """Build an event from decoded GLPI objects; the entity defaults to item.entity.id."""
     if event not in ItemEvent.__members__.values():
@@ -125,6 +127,7 @@ def make_event(
         item=item_json,
         parent_item=None if parent_item is None else json.dumps(parent_item, ensure_ascii=False),
         source=source,
+        changed_by=changed_by,
     )
 
 

@@ -14,8 +14,8 @@ from connectors.glpi import GlpiClient
 from connectors.poller import InstancePoller, PollerApi, PollerConfig
 from hookstream.records import ItemChangeEvent, PollCursor
 from hookstream.records.cursor import LIVE, TRASH
-from tests.fake_glpi import RunningGlpiApi
-from tests.fake_glpi_items import FakeGlpiItems
+from tests.fake_glpi import API_USER_ID, RunningGlpiApi
+from tests.fake_glpi_items import HUMAN_USER, FakeGlpiItems
 
 APP, USER = "app", "user"
 
@@ -133,7 +133,10 @@ def test_the_integrations_own_followup_is_no_change_but_a_persons_beside_it_is(
     followup()
     assert poller.poll("Ticket", LIVE) == 1
     assert [(e.items_id, e.event) for e in out.events[1:]] == [(ticket, "update")]
+    # changed_by: the person alone, then nobody named when both changed (README, No loops)
+    assert [e.changed_by for e in out.events] == [HUMAN_USER[0], None]
     everything = Recorded()
     without = InstancePoller("glpi-a", poller_api, everything, {},
                              replace(config, skip_own_changes=False))
     assert without.poll("Ticket", LIVE) == 1 and len(everything.events) == 1
+    assert everything.events[0].changed_by == API_USER_ID  # GLPI's last updater as it is

@@ -64,6 +64,7 @@ def sample_records(name: str) -> list[object]:
         "update",
         item,
         occurred_at=1_762_244_132_000,
+        changed_by=23,
     )
     delivery = DeliveryRequest(
         delivery_id=delivery_id_for(event.event_id, "wh-1"),
@@ -113,6 +114,7 @@ def sample_records(name: str) -> list[object]:
         filter='[{"field": 12}]',
         retry_schedule_s=[10, 60],
         allowed_networks=["10.0.0.0/8"],
+        skip_integration_users=True,
     )
     entity = EntityRecord(
         instance="glpi-lyon",
@@ -159,7 +161,7 @@ def test_glpi_item_json_survives_byte_for_byte() -> None:
 def test_headers_name_schema_and_version() -> None:
     _, headers = Codec().encode(sample_records("Ticket.json")[0], "t")  # type: ignore[arg-type]
     assert header(headers, "hookstream-schema") == b"ItemChangeEvent"
-    assert header(headers, "hookstream-schema-version") == b"1"
+    assert header(headers, "hookstream-schema-version") == b"2"
 
 
 @pytest.mark.parametrize(
@@ -206,8 +208,9 @@ def test_event_id_is_stable_and_content_sensitive() -> None:
     assert a.entities_id == 3  # taken from item.entity.id
 
 
+_DEFINITION_V4 = {"skip_integration_users": False}
 _DEFINITION_V3 = {"previous_secret_encrypted": "", "previous_secret_until_ms": 0,
-                  "ordering": "none"}
+                  "ordering": "none", **_DEFINITION_V4}
 _ATTEMPT_V4 = {"retry_policy": None}
 _ATTEMPT_V3 = {"trigger": "", "trigger_tier": None, "actor": None, "request_method": None,
                "request_url": None, "request_headers": {}, "body_sha256": None,
@@ -217,6 +220,8 @@ _ATTEMPT_V3 = {"trigger": "", "trigger_tier": None, "actor": None, "request_meth
 @pytest.mark.parametrize(("name", "version", "added"), [
     ("WebhookDefinition", 1, {"escaping": "hookstream", **_DEFINITION_V3}),
     ("WebhookDefinition", 2, _DEFINITION_V3),
+    ("WebhookDefinition", 3, _DEFINITION_V4),
+    ("ItemChangeEvent", 1, {"changed_by": None}),
     ("AttemptRecord", 1, {"hop": 0, **_ATTEMPT_V3}),
     ("AttemptRecord", 2, _ATTEMPT_V3),
     ("AttemptRecord", 3, _ATTEMPT_V4),

@@ -178,6 +178,7 @@ EXPORTED = {
     "processor": {"hookstream_processor_events_total", "hookstream_processor_deliveries_total",
                   "hookstream_render_errors_total", "hookstream_undecodable_total",
                   "hookstream_processor_duplicate_events_total",
+                  "hookstream_processor_skipped_total",
                   "hookstream_processor_dedup_forgotten_total", *LAG_READY},
     "delivery": {
         "hookstream_delivery_attempts_total", "hookstream_endpoint_gone_total",
