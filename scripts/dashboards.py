@@ -123,8 +123,10 @@ WEBHOOK = (
 )
 
 
-# `run alerts` and `run ticketer` (README "Alerts into tickets"); their GLPI instance label
-# is `instance`, as the metrics declare it (docs/metrics.md)
+# `run alerts` and `run ticketer` (README "Alerts into tickets"). Their metrics label the GLPI
+# instance `instance`, which Prometheus keeps for the scrape target: scraped without
+# honor_labels (the chart's ServiceMonitor, docker-compose), it is `exported_instance`.
+GLPI = "exported_instance"
 ALERTS = (
     Panel("Alerts received", (("{{source}} {{status}}",
           f"sum by (source, status) (rate(hookstream_alerts_received_total[{RI}]))"),), "ops",
@@ -143,15 +145,15 @@ ALERTS = (
     Panel("Alert to ticket latency", quantiles("hookstream_ticketer_alert_to_ticket_seconds"),
           "s", description="From the receiver's received_at to GLPI's answer, for opened "
                            "tickets."),
-    Panel("Tickets opened (total in range)", (("{{instance}}",
-          "sum by (instance) (increase(hookstream_ticketer_actions_total"
-          '{action="opened"}[$__range]))'),), "short", "stat"),
-    Panel("GLPI unavailable", (("{{instance}}",
-          f"sum by (instance) (rate(hookstream_ticketer_glpi_unavailable_total[{RI}]))"),),
+    Panel("Tickets opened (total in range)", ((f"{{{{{GLPI}}}}}",
+          f"sum by ({GLPI}) (increase(hookstream_ticketer_actions_total"
+          f'{{action="opened"}}[$__range]))'),), "short", "stat"),
+    Panel("GLPI unavailable", ((f"{{{{{GLPI}}}}}",
+          f"sum by ({GLPI}) (rate(hookstream_ticketer_glpi_unavailable_total[{RI}]))"),),
           "ops", description="Calls to GLPI that failed for a transient reason (down, 5xx, "
                              "429): the alert waits and is retried, never lost."),
-    Panel("Alerts to the DLQ", (("{{instance}}",
-          f"sum by (instance) (rate(hookstream_ticketer_dlq_total[{RI}]))"),), "ops",
+    Panel("Alerts to the DLQ", ((f"{{{{{GLPI}}}}}",
+          f"sum by ({GLPI}) (rate(hookstream_ticketer_dlq_total[{RI}]))"),), "ops",
           description="Alerts GLPI refused a ticket for (rights, a bad field), with GLPI's "
                       "message on hookstream.alerts.dlq; the console's Alerts page lists "
                       "them."),
