@@ -329,8 +329,10 @@ class Alert(BaseModel):
     tickets_id: int = Field(description="the ticket of the latest action naming one; 0: none")
     ticket_url: str | None = Field(description="its page in GLPI (the instance's API URL "
                                                "without apirest.php)")
-    first_at_ms: int
-    actions: int
+    first_at_ms: int = Field(description="its oldest action the store held when the "
+                                          "latest was written")
+    actions: int = Field(description="how many actions the store held when the latest was "
+                                     "written (retention drops the oldest)")
 
 
 class AlertPage(BaseModel):

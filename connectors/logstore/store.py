@@ -344,7 +344,9 @@ class LogStore:
         max_batches: int | None = None,
     ) -> int:
         """Delete deliveries created more than `max_age_days` ago, with their attempts, in
-        transactions of at most `batch` deliveries (a writer waits for one batch at most).
+        transactions of at most `batch` deliveries (a writer waits for one batch at most);
+        then items, operational events and alert actions as old, and alerts whose latest
+        action is.
         Returns how many deliveries were deleted; TransientError if the database cannot be
         reached (the batches deleted before stay deleted)."""
         with _unreachable_is_transient(self.engine, "prune"):
