@@ -123,6 +123,43 @@ WEBHOOK = (
 )
 
 
+# `run alerts` and `run ticketer` (README "Alerts into tickets"). Their metrics label the GLPI
+# instance `instance`, which Prometheus keeps for the scrape target: scraped without
+# honor_labels (the chart's ServiceMonitor, docker-compose), it is `exported_instance`.
+GLPI = "exported_instance"
+ALERTS = (
+    Panel("Alerts received", (("{{source}} {{status}}",
+          f"sum by (source, status) (rate(hookstream_alerts_received_total[{RI}]))"),), "ops",
+          description="Alerts the receivers put on Kafka (acknowledged), per source and status."),
+    Panel("Alerts rejected", (("{{source}} {{reason}}",
+          f"sum by (source, reason) (rate(hookstream_alerts_rejected_total[{RI}]))"),), "ops",
+          description="Requests or alerts refused: unauthorized (401), invalid or too_large "
+                      "(400, 413), unknown_instance, kafka_unavailable (503, the sender "
+                      "retries)."),
+    Panel("Receiver request latency", quantiles("hookstream_alerts_request_seconds"), "s",
+          description="From the request to the answer, Kafka's acknowledgement included."),
+    Panel("Ticketer actions", (("{{action}}",
+          f"sum by (action) (rate(hookstream_ticketer_actions_total[{RI}]))"),), "ops",
+          description="What the ticketer did with each alert event: opened, followup, solved, "
+                      "reopened, refused (to the DLQ), unmatched (no rule), unchanged."),
+    Panel("Alert to ticket latency", quantiles("hookstream_ticketer_alert_to_ticket_seconds"),
+          "s", description="From the receiver's received_at to GLPI's answer, for opened "
+                           "tickets."),
+    Panel("Tickets opened (total in range)", ((f"{{{{{GLPI}}}}}",
+          f"sum by ({GLPI}) (increase(hookstream_ticketer_actions_total"
+          f'{{action="opened"}}[$__range]))'),), "short", "stat"),
+    Panel("GLPI unavailable", ((f"{{{{{GLPI}}}}}",
+          f"sum by ({GLPI}) (rate(hookstream_ticketer_glpi_unavailable_total[{RI}]))"),),
+          "ops", description="Calls to GLPI that failed for a transient reason (down, 5xx, "
+                             "429): the alert waits and is retried, never lost."),
+    Panel("Alerts to the DLQ", ((f"{{{{{GLPI}}}}}",
+          f"sum by ({GLPI}) (rate(hookstream_ticketer_dlq_total[{RI}]))"),), "ops",
+          description="Alerts GLPI refused a ticket for (rights, a bad field), with GLPI's "
+                      "message on hookstream.alerts.dlq; the console's Alerts page lists "
+                      "them."),
+)
+
+
 def variable_query(name: str, label: str, query: str) -> dict[str, Any]:
     return {
         "name": name, "label": label, "type": "query", "datasource": DS,
@@ -174,6 +211,8 @@ def dashboards() -> dict[str, dict[str, Any]]:
                                "label_values(hookstream_webhook_info"
                                '{glpi_instance="$glpi_instance"}, webhook_id)'),
             ]),
+        "hookstream-alerts.json": dashboard(
+            "hookstream-alerts", "hookstream / Alerts into tickets", ALERTS, []),
     }
 
 

@@ -1,5 +1,5 @@
 """The admin HTTP API (FastAPI): webhooks, the queries log, the queue, force send, redrive,
-replay.
+replay; the alert rules and the alerts with their tickets.
 
 Every /v1 route needs a bearer token (401 without a known one). A token scoped to some
 instances sees nothing of the others: their webhooks and deliveries answer 404 as if
@@ -24,18 +24,23 @@ from connectors.admin import models as m
 from connectors.admin.auth import Principal, authenticate
 from connectors.admin.context import AdminContext
 from connectors.logstore import (
+    AlertCursor,
+    AlertFilter,
     AuditFilter,
     Cursor,
     DeliveryFilter,
     Page,
+    alert_history,
     delivery_detail,
     last_item,
+    list_alerts,
     list_audit,
     list_deliveries,
     list_operations,
     queue_view,
 )
 from connectors.logstore.queries import BadCursor, BadFilter
+from hookstream.alerting.links import ticket_url
 from hookstream.control.replay import ReplayJob
 from hookstream.control.replay_runs import ReplayBusy, ReplayRun
 from hookstream.control.webhooks import redacted
@@ -360,6 +365,53 @@ def create_app(ctx: AdminContext, tokens: dict[str, Principal]) -> FastAPI:
         log store keeps them; a token scoped to instances sees those of its instances."""
         return {"items": list_operations(ctx.engine, p.scope, f.webhook_id, f.before_ms,
                                          f.before_id, f.limit)}
+
+    # -- alerts into tickets ------------------------------------------------------------
+
+    @app.get("/v1/alert-rules", response_model=m.AlertRuleList)
+    def alert_rules(p: Reader) -> dict[str, Any]:
+        """The alert rules the ticketer applies (`hookstream alerts apply`), by id; a token
+        scoped to instances sees those of its instances."""
+        return {"items": [r.to_dict() for _, r in sorted(ctx.alert_rules().items())
+                          if p.sees(r.instance)]}
+
+    @app.get("/v1/alert-rules/{rule_id}", response_model=dict[str, Any])
+    def alert_rule(p: Reader, rule_id: Annotated[str, Path(pattern=m.WEBHOOK_ID)]
+                   ) -> dict[str, Any]:
+        found = ctx.alert_rules().get(rule_id)
+        if found is None or not p.sees(found.instance):
+            raise _problem(404, f"no alert rule {rule_id}")
+        return found.to_dict()
+
+    @app.get("/v1/alerts", response_model=m.AlertPage)
+    def alerts(p: Reader, f: Annotated[m.AlertsQuery, Query()]) -> dict[str, Any]:
+        """Alerts the ticketer handled, the latest action first: each with its status, its
+        ticket and its latest action (the log store's, from hookstream.alert-actions)."""
+        if f.instance is not None and not p.sees(f.instance):
+            return {"items": [], "next_cursor": None, "prev_cursor": None}
+        where = AlertFilter(f.instance, f.status, f.action, f.search)
+        try:
+            at = None if f.cursor is None else AlertCursor.decode(f.cursor)
+            page = list_alerts(ctx.engine, where, p.scope, at, f.limit, f.newer)
+        except BadCursor as e:
+            raise _problem(422, f"cursor: {e}") from None
+        except BadFilter as e:
+            raise _problem(422, str(e)) from None
+        return {"items": [with_ticket_url(a) for a in page.items],
+                "next_cursor": page.next_cursor, "prev_cursor": page.prev_cursor}
+
+    @app.get("/v1/alerts/{alert_key}", response_model=m.AlertDetail)
+    def alert(p: Reader, alert_key: Annotated[str, Path(pattern=m.NAME)]) -> dict[str, Any]:
+        """One alert: its ticket and every action the ticketer took, oldest first."""
+        found = alert_history(ctx.engine, alert_key, p.scope)
+        if found is None:
+            raise _problem(404, f"no alert {alert_key}")
+        return {**with_ticket_url(found),
+                "history": [with_ticket_url({**a, "instance": found["instance"]})
+                            for a in found["history"]]}
+
+    def with_ticket_url(row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "ticket_url": ticket_url(ctx.api_url(row["instance"]), row["tickets_id"])}
 
     from connectors.console import mount_console  # the web console at /, on these tokens
 

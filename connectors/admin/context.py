@@ -1,7 +1,8 @@
 """What the admin API works on: the log store, the webhooks table, and the actions.
 
-Webhook definitions (and entities and instances' time zones, for previews) are followed
-from the compacted topics in a background thread, so a request never reads a whole topic.
+Webhook definitions (and entities and instances' time zones, for previews; the alert rules
+and instances' API URLs, for the alerts pages) are followed from the compacted topics in a
+background thread, so a request never reads a whole topic.
 Writes go through the validation of `webhooks apply` (control.webhooks.validate and build)
 and are published to the same topic; force send and redrive are connectors/delivery/redrive/'s,
 the same code as the CLI's, and so is replay (control/replay.py), run in the background.
@@ -35,18 +36,22 @@ from hookstream.control.replay import ReplayJob, ReplayStatus, replay
 from hookstream.control.replay_runs import BackgroundReplays, ReplayRun
 from hookstream.control.switch import enabled
 from hookstream.control.webhooks import build, validate
-from hookstream.errors import HookstreamError, InvalidDefinition, TransientError
+from hookstream.errors import DecodeError, HookstreamError, InvalidDefinition, TransientError
 from hookstream.io import TableFollower, codec_for, flush, producer, webhook_and_entity_applier
+from hookstream.io.tables import Apply
 from hookstream.matching import EntityTable
 from hookstream.policy import rotated, secret_box
 from hookstream.records import (
+    ALERT_RULES,
     AUDIT,
     ENTITIES,
     INSTANCES,
     WEBHOOKS,
+    AlertRule,
     AttemptRecord,
     AuditAction,
     AuditRecord,
+    Codec,
     InstanceRecord,
     WebhookDefinition,
     parse_event_line,
@@ -67,14 +72,17 @@ class AdminContext:
         self._lock = threading.Lock()
         self._webhooks: dict[str, WebhookDefinition] = {}
         self._timezones: dict[str, str] = {}  # instance -> its time zone
+        self._api_urls: dict[str, str] = {}  # instance -> its API URL ("" when none)
+        self._rules: dict[str, AlertRule] = {}
         self.entities = EntityTable()
         self._stop = threading.Event()
         self._follower = TableFollower(
             settings,
-            [settings.topic(WEBHOOKS), settings.topic(ENTITIES), settings.topic(INSTANCES)],
-            webhook_and_entity_applier(
-                settings, self.codec, self._on_webhook, self.entities, self._on_instance
-            ),
+            [settings.topic(WEBHOOKS), settings.topic(ENTITIES), settings.topic(INSTANCES),
+             settings.topic(ALERT_RULES)],
+            _with_rules(settings.topic(ALERT_RULES), self.codec, self._on_rule,
+                        webhook_and_entity_applier(settings, self.codec, self._on_webhook,
+                                                   self.entities, self._on_instance)),
         )
         self._thread = threading.Thread(target=self._follow, daemon=True, name="admin-tables")
         self._thread.start()
@@ -93,8 +101,17 @@ class AdminContext:
         with self._lock:
             if instance is None:
                 self._timezones.pop(name, None)
+                self._api_urls.pop(name, None)
             else:
                 self._timezones[name] = instance.timezone
+                self._api_urls[name] = instance.api_url
+
+    def _on_rule(self, rule_id: str, rule: AlertRule | None) -> None:
+        with self._lock:
+            if rule is None:
+                self._rules.pop(rule_id, None)
+            else:
+                self._rules[rule_id] = rule
 
     def _follow(self) -> None:
         next_sweep = time.monotonic()
@@ -148,6 +165,15 @@ class AdminContext:
     def webhook(self, webhook_id: str) -> WebhookDefinition | None:
         with self._lock:
             return self._webhooks.get(webhook_id)
+
+    def alert_rules(self) -> dict[str, AlertRule]:
+        with self._lock:
+            return dict(self._rules)
+
+    def api_url(self, instance: str) -> str:
+        """The instance's GLPI API URL ("" when it has none, or is not known)."""
+        with self._lock:
+            return self._api_urls.get(instance, "")
 
     # -- writes ------------------------------------------------------------------------
 
@@ -280,3 +306,20 @@ class AdminContext:
         if errors:
             log.error("audit record %s not published: %s", record.audit_id, errors[0])
         return record
+
+
+def _with_rules(topic: str, codec: Codec, on_rule: Callable[[str, AlertRule | None], None],
+                tables: Apply) -> Apply:
+    """`tables`, and the alert rules of `topic` into `on_rule` (an undecodable rule is
+    logged and skipped, as the tables' records are)."""
+    def apply(record_topic: str, key: bytes, value: bytes | None, msg: Any) -> None:
+        if record_topic != topic:
+            tables(record_topic, key, value, msg)
+            return
+        try:
+            on_rule(key.decode(), None if value is None
+                    else codec.decode(value, msg.headers(), AlertRule))
+        except (DecodeError, ValueError) as e:
+            log.error("skipping an undecodable alert rule at offset %s: %s", msg.offset(), e)
+
+    return apply

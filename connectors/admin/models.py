@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from hookstream.records import AuditAction
+from hookstream.records import ActionKind, AlertStatus, AuditAction
 
 MAX_INT = 2**53  # within SQLite's and PostgreSQL's BIGINT, and exact in JSON
 # Names and ids: printable, bounded (PostgreSQL refuses NUL in text; no control characters)
@@ -291,3 +291,69 @@ class AuditEntry(BaseModel):
 
 class AuditPage(BaseModel):
     items: list[AuditEntry]
+
+
+# -- alerts into tickets ---------------------------------------------------------------
+
+class AlertRuleList(BaseModel):
+    items: list[dict[str, Any]] = Field(description="rules as `hookstream alerts apply` "
+                                                    "publishes them (AlertRule)")
+
+
+class AlertsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    instance: str | None = Field(default=None, pattern=NAME)
+    status: AlertStatus | None = Field(default=None, description="of the latest event")
+    action: ActionKind | None = Field(default=None, description="the latest action")
+    search: str | None = Field(default=None, min_length=1, max_length=200,
+                               pattern=r"^[^\x00-\x1f\x7f]+$",
+                               description="part of the alert's name or fingerprint, any case")
+    cursor: str | None = Field(default=None, max_length=1200,
+                               description="a page's `next_cursor` (older alerts), or with "
+                                           "`newer` its `prev_cursor`")
+    newer: bool = Field(default=False, description="the page of alerts just newer than `cursor`")
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class Alert(BaseModel):
+    alert_key: str = Field(description="instance:source:fingerprint")
+    instance: str
+    source: str
+    fingerprint: str
+    alert_name: str
+    alert_status: str
+    last_action: str
+    last_at_ms: int
+    rule_id: str
+    message: str = Field(description="GLPI's, when the latest action was refused")
+    tickets_id: int = Field(description="the ticket of the latest action naming one; 0: none")
+    ticket_url: str | None = Field(description="its page in GLPI (the instance's API URL "
+                                               "without apirest.php)")
+    first_at_ms: int = Field(description="its oldest action the store held when the "
+                                          "latest was written")
+    actions: int = Field(description="how many actions the store held when the latest was "
+                                     "written (retention drops the oldest)")
+
+
+class AlertPage(BaseModel):
+    items: list[Alert]
+    next_cursor: str | None = Field(description="pass as `cursor` for the older page")
+    prev_cursor: str | None = Field(
+        None, description="pass as `cursor` with `newer=true` for the newer page")
+
+
+class AlertAction(BaseModel):
+    action_id: str
+    alert_event_id: str
+    alert_status: str
+    action: str
+    at_ms: int
+    rule_id: str
+    tickets_id: int
+    ticket_url: str | None
+    latency_ms: int | None = Field(description="received to GLPI's answer, opened tickets")
+    message: str
+
+
+class AlertDetail(Alert):
+    history: list[AlertAction] = Field(description="every action still kept, oldest first")

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from connectors.admin.auth import Principal
 from connectors.admin.context import AdminContext
 from connectors.console.actions import action_routes
+from connectors.console.alerts import alert_routes
 from connectors.console.operations import operation_routes
 from connectors.console.pages import page_routes
 from connectors.console.replays import replay_routes
@@ -45,6 +46,7 @@ def mount_console(app: FastAPI, ctx: AdminContext, tokens: dict[str, Principal],
     app.include_router(action_routes(console))
     app.include_router(replay_routes(console))
     app.include_router(operation_routes(console))
+    app.include_router(alert_routes(console))
     app.include_router(page_routes(console))
     app.mount("/static", StaticFiles(directory=STATIC), name="console-static")
     return console

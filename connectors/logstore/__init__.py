@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from connectors.logstore.alerts import AlertCursor, AlertFilter, alert_history, list_alerts
 from connectors.logstore.audit import AuditFilter, list_audit
 from connectors.logstore.health import list_operations
 from connectors.logstore.queries import (
@@ -21,15 +22,19 @@ from connectors.logstore.store import LogStore, database_url, open_engine
 
 __all__ = [
     "LATEST",
+    "AlertCursor",
+    "AlertFilter",
     "AuditFilter",
     "Cursor",
     "DeliveryFilter",
     "LogStore",
     "Page",
     "State",
+    "alert_history",
     "database_url",
     "delivery_detail",
     "last_item",
+    "list_alerts",
     "list_audit",
     "list_deliveries",
     "list_operations",

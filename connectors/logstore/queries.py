@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,16 +160,21 @@ def list_deliveries(
     query = page_query(where, instances, cursor, limit, newer)
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
+    return cut_page(rows, limit, newer, None if cursor is None else cursor.encode(), _at)
+
+
+def cut_page(rows: list[dict[str, Any]], limit: int, newer: bool, cursor: str | None,
+             at: Callable[[dict[str, Any]], str]) -> Page:
+    """A page of the `limit + 1` rows read from `cursor` (newest first, or with `newer`
+    oldest first), with the cursors of the pages on either side; `at` encodes a row's."""
     more = len(rows) > limit
     rows = rows[:limit]
     if newer:
         rows.reverse()
-        older = _at(rows[-1]) if rows else cursor.encode() if cursor else None
-        return Page(rows, older, _at(rows[0]) if more else None)
+        return Page(rows, at(rows[-1]) if rows else cursor, at(rows[0]) if more else None)
     if cursor is None:
-        return Page(rows, _at(rows[-1]) if more else None)
-    return Page(rows, _at(rows[-1]) if more else None,
-                _at(rows[0]) if rows else cursor.encode())
+        return Page(rows, at(rows[-1]) if more else None)
+    return Page(rows, at(rows[-1]) if more else None, at(rows[0]) if rows else cursor)
 
 
 def body_json(data: bytes | None) -> dict[str, Any] | None:

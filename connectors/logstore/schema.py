@@ -6,7 +6,7 @@ SQLAlchemy Core describes the tables once; each dialect renders its own DDL and 
 `schema_migrations`, so a store opened by a newer release is upgraded in place and a
 store already up to date is left alone. The Table objects below are the shape
 migration 1 created (2 for `items`, 5 for `audit`, 8 for `operations` and
-`webhook_health`); a later change is explicit DDL in its own
+`webhook_health`, 10 for `alert_actions` and `alerts`); a later change is explicit DDL in its own
 migration (3, 4 and 7: indexes; 6 and 9 add the attempt columns they find missing, which
 the Table object already has for a new store), so every store, new or upgraded, ends up
 the same.
@@ -187,6 +187,56 @@ webhook_health = Table(
 )
 
 
+# Migration 10: what the ticketer did with each alert event (from hookstream.alert-actions),
+# one row per action, and each alert's latest state summarised from its actions (recomputed
+# when one is added), which the alerts list pages through.
+alert_actions = Table(
+    "alert_actions",
+    metadata,
+    Column("action_id", String(64), primary_key=True),
+    Column("alert_key", Text, nullable=False),  # instance:source:fingerprint
+    Column("alert_event_id", String(64), nullable=False),
+    Column("instance", String(255), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("alert_name", Text, nullable=False),
+    Column("alert_status", String(16), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("rule_id", String(255), nullable=False),
+    Column("tickets_id", BigInteger, nullable=False),  # 0: no ticket concerned
+    Column("latency_ms", BigInteger),
+    Column("message", Text, nullable=False),  # GLPI's, when it refused
+    Index("ix_alert_actions_alert", "alert_key", "at_ms", "action_id"),
+    Index("ix_alert_actions_time", "at_ms"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_key", Text, primary_key=True),
+    Column("instance", String(255), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    # the latest action's (at_ms, then action_id)
+    Column("alert_name", Text),
+    Column("alert_status", String(16)),
+    Column("last_action", String(16)),
+    Column("last_at_ms", BigInteger),
+    Column("last_action_id", String(64)),
+    Column("rule_id", String(255)),
+    Column("message", Text),
+    Column("tickets_id", BigInteger),  # of the latest action that names a ticket; 0: none
+    Column("first_at_ms", BigInteger),
+    Column("actions", Integer),
+    # the list's pages, newest first, whole or by one filter
+    Index("ix_alerts_time", "last_at_ms", "alert_key"),
+    Index("ix_alerts_instance_time", "instance", "last_at_ms", "alert_key"),
+    Index("ix_alerts_status_time", "alert_status", "last_at_ms", "alert_key"),
+    Index("ix_alerts_action_time", "last_action", "last_at_ms", "alert_key"),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -273,6 +323,11 @@ def _v9(conn: Connection) -> None:
     _add_missing_attempt_columns(conn, ATTEMPT_COLUMNS_V9)
 
 
+def _v10(conn: Connection) -> None:
+    alert_actions.create(conn)
+    alerts.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "deliveries and attempts", _v1),
     Migration(2, "items: the last state of each item seen", _v2),
@@ -283,6 +338,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "indexes of the console's picture of each webhook", _v7),
     Migration(8, "operational events, and each webhook's target health (auto-disable)", _v8),
     Migration(9, "attempts: the retry policy that judged the answer", _v9),
+    Migration(10, "alerts into tickets: the ticketer's actions, each alert's latest", _v10),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -39,6 +39,7 @@ from hookstream.errors import DecodeError, TransientError
 from hookstream.io import codec_for, consumer, gauges, metrics, watermarks
 from hookstream.io.health import serve
 from hookstream.records import (
+    ALERT_ACTIONS,
     ATTEMPTS,
     AUDIT,
     DELIVERIES,
@@ -51,6 +52,7 @@ from hookstream.records import (
     DeliveryRequest,
     ItemChangeEvent,
     OperationalEvent,
+    TicketAction,
     retry_topics,
 )
 
@@ -68,6 +70,7 @@ class TopicRole:
     items: bool = False  # glpi.item-changes: the last state of each item
     audit: bool = False  # hookstream.audit: the writes made through the admin API
     operations: bool = False  # hookstream.operations: operational events
+    alert_actions: bool = False  # hookstream.alert-actions: what the ticketer did
 
 
 def topic_roles(settings: Settings) -> dict[str, TopicRole]:
@@ -79,6 +82,7 @@ def topic_roles(settings: Settings) -> dict[str, TopicRole]:
         settings.topic(ITEM_CHANGES): TopicRole(None, items=True),
         settings.topic(AUDIT): TopicRole(None, audit=True),
         settings.topic(OPERATIONS): TopicRole(None, operations=True),
+        settings.topic(ALERT_ACTIONS): TopicRole(None, alert_actions=True),
     }
     for name, tier in zip(retry_topics(settings), settings.retry_tiers, strict=True):
         roles[name] = TopicRole(Source.TIER, tier)
@@ -94,12 +98,14 @@ class Rows(NamedTuple):
     audit: list[AuditRecord]
     operations: list[OperationalEvent]
     health: list[HealthSample]  # the attempts auto-disable counts
+    alert_actions: list[TicketAction]
 
     @property
     def records(self) -> int:
-        """Records these rows come from: each gave one delivery fragment, item, audit or
-        operations row."""
-        return len(self.deliveries) + len(self.items) + len(self.audit) + len(self.operations)
+        """Records these rows come from: each gave one delivery fragment, item, audit,
+        operations or alert action row."""
+        return (len(self.deliveries) + len(self.items) + len(self.audit) + len(self.operations)
+                + len(self.alert_actions))
 
 
 class Ingest:
@@ -112,7 +118,7 @@ class Ingest:
         self.limit = settings.logstore_body_max_bytes
 
     def rows(self, messages: Iterable[Message]) -> Rows:
-        rows = Rows([], [], [], [], [], [])
+        rows = Rows([], [], [], [], [], [], [])
         for msg in messages:
             if msg.error() is not None:
                 continue
@@ -127,6 +133,10 @@ class Ingest:
                 if role.operations:
                     rows.operations.append(
                         self.codec.decode(msg.value(), msg.headers(), OperationalEvent))
+                    continue
+                if role.alert_actions:
+                    rows.alert_actions.append(
+                        self.codec.decode(msg.value(), msg.headers(), TicketAction))
                     continue
                 if role.items:
                     event = self.codec.decode(msg.value(), msg.headers(), ItemChangeEvent)

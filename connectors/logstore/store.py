@@ -33,6 +33,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from connectors.logstore.alerts import write_actions
 from connectors.logstore.health import (
     HealthSample,
     fold_health,
@@ -48,6 +49,8 @@ from connectors.logstore.rows import (
     merge_all,
 )
 from connectors.logstore.schema import (
+    alert_actions,
+    alerts,
     attempts,
     audit,
     deliveries,
@@ -59,7 +62,7 @@ from connectors.logstore.schema import (
 from hookstream.config import Settings
 from hookstream.errors import ConfigError, TransientError
 from hookstream.policy import TargetHealth
-from hookstream.records import AuditRecord, OperationalEvent
+from hookstream.records import AuditRecord, OperationalEvent, TicketAction
 
 
 def database_url(settings: Settings) -> str:
@@ -286,6 +289,7 @@ class LogStore:
         audit_rows: Sequence[AuditRecord] = (),
         operation_rows: Sequence[OperationalEvent] = (),
         health: Sequence[HealthSample] = (),
+        alert_action_rows: Sequence[TicketAction] = (),
     ) -> None:
         """Write one batch in one transaction; returns once it is committed. TransientError
         if the database cannot be reached; writing the batch again then is harmless."""
@@ -297,6 +301,8 @@ class LogStore:
                 insert_operations(conn, operation_rows)
             if health:
                 fold_health(conn, health)
+            if alert_action_rows:
+                write_actions(conn, alert_action_rows)
             if item_rows:
                 conn.execute(self._upsert_items,
                              [item_params(r) for r in latest_items(list(item_rows))])
@@ -327,6 +333,8 @@ class LogStore:
             conn.execute(delete(audit))
             conn.execute(delete(operations))
             conn.execute(delete(webhook_health))
+            conn.execute(delete(alert_actions))
+            conn.execute(delete(alerts))
 
     def prune(
         self,
@@ -336,7 +344,9 @@ class LogStore:
         max_batches: int | None = None,
     ) -> int:
         """Delete deliveries created more than `max_age_days` ago, with their attempts, in
-        transactions of at most `batch` deliveries (a writer waits for one batch at most).
+        transactions of at most `batch` deliveries (a writer waits for one batch at most);
+        then items, operational events and alert actions as old, and alerts whose latest
+        action is.
         Returns how many deliveries were deleted; TransientError if the database cannot be
         reached (the batches deleted before stay deleted)."""
         with _unreachable_is_transient(self.engine, "prune"):
@@ -362,6 +372,10 @@ class LogStore:
         self._prune_items(cutoff)
         with self.engine.begin() as conn:  # a few a day: one statement
             conn.execute(delete(operations).where(operations.c.at_ms < cutoff))
+        with self.engine.begin() as conn:
+            # an alert still acting keeps its row (and its counts) without its old actions
+            conn.execute(delete(alert_actions).where(alert_actions.c.at_ms < cutoff))
+            conn.execute(delete(alerts).where(alerts.c.last_at_ms < cutoff))
         return deleted
 
     def _prune_items(self, cutoff_ms: int, slice_ms: int = 3_600_000) -> None:

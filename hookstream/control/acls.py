@@ -74,7 +74,7 @@ COMPONENTS: dict[str, list[Grant]] = {
     ],
     "logstore": [
         *_topics((t.DELIVERIES, RETRY, t.DLQ, t.ATTEMPTS, t.ITEM_CHANGES, t.AUDIT,
-                  t.OPERATIONS, *TABLES), "READ"),
+                  t.OPERATIONS, t.ALERT_ACTIONS, *TABLES), "READ"),
         *_topics((t.WEBHOOKS, t.OPERATIONS), "WRITE"),  # auto-disable
         _group("hookstream-logstore", prefixed_by_settings=True),
         *_READERS,
@@ -100,7 +100,8 @@ COMPONENTS: dict[str, list[Grant]] = {
         *_READERS,
     ],
     "admin": [
-        *_topics((*TABLES, t.DELIVERIES, RETRY, t.DLQ, t.ATTEMPTS, t.REDRIVEN), "READ"),
+        *_topics((*TABLES, t.DELIVERIES, RETRY, t.DLQ, t.ATTEMPTS, t.REDRIVEN,
+                  t.ALERT_RULES), "READ"),
         *_topics((*TABLES, t.ATTEMPTS, t.AUDIT), "WRITE"),
         *_REDRIVE,
         *_REPLAY,

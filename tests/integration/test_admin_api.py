@@ -20,19 +20,24 @@ import uvicorn
 import yaml
 
 from connectors.admin import AdminContext, create_app, new_token, parse_tokens
-from connectors.logstore import open_engine, queue_view
+from connectors.logstore import AlertFilter, list_alerts, open_engine, queue_view
 from hookstream.config import Settings
 from hookstream.control import current_webhooks
 from hookstream.control.instances import apply_instances
 from hookstream.records import (
+    ALERT_ACTIONS,
+    ALERT_RULES,
     ATTEMPTS,
     AUDIT,
     DELIVERIES,
     DLQ,
     ITEM_CHANGES,
+    AlertRule,
     AttemptRecord,
     AuditRecord,
     DeliveryRequest,
+    TicketAction,
+    alert_key,
     make_event,
 )
 from hookstream.records.replays import replay_delivery_id
@@ -48,6 +53,31 @@ from tests.integration.logstore_harness import RunningLogStore
 from tests.receiver import Receiver
 
 SECRET = "glpi-secret-Zq8wX1v0"  # a webhook secret: must appear in no answer
+GLPI_B_API = "https://glpi-b.example.org/glpi/apirest.php"
+ALERT_RULES_SHOWN = [
+    AlertRule("disk", 1, "glpi-a", "{{ alert.labels.alertname }}", "{{ alert.summary }}",
+              match_labels={"team": "storage"}, entities_id=3, itilcategories_id=7),
+    AlertRule("network", 1, "glpi-b", "Network: {{ alert.name }}", "down",
+              match_sources=["zabbix"], groups_id_assign=4),
+]
+
+
+def _action(n: int, instance: str, fingerprint: str, action: str, status: str = "firing",
+            tickets_id: int = 0, message: str = "") -> TicketAction:
+    key = alert_key(instance, "alertmanager", fingerprint)
+    rule = "disk" if instance == "glpi-a" else "network"
+    return TicketAction(f"{n:032x}", f"event-{n}", key, instance, "alertmanager", fingerprint,
+                        f"Alert {fingerprint}", status, action, 1_700_000_000_000 + n, rule,
+                        tickets_id, 250 if action == "opened" else None, message)
+
+
+# glpi-a: disk-1 opened then solved; glpi-b: net-1 refused by GLPI, net-2 opened
+ALERT_ACTIONS_SHOWN = [
+    _action(1, "glpi-a", "disk-1", "opened", tickets_id=12),
+    _action(2, "glpi-b", "net-1", "refused", message="ERROR_RIGHT_MISSING: you cannot add"),
+    _action(3, "glpi-a", "disk-1", "solved", "resolved", tickets_id=12),
+    _action(4, "glpi-b", "net-2", "opened", tickets_id=5),
+]
 CLIENT_SECRET = "oauth-client-secret-Kp2"
 
 
@@ -103,9 +133,15 @@ def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                            for i in ("glpi-a", "glpi-b")], ITEM_CHANGES)  # type: ignore[list-item]
         with RunningDelivery(settings):
             assert wait_until(lambda: len(read(settings, ATTEMPTS, AttemptRecord)) >= 5, 60)
+        publish(settings, ALERT_RULES_SHOWN, ALERT_RULES)
+        publish(settings, ALERT_ACTIONS_SHOWN, ALERT_ACTIONS)
+        instances = tmp / "instances.yaml"
+        instances.write_text(yaml.safe_dump({"name": "glpi-b", "api_url": GLPI_B_API}))
+        apply_instances(settings, instances)
         engine = open_engine(settings)
         with RunningLogStore(settings):
             assert wait_until(lambda: queue_view(engine)["totals"]["dead_lettered"] == 2, 60)
+            assert wait_until(lambda: len(list_alerts(engine, AlertFilter()).items) == 3, 60)
         ctx = AdminContext(settings, engine)
         ctx.wait_ready()
         port = _free_port()
@@ -132,7 +168,9 @@ def routes(api: Api) -> list[tuple[str, str]]:
     for path, methods in spec["paths"].items():
         concrete = (path.replace("{webhook_id}", "hook-a").replace("{delivery_id}", api.ids["a"][0])
                     .replace("{instance}", "glpi-a").replace("{itemtype}", "Ticket")
-                    .replace("{items_id}", "1").replace("{replay_id}", "r1"))
+                    .replace("{items_id}", "1").replace("{replay_id}", "r1")
+                    .replace("{rule_id}", "disk")
+                    .replace("{alert_key}", alert_key("glpi-a", "alertmanager", "disk-1")))
         filled += [(method.upper(), concrete) for method in methods]
     return filled
 
@@ -233,6 +271,65 @@ def test_queries_log_filters_and_pages_both_ways(api: Api) -> None:
         answer = api.call("GET", f"/v1/deliveries?{bad}")
         assert answer.status_code == 422, bad
         assert answer.json()["errors"][0].startswith("query." + bad.split("=")[0]), bad
+
+
+def test_alert_rules_are_listed_within_the_tokens_scope(api: Api) -> None:
+    rules = api.call("GET", "/v1/alert-rules").json()["items"]
+    assert [(r["id"], r["instance"]) for r in rules] == [("disk", "glpi-a"),
+                                                         ("network", "glpi-b")]
+    disk = api.call("GET", "/v1/alert-rules/disk").json()
+    assert (disk["match_labels"], disk["entities_id"], disk["itilcategories_id"]) == (
+        {"team": "storage"}, 3, 7)
+    assert [r["id"] for r in api.call("GET", "/v1/alert-rules", token="team-a").json()["items"]
+            ] == ["disk"]
+    assert api.call("GET", "/v1/alert-rules/network", token="team-a").status_code == 404
+    assert api.call("GET", "/v1/alert-rules/nothing").json() == {
+        "errors": ["no alert rule nothing"]}
+
+
+def test_alerts_list_their_ticket_and_latest_action(api: Api) -> None:
+    page = api.call("GET", "/v1/alerts").json()
+    assert [(a["alert_key"], a["last_action"], a["tickets_id"]) for a in page["items"]] == [
+        ("glpi-b:alertmanager:net-2", "opened", 5),
+        ("glpi-a:alertmanager:disk-1", "solved", 12),
+        ("glpi-b:alertmanager:net-1", "refused", 0),
+    ]
+    assert page["items"][0]["ticket_url"] == (
+        "https://glpi-b.example.org/glpi/front/ticket.form.php?id=5")
+    assert page["items"][1]["ticket_url"] is None  # glpi-a has no API URL here
+    assert page["items"][2]["message"] == "ERROR_RIGHT_MISSING: you cannot add"
+    refused = api.call("GET", "/v1/alerts?action=refused&instance=glpi-b").json()["items"]
+    assert [a["fingerprint"] for a in refused] == ["net-1"]
+    assert [a["fingerprint"] for a in api.call("GET", "/v1/alerts?search=DISK").json()["items"]
+            ] == ["disk-1"]
+    first = api.call("GET", "/v1/alerts?limit=2").json()
+    rest = api.call("GET", f"/v1/alerts?limit=2&cursor={first['next_cursor']}").json()
+    assert [a["alert_key"] for a in first["items"] + rest["items"]] == [
+        a["alert_key"] for a in page["items"]]
+    back = api.call("GET", f"/v1/alerts?limit=2&newer=true&cursor={rest['prev_cursor']}").json()
+    assert back["items"] == first["items"]
+    scoped = api.call("GET", "/v1/alerts", token="team-a").json()["items"]
+    assert [a["instance"] for a in scoped] == ["glpi-a"]
+    assert api.call("GET", "/v1/alerts?instance=glpi-b", token="team-a").json()["items"] == []
+    for bad in ("status=burning", "action=closed", "cursor=garbage", "limit=0"):
+        answer = api.call("GET", f"/v1/alerts?{bad}")
+        assert answer.status_code == 422, bad
+        assert answer.json()["errors"][0].startswith(("query." + bad.split("=")[0], "cursor")), bad
+
+
+def test_one_alert_has_its_history_and_ticket(api: Api) -> None:
+    key = alert_key("glpi-b", "alertmanager", "net-2")
+    found = api.call("GET", f"/v1/alerts/{key}").json()
+    assert (found["tickets_id"], found["ticket_url"]) == (
+        5, "https://glpi-b.example.org/glpi/front/ticket.form.php?id=5")
+    assert [(a["action"], a["tickets_id"], a["latency_ms"], a["ticket_url"])
+            for a in found["history"]] == [
+        ("opened", 5, 250, "https://glpi-b.example.org/glpi/front/ticket.form.php?id=5")]
+    disk = api.call("GET", "/v1/alerts/glpi-a:alertmanager:disk-1", token="team-a").json()
+    assert [(a["action"], a["alert_status"]) for a in disk["history"]] == [
+        ("opened", "firing"), ("solved", "resolved")]
+    assert api.call("GET", f"/v1/alerts/{key}", token="team-a").status_code == 404
+    assert api.call("GET", "/v1/alerts/glpi-a:alertmanager:none").status_code == 404
 
 
 def test_webhooks_crud_uses_the_apply_validation_and_the_topic(api: Api) -> None:

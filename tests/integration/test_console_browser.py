@@ -17,10 +17,20 @@ from typing import Any
 
 import pytest
 import uvicorn
+import yaml
 
 from connectors.admin import AdminContext, create_app, new_token, parse_tokens, server_options
 from connectors.logstore import open_engine
-from hookstream.records import ITEM_CHANGES, make_event
+from hookstream.control.instances import apply_instances
+from hookstream.records import (
+    ALERT_ACTIONS,
+    ALERT_RULES,
+    ITEM_CHANGES,
+    AlertRule,
+    TicketAction,
+    alert_key,
+    make_event,
+)
 from processors.processor import Processor
 from tests.integration.harness import (
     RunningDelivery,
@@ -41,6 +51,34 @@ SECRET = "console-secret-Hq7p2"  # a webhook secret: shown on no page
 BEARER = "bearer-token-of-the-target-0123456789abcdefghij"  # a credential: shown masked
 WAIT_MS = 30_000
 TRUSTED_PROXY, UNTRUSTED_PROXY = "127.0.0.2", "127.0.0.3"  # loopback addresses of proxies
+GLPI_A_API = "https://glpi-a.example.org/apirest.php"
+ALERT_RULES_SHOWN = [
+    AlertRule("disk-full", 1, "glpi-a", "Disk full on {{ alert.labels.instance }}",
+              "{{ alert.annotations.summary }}", match_sources=["alertmanager"],
+              match_labels={"alertname": "DiskFull"}, entities_id=2, groups_id_assign=5),
+    AlertRule("net-b", 1, "glpi-b", "Network", "down", match_sources=["zabbix"]),
+]
+DISK = alert_key("glpi-a", "alertmanager", "3f9a1c0d2b4e5f60")
+
+
+def _ticket_action(n: int, action: str, status: str, tickets_id: int, **more: Any
+                   ) -> TicketAction:
+    at = int(time.time() * 1000) - 60_000 + 1000 * n
+    return TicketAction(f"{n:032x}", f"event-{n}", DISK, "glpi-a", "alertmanager",
+                        "3f9a1c0d2b4e5f60", "DiskFull", status, action, at, "disk-full",
+                        tickets_id, **more)
+
+
+# an Alertmanager alert that opened ticket 77, fired again, then resolved (solved); and one
+# of glpi-b that GLPI refused
+ALERT_ACTIONS_SHOWN = [
+    _ticket_action(1, "opened", "firing", 77, latency_ms=420),
+    _ticket_action(2, "unchanged", "firing", 77),
+    _ticket_action(3, "solved", "resolved", 77),
+    TicketAction("f" * 32, "event-b", alert_key("glpi-b", "zabbix", "10042"), "glpi-b",
+                 "zabbix", "10042", "Link down", "firing", "refused", int(time.time() * 1000),
+                 "net-b", message="ERROR_RIGHT_MISSING"),
+]
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="Debian's chromium is not installed (.ci/run installs it)")
@@ -98,6 +136,11 @@ def console(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
         dead = [request_for("to-dead", receiver.url("/dead"), n) for n in (1, 2)]
         b = dataclasses.replace(request_for("to-b", receiver.url("/ok"), 3), instance="glpi-b")
         publish(settings, [*dead, b])
+        publish(settings, ALERT_RULES_SHOWN, ALERT_RULES)
+        publish(settings, ALERT_ACTIONS_SHOWN, ALERT_ACTIONS)
+        instances = tmp / "instances.yaml"
+        instances.write_text(yaml.safe_dump({"name": "glpi-a", "api_url": GLPI_A_API}))
+        apply_instances(settings, instances)
         processor = Processor(settings)
         thread = threading.Thread(target=processor.run, daemon=True)
         engine = open_engine(settings)
@@ -433,6 +476,43 @@ OVERFLOW = """() => {
 }"""
 
 
+def test_an_alert_opens_on_its_ticket_and_history(console: Console) -> None:
+    page = logged_in(console)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Alerts").click()
+    page.wait_for_url("**/alerts")
+    reload_until(page, lambda: page.locator("#alerts tbody tr").count() == 2)
+    rule = page.locator("#alert-rules tr[data-rule=disk-full]")
+    assert 'alertname="DiskFull"' in rule.inner_text()
+    assert "assigned to group 5" in rule.inner_text()
+    row = page.locator(f'#alerts tr[data-alert="{DISK}"]')
+    assert [row.locator("td").nth(i).inner_text() for i in (4, 5)] == ["resolved", "solved"]
+    ticket = row.get_by_role("link", name="#77")
+    assert ticket.get_attribute("href") == (
+        "https://glpi-a.example.org/front/ticket.form.php?id=77")
+    refused = page.locator("#alerts tr.action-refused")
+    assert "ERROR_RIGHT_MISSING" in refused.inner_text()
+    shot(page, "alerts")
+    page.get_by_label("Last action").select_option("refused")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile(r"/alerts\?.*action=refused"))
+    assert page.locator("#alerts tbody tr").count() == 1
+    page.go_back()
+    page.locator(f'#alerts tr[data-alert="{DISK}"]').get_by_role("link", name="DiskFull").click()
+    page.wait_for_url("**/alerts/glpi-a*")
+    assert [a.get_attribute("data-action") for a in page.locator("#history tbody tr").all()
+            ] == ["opened", "unchanged", "solved"]
+    assert "0.42 s" in page.locator("#history").inner_text()
+    assert page.locator("#ticket a").inner_text() == "#77 in GLPI"
+    shot(page, "alert-history")
+    # a token of glpi-a does not see glpi-b's alert nor its rule
+    scoped = logged_in(console, "team-a")
+    scoped.goto(console.url + "/alerts")
+    assert scoped.locator("#alerts tbody tr").count() == 1
+    assert scoped.locator("#alert-rules tr[data-rule=net-b]").count() == 0
+    page.context.close()
+    scoped.context.close()
+
+
 @pytest.fixture(scope="module")
 def screen_shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("console-screens")
@@ -447,7 +527,8 @@ def test_every_main_page_fits_the_screen(console: Console, screen: str,
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     pages = {"login": "/login", "queue": "/queue", "delivery": f"/deliveries/{console.dead[0]}",
-             "webhooks": "/webhooks", "webhook": "/webhooks/to-ok"}
+             "webhooks": "/webhooks", "webhook": "/webhooks/to-ok", "alerts": "/alerts",
+             "alert": f"/alerts/{DISK}"}
     scrolling: dict[str, list[str]] = {}
     for name, path in pages.items():
         if name == "queue":

@@ -219,7 +219,7 @@ def test_a_store_at_version_1_is_upgraded_in_place(kind: str, tmp_path: Path,
     LogStore(eng).write(f, a)  # no items: version 1 has no such table
     before = snapshot(eng)
     assert schema_version(eng) == 1
-    assert migrate(eng) == [2, 3, 4, 5, 6, 7, 8, 9] and schema_version(eng) == LATEST == 9
+    assert migrate(eng) == [2, 3, 4, 5, 6, 7, 8, 9, 10] and schema_version(eng) == LATEST == 10
     assert snapshot(eng) == before
     eng.dispose()
 
@@ -433,7 +433,7 @@ def test_migrations_5_and_6_add_audit_and_attempt_columns_to_a_v4_store(
             conn.execute(insert(migrations_table).values(
                 version=m.version, description=m.description, applied_at=0))
         conn.execute(insert(migrations_table).values(version=1, description="x", applied_at=0))
-    assert migrate(eng) == [5, 6, 7, 8, 9]
+    assert migrate(eng) == [5, 6, 7, 8, 9, 10]
     columns = {c["name"] for c in inspect(eng).get_columns("attempts")}
     assert set(ATTEMPT_COLUMNS_V6) <= columns and "retry_policy" in columns
     eng.dispose()
@@ -454,7 +454,7 @@ def test_migration_9_adds_the_retry_policy_to_a_v8_store_keeping_its_attempts(
                           "attempt, hop, started_at, finished_at, outcome, status_code, "
                           "response_headers) VALUES (0, 9, 'old', 1, 0, 1, 2, "
                           "'dead_lettered', 401, '{}')"))
-    assert migrate(eng) == [9] and schema_version(eng) == LATEST
+    assert migrate(eng) == [9, 10] and schema_version(eng) == LATEST
     with eng.connect() as conn:
         [row] = conn.execute(select(attempts.c.status_code, attempts.c.retry_policy)).all()
     assert tuple(row) == (401, None)  # an attempt logged before v4 names no policy

@@ -87,14 +87,14 @@ def test_prometheus_scrapes_every_component_with_the_rules(
     if shutil.which("promtool"):
         done = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
                               capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0 and "10 rules found" in done.stdout, done.stdout + done.stderr
+        assert done.returncode == 0 and "13 rules found" in done.stdout, done.stdout + done.stderr
 
 
 def test_grafana_is_provisioned_with_the_dashboards(services: dict[str, Any]) -> None:
     mounts = volumes(services["grafana"])
     dashboards = mounts["/var/lib/grafana/dashboards/hookstream"]
     assert sorted(p.name for p in dashboards.glob("*.json")) == [
-        "hookstream-overview.json", "hookstream-webhook.json"]
+        "hookstream-alerts.json", "hookstream-overview.json", "hookstream-webhook.json"]
     provider = yaml.safe_load(
         mounts["/etc/grafana/provisioning/dashboards/hookstream.yaml"].read_text())
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/hookstream"

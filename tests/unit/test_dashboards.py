@@ -23,7 +23,8 @@ def test_dashboards_are_generated_and_fresh() -> None:
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "dashboards.py"), "--check"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert [b.name for b in BOARDS] == ["hookstream-overview.json", "hookstream-webhook.json"]
+    assert [b.name for b in BOARDS] == [
+        "hookstream-alerts.json", "hookstream-overview.json", "hookstream-webhook.json"]
 
 
 def test_panels_query_declared_metrics_with_defined_variables() -> None:

@@ -219,10 +219,11 @@ def test_one_ingress_routes_ingest_and_the_console_by_path_and_by_host(
     assert ingress_routes(everything) == [
         ("console.example.org", "/", "hs-hookstream-admin"),
         ("hookstream.example.org", "/glpi", "hs-hookstream-ingest"),
+        ("hookstream.example.org", "/alerts", "hs-hookstream-alerts"),
         ("hookstream.example.org", "/", "hs-hookstream-admin"),
     ]
     services = by_kind(everything, "Service")
-    assert {"hs-hookstream-admin", "hs-hookstream-ingest"} <= set(services)
+    assert {"hs-hookstream-admin", "hs-hookstream-ingest", "hs-hookstream-alerts"} <= set(services)
 
 
 def test_the_older_ingress_values_still_route_one_component(tools: Path) -> None:
@@ -320,6 +321,31 @@ def test_keda_scales_consumers_on_lag_and_due_retries_capped_at_partitions(
     assert not any("retry" in t["metadata"].get("topic", "") for t in delivery["spec"]["triggers"])
 
 
+def test_the_alert_receivers_serve_http_and_the_ticketer_scales_on_the_alerts_lag(
+    tools: Path,
+) -> None:
+    objects = docs(template(tools, "all-values.yaml", sets=("config.topic_prefix=prod.",)))
+    port = port_of("alerts", "httpPortSetting")
+    alerts = workloads(objects)["hs-hookstream-alerts"]
+    assert alerts["kind"] == "Deployment"
+    (container,) = alerts["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["run", "alerts"]
+    assert {"name": "http", "containerPort": port, "protocol": "TCP"} in container["ports"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
+    service = by_kind(objects, "Service")["hs-hookstream-alerts"]["spec"]
+    assert {(p["name"], p["targetPort"]) for p in service["ports"]} == {
+        ("metrics", port), ("http", port)}  # scraped on its HTTP port, as ingest
+    scaled = by_kind(objects, "ScaledObject")
+    assert [t["type"] for t in scaled["hs-hookstream-alerts"]["spec"]["triggers"]] == ["cpu"]
+    assert workloads(objects)["hs-hookstream-ticketer"]["kind"] == "Deployment"
+    (trigger,) = scaled["hs-hookstream-ticketer"]["spec"]["triggers"]
+    assert trigger["type"] == "kafka"
+    # the group the ticketer joins: prefixed as the topic is
+    assert trigger["metadata"]["consumerGroup"] == "prod.hookstream-ticketer"
+    assert trigger["metadata"]["topic"] == "prod.hookstream.alerts"
+    assert trigger["authenticationRef"]["name"] == "hs-hookstream-ticketer-kafka"
+
+
 def test_hpa_fallback_and_existing_secret(tools: Path) -> None:
     objects = docs(template(tools, "hpa-values.yaml"))
     hpas = by_kind(objects, "HorizontalPodAutoscaler")
@@ -345,7 +371,9 @@ def test_network_policy_lets_out_only_the_components_that_call_out(
         ops = port_of(component, "opsPortSetting")
         assert ports == ([ops, http] if http else [ops]), name  # ops port, then HTTP port
     assert COMPONENTS["delivery"]["egressToInternet"]  # the webhook targets
-    assert not any(COMPONENTS[c]["egressToInternet"] for c in ("processor", "ingest", "admin"))
+    assert COMPONENTS["ticketer"]["egressToInternet"]  # GLPI's API
+    assert not any(COMPONENTS[c]["egressToInternet"]
+                   for c in ("processor", "ingest", "admin", "alerts"))
 
 
 def test_monitoring_objects(everything: list[dict[str, Any]]) -> None:

@@ -49,7 +49,7 @@ def database(store: FlakyStore, waits: list[float], stop_after: int = 99) -> Dat
     return Database(cast(LogStore, store), wait)
 
 
-ROWS = Rows([object(), object()], [], [object()], [], [], [])  # type: ignore[list-item]
+ROWS = Rows([object(), object()], [], [object()], [], [], [], [])  # type: ignore[list-item]
 
 
 def test_a_failing_write_is_retried_with_capped_backoff_and_one_warning(
@@ -152,3 +152,21 @@ def test_the_log_store_reads_the_audit_topic_into_audit_rows() -> None:
     ingest = Ingest(settings, cast(LogStore, None), codec)
     rows = ingest.rows([Msg(settings.topic(AUDIT), value, headers)])  # type: ignore[list-item]
     assert rows.audit == [record] and rows.deliveries == [] and rows.records == 1
+
+
+def test_the_log_store_reads_the_ticketers_actions_and_counts_the_undecodable() -> None:
+    from connectors.logstore.service import Ingest
+    from hookstream.config import Settings
+    from hookstream.records import ALERT_ACTIONS, Codec, TicketAction
+
+    settings, codec = Settings(), Codec()
+    topic = settings.topic(ALERT_ACTIONS)
+    record = TicketAction("a" * 32, "e1", "glpi-a:alertmanager:fp", "glpi-a", "alertmanager",
+                          "fp", "DiskFull", "firing", "opened", 5, "disk", 12, 340)
+    value, headers = codec.encode(record, topic)
+    skipped = sample("hookstream_logstore_records_total", outcome="undecodable")
+    ingest = Ingest(settings, cast(LogStore, None), codec)
+    messages = [Msg(topic, value, headers), Msg(topic, b"\x00junk", headers)]
+    rows = ingest.rows(messages)  # type: ignore[arg-type]
+    assert rows.alert_actions == [record] and rows.deliveries == [] and rows.records == 1
+    assert sample("hookstream_logstore_records_total", outcome="undecodable") == skipped + 1
