@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from hookstream.records.alert_tickets import (
+    ActionKind,
+    AlertRule,
+    AlertTicket,
+    RefireMode,
+    TicketAction,
+    TicketState,
+)
 from hookstream.records.alerts import AlertEvent, AlertSource, AlertStatus, alert_key
 from hookstream.records.audit import (
     AuditAction,
@@ -83,9 +91,12 @@ __all__ = [
     "POLLER_CURSORS",
     "REDRIVEN",
     "WEBHOOKS",
+    "ActionKind",
     "AlertEvent",
+    "AlertRule",
     "AlertSource",
     "AlertStatus",
+    "AlertTicket",
     "AttemptRecord",
     "AuditAction",
     "AuditRecord",
@@ -100,6 +111,9 @@ __all__ = [
     "Outcome",
     "PollCursor",
     "Record",
+    "RefireMode",
+    "TicketAction",
+    "TicketState",
     "Trigger",
     "WebhookDefinition",
     "alert_key",

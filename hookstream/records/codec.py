@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 import fastavro
 
 from hookstream.errors import ConfigError, DecodeError, TransientError
+from hookstream.records.alert_tickets import AlertRule, AlertTicket, TicketAction
 from hookstream.records.alerts import AlertEvent
 from hookstream.records.audit import AuditRecord
 from hookstream.records.cursor import PollCursor
@@ -55,6 +56,9 @@ RECORD_TYPES: dict[str, type[Record]] = {
         AuditRecord,
         OperationalEvent,
         AlertEvent,
+        AlertRule,
+        AlertTicket,
+        TicketAction,
     )
 }
 
@@ -237,6 +241,9 @@ def topic_schema(topic: str) -> str:
         (".poller-cursors", "PollCursor"),
         (".alerts", "AlertEvent"),
         (".alerts.dlq", "AlertEvent"),
+        (".alert-rules", "AlertRule"),
+        (".alert-tickets", "AlertTicket"),
+        (".alert-actions", "TicketAction"),
     ):
         if topic.endswith(suffix):
             return name

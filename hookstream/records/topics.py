@@ -65,6 +65,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t(OPERATIONS), tables, _delete(30)),
         TopicSpec(t(ALERTS), n, _delete(7)),
         TopicSpec(t(ALERTS_DLQ), n, _delete(30)),
+        TopicSpec(t(ALERT_RULES), tables, _COMPACT),
+        TopicSpec(t(ALERT_TICKETS), n, _COMPACT),  # co-partitioned with ALERTS
+        TopicSpec(t(ALERT_ACTIONS), n, _delete(30)),
     ]
     for name, delay in zip(
         retry_topics(settings), settings.retry_tiers_s, strict=True
@@ -91,6 +94,9 @@ def avro_topics(settings: Settings) -> dict[str, str]:
         t(OPERATIONS): "OperationalEvent",
         t(ALERTS): "AlertEvent",
         t(ALERTS_DLQ): "AlertEvent",
+        t(ALERT_RULES): "AlertRule",
+        t(ALERT_TICKETS): "AlertTicket",
+        t(ALERT_ACTIONS): "TicketAction",
     }
     topics.update(dict.fromkeys(retry_topics(settings), "DeliveryRequest"))
     return topics

@@ -343,3 +343,27 @@ def test_every_webhook_definition_version_carries_its_retry_policy() -> None:
         headers = [("hookstream-schema", b"WebhookDefinition"),
                    ("hookstream-schema-version", b"1")]
         assert Codec().decode(buf.getvalue(), headers, WebhookDefinition).retry_policy == policy
+
+
+def test_alert_ticket_records_round_trip_on_their_topics() -> None:
+    from hookstream.records import AlertRule, AlertTicket, TicketAction
+
+    rule = AlertRule(id="disk", version=2, instance="glpi-lyon", name_template="{{ alert.name }}",
+                     content_template="c", match_labels={"severity": "critical"},
+                     match_labels_regex={"team": "db|web"}, match_sources=["alertmanager"],
+                     urgency_label="severity", urgency_values={"critical": 5}, on_refire="new")
+    ticket = AlertTicket(instance="glpi-lyon", source="alertmanager", fingerprint="f1",
+                         rule_id="disk", tickets_id=42, state="open", marker="hs-abc",
+                         opened_at=1, last_firing_at=2)
+    action = TicketAction(action_id="a1", alert_event_id="e1", alert_key=ticket.key(),
+                          instance="glpi-lyon", source="alertmanager", fingerprint="f1",
+                          alert_name="DiskFull", alert_status="firing", action="opened", at=3,
+                          rule_id="disk", tickets_id=42, latency_ms=120)
+    for codec in (Codec(), Codec(DictRegistry())):
+        for record, topic in ((rule, "hookstream.alert-rules"),
+                              (ticket, "hookstream.alert-tickets"),
+                              (action, "hookstream.alert-actions")):
+            value, headers = codec.encode(record, topic)
+            assert codec.decode_any(value, headers, topic) == record
+            assert topic_schema(topic) == record.schema_name
+    assert ticket.key() == "glpi-lyon:alertmanager:f1" == action.key()
