@@ -24,8 +24,9 @@ class RefireMode(StrEnum):
 
 
 class TicketState(StrEnum):
-    OPEN = "open"
-    SOLVED = "solved"
+    OPEN = "open"  # the alert is firing
+    RESOLVED = "resolved"  # the alert resolved; the rule leaves the ticket open
+    SOLVED = "solved"  # the alert resolved and hookstream solved the ticket
 
 
 class ActionKind(StrEnum):
@@ -106,6 +107,9 @@ class AlertTicket(Record):
     last_firing_at: int  # Unix ms, the last firing event seen
     last_followup_at: int = 0  # Unix ms, 0 when none was added
     updated_at: int = 0  # Unix ms
+    # The alerts-topic offset of the last event applied (same key, same partition): an
+    # event at or before it was handled already, and is skipped when read again.
+    alert_offset: int = -1
 
     def key(self) -> str:
         return alert_key(self.instance, self.source, self.fingerprint)

@@ -354,7 +354,7 @@ def test_alert_ticket_records_round_trip_on_their_topics() -> None:
                      urgency_label="severity", urgency_values={"critical": 5}, on_refire="new")
     ticket = AlertTicket(instance="glpi-lyon", source="alertmanager", fingerprint="f1",
                          rule_id="disk", tickets_id=42, state="open", marker="hs-abc",
-                         opened_at=1, last_firing_at=2)
+                         opened_at=1, last_firing_at=2, alert_offset=17)
     action = TicketAction(action_id="a1", alert_event_id="e1", alert_key=ticket.key(),
                           instance="glpi-lyon", source="alertmanager", fingerprint="f1",
                           alert_name="DiskFull", alert_status="firing", action="opened", at=3,
