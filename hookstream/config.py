@@ -137,6 +137,10 @@ class Settings:
     poller_backoff_max_s: float = 300.0  # longest wait after repeated errors
     # history write-back (`hookstream run writeback`): GLPI API writes per second per instance
     writeback_rate_per_s: float = 5.0
+    # alerts into tickets (`hookstream run ticketer`): GLPI API calls per second per instance,
+    # and the longest wait between tries of a GLPI that cannot be reached
+    ticketer_rate_per_s: float = 5.0
+    ticketer_backoff_max_s: float = 60.0
     # log store (`hookstream run logstore`): empty = SQLite in state_dir (logstore.db);
     # production: postgresql://USER:PASSWORD@HOST:PORT/DB
     logstore_url: str = field(default="", repr=False)
