@@ -36,6 +36,12 @@ class GlpiSessions:
         self._last[instance] = self._clock()
         return client
 
+    def forget(self, instance: str) -> None:
+        """End an instance's session (its definition changed: new URL or tokens)."""
+        client = self._open.pop(instance, None)
+        if client is not None:
+            client.close()
+
     def close(self) -> None:
         for client in self._open.values():
             client.close()
