@@ -42,7 +42,8 @@ def alert(**changes: Any) -> AlertEvent:
 def test_a_full_rule_validates_and_builds_every_field() -> None:
     assert validate_rule(RAW) == []
     rule = build_rule(RAW, None)
-    assert (rule.id, rule.version, rule.type, rule.order, rule.on_refire) == ("disk", 1, 1, 10, "new")
+    assert (rule.id, rule.version, rule.type, rule.order, rule.on_refire) == (
+        "disk", 1, 1, 10, "new")
     assert rule.match_labels_regex == {"team": "db|web"}
     assert (rule.urgency_label, rule.urgency_values, rule.urgency_default) == (
         "severity", {"critical": 5, "warning": 3}, 2)
