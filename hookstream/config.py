@@ -335,6 +335,9 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
         errors.append("replication_factor and min_insync_replicas must be 0 (automatic) or more")
     elif settings.replication_factor and settings.min_insync_replicas > settings.replication_factor:
         errors.append("min_insync_replicas cannot exceed replication_factor")
+    if settings.ticketer_rate_per_s <= 0 or settings.ticketer_backoff_max_s < 1:
+        errors.append("ticketer_rate_per_s must be more than 0 and ticketer_backoff_max_s at "
+                      "least 1")
     if settings.autodisable_after_s < 0:
         errors.append("autodisable_after_s must be 0 (never) or more")
     if not 0 < settings.broker_port < 65535:

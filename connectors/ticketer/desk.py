@@ -5,8 +5,8 @@
   marker is letters, digits and dashes, which GLPI 10's sanitizing stores as they are.
 - `followup`: the ticket's followups are read first; one holding the event's marker is
   not added again.
-- `solve`: the ticket's status is read first; a solved or closed ticket gets no second
-  solution (GLPI refuses one anyway: "The item is already solved").
+- `solve`: the caller reads the ticket's status first; a solved or closed ticket gets no
+  second solution (GLPI refuses one anyway: "The item is already solved").
 Statuses are GLPI's: 1 new, 2 assigned, 3 planned, 4 waiting, 5 solved, 6 closed.
 """
 
@@ -56,8 +56,7 @@ class TicketDesk:
             "itemtype": "Ticket", "items_id": tickets_id, "content": content})
 
     def solve(self, instance: str, tickets_id: int, content: str, solutiontypes_id: int) -> None:
-        if self.status(instance, tickets_id) in (SOLVED, CLOSED, None):
-            return
+        """GLPI's solution, which solves the ticket (ITILSolution::post_addItem)."""
         fields = {"itemtype": "Ticket", "items_id": tickets_id, "content": content}
         if solutiontypes_id:
             fields["solutiontypes_id"] = solutiontypes_id

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from connectors.glpi import GlpiApiError
-from connectors.ticketer.desk import CLOSED, TicketDesk
+from connectors.ticketer.desk import CLOSED, SOLVED, TicketDesk
 from hookstream.alerting.rules import RuleTemplates, first_match
 from hookstream.alerting.tickets import (
     Decision,
@@ -98,13 +98,19 @@ class AlertHandler:
 
     def _carry_out(self, alert: AlertEvent, rule: AlertRule, ticket: AlertTicket | None,
                    decision: Decision) -> tuple[ActionKind, int, Decision]:
-        """The GLPI calls of `decision`: (what was done, the ticket, the decision done)."""
+        """The GLPI calls of `decision`: (what was done, the ticket, the decision done).
+
+        A ticket closed, trashed or purged in GLPI meanwhile is not written to: a firing
+        alert gets a new ticket, a resolved one is recorded as solved with no call."""
         templates, limits = self._rules[rule.id].templates, self._limits(alert.instance)
         now_s, instance = self._clock_ms() / 1000, alert.instance
-        if isinstance(decision, Reopen):
-            assert ticket is not None
-            if self._desk.status(instance, ticket.tickets_id) in (CLOSED, None):
-                decision = Open(ticket_marker(alert))  # closed or gone: GLPI's ends it there
+        status: int | None = None
+        if ticket is not None and not isinstance(decision, Open):
+            status = self._desk.status(instance, ticket.tickets_id)
+            if status in (CLOSED, None):
+                if isinstance(decision, Resolve):
+                    return ActionKind.UNCHANGED, ticket.tickets_id, Resolve(solve=True)
+                decision = Open(ticket_marker(alert))
         if isinstance(decision, Open):
             found = self._desk.find(instance, decision.marker)  # an earlier try's ticket
             if found is None:
@@ -120,12 +126,11 @@ class AlertHandler:
                 self._desk.reopen(instance, tickets_id, assigned=bool(rule.groups_id_assign))
                 return ActionKind.REOPENED, tickets_id, decision
             case Resolve(solve=True):
-                solution = solution_text(templates, alert, tickets_id, now_s, limits)
-                self._desk.solve(instance, tickets_id, solution, rule.solutiontypes_id)
+                if status != SOLVED:  # a retry finds its own solution there
+                    solution = solution_text(templates, alert, tickets_id, now_s, limits)
+                    self._desk.solve(instance, tickets_id, solution, rule.solutiontypes_id)
                 return ActionKind.SOLVED, tickets_id, decision
-            case Resolve(solve=False):
-                return ActionKind.FOLLOWUP, tickets_id, decision
-            case Followup():
+            case Resolve(solve=False) | Followup():
                 return ActionKind.FOLLOWUP, tickets_id, decision
         raise AssertionError(decision)  # pragma: no cover
 

@@ -136,8 +136,8 @@ class Ticketer:
             if tp in self._held.until:
                 continue  # rewound and paused earlier in this batch
             outcome = self._one(msg)
-            if outcome is None:
-                self._hold(tp, msg.offset() or 0, self._instance_of(msg))
+            if not isinstance(outcome, Handled):
+                self._hold(tp, msg.offset() or 0, self._instance_of(msg), failed=outcome)
                 continue
             handled.append(outcome)
             done[tp] = (msg.offset() or 0) + 1
@@ -151,8 +151,9 @@ class Ticketer:
                 self._count(outcome)
         return len(messages)
 
-    def _one(self, msg: Message) -> Handled | None:
-        """Handle one alert record; None when its GLPI cannot be reached (try again later)."""
+    def _one(self, msg: Message) -> Handled | bool:
+        """Handle one alert record; else whether its GLPI was just found unreachable (True)
+        or is still waited for (False): the record is tried again later."""
         partition, offset = msg.partition() or 0, msg.offset() or 0
         try:
             alert = self._codec.decode(msg.value(), msg.headers(), AlertEvent)
@@ -163,7 +164,7 @@ class Ticketer:
                 headers=dead_letter_headers(msg.headers(), e.at(self._topic, partition, offset)))
             return Handled(None, None)
         if self._held.instance_until.get(alert.instance, 0.0) > time.monotonic():
-            return None
+            return False
         tickets = self._map(partition)
         try:
             outcome = self._handler.handle(alert, tickets.get(alert.key()), offset)
@@ -171,7 +172,7 @@ class Ticketer:
             log.warning("ticketer: GLPI %s unavailable: %s; alert %s waits", alert.instance, e,
                         alert.key())
             metrics.TICKETER_GLPI_UNAVAILABLE.labels(alert.instance).inc()
-            return None
+            return True
         self._held.failures.pop(alert.instance, None)
         self._record(alert, outcome, msg)
         if outcome.entry is not None:
@@ -211,13 +212,14 @@ class Ticketer:
         if outcome.refusal is not None:
             metrics.TICKETER_DLQ.labels(action.instance).inc()
 
-    def _hold(self, tp: TP, offset: int, instance: str) -> None:
-        """Rewind the partition to the alert that waits and pause it for a backoff."""
-        failures = self._held.failures[instance] = self._held.failures.get(instance, 0) + 1
-        until = time.monotonic() + backoff_s(failures, self._settings.ticketer_backoff_max_s)
-        self._held.instance_until[instance] = max(
-            self._held.instance_until.get(instance, 0.0), until)
-        self._held.until[tp] = self._held.instance_until[instance]
+    def _hold(self, tp: TP, offset: int, instance: str, failed: bool) -> None:
+        """Rewind the partition to the alert that waits and pause it until the instance's
+        backoff is over (`failed`: GLPI was just tried, the backoff grows)."""
+        if failed:
+            failures = self._held.failures[instance] = self._held.failures.get(instance, 0) + 1
+            backoff = backoff_s(failures, self._settings.ticketer_backoff_max_s)
+            self._held.instance_until[instance] = time.monotonic() + backoff
+        self._held.until[tp] = self._held.instance_until.get(instance, time.monotonic())
         self._partitions.seek(tp, offset)
         self._partitions.pause(tp)
 
