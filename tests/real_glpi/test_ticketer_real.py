@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from connectors.glpi import GlpiSessions
+from connectors.glpi import GlpiApiError, GlpiSessions
 from connectors.ticketer import AlertHandler, CompiledRule, Refusal, TicketDesk
 from hookstream.alerting.rules import build_rule, compile_rule
 from hookstream.alerting.tickets import ticket_marker
 from hookstream.config import Settings
 from hookstream.control import alert_rules
 from hookstream.records import ALERT_ACTIONS, ALERTS, TicketAction
+from tests.fake_glpi_items import ALREADY_SOLVED
 from tests.integration.harness import publish, read
 from tests.integration.test_ticketer import Running, alert
 from tests.real_glpi.conftest import INSTANCE, RealGlpi
@@ -64,6 +65,11 @@ def test_the_ticketer_opens_follows_up_solves_and_reopens_a_real_ticket(
             solutions = glpi.request("GET", f"Ticket/{opened.tickets_id}/ITILSolution").json()
             assert [ticket_marker(resolved) in f["content"] for f in followups] == [True]
             assert [s["content"] for s in solutions] == ["DiskFull resolved"]
+            with pytest.raises(GlpiApiError) as again:  # what the fake answers too
+                glpi.add_item("ITILSolution", {"itemtype": "Ticket", "content": "again",
+                                               "items_id": opened.tickets_id})
+            assert (again.value.status, again.value.code, again.value.message) == (
+                400, "ERROR_GLPI_ADD", ALREADY_SOLVED)
 
             refire = replace(firing, event_id="refire-1", received_at=firing.received_at + 3)
             publish(settings, [refire], ALERTS)
