@@ -143,6 +143,10 @@ class Settings:
     poller_backoff_max_s: float = 300.0  # longest wait after repeated errors
     # history write-back (`hookstream run writeback`): GLPI API writes per second per instance
     writeback_rate_per_s: float = 5.0
+    # alerts into tickets (`hookstream run ticketer`): GLPI API calls per second per instance,
+    # and the longest wait between tries of a GLPI that cannot be reached
+    ticketer_rate_per_s: float = 5.0
+    ticketer_backoff_max_s: float = 60.0
     # log store (`hookstream run logstore`): empty = SQLite in state_dir (logstore.db);
     # production: postgresql://USER:PASSWORD@HOST:PORT/DB
     logstore_url: str = field(default="", repr=False)
@@ -338,6 +342,9 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
         errors.append("replication_factor and min_insync_replicas must be 0 (automatic) or more")
     elif settings.replication_factor and settings.min_insync_replicas > settings.replication_factor:
         errors.append("min_insync_replicas cannot exceed replication_factor")
+    if settings.ticketer_rate_per_s <= 0 or settings.ticketer_backoff_max_s < 1:
+        errors.append("ticketer_rate_per_s must be more than 0 and ticketer_backoff_max_s at "
+                      "least 1")
     if settings.autodisable_after_s < 0:
         errors.append("autodisable_after_s must be 0 (never) or more")
     for name in ("ingest_port", "alerts_port"):

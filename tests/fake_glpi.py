@@ -105,6 +105,10 @@ class FakeGlpiApi:
         table[ident] = {"id": ident, **fields}
         return ident
 
+    def prepare_add(self, itemtype: str, fields: dict[str, Any]) -> dict[str, Any] | web.Response:
+        """The row an add stores (GLPI's `_` inputs are not columns), or GLPI's refusal."""
+        return {k: v for k, v in fields.items() if k[0] != "_"}
+
     def changed_by_api(self, itemtype: str, ident: int, created: bool) -> None:
         """Called after the API user added or updated an item (FakeGlpiItems dates it)."""
 
@@ -171,7 +175,10 @@ class FakeGlpiApi:
             if itemtype in self.read_only:
                 return self.error(400, "ERROR_GLPI_ADD", NO_RIGHT, doc=False)
             fields = (await request.json())["input"]
-            new = self.add(itemtype, **{k: v for k, v in fields.items() if k[0] != "_"})
+            prepared = self.prepare_add(itemtype, fields)
+            if isinstance(prepared, web.Response):
+                return prepared
+            new = self.add(itemtype, **prepared)
             self.changed_by_api(itemtype, new, created=True)
             added = f"Item successfully added: {fields['name']} ({new})" if "name" in fields else ""
             return web.json_response({"id": new, "message": added}, status=201,

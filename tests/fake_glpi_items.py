@@ -26,11 +26,16 @@ from aiohttp import web
 from tests.fake_glpi import API_USER_ID, FakeGlpiApi
 
 # Search options as GLPI 10.0 numbers them (listSearchOptions): 15 is the opening date of
-# an ITIL item and does not exist on assets; 80 is the entity's complete name.
+# an ITIL item and does not exist on assets, 12 its status, 21 its description; 80 is the
+# entity's complete name.
 SEARCH_OPTIONS = {"2": "id", "19": "date_mod", "1": "name", "80": "entity"}
-ITIL_SEARCH_OPTIONS = {**SEARCH_OPTIONS, "15": "date"}
+ITIL_SEARCH_OPTIONS = {**SEARCH_OPTIONS, "15": "date", "12": "status", "21": "content"}
 ITIL = ("Ticket", "Change", "Problem")
 HUMAN_USER = (2, "glpi")  # who changes items in GLPI's UI, in the tests
+SOLVED, CLOSED = 5, 6
+ALREADY_SOLVED = "The item is already solved, did anyone pushed a solution before you?"
+# GLPI 10.0 stores rich text sanitized: & < > as numeric entities (quotes stay raw)
+_SANITIZED = (("&", "&#38;"), ("<", "&#60;"), (">", "&#62;"))
 _INDEXED = re.compile(r"^(\w+)\[(\d+)\]\[(\w+)\]$")
 
 
@@ -59,6 +64,9 @@ class FakeGlpiItems(FakeGlpiApi):
         # Beyond this many searches, a search waits until the test sets it back to None:
         # holds a client mid-stream however fast the machine is.
         self.searches_allowed: int | None = None
+        self.unavailable = False  # True: every call answers 503, as a GLPI that is down
+        for itemtype in ("ITILSolution", "Group_Ticket", "Ticket_User"):
+            self.items.setdefault(itemtype, {})
 
     # -- what a user does in GLPI --------------------------------------------------------
 
@@ -100,6 +108,41 @@ class FakeGlpiItems(FakeGlpiApi):
             self._changed(itemtype, ident, api_user)
         elif row.get("itemtype") in ITIL and itemtype in ("ITILFollowup", "TicketTask"):
             self.update(row["itemtype"], int(row["items_id"]), by=api_user)
+        elif itemtype == "ITILSolution" and created:  # ITILSolution::post_addItem
+            self.update(row["itemtype"], int(row["items_id"]), by=api_user, status=SOLVED,
+                        solvedate=self.stamp())
+        if itemtype == "Ticket" and created:
+            self._link_actors(ident, row.pop("_actors", {}))
+
+    def _link_actors(self, tickets_id: int, actors: dict[str, Any]) -> None:
+        """Ticket::post_addItem: `_users_id_<role>` and `_groups_id_<role>` as actor rows."""
+        roles = {"requester": 1, "assign": 2, "observer": 3}
+        for key, ident in actors.items():
+            kind, _, role = key.removeprefix("_").partition("_id_")
+            table, column = ("Ticket_User", "users_id") if kind == "users" else (
+                "Group_Ticket", "groups_id")
+            self.add(table, tickets_id=tickets_id, type=roles[role], **{column: int(ident)})
+
+    def prepare_add(self, itemtype: str, fields: dict[str, Any]) -> dict[str, Any] | web.Response:
+        """As GLPI 10's prepareInputForAdd: rich text sanitized; a ticket is new, or
+        assigned when an assignee is given; a solution on a solved ticket is refused."""
+        row = super().prepare_add(itemtype, fields)
+        if isinstance(row, web.Response) or itemtype not in (*ITIL, "ITILFollowup",
+                                                             "ITILSolution"):
+            return row
+        if isinstance(row.get("content"), str):
+            for raw, stored in _SANITIZED:
+                row["content"] = row["content"].replace(raw, stored)
+        if itemtype == "Ticket":
+            assigned = fields.get("_groups_id_assign") or fields.get("_users_id_assign")
+            row.setdefault("status", 2 if assigned else 1)
+            row["_actors"] = {k: v for k, v in fields.items()
+                              if k.startswith(("_users_id_", "_groups_id_")) and v}
+        if itemtype == "ITILSolution":
+            parent = self.items[row["itemtype"]].get(int(row["items_id"]), {})
+            if int(parent.get("status", 0)) in (SOLVED, CLOSED):
+                return self.error(400, "ERROR_GLPI_ADD", ALREADY_SOLVED, doc=False)
+        return row
 
     def deleted_by_api(self, itemtype: str, ident: int, purge: bool) -> None:
         if purge or "is_deleted" not in self.items[itemtype][ident]:
@@ -130,6 +173,8 @@ class FakeGlpiItems(FakeGlpiApi):
         return app
 
     async def handle_items(self, request: web.Request) -> web.Response:
+        if self.unavailable:
+            return web.Response(status=503, text="Service Unavailable")
         path = request.match_info["path"].strip("/")
         parts = path.split("/")
         ours = parts[0] in ("search", "getMultipleItems") or (
@@ -164,6 +209,9 @@ class FakeGlpiItems(FakeGlpiApi):
                 rows = [r for r in rows if str(r.get(field, "")) > criterion["value"]]
             elif criterion["searchtype"] == "lessthan":
                 rows = [r for r in rows if str(r.get(field, "")) < criterion["value"]]
+            elif criterion["searchtype"] == "contains":  # SQL LIKE '%value%', any case
+                rows = [r for r in rows
+                        if criterion["value"].lower() in str(r.get(field, "")).lower()]
             else:
                 rows = []
         sort = query.get("sort", "1")

@@ -15,12 +15,11 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Message
 
-from connectors.glpi import GlpiApiError, GlpiClient, client_for
+from connectors.glpi import GlpiApiError, GlpiSessions, backoff_s, client_for
 from hookstream.config import Settings
 from hookstream.errors import ConfigError, DecodeError, HookstreamError, PermanentError
 from hookstream.io import codec_for, consumer, kafka_errors, metrics
@@ -33,25 +32,10 @@ log = logging.getLogger(__name__)
 
 
 class HistoryWriter:
-    """Writes notes through one GlpiClient per instance, spaced by `min_gap_s`."""
+    """Writes notes through the instances' GLPI sessions, spaced per instance."""
 
-    def __init__(self, clients: Callable[[str], GlpiClient], rate_per_s: float,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
-        self._clients, self._open = clients, dict[str, GlpiClient]()
-        self._gap_s, self._clock, self._sleep = 1.0 / rate_per_s, clock, sleep
-        self._last: dict[str, float] = {}
-
-    def _client(self, instance: str) -> GlpiClient:
-        if instance not in self._open:
-            self._open[instance] = self._clients(instance)
-        return self._open[instance]
-
-    def _pace(self, instance: str) -> None:
-        wait = self._last.get(instance, -1e9) + self._gap_s - self._clock()
-        if wait > 0:
-            self._sleep(wait)
-        self._last[instance] = self._clock()
+    def __init__(self, sessions: GlpiSessions):
+        self._sessions = sessions
 
     def write(self, attempt: AttemptRecord, webhook: WebhookDefinition | None) -> str:
         """written, present (an earlier run wrote it), skipped or refused."""
@@ -62,28 +46,25 @@ class HistoryWriter:
             return "skipped"
         where = f"{attempt.itemtype}/{attempt.items_id}"
         try:
-            client = self._client(attempt.instance)
+            client = self._sessions.paced(attempt.instance)
         except ConfigError as e:  # the instance is gone or has no API access
             log.warning("write-back %s %s: %s", attempt.instance, where, e)
             return "refused"
         try:
-            self._pace(attempt.instance)
             kind, fields = history_entry(attempt, text)
             entries: Any = client.request("GET", f"{where}/{kind}",
                                           params={"range": "0-9999"}).json()
             marker = history_marker(attempt)
             if any(marker in str(n.get("content", "")) for n in entries if isinstance(n, dict)):
                 return "present"
-            self._pace(attempt.instance)
-            client.add_item(kind, fields)
+            self._sessions.paced(attempt.instance).add_item(kind, fields)
         except GlpiApiError as e:
             log.warning("write-back %s %s: %s", attempt.instance, where, e)
             return "refused"
         return "written"
 
     def close(self) -> None:
-        for client in self._open.values():
-            client.close()
+        self._sessions.close()
 
 
 def _written(writer: HistoryWriter, attempt: AttemptRecord, webhook: WebhookDefinition | None,
@@ -98,7 +79,7 @@ def _written(writer: HistoryWriter, attempt: AttemptRecord, webhook: WebhookDefi
                 raise
             failures += 1
             log.warning("write-back %s: %s; retrying", attempt.instance, e)
-            time.sleep(min(60.0, 0.5 * 2**failures))
+            time.sleep(backoff_s(failures))
             continue
         metrics.WRITEBACK.labels(attempt.instance, outcome).inc()
         return
@@ -121,7 +102,8 @@ def run_writeback(settings: Settings) -> int:
     table.catch_up()
     health = serve(settings.metrics_port, ready=lambda: table.caught_up, host=settings.metrics_host,
                    registry=metrics.registry("writeback"))
-    writer = HistoryWriter(lambda name: client_for(settings, name), settings.writeback_rate_per_s)
+    writer = HistoryWriter(GlpiSessions(lambda name: client_for(settings, name),
+                                        settings.writeback_rate_per_s))
     cons = consumer(settings, f"{settings.topic_prefix}hookstream-writeback")
     cons.subscribe([settings.topic(ATTEMPTS)])
     try:

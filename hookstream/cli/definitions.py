@@ -89,6 +89,33 @@ def _state(row: dict[str, Any]) -> str:
     return "disabled" if row["disabled_at_ms"] else "inactive"  # disabled: by auto-disable
 
 
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from hookstream.control import alert_rules
+    from hookstream.control.webhooks import definition_files
+
+    if args.action == "apply":
+        if not args.target:
+            raise UsageError("hookstream alerts apply needs a FILE_OR_DIR of alert rules")
+        path = checked("FILE", args.target, definition_files(Path(args.target)))
+        for rule, state in alert_rules.apply_rules(settings, path):
+            print(f"{rule.id} v{rule.version}: {state}")
+        return 0
+    if args.action == "delete":
+        if not args.target:
+            raise UsageError("hookstream alerts delete needs a rule ID")
+        found = alert_rules.delete_rule(settings, args.target)
+        print(f"{args.target}: {'deleted' if found else 'not found'}")
+        return 0 if found else 1
+    rules = sorted(alert_rules.current_rules(settings).values(), key=lambda r: (r.order, r.id))
+    for rule in rules:
+        print(json.dumps(rule.to_dict(), ensure_ascii=False) if args.json
+              else f"{rule.id:<30} v{rule.version:<4} {rule.instance:<16} order {rule.order:<5}"
+              f" {'enabled' if rule.enabled else 'disabled':<8} entity {rule.entities_id}")
+    return 0
+
+
 def cmd_entities(args: argparse.Namespace, settings: Settings) -> int:
     from hookstream.control import apply_entities
 
@@ -179,6 +206,14 @@ def register(sub: Any) -> None:
     webhooks.add_argument("--json", action="store_true", help="list as JSON lines")
     replay.add_options(webhooks)
     webhooks.set_defaults(func=cmd_webhooks)
+
+    alerts = sub.add_parser("alerts", help="alert rules (alerts into GLPI tickets) on the "
+                            "compacted topic")
+    alerts.add_argument("action", choices=["apply", "delete", "list"])
+    alerts.add_argument("target", nargs="?", help="apply: a YAML file or directory of rules; "
+                        "delete: a rule id")
+    alerts.add_argument("--json", action="store_true", help="list as JSON lines")
+    alerts.set_defaults(func=cmd_alerts)
 
     entities = sub.add_parser("entities", help="GLPI entity trees on the compacted topic")
     entities.add_argument("action", choices=["apply"])

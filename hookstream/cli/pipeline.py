@@ -165,6 +165,7 @@ COMPONENTS: dict[str, tuple[str, str]] = {
     "admin": ("connectors.admin", "run_admin"),
     "poller": ("connectors.poller", "run_poller"),
     "writeback": ("connectors.writeback", "run_writeback"),
+    "ticketer": ("connectors.ticketer", "run_ticketer"),
 }
 
 

@@ -4,7 +4,7 @@ One table, printed by `hookstream kafka acls` as kafka-acls.sh commands or a Str
 KafkaUser, and granted by the tests to a broker that denies whatever no ACL allows. Kafka
 implies DESCRIBE from READ and WRITE, so DESCRIBE is listed only where nothing else is.
 Topic names take the `topic_prefix`; so do the groups and transactional ids that the
-components name with it (logstore, writeback, the processor's, redrive's and replay's
+components name with it (logstore, writeback, ticketer, the processor's, redrive's and replay's
 transactions, replay's groups).
 """
 
@@ -97,6 +97,12 @@ COMPONENTS: dict[str, list[Grant]] = {
     "writeback": [
         *_topics((t.ATTEMPTS, *TABLES), "READ"),
         _group("hookstream-writeback", prefixed_by_settings=True),
+        *_READERS,
+    ],
+    "ticketer": [
+        *_topics((t.ALERTS, t.ALERT_RULES, t.INSTANCES, t.ALERT_TICKETS), "READ"),
+        *_topics((t.ALERT_TICKETS, t.ALERT_ACTIONS, t.ALERTS_DLQ), "WRITE"),
+        _group("hookstream-ticketer", prefixed_by_settings=True),
         *_READERS,
     ],
     "admin": [

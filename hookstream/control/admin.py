@@ -62,7 +62,7 @@ def current_webhooks(
     return table
 
 
-def _publish(settings: Settings, topic: str, records: Sequence[tuple[str, Any]]) -> None:
+def publish(settings: Settings, topic: str, records: Sequence[tuple[str, Any]]) -> None:
     codec, prod, errors = codec_for(settings), producer(settings), []  # type: ignore[var-annotated]
     for key, record in records:
         value = None if record is None else codec.encode(record, topic)
@@ -92,7 +92,7 @@ def apply_webhooks(
     changed = [d for d in definitions if current.get(d.id) is not d]
     applied = {d.id for d in definitions}
     swept = [d for d in expired_secrets_dropped(current, now_ms) if d.id not in applied]
-    _publish(settings, settings.topic(WEBHOOKS), [(d.id, d) for d in [*changed, *swept]])
+    publish(settings, settings.topic(WEBHOOKS), [(d.id, d) for d in [*changed, *swept]])
     return [
         (d, ("created" if d.id not in current else "updated") if d in changed else "unchanged")
         for d in definitions
@@ -126,14 +126,14 @@ def rotate_secret(
     except ValueError as e:
         raise UsageError(f"{webhook_id}: {e}") from None
     swept = [d for d in expired_secrets_dropped(current, now_ms) if d.id != webhook_id]
-    _publish(settings, settings.topic(WEBHOOKS), [(d.id, d) for d in [definition, *swept]])
+    publish(settings, settings.topic(WEBHOOKS), [(d.id, d) for d in [definition, *swept]])
     return definition, secret
 
 
 def delete_webhook(settings: Settings, webhook_id: str) -> bool:
     if webhook_id not in current_webhooks(settings):
         return False
-    _publish(settings, settings.topic(WEBHOOKS), [(webhook_id, None)])
+    publish(settings, settings.topic(WEBHOOKS), [(webhook_id, None)])
     return True
 
 
@@ -147,7 +147,7 @@ def enable_webhook(settings: Settings, webhook_id: str, now_ms: int
     if current.is_active:
         return current, False
     definition = enabled(current, now_ms)
-    _publish(settings, settings.topic(WEBHOOKS), [(webhook_id, definition)])
+    publish(settings, settings.topic(WEBHOOKS), [(webhook_id, definition)])
     return definition, True
 
 
@@ -157,8 +157,8 @@ def disable_webhook(settings: Settings, webhook: WebhookDefinition, reason: str,
     between the two publishes the event again next time (same event id)."""
     definition = disabled(webhook, reason, at_ms)
     event = disabled_event(definition)
-    _publish(settings, settings.topic(OPERATIONS), [(webhook.id, event)])
-    _publish(settings, settings.topic(WEBHOOKS), [(webhook.id, definition)])
+    publish(settings, settings.topic(OPERATIONS), [(webhook.id, event)])
+    publish(settings, settings.topic(WEBHOOKS), [(webhook.id, definition)])
     return event
 
 
@@ -184,7 +184,7 @@ def apply_entities(settings: Settings, path: Path) -> int:
                     ),
                 )
             )
-    _publish(settings, settings.topic(ENTITIES), records)
+    publish(settings, settings.topic(ENTITIES), records)
     return len(records)
 
 

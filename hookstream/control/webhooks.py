@@ -100,8 +100,9 @@ def definition_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
 
 
-def read_documents(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(source, raw mapping) for every webhook in a file or directory."""
+def read_documents(path: Path, key: str = "webhooks") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(source, raw mapping) for every definition in a file or directory: a mapping, a
+    list of them or `{<key>: [...]}` per YAML document."""
     for file in definition_files(path):
         try:
             docs = list(yaml.safe_load_all(file.read_text(encoding="utf-8")))
@@ -109,7 +110,7 @@ def read_documents(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             raise InvalidDefinition(str(file), [f"cannot read YAML: {e}"]) from e
         position = 0
         for doc in docs:
-            items = doc.get("webhooks", doc) if isinstance(doc, dict) else doc
+            items = doc.get(key, doc) if isinstance(doc, dict) else doc
             for raw in items if isinstance(items, list) else [items]:
                 position += 1
                 if raw is None:

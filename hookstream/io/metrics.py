@@ -226,6 +226,23 @@ WRITEBACK = Counter("hookstream_writeback_total",
                     "Attempts written back into GLPI item history, by outcome",
                     ["glpi_instance", "outcome"], registry=None)
 
+# -- ticketer (alerts into GLPI tickets; `instance` is a configured GLPI instance) --------
+TICKETER_ACTIONS = Counter("hookstream_ticketer_actions_total",
+                           "Alert events the ticketer handled, by what it did (opened, followup,"
+                           " solved, reopened, refused, unmatched, unchanged)",
+                           ["instance", "action"], registry=None)
+TICKETER_LATENCY = Histogram("hookstream_ticketer_alert_to_ticket_seconds",
+                             "From an alert received by run alerts to GLPI's answer opening "
+                             "its ticket", ["instance"],
+                             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
+                             registry=None)
+TICKETER_GLPI_UNAVAILABLE = Counter("hookstream_ticketer_glpi_unavailable_total",
+                                    "Calls to GLPI that found it unreachable (the alert waits "
+                                    "and is retried)", ["instance"], registry=None)
+TICKETER_DLQ = Counter("hookstream_ticketer_dlq_total",
+                       "Alerts put on the alerts DLQ: GLPI refused their ticket",
+                       ["instance"], registry=None)
+
 # -- log store (operation: write or prune; never the database URL) ----------------------
 LOGSTORE_RECORDS = Counter("hookstream_logstore_records_total",
                            "Records the log store read, by outcome (written, undecodable)",
@@ -314,6 +331,8 @@ COMPONENTS: dict[str, tuple[Family, ...]] = {
     "poller": (POLLER_API_CALLS, POLLER_CHANGES, POLLER_OWN_CHANGES, POLLER_LATENCY,
                POLLER_CURSOR_AGE, POLLER_ERRORS, READY),
     "writeback": (WRITEBACK, READY),
+    "ticketer": (TICKETER_ACTIONS, TICKETER_LATENCY, TICKETER_GLPI_UNAVAILABLE, TICKETER_DLQ,
+                 READY),
     "logstore": (LOGSTORE_RECORDS, LOGSTORE_WRITE, LOGSTORE_PRUNED, LOGSTORE_DB_ERRORS,
                  WEBHOOKS_DISABLED, *_CONSUMER),
     "admin": (READY,),  # the admin API and the console

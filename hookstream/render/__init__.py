@@ -9,7 +9,9 @@ from hookstream.render.templates import (
     CompiledTemplates,
     RenderedRequest,
     compile_templates,
+    compile_texts,
     render_request,
+    render_text,
 )
 
 __all__ = [
@@ -18,8 +20,10 @@ __all__ = [
     "RenderLimits",
     "RenderedRequest",
     "compile_templates",
+    "compile_texts",
     "default_payload",
     "php_float",
     "php_json_encode",
     "render_request",
+    "render_text",
 ]

@@ -43,7 +43,9 @@ __all__ = [
     "RenderLimits",
     "RenderedRequest",
     "compile_templates",
+    "compile_texts",
     "render_request",
+    "render_text",
 ]
 
 ESCAPING_MODES = ("hookstream", "glpi")
@@ -109,6 +111,29 @@ def compile_templates(
     return CompiledTemplates(url_template, tuple((k, v) for k, v in header_templates
                                                  if v is not None),
                              body, body is not None and body.is_json, escaping)
+
+
+def compile_texts(sources: Mapping[str, str]) -> dict[str, Compiled]:
+    """Compile plain-text templates by name (the ticketer's ticket name, content, ...),
+    with the webhooks' sandbox; InvalidTemplate lists every failing one."""
+    errors: list[str] = []
+    compiled = {name: _compile(name, source, "text", errors) for name, source in sources.items()}
+    if errors:
+        raise InvalidTemplate("invalid template(s):\n" + "\n".join(f"  - {e}" for e in errors))
+    return {name: template for name, template in compiled.items() if template is not None}
+
+
+def render_text(template: Compiled, context: Mapping[str, Any], now_s: float,
+                limits: RenderLimits = _DEFAULT_LIMITS) -> str:
+    """Render a template of `compile_texts`; RenderError names the failure, never a part."""
+    try:
+        return template.render(context, Budget(limits, now_s), limits.timezone)
+    except (LimitExceeded, TwigError) as e:
+        raise RenderError(str(e)) from e
+    except RecursionError as e:
+        raise RenderError("recursion too deep") from e
+    except Exception as e:  # whatever else failed is this template's render error
+        raise RenderError(f"render failed ({type(e).__name__})") from e
 
 
 def render_request(

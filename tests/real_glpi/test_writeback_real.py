@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client import REGISTRY
 
+from connectors.glpi import GlpiSessions
 from connectors.poller import InstancePoller, PollerApi, PollerConfig
 from connectors.writeback.writer import HistoryWriter
 from hookstream.records import AttemptRecord, ItemChangeEvent, PollCursor, WebhookDefinition
@@ -63,7 +64,7 @@ def own_changes() -> float:
 def test_a_followup_and_a_note_written_once_and_no_echo_of_them(real_glpi: RealGlpi) -> None:
     config = PollerConfig(itemtypes=("Ticket", "Computer"), intervals_s={},
                           default_interval_s=1, page_size=20, tz=ZoneInfo("UTC"))
-    writer = HistoryWriter(lambda _name: real_glpi.client(), rate_per_s=50)
+    writer = HistoryWriter(GlpiSessions(lambda _name: real_glpi.client(), rate_per_s=50))
     with real_glpi.client(user_token=real_glpi.human_token) as person, \
             real_glpi.client() as integration:
         ticket = person.add_item("Ticket", {"name": "write-back", "content": "x"})
@@ -111,7 +112,7 @@ def test_a_followup_and_a_note_written_once_and_no_echo_of_them(real_glpi: RealG
 
 def test_writeback_on_an_item_glpi_refuses_is_counted_refused(real_glpi: RealGlpi) -> None:
     """A purged ticket: GLPI refuses the followup; the attempt is skipped, not retried."""
-    writer = HistoryWriter(lambda _name: real_glpi.client(), rate_per_s=50)
+    writer = HistoryWriter(GlpiSessions(lambda _name: real_glpi.client(), rate_per_s=50))
     with real_glpi.client() as integration:
         ticket = integration.add_item("Ticket", {"name": "purged", "content": "x"})
         integration.request("DELETE", f"Ticket/{ticket}", params={"force_purge": "true"})

@@ -50,13 +50,16 @@ def test_every_coercion_and_validation_problem_is_listed(tmp_path: Path) -> None
 def test_validation_lists_every_problem() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(env={"HOOKSTREAM_PARTITIONS": "0", "HOOKSTREAM_RETRY_TIERS": "soon",
-                           "HOOKSTREAM_LOG_LEVEL": "LOUD", "HOOKSTREAM_BROKER_PORT": "70000"},
+                           "HOOKSTREAM_LOG_LEVEL": "LOUD", "HOOKSTREAM_BROKER_PORT": "70000",
+                           "HOOKSTREAM_TICKETER_RATE_PER_S": "0"},
                       check_dns=False)
     lines = str(caught.value).splitlines()
     assert lines[0] == "invalid settings:"
     assert "  - partitions must be at least 1" in lines
     assert "  - retry tier 'soon' is not a delay such as 10s, 1m, 1h" in lines
     assert "  - broker_port must be between 1 and 65534" in lines
+    assert ("  - ticketer_rate_per_s must be more than 0 and ticketer_backoff_max_s at least 1"
+            in lines)
     assert any("log_level 'LOUD'" in line for line in lines)
 
 

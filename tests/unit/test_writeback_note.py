@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from connectors.glpi import GlpiSessions
 from connectors.writeback import HistoryWriter
 from hookstream.records import AttemptRecord, WebhookDefinition
 from hookstream.records.history import history_entry, history_marker, history_note
@@ -57,8 +58,8 @@ def test_writer_is_idempotent_skips_unflagged_and_paces_per_instance() -> None:
         slept.append(round(s, 3))
         now[0] += s
 
-    writer = HistoryWriter(lambda name: client, rate_per_s=2.0,  # type: ignore[arg-type,return-value]
-                           clock=lambda: now[0], sleep=sleep)
+    writer = HistoryWriter(GlpiSessions(lambda name: client, rate_per_s=2.0,  # type: ignore[arg-type,return-value]
+                                        clock=lambda: now[0], sleep=sleep))
     assert writer.write(attempt(), HOOK) == "written"
     assert writer.write(attempt(), HOOK) == "present"
     assert writer.write(attempt(n=2), None) == "skipped"
