@@ -123,10 +123,8 @@ WEBHOOK = (
 )
 
 
-# `run alerts` and `run ticketer` (README "Alerts into tickets"). Their metrics label the GLPI
-# instance `instance`, which Prometheus keeps for the scrape target: scraped without
-# honor_labels (the chart's ServiceMonitor, docker-compose), it is `exported_instance`.
-GLPI = "exported_instance"
+# `run alerts` and `run ticketer` (README "Alerts into tickets"), by GLPI instance
+GLPI = "glpi_instance"
 ALERTS = (
     Panel("Alerts received", (("{{source}} {{status}}",
           f"sum by (source, status) (rate(hookstream_alerts_received_total[{RI}]))"),), "ops",

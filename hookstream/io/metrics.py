@@ -226,22 +226,22 @@ WRITEBACK = Counter("hookstream_writeback_total",
                     "Attempts written back into GLPI item history, by outcome",
                     ["glpi_instance", "outcome"], registry=None)
 
-# -- ticketer (alerts into GLPI tickets; `instance` is a configured GLPI instance) --------
+# -- ticketer (alerts into GLPI tickets) ------------------------------------------------
 TICKETER_ACTIONS = Counter("hookstream_ticketer_actions_total",
                            "Alert events the ticketer handled, by what it did (opened, followup,"
                            " solved, reopened, refused, unmatched, unchanged)",
-                           ["instance", "action"], registry=None)
+                           ["glpi_instance", "action"], registry=None)
 TICKETER_LATENCY = Histogram("hookstream_ticketer_alert_to_ticket_seconds",
                              "From an alert received by run alerts to GLPI's answer opening "
-                             "its ticket", ["instance"],
+                             "its ticket", ["glpi_instance"],
                              buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
                              registry=None)
 TICKETER_GLPI_UNAVAILABLE = Counter("hookstream_ticketer_glpi_unavailable_total",
                                     "Calls to GLPI that found it unreachable (the alert waits "
-                                    "and is retried)", ["instance"], registry=None)
+                                    "and is retried)", ["glpi_instance"], registry=None)
 TICKETER_DLQ = Counter("hookstream_ticketer_dlq_total",
                        "Alerts put on the alerts DLQ: GLPI refused their ticket",
-                       ["instance"], registry=None)
+                       ["glpi_instance"], registry=None)
 
 # -- log store (operation: write or prune; never the database URL) ----------------------
 LOGSTORE_RECORDS = Counter("hookstream_logstore_records_total",
@@ -271,7 +271,7 @@ WEBHOOKS_DISABLED = Counter("hookstream_webhooks_disabled_total",
 # -- run alerts: monitoring alerts in -------------------------------------------------
 ALERTS_RECEIVED = Counter("hookstream_alerts_received_total",
                           "Alerts put on Kafka (each alert of a notification), by GLPI instance, "
-                          "source and status", ["instance", "source", "status"], registry=None)
+                          "source and status", ["glpi_instance", "source", "status"], registry=None)
 ALERTS_REJECTED = Counter("hookstream_alerts_rejected_total",
                           "Alert notifications refused, by source and reason",
                           ["source", "reason"], registry=None)

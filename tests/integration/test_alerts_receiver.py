@@ -148,7 +148,7 @@ def test_each_format_is_on_kafka_one_event_per_alert_and_refusals_produce_nothin
     assert (resolved.status, resolved.ends_at) == ("resolved", 1_675_688_745_828)
     assert by_key["glpi-a:zabbix:5417"].labels["host"] == "web-01"
     metrics = httpx.get(f"{alerts.url}/metrics").text
-    assert ('hookstream_alerts_received_total{instance="glpi-a",source="alertmanager",'
+    assert ('hookstream_alerts_received_total{glpi_instance="glpi-a",source="alertmanager",'
             'status="resolved"} 1.0') in metrics
     assert 'hookstream_alerts_rejected_total{reason="too_large",source="zabbix"} 1.0' in metrics
     assert TOKEN not in metrics and GRAFANA_KEY not in metrics

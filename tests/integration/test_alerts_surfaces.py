@@ -2,7 +2,7 @@
 notifications to `hookstream run alerts`, tickets by `hookstream run ticketer` (both as
 processes, scraped by Debian's Prometheus with the alert rules), the log store following the
 ticketer's actions. Every panel of the Alerts into tickets dashboard has data, the ticketer's
-GLPI instance is `exported_instance` as scraped, HookstreamAlertTicketsRefused fires on the
+GLPI instance is `glpi_instance` as scraped, HookstreamAlertTicketsRefused fires on the
 first refusal, and the log store holds each alert's ticket and history."""
 
 from __future__ import annotations
@@ -138,9 +138,9 @@ def run_the_story(settings: Settings, url: str, prometheus: Prometheus,
     board = json.loads((DASHBOARDS / "hookstream-alerts.json").read_text())
     wait_until(lambda: not panel_failures(prometheus, board), 120)
     assert panel_failures(prometheus, board) == []
-    # as scraped, the ticketer's GLPI instance is exported_instance (the target is instance)
+    # the GLPI instance is its own label; `instance` stays the scrape target
     [opened] = query(prometheus, 'hookstream_ticketer_actions_total{action="opened"}')
-    assert opened["metric"]["exported_instance"] == "glpi-a"
+    assert opened["metric"]["glpi_instance"] == "glpi-a"
     assert opened["metric"]["instance"] == f"127.0.0.1:{ticketer_port(prometheus)}"
 
     def firing() -> list[dict[str, Any]]:
@@ -148,7 +148,7 @@ def run_the_story(settings: Settings, url: str, prometheus: Prometheus,
                 if a["labels"]["alertname"] == "HookstreamAlertTicketsRefused"]
 
     assert wait_until(firing, 60), "HookstreamAlertTicketsRefused did not fire"
-    assert firing()[0]["labels"]["exported_instance"] == "glpi-a"
+    assert firing()[0]["labels"]["glpi_instance"] == "glpi-a"
     rules = prometheus.api("rules")["data"]["groups"][0]["rules"]
     assert all(r["health"] == "ok" for r in rules), rules
 
