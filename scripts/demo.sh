@@ -2,7 +2,8 @@
 # The main job end to end on the embedded default: a local Kafka broker, the topics,
 # sample webhook definitions, entity tree and GLPI instance; a script acting as GLPI posts
 # signed native webhooks -> ingest -> processor -> delivery requests -> delivery -> a
-# local receiver that verifies GLPI's signatures.
+# local receiver that verifies GLPI's signatures; then one Alertmanager alert -> run alerts ->
+# run ticketer -> a ticket in the fake GLPI, solved when the alert resolves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HOOKSTREAM_STATE_DIR="${HOOKSTREAM_STATE_DIR:-$PWD/.hookstream}"
@@ -22,6 +23,8 @@ hookstream topics create | sed 's/^/   /'
 echo "== 3. webhook definitions and the entity tree"
 hookstream webhooks apply -f examples/webhooks.yaml | sed 's/^/   /'
 hookstream entities apply -f examples/entities.yaml | sed 's/^/   /'
+# the tokens of the demo's GLPI (step 8), as production passes them: from the environment
+export HOOKSTREAM_INSTANCE_GLPI_DEMO_APP_TOKEN=demoAppToken HOOKSTREAM_INSTANCE_GLPI_DEMO_USER_TOKEN=demoUserToken
 hookstream instances apply -f examples/instances.yaml | sed 's/^/   /'
 hookstream webhooks list | sed 's/^/   /'
 echo "== 4. preview: what demo-ticket-new sends for the sample ticket (secrets redacted)"
@@ -64,6 +67,18 @@ wait "$receiver" || status=$?
 echo "== 7. attempts recorded on hookstream.attempts"
 hookstream consume hookstream.attempts --max 1000 --timeout 3 \
   | python3 scripts/attempts.py "$started_ms"
+echo "== 8. an alert becomes a GLPI ticket: Alertmanager's notification -> run alerts ->"
+echo "   hookstream.alerts -> run ticketer -> GLPI (the tests' fake GLPI on :8499)"
+python3 -m tests.fake_glpi_items 8499 demoAppToken demoUserToken >"$logs/glpi.log" 2>&1 & pids+=($!)
+hookstream alerts apply examples/demo-alert-rules.yaml | sed 's/^/   /'
+alerts_port="${HOOKSTREAM_ALERTS_PORT:-8490}"
+HOOKSTREAM_ALERTS_HOST=127.0.0.1 HOOKSTREAM_ALERTS_PORT="$alerts_port" \
+  hookstream run alerts >"$logs/alerts.log" 2>&1 & pids+=($!)
+hookstream run ticketer >"$logs/ticketer.log" 2>&1 & pids+=($!)
+python3 examples/alert_to_ticket.py --alerts "http://127.0.0.1:$alerts_port" --instance glpi-demo \
+  --token demoAlertmanagerToken0001 --glpi http://127.0.0.1:8499/apirest.php \
+  --app-token demoAppToken --user-token demoUserToken --file examples/alertmanager-firing.json \
+  || status=$?
 echo "== done (logs in $logs); stop the broker with:"
 echo "   HOOKSTREAM_STATE_DIR=$HOOKSTREAM_STATE_DIR .venv/bin/hookstream kafka stop"
 exit $status

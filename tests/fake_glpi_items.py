@@ -344,3 +344,19 @@ def polled_payload_from_glpi10(glpi11_payload: bytes) -> bytes:
     lines = glpi11_payload.split(b"\n")
     return b"\n".join(line for line in lines
                        if not any(f'"{k}"'.encode() in line for k in GLPI11_ONLY_KEYS))
+
+
+def main() -> None:
+    """Serve a FakeGlpiItems on loopback until killed (`make run`'s GLPI for alert tickets):
+    `python -m tests.fake_glpi_items PORT APP_TOKEN USER_TOKEN`."""
+    import sys
+
+    from aiohttp import web
+
+    port, app_token, user_token = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    web.run_app(FakeGlpiItems(app_token, user_token).app(), host="127.0.0.1", port=port,
+                print=None)
+
+
+if __name__ == "__main__":
+    main()
