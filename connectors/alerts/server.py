@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -28,10 +27,9 @@ from hookstream.alerting.sources import parse
 from hookstream.config import Settings
 from hookstream.control.instances import alert_view
 from hookstream.errors import InvalidAlert, TransientError
-from hookstream.io import codec_for, metrics
-from hookstream.io.instances import InstanceTable
+from hookstream.io import metrics
 from hookstream.io.sink import EventSink
-from hookstream.io.web import read_at_most
+from hookstream.io.web import instances_and_sink, listen, read_at_most, run_until_signalled
 from hookstream.policy import secret_box
 from hookstream.records import ALERTS, AlertEvent, AlertSource
 
@@ -138,43 +136,15 @@ def _answer(status: int, reason: str) -> web.Response:
 
 async def serve(settings: Settings, stopping: asyncio.Event | None = None) -> None:
     """Run the endpoint until `stopping` is set (SIGTERM/SIGINT when run from the CLI)."""
-    stopping = stopping or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    codec = codec_for(settings)
-    sink = EventSink(settings, settings.topic(ALERTS), codec, settings.alerts_produce_timeout_s)
     box = secret_box(settings)
-    table: InstanceTable[AlertInstance] | None = None
-    runner: web.ServerRunner | None = None
-    try:
-        table = InstanceTable(settings, codec, lambda record: alert_view(record, box))
-        await loop.run_in_executor(None, table.start)
+    async with instances_and_sink(settings, settings.topic(ALERTS),
+                                  settings.alerts_produce_timeout_s,
+                                  lambda record: alert_view(record, box)) as (table, sink):
         alerts = Alerts(settings, table.get, sink)
-        alerts.ready = lambda: table is not None and table.ready
-        runner = web.ServerRunner(web.Server(alerts.route), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.alerts_host, settings.alerts_port, backlog=1024)
-        await site.start()
-        metrics.READY.labels("alerts").set(1)
-        log.info("alerts listening on %s:%s", settings.alerts_host, settings.alerts_port)
-        await stopping.wait()
-    finally:
-        if runner is not None:
-            await runner.cleanup()  # stops accepting; requests in flight get their answer
-        unacked = sink.close()  # on the loop: the callbacks it runs touch loop futures
-        if table is not None:
-            table.close()
-        if unacked:
-            log.warning("%s alert(s) not acknowledged at exit: their requests got no 2xx",
-                        unacked)
+        alerts.ready = lambda: table.ready
+        await listen(web.Server(alerts.route), "alerts", settings.alerts_host,
+                     settings.alerts_port, stopping or asyncio.Event())
 
 
 def run_alerts(settings: Settings) -> int:
-    async def main() -> None:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stopping.set)
-        await serve(settings, stopping)
-
-    asyncio.run(main())
-    return 0
+    return run_until_signalled(lambda stopping: serve(settings, stopping))

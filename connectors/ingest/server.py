@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from collections.abc import Callable
 
@@ -25,10 +24,9 @@ from connectors.ingest.http import IngestServer, Parser
 from hookstream.config import Settings
 from hookstream.control.instances import ingest_view
 from hookstream.errors import TransientError
-from hookstream.io import codec_for, metrics
-from hookstream.io.instances import InstanceTable
+from hookstream.io import metrics
 from hookstream.io.sink import EventSink
-from hookstream.io.web import read_at_most
+from hookstream.io.web import instances_and_sink, listen, read_at_most, run_until_signalled
 from hookstream.policy import (
     Accept,
     AcceptedRequests,
@@ -192,34 +190,13 @@ async def serve(
 
     `parser="python"` (connectors.ingest.http) only serves bench/ingest.py, to measure
     what aiohttp's Python parser costs."""
-    stopping = stopping or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    codec = codec_for(settings)
-    sink = EventSink(settings, settings.topic(ITEM_CHANGES), codec,
-                     settings.ingest_produce_timeout_s)
-    table: InstanceTable[IngestInstance] | None = None
-    runner: web.ServerRunner | None = None
-    try:
-        table = InstanceTable(settings, codec, _ingest_view(settings, secret_box(settings)))
-        await loop.run_in_executor(None, table.start)
+    async with instances_and_sink(settings, settings.topic(ITEM_CHANGES),
+                                  settings.ingest_produce_timeout_s,
+                                  _ingest_view(settings, secret_box(settings))) as (table, sink):
         ingest = Ingest(settings, table.get, sink)
-        ingest.ready = lambda: table is not None and table.ready
-        runner = web.ServerRunner(ingest.server(parser), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port, backlog=1024)
-        await site.start()
-        metrics.READY.labels("ingest").set(1)
-        log.info("ingest listening on %s:%s", settings.ingest_host, settings.ingest_port)
-        await stopping.wait()
-    finally:
-        if runner is not None:
-            await runner.cleanup()  # stops accepting; requests in flight get their answer
-        unacked = sink.close()  # on the loop: the callbacks it runs touch loop futures
-        if table is not None:
-            table.close()
-        if unacked:
-            log.warning("%s event(s) not acknowledged at exit: their requests got no 2xx",
-                        unacked)
+        ingest.ready = lambda: table.ready
+        await listen(ingest.server(parser), "ingest", settings.ingest_host,
+                     settings.ingest_port, stopping or asyncio.Event())
 
 
 def _ingest_view(settings: Settings, box: SecretBox) -> Callable[[InstanceRecord], IngestInstance]:
@@ -236,17 +213,4 @@ def _ingest_view(settings: Settings, box: SecretBox) -> Callable[[InstanceRecord
 
 
 def run_ingest(settings: Settings) -> int:
-    async def main() -> None:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stopping.set)
-        await serve(settings, stopping)
-
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
-    return 0
+    return run_until_signalled(lambda stopping: serve(settings, stopping))

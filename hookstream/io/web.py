@@ -1,8 +1,25 @@
-"""What the HTTP endpoints (`run ingest`, `run alerts`) share: reading a bounded body."""
+"""What the HTTP endpoints (`run ingest`, `run alerts`) share: reading a bounded body, the
+instances they follow with the Kafka sink they produce to, serving until stopped."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
 from aiohttp import web
+
+from hookstream.config import Settings
+from hookstream.io import codec_for, metrics
+from hookstream.io.instances import InstanceTable
+from hookstream.io.sink import EventSink
+from hookstream.records import InstanceRecord
+
+log = logging.getLogger(__name__)
+View = TypeVar("View")
 
 
 async def read_at_most(request: web.BaseRequest, limit: int) -> bytes | None:
@@ -17,3 +34,60 @@ async def read_at_most(request: web.BaseRequest, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+@asynccontextmanager
+async def instances_and_sink(
+    settings: Settings, topic: str, answer_within_s: float,
+    view: Callable[[InstanceRecord], View],
+) -> AsyncIterator[tuple[InstanceTable[View], EventSink]]:
+    """The instances table (read to its end first) and a sink producing to `topic`; on exit
+    the sink is closed on the loop (its callbacks touch loop futures) and what Kafka never
+    acknowledged is logged: those requests got no 2xx."""
+    codec = codec_for(settings)
+    sink = EventSink(settings, topic, codec, answer_within_s)
+    table: InstanceTable[View] | None = None
+    try:
+        table = InstanceTable(settings, codec, view)
+        await asyncio.get_running_loop().run_in_executor(None, table.start)
+        yield table, sink
+    finally:
+        unacked = sink.close()
+        if table is not None:
+            table.close()
+        if unacked:
+            log.warning("%s record(s) for %s not acknowledged at exit: their requests got "
+                        "no 2xx", unacked, topic)
+
+
+async def listen(server: web.Server, component: str, host: str, port: int,
+                 stopping: asyncio.Event) -> None:
+    """Serve until `stopping` is set; requests in flight then get their answer."""
+    runner = web.ServerRunner(server, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, backlog=1024).start()
+        metrics.READY.labels(component).set(1)
+        log.info("%s listening on %s:%s", component, host, port)
+        await stopping.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run_until_signalled(serve: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run `serve(stopping)` on uvloop where installed; SIGTERM and SIGINT set `stopping`."""
+
+    async def main() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await serve(stopping)
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+    return 0
