@@ -70,7 +70,7 @@ hookstream consume hookstream.attempts --max 1000 --timeout 3 \
 echo "== 8. an alert becomes a GLPI ticket: Alertmanager's notification -> run alerts ->"
 echo "   hookstream.alerts -> run ticketer -> GLPI (the tests' fake GLPI on :8499)"
 python3 -m tests.fake_glpi_items 8499 demoAppToken demoUserToken >"$logs/glpi.log" 2>&1 & pids+=($!)
-hookstream alerts apply examples/demo-alert-rules.yaml | sed 's/^/   /'
+hookstream alerts apply -f examples/demo-alert-rules.yaml | sed 's/^/   /'
 alerts_port="${HOOKSTREAM_ALERTS_PORT:-8490}"
 HOOKSTREAM_ALERTS_HOST=127.0.0.1 HOOKSTREAM_ALERTS_PORT="$alerts_port" \
   hookstream run alerts >"$logs/alerts.log" 2>&1 & pids+=($!)

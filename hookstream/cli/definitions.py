@@ -96,17 +96,17 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     from hookstream.control.webhooks import definition_files
 
     if args.action == "apply":
-        if not args.target:
-            raise UsageError("hookstream alerts apply needs a FILE_OR_DIR of alert rules")
-        path = checked("FILE", args.target, definition_files(Path(args.target)))
+        if not args.file:
+            raise UsageError("hookstream alerts apply needs -f FILE_OR_DIR of alert rules")
+        path = checked("-f", args.file, definition_files(Path(args.file)))
         for rule, state in alert_rules.apply_rules(settings, path):
             print(f"{rule.id} v{rule.version}: {state}")
         return 0
     if args.action == "delete":
-        if not args.target:
+        if not args.id:
             raise UsageError("hookstream alerts delete needs a rule ID")
-        found = alert_rules.delete_rule(settings, args.target)
-        print(f"{args.target}: {'deleted' if found else 'not found'}")
+        found = alert_rules.delete_rule(settings, args.id)
+        print(f"{args.id}: {'deleted' if found else 'not found'}")
         return 0 if found else 1
     rules = sorted(alert_rules.current_rules(settings).values(), key=lambda r: (r.order, r.id))
     for rule in rules:
@@ -210,8 +210,8 @@ def register(sub: Any) -> None:
     alerts = sub.add_parser("alerts", help="alert rules (alerts into GLPI tickets) on the "
                             "compacted topic")
     alerts.add_argument("action", choices=["apply", "delete", "list"])
-    alerts.add_argument("target", nargs="?", help="apply: a YAML file or directory of rules; "
-                        "delete: a rule id")
+    alerts.add_argument("id", nargs="?", help="the rule to delete")
+    alerts.add_argument("-f", "--file", help="YAML file or directory of rules (apply)")
     alerts.add_argument("--json", action="store_true", help="list as JSON lines")
     alerts.set_defaults(func=cmd_alerts)
 

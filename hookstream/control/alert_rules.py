@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from hookstream.alerting.rules import build_rule, validate_rule
 from hookstream.config import Settings
 from hookstream.control.admin import publish
-from hookstream.control.webhooks import read_documents
-from hookstream.errors import InvalidDefinition
+from hookstream.control.webhooks import valid_documents
 from hookstream.io.tables import read_table
 from hookstream.records import ALERT_RULES, AlertRule
 
@@ -22,21 +20,7 @@ from hookstream.records import ALERT_RULES, AlertRule
 def load_rules(path: Path, current: Mapping[str, AlertRule]) -> list[AlertRule]:
     """Every rule under `path`, validated; InvalidDefinition lists every error of every rule,
     and then none of them is returned."""
-    errors: list[str] = []
-    raws: list[dict[str, Any]] = []
-    seen: dict[str, str] = {}
-    for source, raw in read_documents(path, "rules"):
-        problems = validate_rule(raw)
-        ident = str(raw.get("id", "")) if isinstance(raw, dict) else ""
-        if ident in seen:
-            problems.append(f"id {ident!r} is also used by {seen[ident]}")
-        seen.setdefault(ident, source)
-        errors += [f"{source} ({ident or 'no id'}): {p}" for p in problems]
-        raws.append(raw)
-    if errors:
-        raise InvalidDefinition(str(path), errors)
-    if not raws:
-        raise InvalidDefinition(str(path), ["no alert rule found"])
+    raws = valid_documents(path, "rules", validate_rule)
     return [build_rule(raw, current.get(str(raw["id"]))) for raw in raws]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,28 @@ def read_documents(path: Path, key: str = "webhooks") -> Iterator[tuple[str, dic
                 if raw is None:
                     continue
                 yield f"{file}#{position}", raw
+
+
+def valid_documents(path: Path, key: str, validate: Callable[[Any], list[str]]
+                    ) -> list[dict[str, Any]]:
+    """Every definition under `path` (see read_documents), each with a unique `id`, all
+    valid: else InvalidDefinition lists every problem of every one (and nothing is used)."""
+    errors: list[str] = []
+    raws: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    for source, raw in read_documents(path, key):
+        problems = validate(raw)
+        ident = str(raw.get("id", "")) if isinstance(raw, dict) else ""
+        if ident in seen:
+            problems.append(f"id {ident!r} is also used by {seen[ident]}")
+        seen.setdefault(ident, source)
+        errors += [f"{source} ({ident or 'no id'}): {p}" for p in problems]
+        raws.append(raw)
+    if errors:
+        raise InvalidDefinition(str(path), errors)
+    if not raws:
+        raise InvalidDefinition(str(path), [f"no definition found (a list, or {{{key}: [...]}})"])
+    return raws
 
 
 def validate(raw: Any, tiers_s: Sequence[int], global_allow: Sequence[str] = ()) -> list[str]:
@@ -339,21 +361,7 @@ def load_definitions(
     """Every webhook under `path`, validated; InvalidDefinition lists every error of every
     webhook, and then none of them is returned. `now_ms` judges whether a rotated-out secret
     of a webhook in `current` is past its grace period (0: none is)."""
-    errors: list[str] = []
-    raws: list[dict[str, Any]] = []
-    seen: dict[str, str] = {}
-    for source, raw in read_documents(path):
-        problems = validate(raw, tiers_s, global_allow)
-        ident = str(raw.get("id", "")) if isinstance(raw, dict) else ""
-        if ident in seen:
-            problems.append(f"id {ident!r} is also used by {seen[ident]}")
-        seen.setdefault(ident, source)
-        errors += [f"{source} ({ident or 'no id'}): {p}" for p in problems]
-        raws.append(raw)
-    if errors:
-        raise InvalidDefinition(str(path), errors)
-    if not raws:
-        raise InvalidDefinition(str(path), ["no webhook found"])
+    raws = valid_documents(path, "webhooks", lambda raw: validate(raw, tiers_s, global_allow))
     return [build(raw, box, current.get(str(raw["id"])), now_ms) for raw in raws]
 
 

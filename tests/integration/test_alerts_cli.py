@@ -26,16 +26,16 @@ def test_apply_list_delete_and_invalid_rules(settings: Settings, tmp_path: Path)
     bad = tmp_path / "bad.yaml"
     bad.write_text(EXAMPLE.read_text().replace("type: incident", "type: outage", 1)
                    .replace("on_refire: new", "on_refire: sometimes"))
-    rejected = cli(settings, "alerts", "apply", str(bad))
+    rejected = cli(settings, "alerts", "apply", "-f", str(bad))
     assert rejected.returncode == 2
     assert "(prod-critical): type must be incident or request" in rejected.stderr
     assert "(zabbix-any): on_refire must be reopen" in rejected.stderr
     assert list(read_all(settings, settings.topic(ALERT_RULES))) == []  # nothing published
 
-    applied = cli(settings, "alerts", "apply", str(EXAMPLE))
+    applied = cli(settings, "alerts", "apply", "-f", str(EXAMPLE))
     assert applied.returncode == 0, applied.stderr
     assert applied.stdout.splitlines() == ["prod-critical v1: created", "zabbix-any v1: created"]
-    again = cli(settings, "alerts", "apply", str(EXAMPLE))
+    again = cli(settings, "alerts", "apply", "-f", str(EXAMPLE))
     assert again.stdout.count(": unchanged") == 2
     listed = [json.loads(line) for line in
               cli(settings, "alerts", "list", "--json").stdout.splitlines()]
