@@ -16,6 +16,7 @@ token's name.
 # No `from __future__ import annotations`: FastAPI reads the route annotations at run
 # time, and those naming local aliases (Who, Text) must be objects, not strings.
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -110,16 +111,7 @@ def action_routes(console: Console) -> APIRouter:
     async def redrive(request: Request, v: Who) -> Response:
         form = await console.action_form(request, v)
         webhook_id = form.get("webhook") or None
-        try:
-            hours = float(form.get("since_hours") or 24)
-            rate = float(form.get("rate_per_s") or 0)
-            since = form.get("since_ms")
-            since_ms = int(since) if since else max(
-                0, int((console.clock() - hours * 3600) * 1000))
-        except ValueError:
-            raise Refused(422, "Since and rate must be numbers.") from None
-        if not (0 < hours <= 24 * 366 and 0 <= rate <= MAX_RATE_PER_S and since_ms >= 0):
-            raise Refused(422, "Since must be within a year; the rate at most 100000/s.")
+        since_ms, rate = since_and_rate(form, console.clock())
         instance = only_instance(v.principal.instances)
         if webhook_id is not None:
             found = ctx.webhook(webhook_id)
@@ -131,8 +123,7 @@ def action_routes(console: Console) -> APIRouter:
         if form.get("confirm") != "yes":
             count = await run_in_threadpool(ctx.count_redrive, webhook_id, since_ms, instances)
             return console.render(request, "confirm_redrive.html", viewer=v, count=count,
-                                  webhook_id=webhook_id, since_ms=since_ms, rate=rate,
-                                  hours=hours)
+                                  webhook_id=webhook_id, since_ms=since_ms, rate=rate)
         done = await run_in_threadpool(ctx.redrive, webhook_id, since_ms, rate, instances)
         target = redrive_target(webhook_id, instances)
         await run_in_threadpool(ctx.audit, v.principal, AuditAction.REDRIVE, target,
@@ -164,6 +155,21 @@ def action_routes(console: Console) -> APIRouter:
                              "success", f"Secret rotated (v{done.version}): {kept}.")
 
     return router
+
+
+def since_and_rate(form: Mapping[str, str], now_s: float) -> tuple[int, float]:
+    """A redrive's or a replay's start (`since_ms`, else `since_hours` back from now, 24 by
+    default) and rate per second (0 = unlimited), or 422 with what is wrong."""
+    try:
+        hours = float(form.get("since_hours") or 24)
+        rate = float(form.get("rate_per_s") or 0)
+        since = form.get("since_ms")
+        since_ms = int(since) if since else max(0, int((now_s - hours * 3600) * 1000))
+    except ValueError:
+        raise Refused(422, "Since and rate must be numbers.") from None
+    if not (0 < hours <= 24 * 366 and 0 <= rate <= MAX_RATE_PER_S and since_ms >= 0):
+        raise Refused(422, "Since must be within a year; the rate at most 100000/s.")
+    return since_ms, rate
 
 
 def _set_cookie(request: Request, response: Response, name: str, value: str, max_age_s: int,

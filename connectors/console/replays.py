@@ -16,14 +16,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from connectors.console.actions import since_and_rate
 from connectors.console.web import Console, Refused, Viewer
 from hookstream.control.replay import ReplayJob, check_replay_id
 from hookstream.control.replay_runs import ReplayBusy
 from hookstream.errors import HookstreamError
 from hookstream.records import WebhookDefinition
 from hookstream.records.replays import replay_identity
-
-MAX_RATE_PER_S = 100_000.0
 
 
 def replay_routes(console: Console) -> APIRouter:
@@ -42,16 +41,7 @@ def replay_routes(console: Console) -> APIRouter:
         if found is None:
             return console.render(request, "not_found.html", 404, viewer=v,
                                   what=f"webhook {webhook_id}")
-        try:
-            hours = float(form.get("since_hours") or 24)
-            rate = float(form.get("rate_per_s") or 0)
-            since = form.get("since_ms")
-            since_ms = int(since) if since else max(
-                0, int((console.clock() - hours * 3600) * 1000))
-        except ValueError:
-            raise Refused(422, "Since and rate must be numbers.") from None
-        if not (0 < hours <= 24 * 366 and 0 <= rate <= MAX_RATE_PER_S and since_ms >= 0):
-            raise Refused(422, "Since must be within a year; the rate at most 100000/s.")
+        since_ms, rate = since_and_rate(form, console.clock())
         replay_id = replay_identity(webhook_id, str(since_ms), None)
         job = ReplayJob(webhook_id, replay_id, since_ms, None, rate)
         if form.get("confirm") != "yes":
@@ -60,8 +50,7 @@ def replay_routes(console: Console) -> APIRouter:
             except HookstreamError as e:
                 raise Refused(409, f"The replay cannot run: {e}") from None
             return console.render(request, "confirm_replay.html", viewer=v, w=found,
-                                  count=counted.count, since_ms=since_ms, rate=rate,
-                                  hours=hours)
+                                  count=counted.count, since_ms=since_ms, rate=rate)
         try:
             await run_in_threadpool(ctx.replay, v.principal, job, found.instance, "console")
         except ReplayBusy:
