@@ -2,9 +2,12 @@
 fake GLPI: `hookstream run alerts`, `run ticketer`, `run poller`, `run processor` and
 `run delivery` as processes, and a Slack-style receiver on loopback.
 
-An Alertmanager firing alert opens one ticket; twenty repeats, with the ticketer SIGKILLed
-and restarted among them, open none; a resolved alert adds a followup and a solution,
-which solves the ticket. The ticket-created event, polled from GLPI, reaches the receiver
+An Alertmanager firing alert opens one ticket; twenty repeats open none, with the ticketer
+SIGKILLed once it has handled some of the first ten (in practice all ten: repeats need no
+GLPI call) and restarted after the other ten are posted, so that the restart resumes from
+the offsets and the ticket map the killed process left (a kill during a GLPI call is
+test_ticketer.py's); a resolved alert adds a followup and a solution, which solves the
+ticket. The ticket-created event, polled from GLPI, reaches the receiver
 through the webhook that does not skip integration users only; a person's ticket reaches
 it through both.
 
