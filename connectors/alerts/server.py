@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hookstream.alerting.auth import AlertInstance, refusal
 from hookstream.alerting.sources import parse
@@ -29,7 +28,13 @@ from hookstream.control.instances import alert_view
 from hookstream.errors import InvalidAlert, TransientError
 from hookstream.io import metrics
 from hookstream.io.sink import EventSink
-from hookstream.io.web import instances_and_sink, listen, read_at_most, run_until_signalled
+from hookstream.io.web import (
+    instances_and_sink,
+    listen,
+    probe_answer,
+    read_at_most,
+    run_until_signalled,
+)
 from hookstream.policy import secret_box
 from hookstream.records import ALERTS, AlertEvent, AlertSource
 
@@ -66,14 +71,9 @@ class Alerts:
                 return await self.receive(request, parts[2], parts[3])
             finally:
                 metrics.ALERTS_REQUEST.labels(parts[3]).observe(time.perf_counter() - started)
-        if request.path == "/healthz":
-            return web.Response(text="ok\n")
-        if request.path == "/readyz":
-            ok = self.ready()
-            return web.Response(status=200 if ok else 503, text="ready\n" if ok else "loading\n")
-        if request.path == "/metrics":
-            return web.Response(body=generate_latest(self.exported),
-                                headers={"Content-Type": CONTENT_TYPE_LATEST})
+        probe = probe_answer(request.path, self.ready, self.exported)
+        if probe is not None:
+            return probe
         return _answer(404, "not found: POST /alerts/{instance}/{alertmanager|grafana|zabbix}")
 
     async def receive(self, request: web.BaseRequest, name: str, source: str) -> web.Response:

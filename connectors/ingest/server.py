@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from connectors.ingest.http import IngestServer, Parser
 from hookstream.config import Settings
@@ -26,7 +25,13 @@ from hookstream.control.instances import ingest_view
 from hookstream.errors import TransientError
 from hookstream.io import metrics
 from hookstream.io.sink import EventSink
-from hookstream.io.web import instances_and_sink, listen, read_at_most, run_until_signalled
+from hookstream.io.web import (
+    instances_and_sink,
+    listen,
+    probe_answer,
+    read_at_most,
+    run_until_signalled,
+)
 from hookstream.policy import (
     Accept,
     AcceptedRequests,
@@ -75,14 +80,9 @@ class Ingest:
         parts = request.path.split("/")
         if len(parts) == 4 and parts[1] == "glpi" and parts[2] and parts[3]:
             return await self.handle(request, parts[2], parts[3])
-        if request.path == "/healthz":
-            return web.Response(text="ok\n")
-        if request.path == "/readyz":
-            ok = self.ready()
-            return web.Response(status=200 if ok else 503, text="ready\n" if ok else "loading\n")
-        if request.path == "/metrics":
-            return web.Response(body=generate_latest(self.exported),
-                                headers={"Content-Type": CONTENT_TYPE_LATEST})
+        probe = probe_answer(request.path, self.ready, self.exported)
+        if probe is not None:
+            return probe
         return _answer(404, "not found: POST /glpi/{instance}/{itemtype}")
 
     async def handle(self, request: web.BaseRequest, name: str, itemtype: str) -> web.Response:

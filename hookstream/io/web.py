@@ -1,5 +1,6 @@
 """What the HTTP endpoints (`run ingest`, `run alerts`) share: reading a bounded body, the
-instances they follow with the Kafka sink they produce to, serving until stopped."""
+probes on their port, the instances they follow with the Kafka sink they produce to,
+serving until stopped."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from hookstream.config import Settings
 from hookstream.io import codec_for, metrics
@@ -34,6 +36,21 @@ async def read_at_most(request: web.BaseRequest, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+def probe_answer(path: str, ready: Callable[[], bool],
+                 exported: CollectorRegistry) -> web.Response | None:
+    """The answer to /healthz, /readyz or /metrics on an endpoint's own port; None for
+    any other path."""
+    if path == "/healthz":
+        return web.Response(text="ok\n")
+    if path == "/readyz":
+        ok = ready()
+        return web.Response(status=200 if ok else 503, text="ready\n" if ok else "loading\n")
+    if path == "/metrics":
+        return web.Response(body=generate_latest(exported),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return None
 
 
 @asynccontextmanager
