@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -82,9 +83,10 @@ def notification(status: str) -> bytes:
 FINGERPRINT = json.loads(notification("firing"))["alerts"][0]["fingerprint"]
 
 
-def post(alerts: RunningAlerts, status: str) -> str:
+def post(alerts: RunningAlerts, status: str, instance: str = "glpi-a") -> str:
     """One notification of one alert; its event id."""
-    answer = httpx.post(f"{alerts.url}/alerts/glpi-a/alertmanager", content=notification(status),
+    answer = httpx.post(f"{alerts.url}/alerts/{instance}/alertmanager",
+                        content=notification(status),
                         headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
     assert answer.status_code == 200, answer.text
     [event_id] = answer.json()["event_ids"]
@@ -129,60 +131,83 @@ class Components:
 
 
 @dataclass
-class Stack:
-    settings: Settings
-    glpi: FakeGlpiItems
-    receiver: Receiver
+class Pipeline:
     alerts: RunningAlerts
     components: Components
 
 
-def apply_instance_and_rule(settings: Settings, tmp_path: Path, api_url: str) -> None:
+@dataclass
+class Stack:
+    settings: Settings
+    glpi: FakeGlpiItems
+    receiver: Receiver
+    pipeline: Pipeline
+
+
+def e2e_settings(settings: Settings) -> Settings:
+    """Fast components; the poller produces the events of its own user's changes too (the
+    module's docstring says why)."""
+    return replace(settings, ticketer_rate_per_s=100.0, ticketer_backoff_max_s=1.0,
+                   poller_itemtypes=("Ticket",), poller_interval_s=0.5,
+                   poller_backoff_max_s=2.0, poller_skip_own_changes=False)
+
+
+def apply_instance_and_rule(settings: Settings, tmp_path: Path, instance: dict[str, Any],
+                            rule: dict[str, Any]) -> None:
+    """The instance (name, API and tokens, integration users) with Alertmanager's bearer
+    token, and the rule, applied through `hookstream alerts apply`."""
     path = tmp_path / "instances.yaml"
-    path.write_text(yaml.safe_dump({"name": "glpi-a", "api_url": api_url, "app_token": APP,
-                                    "user_token": USER, "integration_users": [API_USER_ID],
-                                    "alerts": {"alertmanager": {"auth": "bearer",
-                                                                "secret": TOKEN}}}))
+    path.write_text(yaml.safe_dump({**instance, "alerts": {"alertmanager": {"auth": "bearer",
+                                                                           "secret": TOKEN}}}))
     instances.apply_instances(settings, path)
     rules = tmp_path / "rules.yaml"
-    rules.write_text(yaml.safe_dump({"rules": [RULE]}))
+    rules.write_text(yaml.safe_dump({"rules": [rule]}))
     applied = subprocess.run(
-        [sys.executable, "-m", "hookstream.cli", "alerts", "apply", str(rules)], cwd=REPO,
+        [sys.executable, "-m", "hookstream.cli", "alerts", "apply", "-f", str(rules)], cwd=REPO,
         env=cli_env(settings), capture_output=True, text=True, timeout=120, check=False)
     assert applied.returncode == 0, applied.stderr
-    assert applied.stdout.splitlines() == ["http-checks v1: created"]
+    assert applied.stdout.splitlines() == [f"{rule['id']} v1: created"]
+
+
+@contextmanager
+def running_pipeline(settings: Settings, tmp_path: Path, instance: dict[str, Any],
+                     rule: dict[str, Any], receiver: Receiver) -> Iterator[Pipeline]:
+    """The instance, the rule and the two Slack-style webhooks (ALL, SKIPS) applied; run
+    alerts, ticketer, poller, processor and delivery running."""
+    apply_instance_and_rule(settings, tmp_path, instance, rule)
+    apply_webhooks(settings, tmp_path, *[
+        {"id": hook_id, "instance": instance["name"], "url": receiver.url(path),
+         "use_default_payload": False, "payload": SLACK_PAYLOAD, "entities_id": 0,
+         "allowed_networks": ["127.0.0.0/8"], **extra}
+        for hook_id, path, extra in (("slack-all", ALL, {}),
+                                     ("slack-skips", SKIPS, {"skip_integration_users": True}))
+    ])
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    components = Components(settings, logs, {})
+    try:
+        with running_alerts(settings, logs / "alerts.log") as alerts:
+            start_ticketer(components)
+            components.start("poller", "--instance", instance["name"])
+            components.start("processor")
+            components.start("delivery")
+            yield Pipeline(alerts, components)
+    finally:
+        components.stop_all()
 
 
 @pytest.fixture
 def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
-    fast = replace(settings, ticketer_rate_per_s=100.0, ticketer_backoff_max_s=1.0,
-                   poller_itemtypes=("Ticket",), poller_interval_s=0.5,
-                   poller_backoff_max_s=2.0, poller_skip_own_changes=False)
+    fast = e2e_settings(settings)
     create_topics(fast)
     glpi = FakeGlpiItems(APP, USER)
     glpi.add("Entity", id=0, name="Root entity", entities_id=None, completename="Root entity")
     glpi.add("RequestType", id=8, name="Alerting")  # the rule's request source, polled
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    components = Components(fast, logs, {})
     with RunningGlpiApi(glpi) as api_url, Receiver() as receiver:
-        apply_instance_and_rule(fast, tmp_path, api_url)
-        apply_webhooks(fast, tmp_path, *[
-            {"id": hook_id, "url": receiver.url(path), "use_default_payload": False,
-             "payload": SLACK_PAYLOAD, "entities_id": 0, "allowed_networks": ["127.0.0.0/8"],
-             **extra}
-            for hook_id, path, extra in (("slack-all", ALL, {}),
-                                         ("slack-skips", SKIPS, {"skip_integration_users": True}))
-        ])
-        try:
-            with running_alerts(fast, logs / "alerts.log") as alerts:
-                start_ticketer(components)
-                components.start("poller", "--instance", "glpi-a")
-                components.start("processor")
-                components.start("delivery")
-                yield Stack(fast, glpi, receiver, alerts, components)
-        finally:
-            components.stop_all()
+        instance = {"name": "glpi-a", "api_url": api_url, "app_token": APP, "user_token": USER,
+                    "integration_users": [API_USER_ID]}
+        with running_pipeline(fast, tmp_path, instance, RULE, receiver) as pipeline:
+            yield Stack(fast, glpi, receiver, pipeline)
 
 
 def start_ticketer(components: Components) -> None:
@@ -197,17 +222,42 @@ def actions(settings: Settings) -> list[TicketAction]:
     return read(settings, ALERT_ACTIONS, TicketAction, lambda a: a.fingerprint == FINGERPRINT)
 
 
+def handled(settings: Settings) -> set[str]:
+    """The alert events the ticketer recorded an action for."""
+    return {a.alert_event_id for a in actions(settings)}
+
+
+def repeat_across_a_ticketer_kill(pipeline: Pipeline, settings: Settings, first: str,
+                                  tickets_id: int, instance: str = "glpi-a") -> None:
+    """Twenty repeats of the firing alert whose first event (`first`) opened `tickets_id`:
+    the ticketer SIGKILLed once it has handled some of the first ten, restarted after the
+    other ten are posted; every repeat handled, none opening a ticket."""
+    alerts, components = pipeline.alerts, pipeline.components
+    repeats = [post(alerts, "firing", instance) for _ in range(10)]
+    assert wait_until(lambda: handled(settings) & set(repeats), 60), \
+        f"the ticketer handled none of the first ten repeats{components.tails()}"
+    components.kill("ticketer")
+    repeats += [post(alerts, "firing", instance) for _ in range(10)]
+    start_ticketer(components)
+    assert wait_until(lambda: handled(settings) >= {first, *repeats}, 120), \
+        f"the restarted ticketer did not handle every repeat{components.tails()}"
+    done = actions(settings)  # an event handled again after the kill may be recorded twice
+    assert [a.action for a in done].count("opened") == 1, [a.action for a in done]
+    assert {(a.action, a.tickets_id) for a in done} == {("opened", tickets_id),
+                                                        ("unchanged", tickets_id)}
+
+
 def tickets_announced(receiver: Receiver, path: str, tickets_id: int) -> int:
     return sum(1 for r in receiver.requests(path) if json.loads(r.body)["ticket"] == tickets_id)
 
 
 def test_an_alert_opens_one_ticket_repeats_none_its_resolution_solves_it_and_no_loop(
         stack: Stack) -> None:
-    settings, glpi, receiver, components = (stack.settings, stack.glpi, stack.receiver,
-                                            stack.components)
+    settings, glpi, receiver = stack.settings, stack.glpi, stack.receiver
+    alerts, components = stack.pipeline.alerts, stack.pipeline.components
 
     # 1. a firing alert: one ticket, with the rule's fields and the event's marker
-    first = post(stack.alerts, "firing")
+    first = post(alerts, "firing")
     assert wait_until(lambda: alert_tickets(glpi), 120), \
         f"no ticket opened within 120 s{components.tails()}"
     [ticket] = alert_tickets(glpi)
@@ -220,24 +270,9 @@ def test_an_alert_opens_one_ticket_repeats_none_its_resolution_solves_it_and_no_
     assert ticket["users_id_lastupdater"] == API_USER_ID
 
     # 2. twenty repeats, the ticketer SIGKILLed among them and restarted: no second ticket
-    repeats = [post(stack.alerts, "firing") for _ in range(10)]
-
-    def handled() -> set[str]:
-        return {a.alert_event_id for a in actions(settings)}
-
-    assert wait_until(lambda: handled() & set(repeats), 60), \
-        f"the ticketer handled none of the first ten repeats{components.tails()}"
-    components.kill("ticketer")
-    repeats += [post(stack.alerts, "firing") for _ in range(10)]
-    start_ticketer(components)
-    assert wait_until(lambda: handled() >= {first, *repeats}, 120), \
-        f"the restarted ticketer did not handle every repeat{components.tails()}"
+    repeat_across_a_ticketer_kill(stack.pipeline, settings, first, ticket["id"])
     assert [t["id"] for t in alert_tickets(glpi)] == [ticket["id"]], \
         "a repeat of a firing alert opened another ticket"
-    done = actions(settings)  # an event handled again after the kill may be recorded twice
-    assert [a.action for a in done].count("opened") == 1, [a.action for a in done]
-    assert {(a.action, a.tickets_id) for a in done} == {("opened", ticket["id"]),
-                                                        ("unchanged", ticket["id"])}
     assert not glpi.items["ITILFollowup"] and ticket["status"] != SOLVED
 
     # 3. the ticket's `new` event reaches only the webhook that does not skip its user...
@@ -263,8 +298,8 @@ def test_an_alert_opens_one_ticket_repeats_none_its_resolution_solves_it_and_no_
 
     # 4. the alert resolves: a followup and a solution, the ticket solved
     glpi.tick()
-    resolved = post(stack.alerts, "resolved")
-    assert wait_until(lambda: resolved in handled(), 120), \
+    resolved = post(alerts, "resolved")
+    assert wait_until(lambda: resolved in handled(settings), 120), \
         f"the resolved alert was not handled{components.tails()}"
     assert glpi.items["Ticket"][ticket["id"]]["status"] == SOLVED
     [followup] = glpi.items["ITILFollowup"].values()
