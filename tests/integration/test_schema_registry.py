@@ -33,7 +33,7 @@ from hookstream.records import (
 from hookstream.records.codec import RECORD_TYPES, load_schema_text, older_schema_texts
 from tests.apicurio import RunningRegistry
 from tests.integration.harness import cli_env
-from tests.unit.test_codec import sample_records
+from tests.unit.test_codec import alert_samples, sample_records
 
 
 def with_registry(settings: Settings, registry: RunningRegistry, **more: object) -> Settings:
@@ -57,6 +57,7 @@ def one_record_per_schema() -> dict[str, object]:
     records["OperationalEvent"] = operational_event(
         OperationType.DELIVERY_DEAD_LETTERED, 1_800_000_000_000, "glpi-lyon", "hook-a",
         "HTTP 410", "d1:1", delivery_id="d1")
+    records.update(alert_samples())
     assert set(records) == set(RECORD_TYPES)
     return records
 
@@ -67,7 +68,7 @@ def test_every_topic_in_wire_format_schemas_registered_on_first_use(
     create_topics(settings)
     records, codec, prod = one_record_per_schema(), codec_for(settings), producer(settings)
     topics = avro_topics(settings)
-    assert len(topics) == 10 + len(settings.retry_tiers)
+    assert len(topics) == 15 + len(settings.retry_tiers)
     for topic, name in topics.items():
         value, headers = codec.encode(records[name], topic)  # type: ignore[arg-type]
         prod.produce(topic, value, b"k", headers=headers)

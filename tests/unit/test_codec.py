@@ -10,6 +10,9 @@ import pytest
 
 from hookstream.errors import DecodeError
 from hookstream.records import (
+    AlertEvent,
+    AlertRule,
+    AlertTicket,
     AttemptRecord,
     AuditRecord,
     Codec,
@@ -17,6 +20,8 @@ from hookstream.records import (
     EntityRecord,
     InstanceRecord,
     ItemChangeEvent,
+    Record,
+    TicketAction,
     WebhookDefinition,
     delivery_id_for,
     header,
@@ -350,9 +355,13 @@ def test_every_webhook_definition_version_carries_its_retry_policy() -> None:
         assert Codec().decode(buf.getvalue(), headers, WebhookDefinition).retry_policy == policy
 
 
-def test_alert_ticket_records_round_trip_on_their_topics() -> None:
-    from hookstream.records import AlertRule, AlertTicket, TicketAction
-
+def alert_samples() -> dict[str, Record]:
+    """One record of each alerts-into-tickets schema, by schema name."""
+    event = AlertEvent(event_id="e1", instance="glpi-lyon", source="alertmanager",
+                       fingerprint="f1", status="firing", name="DiskFull", starts_at=1,
+                       received_at=2, labels={"severity": "critical"},
+                       annotations={"summary": "disk full"}, generator_url="http://p/g",
+                       links={"external_url": "http://am"})
     rule = AlertRule(id="disk", version=2, instance="glpi-lyon", name_template="{{ alert.name }}",
                      content_template="c", match_labels={"severity": "critical"},
                      match_labels_regex={"team": "db|web"}, match_sources=["alertmanager"],
@@ -364,8 +373,16 @@ def test_alert_ticket_records_round_trip_on_their_topics() -> None:
                           instance="glpi-lyon", source="alertmanager", fingerprint="f1",
                           alert_name="DiskFull", alert_status="firing", action="opened", at=3,
                           rule_id="disk", tickets_id=42, latency_ms=120)
+    return {r.schema_name: r for r in (event, rule, ticket, action)}
+
+
+def test_alert_ticket_records_round_trip_on_their_topics() -> None:
+    samples = alert_samples()
+    event, rule = samples["AlertEvent"], samples["AlertRule"]
+    ticket, action = samples["AlertTicket"], samples["TicketAction"]
     for codec in (Codec(), Codec(DictRegistry())):
-        for record, topic in ((rule, "hookstream.alert-rules"),
+        for record, topic in ((event, "hookstream.alerts"), (event, "hookstream.alerts.dlq"),
+                              (rule, "hookstream.alert-rules"),
                               (ticket, "hookstream.alert-tickets"),
                               (action, "hookstream.alert-actions")):
             value, headers = codec.encode(record, topic)
