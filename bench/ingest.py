@@ -104,6 +104,18 @@ def signer(timestamp_s: int) -> Any:
 # -- the children -----------------------------------------------------------------------
 
 
+async def announce_ready(port: int) -> None:
+    """Print "ready" (what the parent waits for) once the server's port answers."""
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            break
+        except OSError:
+            await asyncio.sleep(0.1)
+    print("ready", flush=True)
+
+
 def run_server(variant: str, port: int, env_settings: dict[str, str]) -> None:
     async def bare(request: Any) -> Any:
         from aiohttp import web
@@ -131,14 +143,7 @@ def run_server(variant: str, port: int, env_settings: dict[str, str]) -> None:
         settings = load_settings(env=env_settings, ingest_host="127.0.0.1", ingest_port=port)
         task = asyncio.create_task(
             serve(settings, stopping, parser="python" if variant == "ingest-py" else "auto"))
-        while True:  # ready once the port answers
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
-        print("ready", flush=True)
+        await announce_ready(port)
         await task
 
     import uvloop

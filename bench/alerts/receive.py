@@ -64,14 +64,7 @@ def run_server(variant: str, port: int, env_settings: dict[str, str]) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
         settings = load_settings(env=env_settings, alerts_host="127.0.0.1", alerts_port=port)
         task = asyncio.create_task(serve(settings, stopping))
-        while True:  # ready once the port answers
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
-        print("ready", flush=True)
+        await bench.announce_ready(port)
         await task
 
     asyncio.run(main())
