@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Debian packages the pipeline and its tests need, installed only where missing
-# (called by `make run`, `make test` and .ci/run). Idempotent; needs root (or sudo) only
+# (called by `make run`, `make test`, `make bench` and .ci/run). Idempotent; needs root (or sudo) only
 # when something is missing.
 set -euo pipefail
 missing=()
@@ -21,6 +21,13 @@ if [ "${1:-}" = "--test" ]; then
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   # Chromium for the console's browser tests (Playwright drives it by its path).
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+fi
+if [ "${1:-}" = "--bench" ]; then
+  # nginx-light and wrk: the receivers and load generator of bench/delivery.py and
+  # bench/ingest.py; PostgreSQL for bench/logstore.py (started by tests/pg.py).
+  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx-light)
+  command -v wrk >/dev/null || missing+=(wrk)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 fi
 if [ "${1:-}" = "--real-glpi" ]; then
   # A real GLPI 10 (scripts/real-glpi.sh): MariaDB and PHP with the extensions GLPI requires.
