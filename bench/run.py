@@ -140,12 +140,14 @@ def run_bench(bench: Bench, *, quick: bool, root: Path = ROOT) -> dict[str, Any]
         "status": "failed", "error": "", "duration_s": 0.0, "timeout_s": limit_s,
         "records": [],
     }
+    command = " ".join([bench.script, *args])
+    print(f"\n== {bench.component}: {command} (time limit {limit_s:.0f} s)",
+          file=sys.stderr, flush=True)
     script = root / bench.script
     if not script.is_file():
         outcome["error"] = f"missing: {bench.script} is not in this tree"
+        print(outcome["error"], file=sys.stderr, flush=True)
         return outcome
-    print(f"\n== {bench.component}: {bench.script} {' '.join(args)} "
-          f"(time limit {limit_s:.0f} s)", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as work:
         out = Path(work) / "records.jsonl"
         env = os.environ | {
@@ -196,7 +198,7 @@ def _echo(stream: IO[str], tail: deque[str]) -> None:
     for line in stream:
         sys.stderr.write(line)
         if line.strip():
-            tail.append(line.rstrip()[:300])
+            tail.append(line.strip()[:300])
     sys.stderr.flush()
 
 

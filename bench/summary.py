@@ -211,6 +211,8 @@ def history(runs: list[Run], results_link: str = "results") -> str:
     order = [c for c in COMPONENTS if c in rows_by_component]
     order += sorted(set(rows_by_component) - set(COMPONENTS))
     lines = [HISTORY_HEADER.rstrip("\n")]
+    if not order:
+        lines += ["", "No run kept yet."]
     for component in order:
         lines += ["", f"## {component}", "",
                   *_history_table(rows_by_component[component], results_link)]
