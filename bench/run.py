@@ -232,6 +232,8 @@ def _records(path: Path) -> tuple[list[dict[str, Any]], str]:
 
 
 def _plot(run: Run, records: list[dict[str, Any]], results: Path) -> None:
+    if not records:
+        return
     from bench.plot import plot  # matplotlib: imported only once there is a record to draw
 
     for record, name in plot_names(run):
