@@ -74,7 +74,7 @@ def number(value: float) -> str:
 
 
 def with_unit(value: float, unit: str) -> str:
-    return f"{number(value)}{unit}" if unit in ("x", "%") else f"{number(value)} {unit}"
+    return f"{number(value)}{unit}" if unit in ("x", "%", "") else f"{number(value)} {unit}"
 
 
 def goal_text(target: dict[str, Any]) -> str:
@@ -87,14 +87,14 @@ def cell(text: str) -> str:
 
 
 def target_rows(run: Run) -> list[list[str]]:
-    """One row per target (component, target, figure, goal, met/missed), then one row per
-    bench that failed: its error in the figure column."""
+    """One row per target (component, target, figure, goal, met/missed), and for a bench
+    that failed a row with its error in the figure column (before the targets of a record
+    it may have written first)."""
     rows = []
     for bench in run["benches"]:
         if bench["status"] != "ok":
             rows.append([bench["component"], "(the whole bench)",
                          f"failed ({bench['error']})", "", "failed"])
-            continue
         for record in bench["records"]:
             for target in record["targets"]:
                 rows.append([
@@ -205,9 +205,9 @@ def history(runs: list[Run], results_link: str = "results") -> str:
     for run in runs:
         for bench in run["benches"]:
             component_rows = rows_by_component.setdefault(bench["component"], [])
-            if bench["status"] != "ok":
-                component_rows.append((run, bench, None))
             component_rows += [(run, bench, record) for record in bench["records"]]
+            if not bench["records"]:
+                component_rows.append((run, bench, None))
     order = [c for c in COMPONENTS if c in rows_by_component]
     order += sorted(set(rows_by_component) - set(COMPONENTS))
     lines = [HISTORY_HEADER.rstrip("\n")]
@@ -231,7 +231,7 @@ def _history_table(
     body = []
     for run, bench, record in rows:
         load = record["load_avg"][0] if record else run["machine"]["load_avg_before"][0]
-        status = "ok" if record else f"failed ({bench['error'].split(':', 1)[0]})"
+        status = "ok" if bench["status"] == "ok" else f"failed ({bench['error'].split(':', 1)[0]})"
         figures = dict.fromkeys(goals, "-")
         for target in record["targets"] if record else []:
             text = f"{with_unit(target['figure'], target['unit'])} "

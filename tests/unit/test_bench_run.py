@@ -274,3 +274,16 @@ def test_a_run_writes_its_document_summary_and_plots_then_the_next_one_its_own(
     history = (tmp_path / "HISTORY.md").read_text()
     assert f"[{second['stem']}](results/{second['stem']}.md)" in history
     assert "| failed (exit 1) |" in history
+
+
+def test_a_bench_that_failed_after_its_record_keeps_its_figures(
+    processor: dict[str, Any],
+) -> None:
+    late = "exit 1: the broker did not stop"
+    doc = run_document("2026-12-07", [bench("processor", [processor], late)])
+    assert summary.target_rows(doc)[:2] == [
+        ["processor", "(the whole bench)", f"failed ({late})", "", "failed"],
+        ["processor", "processor vs Faust agent (exactly once)", "5.4x", ">= 5x", "met"],
+    ]
+    [row] = summary.history([doc]).split("## processor\n\n")[1].splitlines()[2:]
+    assert row.endswith("| failed (exit 1) | 5.4x met | 46.2% missed |")
