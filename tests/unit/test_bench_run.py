@@ -287,3 +287,10 @@ def test_a_bench_that_failed_after_its_record_keeps_its_figures(
     ]
     [row] = summary.history([doc]).split("## processor\n\n")[1].splitlines()[2:]
     assert row.endswith("| failed (exit 1) | 5.4x met | 46.2% missed |")
+
+
+def test_figures_read_as_written() -> None:
+    assert [summary.with_unit(v, u) for v, u in [
+        (3.51, "x"), (46.2, "%"), (120.0, "x lower"), (41.0, "ms"), (1591.4, "deliveries/s"),
+        (0.046, "s"), (7.0, ""), (0.0, "ms"),
+    ]] == ["3.51x", "46.2%", "120x lower", "41 ms", "1,591 deliveries/s", "0.046 s", "7", "0 ms"]
