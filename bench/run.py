@@ -220,15 +220,36 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 def _records(path: Path) -> tuple[list[dict[str, Any]], str]:
-    """The records a bench appended, and the first line that is not one (or "")."""
+    """The records a bench appended, and the first line that is not one as report.write
+    makes them (or ""): the summary and the plots rely on that shape."""
     records = []
     lines = path.read_text().splitlines() if path.exists() else []
     for line in filter(str.strip, lines):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             return records, line
+        if not _shaped(record):
+            return records, line
+        records.append(record)
     return records, ""
+
+
+def _shaped(record: Any) -> bool:
+    def numbers(values: Any) -> bool:
+        return isinstance(values, dict) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values.values())
+
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("component"), str)
+        and isinstance(record.get("figures"), dict)
+        and isinstance(record.get("load_avg"), list)
+        and numbers(record.get("throughput")) and numbers(record.get("latency_ms"))
+        and isinstance(record.get("targets"), list)
+        and all(isinstance(t, dict) and numbers({k: t.get(k) for k in ("figure", "goal")})
+                and {"name", "unit", "op", "met"} <= t.keys() for t in record["targets"])
+    )
 
 
 def _plot(run: Run, records: list[dict[str, Any]], results: Path) -> None:

@@ -226,6 +226,14 @@ def test_a_failing_missing_silent_or_endless_bench_is_a_failed_outcome(tmp_path:
     assert run.run_bench(missing, quick=True, root=tmp_path)["error"] == (
         "missing: bench/fleet.py is not in this tree")
 
+    odd = script(tmp_path, "odd", """
+        import json, os
+        with open(os.environ["HOOKSTREAM_BENCH_OUT"], "a") as out:
+            out.write(json.dumps({"component": "odd", "throughput": {"odd": None}}) + "\\n")
+    """)
+    assert run.run_bench(odd, quick=True, root=tmp_path)["error"] == (
+        'unreadable record: {"component": "odd", "throughput": {"odd": null}}')
+
     silent = script(tmp_path, "silent", 'print("done", file=sys.stderr)\n')
     assert run.run_bench(silent, quick=True, root=tmp_path)["error"] == (
         "no record: exit 0 without bench/report.py's write: done")
