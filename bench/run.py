@@ -222,7 +222,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 def _records(path: Path) -> tuple[list[dict[str, Any]], str]:
     """The records a bench appended, and the first line that is not one as report.write
     makes them (or ""): the summary and the plots rely on that shape."""
-    records = []
+    records: list[dict[str, Any]] = []
     lines = path.read_text().splitlines() if path.exists() else []
     for line in filter(str.strip, lines):
         try:
