@@ -55,7 +55,7 @@ from connectors.logstore import (
 from connectors.logstore.health import health_sample
 from connectors.logstore.rows import Source, from_attempt, from_request
 from connectors.logstore.schema import deliveries
-from connectors.logstore.store import delivery_params
+from connectors.logstore.store import DELIVERY_FIELDS, delivery_values
 from hookstream.config import Settings, load_settings
 from hookstream.records import AttemptRecord, Codec, DeliveryRequest, delivery_id_for
 
@@ -113,7 +113,8 @@ def load(engine: Engine, count: int) -> float:
     for start in range(0, count, 20_000):
         rows = []
         for n in range(start, min(count, start + 20_000)):
-            row = delivery_params(from_request(request(n), Source.DELIVERIES, None, 4096))
+            row = dict(zip(DELIVERY_FIELDS, delivery_values(
+                from_request(request(n), Source.DELIVERIES, None, 4096)), strict=True))
             state = rng.choice(["pending", "waiting", "dead_lettered"]) \
                 if rng.random() < 0.05 else "delivered"
             # failures: mostly 503 and 500, some 401, some with no answer at all
