@@ -62,6 +62,7 @@ from connectors.logstore.rows import (
     merge_all,
 )
 from connectors.logstore.schema import (
+    QUEUED_STATES,
     alert_actions,
     alerts,
     attempts,
@@ -70,6 +71,7 @@ from connectors.logstore.schema import (
     items,
     migrate,
     operations,
+    queued,
     webhook_health,
 )
 from hookstream.config import Settings
@@ -286,6 +288,20 @@ def _summaries() -> Any:
     )
 
 
+def _requeue() -> tuple[Any, Any]:
+    """The incoming deliveries out of `queued`, then back in if their state (as the upsert
+    left it) is a queued one: the queue view's table follows the log in one transaction."""
+    incoming = select(incoming_deliveries.c.delivery_id).scalar_subquery()
+    unqueue = delete(queued).where(queued.c.delivery_id.in_(incoming))
+    d = deliveries.c
+    columns = [c.name for c in queued.c]
+    now_queued = (select(*(d[n] for n in columns))
+                  .join_from(deliveries, incoming_deliveries,
+                             d.delivery_id == incoming_deliveries.c.delivery_id)
+                  .where(d.state.in_(QUEUED_STATES)))
+    return unqueue, queued.insert().from_select(columns, now_queued)
+
+
 def delivery_values(row: DeliveryRow) -> tuple[Any, ...]:
     """The row's DELIVERY_FIELDS, in order."""
     key, body = row.state_key, row.body
@@ -325,6 +341,7 @@ class LogStore:
         self._upsert_items = _upsert_items(dialect)
         self._insert_audit = _insert_audit(dialect)
         self._summaries = _summaries()
+        self._unqueue, self._queue = _requeue()
 
     def write(
         self,
@@ -361,6 +378,8 @@ class LogStore:
             if merged:
                 _fill(conn, incoming_deliveries, [delivery_values(r) for r in merged])
                 conn.execute(self._upsert)
+                conn.execute(self._unqueue)
+                conn.execute(self._queue)
                 _empty(conn, incoming_deliveries)
             # Deliveries with attempts in this batch but no fragment (a rebuild reading the
             # topics in another order): summaries recomputed where their rows are.
@@ -380,6 +399,7 @@ class LogStore:
         with self.engine.begin() as conn:
             conn.execute(delete(attempts))
             conn.execute(delete(deliveries))
+            conn.execute(delete(queued))
             conn.execute(delete(items))
             conn.execute(delete(audit))
             conn.execute(delete(operations))
@@ -418,6 +438,7 @@ class LogStore:
                 if not ids:
                     break
                 conn.execute(delete(attempts).where(attempts.c.delivery_id.in_(ids)))
+                conn.execute(delete(queued).where(queued.c.delivery_id.in_(ids)))
                 conn.execute(delete(deliveries).where(deliveries.c.delivery_id.in_(ids)))
             deleted, batches = deleted + len(ids), batches + 1
         self._prune_items(cutoff)
