@@ -99,8 +99,8 @@ class Page:
     prev_cursor: str | None = None  # newer rows (pass with `newer`)
 
 
-def _scope(instances: Sequence[str] | None) -> Any:
-    return True if instances is None else deliveries.c.instance.in_(list(instances))
+def _scope(instances: Sequence[str] | None, instance: Any = deliveries.c.instance) -> Any:
+    return True if instances is None else instance.in_(list(instances))
 
 
 def page_query(where: DeliveryFilter, instances: Sequence[str] | None,
@@ -264,10 +264,9 @@ def queue_view(
     deliveries by instance and webhook; the age of the oldest undelivered one. Read from
     `queued`, which holds exactly the deliveries in these states."""
     c = queued.c
-    scope = True if instances is None else c.instance.in_(list(instances))
     query = (
         select(c.instance, c.webhook_id, c.state, c.tier, func.count(), func.min(c.created_at))
-        .where(scope)
+        .where(_scope(instances, c.instance))
         .group_by(c.instance, c.webhook_id, c.state, c.tier)
         .order_by(c.instance, c.webhook_id, c.state, c.tier)
     )
