@@ -168,7 +168,7 @@ def bare_rate(settings: Settings, count: int) -> float:
     return count / elapsed
 
 
-def put(conn: Connection, table: str, fields: Sequence[str], rows: list[Sequence[Any]]
+def put(conn: Connection, table: str, fields: Sequence[str], rows: list[tuple[Any, ...]]
         ) -> None:
     """Plain rows into a table: COPY on PostgreSQL, executemany on SQLite."""
     if conn.dialect.name == "postgresql":
@@ -201,7 +201,7 @@ def load(engine: Engine, count: int) -> float:
             status = 200 if state == "delivered" else rng.choice([503, 503, 500, 401, None])
             row |= {"state": state, "attempts": 1, "last_status": status,
                     "last_outcome": OUTCOME_OF[state]}
-            rows.append([row[f] for f in LOADED_FIELDS])
+            rows.append(tuple(row[f] for f in LOADED_FIELDS))
         with engine.begin() as conn:
             put(conn, "deliveries", LOADED_FIELDS, rows)
     d, q = deliveries.c, queued.c
