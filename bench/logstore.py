@@ -30,7 +30,7 @@ directory (WAL, synchronous=FULL: the settings the log store runs with).
    depth of the log (a cursor at a random time, as "older" links reach), plus "newer"
    pages: p50 / p95 ms per page.
 
-`--quick` (about 30 s): 10,000 attempts and 100,000 deliveries (not 1,000,000: the queue
+`--quick` (about 20 s): 20,000 attempts and 100,000 deliveries (not 1,000,000: the queue
 view's figure is then at a tenth of its target's size). The run ends with one
 `report.write("logstore", ...)`.
 """
@@ -366,7 +366,7 @@ def filtered(settings: Settings, count: int) -> dict[str, tuple[float, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="about 30 s: 10,000 attempts, 100,000 deliveries")
+                        help="about 20 s: 20,000 attempts, 100,000 deliveries")
     parser.add_argument("--attempts", type=int)
     parser.add_argument("--deliveries", type=int, help="0: no queue view")
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
@@ -375,7 +375,7 @@ def main() -> None:
     parser.add_argument("--without-health", action="store_true",
                         help="write without folding auto-disable's target health (its cost)")
     args = parser.parse_args()
-    count = args.attempts or (10_000 if args.quick else 60_000)
+    count = args.attempts or (20_000 if args.quick else 60_000)
     size = args.deliveries if args.deliveries is not None else (
         100_000 if args.quick else 1_000_000)
     parts = (args.part,) if args.part else ("write", "queue") if size else ("write",)
