@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, Select, func, or_, select
 
 from connectors.logstore.rows import State
-from connectors.logstore.schema import attempts, deliveries, items
+from connectors.logstore.schema import QUEUED_STATES, attempts, deliveries, items, queued
 from hookstream.records import Outcome
 
 LIST_COLUMNS = (
@@ -27,7 +27,7 @@ LIST_COLUMNS = (
     "method", "url", "state", "tier", "created_at", "next_attempt_at", "attempts",
     "last_status", "last_outcome", "last_error", "last_attempt_at",
 )
-QUEUED = (State.PENDING, State.WAITING, State.DEAD_LETTERED, State.RENDER_ERROR, State.BLOCKED)
+QUEUED = tuple(State(s) for s in QUEUED_STATES)  # the deliveries the queue view counts
 STATES = tuple(str(s) for s in State)
 OUTCOMES = tuple(str(o) for o in Outcome)
 HEX = frozenset("0123456789abcdef")
@@ -99,8 +99,8 @@ class Page:
     prev_cursor: str | None = None  # newer rows (pass with `newer`)
 
 
-def _scope(instances: Sequence[str] | None) -> Any:
-    return True if instances is None else deliveries.c.instance.in_(list(instances))
+def _scope(instances: Sequence[str] | None, instance: Any = deliveries.c.instance) -> Any:
+    return True if instances is None else instance.in_(list(instances))
 
 
 def page_query(where: DeliveryFilter, instances: Sequence[str] | None,
@@ -261,11 +261,12 @@ def queue_view(
     engine: Engine, instances: Sequence[str] | None = None, now_ms: int = 0
 ) -> dict[str, Any]:
     """Counts of pending, waiting per tier, dead-lettered, render errors and blocked
-    deliveries by instance and webhook; the age of the oldest undelivered one."""
-    c = deliveries.c
+    deliveries by instance and webhook; the age of the oldest undelivered one. Read from
+    `queued`, which holds exactly the deliveries in these states."""
+    c = queued.c
     query = (
         select(c.instance, c.webhook_id, c.state, c.tier, func.count(), func.min(c.created_at))
-        .where(c.state.in_([str(s) for s in QUEUED]), _scope(instances))
+        .where(_scope(instances, c.instance))
         .group_by(c.instance, c.webhook_id, c.state, c.tier)
         .order_by(c.instance, c.webhook_id, c.state, c.tier)
     )

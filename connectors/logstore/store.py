@@ -1,10 +1,17 @@
 """The log store's database: opening it, writing a batch of rows, retention.
 
 One code path for SQLite and PostgreSQL (SQLAlchemy Core); the only dialect branches are
-the `INSERT ... ON CONFLICT` constructor and SQLite's pragmas. A batch is written in one
-transaction, and `write` returns only once it is committed: the caller commits its Kafka
-offsets after that, so a crash at any point re-reads records whose rows may already be
-there, and the upserts make that harmless.
+the `INSERT ... ON CONFLICT` constructor, SQLite's pragmas and how a batch reaches the
+database. A batch is written in one transaction, and `write` returns only once it is
+committed: the caller commits its Kafka offsets after that, so a crash at any point
+re-reads records whose rows may already be there, and the upserts make that harmless.
+
+The deliveries and attempts of a batch go first into temporary tables (PostgreSQL: COPY,
+SQLite: one executemany), then into the log with one `INSERT ... SELECT ... ON CONFLICT`
+each: COPY has no ON CONFLICT, and a statement per batch rather than per row is what makes
+the writes cheap. Each delivery row is written once per batch with its attempt summaries
+computed in the same statement (not inserted, then updated: two row versions and twice
+the index entries).
 """
 
 from __future__ import annotations
@@ -16,7 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    Column,
+    Connection,
     Engine,
+    MetaData,
+    Table,
     and_,
     bindparam,
     case,
@@ -26,12 +37,14 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.schema import CreateTable
 
 from connectors.logstore.alerts import write_actions
 from connectors.logstore.health import (
@@ -49,6 +62,7 @@ from connectors.logstore.rows import (
     merge_all,
 )
 from connectors.logstore.schema import (
+    QUEUED_STATES,
     alert_actions,
     alerts,
     attempts,
@@ -57,6 +71,7 @@ from connectors.logstore.schema import (
     items,
     migrate,
     operations,
+    queued,
     webhook_health,
 )
 from hookstream.config import Settings
@@ -118,9 +133,86 @@ def _unreachable_is_transient(engine: Engine, what: str) -> Iterator[None]:
         raise TransientError(f"log store database {where}: {what}: {reason}") from e
 
 
+# Where a batch's rows wait for their INSERT ... SELECT: temporary, one per connection.
+# PostgreSQL empties them at each commit; SQLite's are emptied by the batch that filled them.
+_incoming = MetaData()
+
+DELIVERY_FIELDS = (
+    "delivery_id", "instance", "webhook_id", "itemtype", "items_id", "event", "entities_id",
+    "event_id", "method", "url", "headers", "body", "body_size", "body_sha256",
+    "body_truncated", "created_at", "state", "state_order", "state_rank", "state_at", "tier",
+    "next_attempt_at", "last_error",
+)
+ATTEMPT_FIELDS = (
+    "kafka_partition", "kafka_offset", "delivery_id", "attempt", "hop", "started_at",
+    "finished_at", "outcome", "status_code", "error", "response_headers", "response_body",
+    "response_size", "response_sha256", "response_truncated", "trigger", "trigger_tier",
+    "actor", "request_method", "request_url", "request_headers", "body_sha256", "reason",
+    "next_step", "retry_policy",
+)
+SUMMARY_FIELDS = ("attempts", "last_status", "last_outcome", "last_attempt_at")
+
+
+def _temporary(name: str, source: Table, fields: tuple[str, ...]) -> Table:
+    return Table(name, _incoming, *(Column(f, source.c[f].type) for f in fields),
+                 prefixes=["TEMPORARY"], postgresql_on_commit="DELETE ROWS")
+
+
+incoming_deliveries = _temporary("incoming_deliveries", deliveries, DELIVERY_FIELDS)
+incoming_attempts = _temporary("incoming_attempts", attempts, ATTEMPT_FIELDS)
+
+
+def _fill(conn: Connection, table: Table, rows: list[tuple[Any, ...]]) -> None:
+    """`rows` (tuples in the table's column order) into an empty temporary table."""
+    conn.execute(CreateTable(table, if_not_exists=True))
+    columns = ", ".join(c.name for c in table.c)
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor, cursor.copy(
+                f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        marks = ", ".join("?" * len(table.c))
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) VALUES ({marks})", rows)
+
+
+def _empty(conn: Connection, table: Table) -> None:
+    if conn.dialect.name != "postgresql":  # PostgreSQL's: ON COMMIT DELETE ROWS
+        conn.execute(delete(table))
+
+
+def _insert(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def _summary_columns(delivery_id: Any) -> list[Any]:
+    """The attempt summaries of the delivery `delivery_id` names, from its attempt rows:
+    requests sent, the latest attempt's status and outcome, when it last tried."""
+    mine = attempts.c.delivery_id == delivery_id
+    latest = (attempts.c.hop.desc(), attempts.c.finished_at.desc(),
+              attempts.c.kafka_partition.desc(), attempts.c.kafka_offset.desc())
+
+    def last(column: Any) -> Any:
+        return select(column).where(mine).order_by(*latest).limit(1).scalar_subquery()
+
+    return [
+        select(func.count())
+        .where(mine, attempts.c.outcome.not_in([str(o) for o in NO_REQUEST]))
+        .scalar_subquery(),
+        last(attempts.c.status_code),
+        last(attempts.c.outcome),
+        select(func.max(attempts.c.finished_at)).where(mine).scalar_subquery(),
+    ]
+
+
 def _upsert_deliveries(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(deliveries)
+    """The incoming deliveries into the log, their summaries recomputed."""
+    src = incoming_deliveries.c
+    rows = select(*(src[f] for f in DELIVERY_FIELDS), *_summary_columns(src.delivery_id)
+                  ).where(true())  # SQLite: a WHERE tells its ON CONFLICT from a join's ON
+    stmt = _insert(dialect)(deliveries).from_select([*DELIVERY_FIELDS, *SUMMARY_FIELDS], rows)
     new, old = stmt.excluded, deliveries.c
     # rows.merge, in SQL: the state of the higher (order, rank, at, state) key wins.
     newer = and_(
@@ -150,19 +242,20 @@ def _upsert_deliveries(dialect: str) -> Any:
                 for name in request_columns}
     changes["created_at"] = case((new.created_at < old.created_at, new.created_at),
                                  else_=old.created_at)
+    changes |= {name: getattr(new, name) for name in SUMMARY_FIELDS}
     return stmt.on_conflict_do_update(index_elements=[deliveries.c.delivery_id], set_=changes)
 
 
 def _insert_attempts(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(attempts).on_conflict_do_nothing(
+    src = incoming_attempts.c
+    rows = select(*(src[f] for f in ATTEMPT_FIELDS)).where(true())
+    return _insert(dialect)(attempts).from_select(ATTEMPT_FIELDS, rows).on_conflict_do_nothing(
         index_elements=[attempts.c.kafka_partition, attempts.c.kafka_offset]
     )
 
 
 def _upsert_items(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(items)
+    stmt = _insert(dialect)(items)
     new, old = stmt.excluded, items.c
     newer = or_(new.occurred_at > old.occurred_at,
                 and_(new.occurred_at == old.occurred_at, new.event_id > old.event_id))
@@ -174,8 +267,7 @@ def _upsert_items(dialect: str) -> Any:
 
 
 def _insert_audit(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(audit).on_conflict_do_nothing(index_elements=[audit.c.audit_id])
+    return _insert(dialect)(audit).on_conflict_do_nothing(index_elements=[audit.c.audit_id])
 
 
 def item_params(row: ItemRow) -> dict[str, Any]:
@@ -186,87 +278,56 @@ def item_params(row: ItemRow) -> dict[str, Any]:
 
 
 def _summaries() -> Any:
-    """Recompute the attempt summaries of some deliveries from their attempt rows."""
-    mine = attempts.c.delivery_id == deliveries.c.delivery_id
-    latest = (attempts.c.hop.desc(), attempts.c.finished_at.desc(),
-              attempts.c.kafka_partition.desc(), attempts.c.kafka_offset.desc())
-
-    def last(column: Any) -> Any:
-        return select(column).where(mine).order_by(*latest).limit(1).scalar_subquery()
-
+    """Recompute the attempt summaries of some deliveries already in the log (those whose
+    attempts came in a batch without their fragment)."""
     return (
         update(deliveries)
         .where(deliveries.c.delivery_id.in_(bindparam("ids", expanding=True)))
-        .values(
-            attempts=select(func.count())
-            .where(mine, attempts.c.outcome.not_in([str(o) for o in NO_REQUEST]))
-            .scalar_subquery(),
-            last_status=last(attempts.c.status_code),
-            last_outcome=last(attempts.c.outcome),
-            last_attempt_at=select(func.max(attempts.c.finished_at)).where(mine).scalar_subquery(),
-        )
+        .values(dict(zip(SUMMARY_FIELDS, _summary_columns(deliveries.c.delivery_id),
+                         strict=True)))
     )
 
 
-def delivery_params(row: DeliveryRow) -> dict[str, Any]:
+def _requeue() -> tuple[Any, Any]:
+    """The incoming deliveries out of `queued`, then back in if their state (as the upsert
+    left it) is a queued one: the queue view's table follows the log in one transaction."""
+    incoming = select(incoming_deliveries.c.delivery_id).scalar_subquery()
+    unqueue = delete(queued).where(queued.c.delivery_id.in_(incoming))
+    d = deliveries.c
+    columns = [c.name for c in queued.c]
+    now_queued = (select(*(d[n] for n in columns))
+                  .join_from(deliveries, incoming_deliveries,
+                             d.delivery_id == incoming_deliveries.c.delivery_id)
+                  .where(d.state.in_(QUEUED_STATES)))
+    return unqueue, queued.insert().from_select(columns, now_queued)
+
+
+def delivery_values(row: DeliveryRow) -> tuple[Any, ...]:
+    """The row's DELIVERY_FIELDS, in order."""
     key, body = row.state_key, row.body
-    return {
-        "delivery_id": row.delivery_id,
-        "instance": row.instance,
-        "webhook_id": row.webhook_id,
-        "itemtype": row.itemtype,
-        "items_id": row.items_id,
-        "event": row.event,
-        "entities_id": row.entities_id,
-        "event_id": row.event_id,
-        "method": row.method,
-        "url": row.url,
-        "headers": row.headers,
-        "body": None if body is None else body.data,
-        "body_size": None if body is None else body.size,
-        "body_sha256": None if body is None else body.sha256,
-        "body_truncated": None if body is None else body.truncated,
-        "created_at": row.created_at,
-        "state": None if key is None else key.state,
-        "state_order": None if key is None else key.order,
-        "state_rank": None if key is None else key.rank,
-        "state_at": None if key is None else key.at_ms,
-        "tier": row.tier,
-        "next_attempt_at": row.next_attempt_at,
-        "last_error": row.last_error,
-        "attempts": 0,
-    }
+    return (
+        row.delivery_id, row.instance, row.webhook_id, row.itemtype, row.items_id, row.event,
+        row.entities_id, row.event_id, row.method, row.url, row.headers,
+        *((None, None, None, None) if body is None
+          else (body.data, body.size, body.sha256, body.truncated)),
+        row.created_at,
+        *((None, None, None, None) if key is None
+          else (key.state, key.order, key.rank, key.at_ms)),
+        row.tier, row.next_attempt_at, row.last_error,
+    )
 
 
-def attempt_params(row: AttemptRow) -> dict[str, Any]:
+def attempt_values(row: AttemptRow) -> tuple[Any, ...]:
+    """The row's ATTEMPT_FIELDS, in order."""
     body = row.response_body
-    return {
-        "kafka_partition": row.partition,
-        "kafka_offset": row.offset,
-        "delivery_id": row.delivery_id,
-        "attempt": row.attempt,
-        "hop": row.hop,
-        "started_at": row.started_at,
-        "finished_at": row.finished_at,
-        "outcome": row.outcome,
-        "status_code": row.status_code,
-        "error": row.error,
-        "response_headers": row.response_headers,
-        "response_body": None if body is None else body.data,
-        "response_size": None if body is None else body.size,
-        "response_sha256": None if body is None else body.sha256,
-        "response_truncated": None if body is None else body.truncated,
-        "trigger": row.trigger,
-        "trigger_tier": row.trigger_tier,
-        "actor": row.actor,
-        "request_method": row.request_method,
-        "request_url": row.request_url,
-        "request_headers": row.request_headers,
-        "body_sha256": row.body_sha256,
-        "reason": row.reason,
-        "next_step": row.next_step,
-        "retry_policy": row.retry_policy,
-    }
+    return (
+        row.partition, row.offset, row.delivery_id, row.attempt, row.hop, row.started_at,
+        row.finished_at, row.outcome, row.status_code, row.error, row.response_headers,
+        *((None, None, None, None) if body is None
+          else (body.data, body.size, body.sha256, body.truncated)),
+        row.trigger, row.trigger_tier, row.actor, row.request_method, row.request_url,
+        row.request_headers, row.body_sha256, row.reason, row.next_step, row.retry_policy,
+    )
 
 
 class LogStore:
@@ -280,6 +341,7 @@ class LogStore:
         self._upsert_items = _upsert_items(dialect)
         self._insert_audit = _insert_audit(dialect)
         self._summaries = _summaries()
+        self._unqueue, self._queue = _requeue()
 
     def write(
         self,
@@ -306,15 +368,23 @@ class LogStore:
             if item_rows:
                 conn.execute(self._upsert_items,
                              [item_params(r) for r in latest_items(list(item_rows))])
-            # Merged: each delivery once per batch (PostgreSQL refuses an upsert that would
-            # change one row twice in one statement, should the driver batch them).
-            if merged:
-                conn.execute(self._upsert, [delivery_params(r) for r in merged])
+            # Attempts first: the deliveries' summaries below count them.
             if attempt_rows:
-                conn.execute(self._insert_attempts, [attempt_params(a) for a in attempt_rows])
-            # Summaries of every delivery touched: a row inserted now may have attempts
-            # written before it (the upsert starts it at zero).
-            ids = sorted({a.delivery_id for a in attempt_rows} | {r.delivery_id for r in merged})
+                _fill(conn, incoming_attempts, [attempt_values(a) for a in attempt_rows])
+                conn.execute(self._insert_attempts)
+                _empty(conn, incoming_attempts)
+            # Merged: each delivery once per batch (PostgreSQL refuses an upsert that would
+            # change one row twice in one statement).
+            if merged:
+                _fill(conn, incoming_deliveries, [delivery_values(r) for r in merged])
+                conn.execute(self._upsert)
+                conn.execute(self._unqueue)
+                conn.execute(self._queue)
+                _empty(conn, incoming_deliveries)
+            # Deliveries with attempts in this batch but no fragment (a rebuild reading the
+            # topics in another order): summaries recomputed where their rows are.
+            merged_ids = {r.delivery_id for r in merged}
+            ids = sorted({a.delivery_id for a in attempt_rows} - merged_ids)
             for start in range(0, len(ids), 500):  # bounded IN lists
                 conn.execute(self._summaries, {"ids": ids[start:start + 500]})
 
@@ -329,6 +399,7 @@ class LogStore:
         with self.engine.begin() as conn:
             conn.execute(delete(attempts))
             conn.execute(delete(deliveries))
+            conn.execute(delete(queued))
             conn.execute(delete(items))
             conn.execute(delete(audit))
             conn.execute(delete(operations))
@@ -367,6 +438,7 @@ class LogStore:
                 if not ids:
                     break
                 conn.execute(delete(attempts).where(attempts.c.delivery_id.in_(ids)))
+                conn.execute(delete(queued).where(queued.c.delivery_id.in_(ids)))
                 conn.execute(delete(deliveries).where(deliveries.c.delivery_id.in_(ids)))
             deleted, batches = deleted + len(ids), batches + 1
         self._prune_items(cutoff)

@@ -212,7 +212,7 @@ def test_migration_10_adds_the_alert_tables_to_a_v9_store(
         assert migrate(eng) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     with eng.begin() as conn:
         assert not conn.dialect.has_table(conn, "alerts")
-    assert migrate(eng) == [10] and schema_version(eng) == LATEST
+    assert migrate(eng) == [10, 11] and schema_version(eng) == LATEST
     LogStore(eng).write([], [], alert_action_rows=STORY)
     assert len(keys(eng, AlertFilter())) == 3
     eng.dispose()

@@ -27,8 +27,14 @@ from connectors.logstore import (
     schema_version,
 )
 from connectors.logstore.queries import BadFilter, page_query
-from connectors.logstore.rows import Source, from_attempt, from_request
+from connectors.logstore.rows import Source, from_attempt, from_request, merge_all
 from connectors.logstore.schema import attempts, deliveries
+from connectors.logstore.store import (
+    ATTEMPT_FIELDS,
+    DELIVERY_FIELDS,
+    attempt_values,
+    delivery_values,
+)
 from hookstream.config import Settings, load_settings
 from hookstream.records import AuditRecord, DeliveryRequest, delivery_id_for
 from tests.pg import postgres_server
@@ -81,6 +87,20 @@ def snapshot(engine: Engine) -> tuple[list[Any], list[Any]]:
     return [tuple(r) for r in d], [tuple(r) for r in a]
 
 
+def queue_matches_the_log(engine: Engine) -> bool:
+    """The queue view's table holds exactly the log's deliveries in a queued state."""
+    from connectors.logstore.schema import QUEUED_STATES, queued
+
+    d, q = deliveries.c, queued.c
+    with engine.connect() as conn:
+        kept = conn.execute(select(q.delivery_id, q.instance, q.webhook_id, q.state, q.tier,
+                                   q.created_at).order_by(q.delivery_id)).all()
+        logged = conn.execute(select(d.delivery_id, d.instance, d.webhook_id, d.state, d.tier,
+                                     d.created_at).where(d.state.in_(QUEUED_STATES))
+                              .order_by(d.delivery_id)).all()
+    return [tuple(r) for r in kept] == [tuple(r) for r in logged]
+
+
 def test_migrations_are_versioned_and_applied_once(engine: Engine) -> None:
     assert schema_version(engine) == LATEST
     assert migrate(engine) == []  # already there: nothing applied again
@@ -104,6 +124,7 @@ def test_writes_are_idempotent_and_independent_of_order_and_batching(engine: Eng
     for start in range(0, len(items), 7):  # small batches, each record maybe twice
         chunk = items[start:start + 7] + rng.sample(items, 2)
         store.write([x for k, x in chunk if k == "f"], [x for k, x in chunk if k == "a"])
+        assert queue_matches_the_log(engine)  # at every step, whatever the order
     assert snapshot(engine) == once
 
     row = list_deliveries(engine, DeliveryFilter(), limit=1).items[0]
@@ -171,6 +192,29 @@ def test_queue_view_counts_by_state_tier_instance_and_webhook(engine: Engine) ->
     assert {g["instance"] for g in scoped["groups"]} == {"glpi-b"}
 
 
+def test_the_queue_follows_each_delivery_to_its_end_and_out_with_retention(
+        engine: Engine) -> None:
+    store = LogStore(engine)
+    first = [from_request(req(n), Source.DELIVERIES, None, 64) for n in range(4)]
+    store.write(first, [])
+    assert queue_view(engine)["totals"]["pending"] == 4
+    delivered = from_attempt(req(0).attempt_record(1, T0, T0 + 5, "delivered", status_code=200),
+                             0, 0, 64)
+    retried = from_attempt(req(1).attempt_record(1, T0, T0 + 5, "retry_scheduled",
+                                                 status_code=503), 0, 1, 64)
+    batch = ([delivered[0], retried[0]], [delivered[1], retried[1]])
+    store.write(*batch)
+    store.write(first + batch[0], batch[1])  # read again after a crash: nothing changes
+    view = queue_view(engine)
+    assert view["totals"]["pending"] == 2 and view["totals"]["waiting"] == {"unknown": 1}
+    assert sum(g["count"] for g in view["groups"]) == 3 and queue_matches_the_log(engine)
+    store.prune(1, clock=lambda: (T0 + 2) / 1000 + 86_400)  # deliveries 0 and 1 are too old
+    assert sum(g["count"] for g in queue_view(engine)["groups"]) == 2
+    assert queue_matches_the_log(engine)
+    store.clear()
+    assert queue_view(engine)["groups"] == []
+
+
 def test_retention_deletes_old_deliveries_and_their_attempts_in_batches(engine: Engine) -> None:
     store = LogStore(engine)
     for n in range(30):
@@ -216,11 +260,21 @@ def test_a_store_at_version_1_is_upgraded_in_place(kind: str, tmp_path: Path,
         patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
         assert migrate(eng) == [1]
     f, a = story(1)
-    LogStore(eng).write(f, a)  # no items: version 1 has no such table
+    waiting = [from_request(req(2), Source.DELIVERIES, None, 64)]  # pending: queued
+    with eng.begin() as conn:  # the rows as version 1 holds them (the writer needs `queued`)
+        conn.execute(insert(deliveries), [dict(zip(DELIVERY_FIELDS, delivery_values(r),
+                                                   strict=True))
+                                          for r in merge_all(f + waiting)])
+        conn.execute(insert(attempts), [dict(zip(ATTEMPT_FIELDS, attempt_values(r),
+                                                 strict=True))
+                                        for r in a])
     before = snapshot(eng)
     assert schema_version(eng) == 1
-    assert migrate(eng) == [2, 3, 4, 5, 6, 7, 8, 9, 10] and schema_version(eng) == LATEST == 10
+    assert migrate(eng) == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11] and schema_version(eng) == LATEST == 11
     assert snapshot(eng) == before
+    # migration 11 filled the queue view's table from the log
+    assert queue_view(eng)["totals"]["pending"] == 1
+    assert [g["webhook_id"] for g in queue_view(eng)["groups"]] == ["hook"]
     eng.dispose()
 
 
@@ -433,7 +487,7 @@ def test_migrations_5_and_6_add_audit_and_attempt_columns_to_a_v4_store(
             conn.execute(insert(migrations_table).values(
                 version=m.version, description=m.description, applied_at=0))
         conn.execute(insert(migrations_table).values(version=1, description="x", applied_at=0))
-    assert migrate(eng) == [5, 6, 7, 8, 9, 10]
+    assert migrate(eng) == [5, 6, 7, 8, 9, 10, 11]
     columns = {c["name"] for c in inspect(eng).get_columns("attempts")}
     assert set(ATTEMPT_COLUMNS_V6) <= columns and "retry_policy" in columns
     eng.dispose()
@@ -454,7 +508,7 @@ def test_migration_9_adds_the_retry_policy_to_a_v8_store_keeping_its_attempts(
                           "attempt, hop, started_at, finished_at, outcome, status_code, "
                           "response_headers) VALUES (0, 9, 'old', 1, 0, 1, 2, "
                           "'dead_lettered', 401, '{}')"))
-    assert migrate(eng) == [9, 10] and schema_version(eng) == LATEST
+    assert migrate(eng) == [9, 10, 11] and schema_version(eng) == LATEST
     with eng.connect() as conn:
         [row] = conn.execute(select(attempts.c.status_code, attempts.c.retry_policy)).all()
     assert tuple(row) == (401, None)  # an attempt logged before v4 names no policy
