@@ -52,9 +52,10 @@ class Workers:
         )
 
     def worker_pids(self) -> set[int]:
-        """The parent's live children (the workers; spawn's resource tracker has no port)."""
+        """The parent's live children but multiprocessing's resource tracker."""
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-        return {int(p) for p in children.split()}
+        return {int(p) for p in children.split()
+                if b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()}
 
     async def answering(self, session: aiohttp.ClientSession, path: str,
                         pids: int = 2) -> dict[str, str]:
