@@ -152,6 +152,8 @@ def run_server(variant: str, port: int, workers: int, env_settings: dict[str, st
         task = asyncio.create_task(
             serve(settings, stopping, parser="python" if variant == "ingest-py" else "auto"))
         await announce_ready(port)
+        if profiler is not None:  # the requests only, not the start-up
+            profiler.enable()
         await task
 
     from hookstream.config import load_settings
@@ -159,6 +161,7 @@ def run_server(variant: str, port: int, workers: int, env_settings: dict[str, st
     settings = load_settings(env=env_settings, ingest_host="127.0.0.1", ingest_port=port,
                              ingest_workers=workers)
     extra: dict[str, Any] = {}
+    profiler = cProfile.Profile() if variant == "ingest-profile" else None
     if workers > 1:
         from connectors.ingest.workers import supervise
 
@@ -167,9 +170,6 @@ def run_server(variant: str, port: int, workers: int, env_settings: dict[str, st
     else:
         import uvloop
 
-        profiler = cProfile.Profile() if variant == "ingest-profile" else None
-        if profiler is not None:
-            profiler.enable()
         uvloop.run(main())
         if profiler is not None:
             profiler.disable()
@@ -285,9 +285,10 @@ def run_load(url: str, seconds: float, concurrency: int, rate: float, count: int
 
 
 @contextmanager
-def kafka(work: Path) -> Iterator[str]:
+def kafka(work: Path) -> Iterator[tuple[str, int | None]]:
+    """The bootstrap servers, and the broker's pid when it is this bench's (its CPU)."""
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"], None
         return
     from hookstream.config import Settings
     from hookstream.devbroker import LocalBroker, free_port_pair
@@ -297,7 +298,7 @@ def kafka(work: Path) -> Iterator[str]:
     log(f"starting a local Kafka broker on {broker.bootstrap}")
     broker.start()
     try:
-        yield broker.bootstrap
+        yield broker.bootstrap, int(broker.pid_file.read_text())
     finally:
         broker.stop()
 
@@ -378,21 +379,47 @@ def wrk_load(requests: Path, count: int, seconds: float, concurrency: int) -> Lo
     return run
 
 
-def measure(variant: str, env: dict[str, str], load: Load, workers: int = 1) -> dict[str, Any]:
+def measure(variant: str, env: dict[str, str], load: Load, workers: int = 1,
+            broker_pid: int | None = None) -> dict[str, Any]:
     port = free_port()
     server = child("--role", "server", "--variant", variant, "--port", str(port),
                    "--workers", str(workers), env=env)
     assert server.stdout is not None
     if server.stdout.readline().strip() != "ready":
         raise RuntimeError(f"{variant} did not start")
-    idle_cpu_s = tree_cpu_seconds(server.pid)  # start-up, left out
+    before = cpu_now(server.pid, broker_pid)  # start-up, left out
     result = load(f"http://127.0.0.1:{port}{URL_PATH}")
-    result["server_cpu_s"] = tree_cpu_seconds(server.pid) - idle_cpu_s
+    after = cpu_now(server.pid, broker_pid)
+    result.update({k: after[k] - before[k] for k in after})
     rss_mib = tree_peak_rss_mib(server.pid)
     server.send_signal(signal.SIGTERM)
     result.update(result_of(server, 90))
     result["rss_mib"] = rss_mib
     return result
+
+
+def cpu_now(server_pid: int, broker_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far: the server's process tree, its main thread alone (the event
+    loop: a single process's Python; the rest is librdkafka's threads), the broker's JVM,
+    and the whole machine's busy time (every process, other users' included)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    tick = os.sysconf("SC_CLK_TCK")
+    return {
+        "server_cpu_s": tree_cpu_seconds(server_pid),
+        "main_thread_cpu_s": thread_cpu_seconds(server_pid, server_pid),
+        "broker_cpu_s": tree_cpu_seconds(broker_pid) if broker_pid else 0.0,
+        "machine_busy_cpu_s": (user + nice + system + irq + softirq + steal) / tick,
+    }
+
+
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree(pid: int) -> list[int]:
@@ -470,7 +497,7 @@ def main() -> int:
     from hookstream.io import create_topics
 
     started = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp, kafka(Path(tmp)) as bootstrap:
+    with tempfile.TemporaryDirectory() as tmp, kafka(Path(tmp)) as (bootstrap, broker_pid):
         prefix = f"bench{int(time.time())}."
         env = {**os.environ, "HOOKSTREAM_BOOTSTRAP_SERVERS": bootstrap,
                "HOOKSTREAM_TOPIC_PREFIX": prefix, "HOOKSTREAM_SECRET_KEY": SECRET_KEY,
@@ -491,23 +518,24 @@ def main() -> int:
         # The broker's JVM warms up under the first load it gets: whichever variant came
         # first ran about 25 % slower. An unreported run takes that.
         log("warm-up: ingest, not reported")
-        measure("ingest", env, wrk_or(closed, args, seconds=min(args.seconds, 3.0), tmp=tmp))
+        measure("ingest", env, wrk_or(closed, args, seconds=min(args.seconds, 3.0), tmp=tmp),
+                broker_pid=broker_pid)
         results: dict[str, dict[str, Any]] = {}
         plan = [("bare", "bare", 1), *((f"ingest-w{n}", "ingest", n) for n in counts)]
         if not args.quick:
             plan.append(("ingest-py", "ingest-py", 1))
         for name, variant, workers in plan:
             log(f"{name}: {args.seconds:.0f} s at concurrency {args.concurrency}")
-            results[name] = measure(variant, env, closed, workers)
+            results[name] = measure(variant, env, closed, workers, broker_pid)
         fixed_load = python_load(env, ["--seconds", str(min(args.seconds, 10.0)),
                                        "--concurrency", str(args.concurrency),
                                        "--rate", str(args.rate)])
         fixed: dict[int, dict[str, Any]] = {}
         for n in (counts[-1:] if args.quick else counts[::-1]):
             log(f"ingest-w{n} at a fixed {args.rate:.0f}/s")
-            fixed[n] = measure("ingest", env, fixed_load, n)
+            fixed[n] = measure("ingest", env, fixed_load, n, broker_pid)
         log("ingest-w1 under cProfile: the CPU per request part by part")
-        profiled = measure("ingest-profile", env, closed)
+        profiled = measure("ingest-profile", env, closed, 1, broker_pid)
     report(results, fixed, profiled, counts, args, time.monotonic() - started)
     return 0
 
@@ -518,6 +546,24 @@ def wrk_or(closed: Load, args: argparse.Namespace, seconds: float, tmp: str) -> 
         return closed
     count = int(min(300_000, args.seconds * 16_000))
     return wrk_load(Path(tmp) / "requests.bin", count, seconds, args.concurrency)
+
+
+def cost_parts(profiled: dict[str, Any], plain: dict[str, Any]) -> dict[str, float]:
+    """µs of CPU per request, part by part: each part's share of the profiled event-loop
+    thread (cProfile inflates Python calls more than C ones: the shares, not its µs, are
+    used) times that thread's CPU per request in the unprofiled run `plain`; the rest of the
+    thread is aiohttp, the handler and the loop; librdkafka's threads from the process's
+    CPU beyond its main thread."""
+    profile = profiled["profile_us"]
+    total = profile["profiled_total"]
+    main_us = plain["main_thread_cpu_s"] / plain["requests"] * 1e6
+    parts = {label: profile[label] / total * main_us for label, _, _ in PARTS}
+    parts["aiohttp_handler_loop"] = main_us - sum(parts.values())
+    parts["librdkafka_threads"] = (plain["server_cpu_s"] - plain["main_thread_cpu_s"]) \
+        / plain["requests"] * 1e6
+    parts["total"] = plain["server_cpu_s"] / plain["requests"] * 1e6
+    parts["profiled_raw_total_us"] = total / profiled["requests"] * 1e6  # under cProfile
+    return {k: round(v, 1) for k, v in parts.items()}
 
 
 def report(results: dict[str, dict[str, Any]], fixed: dict[int, dict[str, Any]],
@@ -544,14 +590,9 @@ def report(results: dict[str, dict[str, Any]], fixed: dict[int, dict[str, Any]],
         print(f"ingest-w{n} at a fixed {a.rate:.0f}/s: achieved {f['rps']:.0f}/s, p50 "
               f"{f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, max {f['max_ms']:.1f} ms "
               f"(request to answer, after Kafka's ack), {f['statuses']}")
-    served = profiled["requests"]
-    parts_us = {k: round(v / served * 1e6, 1) for k, v in profiled["profile_us"].items()}
-    parts_us["rest_aiohttp_and_loop"] = round(
-        parts_us["profiled_total"] - sum(v for k, v in parts_us.items()
-                                         if k not in ("profiled_total", "event_build")), 1)
-    parts_us["event_build"] = round(parts_us["event_build"] - parts_us["json_validation"], 1)
-    print(f"µs per request under cProfile (one process, {served:,} requests; event_build "
-          f"without the JSON validation it calls): {parts_us}")
+    parts_us = cost_parts(profiled, results[f"ingest-w{counts[0]}"])
+    print(f"µs of CPU per request, one process (cProfile's shares of the event loop's thread "
+          f"applied to that thread's CPU in the unprofiled {counts[0]}-worker run): {parts_us}")
     base, most = f"ingest-w{counts[0]}", f"ingest-w{counts[-1]}"
     ratio = results[most]["rps"] / results[base]["rps"]
     glpi = results[most]["rps"] / GLPI_RATE_PER_S
@@ -577,7 +618,10 @@ def report(results: dict[str, dict[str, Any]], fixed: dict[int, dict[str, Any]],
             "requests_per_server_cpu_s": {k: round(v) for k, v in per_cpu.items()},
             "server_cpu_s": {k: round(r["server_cpu_s"], 2) for k, r in results.items()},
             "us_per_request_cpu": {k: round(1e6 / v, 1) for k, v in per_cpu.items()},
-            "us_per_request_profiled": parts_us,
+            "us_per_request_parts": parts_us,
+            "broker_cpu_s": {k: round(r["broker_cpu_s"], 2) for k, r in results.items()},
+            "machine_busy_cpu_s": {k: round(r["machine_busy_cpu_s"], 2)
+                                   for k, r in results.items()},
             "rss_mib": {k: round(r["rss_mib"]) for k, r in results.items()},
             "fixed_rate": {f"ingest-w{n}": {k: round(f[k], 1) for k in
                                             ("rps", "p50_ms", "p99_ms", "max_ms")}
