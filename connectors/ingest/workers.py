@@ -119,7 +119,7 @@ def _watch(settings: Settings, workers: list[Worker], signalled: list[int],
             if worker.process.is_alive() or signalled:
                 continue
             pid, code = worker.process.pid, worker.process.exitcode
-            multiprocess.mark_process_dead(pid, shared_dir)
+            multiprocess.mark_process_dead(pid, shared_dir)  # type: ignore[no-untyped-call]
             worker.channel.close()
             if worker.slot not in listening:
                 log.error("ingest worker %s (pid %s) ended with %s before it listened: "

@@ -359,7 +359,8 @@ def registry(component: str) -> CollectorRegistry:
     if shared_dir:
         names = {family._name for family in COMPONENTS[component]
                  if isinstance(family, (Counter, Gauge, Histogram))}
-        built.register(_Only(names, multiprocess.MultiProcessCollector(None, shared_dir)))
+        summed = multiprocess.MultiProcessCollector(None, shared_dir)  # type: ignore[no-untyped-call]
+        built.register(_Only(names, summed))
         return built
     for family in (*COMPONENTS[component], *_PLATFORM):
         built.register(family)
