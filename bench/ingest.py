@@ -387,10 +387,12 @@ def measure(variant: str, env: dict[str, str], load: Load, workers: int = 1,
     assert server.stdout is not None
     if server.stdout.readline().strip() != "ready":
         raise RuntimeError(f"{variant} did not start")
-    before = cpu_now(server.pid, broker_pid)  # start-up, left out
+    before, began = cpu_now(server.pid, broker_pid), time.monotonic()  # start-up, left out
     result = load(f"http://127.0.0.1:{port}{URL_PATH}")
-    after = cpu_now(server.pid, broker_pid)
+    after, wall_s = cpu_now(server.pid, broker_pid), time.monotonic() - began
     result.update({k: after[k] - before[k] for k in after})
+    # how busy both cores were meanwhile (wrk's start-up, reading its requests, included)
+    result["machine_busy"] = result["machine_busy_cpu_s"] / (wall_s * (os.cpu_count() or 1))
     rss_mib = tree_peak_rss_mib(server.pid)
     server.send_signal(signal.SIGTERM)
     result.update(result_of(server, 90))
@@ -620,8 +622,9 @@ def report(results: dict[str, dict[str, Any]], fixed: dict[int, dict[str, Any]],
             "us_per_request_cpu": {k: round(1e6 / v, 1) for k, v in per_cpu.items()},
             "us_per_request_parts": parts_us,
             "broker_cpu_s": {k: round(r["broker_cpu_s"], 2) for k, r in results.items()},
-            "machine_busy_cpu_s": {k: round(r["machine_busy_cpu_s"], 2)
-                                   for k, r in results.items()},
+            "broker_us_per_request": {k: round(r["broker_cpu_s"] / r["requests"] * 1e6)
+                                      for k, r in results.items()},
+            "machine_busy_share": {k: round(r["machine_busy"], 2) for k, r in results.items()},
             "rss_mib": {k: round(r["rss_mib"]) for k, r in results.items()},
             "fixed_rate": {f"ingest-w{n}": {k: round(f[k], 1) for k in
                                             ("rps", "p50_ms", "p99_ms", "max_ms")}
