@@ -121,6 +121,9 @@ class Settings:
     ingest_dedup_ttl_s: float = 3900.0
     # the ingest endpoint's base URL as GLPI reaches it (`hookstream glpi provision`)
     ingest_url: str = ""
+    # worker processes sharing ingest_port (SO_REUSEPORT), each with its own Kafka producer;
+    # 0 = the CPUs this process may use (its affinity, bounded by a cgroup CPU limit)
+    ingest_workers: int = 0
     # alerts: Alertmanager, Grafana and Zabbix notifications in (`hookstream run alerts`)
     alerts_host: str = "0.0.0.0"
     alerts_port: int = 8490
@@ -350,6 +353,8 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
     for name in ("ingest_port", "alerts_port"):
         if not 0 < getattr(settings, name) < 65536:
             errors.append(f"{name} must be between 1 and 65535")
+    if settings.ingest_workers < 0:
+        errors.append("ingest_workers must be 0 (the CPU count) or more")
     if settings.alerts_produce_timeout_s <= 0:
         errors.append("alerts_produce_timeout_s must be more than 0")
     if not 0 < settings.broker_port < 65535:

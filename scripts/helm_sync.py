@@ -39,6 +39,8 @@ CLUSTER = {
     "metrics_port": 9400,
     "admin_host": "0.0.0.0",
     "ingest_host": "0.0.0.0",
+    # a pod's CPU count is its node's: the chart sizes the pod's requests from this instead
+    "ingest_workers": 2,
 }
 
 

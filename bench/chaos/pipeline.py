@@ -129,8 +129,11 @@ class Component:
         self.kind, self.code, self.settings = kind, code, settings
         self.port, self.log = free_port_pair(), folder / f"{kind}.log"
         if kind == "ingest":
+            # one process, which SIGKILL stops as the scenarios mean (several workers:
+            # tests/integration/test_ingest_workers.py); code before --workers ignores it
             self.env = {"HOOKSTREAM_INGEST_HOST": "127.0.0.1",
-                        "HOOKSTREAM_INGEST_PORT": str(self.port)}
+                        "HOOKSTREAM_INGEST_PORT": str(self.port),
+                        "HOOKSTREAM_INGEST_WORKERS": "1"}
         else:
             self.env = {"HOOKSTREAM_METRICS_HOST": "127.0.0.1",
                         "HOOKSTREAM_METRICS_PORT": str(self.port)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.ingest.server import Ingest, run_ingest, serve
+from connectors.ingest.server import Ingest, serve
+from connectors.ingest.workers import run_ingest
 
 __all__ = ["Ingest", "run_ingest", "serve"]

@@ -4,6 +4,9 @@
     GET  /glpi/{instance}/{itemtype}?crc_token=T   GLPI's CRA challenge
     GET  /healthz  /readyz  /metrics
 
+One process, or several sharing the port (`--workers N`: connectors/ingest/workers.py),
+each answering with its pid in `X-Hookstream-Worker`.
+
 The handler is thin: look the instance up, read the body within the limit, ask the pure
 core (`hookstream.policy.assess`) for a verdict, and for an accepted request produce the
 event and answer 2xx only once Kafka has acknowledged it. Kafka down or slow past
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -30,7 +34,6 @@ from hookstream.io.web import (
     listen,
     probe_answer,
     read_at_most,
-    run_until_signalled,
 )
 from hookstream.policy import (
     Accept,
@@ -71,12 +74,19 @@ class Ingest:
         self._requests = metrics.Children(metrics.INGEST_REQUESTS.labels)
         self._delays = metrics.Children(metrics.GLPI_DELAY.labels)
         self.exported = metrics.registry("ingest")
+        self.worker = ""  # a worker of several: its pid, named in every answer
 
     def server(self, parser: Parser = "auto") -> web.Server:
         """The low-level server (no router: four paths), reading GLPI's UPDATE too."""
         return IngestServer(self.route, parser, access_log=None)
 
     async def route(self, request: web.BaseRequest) -> web.StreamResponse:
+        answer = await self._route(request)
+        if self.worker:
+            answer.headers["X-Hookstream-Worker"] = self.worker
+        return answer
+
+    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
         parts = request.path.split("/")
         if len(parts) == 4 and parts[1] == "glpi" and parts[2] and parts[3]:
             return await self.handle(request, parts[2], parts[3])
@@ -184,10 +194,13 @@ def _accepted(verdict: Accept, duplicate: bool) -> web.Response:
 
 
 async def serve(
-    settings: Settings, stopping: asyncio.Event | None = None, parser: Parser = "auto"
+    settings: Settings, stopping: asyncio.Event | None = None, parser: Parser = "auto", *,
+    reuse_port: bool = False, listening: Callable[[], None] = lambda: None,
 ) -> None:
     """Run the endpoint until `stopping` is set (SIGTERM/SIGINT when run from the CLI).
 
+    `reuse_port`: one worker of several sharing the port (SO_REUSEPORT), naming its pid in
+    its answers; `listening` is called once the port accepts connections.
     `parser="python"` (connectors.ingest.http) only serves bench/ingest.py, to measure
     what aiohttp's Python parser costs."""
     async with instances_and_sink(settings, settings.topic(ITEM_CHANGES),
@@ -195,8 +208,11 @@ async def serve(
                                   _ingest_view(settings, secret_box(settings))) as (table, sink):
         ingest = Ingest(settings, table.get, sink)
         ingest.ready = lambda: table.ready
+        if reuse_port:
+            ingest.worker = str(os.getpid())
         await listen(ingest.server(parser), "ingest", settings.ingest_host,
-                     settings.ingest_port, stopping or asyncio.Event())
+                     settings.ingest_port, stopping or asyncio.Event(),
+                     reuse_port=reuse_port, listening=listening)
 
 
 def _ingest_view(settings: Settings, box: SecretBox) -> Callable[[InstanceRecord], IngestInstance]:
@@ -210,7 +226,3 @@ def _ingest_view(settings: Settings, box: SecretBox) -> Callable[[InstanceRecord
         return ingest_view(record, box)
 
     return view
-
-
-def run_ingest(settings: Settings) -> int:
-    return run_until_signalled(lambda stopping: serve(settings, stopping))

@@ -179,15 +179,20 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     check_client_config(settings)  # a kafka_config typo fails here, in one line
+    import dataclasses
+
+    from hookstream.errors import UsageError
+
     if getattr(args, "instance", None):  # `run poller --instance NAME ...`
-        import dataclasses
-
-        from hookstream.errors import UsageError
-
         if args.component != "poller":
             raise UsageError("--instance applies to the poller only")
-
         settings = dataclasses.replace(settings, poller_instances=tuple(args.instance))
+    if getattr(args, "workers", None) is not None:  # `run ingest --workers N`
+        if args.component != "ingest":
+            raise UsageError("--workers applies to ingest only")
+        if args.workers < 0:
+            raise UsageError("--workers must be 0 (the CPU count) or more")
+        settings = dataclasses.replace(settings, ingest_workers=args.workers)
     module, function = COMPONENTS[args.component]
     code: int = getattr(importlib.import_module(module), function)(settings)
     return code
@@ -232,4 +237,7 @@ def register(sub: Any) -> None:
     run.add_argument("--instance", action="append", metavar="NAME",
                      help="poller: poll this GLPI instance (repeatable; default: every one "
                      "with an api_url)")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="ingest: N processes sharing the port (default: the ingest_workers "
+                     "setting; 0 = the CPU count)")
     run.set_defaults(func=cmd_run)

@@ -24,6 +24,7 @@ Prometheus. Origins are capped the same way.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, TypeVar
@@ -38,14 +39,16 @@ from prometheus_client import (
     Gauge,
     Histogram,
     disable_created_metrics,
+    multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 # `_created` series would double the series count and say nothing Prometheus needs
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 OTHER = "_other"
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name
 DEFAULT_WEBHOOK_CAP = 500  # Settings.metrics_webhook_cap; set by configure()
 
 
@@ -280,8 +283,10 @@ ALERTS_REQUEST = Histogram("hookstream_alerts_request_seconds",
                            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
                            registry=None)
 
+# several ingest workers (multiprocess mode, below): 1 while any live worker is ready, as
+# the pod serves through any of them
 READY = Gauge("hookstream_ready", "1 once the component's tables are caught up", ["component"],
-              registry=None)
+              multiprocess_mode="livemax", registry=None)
 
 # -- periodic gauges (io/gauges.py) ----------------------------------------------------
 CONSUMER_LAG = Snapshot(
@@ -342,11 +347,35 @@ _PLATFORM = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)  # process_*, 
 
 def registry(component: str) -> CollectorRegistry:
     """What `component` (a `hookstream run` name) serves on /metrics: its own families
-    and Python's process and platform collectors."""
+    and Python's process and platform collectors.
+
+    In a worker process of `run ingest --workers N` (PROMETHEUS_MULTIPROC_DIR set before
+    prometheus_client was imported, so every value lives in a file of that directory):
+    the component's families summed over every worker the pod has run, dead ones included
+    so that counters never go down, whichever worker answers the scrape. The process and
+    platform collectors are left out: they would describe that one worker."""
     built = CollectorRegistry()
+    shared_dir = os.environ.get(MULTIPROCESS_DIR_ENV)
+    if shared_dir:
+        names = {family._name for family in COMPONENTS[component]
+                 if isinstance(family, (Counter, Gauge, Histogram))}
+        summed = multiprocess.MultiProcessCollector(None, shared_dir)  # type: ignore[no-untyped-call]
+        built.register(_Only(names, summed))
+        return built
     for family in (*COMPONENTS[component], *_PLATFORM):
         built.register(family)
     return built
+
+
+class _Only(Collector):
+    """The families of `collector` named in `names` (a worker's files hold every family
+    declared here with no labels, the other components' among them)."""
+
+    def __init__(self, names: set[str], collector: Collector) -> None:
+        self._names, self._collector = names, collector
+
+    def collect(self) -> Iterable[Metric]:
+        return [m for m in self._collector.collect() if m.name in self._names]
 
 
 for _family in dict.fromkeys(f for families in COMPONENTS.values() for f in families):

@@ -78,14 +78,18 @@ async def instances_and_sink(
 
 
 async def listen(server: web.Server, component: str, host: str, port: int,
-                 stopping: asyncio.Event) -> None:
-    """Serve until `stopping` is set; requests in flight then get their answer."""
+                 stopping: asyncio.Event, *, reuse_port: bool = False,
+                 listening: Callable[[], None] = lambda: None) -> None:
+    """Serve until `stopping` is set; requests in flight then get their answer.
+    `reuse_port`: SO_REUSEPORT, for worker processes sharing the port; `listening` is
+    called once the port accepts connections."""
     runner = web.ServerRunner(server, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, backlog=1024).start()
+        await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port).start()
         metrics.READY.labels(component).set(1)
         log.info("%s listening on %s:%s", component, host, port)
+        listening()
         await stopping.wait()
     finally:
         await runner.cleanup()

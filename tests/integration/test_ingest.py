@@ -344,7 +344,8 @@ def test_sigkill_loses_only_requests_not_yet_answered_2xx(
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hookstream.cli", "run", "ingest"],
-        env=cli_env(settings, ingest_host="127.0.0.1", ingest_port=str(port)),
+        env=cli_env(settings, ingest_host="127.0.0.1", ingest_port=str(port),
+                    ingest_workers="1"),  # one process: tests/integration/test_ingest_workers.py
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     glpi, now = FakeGlpiSender(SECRET), int(time.time())

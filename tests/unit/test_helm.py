@@ -206,6 +206,24 @@ def test_one_group_instance_id_for_every_pod_is_refused(tools: Path) -> None:
     assert done.returncode != 0 and "fences" in done.stderr
 
 
+def test_ingest_pods_request_cpu_and_memory_for_each_worker(tools: Path) -> None:
+    def ingest_resources(*sets: str) -> dict[str, Any]:
+        objects = workloads(docs(template(tools, "all-values.yaml", sets=sets)))
+        (container,) = objects["hs-hookstream-ingest"]["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == ["run", "ingest"]
+        return container["resources"]  # type: ignore[no-any-return]
+
+    assert VALUES["config"]["ingest_workers"] == 2
+    assert ingest_resources() == {"requests": {"cpu": "200m", "memory": "256Mi"},
+                                  "limits": {"memory": "512Mi"}}
+    assert ingest_resources("config.ingest_workers=3",
+                            "components.ingest.perWorker.cpuRequestMillicores=500") == {
+        "requests": {"cpu": "1500m", "memory": "384Mi"}, "limits": {"memory": "768Mi"}}
+    done = helm(tools, "template", "hs", str(CHART), "--kube-version", KUBE_VERSION,
+                "--set", "components.ingest.enabled=true", "--set", "config.ingest_workers=0")
+    assert done.returncode != 0 and "config.ingest_workers must be at least 1" in done.stderr
+
+
 def ingress_routes(objects: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     """(host, path, service) of each path of the release's one Ingress."""
     (ingress,) = by_kind(objects, "Ingress").values()

@@ -181,3 +181,23 @@ Explicit env wins over envFrom, so these replace the chart Secret's empty keys. 
 {{- define "hookstream.workloadKind" -}}
 {{- ternary "StatefulSet" "Deployment" (default false .stableIdentity) -}}
 {{- end -}}
+
+{{/* A container's resources: components.*.resources, or for a component of several worker
+processes (workersSetting) its perWorker figures times config's number of workers. */}}
+{{- define "hookstream.resources" -}}
+{{- $c := .c }}
+{{- if $c.workersSetting }}
+{{- $workers := int (index .root.Values.config $c.workersSetting) }}
+{{- if lt $workers 1 }}
+{{- fail (printf "config.%s must be at least 1 in a pod: 0 (the CPU count) would be its node's CPUs" $c.workersSetting) }}
+{{- end }}
+{{- $w := $c.perWorker }}
+requests:
+  cpu: {{ printf "%dm" (mul $workers $w.cpuRequestMillicores) }}
+  memory: {{ printf "%dMi" (mul $workers $w.memoryRequestMiB) }}
+limits:
+  memory: {{ printf "%dMi" (mul $workers $w.memoryLimitMiB) }}
+{{- else }}
+{{- toYaml $c.resources }}
+{{- end }}
+{{- end -}}
