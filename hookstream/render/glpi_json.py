@@ -113,16 +113,26 @@ def _fast_safe(value: object) -> bool:
     "0".."n-1" as a list: any dict with a "0" key is left to the exact encoder. Non-str keys
     make orjson refuse.
     """
-    kind = type(value)
-    if kind is dict:
-        if not value or "0" in value:  # type: ignore[operator]
-            return False
-        values = value.values()  # type: ignore[attr-defined]
-    elif kind is list:
-        values = value
-    else:
-        return kind in _LEAVES
-    return all(type(item) in _LEAVES or _fast_safe(item) for item in values)
+    # A walk with a stack of the containers still to see, not a recursive generator: most
+    # values are leaves, checked inline (this runs once per event on the hot path).
+    if type(value) not in (dict, list):
+        return type(value) in _LEAVES
+    stack = [value]
+    while stack:
+        container = stack.pop()
+        if type(container) is dict:
+            if not container or "0" in container:
+                return False
+            values = container.values()
+        else:
+            values = container
+        for item in values:
+            kind = type(item)
+            if kind is dict or kind is list:
+                stack.append(item)
+            elif kind not in _LEAVES:
+                return False
+    return True
 
 
 def php_float(value: float, precision: int = -1, exponent: str = "e") -> str:
