@@ -252,11 +252,7 @@ def child(args: argparse.Namespace) -> int:
     out_topic = output_topic(settings, args.child)
     profiler = cProfile.Profile() if args.profile and args.child == "processor" else None
     if args.child == "processor":
-        if profiler:
-            profiler.enable()
-        marks = run_processor(settings, args.events, deadline)
-        if profiler:
-            profiler.disable()
+        marks = run_processor(settings, args.events, deadline, profiler)
     elif args.child == "faust":
         import faust_agent
 
@@ -370,9 +366,11 @@ class TimedProcessor(Processor):
         self.marks.append((time.perf_counter(), self.stats["events"], time.process_time()))
 
 
-def run_processor(settings: Settings, events: int, deadline: float) -> Marks:
+def run_processor(settings: Settings, events: int, deadline: float,
+                  profiler: cProfile.Profile | None = None) -> Marks:
     processor = TimedProcessor(settings)
-    thread = threading.Thread(target=processor.run)
+    thread = threading.Thread(
+        target=processor.run if profiler is None else lambda: profiler.runcall(processor.run))
     thread.start()
     while time.monotonic() < deadline and (processor.marks or [(0, 0)])[-1][1] < events:
         time.sleep(0.05)
