@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -120,7 +120,8 @@ def _fast_safe(value: object) -> bool | None:
     if kind is not dict and kind is not list:
         return (kind is str and "  " in value) if kind in _LEAVES else None  # type: ignore[operator]
     double_spaces = False
-    stack = [value]
+    stack: list[Any] = [value]
+    values: Iterable[Any]
     while stack:
         container = stack.pop()
         if type(container) is dict:
