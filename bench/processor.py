@@ -211,6 +211,11 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
         "faust_guarantee": args.faust_guarantee, "cpus": os.cpu_count(),
         "processor_cpu_us_per_event_by_part": parts,
     }
+    proc_cpu = results.get("processor", {}).get("cpu_us")
+    for peer in ("faust", "bare-txn"):  # CPU per event: steadier than rates on a busy machine
+        if proc_cpu and results.get(peer, {}).get("cpu_us"):
+            figures[f"{peer}_cpu_per_event_over_processor"] = round(
+                results[peer]["cpu_us"] / proc_cpu, 2)
     for variant, r in results.items():
         for name in ("cpu_us", "rss_mib", "outputs", "error", "profile"):
             if name in r:
