@@ -64,7 +64,9 @@ from report import write as write_report  # noqa: E402
 SECRET_KEY = "aG9va3N0cmVhbS1iZW5jaC1maXhlZC1rZXktMzJieXQ="  # a fixed test Fernet key
 VARIANTS = ("bare-txn", "bare-plain", "processor", "faust")
 WARMUP = 0.05  # the share of the events left out of the measured window
-Marks = list[tuple[float, int, float]]  # (perf_counter, events done, process CPU s)
+# (perf_counter, events done, CPU s of the process, CPU s of the thread running the loop)
+Mark = tuple[float, int, float, float]
+Marks = list[Mark]
 QUICK = {"events": 20_000, "faust_events": 4_000, "seconds": 30.0, "parts_events": 3_000}
 QUICK_VARIANTS = "bare-txn,processor,faust"
 RESULT = "bench-result "  # marks a child's report: faust writes terminal codes to stdout
@@ -200,6 +202,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     if parts:
         print("\nprocessor CPU µs per event, part by part: "
               + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+    print("CPU µs per event outside the loop's thread: " + ", ".join(
+        f"{v} {r['cpu_us'] - r['loop_cpu_us']:.1f}" for v, r in results.items()
+        if "loop_cpu_us" in r))
     vs_faust = rate["processor"] / rate["faust"] if rate.get("processor") and rate.get(
         "faust") else 0.0
     vs_bare = 100 * rate["processor"] / rate["bare-txn"] if rate.get("processor") and rate.get(
@@ -211,13 +216,18 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
         "faust_guarantee": args.faust_guarantee, "cpus": os.cpu_count(),
         "processor_cpu_us_per_event_by_part": parts,
     }
+    # CPU per event outside the thread running the loop: librdkafka's threads, the
+    # processor's consumer of the definitions, the health of the process
+    figures["cpu_us_outside_the_loop_thread"] = {
+        v: round(r["cpu_us"] - r["loop_cpu_us"], 1) for v, r in results.items()
+        if "loop_cpu_us" in r}
     proc_cpu = results.get("processor", {}).get("cpu_us")
     for peer in ("faust", "bare-txn"):  # CPU per event: steadier than rates on a busy machine
         if proc_cpu and results.get(peer, {}).get("cpu_us"):
             figures[f"{peer}_cpu_per_event_over_processor"] = round(
                 results[peer]["cpu_us"] / proc_cpu, 2)
     for variant, r in results.items():
-        for name in ("cpu_us", "rss_mib", "outputs", "error", "profile"):
+        for name in ("cpu_us", "loop_cpu_us", "rss_mib", "outputs", "error", "profile"):
             if name in r:
                 figures[f"{variant}_{name}"] = round(r[name], 1) if isinstance(
                     r[name], float) else r[name]
@@ -265,13 +275,14 @@ def child(args: argparse.Namespace) -> int:
                                 args.seconds, args.faust_guarantee)
     else:
         marks = run_bare(settings, out_topic, args.events, deadline, args.child == "bare-txn")
-    (t0, n0, c0), (t1, n1, c1) = window(marks, WARMUP * marks[-1][1])
+    (t0, n0, c0, l0), (t1, n1, c1, l1) = window(marks, WARMUP * marks[-1][1])
     if n1 <= n0:
         print(RESULT + json.dumps({"error": f"no progress in {args.seconds} s"}))
         return 0
     result: dict[str, Any] = {
         "events": n1 - n0, "window_s": t1 - t0, "rate": (n1 - n0) / (t1 - t0),
-        "cpu_us": (c1 - c0) / (n1 - n0) * 1e6, "rss_mib": peak_rss_kib() / 1024,
+        "cpu_us": (c1 - c0) / (n1 - n0) * 1e6, "loop_cpu_us": (l1 - l0) / (n1 - n0) * 1e6,
+        "rss_mib": peak_rss_kib() / 1024,
     }
     if args.child == "processor":
         result["parts_us"] = parts_us(settings, args.parts_events)
@@ -350,7 +361,8 @@ def peak_rss_kib() -> int:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
 
 
-Mark = tuple[float, int, float]
+def mark(done: int) -> Mark:
+    return time.perf_counter(), done, time.process_time(), time.thread_time()
 
 
 def window(marks: Marks, skip: float) -> tuple[Mark, Mark]:
@@ -368,7 +380,7 @@ class TimedProcessor(Processor):
 
     def _process(self, clients: TransactionalClients, batch: list[Message]) -> None:
         super()._process(clients, batch)
-        self.marks.append((time.perf_counter(), self.stats["events"], time.process_time()))
+        self.marks.append(mark(self.stats["events"]))
 
 
 def run_processor(settings: Settings, events: int, deadline: float,
@@ -397,7 +409,7 @@ def run_bare(settings: Settings, out_topic: str, events: int, deadline: float, t
     if txn:
         prod.init_transactions(30)
     cons.subscribe([settings.topic(ITEM_CHANGES)])
-    done, marks = 0, [(time.perf_counter(), 0, time.process_time())]
+    done, marks = 0, [mark(0)]
     while done < events and time.monotonic() < deadline:
         batch = [m for m in cons.consume(settings.processor_batch_size,
                                          settings.processor_batch_ms / 1000)
@@ -416,10 +428,10 @@ def run_bare(settings: Settings, out_topic: str, events: int, deadline: float, t
         else:
             cons.commit(offsets=offsets, asynchronous=True)
         done += len(batch)
-        marks.append((time.perf_counter(), done, time.process_time()))
+        marks.append(mark(done))
     prod.flush(60)
     # without transactions, the end is the last ack
-    marks[-1] = (time.perf_counter(), done, time.process_time())
+    marks[-1] = mark(done)
     cons.close()
     return marks
 
