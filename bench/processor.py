@@ -67,7 +67,7 @@ WARMUP = 0.05  # the share of the events left out of the measured window
 # (perf_counter, events done, CPU s of the process, CPU s of the thread running the loop)
 Mark = tuple[float, int, float, float]
 Marks = list[Mark]
-QUICK = {"events": 20_000, "faust_events": 4_000, "seconds": 30.0, "parts_events": 3_000}
+QUICK = {"events": 20_000, "faust_events": 8_000, "seconds": 30.0, "parts_events": 3_000}
 QUICK_VARIANTS = "bare-txn,processor,faust"
 RESULT = "bench-result "  # marks a child's report: faust writes terminal codes to stdout
 
