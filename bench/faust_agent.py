@@ -21,7 +21,8 @@ from hookstream.errors import DecodeError
 from hookstream.matching import RenderFailure, WebhookIndex, plan
 from hookstream.records import ITEM_CHANGES, Codec, ItemChangeEvent
 
-Marks = list[tuple[float, int]]
+# (perf_counter, events done, CPU s of the process, CPU s of this thread)
+Marks = list[tuple[float, int, float, float]]
 
 
 def run(settings: Settings, out_topic: str, events: int, seconds: float, guarantee: str) -> Marks:
@@ -30,7 +31,7 @@ def run(settings: Settings, out_topic: str, events: int, seconds: float, guarant
     index, entities = WebhookIndex(), admin.load_entities(settings)
     for definition in admin.current_webhooks(settings).values():
         index.put(definition)
-    codec, marks = Codec(), [(time.perf_counter(), 0)]
+    codec, marks = Codec(), [(time.perf_counter(), 0, time.process_time(), time.thread_time())]
     app = faust.App(
         f"bench-faust-{settings.topic_prefix}",
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -61,7 +62,8 @@ def run(settings: Settings, out_topic: str, events: int, seconds: float, guarant
                     await sink.send(key=result.key().encode(), value=value, headers=headers)
             count += 1
             if count % 500 == 0 or count == events:
-                marks.append((time.perf_counter(), count))
+                marks.append((time.perf_counter(), count, time.process_time(),
+                              time.thread_time()))
 
     @app.timer(0.5)
     async def stop_when_done() -> None:

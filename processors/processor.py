@@ -253,9 +253,10 @@ class Processor:
             clients.begin()
             self._recall(clients, batch)
             now_ms = int(self.clock() * 1000)
+            self._batch_stats["events"] += len(batch)
             with kafka_errors("producing the batch"):
-                for msg in batch:
-                    self._transform(clients, msg, now_ms)
+                for msg, event in zip(batch, self._decoded(batch), strict=True):
+                    self._transform(clients, msg, event, now_ms)
             clients.commit(offsets)
         except KafkaFatal:
             raise
@@ -316,14 +317,29 @@ class Processor:
         log.info("event ids of partitions %s read back: %d records in %.1fs",
                  _spans(spans), sum(map(len, copies.values())), time.monotonic() - started)
 
-    def _transform(self, clients: TransactionalClients, msg: Message, now_ms: int) -> None:
-        self._batch_stats["events"] += 1
+    def _decoded(self, batch: list[Message]) -> list[ItemChangeEvent | DecodeError]:
+        """The batch's events, in its order, or why a record is not one: GLPI's events
+        decoded in one pass (Codec.decode_many), operational events one by one."""
+        changes = [msg for msg in batch if msg.topic() != self.operations_topic]
+        decoded = iter(self.codec.decode_many([(m.value(), m.headers()) for m in changes],
+                                              ItemChangeEvent))
+        if len(changes) == len(batch):
+            return list(decoded)
+        return [next(decoded) if msg.topic() != self.operations_topic else self._operation(msg)
+                for msg in batch]
+
+    def _operation(self, msg: Message) -> ItemChangeEvent | DecodeError:
         try:
-            event = self._event(msg)
-            self._batch[("events", event.instance)] += 1
+            return as_item_change(self.codec.decode(msg.value(), msg.headers(), OperationalEvent))
         except DecodeError as e:
-            self._dead_letter_input(clients, msg, e)
+            return e
+
+    def _transform(self, clients: TransactionalClients, msg: Message,
+                   event: ItemChangeEvent | DecodeError, now_ms: int) -> None:
+        if isinstance(event, DecodeError):
+            self._dead_letter_input(clients, msg, event)
             return
+        self._batch[("events", event.instance)] += 1
         if msg.topic() == self.topics[ITEM_CHANGES] and self.recent.is_copy(
             msg.partition() or 0, Copy(event.event_id, _timestamp_ms(msg))
         ):
@@ -342,11 +358,6 @@ class Processor:
                 self._send(clients, DELIVERIES, result.key(), result)
                 self._batch_stats["deliveries"] += 1
                 self._batch[("planned", result.instance)] += 1
-
-    def _event(self, msg: Message) -> ItemChangeEvent:
-        if msg.topic() == self.operations_topic:
-            return as_item_change(self.codec.decode(msg.value(), msg.headers(), OperationalEvent))
-        return self.codec.decode(msg.value(), msg.headers(), ItemChangeEvent)
 
     def _send(self, clients: TransactionalClients, topic: str, key: str, record: Record) -> None:
         value, headers = self.codec.encode(record, self.topics[topic])

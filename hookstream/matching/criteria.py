@@ -56,6 +56,7 @@ __all__ = [
     "compile_criteria",
     "criteria_problems",
     "evaluate",
+    "matches",
 ]
 
 # Accepted filter inputs: JSON text, decoded criteria, or a whole saved search.
@@ -131,6 +132,13 @@ def evaluate(
     if root.test(item, ctx):
         return _MATCHED
     return CriteriaResult(False, _explain(root, item, ctx))
+
+
+def matches(criteria: Criteria, item: Item, ctx: MatchContext) -> bool:
+    """Whether `item` passes: `evaluate` without the explanation of a failure, for the
+    processor's hot path, with a context the caller builds once per event."""
+    root = criteria.root
+    return root is None or root.test(item, ctx)
 
 
 def _explain(group: _Group, item: Item, ctx: MatchContext) -> str:

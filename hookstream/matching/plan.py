@@ -16,8 +16,9 @@ from typing import Any
 import orjson
 
 from hookstream.errors import InvalidCriteria, InvalidTemplate, RenderError
-from hookstream.matching.criteria import Criteria, compile_criteria, evaluate
+from hookstream.matching.criteria import Criteria, compile_criteria, evaluate, matches
 from hookstream.matching.entities import EntityTable, in_scope
+from hookstream.matching.matchers import MatchContext
 from hookstream.records import DeliveryRequest, ItemChangeEvent, WebhookDefinition, delivery_id_for
 from hookstream.render import (
     CompiledTemplates,
@@ -80,11 +81,15 @@ def compile_webhook(definition: WebhookDefinition) -> CompiledWebhook:
 
 
 class WebhookIndex:
-    """Active and inactive webhooks by (instance, itemtype, event), followed live."""
+    """Active and inactive webhooks by (instance, itemtype, event), followed live.
+
+    The active candidates of each key are kept as a tuple, rebuilt only when a definition
+    of that key changes, so that an event's look-up allocates nothing."""
 
     def __init__(self) -> None:
         self._by_id: dict[str, CompiledWebhook] = {}
         self._by_key: dict[IndexKey, dict[str, CompiledWebhook]] = defaultdict(dict)
+        self._active: dict[IndexKey, tuple[CompiledWebhook, ...]] = {}
         self.invalid: dict[str, str] = {}  # id -> why it could not be compiled
 
     def put(self, definition: WebhookDefinition) -> None:
@@ -100,13 +105,23 @@ class WebhookIndex:
         self._by_id[definition.id] = compiled
         key = (definition.instance, definition.itemtype, definition.event)
         self._by_key[key][definition.id] = compiled
+        self._reindex(key)
 
     def remove(self, webhook_id: str) -> None:
         self.invalid.pop(webhook_id, None)
         old = self._by_id.pop(webhook_id, None)
         if old is not None:
             d = old.definition
-            self._by_key[(d.instance, d.itemtype, d.event)].pop(webhook_id, None)
+            key = (d.instance, d.itemtype, d.event)
+            self._by_key[key].pop(webhook_id, None)
+            self._reindex(key)
+
+    def _reindex(self, key: IndexKey) -> None:
+        active = tuple(w for w in self._by_key[key].values() if w.definition.is_active)
+        if active:
+            self._active[key] = active
+        else:
+            self._active.pop(key, None)
 
     def get(self, webhook_id: str) -> CompiledWebhook | None:
         return self._by_id.get(webhook_id)
@@ -114,6 +129,11 @@ class WebhookIndex:
     def candidates(self, instance: str, itemtype: str, event: str) -> list[CompiledWebhook]:
         found = self._by_key.get((instance, itemtype, event))
         return list(found.values()) if found else []
+
+    def active(self, instance: str, itemtype: str, event: str) -> tuple[CompiledWebhook, ...]:
+        """The active webhooks of the key, in index order: what `plan` checks an event
+        against."""
+        return self._active.get((instance, itemtype, event), ())
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -124,7 +144,7 @@ def why_not(
     integration_users: frozenset[int] = frozenset(),
 ) -> str | None:
     """None when the webhook fires for the event, else the first condition that failed."""
-    reason = _why_not(webhook, event, item, _EventContext(event, entities))
+    reason = _why_not(webhook, event, _EventContext(event, entities, item))
     if reason is None and skips_change_by(webhook.definition, event.changed_by,
                                           integration_users):
         return f"changed by integration user {event.changed_by}: the webhook skips them"
@@ -132,22 +152,31 @@ def why_not(
 
 
 class _EventContext:
-    """What every candidate of one event shares: computed once per event, not per webhook."""
+    """What every candidate of one event shares: computed once per event, not per webhook,
+    and the item parsed only when a candidate in scope needs it."""
 
-    __slots__ = ("ancestors", "resolver", "when")
+    __slots__ = ("_item", "ancestors", "event", "match")
 
-    def __init__(self, event: ItemChangeEvent, entities: EntityTable) -> None:
+    def __init__(self, event: ItemChangeEvent, entities: EntityTable,
+                 item: dict[str, Any] | None = None) -> None:
+        self.event = event
         self.ancestors = (
             () if event.entities_id is None
             else entities.ancestors(event.instance, event.entities_id)
         )
-        self.resolver = entities.resolver(event.instance)
-        self.when = datetime.fromtimestamp(event.occurred_at / 1000, UTC)
+        self.match = MatchContext(entities.resolver(event.instance),
+                                  datetime.fromtimestamp(event.occurred_at / 1000, UTC))
+        self._item = item
+
+    @property
+    def item(self) -> dict[str, Any]:
+        if self._item is None:
+            self._item = load_json(self.event.item)
+        return self._item
 
 
-def _why_not(
-    webhook: CompiledWebhook, event: ItemChangeEvent, item: dict[str, Any], shared: _EventContext
-) -> str | None:
+def _why_not(webhook: CompiledWebhook, event: ItemChangeEvent, shared: _EventContext
+             ) -> str | None:
     d = webhook.definition
     if (d.instance, d.itemtype, d.event) != (event.instance, event.itemtype, event.event):
         return (
@@ -161,8 +190,17 @@ def _why_not(
         return (
             f"item entity {event.entities_id} is outside webhook entity {d.entities_id} ({scope})"
         )
-    result = evaluate(webhook.criteria, item, shared.resolver, now=shared.when)
+    result = evaluate(webhook.criteria, shared.item, shared.match.ancestors_of,
+                      now=shared.match.now)
     return None if result.matched else f"filter: {result.failed}"
+
+
+def _fires(webhook: CompiledWebhook, event: ItemChangeEvent, shared: _EventContext) -> bool:
+    """`_why_not(...) is None` for an active candidate of the event's key, without the
+    reasons: entity scope first, the item parsed only for a filter in scope."""
+    d = webhook.definition
+    return in_scope(event.entities_id, d.entities_id, d.is_recursive, shared.ancestors) and (
+        webhook.criteria.root is None or matches(webhook.criteria, shared.item, shared.match))
 
 
 def plan(
@@ -175,25 +213,26 @@ def plan(
 ) -> list[DeliveryRequest | RenderFailure | Skipped]:
     """The delivery requests (or render failures) one event yields, and the matching
     webhooks that skip it because one of `integration_users` (the instance's) made it."""
-    candidates = index.candidates(event.instance, event.itemtype, event.event)
+    candidates = index.active(event.instance, event.itemtype, event.event)
     if not candidates:
         return []
-    item = load_json(event.item)
-    parent = load_json(event.parent_item) if event.parent_item else None
     shared = _EventContext(event, entities)
+    out: list[DeliveryRequest | RenderFailure | Skipped] = []
+    parent: dict[str, Any] | None = None
     default_bodies: dict[str, bytes] = {}  # GLPI's default body, encoded once per event
     limits = limits or DEFAULT_LIMITS
-    out: list[DeliveryRequest | RenderFailure | Skipped] = []
     for webhook in candidates:
-        if _why_not(webhook, event, item, shared) is not None:
+        if not _fires(webhook, event, shared):
             continue
         d = webhook.definition
         if skips_change_by(d, event.changed_by, integration_users):
             out.append(Skipped(d.id, event.instance))
             continue
+        if parent is None and event.parent_item:
+            parent = load_json(event.parent_item)
         try:
             rendered = render_request(
-                webhook.templates, event.event, item, parent, now_s=now_ms / 1000,
+                webhook.templates, event.event, shared.item, parent, now_s=now_ms / 1000,
                 limits=limits, default_bodies=default_bodies,
             )
         except RenderError as e:

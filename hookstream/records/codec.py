@@ -188,6 +188,36 @@ class Codec:
         except Exception as e:  # fastavro raises many types on garbage: EOFError, ValueError...
             raise DecodeError(f"{name}: {type(e).__name__}: {e}"[:300]) from e
 
+    def decode_many(
+        self, records: Sequence[tuple[bytes | None, MessageHeaders]], expected: type[R]
+    ) -> list[R | DecodeError]:
+        """`decode` of each (value, headers) of a batch, a failure returned in its place.
+
+        Records framed by headers in the current version (the steady state) are read in one
+        loop with the schema looked up once; any other record, and any that fails there,
+        goes through `decode`, so results and errors are exactly `decode`'s."""
+        name = expected.schema_name
+        schema = self._parsed[name]
+        current = tuple(value for _, value in self._headers[name])  # (name, version) bytes
+        read, from_dict = fastavro.schemaless_reader, expected.from_dict
+        out: list[R | DecodeError] = []
+        for value, headers in records:
+            if (value is not None and self._registry is None
+                    and (header(headers, SCHEMA_HEADER), header(headers, VERSION_HEADER))
+                    == current):
+                try:
+                    data = read(io.BytesIO(value), schema, None)
+                    if isinstance(data, dict):
+                        out.append(from_dict(data))
+                        continue
+                except Exception:  # decode, below, says why as a DecodeError
+                    pass
+            try:
+                out.append(self.decode(value, headers, expected))
+            except DecodeError as e:
+                out.append(e)
+        return out
+
     def _schemas(self, name: str, headers: MessageHeaders) -> tuple[Any, Any]:
         """(writer, reader) for a header-framed record: an older version is resolved into
         the current schema, its missing fields taking their defaults."""

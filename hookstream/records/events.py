@@ -54,6 +54,11 @@ class Record:
 
     @classmethod
     def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        if len(data) == len(_field_names(cls)):  # the usual case: exactly the fields
+            try:
+                return cls(**data)
+            except TypeError:
+                pass  # another field set of the same size: by name below
         return cls(**{k: data[k] for k in _field_names(cls) if k in data})
 
 

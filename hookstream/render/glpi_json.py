@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -75,17 +75,17 @@ def _fast_pretty(value: object) -> bytes | None:
     control character: every raw newline is pretty-printing, and \x00 is free as a marker.
     `/` and non-ASCII occur only inside strings, so escaping them afterwards is safe.
     """
+    double_spaces = _fast_safe(value)
+    if double_spaces is None:
+        return None
     try:
-        if not _fast_safe(value):
-            return None
         # Lone surrogates, ints beyond 64 bits, nesting past 255 levels: orjson refuses.
         out = orjson.dumps(value, option=orjson.OPT_INDENT_2)
-        compact = orjson.dumps(value)
-    except (orjson.JSONEncodeError, RecursionError):
+    except orjson.JSONEncodeError:
         return None
-    if b"  " not in compact:
-        # orjson indents 2 spaces a level, PHP 4. With no string holding two spaces in a row
-        # (compact output has spaces only inside strings), every "  " is indent: double it.
+    if not double_spaces:
+        # orjson indents 2 spaces a level, PHP 4. With no string holding two spaces in a row,
+        # every "  " is indent: double it.
         out = out.replace(b"  ", b"    ")
     else:
         lines = out.split(b"\n")
@@ -104,8 +104,9 @@ def _fast_pretty(value: object) -> bytes | None:
     return escaped.replace(b"\\x", b"\\u00").replace(b"\x00", b"\\")
 
 
-def _fast_safe(value: object) -> bool:
-    """True when orjson's encoding of `value` is PHP's up to indent, `/` and non-ASCII.
+def _fast_safe(value: object) -> bool | None:
+    """None unless orjson's encoding of `value` is PHP's up to indent, `/` and non-ASCII;
+    else whether a key or string holds two spaces in a row (then "  " is not all indent).
 
     Dicts and lists only, holding str, int, bool, None (exact types): floats need
     php_float; subclasses and other types (tuples, enums, dataclasses, datetimes) orjson
@@ -113,16 +114,35 @@ def _fast_safe(value: object) -> bool:
     "0".."n-1" as a list: any dict with a "0" key is left to the exact encoder. Non-str keys
     make orjson refuse.
     """
+    # A walk with a stack of the containers still to see, not a recursive generator: most
+    # values are leaves, checked inline (this runs once per event on the hot path).
     kind = type(value)
-    if kind is dict:
-        if not value or "0" in value:  # type: ignore[operator]
-            return False
-        values = value.values()  # type: ignore[attr-defined]
-    elif kind is list:
-        values = value
-    else:
-        return kind in _LEAVES
-    return all(type(item) in _LEAVES or _fast_safe(item) for item in values)
+    if kind is not dict and kind is not list:
+        return (kind is str and "  " in value) if kind in _LEAVES else None  # type: ignore[operator]
+    double_spaces = False
+    stack: list[Any] = [value]
+    values: Iterable[Any]
+    while stack:
+        container = stack.pop()
+        if type(container) is dict:
+            if not container or "0" in container:
+                return None
+            for key in container:
+                if type(key) is str and "  " in key:
+                    double_spaces = True
+            values = container.values()
+        else:
+            values = container
+        for item in values:
+            kind = type(item)
+            if kind is str:
+                if "  " in item:
+                    double_spaces = True
+            elif kind is dict or kind is list:
+                stack.append(item)
+            elif kind not in _LEAVES:
+                return None
+    return double_spaces
 
 
 def php_float(value: float, precision: int = -1, exponent: str = "e") -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import struct
+from typing import Any
 
 import pytest
 
@@ -389,3 +390,45 @@ def test_alert_ticket_records_round_trip_on_their_topics() -> None:
             assert codec.decode_any(value, headers, topic) == record
             assert topic_schema(topic) == record.schema_name
     assert ticket.key() == "glpi-lyon:alertmanager:f1" == action.key()
+
+
+def test_decode_many_gives_what_decode_gives_record_by_record() -> None:
+    """A batch decoded at once: the same records, and each failure decode's own DecodeError
+    in its place, whatever the batch mixes (an older version, garbage, a tombstone, another
+    schema)."""
+    import io
+
+    import fastavro
+
+    from hookstream.records.codec import older_schema_texts
+
+    codec = Codec()
+    event = sample_records("Ticket.json")[0]
+    assert isinstance(event, ItemChangeEvent)
+    current = codec.encode(event, "t")
+    old_text = json.loads(older_schema_texts("ItemChangeEvent")[1])
+    old = io.BytesIO()
+    fastavro.schemaless_writer(old, fastavro.parse_schema(old_text), {
+        k: v for k, v in event.to_dict().items() if k != "changed_by"})
+    batch: list[tuple[bytes | None, Any]] = [
+        current,
+        (old.getvalue(), [("hookstream-schema", b"ItemChangeEvent"),
+                          ("hookstream-schema-version", b"1")]),
+        (b"\x00\x01garbage", current[1]),
+        (None, current[1]),
+        (b"abc", [("hookstream-schema", b"DeliveryRequest")]),
+        (current[0], {"hookstream-schema": b"ItemChangeEvent",  # headers as a dict
+                      "hookstream-schema-version": b"2"}),
+    ]
+    decoded = codec.decode_many(batch, ItemChangeEvent)
+    assert len(decoded) == len(batch)
+    for (value, headers), got in zip(batch, decoded, strict=True):
+        try:
+            expected: object = codec.decode(value, headers, ItemChangeEvent)
+        except DecodeError as e:
+            assert isinstance(got, DecodeError) and str(got) == str(e)
+        else:
+            assert got == expected
+    assert decoded[0] == event and decoded[5] == event
+    assert isinstance(decoded[1], ItemChangeEvent) and decoded[1].changed_by is None
+    assert [type(d) for d in decoded[2:5]] == [DecodeError] * 3

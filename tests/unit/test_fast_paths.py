@@ -151,3 +151,13 @@ def test_default_body_encoded_once_per_event() -> None:
     shared["default"] = b"reused"
     assert render_request(templates, "new", item, None, NOW_S,
                           default_bodies=shared).body == b"reused"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"a  b": 1}, {"a": ["x  y"]}, {"a": {"b": {"c  ": "  "}}}, {"a": [{"b": ["   "]}]},
+     {"a": "  "}, {"a": "x", "b": [1, "y  "]}],
+    ids=repr,
+)
+def test_two_spaces_in_a_key_or_string_are_not_taken_for_indent(value: Any) -> None:
+    assert _fast_pretty(value) == php_json_encode(value).encode()

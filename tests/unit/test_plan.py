@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -149,3 +150,27 @@ def test_dates_render_in_the_time_zone_of_the_limits(timezone: str, body: str) -
     [request] = plan(event, hooks, ENTITIES, NOW_MS, RenderLimits(timezone=timezone))
     assert isinstance(request, DeliveryRequest)
     assert request.body.decode() == body
+
+
+def test_active_candidates_follow_every_change_of_their_key() -> None:
+    index = index_of(webhook("a"), webhook("b", is_active=False), webhook("c", event="update"))
+    assert [w.definition.id for w in index.active("glpi-a", "Ticket", "new")] == ["a"]
+    index.put(webhook("b", version=2))  # activated
+    assert [w.definition.id for w in index.active("glpi-a", "Ticket", "new")] == ["a", "b"]
+    index.put(webhook("a", version=2, is_active=False))  # deactivated
+    assert [w.definition.id for w in index.active("glpi-a", "Ticket", "new")] == ["b"]
+    index.remove("b")
+    assert index.active("glpi-a", "Ticket", "new") == ()
+    assert [w.definition.id for w in index.candidates("glpi-a", "Ticket", "new")] == ["a"]
+    assert [w.definition.id for w in index.active("glpi-a", "Ticket", "update")] == ["c"]
+
+
+def test_an_item_is_parsed_only_for_a_candidate_in_scope() -> None:
+    """Out of every candidate's entity scope, an event is rejected before its item is read:
+    an item that is not JSON costs nothing there, and fails where a filter needs it."""
+    europe_only = index_of(webhook("europe-only", entities_id=1, is_recursive=False))
+    event = dataclasses.replace(ticket_event(2), item="{not json")
+    assert plan(event, europe_only, ENTITIES, NOW_MS) == []
+    with pytest.raises(ValueError):
+        plan(dataclasses.replace(ticket_event(1), item="{not json"), europe_only, ENTITIES,
+             NOW_MS)
