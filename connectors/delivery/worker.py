@@ -83,6 +83,7 @@ class Worker:
         self._origins: dict[str, str] = {}  # url -> origin (or its fallback)
         self._feeding: dict[str, set[TP]] = {}  # saturated origin -> partitions paused for it
         self._closed = False  # draining: no new job starts
+        self._latency = metrics.Children(metrics.LATENCY.labels)  # made once per webhook
 
     # -- tasks ----------------------------------------------------------------------------
 
@@ -181,7 +182,7 @@ class Worker:
                 result = await self.sender.send(job.request, target, self._rules.global_allow)
             finally:
                 latency_s = time.perf_counter() - started
-                metrics.LATENCY.labels(target.webhook_id).observe(latency_s)
+                self._latency(target.webhook_id).observe(latency_s)
                 metrics.IN_FLIGHT.dec()
             observed = _observed(result, started_ms, int(self._clock() * 1000))
             charge = circuit_charge(observed)
