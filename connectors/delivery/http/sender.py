@@ -38,6 +38,8 @@ from hookstream.records import DeliveryRequest
 @dataclass(frozen=True, slots=True)
 class HttpResult:
     status: int | None = None
+    # The response's headers, names in lowercase: all of them when the webhook saves the
+    # response body, else only Retry-After (nothing else of them is kept).
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
     error: str | None = None
@@ -241,19 +243,15 @@ class Sender:
             # What went on the wire: ours plus those the client added (Host, Content-Length,
             # Content-Type, User-Agent, Accept...).
             sent.headers = response.request_info.headers
-            body = (
-                await response.content.read(self.body_cap_bytes)
-                if target.save_response_body
-                else None
-            )
+            if target.save_response_body:
+                body = await response.content.read(self.body_cap_bytes)
+                kept = {k.lower(): v for k, v in response.headers.items()}
+            else:  # the attempt record keeps neither: only what decides the next try
+                body, kept = None, _retry_after(response.headers)
             if response.status == 401 and token and not refresh:
                 self.oauth.invalidate(target, token)
             return HttpResult(
-                response.status,
-                {k.lower(): v for k, v in response.headers.items()},
-                body,
-                request_headers=redact_headers(sent.headers),
-            )
+                response.status, kept, body, request_headers=redact_headers(sent.headers))
 
     def _timeout(self, timeout_s: float) -> aiohttp.ClientTimeout:
         """The request timeout for `timeout_s`, made once per value (not per attempt)."""
@@ -300,6 +298,11 @@ class Sender:
             return response.status == 200 and answer.decode(
                 errors="replace"
             ).strip() == cra_expected_answer(target.secret, token)
+
+
+def _retry_after(headers: Mapping[str, str]) -> dict[str, str]:
+    value = headers.get("Retry-After")  # aiohttp's headers ignore case
+    return {} if value is None else {"retry-after": value}
 
 
 def _failure(error: BaseException, timeout_s: float) -> HttpResult:
