@@ -678,7 +678,7 @@ def percentile(values: list[float], p: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="about 45 s: 12,000 requests, 3 s ceilings, 5 s of latency")
+                        help="under a minute: 12,000 requests, 3 s ceilings, 5 s of latency")
     parser.add_argument("--requests", type=int, default=100_000, help="pre-produced per run")
     parser.add_argument("--ceiling-s", type=int, default=10, help="wrk and bare loop duration")
     parser.add_argument("--latency-s", type=float, default=10.0)
