@@ -2,7 +2,7 @@
 
 Run by hand, never by the tests:
 
-    .venv/bin/python bench/delivery.py [--requests 100000] [--profile]
+    .venv/bin/python bench/delivery.py [--quick] [--requests 100000] [--profile py-spy]
 
 It starts its own Kafka broker (LocalBroker in a temporary state directory on a free
 port) unless KAFKA_BOOTSTRAP_SERVERS is set, uses a fresh topic prefix per scenario,
@@ -43,8 +43,10 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -428,6 +430,8 @@ class Scenario:
 
 @contextmanager
 def delivery_process(scenario: Scenario, profile: Path | None) -> Iterator[subprocess.Popen[Any]]:
+    """`hookstream run delivery` for `scenario`; under pyinstrument (profile *.txt) or
+    cProfile (*.prof) if asked (py-spy attaches to the running process instead: spied)."""
     env = {
         **os.environ,
         "HOOKSTREAM_BOOTSTRAP_SERVERS": scenario.settings.bootstrap_servers,
@@ -451,7 +455,7 @@ def delivery_process(scenario: Scenario, profile: Path | None) -> Iterator[subpr
             "run",
             "delivery",
         ]
-    elif profile is not None:
+    elif profile is not None and profile.suffix == ".prof":
         cmd = [
             sys.executable,
             "-m",
@@ -486,47 +490,154 @@ def memory_kib(pid: int) -> dict[str, int]:
     return found
 
 
-Sample = tuple[float, int, float, float]  # time, requests received, process and loop CPU s
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of a process by kind of thread: its event loop (the main thread),
+    librdkafka's (named rdk:...), and the rest (the fetch executor, the health server)."""
+    found = {"loop": 0.0, "librdkafka": 0.0, "other threads": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        kind = ("loop" if task.name == str(pid) else
+                "librdkafka" if name.startswith("rdk:") else "other threads")
+        found[kind] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
 
 
-def steady_rate(samples: list[Sample], total: int) -> dict[str, float]:
+@dataclass(frozen=True)
+class Sample:
+    at: float  # monotonic s
+    received: int  # requests nginx received since the watch began
+    threads: dict[str, float]  # thread_cpu_s of the delivery process
+
+    @property
+    def cpu(self) -> float:
+        return sum(self.threads.values())
+
+
+def steady_rate(samples: list[Sample], total: int) -> dict[str, Any]:
     """Between 10 % and 90 % of `total` received: requests per second of wall time, per CPU
-    second of the delivery process and of its main thread; and the time to all of them."""
+    second of the delivery process and of its main thread, the CPU µs per delivery of each
+    kind of thread; and the time to all of them."""
 
     def at(fraction: float) -> Sample:
-        return next(s for s in samples if s[1] >= fraction * total)
+        return next(s for s in samples if s.received >= fraction * total)
 
-    (t10, n10, cpu10, loop10), (t90, n90, cpu90, loop90) = at(0.1), at(0.9)
+    first, last = at(0.1), at(0.9)
+    n, seconds = last.received - first.received, last.at - first.at
     return {
-        "rate": (n90 - n10) / (t90 - t10),
-        "per_cpu_s": (n90 - n10) / max(cpu90 - cpu10, 1e-9),
-        "per_loop_cpu_s": (n90 - n10) / max(loop90 - loop10, 1e-9),
-        "cpu_share": (cpu90 - cpu10) / (t90 - t10),
-        "drain_s": at(1.0)[0] - samples[0][0],
+        "rate": n / seconds,
+        "per_cpu_s": n / max(last.cpu - first.cpu, 1e-9),
+        "per_loop_cpu_s": n / max(last.threads["loop"] - first.threads["loop"], 1e-9),
+        "cpu_share": (last.cpu - first.cpu) / seconds,
+        "drain_s": at(1.0).at - samples[0].at,
+        "cpu_us": {kind: (last.threads[kind] - first.threads[kind]) / n * 1e6
+                   for kind in last.threads},
     }
 
 
 def watch(
-    status_port: int, total: int, proc: subprocess.Popen[Any], timeout_s: float
+    status_port: int, total: int, proc: subprocess.Popen[Any], timeout_s: float,
+    steady: Callable[[bool], None] = lambda started: None,
 ) -> list[Sample]:
     """Sample nginx's request counter until `total` more requests arrived (status probes
-    are requests too: each sample subtracts its own)."""
-
-    def sample(received: int) -> Sample:
-        return time.monotonic(), received, cpu_s(proc.pid), cpu_s(proc.pid, main_thread=True)
-
+    are requests too: each sample subtracts its own); `steady(True)` is called once 10 %
+    have arrived, `steady(False)` once 90 % have (steady_rate's window)."""
     base = nginx_requests(status_port)
-    samples, probes = [sample(0)], 0
+    edges = [0.1 * total, 0.9 * total]
+    samples, probes = [Sample(time.monotonic(), 0, thread_cpu_s(proc.pid))], 0
     deadline = time.monotonic() + timeout_s
-    while samples[-1][1] < total:
+    while samples[-1].received < total:
         if proc.poll() is not None:
             raise RuntimeError(f"the delivery process exited with {proc.returncode}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"only {samples[-1][1]} of {total} requests in {timeout_s:.0f}s")
+            raise RuntimeError(f"only {samples[-1].received} of {total} requests in "
+                               f"{timeout_s:.0f}s")
         time.sleep(0.1)
         probes += 1
-        samples.append(sample(nginx_requests(status_port) - base - probes))
+        received = nginx_requests(status_port) - base - probes
+        samples.append(Sample(time.monotonic(), received, thread_cpu_s(proc.pid)))
+        while edges and received >= edges[0]:
+            edges.pop(0)
+            steady(len(edges) == 1)
     return samples
+
+
+# -- where the CPU goes: py-spy's stacks, part by part ------------------------------------
+
+# A stack's part is that of its innermost frame matching a rule (stdlib and C frames in
+# between are charged to the project or library frame that called them).
+PARTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((part, re.compile(rule)) for part, rule in (
+    ("headers+signature", r"policy/signing\.py|policy/redact\.py"),
+    ("consume/decode", r"\b(_fetch|_receive|decode|_schemas|from_dict|header) \(.*"
+                       r"(delivery/service|records/codec|records/events)\.py"),
+    ("attempt record encode/produce", r"delivery/record\.py|delivery/attempts\.py|"
+                                      r"records/codec\.py|records/events\.py|operations\.py"),
+    ("offsets/checkpoint", r"delivery/checkpoint\.py|hookstream/io/kafka\.py"),
+    ("metrics", r"prometheus_client|io/metrics\.py"),
+    ("scheduling/limits", r"policy/(concurrency|circuit|ordering)\.py"),
+    ("decide (policy)", r"hookstream/policy/"),
+    ("HTTP client", r"aiohttp/|yarl/|multidict/|delivery/http/"),
+    ("scheduling/limits", r"delivery/(worker|limits|schedule|ordering|stale|recall)\.py"),
+))
+
+
+@contextmanager
+def spying(pid: int, out: Path | None) -> Iterator[Callable[[bool], None]]:
+    """A `steady` callback for `watch` that runs py-spy on `pid` over the steady window
+    (from this Python's bin, where `pip install py-spy` puts it; sampling without pausing
+    the process), writing collapsed stacks to `out`. Nothing when `out` is None."""
+    binary = Path(sys.executable).with_name("py-spy")
+    spy: list[subprocess.Popen[Any]] = []
+    if out is not None and not binary.exists():
+        log("py-spy not installed (pip install py-spy): no part-by-part figures")
+        out = None
+    if out is not None:
+        out.unlink(missing_ok=True)
+
+    def steady(started: bool) -> None:
+        if out is None:
+            return
+        if started:
+            spy.append(subprocess.Popen(
+                [str(binary), "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
+                 "--format", "raw", "--output", str(out)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        elif spy:
+            stop(spy.pop(), signal.SIGINT)
+
+    try:
+        yield steady
+    finally:
+        for left in spy:
+            stop(left, signal.SIGINT)
+
+
+def spied_parts(raw: Path) -> tuple[dict[str, float], list[tuple[str, float]]]:
+    """From py-spy's collapsed stacks: each part's share of the Python threads' samples,
+    and the top 20 functions by own samples (share)."""
+    parts: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        own[frames[-1]] += int(count)
+        parts[_part_of(frames)] += int(count)
+    total = sum(parts.values()) or 1
+    top = [(frame, n / total) for frame, n in own.most_common(20)]
+    return {part: n / total for part, n in parts.most_common()}, top
+
+
+def _part_of(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for part, rule in PARTS:
+            if rule.search(frame):
+                return part
+    return "other (event loop, asyncio)"
 
 
 def paced_latency(scenario: Scenario, log_file: Path, rate: int, seconds: float) -> list[float]:
@@ -549,7 +660,12 @@ def paced_latency(scenario: Scenario, log_file: Path, rate: int, seconds: float)
         if len(lines) >= total:
             break
         time.sleep(0.2)
-    return sorted(float(at) * 1000 - float(sent) for at, sent in (x.split() for x in lines))
+    timed = sorted((float(at) * 1000 - float(sent), float(sent))
+                   for at, sent in (x.split() for x in lines))
+    slowest = [sent for _, sent in timed[-max(1, len(timed) // 100):]]
+    if slowest:  # one stall, or spread over the run?
+        log(f"  the slowest 1 % were produced within {max(slowest) - min(slowest):,.0f} ms")
+    return [latency for latency, _ in timed]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -561,14 +677,19 @@ def percentile(values: list[float], p: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="under a minute: 12,000 requests, 3 s ceilings, 5 s of latency")
     parser.add_argument("--requests", type=int, default=100_000, help="pre-produced per run")
     parser.add_argument("--ceiling-s", type=int, default=10, help="wrk and bare loop duration")
     parser.add_argument("--latency-s", type=float, default=10.0)
     parser.add_argument("--latency-rate", type=int, default=1000)
     parser.add_argument(
         "--profile",
-        choices=["pyinstrument", "cprofile"],
-        help="profile the delivery process of the all-healthy run into bench/results/ (slower)",
+        choices=["py-spy", "pyinstrument", "cprofile", "none"],
+        default="py-spy",
+        help="profile the delivery process of the all-healthy run into bench/results/: "
+        "py-spy (the default, if installed) samples it from outside at little cost and "
+        "gives the CPU per delivery part by part; pyinstrument and cprofile slow it down",
     )
     parser.add_argument("--skip-hanging", action="store_true")
     parser.add_argument(
@@ -583,6 +704,8 @@ def main() -> int:
     if a.role == "bare":
         bare_loop(a.args, a.seconds)
         return 0
+    if a.quick:
+        a.requests, a.ceiling_s, a.latency_s = 12_000, 3, 5.0
 
     need_tools()
     out_dir = Path(__file__).resolve().parent / "results"
@@ -617,17 +740,20 @@ def main() -> int:
         scenario.produce(a.requests)
         scenario.flush()
         profile = None
-        if a.profile:
+        if a.profile != "none":
             out_dir.mkdir(exist_ok=True)
-            profile = out_dir / f"delivery-{a.profile}.{'txt' if a.profile[0] == 'p' else 'prof'}"
-        with delivery_process(scenario, profile) as proc:
-            samples = watch(status_port, a.requests, proc, timeout)
+            suffix = {"py-spy": "raw", "pyinstrument": "txt", "cprofile": "prof"}[a.profile]
+            profile = out_dir / f"delivery-{a.profile}.{suffix}"
+        spied = profile if profile is not None and a.profile == "py-spy" else None
+        with delivery_process(scenario, profile) as proc, spying(proc.pid, spied) as steady:
+            samples = watch(status_port, a.requests, proc, timeout, steady)
             results["healthy"] = steady_rate(samples, a.requests)
             log(f"  {results['healthy']['rate']:,.0f} deliveries/s")
             deadline = time.monotonic() + 30
             while scenario.attempts_produced() < a.requests and time.monotonic() < deadline:
                 time.sleep(0.5)
             results["healthy"]["attempts"] = scenario.attempts_produced()
+            results["load_latency"] = os.getloadavg()[0]
             log(f"paced {a.latency_rate}/s for {a.latency_s:g}s: produce -> nginx latency")
             latencies = paced_latency(scenario, log_file, a.latency_rate, a.latency_s)
             results["latency_n"] = len(latencies)
@@ -635,6 +761,8 @@ def main() -> int:
                 results[f"p{p}_ms"] = percentile(latencies, p) if latencies else float("nan")
             results.update(memory_kib(proc.pid))
         results["healthy"]["outcomes"] = scenario.outcomes()
+        if spied is not None and spied.exists():
+            results["parts"], results["top"] = spied_parts(spied)
 
         if not a.skip_hanging:
             log(f"{HANGING} of {WEBHOOKS} webhooks hang (timeout_s 2), pre-producing")
@@ -659,15 +787,34 @@ def main() -> int:
     return 0
 
 
+def cpu_parts(r: dict[str, Any]) -> dict[str, float]:
+    """CPU µs per delivery, part by part: the Python threads' CPU (loop and fetch executor)
+    split by py-spy's shares, then librdkafka's own threads, which py-spy does not see."""
+    cpu_us = r["healthy"]["cpu_us"]
+    python_us = cpu_us["loop"] + cpu_us["other threads"]
+    parts = {part: round(share * python_us, 1) for part, share in r.get("parts", {}).items()}
+    if not parts:
+        parts = {"event loop thread": round(cpu_us["loop"], 1),
+                 "other Python threads": round(cpu_us["other threads"], 1)}
+    parts["librdkafka threads (fetch, produce, I/O)"] = round(cpu_us["librdkafka"], 1)
+    parts["total"] = round(sum(cpu_us.values()), 1)
+    return parts
+
+
 def report(r: dict[str, Any], a: argparse.Namespace) -> None:
+    from report import Target, write
+
     def verdict(ok: bool) -> str:
         return "ok" if ok else "MISSED"
 
     h, bare = r["healthy"], r["bare"]
     rate = h["rate"]
+    parts = cpu_parts(r)
+    slowed = a.profile in ("pyinstrument", "cprofile")
     print(f"""
 hookstream delivery benchmark: {r["cpus"]} CPUs, load average {r["load_before"]:.2f} before
-the run{", delivery under " + a.profile if a.profile else ""}. "per loop-CPU-s": deliveries per
+the run, {r["load_latency"]:.2f} before the latency run{
+", delivery under " + a.profile if slowed else ""}. "per loop-CPU-s": deliveries per
 CPU second of the process's main thread (its event loop), a rate free of CPU contention.
 
 receiver ceiling: wrk -t2 -c64         {r["wrk"]:9,.0f} req/s
@@ -687,17 +834,54 @@ latency produce -> nginx at {a.latency_rate}/s     p50 {r["p50_ms"]:.0f} ms, \
 p99 {r["p99_ms"]:.0f} ms, max {r["p100_ms"]:.0f} ms over {r["latency_n"]:,} requests  \
 target p99 < {TARGETS["p99_ms"]} ms: {verdict(r["p99_ms"] < TARGETS["p99_ms"])}
 delivery process peak RSS (VmHWM)      {r["VmHWM"] / 1024:9.0f} MiB  target < 300 MiB: \
-{verdict(r["VmHWM"] / 1024 < TARGETS["rss_mib"])}""")
+{verdict(r["VmHWM"] / 1024 < TARGETS["rss_mib"])}
+CPU µs per delivery (steady window)    {parts["total"]:9.1f}""")
+    for part, us in parts.items():
+        if part != "total":
+            print(f"  {part:<37}{us:7.1f}")
+    for frame, share in r.get("top", []):
+        print(f"  {share:6.1%}  {frame}")
+    hanging_ratio = None
     if "hanging" in r:
         g = r["hanging"]
-        ratio, cpu_ratio = g["rate"] / rate, g["per_loop_cpu_s"] / h["per_loop_cpu_s"]
+        hanging_ratio, cpu_ratio = g["rate"] / rate, g["per_loop_cpu_s"] / h["per_loop_cpu_s"]
         print(f"""\
 20 of 200 hanging (timeout_s 2)        {g["rate"]:9,.0f} deliveries/s to the healthy 180 \
 ({g["per_loop_cpu_s"]:,.0f} per loop-CPU-s)
-  vs all healthy                       {ratio:9.0%}  (per loop-CPU-s: {cpu_ratio:.0%})  \
-target >= 80%: {verdict(ratio >= TARGETS["hang"])}
+  vs all healthy                       {hanging_ratio:9.0%}  (per loop-CPU-s: {cpu_ratio:.0%})  \
+target >= 80%: {verdict(hanging_ratio >= TARGETS["hang"])}
   attempt outcomes                     {g["outcomes"]}""")
-    print(json.dumps(r))
+    write(
+        "delivery",
+        targets=[
+            Target("delivery vs bare aiohttp loop", round(rate / bare["rate"] * 100, 1), "%",
+                   ">=", TARGETS["vs_bare"] * 100),
+            Target("delivery throughput", round(rate), "deliveries/s", ">=",
+                   TARGETS["per_process"]),
+            Target("delivery p99 at 1,000/s, produce to receipt", round(r["p99_ms"], 1), "ms",
+                   "<", TARGETS["p99_ms"]),
+        ],
+        throughput={"delivery": round(rate), "bare loop": round(bare["rate"]),
+                    "wrk receiver": round(r["wrk"])},
+        throughput_unit="deliveries/s",
+        latency_ms={"p50": round(r["p50_ms"], 1), "p99": round(r["p99_ms"], 1),
+                    "max": round(r["p100_ms"], 1)},
+        figures={
+            "cpu_us_per_delivery": parts,
+            "deliveries_per_cpu_s": round(h["per_cpu_s"]),
+            "deliveries_per_loop_cpu_s": round(h["per_loop_cpu_s"]),
+            "bare_per_cpu_s": round(bare["per_cpu_s"]),
+            "rss_peak_mib": round(r["VmHWM"] / 1024),
+            "hanging_ratio": None if hanging_ratio is None else round(hanging_ratio, 2),
+            "requests": a.requests,
+            "attempts": h["attempts"],
+            "outcomes": h["outcomes"],
+            "load_avg_before": round(r["load_before"], 2),
+            "load_avg_latency": round(r["load_latency"], 2),
+            "profile": a.profile,
+            "profile_top20": [[frame, round(share, 4)] for frame, share in r.get("top", [])],
+        },
+    )
 
 
 if __name__ == "__main__":

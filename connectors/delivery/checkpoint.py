@@ -75,7 +75,10 @@ class Checkpoint:
     def read(self, tp: TP, offset: int) -> int:
         """The record at `offset` was read: its offset waits for its outcome. Returns the
         generation it was read under (see `owns`)."""
-        self._trackers.setdefault(tp, OffsetTracker()).add(offset)
+        tracker = self._trackers.get(tp)
+        if tracker is None:
+            tracker = self._trackers[tp] = OffsetTracker()
+        tracker.add(offset)
         self._next[tp] = offset + 1
         return self._generation.get(tp, 0)
 

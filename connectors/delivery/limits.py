@@ -18,8 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from connectors.delivery.http.targets import Target
@@ -81,29 +80,10 @@ class Limits:
 
     # -- sending ---------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def slot(self, origin: str, target: Target) -> AsyncIterator[None]:
-        """Wait for every limit, in order; inside the block the request may go."""
-        key = (target.webhook_id, target.max_in_flight)  # a new bound, a new semaphore
-        hook = self._webhooks.get(key)
-        if hook is None:
-            slots = asyncio.Semaphore(target.max_in_flight) if target.max_in_flight > 0 else None
-            hook = self._webhooks[key] = _Webhook(slots)
-        hook.users += 1
-        try:
-            if hook.slots is not None:
-                async with hook.slots:
-                    await self._pace(hook, target.rate_limit_per_s)
-                    async with self._origin_slot(origin), self._global:
-                        yield
-            else:
-                await self._pace(hook, target.rate_limit_per_s)
-                async with self._origin_slot(origin), self._global:
-                    yield
-        finally:
-            hook.users -= 1
-            if hook.users == 0 and hook.next_slot_s <= self._clock():
-                self._webhooks.pop(key, None)
+    def slot(self, origin: str, target: Target) -> _Slot:
+        """Wait for every limit, in order; inside the block (`async with`) the request may
+        go."""
+        return _Slot(self, origin, target)
 
     def sample(self, origin: str, latency_s: float, failed: bool) -> None:
         """Feed a request's latency and verdict, while it still holds its slot, to the
@@ -114,40 +94,37 @@ class Limits:
             self._wake(state)
 
     async def _pace(self, hook: _Webhook, rate_per_s: float) -> None:
-        """The webhook's rate limit: each send takes the next 1/rate time slot."""
-        if rate_per_s <= 0:
-            return
+        """The webhook's rate limit (> 0): each send takes the next 1/rate time slot."""
         now = self._clock()
         slot = max(now, hook.next_slot_s)
         hook.next_slot_s = slot + 1 / rate_per_s
         if slot > now:
             await asyncio.sleep(slot - now)
 
-    @asynccontextmanager
-    async def _origin_slot(self, origin: str) -> AsyncIterator[None]:
+    async def _enter_origin(self, origin: str) -> _Origin:
+        """A place among the origin's requests in flight, in FIFO order."""
         state = self._origins.get(origin)
         if state is None:  # sent without `hold` (force send, tests)
             state = self._origins[origin] = _Origin(AdaptiveLimit(self._max_per_origin))
         if state.in_flight < state.limit.allowed and not state.waiters:
             state.in_flight += 1
-        else:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            state.waiters.append(waiter)
-            try:
-                await waiter  # `_wake` counts it in flight before waking it
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    state.in_flight -= 1
-                    self._wake(state)
-                else:
-                    state.waiters.remove(waiter)
-                raise
+            return state
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        state.waiters.append(waiter)
         try:
-            yield
-        finally:
-            state.in_flight -= 1
-            self._wake(state)
-            self._forget_origin(origin, state)
+            await waiter  # `_wake` counts it in flight before waking it
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._leave_origin(origin, state)
+            else:
+                state.waiters.remove(waiter)
+            raise
+        return state
+
+    def _leave_origin(self, origin: str, state: _Origin) -> None:
+        state.in_flight -= 1
+        self._wake(state)
+        self._forget_origin(origin, state)
 
     @staticmethod
     def _wake(state: _Origin) -> None:
@@ -160,3 +137,65 @@ class Limits:
     def _forget_origin(self, origin: str, state: _Origin) -> None:
         if state.held <= 0 and state.in_flight == 0 and not state.waiters:
             self._origins.pop(origin, None)
+
+
+class _Slot:
+    """`Limits.slot`: the webhook's bound and rate, the origin's place, the global bound,
+    taken in that order and given back in the reverse one. A class rather than a generator
+    context manager: it is entered once per attempt."""
+
+    __slots__ = (
+        "_bounded",
+        "_global",
+        "_hook",
+        "_key",
+        "_limits",
+        "_origin",
+        "_state",
+        "_target",
+    )
+
+    def __init__(self, limits: Limits, origin: str, target: Target):
+        self._limits, self._origin, self._target = limits, origin, target
+        self._key = (target.webhook_id, target.max_in_flight)  # a new bound, a new semaphore
+        self._hook: _Webhook | None = None
+        self._bounded = False  # holds one of the webhook's max_in_flight
+        self._state: _Origin | None = None  # holds a place of the origin
+        self._global = False  # holds one of the global bound
+
+    async def __aenter__(self) -> None:
+        limits, target = self._limits, self._target
+        hook = limits._webhooks.get(self._key)
+        if hook is None:
+            slots = asyncio.Semaphore(target.max_in_flight) if target.max_in_flight > 0 else None
+            hook = limits._webhooks[self._key] = _Webhook(slots)
+        hook.users += 1
+        self._hook = hook
+        try:
+            if hook.slots is not None:
+                await hook.slots.acquire()
+                self._bounded = True
+            if target.rate_limit_per_s > 0:
+                await limits._pace(hook, target.rate_limit_per_s)
+            self._state = await limits._enter_origin(self._origin)
+            await limits._global.acquire()
+            self._global = True
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        limits, hook = self._limits, self._hook
+        assert hook is not None, "entered"
+        if self._global:
+            limits._global.release()
+        if self._state is not None:
+            limits._leave_origin(self._origin, self._state)
+        if self._bounded and hook.slots is not None:
+            hook.slots.release()
+        hook.users -= 1
+        if hook.users == 0 and hook.next_slot_s <= limits._clock():
+            limits._webhooks.pop(self._key, None)

@@ -17,13 +17,33 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hookstream.records import DeliveryRequest
 
 MAX_REMEMBERED = 200_000  # delivery ids whose latest hop is kept
+
+
+class _Exclusive:
+    """`async with`: the delivery's turn, taken once no record of it is in flight."""
+
+    __slots__ = ("_busy", "_delivery_id")
+
+    def __init__(self, busy: dict[str, list[asyncio.Future[None]]], delivery_id: str):
+        self._busy, self._delivery_id = busy, delivery_id
+
+    async def __aenter__(self) -> None:
+        while (waiting := self._busy.get(self._delivery_id)) is not None:
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiting.append(turn)
+            await turn
+        self._busy[self._delivery_id] = []
+
+    async def __aexit__(self, *exc: object) -> None:
+        for turn in self._busy.pop(self._delivery_id):
+            if not turn.done():  # every waiter looks again; the first to run takes it
+                turn.set_result(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,23 +58,17 @@ class StaleFilter:
     def __init__(self, max_remembered: int = MAX_REMEMBERED) -> None:
         self._max = max_remembered
         self._handled: OrderedDict[str, float] = OrderedDict()
-        self._busy: dict[str, asyncio.Event] = {}
+        # delivery id -> those waiting for its record in flight (a list made per delivery,
+        # a future only for a copy that waits: the uncontended case allocates little)
+        self._busy: dict[str, list[asyncio.Future[None]]] = {}
 
     def __len__(self) -> int:
         return len(self._handled)
 
-    @asynccontextmanager
-    async def exclusive(self, delivery_id: str) -> AsyncIterator[None]:
+    def exclusive(self, delivery_id: str) -> _Exclusive:
         """One record of a delivery at a time: a copy waits for the outcome of the record
-        in flight, which may make it stale."""
-        while (busy := self._busy.get(delivery_id)) is not None:
-            await busy.wait()
-        done = self._busy[delivery_id] = asyncio.Event()
-        try:
-            yield
-        finally:
-            del self._busy[delivery_id]
-            done.set()
+        in flight, which may make it stale (`async with`)."""
+        return _Exclusive(self._busy, delivery_id)
 
     def claim(self, request: DeliveryRequest) -> Claim | None:
         """None for a stale copy (a hop already handled); else this hop is remembered as

@@ -83,6 +83,8 @@ class Worker:
         self._origins: dict[str, str] = {}  # url -> origin (or its fallback)
         self._feeding: dict[str, set[TP]] = {}  # saturated origin -> partitions paused for it
         self._closed = False  # draining: no new job starts
+        self._latency = metrics.Children(metrics.LATENCY.labels)  # made once per webhook
+        self._in_flight = 0  # HTTP requests under way (the in-flight gauge reads it)
 
     # -- tasks ----------------------------------------------------------------------------
 
@@ -100,6 +102,8 @@ class Worker:
     def open(self, sender: HttpSender) -> None:
         """Take jobs, sent through `sender` (the loop's HTTP session), until `drain`."""
         self.sender, self._closed = sender, False
+        # Read when scraped, not counted under the gauge's lock twice per attempt.
+        metrics.IN_FLIGHT.set_function(lambda: self._in_flight)
 
     async def drain(self, timeout_s: float) -> None:
         """Stop taking jobs (one submitted from now on, e.g. by a retry's timer, is left
@@ -175,14 +179,14 @@ class Worker:
         async with self._limits.slot(origin, target):
             if not self._checkpoint.owns(job.tp, job.generation):
                 raise Abandoned  # revoked while it waited for a slot
-            metrics.IN_FLIGHT.inc()
+            self._in_flight += 1
             started = time.perf_counter()
             try:
                 result = await self.sender.send(job.request, target, self._rules.global_allow)
             finally:
                 latency_s = time.perf_counter() - started
-                metrics.LATENCY.labels(target.webhook_id).observe(latency_s)
-                metrics.IN_FLIGHT.dec()
+                self._latency(target.webhook_id).observe(latency_s)
+                self._in_flight -= 1
             observed = _observed(result, started_ms, int(self._clock() * 1000))
             charge = circuit_charge(observed)
             if charge is not Charge.NONE:

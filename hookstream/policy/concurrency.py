@@ -17,7 +17,7 @@ limit once, not once per answer. Bounded by [minimum, maximum]; time is an argum
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 BACKOFF = 0.75  # multiplicative decrease
 TOLERANCE = 2.0  # latency above TOLERANCE x baseline means the receiver is queueing
@@ -36,6 +36,9 @@ class AdaptiveLimit:
     _next_baseline_s: float = 0.0
     _samples: int = 0
     _cut_until_s: float = 0.0
+    # Requests that may be in flight now: the limit, whole and bounded (kept beside it,
+    # as it is read several times per request).
+    allowed: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         if self.maximum < 1 or not 1 <= self.minimum <= self.maximum:
@@ -43,11 +46,11 @@ class AdaptiveLimit:
         if not self.limit:
             # Start at a quarter of the maximum: a new origin is probed before it is trusted.
             self.limit = float(max(self.minimum, self.maximum // 4))
+        self._set(self.limit)
 
-    @property
-    def allowed(self) -> int:
-        """Requests that may be in flight now."""
-        return max(self.minimum, min(self.maximum, int(self.limit)))
+    def _set(self, limit: float) -> None:
+        self.limit = limit
+        self.allowed = max(self.minimum, min(self.maximum, int(limit)))
 
     def sample(self, latency_s: float, failed: bool, in_flight: int, now_s: float) -> None:
         """Account one finished request: its latency, whether the target failed it, and
@@ -56,11 +59,11 @@ class AdaptiveLimit:
         queueing = latency_s > max(FLOOR_S, TOLERANCE * self.baseline_s)
         if failed or queueing:
             if now_s >= self._cut_until_s:
-                self.limit = max(float(self.minimum), self.limit * BACKOFF)
+                self._set(max(float(self.minimum), self.limit * BACKOFF))
                 self._cut_until_s = now_s + max(self.baseline_s, latency_s if failed else 0.0)
             return
         if in_flight * 2 >= self.allowed:  # an unused limit is not raised
-            self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
+            self._set(min(float(self.maximum), self.limit + 1.0 / self.limit))
 
     def _track_baseline(self, latency_s: float) -> None:
         # A windowed minimum: the current window's minimum becomes the baseline when the

@@ -10,6 +10,7 @@ failure can be checked against what was sent. Pure.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 MASK = "••••"
 
@@ -30,6 +31,7 @@ def masked(value: str) -> str:
     return f"{MASK}({len(value)} chars)"
 
 
+@lru_cache(maxsize=4096)  # a handful of header names, asked about on every attempt
 def is_credential(name: str) -> bool:
     lower = name.lower()
     if lower in SIGNATURE_HEADERS:

@@ -157,6 +157,9 @@ def classify(policy: RetryPolicy, response: Response, now_s: float) -> Verdict:
 def decisive(response: Response, now_s: float) -> bool:
     """Whether the policy decides the verdict: the two policies judge `response` apart (a
     3xx, or a 4xx other than 408, 410, 425 and 429)."""
+    status = response.status
+    if status is None or 200 <= status < 300 or status >= 500:
+        return False  # no answer, a 2xx, a 5xx: alike under both (asked on every attempt)
     return len({type(classify(policy, response, now_s)) for policy in RetryPolicy}) > 1
 
 

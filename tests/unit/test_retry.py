@@ -282,3 +282,14 @@ def test_skip_tier_stays_on_last_tier() -> None:
 def test_skip_tier_refuses_bad_tier() -> None:
     with pytest.raises(ValueError):
         skip_tier(-2, DEFAULT_TIERS_S, 0.5, NOW_MS)
+
+
+def test_decisive_says_whether_the_two_policies_judge_a_status_apart() -> None:
+    from hookstream.policy.retry import Response, classify, decisive
+
+    for status in [None, *range(100, 700)]:
+        response = Response(status, None, None)
+        apart = len({type(classify(p, response, 0.0)) for p in RetryPolicy}) > 1
+        assert decisive(response, 0.0) is apart, status
+    assert decisive(Response(302, None, None), 0.0)
+    assert not decisive(Response(200, None, None), 0.0)

@@ -31,8 +31,7 @@ from __future__ import annotations
 import contextvars
 import socket
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,8 +79,7 @@ class _Attempt:
         return bool(self.blocked) and not self.permitted
 
 
-@contextmanager
-def allowed_networks(networks: Iterable[Network]) -> Iterator[None]:
+class allowed_networks:  # a function to its callers: `with allowed_networks(...)`
     """Allow `networks` for requests made inside the block, in this task only.
 
     Wrap the whole request, redirects included:
@@ -91,13 +89,19 @@ def allowed_networks(networks: Iterable[Network]) -> Iterator[None]:
                 ...
 
     A nested block replaces the outer list; the connector's global list always
-    applies as well.
+    applies as well. (A class, not a generator: it wraps every attempt.)
     """
-    token = _REQUEST_ALLOW.set(tuple(networks))
-    try:
-        yield
-    finally:
-        _REQUEST_ALLOW.reset(token)
+
+    __slots__ = ("_networks", "_token")
+
+    def __init__(self, networks: Iterable[Network]):
+        self._networks = tuple(networks)
+
+    def __enter__(self) -> None:
+        self._token = _REQUEST_ALLOW.set(self._networks)
+
+    def __exit__(self, *exc: object) -> None:
+        _REQUEST_ALLOW.reset(self._token)
 
 
 def check_url(url: str | URL, allow: Sequence[Network]) -> str | None:

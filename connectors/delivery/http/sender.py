@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -38,6 +38,8 @@ from hookstream.records import DeliveryRequest
 @dataclass(frozen=True, slots=True)
 class HttpResult:
     status: int | None = None
+    # The response's headers, names in lowercase: all of them when the webhook saves the
+    # response body, else only Retry-After (nothing else of them is kept).
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
     error: str | None = None
@@ -59,6 +61,13 @@ MAX_CACHED = 10_000  # entries of a cache before the expired ones are swept
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+@dataclass(slots=True)
+class _Sent:
+    """The headers of the request of an attempt, once known: ours, then those on the wire."""
+
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -172,6 +181,7 @@ class Sender:
         self._cra_passed: dict[tuple[str, str], float] = {}  # until when a pass holds
         self._cra_failed: dict[tuple[str, str], float] = {}  # when the last challenge failed
         self._cra_flights: dict[tuple[str, str], _Flight] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self.challenges = 0
 
     async def send(
@@ -180,7 +190,7 @@ class Sender:
         """One attempt; signs at send time so retries stay within the receiver's tolerance.
         The result carries the headers of the request as sent (the signature headers and
         those the client adds included; credentials redacted)."""
-        sent: dict[str, str] = {}  # filled by _request once the headers are known
+        sent = _Sent()  # filled by _request once the headers are known
         with allowed_networks(target.allow):
             try:
                 if target.use_cra_challenge and not await self._challenge(request.url, target):
@@ -190,61 +200,68 @@ class Sender:
                 result = await self._request(request, target, sent)
                 if result.status == 401 and target.use_oauth:
                     result = await self._request(request, target, sent, refresh=True)
-                return replace(result, request_headers=redact_headers(sent))
+                return result
             except OAuthFailed as e:
                 return HttpResult(error=f"oauth: {e}", token_failed=True)
             except NO_ANSWER as e:
                 failure = _failure(e, target.timeout_s)
-                if sent and failure.blocked is None:  # the request may have left
-                    failure = replace(failure, request_headers=redact_headers(sent))
+                if sent.headers is not None and failure.blocked is None:  # it may have left
+                    failure = replace(failure, request_headers=redact_headers(sent.headers))
                 return failure
 
     async def _request(
-        self, request: DeliveryRequest, target: Target, sent: dict[str, str],
-        refresh: bool = False,
+        self, request: DeliveryRequest, target: Target, sent: _Sent, refresh: bool = False
     ) -> HttpResult:
-        headers = dict(request.headers)
         now_s = self.clock()
-        headers.update(
-            signature_headers(
+        # The signature is computed once per request sent (an OAuth refresh sends another,
+        # at its own time), over the body as it goes.
+        headers = {
+            **request.headers,
+            **signature_headers(
                 target.signature_scheme,
                 target.secret,
                 request.delivery_id,
                 request.body,
                 int(now_s),
                 target.previous_secrets(now_s),
-            )
-        )
+            ),
+        }
         token = ""
         if target.use_oauth:
             token = await self.oauth.token(self.session, target)
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
             headers["Authorization"] = f"Bearer {token}"
-        timeout = aiohttp.ClientTimeout(total=target.timeout_s, connect=min(5.0, target.timeout_s))
-        sent.clear()
-        sent.update(headers)
+        sent.headers = headers
         async with self.session.request(
             request.method,
             request.url,
             data=request.body,
             headers=headers,
-            timeout=timeout,
+            timeout=self._timeout(target.timeout_s),
             allow_redirects=False,
         ) as response:
             # What went on the wire: ours plus those the client added (Host, Content-Length,
             # Content-Type, User-Agent, Accept...).
-            sent.clear()
-            sent.update(response.request_info.headers)
-            body = (
-                await response.content.read(self.body_cap_bytes)
-                if target.save_response_body
-                else None
-            )
+            sent.headers = response.request_info.headers
+            if target.save_response_body:
+                body = await response.content.read(self.body_cap_bytes)
+                kept = {k.lower(): v for k, v in response.headers.items()}
+            else:  # the attempt record keeps neither: only what decides the next try
+                body, kept = None, _retry_after(response.headers)
             if response.status == 401 and token and not refresh:
                 self.oauth.invalidate(target, token)
             return HttpResult(
-                response.status, {k.lower(): v for k, v in response.headers.items()}, body
-            )
+                response.status, kept, body, request_headers=redact_headers(sent.headers))
+
+    def _timeout(self, timeout_s: float) -> aiohttp.ClientTimeout:
+        """The request timeout for `timeout_s`, made once per value (not per attempt)."""
+        timeout = self._timeouts.get(timeout_s)
+        if timeout is None:
+            if len(self._timeouts) >= MAX_CACHED:
+                self._timeouts.clear()
+            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(
+                total=timeout_s, connect=min(5.0, timeout_s))
+        return timeout
 
     async def _challenge(self, url: str, target: Target) -> bool:
         """The CRA challenge, single-flight per webhook and URL: deliveries arriving while
@@ -281,6 +298,11 @@ class Sender:
             return response.status == 200 and answer.decode(
                 errors="replace"
             ).strip() == cra_expected_answer(target.secret, token)
+
+
+def _retry_after(headers: Mapping[str, str]) -> dict[str, str]:
+    value = headers.get("Retry-After")  # aiohttp's headers ignore case
+    return {} if value is None else {"retry-after": value}
 
 
 def _failure(error: BaseException, timeout_s: float) -> HttpResult:
