@@ -253,12 +253,14 @@ class Component:
             time.sleep(0.3)
         raise RuntimeError(f"{self.kind} not ready within {timeout_s:.0f} s")
 
-    def lag(self, topic: str) -> float:
-        """hookstream_consumer_lag summed over `topic`'s partitions, from /metrics."""
+    def lag(self, topic: str) -> float | None:
+        """hookstream_consumer_lag summed over `topic`'s partitions, from /metrics; None
+        before the component reported any."""
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as answer:
             text = answer.read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("hookstream_consumer_lag{") and f'topic="{topic}"' in line)
+        found = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                 if line.startswith("hookstream_consumer_lag{") and f'topic="{topic}"' in line]
+        return sum(found) if found else None
 
     def stop(self) -> None:
         receivers.stop(self.proc, signal.SIGTERM, timeout_s=30)
