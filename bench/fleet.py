@@ -83,7 +83,7 @@ class Produced:
         from hookstream.io import watermarks
 
         parts = self.reader.list_topics(self.topic, timeout=10).topics[self.topic].partitions
-        return sum(watermarks(self.reader, TopicPartition(self.topic, n), 10)[1]
+        return sum(int(watermarks(self.reader, TopicPartition(self.topic, n), 10)[1])
                    for n in parts) - self.start
 
     def close(self) -> None:
@@ -105,11 +105,12 @@ def run(p: Pipeline, instances: int, seconds: float) -> dict[str, Any]:
             glpi_cpu = cpu_s(proc.pid)
         except OSError:
             pass
-        lags = p.parts["processor"].lag(changes), p.parts["delivery"].lag(deliveries)
-        if None in lags:
+        processor_lag = p.parts["processor"].lag(changes)
+        delivery_lag = p.parts["delivery"].lag(deliveries)
+        if processor_lag is None or delivery_lag is None:
             log("  no hookstream_consumer_lag series yet: sample left out")
             continue
-        samples.append(Sample(time.monotonic() - began, lags[0] or 0.0, lags[1] or 0.0,
+        samples.append(Sample(time.monotonic() - began, processor_lag, delivery_lag,
                               produced.since_start() - (p.receipts_count() - base)))
         last = samples[-1]
         log(f"  {last.at:5.0f} s: backlog {last.backlog:,} (ingested, not received), lag "
