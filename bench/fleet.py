@@ -24,9 +24,9 @@ delivery's memory are past its position: the lag alone hides a backlog); GLPI's 
 (the generator's clock at the POST) to nginx's receipt p50/p99/max; ingest's answer
 p50/p99/max (GLPI's timeout is 5 s); CPU-seconds per event and peak memory (VmHWM) of
 ingest, processor, delivery and the broker; how many such fleets one core of each carries
-(1 / its CPU-seconds per second); every event's receipts counted by item id (exactly
-once). The load generator and nginx run on the same two cores: their CPU is measured and
-printed apart.
+(1 / (its CPU-seconds per event x the offered rate)); every event's receipts counted by
+item id (exactly once). The load generator and nginx run on the same two cores: their CPU
+is measured and printed apart.
 """
 
 from __future__ import annotations
@@ -154,7 +154,9 @@ def run(p: Pipeline, instances: int, seconds: float) -> dict[str, Any]:
         "cpu_us_per_event": {k: round(v / n * 1e6) for k, v in cpu_all.items()}
         | {"glpi generator": round(glpi_cpu / n * 1e6)},
         "cpu_s_per_s": {k: round(v, 3) for k, v in per_s.items()},
-        "fleets_per_core": {k: round(1 / v, 1) for k, v in per_s.items() if v > 0},
+        # at the fleet's full rate, whatever rate the crons reached on this machine
+        "fleets_per_core": {k: round(1 / (v / n * offered), 1) for k, v in cpu_all.items()
+                            if v > 0},
         "samples_s_backlog_lags": [[round(s.at), s.backlog, s.processor_lag, s.delivery_lag]
                                    for s in samples],
     }
