@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import report
-from pipeline import Pipeline, cpu_s, glpi_answers, log, pipeline, spread, start_glpi, warm_up
+from pipeline import Pipeline, cpu_s, glpi_answers, log, pipeline, spread, warm_up
 
 SAMPLE_S = 5.0
 PER_INSTANCE_PER_S = 50 / 60  # GLPI's queuedwebhook cron
@@ -96,8 +96,8 @@ def run(p: Pipeline, instances: int, seconds: float) -> dict[str, Any]:
     changes, deliveries = p.settings.topic(ITEM_CHANGES), p.settings.topic(DELIVERIES)
     base, produced = p.receipts_count(), Produced(p.settings, changes)
     cpu_before, began = p.cpu(), time.monotonic()
-    proc, out = start_glpi(p.work, p.parts["ingest"].url, "--mode", "fleet", "--instances",
-                           str(instances), "--seconds", str(seconds))
+    proc, out = p.start_glpi("--mode", "fleet", "--instances", str(instances), "--seconds",
+                             str(seconds))
     samples, glpi_cpu = [], 0.0
     while proc.poll() is None:
         time.sleep(SAMPLE_S)

@@ -43,7 +43,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -170,12 +170,6 @@ def glpi(a: argparse.Namespace) -> None:
         {"seconds": answers.seconds, "statuses": answers.statuses, "accepted": answers.accepted}))
 
 
-def start_glpi(work: Path, url: str, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
-    out = work / f"glpi-{time.monotonic_ns()}.json"
-    cmd = [sys.executable, __file__, "--role", "glpi", "--url", url, "--out", str(out), *args]
-    return subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL), out
-
-
 def glpi_answers(proc: subprocess.Popen[bytes], out: Path, timeout_s: float) -> Answers:
     if proc.wait(timeout_s) != 0:
         raise RuntimeError(f"the load generator exited with {proc.returncode}")
@@ -277,6 +271,20 @@ class Pipeline:
     receipts: Path  # nginx's log: `$msec <sent ms> <item id> <webhook id>` per delivery
     origins: list[str]  # nginx's URLs
     parts: dict[str, Component]
+    generators: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_glpi(self, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+        """The load generator (this file, --role glpi) against ingest; stopped with the
+        pipeline if it still runs then."""
+        out = self.work / f"glpi-{time.monotonic_ns()}.json"
+        cmd = [sys.executable, __file__, "--role", "glpi", "--url", self.parts["ingest"].url,
+               "--out", str(out), *args]
+        self.generators.append(subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL))
+        return self.generators[-1], out
+
+    def stop_generators(self) -> None:
+        for proc in self.generators:
+            receivers.stop(proc, signal.SIGKILL, timeout_s=10)
 
     def pids(self) -> dict[str, int]:
         return {**{k: c.proc.pid for k, c in self.parts.items()}, "broker": self.broker_pid}
@@ -362,7 +370,9 @@ def pipeline(instances: int, events: tuple[str, ...], ingest_workers: int) -> It
             part.wait_ready()
         pid = broker.status().pid
         assert pid is not None
-        yield Pipeline(work, settings, pid, nginx_pid, receipts, origins, parts)
+        p = Pipeline(work, settings, pid, nginx_pid, receipts, origins, parts)
+        stack.callback(p.stop_generators)
+        yield p
 
 
 def apply(settings: Any, work: Path, count: int, events: tuple[str, ...], origins: list[str]
@@ -398,8 +408,8 @@ def spread(ordered: list[float]) -> dict[str, float]:
 
 def warm_up(p: Pipeline) -> None:
     """200 requests through the whole pipeline first: connections opened, JVM warmed."""
-    proc, out = start_glpi(p.work, p.parts["ingest"].url, "--mode", "rate", "--rate", "100",
-                           "--seconds", "2", "--first-id", "900000000")
+    proc, out = p.start_glpi("--mode", "rate", "--rate", "100", "--seconds", "2",
+                             "--first-id", "900000000")
     accepted = glpi_answers(proc, out, 60).accepted
     p.wait_receipts(len(accepted), 60)
 
@@ -410,8 +420,8 @@ def warm_up(p: Pipeline) -> None:
 def throughput(p: Pipeline, events: int) -> dict[str, Any]:
     base = p.receipts_count()
     cpu_before, began = p.cpu(), time.monotonic()
-    proc, out = start_glpi(p.work, p.parts["ingest"].url, "--mode", "closed", "--count",
-                           str(events), "--concurrency", "64", "--first-id", "1")
+    proc, out = p.start_glpi("--mode", "closed", "--count", str(events), "--concurrency",
+                             "64", "--first-id", "1")
     glpi_cpu = 0.0
     while proc.poll() is None:  # sampled while it lives: its CPU is counted apart
         glpi_cpu = cpu_s(proc.pid)
@@ -432,8 +442,8 @@ def throughput(p: Pipeline, events: int) -> dict[str, Any]:
 def latency(p: Pipeline, rate: float, seconds: float) -> dict[str, Any]:
     first = 10_000_000
     cpu_before = p.cpu()
-    proc, out = start_glpi(p.work, p.parts["ingest"].url, "--mode", "rate", "--rate", str(rate),
-                           "--seconds", str(seconds), "--first-id", str(first))
+    proc, out = p.start_glpi("--mode", "rate", "--rate", str(rate), "--seconds", str(seconds),
+                             "--first-id", str(first))
     answers = glpi_answers(proc, out, seconds + 120)
     base = sum(1 for r in p.read_receipts() if r[2] < first)
     p.wait_receipts(base + len(answers.accepted), 120)
