@@ -96,11 +96,13 @@ class Bodies:
 
 @dataclass
 class Answers:
-    """What GLPI saw: each request's answer time and status, the ids accepted (2xx)."""
+    """What GLPI saw: each request's answer time and status, the ids accepted (2xx), and
+    in a fleet each cron run's length (from its tick to its 50th answer)."""
 
     seconds: list[float]
     statuses: Counter[str]
     accepted: list[int]
+    bursts: list[float] = field(default_factory=list)
 
     def record(self, ident: int, started: float, status: int) -> None:
         self.seconds.append(time.perf_counter() - started)
@@ -164,17 +166,20 @@ def glpi(a: argparse.Namespace) -> None:
             for _ in range(50):
                 await post(session, n, n * 1_000_000 + k, ("new", "update")[k % 2])
                 k += 1
+            answers.bursts.append(time.perf_counter() - tick)
 
     uvloop.run(main())
     Path(a.out).write_text(json.dumps(
-        {"seconds": answers.seconds, "statuses": answers.statuses, "accepted": answers.accepted}))
+        {"seconds": answers.seconds, "statuses": answers.statuses, "accepted": answers.accepted,
+         "bursts": answers.bursts}))
 
 
 def glpi_answers(proc: subprocess.Popen[bytes], out: Path, timeout_s: float) -> Answers:
     if proc.wait(timeout_s) != 0:
         raise RuntimeError(f"the load generator exited with {proc.returncode}")
     found = json.loads(out.read_text())
-    return Answers(sorted(found["seconds"]), Counter(found["statuses"]), found["accepted"])
+    return Answers(sorted(found["seconds"]), Counter(found["statuses"]), found["accepted"],
+                   sorted(found["bursts"]))
 
 
 # -- processes and their CPU ----------------------------------------------------------
