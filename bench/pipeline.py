@@ -6,7 +6,7 @@ Run by hand or by `make bench` (loopback only, bounded in time):
         [--ingest-workers 1]
 
 Starts one Kafka broker (LocalBroker in a temporary directory), `hookstream run ingest`
-(`--workers N` when --ingest-workers is above 1), `hookstream run processor` and
+(`--workers N`, N from --ingest-workers), `hookstream run processor` and
 `hookstream run delivery`, and nginx (bench/delivery.py's receivers, 8 ports, `return 200`,
 $msec logged per request). One GLPI instance with one webhook on every new Ticket: one
 delivery per event, each carrying, in a header, the time the load generator POSTed the
@@ -365,7 +365,8 @@ def pipeline(instances: int, events: tuple[str, ...], ingest_workers: int) -> It
                 "HOOKSTREAM_SECRET_KEY": SECRET_KEY, "HOOKSTREAM_LOG_LEVEL": "WARNING"}
         settings = load_settings(env={k: v for k, v in env.items() if k.startswith("HOOK")})
         apply(settings, work, instances, events, origins)
-        workers = ("--workers", str(ingest_workers)) if ingest_workers > 1 else ()
+        # always given: ingest's own default is the CPU count
+        workers = ("--workers", str(ingest_workers))
         parts = {"ingest": Component("ingest", env, work, *workers),
                  "processor": Component("processor", env, work),
                  "delivery": Component("delivery", env, work)}
