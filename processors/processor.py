@@ -116,7 +116,7 @@ class Processor:
         self._forgotten = 0  # recent.total_forgotten already counted in the metric
         self.rebuilds = 0  # times the clients were rebuilt after a fatal failure
         # The batch whose commit is under way while the next one is prepared (`_step`).
-        self._in_flight: _InFlight | None = None
+        self._in_flight: BatchInFlight | None = None
         self._counters = {name: metrics.Children(labels) for name, labels in _METRICS.items()}
         self._tables = TableFollower(
             settings,
@@ -225,7 +225,7 @@ class Processor:
             in_flight = None
         clients = self._ready_clients() if in_flight is None else self._clients
         assert clients is not None  # a batch in flight has its clients
-        prepared: _Prepared | None = None
+        prepared: PreparedBatch | None = None
         batch: list[Message] = []
         rebalanced, rebalances = False, clients.rebalances
         try:
@@ -289,12 +289,12 @@ class Processor:
         self._clients, self._started = None, False
 
     def _prepare(self, clients: TransactionalClients, batch: list[Message],
-                 staged: bool) -> _Prepared:
+                 staged: bool) -> PreparedBatch:
         """Everything of a batch but its transaction: decoded, checked against the memory
         of recent event ids (and the `staged` batch's, whose commit is under way), planned
         and encoded. Uses the tables as they are now: a definition changed later counts
         from the next batch, as for any batch."""
-        prepared = _Prepared(batch)
+        prepared = PreparedBatch(batch)
         if not staged:
             self.recent.begin()
         self._recall(clients, batch)
@@ -304,7 +304,8 @@ class Processor:
             self._transform(prepared, msg, event, now_ms)
         return prepared
 
-    def _start(self, clients: TransactionalClients, prepared: _Prepared) -> _InFlight | None:
+    def _start(self, clients: TransactionalClients,
+               prepared: PreparedBatch) -> BatchInFlight | None:
         """A transaction for the prepared batch: its records produced, its commit started.
         None when it was aborted (it is read again)."""
         offsets = next_offsets(prepared.batch)
@@ -315,14 +316,14 @@ class Processor:
                     self._produce(clients, record)
             self.recent.stage({tp.partition: tp.offset for tp in offsets
                                if tp.topic == self.topics[ITEM_CHANGES]})
-            return _InFlight(prepared, clients.start_commit(offsets))
+            return BatchInFlight(prepared, clients.start_commit(offsets))
         except KafkaFatal:
             raise
         except KafkaFailed as e:
             self._aborted(clients, e, first_offsets(prepared.batch))
             return None
 
-    def _land(self, clients: TransactionalClients | None, in_flight: _InFlight,
+    def _land(self, clients: TransactionalClients | None, in_flight: BatchInFlight,
               batch: list[Message]) -> bool:
         """Wait for the batch in flight to commit; True when it did. Its counters count
         then; when it is aborted, it and `batch` (read meanwhile) are read again."""
@@ -348,7 +349,7 @@ class Processor:
         return True
 
     def _read_again(self, clients: TransactionalClients, batch: list[Message],
-                    landed: _InFlight | None) -> None:
+                    landed: BatchInFlight | None) -> None:
         """Rewind the consumer to where `batch` starts, and each partition of the batch
         that committed before it (`landed`) to where that one ended."""
         ended = next_offsets(landed.prepared.batch) if landed is not None else []
@@ -420,7 +421,7 @@ class Processor:
         except DecodeError as e:
             return e
 
-    def _transform(self, out: _Prepared, msg: Message, event: ItemChangeEvent | DecodeError,
+    def _transform(self, out: PreparedBatch, msg: Message, event: ItemChangeEvent | DecodeError,
                    now_ms: int) -> None:
         if isinstance(event, DecodeError):
             self._dead_letter_input(out, msg, event)
@@ -445,7 +446,7 @@ class Processor:
                 out.stats["deliveries"] += 1
                 out.counts[("planned", result.instance)] += 1
 
-    def _encode(self, out: _Prepared, topic: str, key: str, record: Record) -> None:
+    def _encode(self, out: PreparedBatch, topic: str, key: str, record: Record) -> None:
         value, headers = self.codec.encode(record, self.topics[topic])
         out.records.append(_Output(self.topics[topic], value, key.encode(), headers))
 
@@ -459,7 +460,7 @@ class Processor:
                 clients.producer.poll(0.1)
         clients.producer.poll(0)
 
-    def _render_failed(self, out: _Prepared, failure: RenderFailure, now_ms: int) -> None:
+    def _render_failed(self, out: PreparedBatch, failure: RenderFailure, now_ms: int) -> None:
         out.stats["render_errors"] += 1
         out.counts[("render_errors", failure.request.webhook_id)] += 1
         r = failure.request
@@ -467,7 +468,7 @@ class Processor:
         self._encode(out, ATTEMPTS, r.delivery_id, record)
         self._encode(out, DLQ, r.key(), r)
 
-    def _dead_letter_input(self, out: _Prepared, msg: Message, error: DecodeError) -> None:
+    def _dead_letter_input(self, out: PreparedBatch, msg: Message, error: DecodeError) -> None:
         out.stats["undecodable"] += 1
         out.counts[("undecodable", msg.topic() or "")] += 1
         located = error.at(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
@@ -487,7 +488,7 @@ class _Output:
 
 
 @dataclass(frozen=True, slots=True)
-class _Prepared:
+class PreparedBatch:
     """A batch decoded, planned and encoded: its records and what they count (added to the
     metrics and `stats` when its transaction commits)."""
 
@@ -498,10 +499,10 @@ class _Prepared:
 
 
 @dataclass(frozen=True, slots=True)
-class _InFlight:
+class BatchInFlight:
     """A batch produced whose commit is under way."""
 
-    prepared: _Prepared
+    prepared: PreparedBatch
     commit: Committing
 
 
