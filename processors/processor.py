@@ -11,6 +11,15 @@ partition, read back from the partition itself (`_recall`) when this process's m
 does not end where a batch starts (a restart, a partition newly assigned), so whatever
 process reads a partition decides alike.
 
+While a batch's transaction commits (on a thread of its own: librdkafka's calls release
+the GIL), the next batch is consumed, checked against the memory of event ids (the
+committing batch's ids staged in it), planned and encoded (`_prepare`); once the commit
+succeeded it is produced in a new transaction and its own commit started (`_start`). An
+abort of the committing batch rewinds both; a fatal error, a rebalance served while it
+was in flight (it may have reset a partition to the committed offsets) or a stop throws
+the prepared batch away and it is read again. Tables are as good for a prepared batch as
+for any: a change read after it was prepared applies from the next one.
+
 The loop survives the broker: every Kafka call is bounded (processors.clients), an
 abortable failure aborts the batch and reads it again, a fatal one (fenced, or a call
 that hung) rebuilds the clients, which rejoin the group and resume from the committed
