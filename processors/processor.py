@@ -246,7 +246,9 @@ class Processor:
             # A rebalance served by that consume may have reset a partition of the batch in
             # flight to its committed offset, before that batch: `batch` is not used.
             rebalanced = in_flight is not None and clients.rebalances != rebalances
-            if batch and not rebalanced:
+            if rebalanced and batch:
+                log.info("rebalanced while a batch committed: the next one is read again")
+            elif batch:
                 prepared = self._prepare(clients, batch, staged=in_flight is not None)
         except KafkaFailed as e:
             if not batch or isinstance(e, KafkaFatal):
