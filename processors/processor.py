@@ -15,7 +15,8 @@ While a batch's transaction commits (on a thread of its own: librdkafka's calls 
 the GIL), the next batch is consumed, checked against the memory of event ids (the
 committing batch's ids staged in it), planned and encoded (`_prepare`); once the commit
 succeeded it is produced in a new transaction and its own commit started (`_start`). An
-abort of the committing batch rewinds both; a fatal error, a rebalance served while it
+abort of the committing batch rewinds both; a fatal error, a loss of the link (the
+producer is replaced first: `TransactionalClients.recover`), a rebalance served while it
 was in flight (it may have reset a partition to the committed offsets) or a stop throws
 the prepared batch away and it is read again. Tables are as good for a prepared batch as
 for any: a change read after it was prepared applies from the next one.
@@ -256,6 +257,8 @@ class Processor:
             self._aborts.warning(f"the batch will be read again: {e}")
         finally:
             committed = in_flight is None or self._land(clients, in_flight, batch)
+        if self._recover:  # the link failed meanwhile: the next step recovers the clients
+            return  # and seeks every partition back to its committed offset
         if prepared is None or self.stopping.is_set():
             if committed and (batch or rebalanced):  # dropped: read again where it starts,
                 # and the batch that committed before it read again from nowhere but its end
