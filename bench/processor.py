@@ -54,7 +54,7 @@ from hookstream.io import admin as kafka_admin
 from hookstream.io import consumer, create_topics, flush, producer, read_all
 from hookstream.records import DELIVERIES, ITEM_CHANGES, Codec
 from processors.clients import TransactionalClients
-from processors.processor import Processor
+from processors.processor import BatchInFlight, Processor
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
@@ -378,9 +378,11 @@ class TimedProcessor(Processor):
         super().__init__(settings)
         self.marks: Marks = []
 
-    def _process(self, clients: TransactionalClients, batch: list[Message]) -> None:
-        super()._process(clients, batch)
+    def _land(self, clients: TransactionalClients | None, in_flight: BatchInFlight,
+              batch: list[Message]) -> bool:
+        committed = super()._land(clients, in_flight, batch)
         self.marks.append(mark(self.stats["events"]))
+        return committed
 
 
 def run_processor(settings: Settings, events: int, deadline: float,

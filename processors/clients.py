@@ -107,6 +107,7 @@ class TransactionalClients:
         # abandoned one and aborts its open transaction at once, rather than after
         # transaction.timeout.ms during which read_committed readers would wait.
         self._settings, self._transactional_id = settings, transactional_id
+        self.rebalances = 0  # assignments and revocations served by `consume`
         self.producer: Producer = self._new_producer()
         self.consumer: Consumer = consumer(
             settings,
@@ -147,7 +148,12 @@ class TransactionalClients:
     def start(self, topics: list[str]) -> None:
         self._init_transactions()
         with kafka_errors("subscribing"):
-            self.consumer.subscribe(topics)
+            self.consumer.subscribe(topics, on_assign=self._rebalanced,
+                                    on_revoke=self._rebalanced, on_lost=self._rebalanced)
+
+    def _rebalanced(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # confluent-kafka (in)crementally assigns after the callback when it did not
+        self.rebalances += 1
 
     def _init_transactions(self) -> None:
         timeout_s, bound_s = self._call_s()
@@ -198,15 +204,22 @@ class TransactionalClients:
         with kafka_errors("beginning a transaction"):
             self.producer.begin_transaction()
 
-    def commit(self, offsets: list[TopicPartition]) -> None:
-        """The batch's output and its input offsets, in one transaction."""
-        self.send_offsets(offsets)
-        self.commit_transaction()
-
-    def send_offsets(self, offsets: list[TopicPartition]) -> None:
-        timeout_s, bound_s = self._call_s()
+    def start_commit(self, offsets: list[TopicPartition]) -> Committing:
+        """The batch's output and its input offsets committed in one transaction, on a
+        thread of its own (librdkafka's calls release the GIL) while the caller prepares
+        the next batch. The group metadata is read now, before the consumer serves any
+        rebalance: a commit made for a generation the group has left fails (KIP-447)."""
         with kafka_errors("reading the group metadata"):
             metadata = self.consumer.consumer_group_metadata()
+
+        def commit() -> None:
+            self._send_offsets(offsets, metadata)
+            self.commit_transaction()
+
+        return Committing(commit)
+
+    def _send_offsets(self, offsets: list[TopicPartition], metadata: object) -> None:
+        timeout_s, bound_s = self._call_s()
         retried(
             lambda: self.producer.send_offsets_to_transaction(offsets, metadata, timeout_s),
             bound_s,
@@ -236,12 +249,23 @@ class TransactionalClients:
                 "aborting the transaction",
                 self._stopping,
             )
-            assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-            for tp in committed:
-                if (tp.topic, tp.partition) in assigned:  # a revoked one: its new owner
-                    self.consumer.seek(tp)  # starts from the committed offset anyway
+            self._seek(committed)
         except Exception as e:
             raise KafkaFatal(f"the transaction could not be aborted and rewound: {e}") from e
+
+    def rewind(self, committed: list[TopicPartition]) -> None:
+        """Seek back to `committed` with no transaction open (a batch read but dropped);
+        a failure is fatal, as in `abort_and_rewind`."""
+        try:
+            self._seek(committed)
+        except Exception as e:
+            raise KafkaFatal(f"the consumer could not be rewound: {e}") from e
+
+    def _seek(self, committed: list[TopicPartition]) -> None:
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        for tp in committed:
+            if (tp.topic, tp.partition) in assigned:  # a revoked one: its new owner
+                self.consumer.seek(tp)  # starts from the committed offset anyway
 
     def read_back(self, topic: str, spans: list[Span], each: Callable[[Message], None]) -> None:
         """Call `each` with every record of the spans (processors.dedup.Span), in offset
@@ -336,6 +360,28 @@ class TransactionalClients:
             bounded(close_and_drop, 5.0, "closing the clients")
         except Exception as e:  # the group notices the member gone on its session timeout
             log.warning("%s", e)
+
+
+class Committing:
+    """A transaction's commit under way on a thread of its own; `wait` joins it and raises
+    what it raised. Every call it makes is bounded, so it ends."""
+
+    def __init__(self, commit: Callable[[], None]):
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(commit,), daemon=True,
+                                        name="kafka commit")
+        self._thread.start()
+
+    def _run(self, commit: Callable[[], None]) -> None:
+        try:
+            commit()
+        except BaseException as e:  # handed to the waiting thread
+            self._error = e
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def first_offsets(batch: list[Message]) -> list[TopicPartition]:

@@ -29,7 +29,11 @@ below t - window <= W - window: it cannot make a later record a copy.
 
 A batch is one Kafka transaction: its records are checked against the memory and the
 batch's own earlier records (`pending`), and remembered only once it commits, so a batch
-aborted and read again is not taken for copies of itself.
+aborted and read again is not taken for copies of itself. The processor checks the next
+batch while a batch's commit is under way: the latter is `staged` (`stage`), the next
+batch's records are checked against the memory, the staged batch and their own, and the
+staged batch is remembered when its commit succeeds (`commit_staged`) or dropped with
+the next one when it fails (`begin`).
 """
 
 from __future__ import annotations
@@ -69,6 +73,14 @@ class PartitionMemory:
         self._latest: OrderedDict[str, int | None] = OrderedDict()  # id -> latest copy's ts
         self._pending: dict[str, int | None] = {}  # the open batch's, by latest copy
         self._pending_watermark_ms: int | None = None
+        self._staged: dict[str, int | None] = {}  # the batch whose commit is under way
+        self._staged_watermark_ms: int | None = None
+        self.staged_next_offset: int | None = None  # the offset after it, if it holds any
+
+    @property
+    def expected_offset(self) -> int:
+        """Where the next batch starts if the staged one commits."""
+        return self.next_offset if self.staged_next_offset is None else self.staged_next_offset
 
     def __len__(self) -> int:
         return len(self._latest)
@@ -76,27 +88,42 @@ class PartitionMemory:
     def is_copy(self, copy: Copy) -> bool:
         """Whether the next record (after the batch's earlier ones) is a copy; it is
         pending either way, remembered when the batch commits."""
-        watermark = _max(_max(self.watermark_ms, self._pending_watermark_ms), copy.timestamp_ms)
+        watermark = _max(_max(_max(self.watermark_ms, self._staged_watermark_ms),
+                              self._pending_watermark_ms), copy.timestamp_ms)
         if copy.event_id in self._pending:
             seen, previous_ms = True, self._pending.pop(copy.event_id)
+        elif copy.event_id in self._staged:
+            seen, previous_ms = True, self._staged[copy.event_id]
         else:
             seen, previous_ms = copy.event_id in self._latest, self._latest.get(copy.event_id)
         self._pending[copy.event_id] = copy.timestamp_ms
         self._pending_watermark_ms = _max(self._pending_watermark_ms, copy.timestamp_ms)
         return seen and _recent(previous_ms, watermark, self.window_ms)
 
-    def commit(self, next_offset: int) -> None:
-        """The open batch committed, with `next_offset` as the partition's offset: its
-        records are remembered."""
-        for event_id, timestamp_ms in self._pending.items():
+    def stage(self, next_offset: int | None) -> None:
+        """The open batch's commit starts (`next_offset`: the partition's offset after it,
+        None when it holds none of the partition's records); the next batch is open."""
+        self._staged, self._pending = self._pending, {}
+        self._staged_watermark_ms, self._pending_watermark_ms = self._pending_watermark_ms, None
+        self.staged_next_offset = next_offset
+
+    def commit_staged(self) -> None:
+        """The staged batch committed: its records are remembered."""
+        for event_id, timestamp_ms in self._staged.items():
             self.remember(Copy(event_id, timestamp_ms))
-        self.next_offset = next_offset
-        self.discard()
+        if self.staged_next_offset is not None:
+            self.next_offset = self.staged_next_offset
+        self._drop_staged()
 
     def discard(self) -> None:
-        """The open batch did not commit: it will be read again."""
+        """The open and the staged batch did not commit: they will be read again."""
         self._pending.clear()
         self._pending_watermark_ms = None
+        self._drop_staged()
+
+    def _drop_staged(self) -> None:
+        self._staged = {}
+        self._staged_watermark_ms = self.staged_next_offset = None
 
     def remember(self, copy: Copy) -> None:
         self.watermark_ms = _max(self.watermark_ms, copy.timestamp_ms)
@@ -131,7 +158,7 @@ class RecentEvents:
         the first of a batch, can be checked; None when this process's memory already ends
         there."""
         memory = self._memories.get(partition)
-        if memory is not None and memory.next_offset == offset:
+        if memory is not None and memory.expected_offset == offset:
             return None
         since_ms = None if timestamp_ms is None else timestamp_ms - self.window_ms
         return Span(partition, since_ms, max(0, offset - self.capacity), offset)
@@ -151,14 +178,26 @@ class RecentEvents:
         return self._memories[partition].is_copy(copy)
 
     def begin(self) -> None:
-        """A new batch: whatever an earlier one left pending did not commit."""
+        """A new batch, none staged: whatever earlier ones left did not commit."""
         for memory in self._memories.values():
             memory.discard()
 
-    def commit(self, next_offsets: dict[int, int]) -> None:
-        """The batch committed; `next_offsets` are its partitions' offsets after it."""
+    def stage(self, next_offsets: dict[int, int]) -> None:
+        """The open batch's commit starts; `next_offsets` are its partitions' offsets after
+        it. The next batch may be checked meanwhile (`is_copy`), and this one is
+        remembered by `commit_staged` once its commit succeeds."""
         for partition, memory in self._memories.items():
-            memory.commit(next_offsets.get(partition, memory.next_offset))
+            memory.stage(next_offsets.get(partition))
+
+    def commit_staged(self) -> None:
+        """The staged batch committed (the open one, if any, stays open)."""
+        for memory in self._memories.values():
+            memory.commit_staged()
+
+    def commit(self, next_offsets: dict[int, int]) -> None:
+        """The open batch committed; `next_offsets` are its partitions' offsets after it."""
+        self.stage(next_offsets)
+        self.commit_staged()
 
     def keep_only(self, partitions: Iterable[int]) -> None:
         """Drop the memories of partitions this process no longer reads."""

@@ -11,6 +11,16 @@ partition, read back from the partition itself (`_recall`) when this process's m
 does not end where a batch starts (a restart, a partition newly assigned), so whatever
 process reads a partition decides alike.
 
+While a batch's transaction commits (on a thread of its own: librdkafka's calls release
+the GIL), the next batch is consumed, checked against the memory of event ids (the
+committing batch's ids staged in it), planned and encoded (`_prepare`); once the commit
+succeeded it is produced in a new transaction and its own commit started (`_start`). An
+abort of the committing batch rewinds both; a fatal error, a loss of the link (the
+producer is replaced first: `TransactionalClients.recover`), a rebalance served while it
+was in flight (it may have reset a partition to the committed offsets) or a stop throws
+the prepared batch away and it is read again. Tables are as good for a prepared batch as
+for any: a change read after it was prepared applies from the next one.
+
 The loop survives the broker: every Kafka call is bounded (processors.clients), an
 abortable failure aborts the batch and reads it again, a fatal one (fenced, or a call
 that hung) rebuilds the clients, which rejoin the group and resume from the committed
@@ -26,10 +36,10 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from types import FrameType
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition
 from prometheus_client import Counter
 
 from hookstream.config import Settings
@@ -69,6 +79,7 @@ from hookstream.records import (
 )
 from hookstream.render import RenderLimits
 from processors.clients import (
+    Committing,
     TransactionalClients,
     TransactionalId,
     first_offsets,
@@ -114,9 +125,8 @@ class Processor:
                                    settings.processor_dedup_entries)
         self._forgotten = 0  # recent.total_forgotten already counted in the metric
         self.rebuilds = 0  # times the clients were rebuilt after a fatal failure
-        # Counted per batch and added on commit, so an aborted batch read again counts once.
-        self._batch: Tally[tuple[str, str]] = Tally()
-        self._batch_stats: Tally[str] = Tally()
+        # The batch whose commit is under way while the next one is prepared (`_step`).
+        self._in_flight: BatchInFlight | None = None
         self._counters = {name: metrics.Children(labels) for name, labels in _METRICS.items()}
         self._tables = TableFollower(
             settings,
@@ -217,6 +227,49 @@ class Processor:
             self._transactional_id.release()
 
     def _step(self) -> None:
+        """One batch consumed and prepared while the one before it commits (if any), then,
+        once that one committed, produced and its own commit started."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None and self._recover:  # the link failed meanwhile: land first
+            self._land(self._clients, in_flight, [])
+            in_flight = None
+        clients = self._ready_clients() if in_flight is None else self._clients
+        assert clients is not None  # a batch in flight has its clients
+        prepared: PreparedBatch | None = None
+        batch: list[Message] = []
+        rebalanced, rebalances = False, clients.rebalances
+        try:
+            if in_flight is not None:
+                self._poll_tables(clients)
+            batch = clients.consume(
+                self.settings.processor_batch_size, self.settings.processor_batch_ms / 1000
+            )
+            # A rebalance served by that consume may have reset a partition of the batch in
+            # flight to its committed offset, before that batch: `batch` is not used.
+            rebalanced = in_flight is not None and clients.rebalances != rebalances
+            if rebalanced and batch:
+                log.info("rebalanced while a batch committed: the next one is read again")
+            elif batch:
+                prepared = self._prepare(clients, batch, staged=in_flight is not None)
+        except KafkaFailed as e:
+            if not batch or isinstance(e, KafkaFatal):
+                raise
+            self._aborts.warning(f"the batch will be read again: {e}")
+        finally:
+            committed = in_flight is None or self._land(clients, in_flight, batch)
+        if self._recover:  # the link failed meanwhile: the next step recovers the clients
+            return  # and seeks every partition back to its committed offset
+        if prepared is None or self.stopping.is_set():
+            if committed and (batch or rebalanced):  # dropped: read again where it starts,
+                # and the batch that committed before it read again from nowhere but its end
+                ended = next_offsets(in_flight.prepared.batch) if in_flight and rebalanced else []
+                clients.rewind(_merged(first_offsets(batch), ended))
+            return
+        if committed:
+            self._in_flight = self._start(clients, prepared)
+
+    def _ready_clients(self) -> TransactionalClients:
+        """The clients, started (or recovered), with the tables caught up and polled."""
         if not self._tables.caught_up:  # at start: nothing is processed on partial tables
             self._tables.catch_up()
         clients = self._clients
@@ -231,59 +284,107 @@ class Processor:
             clients.recover()
             self._recover = False
             self._processing()
+        self._poll_tables(clients)
+        return clients
+
+    def _poll_tables(self, clients: TransactionalClients) -> None:
         self._tables.poll(0)
         gauges.report(self.settings, GROUP, clients.consumer)  # lag, every few seconds
-        batch = clients.consume(
-            self.settings.processor_batch_size, self.settings.processor_batch_ms / 1000
-        )
-        if batch and self._process(clients, batch):
-            self._processing()
 
     def _drop_clients(self) -> None:
+        if self._in_flight is not None:  # stopping, or a failure outside the loop's steps
+            try:
+                self._land(self._clients, self._in_flight, [])
+            except KafkaFailed as e:
+                log.warning("%s", e)
+            self._in_flight = None
         if self._clients is not None:
             self._clients.close()
         self._clients, self._started = None, False
 
-    def _process(self, clients: TransactionalClients, batch: list[Message]) -> bool:
-        """One batch in one transaction; False when it was aborted (it is read again)."""
-        self._batch, self._batch_stats = Tally(), Tally()
-        offsets = next_offsets(batch)
-        self.recent.begin()
+    def _prepare(self, clients: TransactionalClients, batch: list[Message],
+                 staged: bool) -> PreparedBatch:
+        """Everything of a batch but its transaction: decoded, checked against the memory
+        of recent event ids (and the `staged` batch's, whose commit is under way), planned
+        and encoded. Uses the tables as they are now: a definition changed later counts
+        from the next batch, as for any batch."""
+        prepared = PreparedBatch(batch)
+        if not staged:
+            self.recent.begin()
+        self._recall(clients, batch)
+        now_ms = int(self.clock() * 1000)
+        prepared.stats["events"] += len(batch)
+        for msg, event in zip(batch, self._decoded(batch), strict=True):
+            self._transform(prepared, msg, event, now_ms)
+        return prepared
+
+    def _start(self, clients: TransactionalClients,
+               prepared: PreparedBatch) -> BatchInFlight | None:
+        """A transaction for the prepared batch: its records produced, its commit started.
+        None when it was aborted (it is read again)."""
+        offsets = next_offsets(prepared.batch)
         try:
             clients.begin()
-            self._recall(clients, batch)
-            now_ms = int(self.clock() * 1000)
-            self._batch_stats["events"] += len(batch)
             with kafka_errors("producing the batch"):
-                for msg, event in zip(batch, self._decoded(batch), strict=True):
-                    self._transform(clients, msg, event, now_ms)
-            clients.commit(offsets)
+                for record in prepared.records:
+                    self._produce(clients, record)
+            self.recent.stage({tp.partition: tp.offset for tp in offsets
+                               if tp.topic == self.topics[ITEM_CHANGES]})
+            return BatchInFlight(prepared, clients.start_commit(offsets))
         except KafkaFatal:
             raise
-        except KafkaFailed as e:  # abortable, retriable past its attempts, or unclassified
-            reason = str(e)
-            # a denied output (refused at once, or in the delivery reports at commit): say
-            # which, and stay unready until a batch commits
-            outputs = [t for name, t in self.topics.items() if name != ITEM_CHANGES]
-            if e.code in ("TOPIC_AUTHORIZATION_FAILED", "_INCONSISTENT") and (
-                refused := denied_topics(clients.producer, outputs)
-            ):
-                reason = denied("WRITE", "topic", ", ".join(refused))
-                self.ready.clear()
-                metrics.READY.labels("processor").set(0)
-            self._aborts.warning(f"transaction aborted, the batch will be read again: {reason}")
-            clients.abort_and_rewind(first_offsets(batch))
+        except KafkaFailed as e:
+            self._aborted(clients, e, first_offsets(prepared.batch))
+            return None
+
+    def _land(self, clients: TransactionalClients | None, in_flight: BatchInFlight,
+              batch: list[Message]) -> bool:
+        """Wait for the batch in flight to commit; True when it did. Its counters count
+        then; when it is aborted, it and `batch` (read meanwhile) are read again."""
+        try:
+            in_flight.commit.wait()
+        except KafkaFatal:
+            raise
+        except KafkaFailed as e:
+            assert clients is not None
+            self._aborted(clients, e, _merged(first_offsets(batch),
+                                              first_offsets(in_flight.prepared.batch)))
             return False
-        self.recent.commit({tp.partition: tp.offset for tp in offsets
-                            if tp.topic == self.topics[ITEM_CHANGES]})
-        for (name, label), n in self._batch.items():
+        self.recent.commit_staged()
+        prepared = in_flight.prepared
+        for (name, label), n in prepared.counts.items():
             self._counters[name](label).inc(n)
-        for name, n in self._batch_stats.items():
+        for name, n in prepared.stats.items():
             self.stats[name] += n
         if (forgotten := self.recent.total_forgotten) > self._forgotten:
             metrics.DEDUP_FORGOTTEN.inc(forgotten - self._forgotten)
             self._forgotten = forgotten
+        self._processing()
         return True
+
+    def _read_again(self, clients: TransactionalClients, batch: list[Message],
+                    landed: BatchInFlight | None) -> None:
+        """Rewind the consumer to where `batch` starts, and each partition of the batch
+        that committed before it (`landed`) to where that one ended."""
+        ended = next_offsets(landed.prepared.batch) if landed is not None else []
+        clients.rewind(_merged(first_offsets(batch), ended))
+
+    def _aborted(self, clients: TransactionalClients, e: KafkaFailed,
+                 rewind_to: list[TopicPartition]) -> None:
+        """Abort the open transaction and rewind the consumer to `rewind_to`: abortable,
+        retriable past its attempts, or unclassified."""
+        reason = str(e)
+        # a denied output (refused at once, or in the delivery reports at commit): say
+        # which, and stay unready until a batch commits
+        outputs = [t for name, t in self.topics.items() if name != ITEM_CHANGES]
+        if e.code in ("TOPIC_AUTHORIZATION_FAILED", "_INCONSISTENT") and (
+            refused := denied_topics(clients.producer, outputs)
+        ):
+            reason = denied("WRITE", "topic", ", ".join(refused))
+            self.ready.clear()
+            metrics.READY.labels("processor").set(0)
+        self._aborts.warning(f"transaction aborted, the batch will be read again: {reason}")
+        clients.abort_and_rewind(rewind_to)
 
     def _recall(self, clients: TransactionalClients, batch: list[Message]) -> None:
         """The memory of each partition of the batch that this process's does not end
@@ -334,60 +435,95 @@ class Processor:
         except DecodeError as e:
             return e
 
-    def _transform(self, clients: TransactionalClients, msg: Message,
-                   event: ItemChangeEvent | DecodeError, now_ms: int) -> None:
+    def _transform(self, out: PreparedBatch, msg: Message, event: ItemChangeEvent | DecodeError,
+                   now_ms: int) -> None:
         if isinstance(event, DecodeError):
-            self._dead_letter_input(clients, msg, event)
+            self._dead_letter_input(out, msg, event)
             return
-        self._batch[("events", event.instance)] += 1
+        out.counts[("events", event.instance)] += 1
         if msg.topic() == self.topics[ITEM_CHANGES] and self.recent.is_copy(
             msg.partition() or 0, Copy(event.event_id, _timestamp_ms(msg))
         ):
-            self._batch_stats["duplicates"] += 1
-            self._batch[("duplicates", event.instance)] += 1
+            out.stats["duplicates"] += 1
+            out.counts[("duplicates", event.instance)] += 1
             return
         limits = self.instance_limits.get(event.instance, self.limits)
         integration_users = self.integration_users.get(event.instance, frozenset())
         for result in plan(event, self.index, self.entities, now_ms, limits, integration_users):
             if isinstance(result, RenderFailure):
-                self._render_failed(clients, result, now_ms)
+                self._render_failed(out, result, now_ms)
             elif isinstance(result, Skipped):
-                self._batch_stats["skipped"] += 1
-                self._batch[("skipped_integration_user", result.instance)] += 1
+                out.stats["skipped"] += 1
+                out.counts[("skipped_integration_user", result.instance)] += 1
             else:
-                self._send(clients, DELIVERIES, result.key(), result)
-                self._batch_stats["deliveries"] += 1
-                self._batch[("planned", result.instance)] += 1
+                self._encode(out, DELIVERIES, result.key(), result)
+                out.stats["deliveries"] += 1
+                out.counts[("planned", result.instance)] += 1
 
-    def _send(self, clients: TransactionalClients, topic: str, key: str, record: Record) -> None:
+    def _encode(self, out: PreparedBatch, topic: str, key: str, record: Record) -> None:
         value, headers = self.codec.encode(record, self.topics[topic])
+        out.records.append(_Output(self.topics[topic], value, key.encode(), headers))
+
+    @staticmethod
+    def _produce(clients: TransactionalClients, out: _Output) -> None:
         while True:
             try:
-                clients.producer.produce(self.topics[topic], value, key.encode(), headers=headers)
+                clients.producer.produce(out.topic, out.value, out.key, headers=out.headers)
                 break
             except BufferError:  # the local queue is full: let acknowledgements drain it
                 clients.producer.poll(0.1)
         clients.producer.poll(0)
 
-    def _render_failed(
-        self, clients: TransactionalClients, failure: RenderFailure, now_ms: int
-    ) -> None:
-        self._batch_stats["render_errors"] += 1
-        self._batch[("render_errors", failure.request.webhook_id)] += 1
+    def _render_failed(self, out: PreparedBatch, failure: RenderFailure, now_ms: int) -> None:
+        out.stats["render_errors"] += 1
+        out.counts[("render_errors", failure.request.webhook_id)] += 1
         r = failure.request
         record = r.attempt_record(0, now_ms, now_ms, Outcome.RENDER_ERROR, error=failure.reason)
-        self._send(clients, ATTEMPTS, r.delivery_id, record)
-        self._send(clients, DLQ, r.key(), r)
+        self._encode(out, ATTEMPTS, r.delivery_id, record)
+        self._encode(out, DLQ, r.key(), r)
 
-    def _dead_letter_input(
-        self, clients: TransactionalClients, msg: Message, error: DecodeError
-    ) -> None:
-        self._batch_stats["undecodable"] += 1
-        self._batch[("undecodable", msg.topic() or "")] += 1
+    def _dead_letter_input(self, out: PreparedBatch, msg: Message, error: DecodeError) -> None:
+        out.stats["undecodable"] += 1
+        out.counts[("undecodable", msg.topic() or "")] += 1
         located = error.at(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
         log.warning("%s", located)
-        clients.producer.produce(self.topics[ITEM_CHANGES_DLQ], msg.value(), msg.key(),
-                                 headers=dead_letter_headers(msg.headers(), located))
+        out.records.append(_Output(self.topics[ITEM_CHANGES_DLQ], msg.value(), msg.key(),
+                                   dead_letter_headers(msg.headers(), located)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Output:
+    """A record of a batch's transaction, encoded."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    headers: list[tuple[str, str | bytes | None]] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A batch decoded, planned and encoded: its records and what they count (added to the
+    metrics and `stats` when its transaction commits)."""
+
+    batch: list[Message]
+    records: list[_Output] = field(default_factory=list)
+    counts: Tally[tuple[str, str]] = field(default_factory=Tally)
+    stats: Tally[str] = field(default_factory=Tally)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInFlight:
+    """A batch produced whose commit is under way."""
+
+    prepared: PreparedBatch
+    commit: Committing
+
+
+def _merged(*offsets: list[TopicPartition]) -> list[TopicPartition]:
+    """Offsets by partition, the later lists' winning."""
+    by_partition = {(tp.topic, tp.partition): tp for each in offsets for tp in each}
+    return list(by_partition.values())
 
 
 _METRICS: dict[str, Callable[[str], Counter]] = {

@@ -89,6 +89,32 @@ def test_a_batch_that_does_not_commit_is_not_remembered_and_reads_again_the_same
     assert recent.is_copy(0, Copy("b", T0 + 1))
 
 
+def test_the_next_batch_is_checked_against_the_staged_one_and_kept_when_it_commits() -> None:
+    recent = memory(partitions=(0, 1))
+    recent.begin()
+    assert [recent.is_copy(0, Copy(i, T0)) for i in ("a", "b")] == [False, False]
+    recent.stage({0: 2})  # batch N's commit under way: batch N+1 is checked meanwhile
+    assert recent.span(0, 2, T0) is None  # N+1 starts where N ends: nothing to read back
+    assert [recent.is_copy(0, Copy(i, T0 + 1)) for i in ("b", "c", "c")] == [True, False, True]
+    recent.commit_staged()  # N committed: N+1 stays open
+    recent.stage({0: 5})
+    recent.commit_staged()
+    recent.begin()
+    assert [recent.is_copy(0, Copy(i, T0 + 2)) for i in ("a", "c", "d")] == [True, True, False]
+    assert recent.span(0, 5, T0) is None and recent.span(1, 0, T0) is None
+
+
+def test_an_abort_of_the_staged_batch_forgets_it_and_the_batch_checked_behind_it() -> None:
+    recent = memory()
+    recent.begin()
+    assert not recent.is_copy(0, Copy("a", T0))
+    recent.stage({0: 1})
+    assert recent.is_copy(0, Copy("a", T0)) and not recent.is_copy(0, Copy("b", T0))
+    recent.begin()  # N aborted: N and N+1 are read again from offset 0
+    assert recent.span(0, 0, T0) is None
+    assert [recent.is_copy(0, Copy(i, T0)) for i in ("a", "a", "b")] == [False, True, False]
+
+
 def test_span_reads_back_the_window_at_most_capacity_records_and_none_when_known() -> None:
     recent = memory(capacity=100)
     assert recent.span(0, 0, T0) is None  # this process's memory ends at offset 0
