@@ -51,6 +51,8 @@ import delivery as receivers  # bench/delivery.py: nginx, its install, ports, st
 import report
 import yaml
 from ingest import SECRET_KEY
+from ingest import tree_cpu_seconds as cpu_s
+from ingest import tree_peak_rss_mib as peak_rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY_BYTES = 3072  # GLPI's default payload of a Ticket with some description
@@ -183,43 +185,6 @@ def glpi_answers(proc: subprocess.Popen[bytes], out: Path, timeout_s: float) -> 
 
 
 # -- processes and their CPU ----------------------------------------------------------
-
-
-def tree(pid: int) -> list[int]:
-    """pid and every process below it (ingest's workers, nginx's)."""
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-            except OSError:
-                pass
-    return found
-
-
-def cpu_s(pid: int) -> float:
-    """utime + stime of a process tree so far."""
-    total = 0
-    for p in tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mib(pid: int) -> float:
-    """VmHWM summed over a process tree."""
-    kib = 0
-    for p in tree(pid):
-        try:
-            kib += receivers.memory_kib(p).get("VmHWM", 0)
-        except OSError:
-            continue
-    return kib / 1024
 
 
 class Component:
