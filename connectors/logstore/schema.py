@@ -383,10 +383,13 @@ def _version(conn: Connection) -> int:
 
 
 def _lock(conn: Connection) -> None:
-    """Serialise migrations: a log store and an admin API may start at once (PostgreSQL;
-    SQLite's writer lock does the same for its single file)."""
+    """Serialise migrations: a log store, an admin API and the CLI may start at once.
+    SQLite's transactions begin deferred: two migrators would both read the old version
+    and then both create the same table, so the writer lock is taken before reading."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(727001)"))
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def migrate(engine: Engine, clock: Callable[[], float] = time.time) -> list[int]:

@@ -106,6 +106,45 @@ def test_migrations_are_versioned_and_applied_once(engine: Engine) -> None:
     assert migrate(engine) == []  # already there: nothing applied again
 
 
+def _migrate_in_a_process(url: str, results: Any) -> None:
+    from sqlalchemy import create_engine, event
+
+    from connectors.logstore.store import _sqlite_pragmas
+
+    eng = create_engine(url)
+    if url.startswith("sqlite"):
+        event.listen(eng, "connect", _sqlite_pragmas)
+    try:
+        results.put(migrate(eng))
+    except Exception as e:  # reported to the test, which fails on it
+        results.put(f"{type(e).__name__}: {e}")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_processes_starting_at_once_migrate_a_new_store_once(kind: str, tmp_path: Path) -> None:
+    # A log store and `hookstream queue` started together (as a test polling the queue
+    # does): before the writer lock was taken first on SQLite, one of them failed on
+    # "table already exists" or a duplicate version in most runs.
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    for round_ in range(3):
+        settings = store_settings(kind, tmp_path / str(round_))
+        url = open_engine(settings, migrate_schema=False).url.render_as_string(
+            hide_password=False)
+        results = spawn.Queue()
+        workers = [spawn.Process(target=_migrate_in_a_process, args=(url, results))
+                   for _ in range(4)]
+        for w in workers:
+            w.start()
+        applied = [results.get(timeout=60) for _ in workers]
+        for w in workers:
+            w.join(30)
+        assert all(isinstance(a, list) for a in applied), applied
+        # every migration applied exactly once, by whichever process got there first
+        assert sorted(v for a in applied for v in a) == list(range(1, LATEST + 1)), applied
+
+
 def test_writes_are_idempotent_and_independent_of_order_and_batching(engine: Engine) -> None:
     store = LogStore(engine)
     fragments, attempt_rows = [], []
