@@ -65,6 +65,7 @@ from connectors.delivery.worker import AttemptRules, Worker
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, KafkaFailed
 from hookstream.io import (
+    BOUNDED_PREFETCH,
     TableFollower,
     codec_for,
     consumer,
@@ -106,6 +107,7 @@ CONSUMER_CONFIG = {
     # A broker back from a restart is reconnected to within a second, not librdkafka's
     # default of up to 10 s of backoff.
     "reconnect.backoff.max.ms": 1000,
+    **BOUNDED_PREFETCH,
 }
 READY_PROBE_S = 5.0
 DENIED_UNREADY_S = 30.0  # not ready this long after a write refused for a missing ACL
@@ -265,8 +267,11 @@ class DeliveryService:
             parse_networks(self.settings.allowed_networks), limit=0, ttl_dns_cache=60,
             enable_cleanup_closed=True,
         )
+        # No cookie jar: a receiver's Set-Cookie must not ride along on later deliveries
+        # (other webhooks of the same host included); GLPI keeps none either.
         async with aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",),
+            cookie_jar=aiohttp.DummyCookieJar(),
         ) as session:
             yield Sender(session, self.clock, self.settings.cra_cache_s,
                          self.settings.response_body_cap_bytes)

@@ -142,6 +142,19 @@ def check_client_config(settings: Settings) -> None:
 
 Overrides = Mapping[str, Any]  # librdkafka properties, e.g. {"linger.ms": 2}
 
+# A consumer's read-ahead, bounded. librdkafka's defaults keep up to 64 MiB of records
+# queued ahead of the application (queued.max.messages.kbytes) and fetch up to 50 MiB at a
+# time (fetch.max.bytes), 1 MiB a partition, compressed, so more once decompressed: a
+# consumer with a backlog held some 200 MiB it had not asked for yet (bench/README,
+# delivery). A few thousand records a second need a few MiB ahead: 1 MiB fetches, a
+# quarter of it per partition (a larger record still comes whole), 4 MiB queued.
+BOUNDED_PREFETCH: dict[str, Any] = {
+    "queued.max.messages.kbytes": 4096,
+    "queued.min.messages": 10_000,
+    "fetch.max.bytes": 1_048_576,
+    "max.partition.fetch.bytes": 262_144,
+}
+
 
 def producer(
     settings: Settings, overrides: Overrides | None = None, *, transactional_id: str | None = None
