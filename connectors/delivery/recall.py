@@ -172,8 +172,8 @@ class Recall:
             return []
         started = time.monotonic()
         self._deadline = started + self._timeout_s  # one budget for every call below
-        reader = consumer(self._settings, RECALL_GROUP,
-                          {"enable.partition.eof": True, **BOUNDED_PREFETCH})
+        reader = consumer(self._settings, RECALL_GROUP, {"enable.partition.eof": True},
+                          defaults=BOUNDED_PREFETCH)
         try:
             with kafka_errors("the stale-copy recall"):
                 candidates, known = self._known(owner, reader, assigned, on_candidates)

@@ -107,7 +107,6 @@ CONSUMER_CONFIG = {
     # A broker back from a restart is reconnected to within a second, not librdkafka's
     # default of up to 10 s of backoff.
     "reconnect.backoff.max.ms": 1000,
-    **BOUNDED_PREFETCH,
 }
 READY_PROBE_S = 5.0
 DENIED_UNREADY_S = 30.0  # not ready this long after a write refused for a missing ACL
@@ -163,7 +162,8 @@ class DeliveryService:
             None if source else Recall(settings, self.codec, topic_delay_s, clock))
         self._assignments = 0  # counts assignments; each starts a recall (RecallGate)
         self._consumer: RecordSource = source or cast(
-            RecordSource, consumer(settings, GROUP, consumer_config(settings)))
+            RecordSource,
+            consumer(settings, GROUP, consumer_config(settings), defaults=BOUNDED_PREFETCH))
         self._producer: RecordSink = sink or cast(
             RecordSink, producer(settings, PRODUCER_CONFIG))
         operations = OperationalEvents(self.codec, settings.topic(OPERATIONS), self._producer)

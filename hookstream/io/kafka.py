@@ -33,13 +33,16 @@ from hookstream.records import topic_specs
 
 log = logging.getLogger(__name__)
 
-def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
-    """The properties every client shares: the brokers, connection security, the
-    operator's `kafka_config`, and the process's link watch (its logs and errors)."""
+def client_config(settings: Settings, defaults: Mapping[str, Any] | None = None,
+                  **extra: Any) -> dict[str, Any]:
+    """The properties every client shares: the brokers, connection security, `defaults`
+    then the operator's `kafka_config` over them, and the process's link watch (its logs
+    and errors); `extra` last."""
     LINK.connecting_as(principal(settings), settings.kafka_ssl_ca_location)
     return {
         "bootstrap.servers": settings.bootstrap_servers,
         **security_config(settings),
+        **(defaults or {}),
         **extra_properties(settings),
         **LINK.callbacks(),
         **extra,
@@ -147,7 +150,8 @@ Overrides = Mapping[str, Any]  # librdkafka properties, e.g. {"linger.ms": 2}
 # time (fetch.max.bytes), 1 MiB a partition, compressed, so more once decompressed: a
 # consumer with a backlog held some 200 MiB it had not asked for yet (bench/README,
 # delivery). A few thousand records a second need a few MiB ahead: 1 MiB fetches, a
-# quarter of it per partition (a larger record still comes whole), 4 MiB queued. A full
+# quarter of it per partition (a larger record still comes whole), 4 MiB queued (the
+# operator's kafka_config may set other values: `consumer(..., defaults=)`). A full
 # queue postpones the partition's next fetch by fetch.queue.backoff.ms, 1 s by default:
 # that stalled a reader faster than 4 MiB a second (the stale-copy recall took 15 s instead
 # of 6), so it is short.
@@ -171,15 +175,17 @@ def producer(
     return _built(Producer, client_config(settings, **{**config, **(overrides or {})}))
 
 
-def consumer(settings: Settings, group: str, overrides: Overrides | None = None) -> Consumer:
-    """A consumer of `group` that commits explicitly and reads committed records only."""
+def consumer(settings: Settings, group: str, overrides: Overrides | None = None, *,
+             defaults: Overrides | None = None) -> Consumer:
+    """A consumer of `group` that commits explicitly and reads committed records only;
+    `defaults` are properties the operator's `kafka_config` may change, `overrides` not."""
     config = {
         "group.id": group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
     }
-    return _built(Consumer, client_config(settings, **{**config, **(overrides or {})}))
+    return _built(Consumer, client_config(settings, defaults, **{**config, **(overrides or {})}))
 
 
 def static_membership(settings: Settings) -> dict[str, str]:
