@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -344,13 +343,22 @@ class Partitions:
         return True
 
 
-@contextmanager
-def kafka_errors(what: str) -> Iterator[None]:
-    """Run a block of Kafka calls; a `KafkaException` leaves it translated (`translate`)."""
-    try:
-        yield
-    except KafkaException as e:
-        raise translate(e, what) from e
+class kafka_errors:  # a function to its callers: `with kafka_errors(what):`
+    """Run a block of Kafka calls; a `KafkaException` leaves it translated (`translate`).
+    (A class, not a generator: it wraps every produce of the delivery loop.)"""
+
+    __slots__ = ("_what",)
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: object) -> None:
+        if isinstance(error, KafkaException):
+            raise translate(error, self._what) from error
 
 
 def _describe(e: KafkaException) -> str:
