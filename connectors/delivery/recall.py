@@ -44,7 +44,7 @@ from connectors.delivery.ports import TP, Job
 from connectors.delivery.schedule import earliest_due_ms
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, KafkaFailed
-from hookstream.io import consumer, kafka_errors, read_ranges
+from hookstream.io import BOUNDED_PREFETCH, consumer, kafka_errors, read_ranges
 from hookstream.records import ATTEMPTS, DLQ, AttemptRecord, Codec, DeliveryRequest, Outcome
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,8 @@ class Recall:
             return []
         started = time.monotonic()
         self._deadline = started + self._timeout_s  # one budget for every call below
-        reader = consumer(self._settings, RECALL_GROUP, {"enable.partition.eof": True})
+        reader = consumer(self._settings, RECALL_GROUP, {"enable.partition.eof": True},
+                          defaults=BOUNDED_PREFETCH)
         try:
             with kafka_errors("the stale-copy recall"):
                 candidates, known = self._known(owner, reader, assigned, on_candidates)

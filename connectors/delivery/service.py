@@ -65,6 +65,7 @@ from connectors.delivery.worker import AttemptRules, Worker
 from hookstream.config import Settings
 from hookstream.errors import DecodeError, KafkaFailed
 from hookstream.io import (
+    BOUNDED_PREFETCH,
     TableFollower,
     codec_for,
     consumer,
@@ -161,7 +162,8 @@ class DeliveryService:
             None if source else Recall(settings, self.codec, topic_delay_s, clock))
         self._assignments = 0  # counts assignments; each starts a recall (RecallGate)
         self._consumer: RecordSource = source or cast(
-            RecordSource, consumer(settings, GROUP, consumer_config(settings)))
+            RecordSource,
+            consumer(settings, GROUP, consumer_config(settings), defaults=BOUNDED_PREFETCH))
         self._producer: RecordSink = sink or cast(
             RecordSink, producer(settings, PRODUCER_CONFIG))
         operations = OperationalEvents(self.codec, settings.topic(OPERATIONS), self._producer)
@@ -249,8 +251,8 @@ class DeliveryService:
                         await self.worker.room()
                         continue
                     batch = await loop.run_in_executor(None, self._fetch)
-                    for msg in batch:
-                        self._receive(msg)
+                    for msg, request in batch:
+                        self._receive(msg, request)
             finally:
                 await self._drain()
         if self.records.fatal:
@@ -265,24 +267,32 @@ class DeliveryService:
             parse_networks(self.settings.allowed_networks), limit=0, ttl_dns_cache=60,
             enable_cleanup_closed=True,
         )
+        # No cookie jar: a receiver's Set-Cookie must not ride along on later deliveries
+        # (other webhooks of the same host included); GLPI keeps none either.
         async with aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",),
+            cookie_jar=aiohttp.DummyCookieJar(),
         ) as session:
             yield Sender(session, self.clock, self.settings.cra_cache_s,
                          self.settings.response_body_cap_bytes)
 
-    def _fetch(self) -> list[Message]:
+    def _fetch(self) -> list[tuple[Message, DeliveryRequest | DecodeError | None]]:
         """What is there, at once; or else the first record to arrive within 50 ms.
         (consume(n, timeout) waits for n records or the timeout: latency when traffic is light.)
+        Each record comes decoded (None for an error event): in this thread, off the loop's.
         """
         batch = self._consumer.consume(500, 0)
         if not batch:
             batch = self._consumer.consume(1, 0.05)
             if batch:
                 batch += self._consumer.consume(499, 0)
-        return cast(list[Message], batch)
+        records = [msg for msg in cast(list[Message], batch) if msg.error() is None]
+        decoded = iter(self.codec.decode_many(
+            [(msg.value(), msg.headers()) for msg in records], DeliveryRequest))
+        return [(msg, None if msg.error() is not None else next(decoded))
+                for msg in cast(list[Message], batch)]
 
-    def _receive(self, msg: Message) -> None:
+    def _receive(self, msg: Message, request: DeliveryRequest | DecodeError | None) -> None:
         error = msg.error()
         if error is not None:
             if ends_the_consumer(error):  # fenced: another process took our group_instance_id
@@ -292,11 +302,10 @@ class DeliveryService:
         if self.checkpoint.is_paused(tp):
             return  # fetched before the pause took effect; it is read again on resume
         generation = self.checkpoint.read(tp, offset)
-        try:
-            request = self.codec.decode(msg.value(), msg.headers(), DeliveryRequest)
-        except DecodeError as e:
-            self.records.undecodable(msg, e.at(tp.topic, tp.partition, offset))
+        if isinstance(request, DecodeError):
+            self.records.undecodable(msg, request.at(tp.topic, tp.partition, offset))
             return
+        assert request is not None, "_fetch decodes every record that is not an error event"
         _, produced_ms = msg.timestamp()
         self.schedule.receive(Job(tp, offset, request, generation), produced_ms)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hookstream.io.bounded import HUNG, bounded, retried
 from hookstream.io.kafka import (
+    BOUNDED_PREFETCH,
     Partitions,
     admin,
     consumer,
@@ -31,6 +32,7 @@ from hookstream.io.schema_registry import HttpSchemaRegistry, codec_for
 from hookstream.io.tables import TableFollower, read_table, webhook_and_entity_applier
 
 __all__ = [
+    "BOUNDED_PREFETCH",
     "HUNG",
     "LINK",
     "HttpSchemaRegistry",

@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -33,13 +32,16 @@ from hookstream.records import topic_specs
 
 log = logging.getLogger(__name__)
 
-def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
-    """The properties every client shares: the brokers, connection security, the
-    operator's `kafka_config`, and the process's link watch (its logs and errors)."""
+def client_config(settings: Settings, defaults: Mapping[str, Any] | None = None,
+                  **extra: Any) -> dict[str, Any]:
+    """The properties every client shares: the brokers, connection security, `defaults`
+    then the operator's `kafka_config` over them, and the process's link watch (its logs
+    and errors); `extra` last."""
     LINK.connecting_as(principal(settings), settings.kafka_ssl_ca_location)
     return {
         "bootstrap.servers": settings.bootstrap_servers,
         **security_config(settings),
+        **(defaults or {}),
         **extra_properties(settings),
         **LINK.callbacks(),
         **extra,
@@ -142,6 +144,24 @@ def check_client_config(settings: Settings) -> None:
 
 Overrides = Mapping[str, Any]  # librdkafka properties, e.g. {"linger.ms": 2}
 
+# A consumer's read-ahead, bounded. librdkafka's defaults keep up to 64 MiB of records
+# queued ahead of the application (queued.max.messages.kbytes) and fetch up to 50 MiB at a
+# time (fetch.max.bytes), 1 MiB a partition, compressed, so more once decompressed: a
+# consumer with a backlog held some 200 MiB it had not asked for yet (bench/README,
+# delivery). A few thousand records a second need a few MiB ahead: 1 MiB fetches, a
+# quarter of it per partition (a larger record still comes whole), 4 MiB queued (the
+# operator's kafka_config may set other values: `consumer(..., defaults=)`). A full
+# queue postpones the partition's next fetch by fetch.queue.backoff.ms, 1 s by default:
+# that stalled a reader faster than 4 MiB a second (the stale-copy recall took 15 s instead
+# of 6), so it is short.
+BOUNDED_PREFETCH: dict[str, Any] = {
+    "queued.max.messages.kbytes": 4096,
+    "queued.min.messages": 10_000,
+    "fetch.max.bytes": 1_048_576,
+    "max.partition.fetch.bytes": 262_144,
+    "fetch.queue.backoff.ms": 10,
+}
+
 
 def producer(
     settings: Settings, overrides: Overrides | None = None, *, transactional_id: str | None = None
@@ -154,15 +174,17 @@ def producer(
     return _built(Producer, client_config(settings, **{**config, **(overrides or {})}))
 
 
-def consumer(settings: Settings, group: str, overrides: Overrides | None = None) -> Consumer:
-    """A consumer of `group` that commits explicitly and reads committed records only."""
+def consumer(settings: Settings, group: str, overrides: Overrides | None = None, *,
+             defaults: Overrides | None = None) -> Consumer:
+    """A consumer of `group` that commits explicitly and reads committed records only;
+    `defaults` are properties the operator's `kafka_config` may change, `overrides` not."""
     config = {
         "group.id": group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
     }
-    return _built(Consumer, client_config(settings, **{**config, **(overrides or {})}))
+    return _built(Consumer, client_config(settings, defaults, **{**config, **(overrides or {})}))
 
 
 def static_membership(settings: Settings) -> dict[str, str]:
@@ -321,13 +343,22 @@ class Partitions:
         return True
 
 
-@contextmanager
-def kafka_errors(what: str) -> Iterator[None]:
-    """Run a block of Kafka calls; a `KafkaException` leaves it translated (`translate`)."""
-    try:
-        yield
-    except KafkaException as e:
-        raise translate(e, what) from e
+class kafka_errors:  # a function to its callers: `with kafka_errors(what):`
+    """Run a block of Kafka calls; a `KafkaException` leaves it translated (`translate`).
+    (A class, not a generator: it wraps every produce of the delivery loop.)"""
+
+    __slots__ = ("_what",)
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: object) -> None:
+        if isinstance(error, KafkaException):
+            raise translate(error, self._what) from error
 
 
 def _describe(e: KafkaException) -> str:

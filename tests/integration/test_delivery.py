@@ -293,3 +293,24 @@ def test_redirects_are_not_followed(settings: Settings, tmp_path: Path) -> None:
             [dead] = wait_until(lambda: read(settings, DLQ, DeliveryRequest))
         assert receiver.requests("/elsewhere") == []
     assert dead.last_status == 302 and "redirect" in (dead.last_error or "")
+
+
+def test_a_receivers_cookie_is_never_sent_back(settings: Settings, tmp_path: Path) -> None:
+    """Deliveries share one HTTP session: a cookie set by one answer must not ride along on
+    later deliveries (to this webhook or another of the host), as GLPI keeps none."""
+    with Receiver() as receiver:
+        receiver.on("/a", headers={"Set-Cookie": "sid=from-a; Path=/"})
+        receiver.on("/b")
+        # a host name: a cookie jar keeps no cookie of an IP address anyway
+        a, b = (receiver.url(p).replace("127.0.0.1", "localhost") for p in ("/a", "/b"))
+        apply_webhooks(settings, tmp_path,
+                       {"id": "a", "url": a, "allowed_networks": LOOPBACK},
+                       {"id": "b", "url": b, "allowed_networks": LOOPBACK})
+        publish(settings, [request_for("a", a, 0)])
+        with RunningDelivery(settings):
+            wait_until(lambda: receiver.requests("/a"))
+            publish(settings, [request_for("a", a, 1), request_for("b", b, 2)])
+            wait_until(lambda: len(receiver.requests("/a")) == 2 and receiver.requests("/b"))
+        received = receiver.requests("/a") + receiver.requests("/b")
+    assert len(received) == 3
+    assert all("cookie" not in r.headers for r in received)

@@ -18,7 +18,12 @@ from hookstream.cli.pipeline import COMPONENTS as RUNNABLE
 from hookstream.config import load_settings, redacted_settings
 from hookstream.control.acls import COMPONENTS, acls, as_kafka_acls_commands, as_strimzi_user
 from hookstream.errors import ConfigError
-from hookstream.io.kafka import check_client_config, client_config, security_config
+from hookstream.io.kafka import (
+    BOUNDED_PREFETCH,
+    check_client_config,
+    client_config,
+    security_config,
+)
 from hookstream.io.kafka_link import KafkaLink, Throttled
 from processors import processor
 
@@ -102,6 +107,18 @@ def test_kafka_config_reaches_every_client() -> None:
                              check_dns=False)
     assert client_config(settings)["socket.keepalive.enable"] == "true"
     check_client_config(settings)
+
+
+def test_kafka_config_changes_a_default_and_not_what_hookstream_owns() -> None:
+    """The delivery consumer's bounded read-ahead is a default: kafka_config may raise it."""
+    settings = load_settings(
+        env={"HOOKSTREAM_KAFKA_CONFIG": "queued.max.messages.kbytes=16384"}, check_dns=False)
+    chosen = client_config(settings, BOUNDED_PREFETCH, **{"fetch.wait.max.ms": 20})
+    assert chosen["queued.max.messages.kbytes"] == "16384"
+    assert chosen["fetch.max.bytes"] == BOUNDED_PREFETCH["fetch.max.bytes"]
+    assert chosen["fetch.wait.max.ms"] == 20
+    plain = client_config(load_settings(env={}, check_dns=False), BOUNDED_PREFETCH)
+    assert plain["queued.max.messages.kbytes"] == BOUNDED_PREFETCH["queued.max.messages.kbytes"]
 
 
 def test_secrets_are_redacted_in_the_settings_dump_and_absent_from_help() -> None:

@@ -11,8 +11,9 @@ Three more pieces close the remaining gaps:
 
 * `GuardedConnector.connect` rejects URL hosts that are IP literals or legacy
   `inet_aton` spellings ("2130706433") before aiohttp resolves anything, and
-  turns "every address tried was refused by the guard" into `BlockedDestination`,
-  which aiohttp would otherwise fold into a generic ClientConnectorError.
+  its `_create_connection` (new connections only) turns "every address tried was
+  refused by the guard" into `BlockedDestination`, which aiohttp would otherwise
+  fold into a generic ClientConnectorError.
 * Pooled keep-alive connections skip the socket factory, and the pool is shared
   by webhooks with different allow-lists; `connect` therefore checks the peer
   address of every connection it hands out, pooled or new.
@@ -37,6 +38,7 @@ from typing import Any
 
 import aiohttp
 from aiohappyeyeballs import AddrInfoType, SocketFactoryType
+from aiohttp.client_proto import ResponseHandler
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
 from yarl import URL
@@ -185,26 +187,13 @@ class GuardedConnector(aiohttp.TCPConnector):
     async def connect(
         self, req: aiohttp.ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
     ) -> Connection:
-        """Check the URL, connect through the guarded socket factory, check the peer."""
+        """Check the URL, connect (a pooled connection, or a new one through the guarded
+        socket factory), check the peer."""
         allow = self._effective_allow()
         reason = check_url(req.url, allow)
         if reason is not None:
             raise BlockedDestination(f"{req.url.host}: {reason}")
-
-        attempt = _Attempt()
-        token = _ATTEMPT.set(attempt)
-        try:
-            conn = await super().connect(req, traces, timeout)
-        except aiohttp.ClientConnectorError as e:
-            # Only a block if no permitted address was tried: when one was, the
-            # failure is an ordinary (retryable) connection failure.
-            if attempt.all_blocked:
-                reasons = "; ".join(dict.fromkeys(attempt.blocked))
-                raise BlockedDestination(f"{req.url.host}: {reasons}") from e
-            raise
-        finally:
-            _ATTEMPT.reset(token)
-
+        conn = await super().connect(req, traces, timeout)
         reason = self._cached_peer_reason(conn, allow)
         if reason is not None:
             # A pooled connection opened for a webhook with a wider allow-list:
@@ -212,6 +201,24 @@ class GuardedConnector(aiohttp.TCPConnector):
             conn.release()
             raise BlockedDestination(f"{req.url.host}: {reason}")
         return conn
+
+    async def _create_connection(
+        self, req: aiohttp.ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
+    ) -> ResponseHandler:
+        """A new connection (a pooled one never gets here): what the socket factory refused
+        is a block only if no permitted address was tried; when one was, the failure is an
+        ordinary (retryable) connection failure."""
+        attempt = _Attempt()
+        token = _ATTEMPT.set(attempt)
+        try:
+            return await super()._create_connection(req, traces, timeout)
+        except aiohttp.ClientConnectorError as e:
+            if attempt.all_blocked:
+                reasons = "; ".join(dict.fromkeys(attempt.blocked))
+                raise BlockedDestination(f"{req.url.host}: {reasons}") from e
+            raise
+        finally:
+            _ATTEMPT.reset(token)
 
     def _cached_peer_reason(self, conn: Connection, allow: tuple[Network, ...]) -> str | None:
         protocol = conn.protocol
