@@ -207,12 +207,16 @@ class Codec:
         name = expected.schema_name
         schema = self._parsed[name]
         current = tuple(value for _, value in self._headers[name])  # (name, version) bytes
+        # The headers `encode` writes, as the Kafka client gives them back: one comparison
+        # where two look-ups would be made (any other shape is looked into below).
+        as_written = list(self._headers[name])
         read, from_dict = fastavro.schemaless_reader, expected.from_dict
         out: list[R | DecodeError] = []
         for value, headers in records:
             if (value is not None and self._registry is None
-                    and (header(headers, SCHEMA_HEADER), header(headers, VERSION_HEADER))
-                    == current):
+                    and (headers == as_written
+                         or (header(headers, SCHEMA_HEADER), header(headers, VERSION_HEADER))
+                         == current)):
                 try:
                     data = read(io.BytesIO(value), schema, None)
                     if isinstance(data, dict):
