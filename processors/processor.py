@@ -328,9 +328,15 @@ class Processor:
         offsets = next_offsets(prepared.batch)
         try:
             clients.begin()
+            producer = clients.producer
             with kafka_errors("producing the batch"):
                 for record in prepared.records:
-                    self._produce(clients, record)
+                    try:
+                        producer.produce(record.topic, record.value, record.key,
+                                         headers=record.headers)
+                    except BufferError:  # the local queue is full
+                        self._produce_when_drained(clients, record)
+                    producer.poll(0)
             self.recent.stage({tp.partition: tp.offset for tp in offsets
                                if tp.topic == self.topics[ITEM_CHANGES]})
             return BatchInFlight(prepared, clients.start_commit(offsets))
@@ -476,14 +482,15 @@ class Processor:
         out.records.append(_Output(self.topics[topic], value, key.encode(), headers))
 
     @staticmethod
-    def _produce(clients: TransactionalClients, out: _Output) -> None:
+    def _produce_when_drained(clients: TransactionalClients, out: _Output) -> None:
+        """Produce once acknowledgements have drained the full local queue enough."""
         while True:
+            clients.producer.poll(0.1)
             try:
                 clients.producer.produce(out.topic, out.value, out.key, headers=out.headers)
-                break
-            except BufferError:  # the local queue is full: let acknowledgements drain it
-                clients.producer.poll(0.1)
-        clients.producer.poll(0)
+                return
+            except BufferError:
+                continue
 
     def _render_failed(self, out: PreparedBatch, failure: RenderFailure, now_ms: int) -> None:
         out.stats["render_errors"] += 1
