@@ -280,11 +280,14 @@ def load_json(text: str) -> Any:
     orjson parses to the same types and key order, but reads integers beyond 64 bits as
     floats: text with 19 digits in a row (maybe inside a string: harmless) goes to
     json.loads, as does anything orjson rejects (NaN, lone surrogates, invalid JSON, which
-    then raises json's own error). The digit check is a C translate, not a regex scan.
+    then raises json's own error). The digit check is a C translate, not a regex scan, of
+    the UTF-8 bytes that orjson then parses (given the text, orjson would encode it again,
+    and keep that copy inside the str).
     """
-    if _NINETEEN_ZEROS not in text.encode().translate(_DIGITS_TO_ZERO):
+    data = text.encode()
+    if _NINETEEN_ZEROS not in data.translate(_DIGITS_TO_ZERO):
         try:
-            return orjson.loads(text)
+            return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass
     return json.loads(text)
