@@ -1,8 +1,9 @@
 """The same match and render as a faust-streaming agent: what a user would write first.
 
 A faust App (default aiokafka transport) with one agent over the input topic that
-decodes each event, calls hookstream.matching.plan.plan and sends the requests to the output
-topic. Run by bench/processor.py in its own process.
+decodes each event, plans it (hookstream.matching.plan_rendered) and sends the requests,
+encoded as the processor encodes them (RequestEncoder), to the output topic. Run by
+bench/processor.py in its own process.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import faust
 from hookstream.config import Settings
 from hookstream.control import admin
 from hookstream.errors import DecodeError
-from hookstream.matching import RenderFailure, WebhookIndex, plan
-from hookstream.records import ITEM_CHANGES, Codec, ItemChangeEvent
+from hookstream.matching import Rendered, WebhookIndex, plan_rendered
+from hookstream.records import ITEM_CHANGES, Codec, ItemChangeEvent, RequestEncoder, delivery_key
 
 # (perf_counter, events done, CPU s of the process, CPU s of this thread)
 Marks = list[tuple[float, int, float, float]]
@@ -45,6 +46,7 @@ def run(settings: Settings, out_topic: str, events: int, seconds: float, guarant
         settings.topic(ITEM_CHANGES), key_serializer="raw", value_serializer="raw"
     )
     sink = app.topic(out_topic, key_serializer="raw", value_serializer="raw")
+    requests = RequestEncoder(codec, out_topic)
     count = 0
 
     @app.agent(source)
@@ -56,10 +58,13 @@ def run(settings: Settings, out_topic: str, events: int, seconds: float, guarant
                 decoded = codec.decode(message.value, message.headers, ItemChangeEvent)
             except DecodeError:
                 continue
-            for result in plan(decoded, index, entities, int(time.time() * 1000)):
-                if not isinstance(result, RenderFailure):
-                    value, headers = codec.encode(result, out_topic)
-                    await sink.send(key=result.key().encode(), value=value, headers=headers)
+            now_ms = int(time.time() * 1000)
+            for result in plan_rendered(decoded, index, entities, now_ms):
+                if isinstance(result, Rendered):
+                    d, r = result.webhook, result.request
+                    value = requests.encode(decoded, d, r.url, r.headers, r.body, now_ms)
+                    key = delivery_key(d.id, decoded.itemtype, decoded.items_id).encode()
+                    await sink.send(key=key, value=value, headers=requests.headers)
             count += 1
             if count % 500 == 0 or count == events:
                 marks.append((time.perf_counter(), count, time.process_time(),

@@ -295,12 +295,12 @@ def child(args: argparse.Namespace) -> int:
 def parts_us(settings: Settings, count: int) -> dict[str, float]:
     """CPU µs per input record of decode, match, render and encode, by the deployed
     functions over `count` records of the workload: decode as the processor decodes a
-    batch, then `plan` (match and render; render is `render_request`, timed inside it),
-    then the codec's encoding of what it planned."""
+    batch, then `plan_rendered` (match and render; render is `render_request`, timed inside
+    it), then the encoding of what it planned (RequestEncoder, and the key)."""
     import workload
 
-    from hookstream.matching import WebhookIndex
-    from hookstream.records import ItemChangeEvent
+    from hookstream.matching import Rendered, WebhookIndex
+    from hookstream.records import ItemChangeEvent, RequestEncoder, delivery_key
 
     planning = importlib.import_module("hookstream.matching.plan")  # the module, not plan()
 
@@ -309,6 +309,7 @@ def parts_us(settings: Settings, count: int) -> dict[str, float]:
         index.put(definition)
     codec, topic = Codec(), settings.topic(ITEM_CHANGES)
     records = [codec.encode(event, topic) for event in workload.events(count)]
+    now_ms = 1_762_250_000_000
     render_s = 0.0
     render_request = planning.render_request
 
@@ -328,15 +329,18 @@ def parts_us(settings: Settings, count: int) -> dict[str, float]:
     planning.render_request = timed_render  # type: ignore[assignment]
     try:
         started = time.process_time()
-        planned = [r for e in events if isinstance(e, ItemChangeEvent)
-                   for r in planning.plan(e, index, entities, 1_762_250_000_000)]
+        planned = [(e, r) for e in events if isinstance(e, ItemChangeEvent)
+                   for r in planning.plan_rendered(e, index, entities, now_ms)]
         plan_s = time.process_time() - started
     finally:
         planning.render_request = render_request  # type: ignore[assignment]
+    encoder = RequestEncoder(codec, settings.topic(DELIVERIES))
     started = time.process_time()
-    out = settings.topic(DELIVERIES)
-    for request in planned:
-        codec.encode(request, out)  # type: ignore[arg-type]
+    for event, result in planned:
+        if isinstance(result, Rendered):
+            d, r = result.webhook, result.request
+            encoder.encode(event, d, r.url, r.headers, r.body, now_ms)
+            delivery_key(d.id, event.itemtype, event.items_id).encode()
     encode_s = time.process_time() - started
     per = 1e6 / count
     return {"decode": decode_s * per, "match": (plan_s - render_s) * per,

@@ -88,8 +88,6 @@ class PartitionMemory:
     def is_copy(self, copy: Copy) -> bool:
         """Whether the next record (after the batch's earlier ones) is a copy; it is
         pending either way, remembered when the batch commits."""
-        watermark = _max(_max(_max(self.watermark_ms, self._staged_watermark_ms),
-                              self._pending_watermark_ms), copy.timestamp_ms)
         if copy.event_id in self._pending:
             seen, previous_ms = True, self._pending.pop(copy.event_id)
         elif copy.event_id in self._staged:
@@ -98,7 +96,12 @@ class PartitionMemory:
             seen, previous_ms = copy.event_id in self._latest, self._latest.get(copy.event_id)
         self._pending[copy.event_id] = copy.timestamp_ms
         self._pending_watermark_ms = _max(self._pending_watermark_ms, copy.timestamp_ms)
-        return seen and _recent(previous_ms, watermark, self.window_ms)
+        if not seen:  # the usual case: no watermark needed
+            return False
+        # the pending watermark now holds this copy's timestamp too
+        watermark = _max(_max(self.watermark_ms, self._staged_watermark_ms),
+                         self._pending_watermark_ms)
+        return _recent(previous_ms, watermark, self.window_ms)
 
     def stage(self, next_offset: int | None) -> None:
         """The open batch's commit starts (`next_offset`: the partition's offset after it,

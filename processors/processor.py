@@ -57,7 +57,7 @@ from hookstream.io import (
     metrics,
     webhook_and_entity_applier,
 )
-from hookstream.matching import EntityTable, RenderFailure, Skipped, WebhookIndex, plan
+from hookstream.matching import EntityTable, Rendered, RenderFailure, WebhookIndex, plan_rendered
 from hookstream.records import (
     ATTEMPTS,
     DELIVERIES,
@@ -74,8 +74,10 @@ from hookstream.records import (
     OperationalEvent,
     Outcome,
     Record,
+    RequestEncoder,
     as_item_change,
     dead_letter_headers,
+    delivery_key,
 )
 from hookstream.render import RenderLimits
 from processors.clients import (
@@ -101,6 +103,7 @@ class Processor:
         self.settings = settings
         self.clock = clock
         self.codec = codec_for(settings)
+        self.requests = RequestEncoder(self.codec, settings.topic(DELIVERIES))
         self.index = WebhookIndex()
         self.entities = EntityTable()
         self.limits = RenderLimits(
@@ -325,9 +328,15 @@ class Processor:
         offsets = next_offsets(prepared.batch)
         try:
             clients.begin()
+            producer = clients.producer
             with kafka_errors("producing the batch"):
                 for record in prepared.records:
-                    self._produce(clients, record)
+                    try:
+                        producer.produce(record.topic, record.value, record.key,
+                                         headers=record.headers)
+                    except BufferError:  # the local queue is full
+                        self._produce_when_drained(clients, record)
+                    producer.poll(0)
             self.recent.stage({tp.partition: tp.offset for tp in offsets
                                if tp.topic == self.topics[ITEM_CHANGES]})
             return BatchInFlight(prepared, clients.start_commit(offsets))
@@ -449,30 +458,39 @@ class Processor:
             return
         limits = self.instance_limits.get(event.instance, self.limits)
         integration_users = self.integration_users.get(event.instance, frozenset())
-        for result in plan(event, self.index, self.entities, now_ms, limits, integration_users):
-            if isinstance(result, RenderFailure):
+        planned = 0
+        for result in plan_rendered(event, self.index, self.entities, now_ms, limits,
+                                    integration_users):
+            if isinstance(result, Rendered):  # encoded from its parts: no DeliveryRequest
+                d, r = result.webhook, result.request
+                value = self.requests.encode(event, d, r.url, r.headers, r.body, now_ms)
+                key = delivery_key(d.id, event.itemtype, event.items_id).encode()
+                out.records.append(_Output(self.topics[DELIVERIES], value, key,
+                                           self.requests.headers))
+                planned += 1
+            elif isinstance(result, RenderFailure):
                 self._render_failed(out, result, now_ms)
-            elif isinstance(result, Skipped):
+            else:
                 out.stats["skipped"] += 1
                 out.counts[("skipped_integration_user", result.instance)] += 1
-            else:
-                self._encode(out, DELIVERIES, result.key(), result)
-                out.stats["deliveries"] += 1
-                out.counts[("planned", result.instance)] += 1
+        if planned:
+            out.stats["deliveries"] += planned
+            out.counts[("planned", event.instance)] += planned
 
     def _encode(self, out: PreparedBatch, topic: str, key: str, record: Record) -> None:
         value, headers = self.codec.encode(record, self.topics[topic])
         out.records.append(_Output(self.topics[topic], value, key.encode(), headers))
 
     @staticmethod
-    def _produce(clients: TransactionalClients, out: _Output) -> None:
+    def _produce_when_drained(clients: TransactionalClients, out: _Output) -> None:
+        """Produce once acknowledgements have drained the full local queue enough."""
         while True:
+            clients.producer.poll(0.1)
             try:
                 clients.producer.produce(out.topic, out.value, out.key, headers=out.headers)
-                break
-            except BufferError:  # the local queue is full: let acknowledgements drain it
-                clients.producer.poll(0.1)
-        clients.producer.poll(0)
+                return
+            except BufferError:
+                continue
 
     def _render_failed(self, out: PreparedBatch, failure: RenderFailure, now_ms: int) -> None:
         out.stats["render_errors"] += 1

@@ -19,12 +19,15 @@ from hookstream.matching.entities import (
     in_scope,
 )
 from hookstream.matching.plan import (
+    Rendered,
     RenderFailure,
     Skipped,
     WebhookIndex,
     compile_webhook,
     load_json,
     plan,
+    plan_rendered,
+    request_for,
     skips_change_by,
     why_not,
 )
@@ -35,6 +38,7 @@ __all__ = [
     "Entity",
     "EntityTable",
     "RenderFailure",
+    "Rendered",
     "Skipped",
     "WebhookIndex",
     "build_tree",
@@ -48,6 +52,8 @@ __all__ = [
     "in_scope",
     "load_json",
     "plan",
+    "plan_rendered",
+    "request_for",
     "skips_change_by",
     "why_not",
 ]

@@ -2,7 +2,8 @@
 
 Pure: `plan` takes an event, the webhook index, the entity table, the clock and the
 instance's integration users, and returns the delivery requests, render failures and
-skips, in index order.
+skips, in index order. `plan_rendered` is the same with each request left as its parts
+(the webhook and what it rendered): the processor encodes those without a DeliveryRequest.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hookstream.matching.matchers import MatchContext
 from hookstream.records import DeliveryRequest, ItemChangeEvent, WebhookDefinition, delivery_id_for
 from hookstream.render import (
     CompiledTemplates,
+    RenderedRequest,
     RenderLimits,
     compile_templates,
     render_request,
@@ -46,6 +48,15 @@ class RenderFailure:
 
     request: DeliveryRequest  # with an empty body and the reason in last_error
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A webhook that fires for the event, and the URL, headers and body it rendered: a
+    new DeliveryRequest's parts (`request_for` builds it)."""
+
+    webhook: WebhookDefinition
+    request: RenderedRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,11 +224,25 @@ def plan(
 ) -> list[DeliveryRequest | RenderFailure | Skipped]:
     """The delivery requests (or render failures) one event yields, and the matching
     webhooks that skip it because one of `integration_users` (the instance's) made it."""
+    return [request_for(event, result, now_ms) if isinstance(result, Rendered) else result
+            for result in plan_rendered(event, index, entities, now_ms, limits,
+                                        integration_users)]
+
+
+def plan_rendered(
+    event: ItemChangeEvent,
+    index: WebhookIndex,
+    entities: EntityTable,
+    now_ms: int,
+    limits: RenderLimits | None = None,
+    integration_users: frozenset[int] = frozenset(),
+) -> list[Rendered | RenderFailure | Skipped]:
+    """`plan`, each request left as its parts."""
     candidates = index.active(event.instance, event.itemtype, event.event)
     if not candidates:
         return []
     shared = _EventContext(event, entities)
-    out: list[DeliveryRequest | RenderFailure | Skipped] = []
+    out: list[Rendered | RenderFailure | Skipped] = []
     parent: dict[str, Any] | None = None
     default_bodies: dict[str, bytes] = {}  # GLPI's default body, encoded once per event
     limits = limits or DEFAULT_LIMITS
@@ -239,8 +264,14 @@ def plan(
             failed = _request(event, d, now_ms, "", {}, b"", f"render_error: {e}")
             out.append(RenderFailure(failed, str(e)))
             continue
-        out.append(_request(event, d, now_ms, rendered.url, rendered.headers, rendered.body, None))
+        out.append(Rendered(d, rendered))
     return out
+
+
+def request_for(event: ItemChangeEvent, rendered: Rendered, now_ms: int) -> DeliveryRequest:
+    """The new delivery request of a webhook that fired for `event`."""
+    r = rendered.request
+    return _request(event, rendered.webhook, now_ms, r.url, r.headers, r.body, None)
 
 
 def load_json(text: str) -> Any:
@@ -249,11 +280,14 @@ def load_json(text: str) -> Any:
     orjson parses to the same types and key order, but reads integers beyond 64 bits as
     floats: text with 19 digits in a row (maybe inside a string: harmless) goes to
     json.loads, as does anything orjson rejects (NaN, lone surrogates, invalid JSON, which
-    then raises json's own error). The digit check is a C translate, not a regex scan.
+    then raises json's own error). The digit check is a C translate, not a regex scan, of
+    the UTF-8 bytes that orjson then parses (given the text, orjson would encode it again,
+    and keep that copy inside the str).
     """
-    if _NINETEEN_ZEROS not in text.encode().translate(_DIGITS_TO_ZERO):
+    data = text.encode()
+    if _NINETEEN_ZEROS not in data.translate(_DIGITS_TO_ZERO):
         try:
-            return orjson.loads(text)
+            return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass
     return json.loads(text)

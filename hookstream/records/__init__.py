@@ -38,6 +38,7 @@ from hookstream.records.events import (
     Record,
     Trigger,
     delivery_id_for,
+    delivery_key,
     make_event,
 )
 from hookstream.records.instances import DEFAULT_TOLERANCE_S, InstanceRecord, is_timezone
@@ -48,6 +49,7 @@ from hookstream.records.operations import (
     as_item_change,
     operational_event,
 )
+from hookstream.records.request_encoder import RequestEncoder
 from hookstream.records.topics import (
     ALERT_ACTIONS,
     ALERT_RULES,
@@ -112,6 +114,7 @@ __all__ = [
     "PollCursor",
     "Record",
     "RefireMode",
+    "RequestEncoder",
     "TicketAction",
     "TicketState",
     "Trigger",
@@ -121,6 +124,7 @@ __all__ = [
     "avro_topics",
     "dead_letter_headers",
     "delivery_id_for",
+    "delivery_key",
     "header",
     "header_items",
     "is_timezone",

@@ -157,11 +157,19 @@ class Codec:
     def encode(self, record: Record, topic: str) -> tuple[bytes, Headers]:
         """Value bytes and headers for `record` on `topic`."""
         name = record.schema_name
+        prefix, headers = self.framing(name, topic)
         buf = io.BytesIO()
-        if self._registry is not None:
-            buf.write(struct.pack(">bI", _MAGIC, self._schema_id(name, topic)))
+        buf.write(prefix)
         fastavro.schemaless_writer(buf, self._parsed[name], record.to_dict())
-        return buf.getvalue(), list(self._headers[name])  # a fresh list: callers may add
+        return buf.getvalue(), headers
+
+    def framing(self, name: str, topic: str) -> tuple[bytes, Headers]:
+        """What `encode` writes around the Avro of a `name` record on `topic`: the value's
+        prefix (the Confluent wire format's magic byte and schema id; nothing without a
+        registry) and the headers (a fresh list: callers may add)."""
+        prefix = (b"" if self._registry is None
+                  else struct.pack(">bI", _MAGIC, self._schema_id(name, topic)))
+        return prefix, list(self._headers[name])
 
     def decode(self, value: bytes | None, headers: MessageHeaders, expected: type[R]) -> R:
         """The record in `value`, or DecodeError saying why it is not one."""
@@ -199,12 +207,16 @@ class Codec:
         name = expected.schema_name
         schema = self._parsed[name]
         current = tuple(value for _, value in self._headers[name])  # (name, version) bytes
+        # The headers `encode` writes, as the Kafka client gives them back: one comparison
+        # where two look-ups would be made (any other shape is looked into below).
+        as_written = list(self._headers[name])
         read, from_dict = fastavro.schemaless_reader, expected.from_dict
         out: list[R | DecodeError] = []
         for value, headers in records:
             if (value is not None and self._registry is None
-                    and (header(headers, SCHEMA_HEADER), header(headers, VERSION_HEADER))
-                    == current):
+                    and (headers == as_written
+                         or (header(headers, SCHEMA_HEADER), header(headers, VERSION_HEADER))
+                         == current)):
                 try:
                     data = read(io.BytesIO(value), schema, None)
                     if isinstance(data, dict):

@@ -162,7 +162,7 @@ class DeliveryRequest(Record):
     last_status: int | None = None
 
     def key(self) -> str:
-        return f"{self.webhook_id}:{self.itemtype}:{self.items_id}"
+        return delivery_key(self.webhook_id, self.itemtype, self.items_id)
 
     def evolve(self, **changes: Any) -> DeliveryRequest:
         return replace(self, **changes)
@@ -186,6 +186,11 @@ class DeliveryRequest(Record):
             hop=self.hop,
             **details,
         )
+
+
+def delivery_key(webhook_id: str, itemtype: str, items_id: int) -> str:
+    """A delivery request's Kafka key: one webhook's requests of one item share a partition."""
+    return f"{webhook_id}:{itemtype}:{items_id}"
 
 
 def delivery_id_for(event_id: str, webhook_id: str) -> str:

@@ -97,11 +97,21 @@ def _fast_pretty(value: object) -> bytes | None:
     # backslashreplace writes U+0080..U+00FF as `\\xe9`: park the existing backslashes on
     # \x00 so that every `\\x` afterwards is one of those, widen them to `\\u00e9`, restore.
     escaped = text.replace("\\", "\x00").encode("ascii", "backslashreplace")
-    if b"\\U" in escaped:
+    if not _latin1(text) and b"\\U" in escaped:
         # An astral character (`\\U0001f600`): PHP writes a surrogate pair, as does
         # encode_basestring_ascii for a run of non-ASCII (it holds no quote or backslash).
         return _NON_ASCII.sub(lambda m: encode_basestring_ascii(m.group())[1:-1], text).encode()
     return escaped.replace(b"\\x", b"\\u00").replace(b"\x00", b"\\")
+
+
+def _latin1(text: str) -> bool:
+    """Whether every character is below U+0100 (French, German, Spanish...: then no `\\U`
+    needs looking for): a copy in C for such text, where the search is a slower scan."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _fast_safe(value: object) -> bool | None:
