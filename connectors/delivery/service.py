@@ -66,6 +66,7 @@ from hookstream.config import Settings
 from hookstream.errors import DecodeError, KafkaFailed
 from hookstream.io import (
     TableFollower,
+    batched_fetches,
     codec_for,
     consumer,
     ends_the_consumer,
@@ -100,7 +101,6 @@ CONSUMER_CONFIG = {
     # range: partition p of every topic to one consumer, so that the copies of a
     # delivery (same key) on the deliveries and retry topics meet (stale).
     "partition.assignment.strategy": "range",
-    "fetch.wait.max.ms": 20,
     "session.timeout.ms": 9000,  # see the module docstring (group settings)
     "heartbeat.interval.ms": 2000,
     # A broker back from a restart is reconnected to within a second, not librdkafka's
@@ -110,7 +110,6 @@ CONSUMER_CONFIG = {
 READY_PROBE_S = 5.0
 DENIED_UNREADY_S = 30.0  # not ready this long after a write refused for a missing ACL
 PRODUCER_CONFIG = {
-    "linger.ms": 2,  # outcomes are small and latency-bound: batch less than the default
     "queue.buffering.max.messages": 1_000_000,
     "reconnect.backoff.max.ms": 1000,
 }
@@ -118,7 +117,7 @@ PRODUCER_CONFIG = {
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
     """The group consumer's properties, with the member's static identity if it has one."""
-    return {**CONSUMER_CONFIG, **static_membership(settings)}
+    return {**CONSUMER_CONFIG, **batched_fetches(settings), **static_membership(settings)}
 
 
 class DeliveryService:

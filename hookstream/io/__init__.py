@@ -6,6 +6,7 @@ from hookstream.io.bounded import HUNG, bounded, retried
 from hookstream.io.kafka import (
     Partitions,
     admin,
+    batched_fetches,
     consumer,
     create_topics,
     delivery_callback,
@@ -38,6 +39,7 @@ __all__ = [
     "TableFollower",
     "Throttled",
     "admin",
+    "batched_fetches",
     "bounded",
     "codec_for",
     "consumer",
