@@ -132,10 +132,6 @@ class TransactionalClients:
             self._settings,
             {
                 "batch.size": 1_000_000,
-                # a batch's records go out in one produce request per broker when its commit
-                # flushes them (a flush ignores linger), not in several as linger runs out
-                # while the batch is produced
-                "linger.ms": 1000,
                 "queue.buffering.max.messages": 1_000_000,
                 "error_cb": self._error,
             },

@@ -110,6 +110,11 @@ CONSUMER_CONFIG = {
 READY_PROBE_S = 5.0
 DENIED_UNREADY_S = 30.0  # not ready this long after a write refused for a missing ACL
 PRODUCER_CONFIG = {
+    # Outcomes hold up nothing on the way to the receiver, only the offset they settle
+    # and a per_item webhook's next delivery of the item: a longer linger than the
+    # factory's 5 ms puts more of them in each produce request (librdkafka sends one
+    # request per partition and linger window): a fifth fewer at 300 deliveries/s
+    "linger.ms": 20,
     "queue.buffering.max.messages": 1_000_000,
     "reconnect.backoff.max.ms": 1000,
 }
