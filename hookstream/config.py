@@ -68,8 +68,8 @@ class Settings:
     # client, and new clients are built
     kafka_call_timeout_s: float = 10.0
     # fewer, larger requests to the brokers (README "Kafka request batching"): producers'
-    # compression, and how long the broker holds a fetch of the processor's and delivery's
-    # consumers for at least kafka_fetch_min_bytes (a new record answers it no sooner)
+    # compression, and how long the broker may hold a fetch of the processor's and
+    # delivery's consumers while less than kafka_fetch_min_bytes waits for them
     kafka_compression: str = "lz4"  # none, gzip, snappy, lz4 or zstd
     kafka_fetch_min_bytes: int = 65_536
     kafka_fetch_wait_ms: int = 20

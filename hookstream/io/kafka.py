@@ -106,6 +106,8 @@ _OWNED = {
     "sasl.oauthbearer.client.id": "the kafka_oauth_client_id setting",
     "sasl.oauthbearer.client.secret": "the kafka_oauth_client_secret setting",
     "sasl.oauthbearer.scope": "the kafka_oauth_scope setting",
+    "compression.type": "the kafka_compression setting",
+    "compression.codec": "the kafka_compression setting",
     "group.id": "hookstream (one group per component)",
     "group.instance.id": "the group_instance_id setting (delivery's and the processor's groups)",
     "transactional.id": "hookstream (the processor's and redrive's transactions)",
