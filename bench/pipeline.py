@@ -21,6 +21,8 @@ default payload, signed as GLPI signs it (X-GLPI-signature, X-GLPI-timestamp), k
    process tree from /proc, before and after).
 2. latency: 1,000 requests/s for --latency-s: from the generator's clock at the POST to
    nginx's $msec at receipt (one machine, one clock): p50, p99, max; ingest's answer p99.
+Both after --warm-up requests (10,000; quick 3,000), unmeasured. The broker's CPU is also
+given without its JIT compiler threads, which a fresh JVM keeps busy for minutes.
 
 Convoy's figures are the ones recorded earlier on this machine (v26.7.3: 231-243
 deliveries/s on both cores, p99 8.6 s from its API to receipt, 143-148 deliveries per
@@ -60,7 +62,7 @@ ID_MARK, SENT_MARK = 123456789, "SENTMSMARK"  # filled in per request
 GLPI_TIMEOUT_S = 5.0
 SENT_HEADER = "X-Bench-Produced"  # bench/delivery.py's nginx logs `$msec <this header>`
 # HotSpot's JIT compiler threads (their /proc comm): a fresh broker JVM compiles its hot
-# code during the first minute of load, a one-off a long-running broker has behind it
+# code during its first minutes of load, a one-off a long-running broker has behind it
 JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
 CONVOY: dict[str, Any] = {"version": "v26.7.3", "deliveries_per_s": (231, 243),
                           "p99_s": 8.6, "per_cpu_s": (143, 148)}  # recorded here, not rerun
@@ -450,7 +452,7 @@ def latency(p: Pipeline, rate: float, seconds: float) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="about 40 s in all")
+    parser.add_argument("--quick", action="store_true", help="about 45 s in all")
     parser.add_argument("--events", type=int, help="throughput run (default 60,000; quick 6,000)")
     parser.add_argument("--latency-s", type=float, help="at 1,000/s (default 30; quick 8)")
     parser.add_argument("--warm-up", type=int,
