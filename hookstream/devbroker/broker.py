@@ -29,10 +29,6 @@ LOG4J_CONFIG = POM.parent / "log4j2.properties"
 MAIN_CLASS = "kafka.Kafka"
 
 
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0))
-
-
 def kafka_version(pom: Path = POM) -> str:
     match = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom.read_text())
     if not match:
@@ -269,12 +265,6 @@ class LocalBroker:
                     f"min.insync.replicas={in_sync}",
                     "transaction.state.log.num.partitions=10",
                     "group.initial.rebalance.delay.ms=0",
-                    # threads for the cores there are, as a production broker is sized to
-                    # its machine (Kafka's defaults, 3 network and 8 I/O threads, suit a
-                    # dedicated one): on a laptop's or CI's few cores, shared with the
-                    # clients, fewer threads compete for them
-                    f"num.network.threads={max(1, _cpus() // 2)}",
-                    f"num.io.threads={max(2, _cpus())}",
                     "auto.create.topics.enable=false",
                     "log.retention.check.interval.ms=60000",
                     "",
