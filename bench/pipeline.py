@@ -21,6 +21,8 @@ default payload, signed as GLPI signs it (X-GLPI-signature, X-GLPI-timestamp), k
    process tree from /proc, before and after).
 2. latency: 1,000 requests/s for --latency-s: from the generator's clock at the POST to
    nginx's $msec at receipt (one machine, one clock): p50, p99, max; ingest's answer p99.
+Both after --warm-up requests (10,000; quick 3,000), unmeasured. The broker's CPU is also
+given without its JIT compiler threads, which a fresh JVM keeps busy for minutes.
 
 Convoy's figures are the ones recorded earlier on this machine (v26.7.3: 231-243
 deliveries/s on both cores, p99 8.6 s from its API to receipt, 143-148 deliveries per
@@ -59,6 +61,9 @@ BODY_BYTES = 3072  # GLPI's default payload of a Ticket with some description
 ID_MARK, SENT_MARK = 123456789, "SENTMSMARK"  # filled in per request
 GLPI_TIMEOUT_S = 5.0
 SENT_HEADER = "X-Bench-Produced"  # bench/delivery.py's nginx logs `$msec <this header>`
+# HotSpot's JIT compiler threads (their /proc comm): a fresh broker JVM compiles its hot
+# code during its first minutes of load, a one-off a long-running broker has behind it
+JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
 CONVOY: dict[str, Any] = {"version": "v26.7.3", "deliveries_per_s": (231, 243),
                           "p99_s": 8.6, "per_cpu_s": (143, 148)}  # recorded here, not rerun
 
@@ -260,8 +265,10 @@ class Pipeline:
         return {**{k: c.proc.pid for k, c in self.parts.items()}, "broker": self.broker_pid}
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds so far of each pipeline process (trees), nginx's apart."""
-        return {**{k: cpu_s(p) for k, p in self.pids().items()}, "nginx": cpu_s(self.nginx_pid)}
+        """CPU seconds so far of each pipeline process (trees), nginx's apart, and the part
+        of the broker's that its JIT compiler threads used ("broker JIT", within "broker")."""
+        return {**{k: cpu_s(p) for k, p in self.pids().items()}, "nginx": cpu_s(self.nginx_pid),
+                "broker JIT": jit_cpu_s(self.broker_pid)}
 
     def peak_rss_mib(self) -> dict[str, float]:
         return {k: round(peak_rss_mib(p), 1) for k, p in self.pids().items()}
@@ -289,6 +296,20 @@ class Pipeline:
                     raise RuntimeError(f"{part.kind} exited; see {part.log}")
             time.sleep(0.1)
         return time.monotonic()
+
+
+def jit_cpu_s(pid: int) -> float:
+    """CPU seconds so far of the JVM `pid`'s JIT compiler threads."""
+    ticks = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # a thread that ended
+            continue
+        if stat[stat.index("(") + 1:stat.rindex(")")] in JIT_THREADS:
+            fields = stat.rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def webhook(n: int, event: str, origin: str) -> dict[str, Any]:
@@ -377,12 +398,13 @@ def spread(ordered: list[float]) -> dict[str, float]:
             "max": round(ordered[-1], 1) if ordered else 0.0}
 
 
-def warm_up(p: Pipeline) -> None:
-    """200 requests through the whole pipeline first: connections opened, JVM warmed."""
-    proc, out = p.start_glpi("--mode", "rate", "--rate", "100", "--seconds", "2",
-                             "--first-id", "900000000")
-    accepted = glpi_answers(proc, out, 60).accepted
-    p.wait_receipts(len(accepted), 60)
+def warm_up(p: Pipeline, events: int = 200) -> None:
+    """`events` requests through the whole pipeline first, 64 in flight: connections opened,
+    and the broker's JIT through most of its compiling (a long-running broker is past it)."""
+    proc, out = p.start_glpi("--mode", "closed", "--count", str(events), "--concurrency",
+                             "64", "--first-id", "900000000")
+    accepted = glpi_answers(proc, out, 300).accepted
+    p.wait_receipts(len(accepted), 120)
 
 
 # -- the pipeline bench ---------------------------------------------------------------
@@ -400,11 +422,12 @@ def throughput(p: Pipeline, events: int) -> dict[str, Any]:
     answers = glpi_answers(proc, out, 600)
     done = p.wait_receipts(base + len(answers.accepted), 300)
     cpu = {k: v - cpu_before[k] for k, v in p.cpu().items()}
-    pipeline_cpu = sum(v for k, v in cpu.items() if k != "nginx")
+    pipeline_cpu = sum(v for k, v in cpu.items() if k not in ("nginx", "broker JIT"))
     delivered = len(answers.accepted)
     return {"events": events, "accepted": delivered, "statuses": dict(answers.statuses),
             "seconds": round(done - began, 2), "deliveries_per_s": delivered / (done - began),
             "per_cpu_s": delivered / pipeline_cpu,
+            "per_cpu_s_broker_jit_apart": delivered / (pipeline_cpu - cpu["broker JIT"]),
             "cpu_us_per_delivery": {k: round(v / delivered * 1e6) for k, v in cpu.items()}
             | {"glpi generator": round(glpi_cpu / delivered * 1e6)},
             "ingest_answer_ms": spread([s * 1000 for s in answers.seconds])}
@@ -412,14 +435,15 @@ def throughput(p: Pipeline, events: int) -> dict[str, Any]:
 
 def latency(p: Pipeline, rate: float, seconds: float) -> dict[str, Any]:
     first = 10_000_000
+    ids = range(first, first + int(rate * seconds))  # this phase's; the warm-up's are above
     cpu_before = p.cpu()
     proc, out = p.start_glpi("--mode", "rate", "--rate", str(rate), "--seconds", str(seconds),
                              "--first-id", str(first))
     answers = glpi_answers(proc, out, seconds + 120)
-    base = sum(1 for r in p.read_receipts() if r[2] < first)
+    base = sum(1 for r in p.read_receipts() if r[2] not in ids)
     p.wait_receipts(base + len(answers.accepted), 120)
     cpu = {k: v - cpu_before[k] for k, v in p.cpu().items()}
-    lags = sorted(at - sent for at, sent, ident, _ in p.read_receipts() if ident >= first)
+    lags = sorted(at - sent for at, sent, ident, _ in p.read_receipts() if ident in ids)
     n = len(answers.accepted)
     return {"rate": rate, "seconds": seconds, "accepted": n, "statuses": dict(answers.statuses),
             "send_to_receipt_ms": spread(lags),
@@ -429,9 +453,11 @@ def latency(p: Pipeline, rate: float, seconds: float) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="about 40 s in all")
+    parser.add_argument("--quick", action="store_true", help="about 45 s in all")
     parser.add_argument("--events", type=int, help="throughput run (default 60,000; quick 6,000)")
     parser.add_argument("--latency-s", type=float, help="at 1,000/s (default 30; quick 8)")
+    parser.add_argument("--warm-up", type=int,
+                        help="requests before the measures (default 10,000; quick 3,000)")
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--ingest-workers", type=int, default=1)
     parser.add_argument("--role", choices=["bench", "glpi"], default="bench",
@@ -450,7 +476,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: everything stopped
     load_before = os.getloadavg()
     with pipeline(1, ("new",), a.ingest_workers) as p:
-        warm_up(p)
+        warm_up(p, a.warm_up or (3_000 if a.quick else 10_000))
         log(f"throughput: {events:,} GLPI-signed requests, 64 in flight")
         fast = throughput(p, events)
         log(f"  {fast['deliveries_per_s']:,.0f} deliveries/s, {fast['per_cpu_s']:,.0f} "
@@ -465,7 +491,7 @@ def finish(fast: dict[str, Any], paced: dict[str, Any], rss: dict[str, float],
            load_before: tuple[float, float, float], a: argparse.Namespace) -> int:
     convoy_per_cpu, convoy_p99_ms = CONVOY["per_cpu_s"][1], CONVOY["p99_s"] * 1000
     e2e = paced["send_to_receipt_ms"]
-    cpu = fast["cpu_us_per_delivery"]
+    cpu, warm_per_cpu = fast["cpu_us_per_delivery"], fast["per_cpu_s_broker_jit_apart"]
     print(f"""
 pipeline bench: GLPI-signed 3 KiB requests -> ingest ({a.ingest_workers} worker(s)) -> processor
 -> delivery -> nginx, one broker, {os.cpu_count()} CPUs shared with the load generator and nginx;
@@ -476,8 +502,10 @@ throughput: {fast['accepted']:,} deliveries in {fast['seconds']:.1f} s: \
 (Convoy {CONVOY['version']}, recorded, not rerun: {CONVOY['per_cpu_s'][0]}-{convoy_per_cpu} of \
 its agent, Postgres and Redis): {fast['per_cpu_s'] / convoy_per_cpu:.1f}x
   CPU us per delivery: ingest {cpu['ingest']}, processor {cpu['processor']}, delivery \
-{cpu['delivery']}, broker {cpu['broker']}; apart: nginx {cpu['nginx']}, load generator \
-{cpu['glpi generator']}
+{cpu['delivery']}, broker {cpu['broker']} (its JIT compiler threads {cpu['broker JIT']}); \
+apart: nginx {cpu['nginx']}, load generator {cpu['glpi generator']}
+  per CPU-second without the broker's JIT compiler threads (a fresh JVM's one-off): \
+{warm_per_cpu:,.0f} ({warm_per_cpu / convoy_per_cpu:.1f}x)
   Convoy's rate, recorded: {CONVOY['deliveries_per_s'][0]}-{CONVOY['deliveries_per_s'][1]}/s
 latency at {a.rate:,.0f}/s for {paced['seconds']:g} s ({paced['accepted']:,} accepted, \
 {paced['statuses']}):

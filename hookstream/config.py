@@ -67,6 +67,12 @@ class Settings:
     # abort, init): a call still blocked after it (librdkafka #5456) is abandoned with its
     # client, and new clients are built
     kafka_call_timeout_s: float = 10.0
+    # fewer, larger requests to the brokers (README "Kafka request batching"): producers'
+    # compression, and how long the broker may hold a fetch of the processor's and
+    # delivery's consumers while less than kafka_fetch_min_bytes waits for them
+    kafka_compression: str = "lz4"  # none, gzip, snappy, lz4 or zstd
+    kafka_fetch_min_bytes: int = 65_536
+    kafka_fetch_wait_ms: int = 20
     # static group membership (KIP-345) of delivery and the processor: a name this process
     # alone holds (the Helm chart's StatefulSets give each pod its own name). A process
     # restarted under the same name takes its partitions back at once; empty = dynamic
@@ -200,6 +206,7 @@ _TYPES = get_type_hints(Settings)
 # settings whose values are secrets: never printed, in Helm's Secret, readable from files
 SECRETS = frozenset(f.name for f in dataclasses.fields(Settings) if not f.repr)
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+KAFKA_COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 REDACTED = "<redacted>"
 
@@ -339,6 +346,12 @@ def validate(settings: Settings, check_dns: bool = True) -> None:
     ):
         if getattr(settings, name) < 1:
             errors.append(f"{name} must be at least 1")
+    if settings.kafka_compression not in KAFKA_COMPRESSIONS:
+        errors.append(f"kafka_compression {settings.kafka_compression!r} is not one of "
+                      + ", ".join(KAFKA_COMPRESSIONS))
+    if settings.kafka_fetch_min_bytes < 1 or not 0 <= settings.kafka_fetch_wait_ms <= 1000:
+        errors.append("kafka_fetch_min_bytes must be at least 1 and kafka_fetch_wait_ms "
+                      "between 0 and 1000")
     if settings.processor_dedup_window_s <= 0:
         errors.append("processor_dedup_window_s must be more than 0")
     if settings.replication_factor < 0 or settings.min_insync_replicas < 0:

@@ -33,6 +33,7 @@ from hookstream.config import Settings
 from hookstream.errors import ConfigError, KafkaFailed, KafkaFatal
 from hookstream.io import (
     LINK,
+    batched_fetches,
     bounded,
     consumer,
     drop_client,
@@ -118,6 +119,7 @@ class TransactionalClients:
                 # outage, whose LeaveGroup never arrived) holds its partitions until this
                 # expires: the restarted broker makes the rebuilt consumer wait for it.
                 "session.timeout.ms": 10_000,
+                **batched_fetches(settings),
                 "error_cb": self._error,
                 # a pod's name (README, Kubernetes): a restarted process takes its
                 # partitions back at once; a rebuilt consumer replaces its predecessor

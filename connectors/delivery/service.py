@@ -67,6 +67,7 @@ from hookstream.errors import DecodeError, KafkaFailed
 from hookstream.io import (
     BOUNDED_PREFETCH,
     TableFollower,
+    batched_fetches,
     codec_for,
     consumer,
     ends_the_consumer,
@@ -101,7 +102,6 @@ CONSUMER_CONFIG = {
     # range: partition p of every topic to one consumer, so that the copies of a
     # delivery (same key) on the deliveries and retry topics meet (stale).
     "partition.assignment.strategy": "range",
-    "fetch.wait.max.ms": 20,
     "session.timeout.ms": 9000,  # see the module docstring (group settings)
     "heartbeat.interval.ms": 2000,
     # A broker back from a restart is reconnected to within a second, not librdkafka's
@@ -111,7 +111,11 @@ CONSUMER_CONFIG = {
 READY_PROBE_S = 5.0
 DENIED_UNREADY_S = 30.0  # not ready this long after a write refused for a missing ACL
 PRODUCER_CONFIG = {
-    "linger.ms": 2,  # outcomes are small and latency-bound: batch less than the default
+    # Outcomes hold up nothing on the way to the receiver, only the offset they settle
+    # and a per_item webhook's next delivery of the item: a longer linger than the
+    # factory's 5 ms puts more of them in each produce request (librdkafka sends one
+    # request per partition and linger window): a fifth fewer at 300 deliveries/s
+    "linger.ms": 20,
     "queue.buffering.max.messages": 1_000_000,
     "reconnect.backoff.max.ms": 1000,
 }
@@ -119,7 +123,7 @@ PRODUCER_CONFIG = {
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
     """The group consumer's properties, with the member's static identity if it has one."""
-    return {**CONSUMER_CONFIG, **static_membership(settings)}
+    return {**CONSUMER_CONFIG, **batched_fetches(settings), **static_membership(settings)}
 
 
 class DeliveryService:

@@ -108,6 +108,8 @@ _OWNED = {
     "sasl.oauthbearer.client.id": "the kafka_oauth_client_id setting",
     "sasl.oauthbearer.client.secret": "the kafka_oauth_client_secret setting",
     "sasl.oauthbearer.scope": "the kafka_oauth_scope setting",
+    "compression.type": "the kafka_compression setting",
+    "compression.codec": "the kafka_compression setting",
     "group.id": "hookstream (one group per component)",
     "group.instance.id": "the group_instance_id setting (delivery's and the processor's groups)",
     "transactional.id": "hookstream (the processor's and redrive's transactions)",
@@ -168,7 +170,8 @@ def producer(
 ) -> Producer:
     """An idempotent producer (broker retries never duplicate a record), transactional
     when `transactional_id` is given."""
-    config: dict[str, Any] = {"enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4"}
+    config: dict[str, Any] = {"enable.idempotence": True, "linger.ms": 5,
+                              "compression.type": settings.kafka_compression}
     if transactional_id is not None:
         config["transactional.id"] = transactional_id
     return _built(Producer, client_config(settings, **{**config, **(overrides or {})}))
@@ -185,6 +188,16 @@ def consumer(settings: Settings, group: str, overrides: Overrides | None = None,
         "isolation.level": "read_committed",
     }
     return _built(Consumer, client_config(settings, defaults, **{**config, **(overrides or {})}))
+
+
+def batched_fetches(settings: Settings) -> dict[str, int]:
+    """The fetch properties of the consumers that carry every event (the processor's and
+    delivery's): the broker answers a fetch once it holds `kafka_fetch_min_bytes` for it, or
+    after `kafka_fetch_wait_ms`, rather than for each record as it comes (librdkafka's
+    default of one byte), so a busy pipeline makes a few large fetches instead of many
+    small ones."""
+    return {"fetch.min.bytes": settings.kafka_fetch_min_bytes,
+            "fetch.wait.max.ms": settings.kafka_fetch_wait_ms}
 
 
 def static_membership(settings: Settings) -> dict[str, str]:

@@ -63,3 +63,33 @@ def test_overrides_replace_the_factory_defaults() -> None:
     with pytest.raises(ConfigError, match=r"queue\.buffering\.max\.ms.* -5"):
         producer(settings, {"linger.ms": -5})
     consumer(settings, "g", {"auto.offset.reset": "latest"}).close()
+
+
+def test_the_pipeline_consumers_fetch_in_batches_as_the_settings_say() -> None:
+    from connectors.delivery.service import consumer_config
+    from hookstream.io import batched_fetches
+
+    settings = load_settings(env={"HOOKSTREAM_KAFKA_FETCH_MIN_BYTES": "1",
+                                  "HOOKSTREAM_KAFKA_FETCH_WAIT_MS": "5"}, check_dns=False)
+    assert batched_fetches(settings) == {"fetch.min.bytes": 1, "fetch.wait.max.ms": 5}
+    assert consumer_config(settings)["fetch.min.bytes"] == 1  # delivery's group consumer
+    assert consumer_config(settings)["fetch.wait.max.ms"] == 5
+    defaults = load_settings(env={}, bootstrap_servers="127.0.0.1:1")
+    consumer(defaults, "g", batched_fetches(defaults)).close()  # librdkafka takes them
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
+def test_every_compression_the_setting_allows_builds_a_producer(codec: str) -> None:
+    settings = load_settings(env={"HOOKSTREAM_KAFKA_COMPRESSION": codec},
+                             bootstrap_servers="127.0.0.1:1")
+    producer(settings).flush(0)
+
+
+def test_kafka_batching_settings_outside_their_range_are_refused() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(env={"HOOKSTREAM_KAFKA_COMPRESSION": "brotli",
+                           "HOOKSTREAM_KAFKA_FETCH_MIN_BYTES": "0",
+                           "HOOKSTREAM_KAFKA_FETCH_WAIT_MS": "5000"}, check_dns=False)
+    assert "kafka_compression 'brotli' is not one of none, gzip, snappy, lz4, zstd" in str(
+        refused.value)
+    assert "kafka_fetch_min_bytes must be at least 1" in str(refused.value)

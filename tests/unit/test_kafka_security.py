@@ -94,6 +94,7 @@ def test_every_security_problem_is_listed(tmp_path: Path) -> None:
     ("enable.idempotence=false", "enable.idempotence is set by hookstream's delivery"),
     ("sasl.username=x", "sasl.username is set by the kafka_sasl_username setting"),
     ("group.instance.id=d-0", "group.instance.id is set by the group_instance_id setting"),
+    ("compression.type=zstd", "compression.type is set by the kafka_compression setting"),
     ("ssl.keystore.password=x", "ssl.keystore.password is a secret"),
 ])
 def test_kafka_config_is_checked_at_start_up(entry: str, error: str) -> None:
