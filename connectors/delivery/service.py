@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import random
 import signal
@@ -66,6 +67,8 @@ from hookstream.config import Settings
 from hookstream.errors import DecodeError, KafkaFailed
 from hookstream.io import (
     BOUNDED_PREFETCH,
+    LINK,
+    GroupWatch,
     TableFollower,
     batched_fetches,
     codec_for,
@@ -165,9 +168,11 @@ class DeliveryService:
         self._recall = recall or (
             None if source else Recall(settings, self.codec, topic_delay_s, clock))
         self._assignments = 0  # counts assignments; each starts a recall (RecallGate)
+        self._group_watch = GroupWatch()
         self._consumer: RecordSource = source or cast(
             RecordSource,
-            consumer(settings, GROUP, consumer_config(settings), defaults=BOUNDED_PREFETCH))
+            consumer(settings, GROUP, {**consumer_config(settings), "stats_cb": self._on_stats},
+                     defaults=BOUNDED_PREFETCH))
         self._producer: RecordSink = sink or cast(
             RecordSink, producer(settings, PRODUCER_CONFIG))
         operations = OperationalEvents(self.codec, settings.topic(OPERATIONS), self._producer)
@@ -331,6 +336,14 @@ class DeliveryService:
         self._tables.close()
 
     # -- rebalances (called in the fetching thread) ---------------------------------------
+
+    def _on_stats(self, stats_json: str) -> None:
+        """The process's link watch, then whether the consumer is stuck out of its group:
+        the loop stops and the process exits, to be restarted (README, Guarantees)."""
+        LINK.on_stats(stats_json)
+        stuck = self._group_watch.stuck(json.loads(stats_json), time.monotonic())
+        if stuck is not None and self.records.fatal is None:
+            self.records.fatal = stuck
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         """Called in the fetching thread: partitions still paused from before a revoke are

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hookstream.io.bounded import HUNG, bounded, retried
+from hookstream.io.group_watch import GroupWatch
 from hookstream.io.kafka import (
     BOUNDED_PREFETCH,
     Partitions,
@@ -36,6 +37,7 @@ __all__ = [
     "BOUNDED_PREFETCH",
     "HUNG",
     "LINK",
+    "GroupWatch",
     "HttpSchemaRegistry",
     "Partitions",
     "TableFollower",
