@@ -3,7 +3,7 @@
 librdkafka can leave a consumer out of its group for good after its broker froze mid-session:
 in bench/chaos/pipeline.py's pause scenario (the broker SIGSTOPped for 60 s) delivery's
 consumer sent no heartbeat once the broker came back, the coordinator removed it, and it
-never joined again, in 2 of 6 runs: the process looked alive and delivered nothing. Its
+never joined again, in 2 of 10 runs: the process looked alive and delivered nothing. Its
 statistics say so: the group's join state stays away from "steady" while a broker is up.
 Every member of hookstream's groups polls at least every few hundred milliseconds, so a
 rebalance ends within seconds; minutes away from steady with a broker up is a stuck client,
