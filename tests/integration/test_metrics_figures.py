@@ -100,10 +100,10 @@ def test_oldest_undelivered_matches_the_queue_on_every_tier(
     # every topic a delivery can wait on has its series: nothing waits on the others. A
     # record moved on to the long tier is committed on the short one up to an auto-commit
     # interval after its copy is acknowledged (at-least-once): until then both show it.
-    for topic in (settings.topic(DELIVERIES), retry_topics(settings)[0]):
-        query = f'max(hookstream_oldest_undelivered_seconds{{topic="{topic}"}})'
-        assert wait_until(lambda q=query: scalar(prometheus, q) == 0, timeout_s=SLACK_S + 2), \
-            (topic, scalar(prometheus, query))
+    ages = {topic: f'max(hookstream_oldest_undelivered_seconds{{topic="{topic}"}})'
+            for topic in (settings.topic(DELIVERIES), retry_topics(settings)[0])}
+    assert wait_until(lambda: all(scalar(prometheus, q) == 0 for q in ages.values()),
+                      timeout_s=SLACK_S + 2), {t: scalar(prometheus, q) for t, q in ages.items()}
 
 
 def test_dlq_depth_counts_only_what_is_still_dead_lettered(
