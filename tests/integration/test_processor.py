@@ -3,6 +3,7 @@ fewer, also across SIGKILL and restart."""
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import signal
 import subprocess
@@ -108,6 +109,8 @@ def run_until(processor: Processor, condition: Any, timeout_s: float = 60.0) -> 
     try:
         while not condition() and time.monotonic() < deadline:
             time.sleep(0.2)
+        if time.monotonic() >= deadline:  # where the processor waits, for a failure's report
+            faulthandler.dump_traceback(all_threads=True)
     finally:
         processor.stopping.set()
         thread.join(30)
