@@ -33,6 +33,7 @@ from hookstream.config import Settings
 from hookstream.errors import ConfigError, KafkaFailed, KafkaFatal
 from hookstream.io import (
     LINK,
+    GroupWatch,
     batched_fetches,
     bounded,
     consumer,
@@ -43,6 +44,7 @@ from hookstream.io import (
     retried,
     static_membership,
     translate,
+    watched_stats,
 )
 from processors.dedup import Span
 
@@ -109,6 +111,11 @@ class TransactionalClients:
         # transaction.timeout.ms during which read_committed readers would wait.
         self._settings, self._transactional_id = settings, transactional_id
         self.rebalances = 0  # assignments and revocations served by `consume`
+        # a consumer stuck out of its group (hookstream.io.group_watch): `consume` raises,
+        # and the loop builds new clients
+        self.group_watch = GroupWatch()
+        self._stuck: str | None = None
+        self.on_stats = watched_stats(self.group_watch, self._out_of_group)
         self.producer: Producer = self._new_producer()
         self.consumer: Consumer = consumer(
             settings,
@@ -121,6 +128,7 @@ class TransactionalClients:
                 "session.timeout.ms": 10_000,
                 **batched_fetches(settings),
                 "error_cb": self._error,
+                "stats_cb": self.on_stats,
                 # a pod's name (README, Kubernetes): a restarted process takes its
                 # partitions back at once; a rebuilt consumer replaces its predecessor
                 **static_membership(settings),
@@ -142,6 +150,9 @@ class TransactionalClients:
         LINK.on_error(error)  # the process's one account of its Kafka link (the log lines)
         if error.code() in _UNREACHABLE:
             self._on_unreachable(f"{error.str()} ({error.name()})")
+
+    def _out_of_group(self, why: str) -> None:
+        self._stuck = why
 
     def _call_s(self) -> tuple[float, float]:
         """librdkafka's own timeout, and the bound past which the call is abandoned."""
@@ -199,6 +210,8 @@ class TransactionalClients:
 
     def consume(self, count: int, timeout_s: float) -> list[Message]:
         self.producer.poll(0)  # serves error_cb and delivery reports while idle
+        if self._stuck is not None:
+            raise KafkaFatal(self._stuck)
         with kafka_errors("consuming"):
             return [m for m in self.consumer.consume(count, timeout_s) if m.error() is None]
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import random
 import signal
@@ -67,7 +66,6 @@ from hookstream.config import Settings
 from hookstream.errors import DecodeError, KafkaFailed
 from hookstream.io import (
     BOUNDED_PREFETCH,
-    LINK,
     GroupWatch,
     TableFollower,
     batched_fetches,
@@ -81,6 +79,7 @@ from hookstream.io import (
     producer,
     reachable,
     static_membership,
+    watched_stats,
     webhook_and_entity_applier,
 )
 from hookstream.policy import PER_ITEM, CircuitBreakers, HeldBound, parse_networks, secret_box
@@ -168,7 +167,10 @@ class DeliveryService:
         self._recall = recall or (
             None if source else Recall(settings, self.codec, topic_delay_s, clock))
         self._assignments = 0  # counts assignments; each starts a recall (RecallGate)
+        # a consumer stuck out of its group stops the loop; the process exits, to be
+        # restarted (README, Guarantees)
         self._group_watch = GroupWatch()
+        self._on_stats = watched_stats(self._group_watch, self._stuck)
         self._consumer: RecordSource = source or cast(
             RecordSource,
             consumer(settings, GROUP, {**consumer_config(settings), "stats_cb": self._on_stats},
@@ -337,13 +339,9 @@ class DeliveryService:
 
     # -- rebalances (called in the fetching thread) ---------------------------------------
 
-    def _on_stats(self, stats_json: str) -> None:
-        """The process's link watch, then whether the consumer is stuck out of its group:
-        the loop stops and the process exits, to be restarted (README, Guarantees)."""
-        LINK.on_stats(stats_json)
-        stuck = self._group_watch.stuck(json.loads(stats_json), time.monotonic())
-        if stuck is not None and self.records.fatal is None:
-            self.records.fatal = stuck
+    def _stuck(self, why: str) -> None:
+        if self.records.fatal is None:
+            self.records.fatal = why
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         """Called in the fetching thread: partitions still paused from before a revoke are

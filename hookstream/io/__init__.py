@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hookstream.io.bounded import HUNG, bounded, retried
-from hookstream.io.group_watch import GroupWatch
+from hookstream.io.group_watch import GroupWatch, watched_stats
 from hookstream.io.kafka import (
     BOUNDED_PREFETCH,
     Partitions,
@@ -66,6 +66,7 @@ __all__ = [
     "retried",
     "static_membership",
     "translate",
+    "watched_stats",
     "watermarks",
     "webhook_and_entity_applier",
 ]

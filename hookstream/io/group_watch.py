@@ -7,13 +7,18 @@ never joined again, in 2 of 10 runs: the process looked alive and delivered noth
 statistics say so: the group's join state stays away from "steady" while a broker is up.
 Every member of hookstream's groups polls at least every few hundred milliseconds, so a
 rebalance ends within seconds; minutes away from steady with a broker up is a stuck client,
-and only a new client (a restarted process) gets out of it.
+and only a new client gets out of it: delivery exits to be restarted, the processor builds
+new clients (it rebuilds them in place after any fatal error).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from hookstream.io.kafka_link import LINK
 
 STUCK_AFTER_S = 120.0
 
@@ -42,4 +47,16 @@ class GroupWatch:
             return None
         return (f"the Kafka consumer has been out of its group for {away_s:.0f} s with a broker"
                 f" up (group state {group.get('state')}, join state {group.get('join_state')}):"
-                " a client that will not rejoin; a restarted process will")
+                " a client that will not rejoin; a new client will")
+
+
+def watched_stats(watch: GroupWatch, on_stuck: Callable[[str], None],
+                  clock: Callable[[], float] = time.monotonic) -> Callable[[str], None]:
+    """A group consumer's stats_cb: the process's link watch, then `watch`, which calls
+    `on_stuck` with the reason once the consumer is stuck (statistics parsed once)."""
+    def on_stats(stats_json: str) -> None:
+        stats = json.loads(stats_json)
+        LINK.seen(stats)
+        if (why := watch.stuck(stats, clock())) is not None:
+            on_stuck(why)
+    return on_stats

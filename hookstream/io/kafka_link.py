@@ -24,7 +24,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,7 +121,10 @@ class KafkaLink:
             self._log.warning("Kafka: %s (%s)", text, err.name())
 
     def on_stats(self, stats_json: str) -> None:
-        stats = json.loads(stats_json)
+        self.seen(json.loads(stats_json))
+
+    def seen(self, stats: Mapping[str, Any]) -> None:
+        """A client's statistics, parsed (for a stats_cb that reads them too)."""
         # when each broker's connection came up, on the monotonic clock librdkafka's `ts`
         # shares with time.monotonic: statistics made before an outage began, served after
         # it, must not end it

@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import json
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from hookstream.errors import KafkaFatal
 from hookstream.io import GroupWatch
+from processors.clients import TransactionalClients
 from tests.unit.delivery_fakes import (
     FakeConsumer,
     FakeProducer,
@@ -61,8 +65,26 @@ def test_a_client_without_a_group_is_never_stuck(sample: dict[str, object]) -> N
 
 def test_delivery_stops_with_the_reason_once_its_consumer_is_stuck(tmp_path: Path) -> None:
     svc = service(settings_for(tmp_path), FakeConsumer(), FakeProducer(), RecordingSender())
-    svc._group_watch = GroupWatch(stuck_after_s=0)
+    svc._group_watch.stuck_after_s = 0
     svc._on_stats(json.dumps(stats("steady")))
     assert svc.records.fatal is None
     svc._on_stats(json.dumps(stats("wait-unassign-to-complete")))
     assert svc.records.fatal is not None and "out of its group" in svc.records.fatal
+
+
+def test_the_processors_clients_fail_fatally_once_their_consumer_is_stuck(
+    tmp_path: Path,
+) -> None:
+    """KafkaFatal: the processor's loop builds new clients (tests/integration covers that
+    path for any fatal error); no broker is needed, the consumer is only asked for nothing."""
+    settings = replace(settings_for(tmp_path), bootstrap_servers="127.0.0.1:9")
+    clients = TransactionalClients(settings, "g", "tx-g", threading.Event(), lambda why: None)
+    try:
+        clients.group_watch.stuck_after_s = 0
+        clients.on_stats(json.dumps(stats("steady")))
+        assert clients.consume(1, 0) == []
+        clients.on_stats(json.dumps(stats("wait-join")))
+        with pytest.raises(KafkaFatal, match=r"out of its group .* a new client will"):
+            clients.consume(1, 0)
+    finally:
+        clients.close()
