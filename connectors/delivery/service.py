@@ -297,11 +297,11 @@ class DeliveryService:
             batch = self._consumer.consume(1, 0.05)
             if batch:
                 batch += self._consumer.consume(499, 0)
-        records = [msg for msg in cast(list[Message], batch) if msg.error() is None]
+        messages = cast(list[Message], batch)
+        fine = [(msg, msg.error() is None) for msg in messages]
         decoded = iter(self.codec.decode_many(
-            [(msg.value(), msg.headers()) for msg in records], DeliveryRequest))
-        return [(msg, None if msg.error() is not None else next(decoded))
-                for msg in cast(list[Message], batch)]
+            [(msg.value(), msg.headers()) for msg, ok in fine if ok], DeliveryRequest))
+        return [(msg, next(decoded) if ok else None) for msg, ok in fine]
 
     def _receive(self, msg: Message, request: DeliveryRequest | DecodeError | None) -> None:
         error = msg.error()
