@@ -9,7 +9,8 @@ Run by hand, never by the tests (loopback only, bounded in time):
 
 Each scenario starts its own Kafka broker (LocalBroker on free ports in a temporary
 directory), one `hookstream run` ingest, processor and delivery (each on its own port,
-restarted after a SIGKILL as Kubernetes would), one GLPI instance, one webhook matching
+restarted after a SIGKILL as Kubernetes would, and started again when one exits by
+itself, counted as restarts), one GLPI instance, one webhook matching
 every Ticket `new` event whose body is `{"id": <item id>}`, and delivery.py's receiver
 counting receipts per item id. A thread acts as GLPI's webhook queue: each event is a
 row (the Ticket fixture with its own id, GLPI's default body, X-GLPI-timestamp taken once,
@@ -34,7 +35,8 @@ p99 and maximum time from GLPI's POST accepted (its first 2xx) to the first rece
 `slow` a bound: twice the pipeline's own p99 before the slow phase plus the longest wait
 the receiver's capacity imposes (a fluid 300/s queue over the actual accept times), for
 restart/pause the time from the broker back to the first delivery received after it, and
-whether ingest, processor and delivery were all alive at the end; on the cluster, the
+the processes that exited by themselves and were started again (restarts), and whether
+ingest, processor and delivery were all alive at the end; on the cluster, the
 longest stall (the longest time without a receipt from the first broker loss until the
 stream ends). One JSON line per
 scenario, then the table. --code runs the components (and the set-up commands) from
@@ -139,10 +141,26 @@ class Component:
                         "HOOKSTREAM_METRICS_PORT": str(self.port)}
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0  # exits the supervisor started again
+        self._lock = threading.Lock()  # the supervisor's restart against the scenario's kill
 
     def start(self) -> None:
         self.proc = cli(self.code, self.settings, "run", self.kind, log_to=self.log,
                         wait=False, env=self.env)
+
+    def kill_and_start(self) -> None:
+        with self._lock:
+            self.kill()
+            self.start()
+
+    def start_if_exited(self) -> None:
+        """What a supervisor (Kubernetes' restartPolicy: Always) does for a process that
+        exited by itself: start it again."""
+        with self._lock:
+            if self.proc is not None and self.proc.poll() is not None:
+                log(f"{self.kind} exited with {self.proc.returncode}: started again")
+                self.restarts += 1
+                self.start()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -214,12 +232,15 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     rate = 8 * args.rate if name == "slow" else args.rate
     glpi = Glpi(parts["ingest"].url, range(1, args.events + 1), rate)
     marks: dict[str, float] = {}
+    stopping = threading.Event()
     try:
         set_up(code, settings, folder, receiver.url)
         for part in parts.values():
             part.start()
         for part in parts.values():
             part.wait_ready()
+        supervisor = threading.Thread(target=supervise, args=(parts, stopping), daemon=True)
+        supervisor.start()
         warm = Glpi(parts["ingest"].url, range(10**9, 10**9 + 1), 1.0)
         warm.run()
         settle(receiver)
@@ -231,6 +252,7 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         time.sleep(3)  # repeats still in flight are counted
         alive = {kind: part.alive() for kind, part in parts.items()}
     finally:
+        stopping.set()
         glpi.stop.set()
         pid = broker.status().pid
         if pid is not None:
@@ -240,7 +262,14 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         broker.stop()
         receiver.server.shutdown()
     glpi.join(10)
-    return figures(name, args, glpi, receiver, marks, alive)
+    restarts = {kind: part.restarts for kind, part in parts.items()}
+    return figures(name, args, glpi, receiver, marks, alive, restarts)
+
+
+def supervise(parts: dict[str, Component], stopping: threading.Event) -> None:
+    while not stopping.wait(1.0):
+        for part in parts.values():
+            part.start_if_exited()
 
 
 def fault(name: str, args: argparse.Namespace, broker: Any,
@@ -255,8 +284,7 @@ def fault(name: str, args: argparse.Namespace, broker: Any,
             at(0.08 + 0.09 * n)
             part = parts[KINDS[n % 3]]
             log(f"kill: SIGKILL {part.kind} at {glpi.queued} rows queued")
-            part.kill()
-            part.start()
+            part.kill_and_start()
             part.wait_ready()
             log(f"kill: {part.kind} ready again")
     elif name == "restart":
@@ -331,7 +359,8 @@ def capacity_wait_s(accepted: list[float], slow: float, fast: float) -> float:
 
 
 def figures(name: str, args: argparse.Namespace, glpi: Glpi, receiver: Receiver,
-            marks: dict[str, float], alive: dict[str, bool]) -> dict[str, Any]:
+            marks: dict[str, float], alive: dict[str, bool], restarts: dict[str, int],
+            ) -> dict[str, Any]:
     ids = {str(i) for i in glpi.ids}
     got = {i: t for i, t in receiver.first.items() if i in ids}
     lags = sorted(got[i] - glpi.accepted[i] for i in got if i in glpi.accepted)
@@ -345,6 +374,7 @@ def figures(name: str, args: argparse.Namespace, glpi: Glpi, receiver: Receiver,
         "duplicated": {i: time.strftime("%H:%M:%S", time.localtime(got[i]))
                        for i, n in receiver.counts.items() if n > 1 and i in got},
         "alive": all(alive.values()), "alive_each": alive,
+        "restarts": sum(restarts.values()), "restarts_each": restarts,
     }
     if "slow" in marks:  # the pipeline's own p99 before the slow phase, plus the queue
         wait_s = capacity_wait_s(list(glpi.accepted.values()), marks["slow"], marks["fast"])
@@ -380,7 +410,8 @@ def main() -> None:
             rows.append(scenario(name, args, Path(args.keep or tmp)))
             log(json.dumps(rows[-1]))
     print(f"\n{'scenario':<11} {'events':>6} {'deliv.':>6} {'lost':>5} {'dupl.':>5} "
-          f"{'p99 s':>7} {'max s':>7} {'bound s':>7} {'resumed s':>9} {'stall s':>7} alive")
+          f"{'p99 s':>7} {'max s':>7} {'bound s':>7} {'resumed s':>9} {'stall s':>7} "
+          f"{'restarts':>8} alive")
     for r in rows:
         cells = [f"{r[k]:.2f}" if r[k] is not None else "-" for k in ("p99_s", "max_s",
                                                                       "bound_s")]
@@ -388,7 +419,7 @@ def main() -> None:
         stall = r.get("stall_s") or "-"
         print(f"{r['scenario']:<11} {r['events']:>6} {r['delivered']:>6} {r['lost']:>5} "
               f"{r['duplicates']:>5} {cells[0]:>7} {cells[1]:>7} {cells[2]:>7} "
-              f"{resumed:>9} {stall:>7} {r['alive']}")
+              f"{resumed:>9} {stall:>7} {r['restarts']:>8} {r['alive']}")
 
 
 if __name__ == "__main__":
