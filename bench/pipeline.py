@@ -515,14 +515,36 @@ max {e2e['max']:.0f} ms (Convoy's p99, recorded: {CONVOY['p99_s']} s: \
   ingest's answer: p50 {paced['ingest_answer_ms']['p50']:.1f} ms, \
 p99 {paced['ingest_answer_ms']['p99']:.1f} ms
 peak RSS (VmHWM, MiB): {rss}""")
+    counted = {k: cpu[k] for k in ("ingest", "processor", "delivery", "broker")}
+    cost_left = (
+        f"10x Convoy's {convoy_per_cpu} deliveries per CPU-s allows {1e5 / convoy_per_cpu:.0f} "
+        f"µs of CPU per delivery to every process of the pipeline; they spent "
+        f"{sum(counted.values()):,.0f}: {report.costs(counted)} (the broker's with its JIT "
+        f"compiler's {cpu['broker JIT']}); delivery's and ingest's own largest parts are "
+        "aiohttp's client and server (the delivery and ingest benches, part by part)")
+    paced_cpu = {k: v for k, v in paced["cpu_us_per_delivery"].items() if k != "broker JIT"}
+    from hookstream.config import load_settings  # the components run on the defaults
+
+    defaults = load_settings(env={})
+    tail_left = (
+        f"at {a.rate:,.0f}/s the pipeline's processes and nginx used "
+        f"{sum(paced_cpu.values()) * a.rate / 1e6:.2f} of the {os.cpu_count()} cores "
+        f"({report.costs(paced_cpu)} per delivery), the load generator about "
+        f"{cpu['glpi generator'] * a.rate / 1e6:.2f} more: the tail is "
+        f"waiting for a core (p50 {e2e['p50']:.0f} ms). Fixed waits on each event's way: the "
+        f"processor's batch window up to {defaults.processor_batch_ms} ms and its transaction, "
+        f"each consumer's fetch wait up to {defaults.kafka_fetch_wait_ms} ms")
     report.write(
         "pipeline",
         targets=[
             report.Target("pipeline vs Convoy, deliveries per CPU-second of every process",
-                          round(fast["per_cpu_s"] / convoy_per_cpu, 2), "x", ">=", 10),
+                          round(fast["per_cpu_s"] / convoy_per_cpu, 2), "x", ">=", 10,
+                          left=cost_left),
             report.Target("pipeline p99 vs Convoy's 8.6 s",
-                          round(convoy_p99_ms / max(e2e["p99"], 1e-9), 1), "x lower", ">=", 100),
-            report.Target("ingest to receipt p99 at 1,000/s", e2e["p99"], "ms", "<", 100),
+                          round(convoy_p99_ms / max(e2e["p99"], 1e-9), 1), "x lower", ">=", 100,
+                          left=tail_left),
+            report.Target("ingest to receipt p99 at 1,000/s", e2e["p99"], "ms", "<", 100,
+                          left=tail_left),
         ],
         figures={"throughput": fast, "latency": paced, "peak_rss_mib": rss,
                  "ingest_workers": a.ingest_workers, "load_avg_before": load_before,

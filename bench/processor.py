@@ -58,7 +58,7 @@ from processors.processor import BatchInFlight, Processor
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from report import Target  # noqa: E402  (bench/ is not a package)
+from report import Target, costs  # noqa: E402  (bench/ is not a package)
 from report import write as write_report  # noqa: E402
 
 SECRET_KEY = "aG9va3N0cmVhbS1iZW5jaC1maXhlZC1rZXktMzJieXQ="  # a fixed test Fernet key
@@ -231,18 +231,35 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
             if name in r:
                 figures[f"{variant}_{name}"] = round(r[name], 1) if isinstance(
                     r[name], float) else r[name]
+    loop_us = results.get("processor", {}).get("loop_cpu_us")
     write_report(
         "processor",
         targets=[
             Target("processor vs Faust agent (exactly once)", round(vs_faust, 2), "x",
-                          ">=", 5),
+                   ">=", 5, left=remainder(rate, parts, loop_us, "faust", 5)),
             Target("processor vs bare transactional loop", round(vs_bare, 1), "%",
-                          ">=", 70),
+                   ">=", 70, left=remainder(rate, parts, loop_us, "bare-txn", 0.7)),
         ],
         figures=figures,
         throughput={v: round(rate[v]) for v in ("processor", "bare-txn", "bare-plain", "faust")
                     if v in rate},
     )
+
+
+def remainder(rate: dict[str, float], parts: dict[str, float], loop_us: float | None,
+              peer: str, factor: float) -> str:
+    """The time per event a rate of `factor` x the peer's allows, against the processor's:
+    its wall time per event, its loop thread's CPU, and that CPU part by part."""
+    if not parts or not loop_us or not rate.get(peer) or not rate.get("processor"):
+        return ""
+    work = {k: v for k, v in parts.items() if k not in ("total", "other") and "bare" not in k}
+    return (f"{rate[peer] * factor:,.0f} events/s allow {1e6 / (rate[peer] * factor):.0f} µs per "
+            f"event; the processor took {1e6 / rate['processor']:.0f} µs of wall per event, "
+            f"its loop thread {loop_us:.0f} µs of CPU (the rest: waits for the broker, on the "
+            f"same two cores). Its CPU per event ({parts['total']:.0f} µs in all threads): the "
+            f"Kafka clients' part as in the bare loop "
+            f"{parts['consume, produce, transaction (bare-txn)']:.0f}, the work itself "
+            f"{sum(work.values()):.0f} ({costs(work)}), the rest {parts['other']:.0f}")
 
 
 def processor_parts(results: dict[str, Any]) -> dict[str, float]:

@@ -162,6 +162,7 @@ def markdown(run: Run) -> str:
         + (f"; failed: {', '.join(failed)}." if failed else "."),
         "",
         *table(["component", "target", "figure", "goal", "result"], rows),
+        *remainders(run),
     ]
     plots = iter([name for _, name in plot_names(run)])  # the records in the same order
     for bench in run["benches"]:
@@ -183,6 +184,23 @@ def markdown(run: Run) -> str:
             if figures := flat_figures(record["figures"]):
                 lines += ["", *table(["figure", "value"], figures)]
     return "\n".join(lines) + "\n"
+
+
+def remainders(run: Run) -> list[str]:
+    """Each missed target with what its bench's own figures say is left."""
+    lines = []
+    for bench in run["benches"]:
+        for record in bench["records"]:
+            for target in record["targets"]:
+                if not target["met"] and target.get("left"):
+                    figure = with_unit(target["figure"], target["unit"])
+                    lines.append(f"- **{record['component']}: {target['name']}** ({figure}, "
+                                 f"goal {goal_text(target)}): {target['left']}")
+    if not lines:
+        return []
+    return ["", "## What is left of each missed target", "",
+            "From the run's own figures: the cost per event or request, part by part, "
+            "against what the goal allows.", "", *lines]
 
 
 def minutes(seconds: float) -> str:

@@ -118,6 +118,26 @@ def test_the_summary_holds_the_targets_the_plots_and_each_components_tables(
     assert "`bench/fleet.py --quick`: failed, 31 s." in lines
 
 
+def test_each_missed_target_says_what_is_left_and_a_met_one_says_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    left = "budget 60 µs per event; " + report.costs({"decode": 10.9, "render": 25.2})
+    record = written(
+        monkeypatch, tmp_path, "processor",
+        targets=[Target("vs Faust", 5.4, "x", ">=", 5, left="not shown: met"),
+                 Target("vs bare", 46.2, "%", ">=", 70, left=left)],
+        figures={})
+    lines = summary.markdown(run_document("2026-12-08", [bench("processor", [record])]))
+    assert left == "budget 60 µs per event; render 25, decode 11 µs"
+    assert "## What is left of each missed target" in lines
+    assert f"- **processor: vs bare** (46.2%, goal >= 70%): {left}" in lines.splitlines()
+    assert "not shown: met" not in lines
+    # runs recorded before targets had a remainder read as before
+    del record["targets"][1]["left"]
+    older = summary.markdown(run_document("2026-12-07", [bench("processor", [record])]))
+    assert "What is left" not in older
+
+
 def test_a_stopped_run_says_so() -> None:
     doc = run_document("2026-12-07", [bench("processor", [], "missing: bench/processor.py")])
     doc["finished"] = None
