@@ -77,19 +77,26 @@ class BackgroundReplays:
         self._stopping.set()
 
     def _run(self, job: ReplayJob, on_end: Callable[[ReplayRun], None]) -> None:
+        """The run, then `on_end`, and only then the run marked ended: whoever sees it
+        ended (a reader, a new run of the same replay) comes after its end was told (the
+        audit trail's "ended" before the next run's "started")."""
         def seen(status: ReplayStatus) -> None:
             self._update(job.replay_id, lambda run: replace(run, status=status))
 
+        final: ReplayStatus | None = None
+        error: str | None = None
         try:
             final = replay(self._settings, job, seen, stopping=self._stopping)
-            ended = self._update(job.replay_id,
-                                 lambda run: replace(run, status=final, ended=True))
         except HookstreamError as e:
             log.warning("replay %s of %s: %s", job.replay_id, job.webhook_id, e)
             error = str(e)
-            ended = self._update(job.replay_id,
-                                 lambda run: replace(run, error=error, ended=True))
-        on_end(ended)
+        with self._lock:
+            run = self._runs[job.replay_id]  # running: never trimmed
+        ended = replace(run, status=final or run.status, error=error, ended=True)
+        try:
+            on_end(ended)
+        finally:
+            self._update(job.replay_id, lambda _: ended)
 
     def _update(self, replay_id: str, change: Callable[[ReplayRun], ReplayRun]) -> ReplayRun:
         with self._lock:
