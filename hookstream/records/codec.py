@@ -147,13 +147,11 @@ class Codec:
             name: ((SCHEMA_HEADER, name.encode()), (VERSION_HEADER, str(version).encode()))
             for name, version in self._versions.items()
         }
-        # Records read without fastavro where a reader of the current schema exists
-        # (decode_many: the processor's input); any other schema goes through fastavro.
-        self._direct_readers: dict[str, Callable[[bytes], Record]] = {
-            name: reader for name, reader, matches in
-            (("ItemChangeEvent", read_item_change, reads_schema),)
-            if matches(json.loads(self._texts[name]))
-        }
+        # GLPI's events (the processor's input, decode_many) read without fastavro while
+        # their schema is the one event_reader reads; any other record through fastavro.
+        self._direct_readers: dict[str, Callable[[bytes], Record]] = {}
+        if reads_schema(json.loads(self._texts[ItemChangeEvent.schema_name])):
+            self._direct_readers[ItemChangeEvent.schema_name] = read_item_change
         self._ids: dict[tuple[str, str], int] = {}
         self._by_id: dict[int, Any] = {}
         self._older = {  # (name, version) -> the writer schema of records of that version
@@ -211,8 +209,8 @@ class Codec:
 
         Records framed by headers in the current version (the steady state) are read in one
         loop with the schema looked up once (GLPI's events by `read_item_change`, without
-        fastavro); any other record, and any that fails there,
-        goes through `decode`, so results and errors are exactly `decode`'s."""
+        fastavro); any other record, and any that fails there, goes through `decode`, so
+        results and errors are exactly `decode`'s."""
         name = expected.schema_name
         schema = self._parsed[name]
         current = tuple(value for _, value in self._headers[name])  # (name, version) bytes
