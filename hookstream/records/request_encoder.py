@@ -113,7 +113,13 @@ _ONE_BYTE = [bytes((n,)) for n in range(0x80)]
 
 def _string(text: str) -> bytes:
     data = text.encode()
-    return _long(len(data)) + data
+    size = len(data)
+    return (_SHORT_SIZE[size] if size < 64 else _long(size)) + data
+
+
+# The one-byte sizes of strings under 64 bytes (ids, names, most URLs and header values),
+# looked up rather than zigzagged by `_long` for each.
+_SHORT_SIZE = [_long(n) for n in range(64)]
 
 
 __all__ = ["WRITTEN_FIELDS", "RequestEncoder"]

@@ -72,6 +72,9 @@ class CompiledTemplates:
     payload: Compiled | None  # None: GLPI's default payload
     payload_is_json: bool
     escaping: str = "hookstream"
+    # Whether a header template is named Content-Type: if none is, a JSON body's
+    # Content-Type is added without looking through the rendered headers.
+    names_content_type: bool = False
 
 
 def _compile(label: str, source: str, mode: str, errors: list[str],
@@ -110,7 +113,8 @@ def compile_templates(
     assert url_template is not None
     return CompiledTemplates(url_template, tuple((k, v) for k, v in header_templates
                                                  if v is not None),
-                             body, body is not None and body.is_json, escaping)
+                             body, body is not None and body.is_json, escaping,
+                             any(_is_content_type(name) for name in headers))
 
 
 def compile_texts(sources: Mapping[str, str]) -> dict[str, Compiled]:
@@ -189,9 +193,13 @@ def render_request(
         raise RenderError(f"{label}: recursion too deep") from e
     except Exception as e:  # whatever else failed is this webhook's render error
         raise RenderError(f"{label}: render failed ({type(e).__name__})") from e
-    if is_json and not any(k.lower() == "content-type" for k in headers):
+    if is_json and not (templates.names_content_type and any(map(_is_content_type, headers))):
         headers["Content-Type"] = "application/json"
     return RenderedRequest(url, headers, body)
+
+
+def _is_content_type(header_name: str) -> bool:
+    return header_name.lower() == "content-type"
 
 
 def _pre_escaped(value: Any) -> Any:

@@ -234,6 +234,8 @@ def test_headers_rendered_empty_dropped_and_content_type() -> None:
     assert render('{"a": 1}', headers=headers).headers["Content-Type"] == "application/json"
     own = render('{"a": 1}', headers={"content-type": "text/plain"}).headers
     assert own == {"content-type": "text/plain"}
+    dropped = render('{"a": 1}', headers={"CONTENT-TYPE": "{{ item.missing }}"}).headers
+    assert dropped == {"Content-Type": "application/json"}  # named, but rendered empty
 
 
 def test_header_line_break_is_a_render_error() -> None:
