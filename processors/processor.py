@@ -30,7 +30,6 @@ while Kafka cannot be reached and 200 again once batches commit.
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import threading
@@ -52,6 +51,7 @@ from hookstream.io import (
     codec_for,
     denied,
     denied_topics,
+    freeze_start_up,
     gauges,
     health,
     kafka_errors,
@@ -555,17 +555,6 @@ _METRICS: dict[str, Callable[[str], Counter]] = {
     "skipped_integration_user": lambda instance: metrics.SKIPPED.labels(instance,
                                                                         "integration_user"),
 }
-
-
-def freeze_start_up() -> None:
-    """Keep what start-up built out of the collector's sight: modules, clients and the
-    tables' compiled webhooks live as long as the process, and every full collection would
-    scan them again (a batch's events allocate enough to trigger several; freezing them cut
-    the loop's CPU per event, bench/README.md). Garbage is collected first, so that nothing
-    dead is frozen. A part of it dropped later (a definition's older version) is freed when
-    no cycle holds it, else kept: at most the start-up copy of the tables."""
-    gc.collect()
-    gc.freeze()
 
 
 def _timestamp_ms(msg: Message) -> int | None:

@@ -28,7 +28,6 @@ deliveries it may find handled wait for it.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import random
 import signal
@@ -72,6 +71,7 @@ from hookstream.io import (
     codec_for,
     consumer,
     ends_the_consumer,
+    freeze_start_up,
     gauges,
     health,
     leave_group,
@@ -390,10 +390,10 @@ def run_delivery(settings: Settings) -> int:
 
     async def main() -> None:
         service = DeliveryService(settings)
-        # What start-up made (modules, settings, clients) lives as long as the process: out of
-        # the collector's sight, a full collection scans only what deliveries made. (Larger
-        # thresholds saved more CPU but held cyclic garbage past the RSS target: bench/README.)
-        gc.freeze()
+        # What start-up made lives as long as the process: out of the collector's sight, a
+        # full collection scans only what deliveries made. (Larger thresholds saved more CPU
+        # but held cyclic garbage past the RSS target: bench/README.)
+        freeze_start_up()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, service.stopping.set)

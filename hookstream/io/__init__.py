@@ -31,6 +31,7 @@ from hookstream.io.kafka import (
 )
 from hookstream.io.kafka_link import LINK, Throttled
 from hookstream.io.schema_registry import HttpSchemaRegistry, codec_for
+from hookstream.io.start_up import freeze_start_up
 from hookstream.io.tables import TableFollower, read_table, webhook_and_entity_applier
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "end_of_partition",
     "ends_the_consumer",
     "flush",
+    "freeze_start_up",
     "is_topic_denied",
     "kafka_errors",
     "leave_group",

@@ -1,9 +1,9 @@
-"""The processor's start-up heap kept out of the collector's sight (processor.freeze_start_up)."""
+"""A component's start-up heap kept out of the collector's sight (io.freeze_start_up)."""
 
 import gc
 import weakref
 
-from processors.processor import freeze_start_up
+from hookstream.io import freeze_start_up
 
 
 class _Node:
